@@ -1,0 +1,371 @@
+//! Endpoints (spec §2): where events go. One implementation of endpoint validation, shared by
+//! the CLI, the admin API and the worker.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::EventKind;
+use crate::ids::EndpointId;
+use crate::secret::{Secret, mask_url};
+use crate::timestamp::Timestamp;
+
+/// Longest accepted endpoint name.
+pub const MAX_NAME: usize = 200;
+/// Longest accepted target URL.
+pub const MAX_URL: usize = 2048;
+
+/// How an endpoint receives its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Slack,
+    Teams,
+    Email,
+    Webhook,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 4] = [Channel::Slack, Channel::Teams, Channel::Email, Channel::Webhook];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Slack => "slack",
+            Channel::Teams => "teams",
+            Channel::Email => "email",
+            Channel::Webhook => "webhook",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Channel {
+    type Err = EndpointError;
+    fn from_str(s: &str) -> Result<Self, EndpointError> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == s.trim().to_ascii_lowercase()).ok_or_else(|| {
+            EndpointError::Field { field: "channel", reason: format!("{s:?} is not one of slack, teams, email, webhook") }
+        })
+    }
+}
+
+/// Which card a Teams endpoint gets. Chosen from the URL unless set on the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeamsFormat {
+    /// The Office 365 connector card (`*.webhook.office.com`).
+    MessageCard,
+    /// An Adaptive Card message (Teams Workflows: `*.logic.azure.com`, `*.powerplatform.com`).
+    AdaptiveCard,
+}
+
+impl FromStr for TeamsFormat {
+    type Err = EndpointError;
+    fn from_str(s: &str) -> Result<Self, EndpointError> {
+        match s.trim() {
+            "message_card" | "messagecard" => Ok(TeamsFormat::MessageCard),
+            "adaptive_card" | "adaptivecard" | "adaptive" => Ok(TeamsFormat::AdaptiveCard),
+            other => Err(EndpointError::Field {
+                field: "teams_format",
+                reason: format!("{other:?} is not one of message_card, adaptive_card"),
+            }),
+        }
+    }
+}
+
+/// Where an endpoint's messages go: a URL for HTTP channels, one address for email.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Url(url::Url),
+    Email(String),
+}
+
+impl Target {
+    /// The target as shown to people: URLs with their tokens masked, email addresses as they are.
+    pub fn masked(&self) -> String {
+        match self {
+            Target::Url(u) => mask_url(u.as_str()),
+            Target::Email(e) => e.clone(),
+        }
+    }
+
+    pub fn url(&self) -> Option<&url::Url> {
+        match self {
+            Target::Url(u) => Some(u),
+            Target::Email(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // URLs carry tokens: never print them whole.
+        write!(f, "Target({})", self.masked())
+    }
+}
+
+/// Why an endpoint was refused; `field` names the input field for API and CLI users.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("invalid endpoint: field `{field}` {reason}")]
+    Field { field: &'static str, reason: String },
+}
+
+impl EndpointError {
+    pub fn field(&self) -> &'static str {
+        match self {
+            EndpointError::Field { field, .. } => field,
+        }
+    }
+}
+
+fn bad(field: &'static str, reason: impl Into<String>) -> EndpointError {
+    EndpointError::Field { field, reason: reason.into() }
+}
+
+/// What targets are acceptable. HTTPS only unless plain HTTP is allowed (local tests).
+/// Private and loopback addresses are refused at connection time by the worker's transport,
+/// after DNS resolution, not here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetPolicy {
+    pub allow_http: bool,
+}
+
+/// A configured endpoint, as stored in Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: EndpointId,
+    pub name: String,
+    pub channel: Channel,
+    pub target: Target,
+    pub events: BTreeSet<EventKind>,
+    pub enabled: bool,
+    /// HMAC signing secret (webhook channel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// Card format for Teams; `None` chooses from the URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams_format: Option<TeamsFormat>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Endpoint {
+    pub fn subscribes_to(&self, kind: EventKind) -> bool {
+        self.enabled && self.events.contains(&kind)
+    }
+
+    /// Warnings that do not refuse the endpoint (a Slack URL not on Slack's host, say).
+    pub fn warnings(&self) -> Vec<String> {
+        let host = self.target.url().and_then(|u| u.host_str()).unwrap_or("").to_ascii_lowercase();
+        let on = |suffixes: &[&str]| suffixes.iter().any(|s| host == *s || host.ends_with(&format!(".{s}")));
+        match self.channel {
+            Channel::Slack if !on(&["hooks.slack.com", "slack.com"]) => {
+                vec![format!("host {host:?} is not Slack's (hooks.slack.com): fine for a proxy or a local fake")]
+            }
+            Channel::Teams if !on(&["webhook.office.com", "logic.azure.com", "powerplatform.com", "office.com"]) => {
+                vec![format!("host {host:?} is not a Microsoft Teams webhook host: fine for a proxy or a local fake")]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The fields a person supplies to create or replace an endpoint. Validated into an
+/// [`Endpoint`] by [`EndpointDraft::validate`], the one validation the CLI and the API share.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointDraft {
+    pub name: String,
+    pub channel: String,
+    /// A URL (slack, teams, webhook) or one email address (email).
+    pub target: String,
+    pub events: Vec<String>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub teams_format: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl EndpointDraft {
+    /// Validates the draft into a new endpoint with a fresh id.
+    pub fn validate(&self, policy: TargetPolicy) -> Result<Endpoint, EndpointError> {
+        self.validate_as(EndpointId::generate(), Timestamp::now(), policy)
+    }
+
+    /// Validates the draft as the new state of endpoint `id`, created at `created_at`.
+    pub fn validate_as(
+        &self,
+        id: EndpointId,
+        created_at: Timestamp,
+        policy: TargetPolicy,
+    ) -> Result<Endpoint, EndpointError> {
+        let name = self.name.trim();
+        if name.is_empty() {
+            return Err(bad("name", "must not be empty"));
+        }
+        if name.len() > MAX_NAME || name.chars().any(char::is_control) {
+            return Err(bad("name", format!("must be at most {MAX_NAME} printable characters")));
+        }
+        let channel: Channel = self.channel.parse()?;
+        let target = match channel {
+            Channel::Email => Target::Email(validate_email(&self.target)?),
+            _ => Target::Url(validate_url(&self.target, policy)?),
+        };
+        if self.events.is_empty() {
+            return Err(bad("events", "must name at least one event kind"));
+        }
+        let events = self
+            .events
+            .iter()
+            .map(|e| e.parse::<EventKind>().map_err(|err| bad("events", err.to_string())))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        let secret = match &self.secret {
+            Some(s) if s.expose().is_empty() => None,
+            Some(s) if s.expose().len() < 16 || s.expose().len() > 512 => {
+                return Err(bad("secret", "must be 16 to 512 characters"));
+            }
+            Some(s) if channel != Channel::Webhook => {
+                let _ = s;
+                return Err(bad("secret", "applies to the webhook channel only"));
+            }
+            other => other.clone(),
+        };
+        let teams_format = match (&self.teams_format, channel) {
+            (None, _) => None,
+            (Some(f), _) if f.trim().is_empty() => None,
+            (Some(f), Channel::Teams | Channel::Webhook) => Some(f.parse()?),
+            (Some(_), _) => return Err(bad("teams_format", "applies to teams and webhook endpoints only")),
+        };
+        Ok(Endpoint {
+            id,
+            name: name.to_owned(),
+            channel,
+            target,
+            events,
+            enabled: self.enabled,
+            secret,
+            teams_format,
+            created_at,
+            updated_at: Timestamp::now(),
+        })
+    }
+}
+
+/// Checks a delivery URL: absolute, `https` (or `http` when allowed), a host, no credentials.
+pub fn validate_url(raw: &str, policy: TargetPolicy) -> Result<url::Url, EndpointError> {
+    let raw = raw.trim();
+    if raw.len() > MAX_URL {
+        return Err(bad("target", format!("URL is longer than {MAX_URL} characters")));
+    }
+    let url = url::Url::parse(raw).map_err(|e| bad("target", format!("is not a valid URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if policy.allow_http => {}
+        "http" => return Err(bad("target", "must use https (plain http is allowed only with NOTIFY_ALLOW_HTTP=true)")),
+        other => return Err(bad("target", format!("scheme {other:?} is not supported; use https"))),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("target", "URL has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("target", "URL must not carry user:password credentials"));
+    }
+    Ok(url)
+}
+
+/// A syntactic check of one email address (`local@domain.tld`), no display names, no lists.
+pub fn validate_email(raw: &str) -> Result<String, EndpointError> {
+    let addr = raw.trim();
+    let err = || bad("target", format!("{addr:?} is not one email address (expected local@domain)"));
+    if addr.len() > 254 || addr.chars().any(|c| c.is_whitespace() || c.is_control() || "<>,;\"()[]\\".contains(c)) {
+        return Err(err());
+    }
+    let (local, domain) = addr.rsplit_once('@').ok_or_else(err)?;
+    let domain_ok = domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && domain.split('.').all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
+    if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
+        return Err(err());
+    }
+    Ok(addr.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(channel: &str, target: &str) -> EndpointDraft {
+        EndpointDraft {
+            name: "SOAR".into(),
+            channel: channel.into(),
+            target: target.into(),
+            events: vec!["finding.new".into()],
+            enabled: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn https_webhook_is_accepted() {
+        let ep = draft("webhook", "https://soar.example.com/hook").validate(TargetPolicy::default()).expect("valid");
+        assert_eq!(ep.channel, Channel::Webhook);
+        assert!(ep.subscribes_to(EventKind::FindingNew));
+        assert!(!ep.subscribes_to(EventKind::ScanFailed));
+    }
+
+    #[test]
+    fn plain_http_needs_the_setting() {
+        let d = draft("webhook", "http://127.0.0.1:9000/hook");
+        let err = d.validate(TargetPolicy::default()).expect_err("refused");
+        assert_eq!(err.field(), "target");
+        assert!(d.validate(TargetPolicy { allow_http: true }).is_ok());
+    }
+
+    #[test]
+    fn bad_urls_emails_and_events_name_the_field() {
+        let p = TargetPolicy::default();
+        assert_eq!(draft("webhook", "not a url").validate(p).expect_err("x").field(), "target");
+        assert_eq!(draft("webhook", "ftp://x.example/").validate(p).expect_err("x").field(), "target");
+        assert_eq!(draft("webhook", "https://u:p@x.example/").validate(p).expect_err("x").field(), "target");
+        assert_eq!(draft("email", "a@b").validate(p).expect_err("x").field(), "target");
+        assert_eq!(draft("email", "a@b.com, c@d.com").validate(p).expect_err("x").field(), "target");
+        assert!(draft("email", "oncall@contoso.com").validate(p).is_ok());
+        assert_eq!(draft("pager", "https://x.example/").validate(p).expect_err("x").field(), "channel");
+        let mut d = draft("webhook", "https://x.example/");
+        d.events = vec!["scan.exploded".into()];
+        assert_eq!(d.validate(p).expect_err("x").field(), "events");
+        d.events.clear();
+        assert_eq!(d.validate(p).expect_err("x").field(), "events");
+    }
+
+    #[test]
+    fn slack_on_a_foreign_host_is_a_warning_not_a_refusal() {
+        let ep = draft("slack", "https://proxy.example.com/slack").validate(TargetPolicy::default()).expect("ok");
+        assert_eq!(ep.warnings().len(), 1);
+        let ep = draft("slack", "https://hooks.slack.com/services/T0/B0/x").validate(TargetPolicy::default()).expect("ok");
+        assert!(ep.warnings().is_empty());
+    }
+
+    #[test]
+    fn debug_never_prints_the_url_token() {
+        let ep = draft("slack", "https://hooks.slack.com/services/T0AAA/B0BBB/SECRETTOKEN")
+            .validate(TargetPolicy::default())
+            .expect("ok");
+        assert!(!format!("{ep:?}").contains("SECRETTOKEN"));
+    }
+}

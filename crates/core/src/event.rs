@@ -1,0 +1,503 @@
+//! The five EntraGuard events (spec §1): an envelope (`event`, `id`, `timestamp`, tenant, scan)
+//! and one body per kind. The JSON form is the custom-webhook body, shaped like the seed's
+//! sample; fields are only ever added.
+//!
+//! Parse untrusted input with [`Event::from_json`]: it checks the JSON, the kind, every field's
+//! range and the size limits, and says which field is wrong.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::EventId;
+use crate::timestamp::Timestamp;
+
+/// Largest accepted event, as JSON bytes.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+/// Most entries accepted in a finding's `affected` list.
+pub const MAX_AFFECTED: usize = 10_000;
+/// Longest accepted free-text field (titles, messages, names), in bytes.
+pub const MAX_TEXT: usize = 4096;
+
+/// Why an event was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("event is {size} bytes; the limit is {MAX_EVENT_BYTES}")]
+    TooLarge { size: usize },
+    #[error("invalid event JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("invalid event: field `{field}` {reason}")]
+    Field { field: &'static str, reason: String },
+}
+
+fn field_err(field: &'static str, reason: impl Into<String>) -> EventError {
+    EventError::Field { field, reason: reason.into() }
+}
+
+/// The event kinds, named exactly as on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "scan.completed")]
+    ScanCompleted,
+    #[serde(rename = "scan.failed")]
+    ScanFailed,
+    #[serde(rename = "finding.new")]
+    FindingNew,
+    #[serde(rename = "finding.severity_changed")]
+    FindingSeverityChanged,
+    #[serde(rename = "compliance.report_ready")]
+    ComplianceReportReady,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::ScanCompleted,
+        EventKind::ScanFailed,
+        EventKind::FindingNew,
+        EventKind::FindingSeverityChanged,
+        EventKind::ComplianceReportReady,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::ScanCompleted => "scan.completed",
+            EventKind::ScanFailed => "scan.failed",
+            EventKind::FindingNew => "finding.new",
+            EventKind::FindingSeverityChanged => "finding.severity_changed",
+            EventKind::ComplianceReportReady => "compliance.report_ready",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event name that is not one of the five.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event kind {0:?}: expected one of scan.completed, scan.failed, finding.new, finding.severity_changed, compliance.report_ready")]
+pub struct UnknownEventKind(pub String);
+
+impl FromStr for EventKind {
+    type Err = UnknownEventKind;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s.trim())
+            .ok_or_else(|| UnknownEventKind(s.chars().take(64).collect()))
+    }
+}
+
+/// Finding severity, most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    High,
+    Medium,
+    Low,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A finding, as carried by `finding.new` and `finding.severity_changed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub id: String,
+    pub title: String,
+    pub severity: Severity,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub previous_severity: Option<Severity>,
+    pub category: String,
+    #[serde(default)]
+    pub affected: Vec<String>,
+    pub remediation_url: url::Url,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScanKind {
+    Full,
+    Incremental,
+}
+
+impl fmt::Display for ScanKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ScanKind::Full => "full",
+            ScanKind::Incremental => "incremental",
+        })
+    }
+}
+
+/// Letter grade of a completed scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Grade {
+    A,
+    B,
+    C,
+    D,
+    E,
+    F,
+}
+
+impl fmt::Display for Grade {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// New findings of a completed scan, counted by severity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SeverityCounts {
+    pub critical: u32,
+    pub high: u32,
+    pub medium: u32,
+    pub low: u32,
+    pub info: u32,
+}
+
+impl SeverityCounts {
+    pub fn total(&self) -> u64 {
+        [self.critical, self.high, self.medium, self.low, self.info].iter().map(|&n| u64::from(n)).sum()
+    }
+
+    /// The non-zero counts, most severe first: `[(High, 1), (Medium, 2)]`.
+    pub fn nonzero(&self) -> Vec<(Severity, u32)> {
+        [
+            (Severity::Critical, self.critical),
+            (Severity::High, self.high),
+            (Severity::Medium, self.medium),
+            (Severity::Low, self.low),
+            (Severity::Info, self.info),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+
+    /// The most severe level with at least one new finding.
+    pub fn highest(&self) -> Option<Severity> {
+        self.nonzero().first().map(|(s, _)| *s)
+    }
+}
+
+/// `scan` of a `scan.completed` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanCompleted {
+    pub run_id: String,
+    pub kind: ScanKind,
+    pub environment: String,
+    pub score: u8,
+    pub grade: Grade,
+    #[serde(default)]
+    pub new_findings: SeverityCounts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanErrorKind {
+    GraphThrottled,
+    TokenExpired,
+    Network,
+    Internal,
+}
+
+impl fmt::Display for ScanErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ScanErrorKind::GraphThrottled => "graph_throttled",
+            ScanErrorKind::TokenExpired => "token_expired",
+            ScanErrorKind::Network => "network",
+            ScanErrorKind::Internal => "internal",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanError {
+    pub kind: ScanErrorKind,
+    pub message: String,
+}
+
+/// `scan` of a `scan.failed` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanFailed {
+    pub run_id: String,
+    pub kind: ScanKind,
+    pub environment: String,
+    pub error: ScanError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Framework {
+    #[serde(rename = "CIS")]
+    Cis,
+    #[serde(rename = "NIST")]
+    Nist,
+    #[serde(rename = "ISO27001")]
+    Iso27001,
+    #[serde(rename = "SOC2")]
+    Soc2,
+}
+
+impl fmt::Display for Framework {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Framework::Cis => "CIS",
+            Framework::Nist => "NIST",
+            Framework::Iso27001 => "ISO 27001",
+            Framework::Soc2 => "SOC 2",
+        })
+    }
+}
+
+/// `report` of a `compliance.report_ready` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub framework: Framework,
+    pub id: String,
+    pub score: u8,
+    pub url: url::Url,
+}
+
+/// The kind-specific part of an event; the `event` field on the wire is its tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event")]
+pub enum EventBody {
+    #[serde(rename = "scan.completed")]
+    ScanCompleted { scan: ScanCompleted },
+    #[serde(rename = "scan.failed")]
+    ScanFailed { scan: ScanFailed },
+    #[serde(rename = "finding.new")]
+    FindingNew { finding: Finding },
+    #[serde(rename = "finding.severity_changed")]
+    FindingSeverityChanged { finding: Finding },
+    #[serde(rename = "compliance.report_ready")]
+    ComplianceReportReady { report: Report },
+}
+
+/// One event: the envelope and its body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    #[serde(flatten)]
+    pub body: EventBody,
+    /// Generated by the producer when the input has none.
+    #[serde(default = "EventId::generate")]
+    pub id: EventId,
+    /// Set to now by the producer when the input has none.
+    #[serde(default = "Timestamp::now")]
+    pub timestamp: Timestamp,
+    pub tenant_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_id: Option<String>,
+}
+
+impl Event {
+    /// Parses and validates untrusted JSON (the CLI's input, a scanner's payload).
+    pub fn from_json(bytes: &[u8]) -> Result<Event, EventError> {
+        if bytes.len() > MAX_EVENT_BYTES {
+            return Err(EventError::TooLarge { size: bytes.len() });
+        }
+        let event: Event = serde_json::from_slice(bytes)?;
+        event.validate()?;
+        Ok(event)
+    }
+
+    pub fn kind(&self) -> EventKind {
+        match self.body {
+            EventBody::ScanCompleted { .. } => EventKind::ScanCompleted,
+            EventBody::ScanFailed { .. } => EventKind::ScanFailed,
+            EventBody::FindingNew { .. } => EventKind::FindingNew,
+            EventBody::FindingSeverityChanged { .. } => EventKind::FindingSeverityChanged,
+            EventBody::ComplianceReportReady { .. } => EventKind::ComplianceReportReady,
+        }
+    }
+
+    /// The finding this event is about, for finding events.
+    pub fn finding(&self) -> Option<&Finding> {
+        match &self.body {
+            EventBody::FindingNew { finding } | EventBody::FindingSeverityChanged { finding } => Some(finding),
+            _ => None,
+        }
+    }
+
+    /// The severity a message should be coloured and titled with: the finding's, or for a
+    /// completed scan the highest new finding's.
+    pub fn severity(&self) -> Option<Severity> {
+        match &self.body {
+            EventBody::FindingNew { finding } | EventBody::FindingSeverityChanged { finding } => Some(finding.severity),
+            EventBody::ScanCompleted { scan } => scan.new_findings.highest(),
+            _ => None,
+        }
+    }
+
+    /// The tenant as a person knows it: its name when given, else its id.
+    pub fn tenant_display(&self) -> &str {
+        self.tenant_name.as_deref().filter(|n| !n.is_empty()).unwrap_or(&self.tenant_id)
+    }
+
+    /// Checks every field's presence, range and size. Serde has checked the types already.
+    pub fn validate(&self) -> Result<(), EventError> {
+        text("tenant_id", &self.tenant_id, true)?;
+        if let Some(n) = &self.tenant_name {
+            text("tenant_name", n, false)?;
+        }
+        if let Some(s) = &self.scan_id {
+            text("scan_id", s, true)?;
+        }
+        match &self.body {
+            EventBody::FindingNew { finding } | EventBody::FindingSeverityChanged { finding } => {
+                text("finding.id", &finding.id, true)?;
+                text("finding.title", &finding.title, true)?;
+                text("finding.category", &finding.category, true)?;
+                if finding.affected.len() > MAX_AFFECTED {
+                    return Err(field_err(
+                        "finding.affected",
+                        format!("has {} entries; the limit is {MAX_AFFECTED}", finding.affected.len()),
+                    ));
+                }
+                for a in &finding.affected {
+                    text("finding.affected", a, false)?;
+                }
+                http_url("finding.remediation_url", &finding.remediation_url)?;
+                if self.kind() == EventKind::FindingSeverityChanged && finding.previous_severity.is_none() {
+                    return Err(field_err("finding.previous_severity", "is required for finding.severity_changed"));
+                }
+            }
+            EventBody::ScanCompleted { scan } => {
+                text("scan.run_id", &scan.run_id, true)?;
+                text("scan.environment", &scan.environment, false)?;
+                if scan.score > 100 {
+                    return Err(field_err("scan.score", format!("is {}; expected 0 to 100", scan.score)));
+                }
+            }
+            EventBody::ScanFailed { scan } => {
+                text("scan.run_id", &scan.run_id, true)?;
+                text("scan.environment", &scan.environment, false)?;
+                text("scan.error.message", &scan.error.message, false)?;
+            }
+            EventBody::ComplianceReportReady { report } => {
+                text("report.id", &report.id, true)?;
+                if report.score > 100 {
+                    return Err(field_err("report.score", format!("is {}; expected 0 to 100", report.score)));
+                }
+                http_url("report.url", &report.url)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn text(field: &'static str, value: &str, required: bool) -> Result<(), EventError> {
+    if required && value.trim().is_empty() {
+        return Err(field_err(field, "must not be empty"));
+    }
+    if value.len() > MAX_TEXT {
+        return Err(field_err(field, format!("is {} bytes; the limit is {MAX_TEXT}", value.len())));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(field_err(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+fn http_url(field: &'static str, url: &url::Url) -> Result<(), EventError> {
+    match url.scheme() {
+        "https" | "http" => Ok(()),
+        other => Err(field_err(field, format!("has scheme {other:?}; expected https"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"{
+      "event": "finding.new",
+      "timestamp": "2026-04-28T07:12:43Z",
+      "tenant_id": "8d6310d1-0000",
+      "scan_id": "scan_2026-04-28T07:00Z",
+      "finding": {
+        "id": "PIM-002",
+        "title": "Excessive permanent privileged roles",
+        "severity": "high",
+        "category": "privileged-access",
+        "affected": ["admin@contoso.com", "ops@contoso.com"],
+        "remediation_url": "https://your-host/api/entraguard/findings/PIM-002"
+      }
+    }"#;
+
+    #[test]
+    fn the_seed_sample_parses_and_gets_an_id() {
+        let e = Event::from_json(SEED.as_bytes()).expect("seed parses");
+        assert_eq!(e.kind(), EventKind::FindingNew);
+        assert!(e.id.as_str().starts_with("evt_"));
+        assert_eq!(e.timestamp.to_string(), "2026-04-28T07:12:43Z");
+        let json = serde_json::to_value(&e).expect("serializes");
+        assert_eq!(json["event"], "finding.new");
+        assert_eq!(json["finding"]["severity"], "high");
+        assert_eq!(json["scan_id"], "scan_2026-04-28T07:00Z");
+        let back: Event = serde_json::from_value(json).expect("round trip");
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn unknown_kind_is_named_in_the_error() {
+        let bad = SEED.replace("finding.new", "finding.gone");
+        let err = Event::from_json(bad.as_bytes()).expect_err("refused").to_string();
+        assert!(err.contains("finding.gone"), "{err}");
+    }
+
+    #[test]
+    fn severity_changed_needs_previous_severity() {
+        let bad = SEED.replace("finding.new", "finding.severity_changed");
+        let err = Event::from_json(bad.as_bytes()).expect_err("refused").to_string();
+        assert!(err.contains("previous_severity"), "{err}");
+    }
+
+    #[test]
+    fn bad_severity_and_missing_fields_are_refused() {
+        assert!(Event::from_json(SEED.replace("\"high\"", "\"urgent\"").as_bytes()).is_err());
+        assert!(Event::from_json(SEED.replace("\"tenant_id\": \"8d6310d1-0000\",", "").as_bytes()).is_err());
+        assert!(Event::from_json(b"not json").is_err());
+        assert!(Event::from_json(SEED.replace("\"PIM-002\",", "\"\",").as_bytes()).is_err());
+    }
+
+    #[test]
+    fn oversize_event_is_refused_before_parsing() {
+        let big = vec![b' '; MAX_EVENT_BYTES + 1];
+        assert!(matches!(Event::from_json(&big), Err(EventError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn kinds_round_trip_through_strings() {
+        for k in EventKind::ALL {
+            assert_eq!(k.as_str().parse::<EventKind>(), Ok(k));
+        }
+        assert!("scan.exploded".parse::<EventKind>().is_err());
+    }
+}

@@ -1,0 +1,101 @@
+//! The Redis key layout: every key under one hash tag (`{entraguard}:…`) so a Redis Cluster
+//! keeps them in one slot and the Lua scripts may touch them together. The README's key table
+//! is written from this file.
+
+use crate::ids::EndpointId;
+
+/// The key names of one deployment (one `NOTIFY_KEY_PREFIX`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpace {
+    tag: String,
+}
+
+/// A key prefix that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid key prefix {0:?}: use 1 to 64 letters, digits, `-`, `_`, `.` or `:`")]
+pub struct KeyPrefixError(String);
+
+impl KeySpace {
+    pub const DEFAULT_PREFIX: &'static str = "entraguard";
+
+    pub fn new(prefix: &str) -> Result<Self, KeyPrefixError> {
+        let ok = !prefix.is_empty()
+            && prefix.len() <= 64
+            && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        if !ok {
+            return Err(KeyPrefixError(prefix.to_owned()));
+        }
+        Ok(Self { tag: format!("{{{prefix}}}") })
+    }
+
+    /// LIST of job JSON waiting to be taken (FIFO: pushed right, taken left).
+    pub fn ready(&self) -> String {
+        format!("{}:ready", self.tag)
+    }
+
+    /// LIST of the jobs one worker process has taken and not yet finished.
+    pub fn processing(&self, worker: &str) -> String {
+        format!("{}:processing:{worker}", self.tag)
+    }
+
+    /// STRING with a TTL: the worker's lease; while it exists the worker is alive.
+    pub fn lease(&self, worker: &str) -> String {
+        format!("{}:worker:{worker}", self.tag)
+    }
+
+    /// SET of the ids of worker processes that may hold jobs.
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.tag)
+    }
+
+    /// ZSET of job JSON scored by the due time (Unix ms, Redis clock): scheduled retries.
+    pub fn delayed(&self) -> String {
+        format!("{}:delayed", self.tag)
+    }
+
+    /// LIST of dead-letter ids, newest first.
+    pub fn dlq(&self) -> String {
+        format!("{}:dlq", self.tag)
+    }
+
+    /// HASH of one dead letter: the job, the reason, every attempt.
+    pub fn dlq_entry(&self, id: &str) -> String {
+        format!("{}:dlq:{id}", self.tag)
+    }
+
+    /// HASH of endpoint id to endpoint JSON.
+    pub fn endpoints(&self) -> String {
+        format!("{}:endpoints", self.tag)
+    }
+
+    /// The field of one endpoint in [`KeySpace::endpoints`].
+    pub fn endpoint_field(id: &EndpointId) -> &str {
+        id.as_str()
+    }
+}
+
+impl Default for KeySpace {
+    fn default() -> Self {
+        Self { tag: format!("{{{}}}", Self::DEFAULT_PREFIX) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_keys_share_one_hash_tag() {
+        let k = KeySpace::new("acme").expect("valid");
+        for key in [k.ready(), k.processing("w1"), k.lease("w1"), k.workers(), k.delayed(), k.dlq(), k.dlq_entry("d"), k.endpoints()] {
+            assert!(key.starts_with("{acme}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn prefixes_with_braces_or_spaces_are_refused() {
+        assert!(KeySpace::new("a}b").is_err());
+        assert!(KeySpace::new("a b").is_err());
+        assert!(KeySpace::new("").is_err());
+    }
+}

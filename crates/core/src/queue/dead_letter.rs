@@ -1,0 +1,184 @@
+//! The dead-letter queue: deliveries that failed for good, and jobs that could not be read.
+//!
+//! `{p}:dlq` lists the ids, newest first; `{p}:dlq:<id>` is a hash an engineer can read with
+//! `HGETALL`. Its `replay_job` field is the job to re-enqueue (same delivery id, fresh attempt
+//! count), so a replay is one `RPUSH` of that field to the ready list.
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands;
+use serde::Serialize;
+
+use super::{Queue, QueueError, WorkerId};
+use crate::job::{AttemptRecord, DeliveryJob};
+use crate::timestamp::Timestamp;
+
+/// What the worker writes when it gives up on a job.
+#[derive(Debug, Clone)]
+pub struct DeadLetterDraft {
+    /// The delivery id, or a fresh `job_<ULID>` for a job that could not be decoded.
+    pub id: String,
+    pub reason: String,
+    /// The delivery, when the job could be decoded as one.
+    pub delivery: Option<DeliveryJob>,
+}
+
+/// A dead letter as read back from Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetter {
+    pub id: String,
+    pub reason: String,
+    pub failed_at: String,
+    pub delivery_id: Option<String>,
+    pub event_id: Option<String>,
+    pub event_kind: Option<String>,
+    pub endpoint_id: Option<String>,
+    pub attempts: Vec<AttemptRecord>,
+    /// The job as it was when it died (raw, possibly not even JSON for a poison job).
+    pub job: String,
+    /// Whether `replay` can re-enqueue it.
+    pub replayable: bool,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayOutcome {
+    Replayed,
+    NotFound,
+    /// A poison job with nothing decodable to replay.
+    NotReplayable,
+}
+
+impl DeadLetter {
+    fn from_hash(id: String, mut h: HashMap<String, String>) -> Self {
+        let attempts = h.get("attempts").and_then(|a| serde_json::from_str(a).ok()).unwrap_or_default();
+        DeadLetter {
+            id,
+            reason: h.remove("reason").unwrap_or_default(),
+            failed_at: h.remove("failed_at").unwrap_or_default(),
+            delivery_id: h.remove("delivery_id"),
+            event_id: h.remove("event_id"),
+            event_kind: h.remove("event_kind"),
+            endpoint_id: h.remove("endpoint_id"),
+            attempts,
+            job: h.remove("job").unwrap_or_default(),
+            replayable: h.contains_key("replay_job"),
+        }
+    }
+}
+
+impl Queue {
+    /// Moves a job from the worker's processing list into the dead-letter queue.
+    /// `false` if the lease was lost (someone else holds the job now).
+    pub async fn dead_letter(&self, worker: &WorkerId, raw: &str, draft: &DeadLetterDraft) -> Result<bool, QueueError> {
+        let mut fields: Vec<(&str, String)> = vec![
+            ("id", draft.id.clone()),
+            ("reason", draft.reason.clone()),
+            ("failed_at", Timestamp::now().to_string()),
+            ("job", raw.to_owned()),
+        ];
+        if let Some(d) = &draft.delivery {
+            fields.push(("delivery_id", d.delivery_id.to_string()));
+            fields.push(("event_id", d.event.id.to_string()));
+            fields.push(("event_kind", d.event.kind().to_string()));
+            fields.push(("endpoint_id", d.endpoint_id.to_string()));
+            fields.push(("attempts", serde_json::to_string(&d.attempts).unwrap_or_default()));
+            fields.push(("replay_job", crate::job::Job::Delivery(d.for_replay()).encode()));
+        }
+        let mut conn = self.conn.clone();
+        let mut inv = self.scripts.dead.key(self.keys.processing(worker.as_str()));
+        inv.key(self.keys.dlq()).key(self.keys.dlq_entry(&draft.id)).arg(raw).arg(&draft.id);
+        for (k, v) in &fields {
+            inv.arg(*k).arg(v);
+        }
+        let done: i64 = inv.invoke_async(&mut conn).await?;
+        Ok(done == 1)
+    }
+
+    /// Dead letters, newest first, `count` of them from `offset`.
+    pub async fn dead_letters(&self, offset: usize, count: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let stop = isize::try_from(offset + count).unwrap_or(isize::MAX) - 1;
+        let ids: Vec<String> = conn.lrange(self.keys.dlq(), isize::try_from(offset).unwrap_or(isize::MAX), stop).await?;
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hgetall(self.keys.dlq_entry(id));
+        }
+        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        Ok(ids
+            .into_iter()
+            .zip(hashes)
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(id, h)| DeadLetter::from_hash(id, h))
+            .collect())
+    }
+
+    /// One dead letter by id.
+    pub async fn dead_letter_by_id(&self, id: &str) -> Result<Option<DeadLetter>, QueueError> {
+        let mut conn = self.conn.clone();
+        let h: HashMap<String, String> = conn.hgetall(self.keys.dlq_entry(id)).await?;
+        Ok((!h.is_empty()).then(|| DeadLetter::from_hash(id.to_owned(), h)))
+    }
+
+    /// Re-enqueues one dead letter with a fresh attempt count and the same delivery id.
+    pub async fn replay(&self, id: &str) -> Result<ReplayOutcome, QueueError> {
+        let mut conn = self.conn.clone();
+        let r: i64 = self
+            .scripts
+            .replay
+            .key(self.keys.dlq())
+            .key(self.keys.dlq_entry(id))
+            .key(self.keys.ready())
+            .arg(id)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match r {
+            1 => ReplayOutcome::Replayed,
+            0 => ReplayOutcome::NotFound,
+            _ => ReplayOutcome::NotReplayable,
+        })
+    }
+
+    /// Replays every replayable dead letter; returns (replayed, skipped as not replayable).
+    pub async fn replay_all(&self) -> Result<(usize, usize), QueueError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn.lrange(self.keys.dlq(), 0, -1).await?;
+        let (mut replayed, mut skipped) = (0, 0);
+        for id in ids {
+            match self.replay(&id).await? {
+                ReplayOutcome::Replayed => replayed += 1,
+                ReplayOutcome::NotReplayable => skipped += 1,
+                ReplayOutcome::NotFound => {}
+            }
+        }
+        Ok((replayed, skipped))
+    }
+
+    /// Deletes one dead letter. `false` if there was none.
+    pub async fn purge(&self, id: &str) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        let (removed, _): (i64, i64) = redis::pipe()
+            .atomic()
+            .del(self.keys.dlq_entry(id))
+            .lrem(self.keys.dlq(), 0, id)
+            .query_async(&mut conn)
+            .await?;
+        Ok(removed > 0)
+    }
+
+    /// Deletes every dead letter; returns how many.
+    pub async fn purge_all(&self) -> Result<usize, QueueError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn.lrange(self.keys.dlq(), 0, -1).await?;
+        let mut n = 0;
+        for id in ids {
+            if self.purge(&id).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,11 @@
+-- Re-schedule a failed delivery: replace the job on the processing list by its next attempt in
+-- the delayed set, due ARGV[3] ms after now on Redis's clock (so a skewed worker clock cannot
+-- fire a retry early or late). Returns the due time in Unix ms, or 0 when the lease was lost.
+-- KEYS[1] processing list, KEYS[2] delayed zset; ARGV[1] raw job, ARGV[2] next job, ARGV[3] delay ms.
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+  return 0
+end
+local t = redis.call('TIME')
+local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
+redis.call('ZADD', KEYS[2], due, ARGV[2])
+return due

@@ -1,0 +1,127 @@
+//! Publish EntraGuard events for delivery to Slack, Teams, email and webhooks.
+//!
+//! The scanner links this crate and nothing else of the notification system: it validates the
+//! event, puts one job in Redis, and returns the event id once Redis holds it. The workers do
+//! the rest (fan-out to endpoints, rendering, delivery, retries, the dead-letter queue).
+//!
+//! ```no_run
+//! use entraguard_producer::{Producer, ProducerConfig};
+//!
+//! # async fn run() -> Result<(), entraguard_producer::PublishError> {
+//! let producer = Producer::connect(&ProducerConfig::from_url("redis://127.0.0.1:6379")?).await?;
+//! let event = entraguard_producer::Event::from_json(br#"{
+//!     "event": "finding.new",
+//!     "tenant_id": "8d6310d1-5e4b-4e1c-9d7a-3f0f7a4f2b11",
+//!     "tenant_name": "contoso.onmicrosoft.com",
+//!     "scan_id": "scan_2026-04-28T07:00Z",
+//!     "finding": {
+//!         "id": "PIM-002", "title": "Excessive permanent privileged roles",
+//!         "severity": "high", "category": "privileged-access",
+//!         "affected": ["admin@contoso.com"],
+//!         "remediation_url": "https://entraguard.example.com/api/entraguard/findings/PIM-002"
+//!     }
+//! }"#)?;
+//! let id = producer.publish(&event).await?;
+//! println!("published {id}");
+//! # Ok(()) }
+//! ```
+//!
+//! Durability: `publish` returns after Redis has accepted the job. With `appendonly yes` and
+//! `appendfsync always`, Redis has written it to disk by then; with `everysec`, up to about a
+//! second of acknowledged jobs can be lost if the Redis host crashes.
+
+use std::time::Duration;
+
+use entraguard_core::job::{EventJob, Job};
+use entraguard_core::keys::KeyPrefixError;
+use entraguard_core::queue::{Queue, QueueError};
+use entraguard_core::redis_conn::{RedisConfig, RedisUrl, RedisUrlError};
+
+pub use entraguard_core::event::{Event, EventError, EventKind, Severity};
+pub use entraguard_core::ids::EventId;
+pub use entraguard_core::keys::KeySpace;
+
+/// Why a publish failed. Nothing was enqueued unless the error says Redis may hold it.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    InvalidEvent(#[from] EventError),
+    #[error(transparent)]
+    InvalidRedisUrl(#[from] RedisUrlError),
+    #[error(transparent)]
+    InvalidKeyPrefix(#[from] KeyPrefixError),
+    #[error("cannot reach Redis at {url}: {source}")]
+    Connect { url: String, source: QueueError },
+    #[error("Redis did not acknowledge the job within {0:?}; it may or may not have been enqueued")]
+    Timeout(Duration),
+    #[error("Redis refused the job: {0}")]
+    Redis(#[from] QueueError),
+}
+
+/// Where to publish.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    pub redis: RedisConfig,
+    pub keys: KeySpace,
+    /// Longest a publish may wait for Redis before returning [`PublishError::Timeout`].
+    pub timeout: Duration,
+}
+
+impl ProducerConfig {
+    /// Default settings for a Redis URL: key prefix `entraguard`, 5 s timeouts.
+    pub fn from_url(url: &str) -> Result<Self, PublishError> {
+        let mut redis = RedisConfig::new(RedisUrl::parse(url)?);
+        redis.connect_timeout = Duration::from_secs(5);
+        Ok(Self { redis, keys: KeySpace::default(), timeout: Duration::from_secs(5) })
+    }
+
+    /// Uses another key prefix (`NOTIFY_KEY_PREFIX`).
+    pub fn with_prefix(mut self, prefix: &str) -> Result<Self, PublishError> {
+        self.keys = KeySpace::new(prefix)?;
+        Ok(self)
+    }
+}
+
+/// A connection to the notification queue. Cheap to clone; clones share one connection.
+#[derive(Clone)]
+pub struct Producer {
+    queue: Queue,
+    timeout: Duration,
+}
+
+impl Producer {
+    /// Connects to Redis; fails with a clear error when it is unreachable.
+    pub async fn connect(config: &ProducerConfig) -> Result<Self, PublishError> {
+        let mut redis = config.redis.clone();
+        redis.response_timeout = Some(config.timeout);
+        let queue = Queue::connect(&redis, config.keys.clone())
+            .await
+            .map_err(|source| PublishError::Connect { url: config.redis.url.to_string(), source })?;
+        Ok(Self { queue, timeout: config.timeout })
+    }
+
+    /// Validates and enqueues one event; returns its id once Redis holds the job.
+    pub async fn publish(&self, event: &Event) -> Result<EventId, PublishError> {
+        event.validate()?;
+        self.enqueue(&[Job::Event(EventJob { event: event.clone() }).encode()]).await?;
+        Ok(event.id.clone())
+    }
+
+    /// Validates every event first, then enqueues them all in one pipelined round trip: either
+    /// every event is valid and enqueued, or none is.
+    pub async fn publish_batch(&self, events: &[Event]) -> Result<Vec<EventId>, PublishError> {
+        for e in events {
+            e.validate()?;
+        }
+        let jobs: Vec<String> = events.iter().map(|e| Job::Event(EventJob { event: e.clone() }).encode()).collect();
+        self.enqueue(&jobs).await?;
+        Ok(events.iter().map(|e| e.id.clone()).collect())
+    }
+
+    async fn enqueue(&self, jobs: &[String]) -> Result<(), PublishError> {
+        match tokio::time::timeout(self.timeout, self.queue.push(jobs)).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(PublishError::Timeout(self.timeout)),
+        }
+    }
+}
