@@ -22,8 +22,8 @@ pub enum Job {
 
 impl Job {
     /// Decodes a job read from Redis. An error here marks a poison job.
-    pub fn decode(raw: &str) -> Result<Job, serde_json::Error> {
-        serde_json::from_str(raw)
+    pub fn decode(raw: &[u8]) -> Result<Job, serde_json::Error> {
+        serde_json::from_slice(raw)
     }
 
     pub fn encode(&self) -> String {

@@ -50,7 +50,10 @@ pub enum ReplayOutcome {
 }
 
 impl DeadLetter {
-    fn from_hash(id: String, mut h: HashMap<String, String>) -> Self {
+    fn from_hash(id: String, raw: HashMap<String, Vec<u8>>) -> Self {
+        // Fields are read as bytes: a poison job's `job` field need not be UTF-8.
+        let mut h: HashMap<String, String> =
+            raw.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect();
         let attempts = h.get("attempts").and_then(|a| serde_json::from_str(a).ok()).unwrap_or_default();
         DeadLetter {
             id,
@@ -70,20 +73,20 @@ impl DeadLetter {
 impl Queue {
     /// Moves a job from the worker's processing list into the dead-letter queue.
     /// `false` if the lease was lost (someone else holds the job now).
-    pub async fn dead_letter(&self, worker: &WorkerId, raw: &str, draft: &DeadLetterDraft) -> Result<bool, QueueError> {
-        let mut fields: Vec<(&str, String)> = vec![
-            ("id", draft.id.clone()),
-            ("reason", draft.reason.clone()),
-            ("failed_at", Timestamp::now().to_string()),
-            ("job", raw.to_owned()),
+    pub async fn dead_letter(&self, worker: &WorkerId, raw: &[u8], draft: &DeadLetterDraft) -> Result<bool, QueueError> {
+        let mut fields: Vec<(&str, Vec<u8>)> = vec![
+            ("id", draft.id.clone().into_bytes()),
+            ("reason", draft.reason.clone().into_bytes()),
+            ("failed_at", Timestamp::now().to_string().into_bytes()),
+            ("job", raw.to_vec()),
         ];
         if let Some(d) = &draft.delivery {
-            fields.push(("delivery_id", d.delivery_id.to_string()));
-            fields.push(("event_id", d.event.id.to_string()));
-            fields.push(("event_kind", d.event.kind().to_string()));
-            fields.push(("endpoint_id", d.endpoint_id.to_string()));
-            fields.push(("attempts", serde_json::to_string(&d.attempts).unwrap_or_default()));
-            fields.push(("replay_job", crate::job::Job::Delivery(d.for_replay()).encode()));
+            fields.push(("delivery_id", d.delivery_id.to_string().into_bytes()));
+            fields.push(("event_id", d.event.id.to_string().into_bytes()));
+            fields.push(("event_kind", d.event.kind().to_string().into_bytes()));
+            fields.push(("endpoint_id", d.endpoint_id.to_string().into_bytes()));
+            fields.push(("attempts", serde_json::to_vec(&d.attempts).unwrap_or_default()));
+            fields.push(("replay_job", crate::job::Job::Delivery(d.for_replay()).encode().into_bytes()));
         }
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.dead.key(self.keys.processing(worker.as_str()));
@@ -107,7 +110,7 @@ impl Queue {
         for id in &ids {
             pipe.hgetall(self.keys.dlq_entry(id));
         }
-        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        let hashes: Vec<HashMap<String, Vec<u8>>> = pipe.query_async(&mut conn).await?;
         Ok(ids
             .into_iter()
             .zip(hashes)
@@ -119,7 +122,7 @@ impl Queue {
     /// One dead letter by id.
     pub async fn dead_letter_by_id(&self, id: &str) -> Result<Option<DeadLetter>, QueueError> {
         let mut conn = self.conn.clone();
-        let h: HashMap<String, String> = conn.hgetall(self.keys.dlq_entry(id)).await?;
+        let h: HashMap<String, Vec<u8>> = conn.hgetall(self.keys.dlq_entry(id)).await?;
         Ok((!h.is_empty()).then(|| DeadLetter::from_hash(id.to_owned(), h)))
     }
 

@@ -174,7 +174,7 @@ impl Queue {
     }
 
     /// Acknowledges a finished job and pushes its successors. `false` if the lease was lost.
-    pub async fn ack(&self, worker: &WorkerId, raw: &str, successors: &[String]) -> Result<bool, QueueError> {
+    pub async fn ack(&self, worker: &WorkerId, raw: &[u8], successors: &[String]) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.ack.key(self.keys.processing(worker.as_str()));
         inv.key(self.keys.ready()).arg(raw);
@@ -186,7 +186,7 @@ impl Queue {
     }
 
     /// Replaces a job by `next`, due after `delay`. `false` if the lease was lost.
-    pub async fn retry_later(&self, worker: &WorkerId, raw: &str, next: &str, delay: Duration) -> Result<bool, QueueError> {
+    pub async fn retry_later(&self, worker: &WorkerId, raw: &[u8], next: &str, delay: Duration) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
         let due: i64 = self
             .scripts
@@ -294,8 +294,10 @@ pub struct Fetcher {
 
 impl Fetcher {
     /// Waits up to the block time for a job and moves it onto this worker's processing list.
-    pub async fn fetch(&mut self) -> Result<Option<String>, QueueError> {
-        let job: Option<String> = self
+    /// Jobs are bytes: a poison job need not even be UTF-8, and must still be acknowledged by
+    /// its exact bytes.
+    pub async fn fetch(&mut self) -> Result<Option<Vec<u8>>, QueueError> {
+        let job: Option<Vec<u8>> = self
             .conn
             .blmove(&self.ready, &self.processing, redis::Direction::Left, redis::Direction::Right, self.block.as_secs_f64())
             .await?;
@@ -303,8 +305,8 @@ impl Fetcher {
     }
 
     /// Takes a job without blocking, if one is ready.
-    pub async fn try_fetch(&mut self) -> Result<Option<String>, QueueError> {
-        let job: Option<String> = self
+    pub async fn try_fetch(&mut self) -> Result<Option<Vec<u8>>, QueueError> {
+        let job: Option<Vec<u8>> = self
             .conn
             .lmove(&self.ready, &self.processing, redis::Direction::Left, redis::Direction::Right)
             .await?;

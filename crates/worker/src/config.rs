@@ -1,0 +1,189 @@
+//! Every worker setting in one place: its flag, its environment variable, its default and its
+//! validation. `entraguard-worker --help` is the configuration reference. A bad value stops
+//! start-up with a message naming the setting.
+
+use std::time::Duration;
+
+use clap::Parser;
+use entraguard_core::endpoint::TargetPolicy;
+use entraguard_core::keys::KeySpace;
+use entraguard_core::redis_conn::{RedisConfig, RedisUrl};
+use entraguard_core::retry::RetrySchedule;
+use ipnet::IpNet;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// EntraGuard Notify worker: delivers events to Slack, Teams, email and webhooks.
+///
+/// Every option can also be set by its environment variable, or in a `.env` file in the
+/// working directory.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "entraguard-worker", version, about, long_about = None)]
+pub struct WorkerConfig {
+    /// Redis to take jobs from: redis://[user:password@]host:port[/db], or rediss:// for TLS.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = parse_redis_url, hide_env_values = true)]
+    pub redis_url: RedisUrl,
+
+    /// Prefix of every Redis key (the hash tag `{prefix}`); one prefix per deployment.
+    #[arg(long, env = "NOTIFY_KEY_PREFIX", default_value = KeySpace::DEFAULT_PREFIX, value_parser = parse_prefix)]
+    pub key_prefix: KeySpace,
+
+    /// Deliveries this process runs at once.
+    #[arg(long, env = "NOTIFY_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
+
+    /// Delays before each retry after a failed attempt; "none" for no retries.
+    #[arg(long, env = "NOTIFY_RETRY_SCHEDULE", default_value = "10s,1m,5m")]
+    pub retry_schedule: RetrySchedule,
+
+    /// Time limit of one delivery attempt (connect, send, read the answer).
+    #[arg(long, env = "NOTIFY_DELIVERY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub delivery_timeout: Duration,
+
+    /// Allow plain http:// targets (local tests only).
+    #[arg(long, env = "NOTIFY_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_http: bool,
+
+    /// Private, loopback or link-local networks that targets may resolve to, as CIDRs
+    /// (e.g. 127.0.0.1/32,10.20.0.0/16). Cloud metadata addresses stay refused.
+    #[arg(long, env = "NOTIFY_ALLOW_PRIVATE_TARGETS", value_delimiter = ',', value_parser = parse_cidr)]
+    pub allow_private_targets: Vec<IpNet>,
+
+    /// Longest wait a receiver's Retry-After can impose on one retry.
+    #[arg(long, env = "NOTIFY_MAX_RETRY_AFTER", default_value = "1h", value_parser = parse_duration)]
+    pub max_retry_after: Duration,
+
+    /// Lease of this process on its jobs: renewed every third of it; when a process dies, others
+    /// take its jobs back this long after its last renewal.
+    #[arg(long, env = "NOTIFY_LEASE", default_value = "15s", value_parser = parse_duration)]
+    pub lease: Duration,
+
+    /// After SIGTERM, how long in-flight deliveries may run before they are handed back.
+    #[arg(long, env = "NOTIFY_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Longest a blocked fetch waits on Redis before it asks again (an idle worker sends one
+    /// command per this interval).
+    #[arg(long, env = "NOTIFY_FETCH_BLOCK", default_value = "5s", value_parser = parse_duration)]
+    pub fetch_block: Duration,
+
+    /// Redis command timeout (a blocked fetch gets the block time on top).
+    #[arg(long, env = "NOTIFY_REDIS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub redis_timeout: Duration,
+
+    /// Log format: text for people, json for log pipelines.
+    #[arg(long, env = "NOTIFY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// A setting that is valid alone but not with the others.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("NOTIFY_LEASE ({lease:?}) must be at least 300ms")]
+    LeaseTooShort { lease: Duration },
+    #[error("NOTIFY_FETCH_BLOCK ({block:?}) must be between 100ms and 60s")]
+    FetchBlock { block: Duration },
+    #[error("NOTIFY_DELIVERY_TIMEOUT ({0:?}) must be between 100ms and 10m")]
+    DeliveryTimeout(Duration),
+}
+
+impl WorkerConfig {
+    /// Parses settings from arguments (the first is the program name) and the environment.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        <Self as Parser>::try_parse_from(args)
+    }
+
+    /// Checks the settings against each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.lease < Duration::from_millis(300) {
+            return Err(ConfigError::LeaseTooShort { lease: self.lease });
+        }
+        if self.fetch_block < Duration::from_millis(100) || self.fetch_block > Duration::from_secs(60) {
+            return Err(ConfigError::FetchBlock { block: self.fetch_block });
+        }
+        if self.delivery_timeout < Duration::from_millis(100) || self.delivery_timeout > Duration::from_secs(600) {
+            return Err(ConfigError::DeliveryTimeout(self.delivery_timeout));
+        }
+        Ok(())
+    }
+
+    pub fn redis(&self) -> RedisConfig {
+        let mut c = RedisConfig::new(self.redis_url.clone());
+        c.response_timeout = Some(self.redis_timeout);
+        c
+    }
+
+    pub fn target_policy(&self) -> TargetPolicy {
+        TargetPolicy { allow_http: self.allow_http }
+    }
+
+    /// How often the lease is renewed and dead workers are looked for.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.lease / 3
+    }
+}
+
+fn parse_redis_url(s: &str) -> Result<RedisUrl, String> {
+    RedisUrl::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_prefix(s: &str) -> Result<KeySpace, String> {
+    KeySpace::new(s).map_err(|e| e.to_string())
+}
+
+/// Durations like `10s`, `1m`, `250ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (expected e.g. 10s, 1m, 250ms)"))
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not a CIDR (expected e.g. 127.0.0.1/32 or 10.0.0.0/8)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<WorkerConfig, clap::Error> {
+        WorkerConfig::try_parse_from(std::iter::once("entraguard-worker").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_the_spec_values() {
+        let c = parse(&[]).expect("defaults parse");
+        assert_eq!(c.retry_schedule, RetrySchedule::default());
+        assert_eq!(c.delivery_timeout, Duration::from_secs(10));
+        assert!(!c.allow_http);
+        assert!(c.allow_private_targets.is_empty());
+        assert!(c.lease > c.heartbeat_interval());
+        c.validate().expect("defaults are consistent");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let err = parse(&["--retry-schedule", "10s,soon"]).expect_err("refused").to_string();
+        assert!(err.contains("retry-schedule") && err.contains("soon"), "{err}");
+        let err = parse(&["--allow-private-targets", "10.0.0.0/33"]).expect_err("refused").to_string();
+        assert!(err.contains("allow-private-targets"), "{err}");
+        let err = parse(&["--redis-url", "http://x"]).expect_err("refused").to_string();
+        assert!(err.contains("redis-url"), "{err}");
+    }
+
+    #[test]
+    fn cidrs_and_bare_addresses_parse() {
+        let c = parse(&["--allow-private-targets", "127.0.0.1/32,10.0.0.1"]).expect("parses");
+        assert_eq!(c.allow_private_targets.len(), 2);
+    }
+}

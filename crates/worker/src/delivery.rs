@@ -1,0 +1,64 @@
+//! One delivery attempt: render the event for the endpoint's channel, send it, and classify the
+//! answer into an [`Outcome`]. Retries and dead letters are decided elsewhere ([`crate::retry`]).
+
+use std::time::Instant;
+
+use entraguard_core::endpoint::{Endpoint, Target};
+use entraguard_core::job::DeliveryJob;
+use entraguard_core::timestamp::Timestamp;
+
+use crate::channel::{self, HttpStyle, Payload};
+use crate::outcome::Outcome;
+use crate::signature::coderaft_signature;
+use crate::transport::http::{HttpError, HttpTransport, headers};
+
+/// Sends deliveries; shared by every task of a worker (and by Send test).
+#[derive(Clone)]
+pub struct Deliverer {
+    http: HttpTransport,
+}
+
+impl Deliverer {
+    pub fn new(http: HttpTransport) -> Self {
+        Self { http }
+    }
+
+    /// Makes one attempt of `job` to `endpoint`. Returns the outcome and when it started.
+    pub async fn attempt(&self, job: &DeliveryJob, endpoint: &Endpoint) -> (Outcome, Timestamp, std::time::Duration) {
+        let at = Timestamp::now();
+        let started = Instant::now();
+        let outcome = match (channel::render(&job.event, endpoint), &endpoint.target) {
+            (Payload::Json { body, style }, Target::Url(url)) => {
+                let headers = http_headers(job, endpoint, style, &body, at);
+                match self.http.post(url, headers, body).await {
+                    Ok(answer) => style.classify(answer.status, &answer.body, answer.retry_after),
+                    Err(e @ HttpError::Refused(_)) | Err(e @ HttpError::Client(_)) => Outcome::permanent(None, e.to_string()),
+                    Err(e) => Outcome::retryable(None, e.to_string()),
+                }
+            }
+            (Payload::Email(_), Target::Email(_)) => {
+                Outcome::permanent(None, "email delivery needs SMTP settings (SMTP_HOST, SMTP_FROM); none are configured")
+            }
+            _ => Outcome::permanent(None, format!("endpoint {} has a target that does not fit its channel", endpoint.id)),
+        };
+        (outcome, at, started.elapsed())
+    }
+}
+
+/// The headers of an HTTP delivery. The delivery id stays the same across retries and replays
+/// so receivers can drop duplicates; the signature covers the exact body bytes.
+fn http_headers(job: &DeliveryJob, endpoint: &Endpoint, style: HttpStyle, body: &[u8], at: Timestamp) -> reqwest::header::HeaderMap {
+    let mut pairs: Vec<(&'static str, String)> = vec![
+        ("content-type", "application/json".to_owned()),
+        ("x-coderaft-event", job.event.kind().to_string()),
+        ("x-coderaft-delivery", job.delivery_id.to_string()),
+        ("x-coderaft-timestamp", at.unix_seconds().to_string()),
+        ("x-coderaft-attempt", job.next_attempt().to_string()),
+    ];
+    if style == HttpStyle::Webhook
+        && let Some(secret) = &endpoint.secret
+    {
+        pairs.push(("x-coderaft-signature", coderaft_signature(secret.expose().as_bytes(), body)));
+    }
+    headers(&pairs)
+}
