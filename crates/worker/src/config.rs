@@ -76,9 +76,72 @@ pub struct WorkerConfig {
     #[arg(long, env = "NOTIFY_REDIS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub redis_timeout: Duration,
 
+    #[command(flatten)]
+    pub smtp: SmtpSettings,
+
     /// Log format: text for people, json for log pipelines.
     #[arg(long, env = "NOTIFY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (required); port 587 by default.
+    Starttls,
+    /// TLS from the first byte (SMTPS); port 465 by default.
+    Tls,
+    /// No TLS: only for a local mail catcher. Port 25 by default.
+    None,
+}
+
+/// SMTP relay settings for the email channel (Brevo, SendGrid, SES, any RFC 5321 relay).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Email (SMTP)")]
+pub struct SmtpSettings {
+    /// SMTP relay host; email endpoints need it.
+    #[arg(long = "smtp-host", env = "SMTP_HOST")]
+    pub host: Option<String>,
+
+    /// SMTP port [default: 587 for starttls, 465 for tls, 25 for none].
+    #[arg(long = "smtp-port", env = "SMTP_PORT")]
+    pub port: Option<u16>,
+
+    /// SMTP user name (AUTH PLAIN/LOGIN).
+    #[arg(long = "smtp-user", env = "SMTP_USER")]
+    pub user: Option<String>,
+
+    /// SMTP password.
+    #[arg(long = "smtp-password", env = "SMTP_PASSWORD", hide_env_values = true)]
+    pub password: Option<entraguard_core::secret::Secret>,
+
+    /// Sender address, e.g. "EntraGuard <alerts@contoso.com>".
+    #[arg(long = "smtp-from", env = "SMTP_FROM")]
+    pub from: Option<String>,
+
+    /// starttls, tls or none.
+    #[arg(long = "smtp-tls", env = "SMTP_TLS", value_enum, default_value_t = SmtpTls::Starttls)]
+    pub tls: SmtpTls,
+
+    /// PEM file of a CA to trust for the relay's certificate (a private relay), on top of the
+    /// public roots.
+    #[arg(long = "smtp-ca-cert", env = "SMTP_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+}
+
+impl SmtpSettings {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        })
+    }
+
+    /// Whether the email channel is configured at all.
+    pub fn is_configured(&self) -> bool {
+        self.host.is_some()
+    }
 }
 
 /// A setting that is valid alone but not with the others.
@@ -90,6 +153,14 @@ pub enum ConfigError {
     FetchBlock { block: Duration },
     #[error("NOTIFY_DELIVERY_TIMEOUT ({0:?}) must be between 100ms and 10m")]
     DeliveryTimeout(Duration),
+    #[error("SMTP_HOST is set but {0} is missing")]
+    SmtpIncomplete(&'static str),
+    #[error("SMTP_USER and SMTP_PASSWORD go together: {0} is missing")]
+    SmtpCredentials(&'static str),
+    #[error("{setting}: {reason}")]
+    Smtp { setting: &'static str, reason: String },
+    #[error("email endpoints exist ({0}) but SMTP_HOST is not set: set SMTP_HOST, SMTP_FROM (and SMTP_USER, SMTP_PASSWORD) or disable them")]
+    SmtpMissing(String),
 }
 
 impl WorkerConfig {
@@ -112,6 +183,16 @@ impl WorkerConfig {
         }
         if self.delivery_timeout < Duration::from_millis(100) || self.delivery_timeout > Duration::from_secs(600) {
             return Err(ConfigError::DeliveryTimeout(self.delivery_timeout));
+        }
+        if self.smtp.host.is_some() {
+            if self.smtp.from.is_none() {
+                return Err(ConfigError::SmtpIncomplete("SMTP_FROM"));
+            }
+            match (&self.smtp.user, &self.smtp.password) {
+                (Some(_), None) => return Err(ConfigError::SmtpCredentials("SMTP_PASSWORD")),
+                (None, Some(_)) => return Err(ConfigError::SmtpCredentials("SMTP_USER")),
+                _ => {}
+            }
         }
         Ok(())
     }

@@ -11,16 +11,22 @@ use crate::channel::{self, HttpStyle, Payload};
 use crate::outcome::Outcome;
 use crate::signature::coderaft_signature;
 use crate::transport::http::{HttpError, HttpTransport, headers};
+use crate::transport::smtp::SmtpTransport;
 
 /// Sends deliveries; shared by every task of a worker (and by Send test).
 #[derive(Clone)]
 pub struct Deliverer {
     http: HttpTransport,
+    smtp: Option<SmtpTransport>,
 }
 
 impl Deliverer {
-    pub fn new(http: HttpTransport) -> Self {
-        Self { http }
+    pub fn new(http: HttpTransport, smtp: Option<SmtpTransport>) -> Self {
+        Self { http, smtp }
+    }
+
+    pub fn has_smtp(&self) -> bool {
+        self.smtp.is_some()
     }
 
     /// Makes one attempt of `job` to `endpoint`. Returns the outcome and when it started.
@@ -36,9 +42,11 @@ impl Deliverer {
                     Err(e) => Outcome::retryable(None, e.to_string()),
                 }
             }
-            (Payload::Email(_), Target::Email(_)) => {
-                Outcome::permanent(None, "email delivery needs SMTP settings (SMTP_HOST, SMTP_FROM); none are configured")
-            }
+            (Payload::Email(message), Target::Email(to)) => match &self.smtp {
+                // Stable across retries, so a mailbox that saw an earlier attempt can drop the copy.
+                Some(smtp) => smtp.send(to, &message, &format!("<{}@entraguard-notify>", job.delivery_id)).await,
+                None => Outcome::permanent(None, "email delivery needs SMTP settings (SMTP_HOST, SMTP_FROM); none are configured"),
+            },
             _ => Outcome::permanent(None, format!("endpoint {} has a target that does not fit its channel", endpoint.id)),
         };
         (outcome, at, started.elapsed())

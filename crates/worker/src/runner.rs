@@ -19,7 +19,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::config::WorkerConfig;
+use crate::config::{ConfigError, WorkerConfig};
+use crate::transport::smtp::SmtpTransport;
+use entraguard_core::endpoint::Channel;
 use crate::delivery::Deliverer;
 use crate::fanout::fan_out;
 use crate::retry::{Next, decide};
@@ -51,6 +53,7 @@ struct Ctx {
 pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), RunError> {
     config.validate()?;
     let http = HttpTransport::new(TargetGuard::new(config.allow_private_targets.clone()), config.delivery_timeout)?;
+    let smtp = SmtpTransport::from_settings(&config.smtp, config.delivery_timeout)?;
     let worker = WorkerId::generate();
     let redis = config.redis();
     let Some(queue) = until_ok(&mut shutdown, "connect to redis", || Queue::connect(&redis, config.key_prefix.clone())).await
@@ -66,10 +69,21 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
         return Ok(());
     }
 
+    let store = EndpointStore::new(queue.connection(), config.key_prefix.clone());
+    if smtp.is_none() {
+        let Some(endpoints) = until_ok(&mut shutdown, "read endpoints", || store.list()).await else {
+            return Ok(());
+        };
+        let email: Vec<String> =
+            endpoints.iter().filter(|e| e.enabled && e.channel == Channel::Email).map(|e| e.id.to_string()).collect();
+        if !email.is_empty() {
+            return Err(ConfigError::SmtpMissing(email.join(", ")).into());
+        }
+    }
     let ctx = Arc::new(Ctx {
-        store: EndpointStore::new(queue.connection(), config.key_prefix.clone()),
+        store,
         queue,
-        deliverer: Deliverer::new(http),
+        deliverer: Deliverer::new(http, smtp),
         worker,
         config,
         promoter_wake: Notify::new(),
