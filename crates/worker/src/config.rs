@@ -37,6 +37,11 @@ pub struct WorkerConfig {
     #[arg(long, env = "NOTIFY_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
 
+    /// Deliveries to one endpoint this process runs at once. A slow or hanging endpoint holds at
+    /// most this many slots; its other deliveries wait in Redis, so the others are not starved.
+    #[arg(long, env = "NOTIFY_ENDPOINT_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub endpoint_concurrency: u32,
+
     /// Delays before each retry after a failed attempt; "none" for no retries.
     #[arg(long, env = "NOTIFY_RETRY_SCHEDULE", default_value = "10s,1m,5m")]
     pub retry_schedule: RetrySchedule,
@@ -75,6 +80,11 @@ pub struct WorkerConfig {
     /// Redis command timeout (a blocked fetch gets the block time on top).
     #[arg(long, env = "NOTIFY_REDIS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub redis_timeout: Duration,
+
+    /// Address of the health and metrics server (/healthz, /readyz, /metrics), e.g. 0.0.0.0:9464.
+    /// Unset: no server.
+    #[arg(long, env = "NOTIFY_HEALTH_ADDR")]
+    pub health_addr: Option<std::net::SocketAddr>,
 
     #[command(flatten)]
     pub smtp: SmtpSettings,

@@ -8,6 +8,8 @@ pub mod channel;
 pub mod config;
 pub mod delivery;
 pub mod fanout;
+pub mod health;
+pub mod metrics;
 pub mod outcome;
 pub mod retry;
 pub mod runner;

@@ -22,6 +22,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::config::{ConfigError, WorkerConfig};
 use crate::transport::smtp::SmtpTransport;
 use entraguard_core::endpoint::Channel;
+use entraguard_core::ids::EndpointId;
 use crate::delivery::Deliverer;
 use crate::fanout::fan_out;
 use crate::retry::{Next, decide};
@@ -36,6 +37,8 @@ pub enum RunError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Http(#[from] HttpError),
+    #[error("cannot listen on NOTIFY_HEALTH_ADDR {addr}: {source}")]
+    HealthAddr { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// What every task of one worker process shares.
@@ -47,6 +50,8 @@ struct Ctx {
     config: WorkerConfig,
     /// Wakes the promoter when this worker schedules a retry.
     promoter_wake: Notify,
+    /// In-flight cap per endpoint.
+    endpoint_slots: EndpointSlots,
 }
 
 /// Runs a worker until `shutdown` fires; returns once in-flight work is finished or handed back.
@@ -55,12 +60,24 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     let http = HttpTransport::new(TargetGuard::new(config.allow_private_targets.clone()), config.delivery_timeout)?;
     let smtp = SmtpTransport::from_settings(&config.smtp, config.delivery_timeout)?;
     let worker = WorkerId::generate();
+    let queue_cell = crate::health::QueueCell::default();
+    let health = match config.health_addr {
+        Some(addr) => {
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.map_err(|source| RunError::HealthAddr { addr, source })?;
+            info!(addr = %listener.local_addr().unwrap_or(addr), "health and metrics server listening");
+            crate::metrics::handle();
+            Some(tokio::spawn(crate::health::serve(listener, queue_cell.clone(), shutdown.clone())))
+        }
+        None => None,
+    };
     let redis = config.redis();
     let Some(queue) = until_ok(&mut shutdown, "connect to redis", || Queue::connect(&redis, config.key_prefix.clone())).await
     else {
         return Ok(());
     };
     check_redis_settings(&queue).await;
+    let _ = queue_cell.set(queue.clone());
     let Some(mut fetcher) = until_ok(&mut shutdown, "open fetch connection", || queue.fetcher(&worker, config.fetch_block)).await
     else {
         return Ok(());
@@ -70,6 +87,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     }
 
     let store = EndpointStore::new(queue.connection(), config.key_prefix.clone());
+    let config_endpoint_cap = usize::try_from(config.endpoint_concurrency).unwrap_or(1);
     if smtp.is_none() {
         let Some(endpoints) = until_ok(&mut shutdown, "read endpoints", || store.list()).await else {
             return Ok(());
@@ -87,6 +105,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
         worker,
         config,
         promoter_wake: Notify::new(),
+        endpoint_slots: EndpointSlots::new(config_endpoint_cap),
     });
     let maintenance = tokio::spawn(maintenance(ctx.clone(), shutdown.clone()));
     let promoter = tokio::spawn(promoter(ctx.clone(), shutdown.clone()));
@@ -133,6 +152,9 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     }
     maintenance.abort();
     promoter.abort();
+    if let Some(h) = health {
+        h.abort();
+    }
     // Anything still on our processing list (a job fetched just as shutdown came, or one whose
     // delivery was cut off) goes back to the front of the ready list.
     let mut released = None;
@@ -158,18 +180,21 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
 /// Handles one fetched job; a panic is caught and dead-letters the job instead of leaving it
 /// stuck on the processing list of a live worker.
 async fn handle(ctx: Arc<Ctx>, raw: Vec<u8>, permit: OwnedSemaphorePermit) {
+    ::metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
     let result = AssertUnwindSafe(handle_job(&ctx, &raw)).catch_unwind().await;
     if result.is_err() {
         error!("job handler panicked; dead-lettering the job");
         let draft = DeadLetterDraft { id: poison_id(), reason: "the worker panicked while handling this job".into(), delivery: None };
         persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, &raw, &draft)).await;
     }
+    ::metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);
     drop(permit);
 }
 
 async fn handle_job(ctx: &Ctx, raw: &[u8]) {
     match Job::decode(raw) {
         Err(e) => {
+            crate::metrics::poison();
             let draft = DeadLetterDraft { id: poison_id(), reason: format!("undecodable job: {e}"), delivery: None };
             error!(dead_letter_id = %draft.id, reason = %draft.reason, "poison job dead-lettered");
             persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
@@ -179,6 +204,7 @@ async fn handle_job(ctx: &Ctx, raw: &[u8]) {
             let span = info_span!("fanout", event_id = %event.id, event = %event.kind());
             async {
                 if let Err(e) = event.validate() {
+                    crate::metrics::poison();
                     let draft = DeadLetterDraft { id: poison_id(), reason: format!("invalid event {}: {e}", event.id), delivery: None };
                     error!(reason = %draft.reason, "invalid event dead-lettered");
                     persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
@@ -187,6 +213,7 @@ async fn handle_job(ctx: &Ctx, raw: &[u8]) {
                 let endpoints = persist("read endpoints", || ctx.store.list()).await;
                 let deliveries: Vec<String> = fan_out(&event, &endpoints).into_iter().map(|d| Job::Delivery(d).encode()).collect();
                 if persist("ack", || ctx.queue.ack(&ctx.worker, raw, &deliveries)).await {
+                    crate::metrics::fanned_out();
                     info!(deliveries = deliveries.len(), "event fanned out");
                 } else {
                     warn!("lease lost before fan-out was recorded; another worker fans it out");
@@ -219,6 +246,15 @@ async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
         persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
         return;
     };
+    // A busy endpoint's delivery waits in Redis, not here: waiting would hold a concurrency
+    // permit and let one hanging endpoint starve the rest.
+    let Some(_slot) = ctx.endpoint_slots.try_acquire(&endpoint.id) else {
+        let defer = (ctx.config.delivery_timeout / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        tracing::debug!(retry_in = ?defer, "endpoint at its in-flight cap; delivery deferred");
+        persist("defer", || ctx.queue.retry_later(&ctx.worker, raw, raw, defer)).await;
+        ctx.promoter_wake.notify_one();
+        return;
+    };
     let attempt = job.next_attempt();
     let (outcome, at, elapsed) = ctx.deliverer.attempt(&job, &endpoint).await;
     job.attempts.push(AttemptRecord {
@@ -228,7 +264,14 @@ async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
         status: outcome.status(),
         error: outcome.error().map(str::to_owned),
     });
-    let kept = match decide(&outcome, attempt, &ctx.config.retry_schedule, ctx.config.max_retry_after) {
+    let next = decide(&outcome, attempt, &ctx.config.retry_schedule, ctx.config.max_retry_after);
+    let result = match next {
+        Next::Done => "delivered",
+        Next::RetryIn(_) => "retry",
+        Next::Dead(_) => "dead",
+    };
+    crate::metrics::attempt(endpoint.channel.as_str(), result, elapsed);
+    let kept = match next {
         Next::Done => {
             info!(status = ?outcome.status(), ms = elapsed.as_millis() as u64, channel = %endpoint.channel, "delivered");
             persist("ack", || ctx.queue.ack(&ctx.worker, raw, &[])).await
@@ -236,7 +279,7 @@ async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
         Next::RetryIn(delay) => {
             warn!(error = outcome.error().unwrap_or(""), retry_in = ?delay, "attempt failed; retry scheduled");
             let next = Job::Delivery(job).encode();
-            let kept = persist("schedule retry", || ctx.queue.retry_later(&ctx.worker, raw, &next, delay)).await;
+            let kept = persist("schedule retry", || ctx.queue.retry_later(&ctx.worker, raw, next.as_bytes(), delay)).await;
             ctx.promoter_wake.notify_one();
             kept
         }
@@ -364,6 +407,26 @@ where
                 }
             }
         }
+    }
+}
+
+/// Per-endpoint in-flight slots, created on first use.
+struct EndpointSlots {
+    cap: usize,
+    slots: std::sync::Mutex<std::collections::HashMap<EndpointId, Arc<Semaphore>>>,
+}
+
+impl EndpointSlots {
+    fn new(cap: usize) -> Self {
+        Self { cap, slots: std::sync::Mutex::new(std::collections::HashMap::new()) }
+    }
+
+    fn try_acquire(&self, endpoint: &EndpointId) -> Option<OwnedSemaphorePermit> {
+        let sem = {
+            let mut map = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.entry(endpoint.clone()).or_insert_with(|| Arc::new(Semaphore::new(self.cap))).clone()
+        };
+        sem.try_acquire_owned().ok()
     }
 }
 

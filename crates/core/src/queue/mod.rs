@@ -186,7 +186,7 @@ impl Queue {
     }
 
     /// Replaces a job by `next`, due after `delay`. `false` if the lease was lost.
-    pub async fn retry_later(&self, worker: &WorkerId, raw: &[u8], next: &str, delay: Duration) -> Result<bool, QueueError> {
+    pub async fn retry_later(&self, worker: &WorkerId, raw: &[u8], next: &[u8], delay: Duration) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
         let due: i64 = self
             .scripts

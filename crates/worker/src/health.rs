@@ -1,0 +1,61 @@
+//! The worker's HTTP side: `/healthz` (the process serves), `/readyz` (Redis answers), and
+//! Prometheus `/metrics`, on `NOTIFY_HEALTH_ADDR`. Like the worker loop, `serve` takes its
+//! listener and shutdown as arguments, so tests bind port 0.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use entraguard_core::queue::Queue;
+
+use crate::shutdown::Shutdown;
+
+/// The queue, once the worker has connected (the server answers `/healthz` before that).
+pub type QueueCell = Arc<OnceLock<Queue>>;
+
+#[derive(Clone)]
+struct AppState {
+    queue: QueueCell,
+}
+
+/// The routes, apart from any socket.
+pub fn app(queue: QueueCell) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(AppState { queue })
+}
+
+/// Serves until shutdown.
+pub async fn serve(listener: tokio::net::TcpListener, queue: QueueCell, mut shutdown: Shutdown) -> std::io::Result<()> {
+    axum::serve(listener, app(queue)).with_graceful_shutdown(async move { shutdown.wait().await }).await
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    let Some(queue) = state.queue.get() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "connecting to redis");
+    };
+    let mut conn = queue.connection();
+    let ping = tokio::time::timeout(Duration::from_secs(2), redis::cmd("PING").query_async::<String>(&mut conn)).await;
+    match ping {
+        Ok(Ok(_)) => (StatusCode::OK, "ready"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable"),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> (StatusCode, [(axum::http::HeaderName, &'static str); 1], String) {
+    if let Some(queue) = state.queue.get()
+        && let Ok(Ok(stats)) = tokio::time::timeout(Duration::from_secs(2), queue.stats()).await
+    {
+        crate::metrics::queue(&stats);
+    }
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::handle().render(),
+    )
+}

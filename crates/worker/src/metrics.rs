@@ -1,0 +1,72 @@
+//! Prometheus metrics: their names in one place, and the recorder. Counters and histograms are
+//! recorded as deliveries happen; queue depths are read from Redis when `/metrics` is scraped,
+//! so an idle worker sends Redis nothing for them.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use entraguard_core::queue::QueueStats;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const DELIVERIES: &str = "entraguard_deliveries_total";
+pub const ATTEMPTS: &str = "entraguard_delivery_attempts_total";
+pub const DELIVERY_SECONDS: &str = "entraguard_delivery_duration_seconds";
+pub const EVENTS_FANNED_OUT: &str = "entraguard_events_fanned_out_total";
+pub const POISON_JOBS: &str = "entraguard_poison_jobs_total";
+pub const IN_FLIGHT: &str = "entraguard_in_flight";
+pub const QUEUE_READY: &str = "entraguard_queue_ready";
+pub const QUEUE_PROCESSING: &str = "entraguard_queue_processing";
+pub const QUEUE_SCHEDULED: &str = "entraguard_queue_scheduled_retries";
+pub const QUEUE_DEAD: &str = "entraguard_queue_dead_letters";
+pub const WORKERS: &str = "entraguard_workers";
+
+/// The process-wide recorder, installed on first use (tests run several workers in one process).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(DELIVERY_SECONDS.to_owned()),
+                &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new())
+            .build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder is installed; then our handle renders nothing new.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// One finished attempt: `result` is `delivered`, `retry` or `dead`.
+pub fn attempt(channel: &'static str, result: &'static str, elapsed: Duration) {
+    counter!(ATTEMPTS, "channel" => channel).increment(1);
+    if result != "retry" {
+        counter!(DELIVERIES, "channel" => channel, "outcome" => result).increment(1);
+    } else {
+        counter!(DELIVERIES, "channel" => channel, "outcome" => "retry_scheduled").increment(1);
+    }
+    histogram!(DELIVERY_SECONDS, "channel" => channel).record(elapsed.as_secs_f64());
+}
+
+pub fn fanned_out() {
+    counter!(EVENTS_FANNED_OUT).increment(1);
+}
+
+pub fn poison() {
+    counter!(POISON_JOBS).increment(1);
+}
+
+pub fn in_flight(n: usize) {
+    gauge!(IN_FLIGHT).set(n as f64);
+}
+
+/// Queue depths as read at scrape time.
+pub fn queue(stats: &QueueStats) {
+    gauge!(QUEUE_READY).set(stats.ready as f64);
+    gauge!(QUEUE_PROCESSING).set(stats.processing as f64);
+    gauge!(QUEUE_SCHEDULED).set(stats.delayed as f64);
+    gauge!(QUEUE_DEAD).set(stats.dead as f64);
+    gauge!(WORKERS).set(stats.workers as f64);
+}
