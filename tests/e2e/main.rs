@@ -1,1 +1,13 @@
-//! e2e
+//! End-to-end tests: a real redis-server per test (started by the testkit on a free port), real
+//! worker processes or in-process workers, real HTTP receivers on 127.0.0.1.
+
+/// Shared set-up: Redis, producer, endpoint store, in-process and spawned workers.
+mod harness;
+
+/// The delivery spine: signed webhook delivery, retries, dead letters, replay, fan-out rules,
+/// poison jobs, a worker killed mid-delivery.
+mod spine;
+
+/// The guarantees under faults: kills, Redis restarts and outages, hanging receivers, shutdown,
+/// scale-out, hostile input, a long run.
+mod guarantees;

@@ -1,0 +1,173 @@
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
+use std::time::Duration;
+
+use entraguard_core::endpoint::{Endpoint, EndpointDraft, TargetPolicy};
+use entraguard_core::keys::KeySpace;
+use entraguard_core::queue::{Queue, QueueStats};
+use entraguard_core::redis_conn::{RedisConfig, RedisUrl};
+use entraguard_core::secret::Secret;
+use entraguard_core::store::EndpointStore;
+use entraguard_producer::{Event, Producer, ProducerConfig};
+use entraguard_testkit::{RedisServer, bin_path, wait_until};
+use entraguard_worker::config::WorkerConfig;
+use entraguard_worker::shutdown::ShutdownTrigger;
+use entraguard_worker::{Shutdown, run};
+
+pub const PREFIX: &str = "entraguard";
+
+/// One test's world: its own Redis and handles on it.
+pub struct Stack {
+    pub redis: RedisServer,
+    pub producer: Producer,
+    pub queue: Queue,
+    pub store: EndpointStore,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Self::on(RedisServer::start()).await
+    }
+
+    pub async fn on(redis: RedisServer) -> Stack {
+        let producer = Producer::connect(&ProducerConfig::from_url(&redis.url()).expect("url")).await.expect("producer connects");
+        let queue = Queue::connect(&RedisConfig::new(RedisUrl::parse(&redis.url()).expect("url")), keys()).await.expect("queue connects");
+        let store = EndpointStore::new(queue.connection(), keys());
+        Stack { redis, producer, queue, store }
+    }
+
+    /// Worker settings for tests: retries in milliseconds, plain HTTP and loopback allowed.
+    pub fn worker_args(&self) -> Vec<String> {
+        Self::worker_args_for(&self.redis.url())
+    }
+
+    pub fn worker_args_for(redis_url: &str) -> Vec<String> {
+        [
+            "--redis-url",
+            redis_url,
+            "--retry-schedule",
+            "50ms,100ms,150ms",
+            "--allow-http",
+            "true",
+            "--allow-private-targets",
+            "127.0.0.1/32",
+            "--lease",
+            "1s",
+            "--fetch-block",
+            "1s",
+            "--delivery-timeout",
+            "5s",
+            "--shutdown-grace",
+            "5s",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+
+    pub fn worker_config(&self, overrides: &[&str]) -> WorkerConfig {
+        let mut args = vec!["entraguard-worker".to_owned()];
+        args.extend(self.worker_args());
+        args.extend(overrides.iter().map(|s| (*s).to_owned()));
+        WorkerConfig::from_args(args).expect("test worker config parses")
+    }
+
+    /// Runs a worker inside this test process.
+    pub fn spawn_worker(&self, overrides: &[&str]) -> InProcessWorker {
+        let config = self.worker_config(overrides);
+        let (trigger, shutdown) = Shutdown::new();
+        let task = tokio::spawn(async move { run(config, shutdown).await });
+        InProcessWorker { trigger, task }
+    }
+
+    /// Runs the real `entraguard-worker` binary.
+    pub fn spawn_worker_process(&self, overrides: &[&str]) -> Child {
+        let mut args = self.worker_args();
+        args.extend(overrides.iter().map(|s| (*s).to_owned()));
+        Command::new(bin_path("entraguard-worker"))
+            .args(args)
+            .env_remove("REDIS_URL")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("worker binary starts")
+    }
+
+    pub async fn add_endpoint(&self, channel: &str, target: &str, events: &[&str], secret: Option<&str>) -> Endpoint {
+        let ep = EndpointDraft {
+            name: format!("{channel} test"),
+            channel: channel.into(),
+            target: target.into(),
+            events: events.iter().map(|e| (*e).to_owned()).collect(),
+            enabled: true,
+            secret: secret.map(Secret::new),
+            teams_format: None,
+        }
+        .validate(TargetPolicy { allow_http: true })
+        .expect("valid endpoint");
+        self.store.put(&ep).await.expect("endpoint stored");
+        ep
+    }
+
+    pub async fn stats(&self) -> QueueStats {
+        self.queue.stats().await.expect("stats")
+    }
+
+    /// Waits until nothing is ready, in flight or scheduled.
+    pub async fn wait_drained(&self, deadline: Duration) {
+        wait_until(deadline, "queue drained (ready, processing and delayed all 0)", || async {
+            let s = self.stats().await;
+            s.ready == 0 && s.processing == 0 && s.delayed == 0
+        })
+        .await;
+    }
+
+    pub async fn wait_dead(&self, n: u64, deadline: Duration) {
+        wait_until(deadline, &format!("{n} dead letters"), || async { self.stats().await.dead >= n }).await;
+    }
+}
+
+pub fn keys() -> KeySpace {
+    KeySpace::new(PREFIX).expect("prefix")
+}
+
+pub struct InProcessWorker {
+    trigger: ShutdownTrigger,
+    task: tokio::task::JoinHandle<Result<(), entraguard_worker::runner::RunError>>,
+}
+
+impl InProcessWorker {
+    /// Asks for shutdown and waits for the worker to return.
+    pub async fn stop(self) {
+        self.trigger.trigger();
+        let res = tokio::time::timeout(Duration::from_secs(15), self.task).await.expect("worker stops within 15 s");
+        res.expect("worker task did not panic").expect("worker returned Ok");
+    }
+}
+
+/// A sample `finding.new` event for `tenant`.
+pub fn finding_event(tenant: &str) -> Event {
+    Event::from_json(
+        format!(
+            r#"{{
+            "event": "finding.new",
+            "tenant_id": "{tenant}",
+            "tenant_name": "contoso.onmicrosoft.com",
+            "scan_id": "scan_2026-04-28T07:00Z",
+            "finding": {{
+                "id": "PIM-002",
+                "title": "Excessive permanent privileged roles",
+                "severity": "high",
+                "category": "privileged-access",
+                "affected": ["admin@contoso.com", "ops@contoso.com"],
+                "remediation_url": "https://entraguard.example.com/api/entraguard/findings/PIM-002"
+            }}
+        }}"#
+        )
+        .as_bytes(),
+    )
+    .expect("sample event is valid")
+}
