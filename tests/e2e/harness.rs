@@ -1,7 +1,7 @@
 use std::process::Stdio;
 
-use tokio::process::{Child, Command};
 use std::time::Duration;
+use tokio::process::{Child, Command};
 
 use entraguard_core::endpoint::{Endpoint, EndpointDraft, TargetPolicy};
 use entraguard_core::keys::KeySpace;
@@ -31,10 +31,22 @@ impl Stack {
     }
 
     pub async fn on(redis: RedisServer) -> Stack {
-        let producer = Producer::connect(&ProducerConfig::from_url(&redis.url()).expect("url")).await.expect("producer connects");
-        let queue = Queue::connect(&RedisConfig::new(RedisUrl::parse(&redis.url()).expect("url")), keys()).await.expect("queue connects");
+        let producer = Producer::connect(&ProducerConfig::from_url(&redis.url()).expect("url"))
+            .await
+            .expect("producer connects");
+        let queue = Queue::connect(
+            &RedisConfig::new(RedisUrl::parse(&redis.url()).expect("url")),
+            keys(),
+        )
+        .await
+        .expect("queue connects");
         let store = EndpointStore::new(queue.connection(), keys());
-        Stack { redis, producer, queue, store }
+        Stack {
+            redis,
+            producer,
+            queue,
+            store,
+        }
     }
 
     /// Worker settings for tests: retries in milliseconds, plain HTTP and loopback allowed.
@@ -96,7 +108,13 @@ impl Stack {
             .expect("worker binary starts")
     }
 
-    pub async fn add_endpoint(&self, channel: &str, target: &str, events: &[&str], secret: Option<&str>) -> Endpoint {
+    pub async fn add_endpoint(
+        &self,
+        channel: &str,
+        target: &str,
+        events: &[&str],
+        secret: Option<&str>,
+    ) -> Endpoint {
         let ep = EndpointDraft {
             name: format!("{channel} test"),
             channel: channel.into(),
@@ -118,15 +136,25 @@ impl Stack {
 
     /// Waits until nothing is ready, in flight or scheduled.
     pub async fn wait_drained(&self, deadline: Duration) {
-        wait_until(deadline, "queue drained (ready, processing and delayed all 0)", || async {
-            let s = self.stats().await;
-            s.ready == 0 && s.processing == 0 && s.delayed == 0
-        })
+        // A failed read (the test's own connection reconnecting after a Redis restart) is "not yet".
+        wait_until(
+            deadline,
+            "queue drained (ready, processing and delayed all 0)",
+            || async {
+                self.queue
+                    .stats()
+                    .await
+                    .is_ok_and(|s| s.ready == 0 && s.processing == 0 && s.delayed == 0)
+            },
+        )
         .await;
     }
 
     pub async fn wait_dead(&self, n: u64, deadline: Duration) {
-        wait_until(deadline, &format!("{n} dead letters"), || async { self.stats().await.dead >= n }).await;
+        wait_until(deadline, &format!("{n} dead letters"), || async {
+            self.queue.stats().await.is_ok_and(|s| s.dead >= n)
+        })
+        .await;
     }
 }
 
@@ -143,8 +171,11 @@ impl InProcessWorker {
     /// Asks for shutdown and waits for the worker to return.
     pub async fn stop(self) {
         self.trigger.trigger();
-        let res = tokio::time::timeout(Duration::from_secs(15), self.task).await.expect("worker stops within 15 s");
-        res.expect("worker task did not panic").expect("worker returned Ok");
+        let res = tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("worker stops within 15 s");
+        res.expect("worker task did not panic")
+            .expect("worker returned Ok");
     }
 }
 

@@ -28,7 +28,12 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [Channel::Slack, Channel::Teams, Channel::Email, Channel::Webhook];
+    pub const ALL: [Channel; 4] = [
+        Channel::Slack,
+        Channel::Teams,
+        Channel::Email,
+        Channel::Webhook,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -49,9 +54,13 @@ impl fmt::Display for Channel {
 impl FromStr for Channel {
     type Err = EndpointError;
     fn from_str(s: &str) -> Result<Self, EndpointError> {
-        Channel::ALL.into_iter().find(|c| c.as_str() == s.trim().to_ascii_lowercase()).ok_or_else(|| {
-            EndpointError::Field { field: "channel", reason: format!("{s:?} is not one of slack, teams, email, webhook") }
-        })
+        Channel::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s.trim().to_ascii_lowercase())
+            .ok_or_else(|| EndpointError::Field {
+                field: "channel",
+                reason: format!("{s:?} is not one of slack, teams, email, webhook"),
+            })
     }
 }
 
@@ -127,7 +136,10 @@ impl EndpointError {
 }
 
 fn bad(field: &'static str, reason: impl Into<String>) -> EndpointError {
-    EndpointError::Field { field, reason: reason.into() }
+    EndpointError::Field {
+        field,
+        reason: reason.into(),
+    }
 }
 
 /// What targets are acceptable. HTTPS only unless plain HTTP is allowed (local tests).
@@ -164,14 +176,34 @@ impl Endpoint {
 
     /// Warnings that do not refuse the endpoint (a Slack URL not on Slack's host, say).
     pub fn warnings(&self) -> Vec<String> {
-        let host = self.target.url().and_then(|u| u.host_str()).unwrap_or("").to_ascii_lowercase();
-        let on = |suffixes: &[&str]| suffixes.iter().any(|s| host == *s || host.ends_with(&format!(".{s}")));
+        let host = self
+            .target
+            .url()
+            .and_then(|u| u.host_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let on = |suffixes: &[&str]| {
+            suffixes
+                .iter()
+                .any(|s| host == *s || host.ends_with(&format!(".{s}")))
+        };
         match self.channel {
             Channel::Slack if !on(&["hooks.slack.com", "slack.com"]) => {
-                vec![format!("host {host:?} is not Slack's (hooks.slack.com): fine for a proxy or a local fake")]
+                vec![format!(
+                    "host {host:?} is not Slack's (hooks.slack.com): fine for a proxy or a local fake"
+                )]
             }
-            Channel::Teams if !on(&["webhook.office.com", "logic.azure.com", "powerplatform.com", "office.com"]) => {
-                vec![format!("host {host:?} is not a Microsoft Teams webhook host: fine for a proxy or a local fake")]
+            Channel::Teams
+                if !on(&[
+                    "webhook.office.com",
+                    "logic.azure.com",
+                    "powerplatform.com",
+                    "office.com",
+                ]) =>
+            {
+                vec![format!(
+                    "host {host:?} is not a Microsoft Teams webhook host: fine for a proxy or a local fake"
+                )]
             }
             _ => Vec::new(),
         }
@@ -217,7 +249,10 @@ impl EndpointDraft {
             return Err(bad("name", "must not be empty"));
         }
         if name.len() > MAX_NAME || name.chars().any(char::is_control) {
-            return Err(bad("name", format!("must be at most {MAX_NAME} printable characters")));
+            return Err(bad(
+                "name",
+                format!("must be at most {MAX_NAME} printable characters"),
+            ));
         }
         let channel: Channel = self.channel.parse()?;
         let target = match channel {
@@ -230,7 +265,10 @@ impl EndpointDraft {
         let events = self
             .events
             .iter()
-            .map(|e| e.parse::<EventKind>().map_err(|err| bad("events", err.to_string())))
+            .map(|e| {
+                e.parse::<EventKind>()
+                    .map_err(|err| bad("events", err.to_string()))
+            })
             .collect::<Result<BTreeSet<_>, _>>()?;
         let secret = match &self.secret {
             Some(s) if s.expose().is_empty() => None,
@@ -247,7 +285,12 @@ impl EndpointDraft {
             (None, _) => None,
             (Some(f), _) if f.trim().is_empty() => None,
             (Some(f), Channel::Teams | Channel::Webhook) => Some(f.parse()?),
-            (Some(_), _) => return Err(bad("teams_format", "applies to teams and webhook endpoints only")),
+            (Some(_), _) => {
+                return Err(bad(
+                    "teams_format",
+                    "applies to teams and webhook endpoints only",
+                ));
+            }
         };
         Ok(Endpoint {
             id,
@@ -268,20 +311,37 @@ impl EndpointDraft {
 pub fn validate_url(raw: &str, policy: TargetPolicy) -> Result<url::Url, EndpointError> {
     let raw = raw.trim();
     if raw.len() > MAX_URL {
-        return Err(bad("target", format!("URL is longer than {MAX_URL} characters")));
+        return Err(bad(
+            "target",
+            format!("URL is longer than {MAX_URL} characters"),
+        ));
     }
-    let url = url::Url::parse(raw).map_err(|e| bad("target", format!("is not a valid URL: {e}")))?;
+    let url =
+        url::Url::parse(raw).map_err(|e| bad("target", format!("is not a valid URL: {e}")))?;
     match url.scheme() {
         "https" => {}
         "http" if policy.allow_http => {}
-        "http" => return Err(bad("target", "must use https (plain http is allowed only with NOTIFY_ALLOW_HTTP=true)")),
-        other => return Err(bad("target", format!("scheme {other:?} is not supported; use https"))),
+        "http" => {
+            return Err(bad(
+                "target",
+                "must use https (plain http is allowed only with NOTIFY_ALLOW_HTTP=true)",
+            ));
+        }
+        other => {
+            return Err(bad(
+                "target",
+                format!("scheme {other:?} is not supported; use https"),
+            ));
+        }
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("target", "URL has no host"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("target", "URL must not carry user:password credentials"));
+        return Err(bad(
+            "target",
+            "URL must not carry user:password credentials",
+        ));
     }
     Ok(url)
 }
@@ -289,8 +349,17 @@ pub fn validate_url(raw: &str, policy: TargetPolicy) -> Result<url::Url, Endpoin
 /// A syntactic check of one email address (`local@domain.tld`), no display names, no lists.
 pub fn validate_email(raw: &str) -> Result<String, EndpointError> {
     let addr = raw.trim();
-    let err = || bad("target", format!("{addr:?} is not one email address (expected local@domain)"));
-    if addr.len() > 254 || addr.chars().any(|c| c.is_whitespace() || c.is_control() || "<>,;\"()[]\\".contains(c)) {
+    let err = || {
+        bad(
+            "target",
+            format!("{addr:?} is not one email address (expected local@domain)"),
+        )
+    };
+    if addr.len() > 254
+        || addr
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"()[]\\".contains(c))
+    {
         return Err(err());
     }
     let (local, domain) = addr.rsplit_once('@').ok_or_else(err)?;
@@ -298,7 +367,9 @@ pub fn validate_email(raw: &str) -> Result<String, EndpointError> {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !domain.contains("..")
-        && domain.split('.').all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
+        && domain
+            .split('.')
+            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
     if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
         return Err(err());
     }
@@ -322,7 +393,9 @@ mod tests {
 
     #[test]
     fn https_webhook_is_accepted() {
-        let ep = draft("webhook", "https://soar.example.com/hook").validate(TargetPolicy::default()).expect("valid");
+        let ep = draft("webhook", "https://soar.example.com/hook")
+            .validate(TargetPolicy::default())
+            .expect("valid");
         assert_eq!(ep.channel, Channel::Webhook);
         assert!(ep.subscribes_to(EventKind::FindingNew));
         assert!(!ep.subscribes_to(EventKind::ScanFailed));
@@ -339,13 +412,46 @@ mod tests {
     #[test]
     fn bad_urls_emails_and_events_name_the_field() {
         let p = TargetPolicy::default();
-        assert_eq!(draft("webhook", "not a url").validate(p).expect_err("x").field(), "target");
-        assert_eq!(draft("webhook", "ftp://x.example/").validate(p).expect_err("x").field(), "target");
-        assert_eq!(draft("webhook", "https://u:p@x.example/").validate(p).expect_err("x").field(), "target");
-        assert_eq!(draft("email", "a@b").validate(p).expect_err("x").field(), "target");
-        assert_eq!(draft("email", "a@b.com, c@d.com").validate(p).expect_err("x").field(), "target");
+        assert_eq!(
+            draft("webhook", "not a url")
+                .validate(p)
+                .expect_err("x")
+                .field(),
+            "target"
+        );
+        assert_eq!(
+            draft("webhook", "ftp://x.example/")
+                .validate(p)
+                .expect_err("x")
+                .field(),
+            "target"
+        );
+        assert_eq!(
+            draft("webhook", "https://u:p@x.example/")
+                .validate(p)
+                .expect_err("x")
+                .field(),
+            "target"
+        );
+        assert_eq!(
+            draft("email", "a@b").validate(p).expect_err("x").field(),
+            "target"
+        );
+        assert_eq!(
+            draft("email", "a@b.com, c@d.com")
+                .validate(p)
+                .expect_err("x")
+                .field(),
+            "target"
+        );
         assert!(draft("email", "oncall@contoso.com").validate(p).is_ok());
-        assert_eq!(draft("pager", "https://x.example/").validate(p).expect_err("x").field(), "channel");
+        assert_eq!(
+            draft("pager", "https://x.example/")
+                .validate(p)
+                .expect_err("x")
+                .field(),
+            "channel"
+        );
         let mut d = draft("webhook", "https://x.example/");
         d.events = vec!["scan.exploded".into()];
         assert_eq!(d.validate(p).expect_err("x").field(), "events");
@@ -355,17 +461,24 @@ mod tests {
 
     #[test]
     fn slack_on_a_foreign_host_is_a_warning_not_a_refusal() {
-        let ep = draft("slack", "https://proxy.example.com/slack").validate(TargetPolicy::default()).expect("ok");
+        let ep = draft("slack", "https://proxy.example.com/slack")
+            .validate(TargetPolicy::default())
+            .expect("ok");
         assert_eq!(ep.warnings().len(), 1);
-        let ep = draft("slack", "https://hooks.slack.com/services/T0/B0/x").validate(TargetPolicy::default()).expect("ok");
+        let ep = draft("slack", "https://hooks.slack.com/services/T0/B0/x")
+            .validate(TargetPolicy::default())
+            .expect("ok");
         assert!(ep.warnings().is_empty());
     }
 
     #[test]
     fn debug_never_prints_the_url_token() {
-        let ep = draft("slack", "https://hooks.slack.com/services/T0AAA/B0BBB/SECRETTOKEN")
-            .validate(TargetPolicy::default())
-            .expect("ok");
+        let ep = draft(
+            "slack",
+            "https://hooks.slack.com/services/T0AAA/B0BBB/SECRETTOKEN",
+        )
+        .validate(TargetPolicy::default())
+        .expect("ok");
         assert!(!format!("{ep:?}").contains("SECRETTOKEN"));
     }
 }

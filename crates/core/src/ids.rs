@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// An id string that did not have the expected prefix or characters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid {kind} id {value:?}: expected `{prefix}` followed by letters, digits, `-` or `_` (at most 64 characters)")]
+#[error(
+    "invalid {kind} id {value:?}: expected `{prefix}` followed by letters, digits, `-` or `_` (at most 64 characters)"
+)]
 pub struct IdError {
     kind: &'static str,
     prefix: &'static str,

@@ -21,11 +21,15 @@ impl KeySpace {
     pub fn new(prefix: &str) -> Result<Self, KeyPrefixError> {
         let ok = !prefix.is_empty()
             && prefix.len() <= 64
-            && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
         if !ok {
             return Err(KeyPrefixError(prefix.to_owned()));
         }
-        Ok(Self { tag: format!("{{{prefix}}}") })
+        Ok(Self {
+            tag: format!("{{{prefix}}}"),
+        })
     }
 
     /// LIST of job JSON waiting to be taken (FIFO: pushed right, taken left).
@@ -76,7 +80,9 @@ impl KeySpace {
 
 impl Default for KeySpace {
     fn default() -> Self {
-        Self { tag: format!("{{{}}}", Self::DEFAULT_PREFIX) }
+        Self {
+            tag: format!("{{{}}}", Self::DEFAULT_PREFIX),
+        }
     }
 }
 
@@ -87,7 +93,16 @@ mod tests {
     #[test]
     fn all_keys_share_one_hash_tag() {
         let k = KeySpace::new("acme").expect("valid");
-        for key in [k.ready(), k.processing("w1"), k.lease("w1"), k.workers(), k.delayed(), k.dlq(), k.dlq_entry("d"), k.endpoints()] {
+        for key in [
+            k.ready(),
+            k.processing("w1"),
+            k.lease("w1"),
+            k.workers(),
+            k.delayed(),
+            k.dlq(),
+            k.dlq_entry("d"),
+            k.endpoints(),
+        ] {
             assert!(key.starts_with("{acme}:"), "{key}");
         }
     }

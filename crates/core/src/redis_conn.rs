@@ -18,7 +18,11 @@ pub struct RedisConfig {
 
 impl RedisConfig {
     pub fn new(url: RedisUrl) -> Self {
-        Self { url, connect_timeout: Duration::from_secs(5), response_timeout: Some(Duration::from_secs(10)) }
+        Self {
+            url,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Some(Duration::from_secs(10)),
+        }
     }
 }
 
@@ -37,10 +41,16 @@ impl RedisUrl {
     pub fn parse(raw: &str) -> Result<Self, RedisUrlError> {
         let raw = raw.trim();
         let masked = crate::secret::mask_url(raw);
-        let url = url::Url::parse(raw).map_err(|e| RedisUrlError { masked: masked.clone(), reason: e.to_string() })?;
+        let url = url::Url::parse(raw).map_err(|e| RedisUrlError {
+            masked: masked.clone(),
+            reason: e.to_string(),
+        })?;
         match url.scheme() {
             "redis" | "rediss" | "unix" | "redis+unix" => Ok(Self(raw.to_owned())),
-            other => Err(RedisUrlError { masked, reason: format!("scheme {other:?}; expected redis:// or rediss://") }),
+            other => Err(RedisUrlError {
+                masked,
+                reason: format!("scheme {other:?}; expected redis:// or rediss://"),
+            }),
         }
     }
 
@@ -63,7 +73,11 @@ impl std::fmt::Display for RedisUrl {
                 f,
                 "{}://{}{}{}",
                 u.scheme(),
-                if u.password().is_some() || !u.username().is_empty() { "****@" } else { "" },
+                if u.password().is_some() || !u.username().is_empty() {
+                    "****@"
+                } else {
+                    ""
+                },
                 u.host_str().unwrap_or(""),
                 u.port().map(|p| format!(":{p}")).unwrap_or_default()
             ),
@@ -83,7 +97,10 @@ pub fn ensure_crypto_provider() {
 
 /// Opens a self-reconnecting multiplexed connection. The first connection must succeed within
 /// the connect timeout; afterwards it reconnects on its own, with exponential back-off.
-pub async fn connect(config: &RedisConfig, response_timeout: Option<Duration>) -> Result<ConnectionManager, redis::RedisError> {
+pub async fn connect(
+    config: &RedisConfig,
+    response_timeout: Option<Duration>,
+) -> Result<ConnectionManager, redis::RedisError> {
     ensure_crypto_provider();
     let client = redis::Client::open(config.url.expose())?;
     let mgr_config = ConnectionManagerConfig::new()

@@ -38,7 +38,9 @@ impl RetrySchedule {
 
     /// Total attempts a delivery gets: the first plus one per delay.
     pub fn max_attempts(&self) -> u32 {
-        u32::try_from(self.0.len()).unwrap_or(u32::MAX).saturating_add(1)
+        u32::try_from(self.0.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1)
     }
 
     pub fn delays(&self) -> &[Duration] {
@@ -48,7 +50,11 @@ impl RetrySchedule {
 
 impl Default for RetrySchedule {
     fn default() -> Self {
-        Self(vec![Duration::from_secs(10), Duration::from_secs(60), Duration::from_secs(300)])
+        Self(vec![
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            Duration::from_secs(300),
+        ])
     }
 }
 
@@ -63,8 +69,10 @@ impl FromStr for RetrySchedule {
             .split(',')
             .map(|part| {
                 let part = part.trim();
-                let d = humantime::parse_duration(part)
-                    .map_err(|e| RetryScheduleError::Delay { value: part.to_owned(), reason: e.to_string() })?;
+                let d = humantime::parse_duration(part).map_err(|e| RetryScheduleError::Delay {
+                    value: part.to_owned(),
+                    reason: e.to_string(),
+                })?;
                 if d > Duration::from_secs(7 * 24 * 3600) {
                     return Err(RetryScheduleError::TooLate(part.to_owned()));
                 }
@@ -83,7 +91,11 @@ impl fmt::Display for RetrySchedule {
         if self.0.is_empty() {
             return f.write_str("none");
         }
-        let parts: Vec<String> = self.0.iter().map(|d| humantime::format_duration(*d).to_string()).collect();
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|d| humantime::format_duration(*d).to_string())
+            .collect();
         f.write_str(&parts.join(","))
     }
 }
@@ -106,8 +118,14 @@ mod tests {
     #[test]
     fn milliseconds_for_tests_and_errors_name_the_value() {
         let s: RetrySchedule = "20ms, 40ms".parse().expect("parses");
-        assert_eq!(s.delays(), &[Duration::from_millis(20), Duration::from_millis(40)]);
-        let err = "10s,soon".parse::<RetrySchedule>().expect_err("refused").to_string();
+        assert_eq!(
+            s.delays(),
+            &[Duration::from_millis(20), Duration::from_millis(40)]
+        );
+        let err = "10s,soon"
+            .parse::<RetrySchedule>()
+            .expect_err("refused")
+            .to_string();
         assert!(err.contains("soon"), "{err}");
     }
 }

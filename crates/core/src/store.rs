@@ -16,7 +16,10 @@ pub enum StoreError {
     #[error("endpoint {0} not found")]
     NotFound(EndpointId),
     #[error("endpoint {id} in Redis is unreadable: {source}")]
-    Corrupt { id: String, source: serde_json::Error },
+    Corrupt {
+        id: String,
+        source: serde_json::Error,
+    },
 }
 
 /// Reads and writes endpoints.
@@ -33,9 +36,14 @@ impl EndpointStore {
 
     /// Stores a new endpoint or replaces one with the same id.
     pub async fn put(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
-        let json = serde_json::to_string(endpoint).map_err(|source| StoreError::Corrupt { id: endpoint.id.to_string(), source })?;
+        let json = serde_json::to_string(endpoint).map_err(|source| StoreError::Corrupt {
+            id: endpoint.id.to_string(),
+            source,
+        })?;
         let mut conn = self.conn.clone();
-        let _: () = conn.hset(self.keys.endpoints(), endpoint.id.as_str(), json).await?;
+        let _: () = conn
+            .hset(self.keys.endpoints(), endpoint.id.as_str(), json)
+            .await?;
         Ok(())
     }
 
@@ -43,8 +51,13 @@ impl EndpointStore {
     pub async fn get(&self, id: &EndpointId) -> Result<Option<Endpoint>, StoreError> {
         let mut conn = self.conn.clone();
         let json: Option<String> = conn.hget(self.keys.endpoints(), id.as_str()).await?;
-        json.map(|j| serde_json::from_str(&j).map_err(|source| StoreError::Corrupt { id: id.to_string(), source }))
-            .transpose()
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|source| StoreError::Corrupt {
+                id: id.to_string(),
+                source,
+            })
+        })
+        .transpose()
     }
 
     /// Every endpoint, oldest first. Unreadable entries are skipped with a warning.
@@ -66,8 +79,15 @@ impl EndpointStore {
     }
 
     /// Enables or disables an endpoint; returns it as stored.
-    pub async fn set_enabled(&self, id: &EndpointId, enabled: bool) -> Result<Endpoint, StoreError> {
-        let mut ep = self.get(id).await?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
+    pub async fn set_enabled(
+        &self,
+        id: &EndpointId,
+        enabled: bool,
+    ) -> Result<Endpoint, StoreError> {
+        let mut ep = self
+            .get(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.clone()))?;
         ep.enabled = enabled;
         ep.updated_at = Timestamp::now();
         self.put(&ep).await?;

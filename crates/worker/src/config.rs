@@ -23,7 +23,7 @@ pub enum LogFormat {
 /// Every option can also be set by its environment variable, or in a `.env` file in the
 /// working directory.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "entraguard-worker", version, about, long_about = None)]
+#[command(name = "entraguard-worker", version, about, long_about = None, args_override_self = true)]
 pub struct WorkerConfig {
     /// Redis to take jobs from: redis://[user:password@]host:port[/db], or rediss:// for TLS.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = parse_redis_url, hide_env_values = true)]
@@ -168,8 +168,13 @@ pub enum ConfigError {
     #[error("SMTP_USER and SMTP_PASSWORD go together: {0} is missing")]
     SmtpCredentials(&'static str),
     #[error("{setting}: {reason}")]
-    Smtp { setting: &'static str, reason: String },
-    #[error("email endpoints exist ({0}) but SMTP_HOST is not set: set SMTP_HOST, SMTP_FROM (and SMTP_USER, SMTP_PASSWORD) or disable them")]
+    Smtp {
+        setting: &'static str,
+        reason: String,
+    },
+    #[error(
+        "email endpoints exist ({0}) but SMTP_HOST is not set: set SMTP_HOST, SMTP_FROM (and SMTP_USER, SMTP_PASSWORD) or disable them"
+    )]
     SmtpMissing(String),
 }
 
@@ -188,10 +193,16 @@ impl WorkerConfig {
         if self.lease < Duration::from_millis(300) {
             return Err(ConfigError::LeaseTooShort { lease: self.lease });
         }
-        if self.fetch_block < Duration::from_millis(100) || self.fetch_block > Duration::from_secs(60) {
-            return Err(ConfigError::FetchBlock { block: self.fetch_block });
+        if self.fetch_block < Duration::from_millis(100)
+            || self.fetch_block > Duration::from_secs(60)
+        {
+            return Err(ConfigError::FetchBlock {
+                block: self.fetch_block,
+            });
         }
-        if self.delivery_timeout < Duration::from_millis(100) || self.delivery_timeout > Duration::from_secs(600) {
+        if self.delivery_timeout < Duration::from_millis(100)
+            || self.delivery_timeout > Duration::from_secs(600)
+        {
             return Err(ConfigError::DeliveryTimeout(self.delivery_timeout));
         }
         if self.smtp.host.is_some() {
@@ -214,7 +225,9 @@ impl WorkerConfig {
     }
 
     pub fn target_policy(&self) -> TargetPolicy {
-        TargetPolicy { allow_http: self.allow_http }
+        TargetPolicy {
+            allow_http: self.allow_http,
+        }
     }
 
     /// How often the lease is renewed and dead workers are looked for.
@@ -248,7 +261,9 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<WorkerConfig, clap::Error> {
-        WorkerConfig::try_parse_from(std::iter::once("entraguard-worker").chain(args.iter().copied()))
+        WorkerConfig::try_parse_from(
+            std::iter::once("entraguard-worker").chain(args.iter().copied()),
+        )
     }
 
     #[test]
@@ -264,11 +279,20 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let err = parse(&["--retry-schedule", "10s,soon"]).expect_err("refused").to_string();
-        assert!(err.contains("retry-schedule") && err.contains("soon"), "{err}");
-        let err = parse(&["--allow-private-targets", "10.0.0.0/33"]).expect_err("refused").to_string();
+        let err = parse(&["--retry-schedule", "10s,soon"])
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("retry-schedule") && err.contains("soon"),
+            "{err}"
+        );
+        let err = parse(&["--allow-private-targets", "10.0.0.0/33"])
+            .expect_err("refused")
+            .to_string();
         assert!(err.contains("allow-private-targets"), "{err}");
-        let err = parse(&["--redis-url", "http://x"]).expect_err("refused").to_string();
+        let err = parse(&["--redis-url", "http://x"])
+            .expect_err("refused")
+            .to_string();
         assert!(err.contains("redis-url"), "{err}");
     }
 

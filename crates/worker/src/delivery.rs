@@ -30,7 +30,11 @@ impl Deliverer {
     }
 
     /// Makes one attempt of `job` to `endpoint`. Returns the outcome and when it started.
-    pub async fn attempt(&self, job: &DeliveryJob, endpoint: &Endpoint) -> (Outcome, Timestamp, std::time::Duration) {
+    pub async fn attempt(
+        &self,
+        job: &DeliveryJob,
+        endpoint: &Endpoint,
+    ) -> (Outcome, Timestamp, std::time::Duration) {
         let at = Timestamp::now();
         let started = Instant::now();
         let outcome = match (channel::render(&job.event, endpoint), &endpoint.target) {
@@ -38,16 +42,34 @@ impl Deliverer {
                 let headers = http_headers(job, endpoint, style, &body, at);
                 match self.http.post(url, headers, body).await {
                     Ok(answer) => style.classify(answer.status, &answer.body, answer.retry_after),
-                    Err(e @ HttpError::Refused(_)) | Err(e @ HttpError::Client(_)) => Outcome::permanent(None, e.to_string()),
+                    Err(e @ HttpError::Refused(_)) | Err(e @ HttpError::Client(_)) => {
+                        Outcome::permanent(None, e.to_string())
+                    }
                     Err(e) => Outcome::retryable(None, e.to_string()),
                 }
             }
             (Payload::Email(message), Target::Email(to)) => match &self.smtp {
                 // Stable across retries, so a mailbox that saw an earlier attempt can drop the copy.
-                Some(smtp) => smtp.send(to, &message, &format!("<{}@entraguard-notify>", job.delivery_id)).await,
-                None => Outcome::permanent(None, "email delivery needs SMTP settings (SMTP_HOST, SMTP_FROM); none are configured"),
+                Some(smtp) => {
+                    smtp.send(
+                        to,
+                        &message,
+                        &format!("<{}@entraguard-notify>", job.delivery_id),
+                    )
+                    .await
+                }
+                None => Outcome::permanent(
+                    None,
+                    "email delivery needs SMTP settings (SMTP_HOST, SMTP_FROM); none are configured",
+                ),
             },
-            _ => Outcome::permanent(None, format!("endpoint {} has a target that does not fit its channel", endpoint.id)),
+            _ => Outcome::permanent(
+                None,
+                format!(
+                    "endpoint {} has a target that does not fit its channel",
+                    endpoint.id
+                ),
+            ),
         };
         (outcome, at, started.elapsed())
     }
@@ -55,7 +77,13 @@ impl Deliverer {
 
 /// The headers of an HTTP delivery. The delivery id stays the same across retries and replays
 /// so receivers can drop duplicates; the signature covers the exact body bytes.
-fn http_headers(job: &DeliveryJob, endpoint: &Endpoint, style: HttpStyle, body: &[u8], at: Timestamp) -> reqwest::header::HeaderMap {
+fn http_headers(
+    job: &DeliveryJob,
+    endpoint: &Endpoint,
+    style: HttpStyle,
+    body: &[u8],
+    at: Timestamp,
+) -> reqwest::header::HeaderMap {
     let mut pairs: Vec<(&'static str, String)> = vec![
         ("content-type", "application/json".to_owned()),
         ("x-coderaft-event", job.event.kind().to_string()),
@@ -66,7 +94,10 @@ fn http_headers(job: &DeliveryJob, endpoint: &Endpoint, style: HttpStyle, body: 
     if style == HttpStyle::Webhook
         && let Some(secret) = &endpoint.secret
     {
-        pairs.push(("x-coderaft-signature", coderaft_signature(secret.expose().as_bytes(), body)));
+        pairs.push((
+            "x-coderaft-signature",
+            coderaft_signature(secret.expose().as_bytes(), body),
+        ));
     }
     headers(&pairs)
 }

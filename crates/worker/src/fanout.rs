@@ -38,12 +38,20 @@ mod tests {
             br#"{"event":"scan.failed","tenant_id":"t","scan":{"run_id":"r","kind":"full","environment":"prod","error":{"kind":"network","message":"boom"}}}"#,
         )
         .expect("valid event");
-        let eps = vec![endpoint(&["scan.failed"], true), endpoint(&["scan.failed"], false), endpoint(&["finding.new"], true), endpoint(&["scan.failed", "finding.new"], true)];
+        let eps = vec![
+            endpoint(&["scan.failed"], true),
+            endpoint(&["scan.failed"], false),
+            endpoint(&["finding.new"], true),
+            endpoint(&["scan.failed", "finding.new"], true),
+        ];
         let jobs = fan_out(&event, &eps);
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0].endpoint_id, eps[0].id);
         assert_eq!(jobs[1].endpoint_id, eps[3].id);
         assert_ne!(jobs[0].delivery_id, jobs[1].delivery_id);
-        assert!(jobs.iter().all(|j| j.attempts.is_empty() && j.event.id == event.id));
+        assert!(
+            jobs.iter()
+                .all(|j| j.attempts.is_empty() && j.event.id == event.id)
+        );
     }
 }

@@ -31,8 +31,14 @@ pub fn app(queue: QueueCell) -> Router {
 }
 
 /// Serves until shutdown.
-pub async fn serve(listener: tokio::net::TcpListener, queue: QueueCell, mut shutdown: Shutdown) -> std::io::Result<()> {
-    axum::serve(listener, app(queue)).with_graceful_shutdown(async move { shutdown.wait().await }).await
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    queue: QueueCell,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(queue))
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
@@ -40,14 +46,24 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
         return (StatusCode::SERVICE_UNAVAILABLE, "connecting to redis");
     };
     let mut conn = queue.connection();
-    let ping = tokio::time::timeout(Duration::from_secs(2), redis::cmd("PING").query_async::<String>(&mut conn)).await;
+    let ping = tokio::time::timeout(
+        Duration::from_secs(2),
+        redis::cmd("PING").query_async::<String>(&mut conn),
+    )
+    .await;
     match ping {
         Ok(Ok(_)) => (StatusCode::OK, "ready"),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable"),
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> (StatusCode, [(axum::http::HeaderName, &'static str); 1], String) {
+async fn metrics(
+    State(state): State<AppState>,
+) -> (
+    StatusCode,
+    [(axum::http::HeaderName, &'static str); 1],
+    String,
+) {
     if let Some(queue) = state.queue.get()
         && let Ok(Ok(stats)) = tokio::time::timeout(Duration::from_secs(2), queue.stats()).await
     {
@@ -55,7 +71,10 @@ async fn metrics(State(state): State<AppState>) -> (StatusCode, [(axum::http::He
     }
     (
         StatusCode::OK,
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         crate::metrics::handle().render(),
     )
 }

@@ -20,15 +20,15 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::{ConfigError, WorkerConfig};
-use crate::transport::smtp::SmtpTransport;
-use entraguard_core::endpoint::Channel;
-use entraguard_core::ids::EndpointId;
 use crate::delivery::Deliverer;
 use crate::fanout::fan_out;
 use crate::retry::{Next, decide};
 use crate::shutdown::Shutdown;
 use crate::transport::guard::TargetGuard;
 use crate::transport::http::{HttpError, HttpTransport};
+use crate::transport::smtp::SmtpTransport;
+use entraguard_core::endpoint::Channel;
+use entraguard_core::ids::EndpointId;
 
 /// Why the worker could not run. Redis being unreachable is not one: the worker waits for it.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,10 @@ pub enum RunError {
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error("cannot listen on NOTIFY_HEALTH_ADDR {addr}: {source}")]
-    HealthAddr { addr: std::net::SocketAddr, source: std::io::Error },
+    HealthAddr {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// What every task of one worker process shares.
@@ -57,43 +60,66 @@ struct Ctx {
 /// Runs a worker until `shutdown` fires; returns once in-flight work is finished or handed back.
 pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), RunError> {
     config.validate()?;
-    let http = HttpTransport::new(TargetGuard::new(config.allow_private_targets.clone()), config.delivery_timeout)?;
+    let http = HttpTransport::new(
+        TargetGuard::new(config.allow_private_targets.clone()),
+        config.delivery_timeout,
+    )?;
     let smtp = SmtpTransport::from_settings(&config.smtp, config.delivery_timeout)?;
     let worker = WorkerId::generate();
     let queue_cell = crate::health::QueueCell::default();
     let health = match config.health_addr {
         Some(addr) => {
-            let listener =
-                tokio::net::TcpListener::bind(addr).await.map_err(|source| RunError::HealthAddr { addr, source })?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::HealthAddr { addr, source })?;
             info!(addr = %listener.local_addr().unwrap_or(addr), "health and metrics server listening");
             crate::metrics::handle();
-            Some(tokio::spawn(crate::health::serve(listener, queue_cell.clone(), shutdown.clone())))
+            Some(tokio::spawn(crate::health::serve(
+                listener,
+                queue_cell.clone(),
+                shutdown.clone(),
+            )))
         }
         None => None,
     };
     let redis = config.redis();
-    let Some(queue) = until_ok(&mut shutdown, "connect to redis", || Queue::connect(&redis, config.key_prefix.clone())).await
+    let Some(queue) = until_ok(&mut shutdown, "connect to redis", || {
+        Queue::connect(&redis, config.key_prefix.clone())
+    })
+    .await
     else {
         return Ok(());
     };
     check_redis_settings(&queue).await;
     let _ = queue_cell.set(queue.clone());
-    let Some(mut fetcher) = until_ok(&mut shutdown, "open fetch connection", || queue.fetcher(&worker, config.fetch_block)).await
+    let Some(mut fetcher) = until_ok(&mut shutdown, "open fetch connection", || {
+        queue.fetcher(&worker, config.fetch_block)
+    })
+    .await
     else {
         return Ok(());
     };
-    if until_ok(&mut shutdown, "register worker", || queue.heartbeat(&worker, config.lease)).await.is_none() {
+    if until_ok(&mut shutdown, "register worker", || {
+        queue.heartbeat(&worker, config.lease)
+    })
+    .await
+    .is_none()
+    {
         return Ok(());
     }
 
     let store = EndpointStore::new(queue.connection(), config.key_prefix.clone());
     let config_endpoint_cap = usize::try_from(config.endpoint_concurrency).unwrap_or(1);
     if smtp.is_none() {
-        let Some(endpoints) = until_ok(&mut shutdown, "read endpoints", || store.list()).await else {
+        let Some(endpoints) = until_ok(&mut shutdown, "read endpoints", || store.list()).await
+        else {
             return Ok(());
         };
-        let email: Vec<String> =
-            endpoints.iter().filter(|e| e.enabled && e.channel == Channel::Email).map(|e| e.id.to_string()).collect();
+        let email: Vec<String> = endpoints
+            .iter()
+            .filter(|e| e.enabled && e.channel == Channel::Email)
+            .map(|e| e.id.to_string())
+            .collect();
         if !email.is_empty() {
             return Err(ConfigError::SmtpMissing(email.join(", ")).into());
         }
@@ -144,9 +170,15 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
 
     let in_flight = tasks.len();
     info!(in_flight, grace = ?ctx.config.shutdown_grace, "shutting down: no new jobs; finishing in-flight deliveries");
-    let drained = tokio::time::timeout(ctx.config.shutdown_grace, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(ctx.config.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
-        warn!(unfinished = tasks.len(), "grace period over; handing unfinished jobs back");
+        warn!(
+            unfinished = tasks.len(),
+            "grace period over; handing unfinished jobs back"
+        );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
@@ -172,7 +204,9 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     }
     match released {
         Some(n) => info!(handed_back = n, "worker stopped"),
-        None => warn!("worker stopped without reaching redis; its jobs return to ready when its lease expires"),
+        None => warn!(
+            "worker stopped without reaching redis; its jobs return to ready when its lease expires"
+        ),
     }
     Ok(())
 }
@@ -181,11 +215,20 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
 /// stuck on the processing list of a live worker.
 async fn handle(ctx: Arc<Ctx>, raw: Vec<u8>, permit: OwnedSemaphorePermit) {
     ::metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
-    let result = AssertUnwindSafe(handle_job(&ctx, &raw)).catch_unwind().await;
+    let result = AssertUnwindSafe(handle_job(&ctx, &raw))
+        .catch_unwind()
+        .await;
     if result.is_err() {
         error!("job handler panicked; dead-lettering the job");
-        let draft = DeadLetterDraft { id: poison_id(), reason: "the worker panicked while handling this job".into(), delivery: None };
-        persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, &raw, &draft)).await;
+        let draft = DeadLetterDraft {
+            id: poison_id(),
+            reason: "the worker panicked while handling this job".into(),
+            delivery: None,
+        };
+        persist("dead-letter", || {
+            ctx.queue.dead_letter(&ctx.worker, &raw, &draft)
+        })
+        .await;
     }
     ::metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);
     drop(permit);
@@ -195,9 +238,16 @@ async fn handle_job(ctx: &Ctx, raw: &[u8]) {
     match Job::decode(raw) {
         Err(e) => {
             crate::metrics::poison();
-            let draft = DeadLetterDraft { id: poison_id(), reason: format!("undecodable job: {e}"), delivery: None };
+            let draft = DeadLetterDraft {
+                id: poison_id(),
+                reason: format!("undecodable job: {e}"),
+                delivery: None,
+            };
             error!(dead_letter_id = %draft.id, reason = %draft.reason, "poison job dead-lettered");
-            persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
+            persist("dead-letter", || {
+                ctx.queue.dead_letter(&ctx.worker, raw, &draft)
+            })
+            .await;
         }
         Ok(Job::Event(job)) => {
             let event = job.event;
@@ -205,13 +255,23 @@ async fn handle_job(ctx: &Ctx, raw: &[u8]) {
             async {
                 if let Err(e) = event.validate() {
                     crate::metrics::poison();
-                    let draft = DeadLetterDraft { id: poison_id(), reason: format!("invalid event {}: {e}", event.id), delivery: None };
+                    let draft = DeadLetterDraft {
+                        id: poison_id(),
+                        reason: format!("invalid event {}: {e}", event.id),
+                        delivery: None,
+                    };
                     error!(reason = %draft.reason, "invalid event dead-lettered");
-                    persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
+                    persist("dead-letter", || {
+                        ctx.queue.dead_letter(&ctx.worker, raw, &draft)
+                    })
+                    .await;
                     return;
                 }
                 let endpoints = persist("read endpoints", || ctx.store.list()).await;
-                let deliveries: Vec<String> = fan_out(&event, &endpoints).into_iter().map(|d| Job::Delivery(d).encode()).collect();
+                let deliveries: Vec<String> = fan_out(&event, &endpoints)
+                    .into_iter()
+                    .map(|d| Job::Delivery(d).encode())
+                    .collect();
                 if persist("ack", || ctx.queue.ack(&ctx.worker, raw, &deliveries)).await {
                     crate::metrics::fanned_out();
                     info!(deliveries = deliveries.len(), "event fanned out");
@@ -243,15 +303,22 @@ async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
             delivery: Some(job),
         };
         warn!(reason = %draft.reason, "delivery dead-lettered");
-        persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
+        persist("dead-letter", || {
+            ctx.queue.dead_letter(&ctx.worker, raw, &draft)
+        })
+        .await;
         return;
     };
     // A busy endpoint's delivery waits in Redis, not here: waiting would hold a concurrency
     // permit and let one hanging endpoint starve the rest.
     let Some(_slot) = ctx.endpoint_slots.try_acquire(&endpoint.id) else {
-        let defer = (ctx.config.delivery_timeout / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let defer = (ctx.config.delivery_timeout / 10)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
         tracing::debug!(retry_in = ?defer, "endpoint at its in-flight cap; delivery deferred");
-        persist("defer", || ctx.queue.retry_later(&ctx.worker, raw, raw, defer)).await;
+        persist("defer", || {
+            ctx.queue.retry_later(&ctx.worker, raw, raw, defer)
+        })
+        .await;
         ctx.promoter_wake.notify_one();
         return;
     };
@@ -264,7 +331,12 @@ async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
         status: outcome.status(),
         error: outcome.error().map(str::to_owned),
     });
-    let next = decide(&outcome, attempt, &ctx.config.retry_schedule, ctx.config.max_retry_after);
+    let next = decide(
+        &outcome,
+        attempt,
+        &ctx.config.retry_schedule,
+        ctx.config.max_retry_after,
+    );
     let result = match next {
         Next::Done => "delivered",
         Next::RetryIn(_) => "retry",
@@ -279,14 +351,25 @@ async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
         Next::RetryIn(delay) => {
             warn!(error = outcome.error().unwrap_or(""), retry_in = ?delay, "attempt failed; retry scheduled");
             let next = Job::Delivery(job).encode();
-            let kept = persist("schedule retry", || ctx.queue.retry_later(&ctx.worker, raw, next.as_bytes(), delay)).await;
+            let kept = persist("schedule retry", || {
+                ctx.queue
+                    .retry_later(&ctx.worker, raw, next.as_bytes(), delay)
+            })
+            .await;
             ctx.promoter_wake.notify_one();
             kept
         }
         Next::Dead(reason) => {
             error!(reason = %reason, "delivery dead-lettered");
-            let draft = DeadLetterDraft { id: job.delivery_id.to_string(), reason, delivery: Some(job) };
-            persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await
+            let draft = DeadLetterDraft {
+                id: job.delivery_id.to_string(),
+                reason,
+                delivery: Some(job),
+            };
+            persist("dead-letter", || {
+                ctx.queue.dead_letter(&ctx.worker, raw, &draft)
+            })
+            .await
         }
     };
     if !kept {
@@ -323,7 +406,8 @@ async fn promoter(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
                 if p.moved > 0 {
                     info!(moved = p.moved, "due retries moved to ready");
                 }
-                p.next_due_in.map_or(idle, |d| (d + Duration::from_millis(1)).min(idle))
+                p.next_due_in
+                    .map_or(idle, |d| (d + Duration::from_millis(1)).min(idle))
             }
             Err(e) => {
                 warn!(error = %e, "promoting due retries failed");
@@ -342,22 +426,40 @@ async fn promoter(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
 /// refuse CONFIG GET; then there is nothing to check.
 async fn check_redis_settings(queue: &Queue) {
     let mut conn = queue.connection();
-    let got: Result<Vec<String>, _> =
-        redis::cmd("CONFIG").arg("GET").arg("appendonly").arg("appendfsync").arg("maxmemory-policy").query_async(&mut conn).await;
+    let got: Result<Vec<String>, _> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .arg("appendfsync")
+        .arg("maxmemory-policy")
+        .query_async(&mut conn)
+        .await;
     let Ok(pairs) = got else {
         info!("CONFIG GET refused; cannot check appendonly and maxmemory-policy");
         return;
     };
-    let get = |k: &str| pairs.chunks(2).find(|c| c[0] == k).and_then(|c| c.get(1)).map(String::as_str);
+    let get = |k: &str| {
+        pairs
+            .chunks(2)
+            .find(|c| c[0] == k)
+            .and_then(|c| c.get(1))
+            .map(String::as_str)
+    };
     if get("appendonly") != Some("yes") {
-        warn!("redis runs without appendonly: a Redis restart loses queued jobs and scheduled retries (set appendonly yes)");
+        warn!(
+            "redis runs without appendonly: a Redis restart loses queued jobs and scheduled retries (set appendonly yes)"
+        );
     } else if get("appendfsync") == Some("everysec") {
-        info!("redis appendfsync everysec: a crash of the Redis host can lose up to ~1 s of acknowledged jobs");
+        info!(
+            "redis appendfsync everysec: a crash of the Redis host can lose up to ~1 s of acknowledged jobs"
+        );
     }
     if let Some(policy) = get("maxmemory-policy")
         && policy != "noeviction"
     {
-        warn!(policy, "redis maxmemory-policy evicts keys: queued jobs can be silently dropped (set noeviction)");
+        warn!(
+            policy,
+            "redis maxmemory-policy evicts keys: queued jobs can be silently dropped (set noeviction)"
+        );
     }
 }
 
@@ -418,13 +520,21 @@ struct EndpointSlots {
 
 impl EndpointSlots {
     fn new(cap: usize) -> Self {
-        Self { cap, slots: std::sync::Mutex::new(std::collections::HashMap::new()) }
+        Self {
+            cap,
+            slots: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
     }
 
     fn try_acquire(&self, endpoint: &EndpointId) -> Option<OwnedSemaphorePermit> {
         let sem = {
-            let mut map = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.entry(endpoint.clone()).or_insert_with(|| Arc::new(Semaphore::new(self.cap))).clone()
+            let mut map = self
+                .slots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.entry(endpoint.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.cap)))
+                .clone()
         };
         sem.try_acquire_owned().ok()
     }

@@ -11,7 +11,8 @@ pub fn coderaft_signature(secret: &[u8], body: &[u8]) -> String {
 
 fn hmac_sha256(secret: &[u8], message: &[u8]) -> Vec<u8> {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("hmac takes any key length"));
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("hmac takes any key length"));
     mac.update(message);
     mac.finalize().into_bytes().to_vec()
 }

@@ -51,8 +51,15 @@ impl WorkerId {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .take(40)
             .collect();
-        let host = if host.is_empty() { "worker".to_owned() } else { host };
-        Self(format!("{host}-{}", ulid::Ulid::new().to_string().to_lowercase()))
+        let host = if host.is_empty() {
+            "worker".to_owned()
+        } else {
+            host
+        };
+        Self(format!(
+            "{host}-{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        ))
     }
 
     pub fn as_str(&self) -> &str {
@@ -121,7 +128,12 @@ impl Queue {
     /// Connects to Redis. Fails when Redis cannot be reached within the connect timeout.
     pub async fn connect(config: &RedisConfig, keys: KeySpace) -> Result<Self, QueueError> {
         let conn = connect(config, config.response_timeout).await?;
-        Ok(Self { conn, config: config.clone(), keys, scripts: std::sync::Arc::new(Scripts::load()) })
+        Ok(Self {
+            conn,
+            config: config.clone(),
+            keys,
+            scripts: std::sync::Arc::new(Scripts::load()),
+        })
     }
 
     pub fn keys(&self) -> &KeySpace {
@@ -151,8 +163,23 @@ impl Queue {
     /// Opens a dedicated connection for blocking fetches (a blocked `BLMOVE` would stall every
     /// other command on a shared multiplexed connection).
     pub async fn fetcher(&self, worker: &WorkerId, block: Duration) -> Result<Fetcher, QueueError> {
-        let conn = connect(&self.config, Some(block + self.config.response_timeout.unwrap_or(Duration::from_secs(5)))).await?;
-        Ok(Fetcher { conn, ready: self.keys.ready(), processing: self.keys.processing(worker.as_str()), block })
+        let conn = connect(
+            &self.config,
+            Some(
+                block
+                    + self
+                        .config
+                        .response_timeout
+                        .unwrap_or(Duration::from_secs(5)),
+            ),
+        )
+        .await?;
+        Ok(Fetcher {
+            conn,
+            ready: self.keys.ready(),
+            processing: self.keys.processing(worker.as_str()),
+            block,
+        })
     }
 
     /// Registers the worker and renews its lease for `ttl`.
@@ -174,7 +201,12 @@ impl Queue {
     }
 
     /// Acknowledges a finished job and pushes its successors. `false` if the lease was lost.
-    pub async fn ack(&self, worker: &WorkerId, raw: &[u8], successors: &[String]) -> Result<bool, QueueError> {
+    pub async fn ack(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        successors: &[String],
+    ) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.ack.key(self.keys.processing(worker.as_str()));
         inv.key(self.keys.ready()).arg(raw);
@@ -186,7 +218,13 @@ impl Queue {
     }
 
     /// Replaces a job by `next`, due after `delay`. `false` if the lease was lost.
-    pub async fn retry_later(&self, worker: &WorkerId, raw: &[u8], next: &[u8], delay: Duration) -> Result<bool, QueueError> {
+    pub async fn retry_later(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        next: &[u8],
+        delay: Duration,
+    ) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
         let due: i64 = self
             .scripts
@@ -223,7 +261,10 @@ impl Queue {
         let mut moved = 0;
         for w in workers {
             loop {
-                let n: i64 = self.requeue_invocation(&w, true).invoke_async(&mut conn).await?;
+                let n: i64 = self
+                    .requeue_invocation(&w, true)
+                    .invoke_async(&mut conn)
+                    .await?;
                 if n <= 0 {
                     break;
                 }
@@ -239,7 +280,10 @@ impl Queue {
         let mut conn = self.conn.clone();
         let mut moved = 0;
         loop {
-            let n: i64 = self.requeue_invocation(worker.as_str(), false).invoke_async(&mut conn).await?;
+            let n: i64 = self
+                .requeue_invocation(worker.as_str(), false)
+                .invoke_async(&mut conn)
+                .await?;
             if n <= 0 {
                 break;
             }
@@ -263,14 +307,15 @@ impl Queue {
     /// Queue depths.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
         let mut conn = self.conn.clone();
-        let (ready, delayed, dead, endpoints, workers): (u64, u64, u64, u64, Vec<String>) = redis::pipe()
-            .llen(self.keys.ready())
-            .zcard(self.keys.delayed())
-            .llen(self.keys.dlq())
-            .hlen(self.keys.endpoints())
-            .smembers(self.keys.workers())
-            .query_async(&mut conn)
-            .await?;
+        let (ready, delayed, dead, endpoints, workers): (u64, u64, u64, u64, Vec<String>) =
+            redis::pipe()
+                .llen(self.keys.ready())
+                .zcard(self.keys.delayed())
+                .llen(self.keys.dlq())
+                .hlen(self.keys.endpoints())
+                .smembers(self.keys.workers())
+                .query_async(&mut conn)
+                .await?;
         let mut processing = 0;
         if !workers.is_empty() {
             let mut pipe = redis::pipe();
@@ -280,7 +325,14 @@ impl Queue {
             let lens: Vec<u64> = pipe.query_async(&mut conn).await?;
             processing = lens.iter().sum();
         }
-        Ok(QueueStats { ready, processing, delayed, dead, workers: workers.len() as u64, endpoints })
+        Ok(QueueStats {
+            ready,
+            processing,
+            delayed,
+            dead,
+            workers: workers.len() as u64,
+            endpoints,
+        })
     }
 }
 
@@ -299,7 +351,13 @@ impl Fetcher {
     pub async fn fetch(&mut self) -> Result<Option<Vec<u8>>, QueueError> {
         let job: Option<Vec<u8>> = self
             .conn
-            .blmove(&self.ready, &self.processing, redis::Direction::Left, redis::Direction::Right, self.block.as_secs_f64())
+            .blmove(
+                &self.ready,
+                &self.processing,
+                redis::Direction::Left,
+                redis::Direction::Right,
+                self.block.as_secs_f64(),
+            )
             .await?;
         Ok(job)
     }
@@ -308,7 +366,12 @@ impl Fetcher {
     pub async fn try_fetch(&mut self) -> Result<Option<Vec<u8>>, QueueError> {
         let job: Option<Vec<u8>> = self
             .conn
-            .lmove(&self.ready, &self.processing, redis::Direction::Left, redis::Direction::Right)
+            .lmove(
+                &self.ready,
+                &self.processing,
+                redis::Direction::Left,
+                redis::Direction::Right,
+            )
             .await?;
         Ok(job)
     }

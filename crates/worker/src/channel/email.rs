@@ -10,5 +10,9 @@ pub struct EmailMessage {
 }
 
 pub fn render(event: &Event) -> EmailMessage {
-    EmailMessage { subject: format!("EntraGuard {}", event.kind()), text: String::new(), html: String::new() }
+    EmailMessage {
+        subject: format!("EntraGuard {}", event.kind()),
+        text: String::new(),
+        html: String::new(),
+    }
 }

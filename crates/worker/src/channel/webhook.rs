@@ -12,9 +12,15 @@ use crate::outcome::Outcome;
 
 pub fn render(event: &Event, endpoint: &Endpoint) -> Payload {
     if let Some(format) = teams::format_for_webhook_url(endpoint) {
-        return Payload::Json { body: super::json_bytes(&teams::render(event, format)), style: HttpStyle::Teams };
+        return Payload::Json {
+            body: super::json_bytes(&teams::render(event, format)),
+            style: HttpStyle::Teams,
+        };
     }
-    Payload::Json { body: body(event), style: HttpStyle::Webhook }
+    Payload::Json {
+        body: body(event),
+        style: HttpStyle::Webhook,
+    }
 }
 
 /// The envelope bytes: what is signed and sent.
@@ -26,9 +32,19 @@ pub fn body(event: &Event) -> Vec<u8> {
 /// `Retry-After` honoured.
 pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Outcome {
     if (200..300).contains(&status) {
-        return Outcome::Delivered { status: Some(status) };
+        return Outcome::Delivered {
+            status: Some(status),
+        };
     }
     let text: String = body.chars().take(300).collect();
-    let error = if text.trim().is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {}", text.trim()) };
-    Outcome::Retryable { status: Some(status), error, retry_after }
+    let error = if text.trim().is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {}", text.trim())
+    };
+    Outcome::Retryable {
+        status: Some(status),
+        error,
+        retry_after,
+    }
 }

@@ -57,7 +57,8 @@ impl Resolve for GuardedResolver {
         let guard = self.guard.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let allowed = guard.filter(addrs)?;
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
@@ -82,14 +83,25 @@ impl HttpTransport {
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(60))
             .no_proxy()
-            .dns_resolver(std::sync::Arc::new(GuardedResolver { guard: guard.clone() }))
+            .dns_resolver(std::sync::Arc::new(GuardedResolver {
+                guard: guard.clone(),
+            }))
             .build()
             .map_err(|e| HttpError::Client(error_chain(&e)))?;
-        Ok(Self { client, guard, timeout })
+        Ok(Self {
+            client,
+            guard,
+            timeout,
+        })
     }
 
     /// POSTs `body` with `headers` and reads the answer.
-    pub async fn post(&self, url: &url::Url, headers: HeaderMap, body: Vec<u8>) -> Result<HttpAnswer, HttpError> {
+    pub async fn post(
+        &self,
+        url: &url::Url,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<HttpAnswer, HttpError> {
         // Literal IP hosts never reach the resolver: check them here.
         if let Some(host) = url.host() {
             let literal: Option<IpAddr> = match host {
@@ -103,9 +115,18 @@ impl HttpTransport {
         }
         let started = Instant::now();
         let send = async {
-            let mut resp = self.client.post(url.clone()).headers(headers).body(body).send().await?;
+            let mut resp = self
+                .client
+                .post(url.clone())
+                .headers(headers)
+                .body(body)
+                .send()
+                .await?;
             let status = resp.status().as_u16();
-            let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(parse_retry_after);
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(parse_retry_after);
             let mut buf = Vec::new();
             while let Some(chunk) = resp.chunk().await? {
                 let room = MAX_RESPONSE_BODY.saturating_sub(buf.len());
@@ -177,7 +198,9 @@ impl WithoutUrlRef for reqwest::Error {
     fn without_url_ref(&self) -> String {
         let text = self.to_string();
         match self.url() {
-            Some(u) => text.replace(&format!(" ({u})"), "").replace(u.as_str(), "<url>"),
+            Some(u) => text
+                .replace(&format!(" ({u})"), "")
+                .replace(u.as_str(), "<url>"),
             None => text,
         }
     }
@@ -189,7 +212,8 @@ pub fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
     if let Ok(secs) = s.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let when = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc2822).ok()?;
+    let when =
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc2822).ok()?;
     let wait = when - time::OffsetDateTime::now_utc();
     Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
@@ -212,8 +236,14 @@ mod tests {
 
     #[test]
     fn retry_after_seconds_and_dates() {
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("30")), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("30")),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
     }
 }
