@@ -210,6 +210,63 @@ impl Endpoint {
     }
 }
 
+/// An endpoint as shown to people (CLI, admin API, page): the target masked, the secret only as
+/// whether there is one. The one place that decides what of an endpoint may be shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointView {
+    pub id: EndpointId,
+    pub name: String,
+    pub channel: Channel,
+    /// Masked: tokens in URL paths and queries become `****`.
+    pub target: String,
+    pub events: Vec<EventKind>,
+    pub enabled: bool,
+    pub has_secret: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teams_format: Option<TeamsFormat>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl Endpoint {
+    pub fn view(&self) -> EndpointView {
+        EndpointView {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            channel: self.channel,
+            target: self.target.masked(),
+            events: self.events.iter().copied().collect(),
+            enabled: self.enabled,
+            has_secret: self.secret.is_some(),
+            teams_format: self.teams_format,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            warnings: self.warnings(),
+        }
+    }
+
+    /// The draft that recreates this endpoint, for partial updates.
+    pub fn to_draft(&self) -> EndpointDraft {
+        EndpointDraft {
+            name: self.name.clone(),
+            channel: self.channel.to_string(),
+            target: match &self.target {
+                Target::Url(u) => u.to_string(),
+                Target::Email(e) => e.clone(),
+            },
+            events: self.events.iter().map(|e| e.to_string()).collect(),
+            enabled: self.enabled,
+            secret: self.secret.clone(),
+            teams_format: self.teams_format.map(|f| match f {
+                TeamsFormat::MessageCard => "message_card".to_owned(),
+                TeamsFormat::AdaptiveCard => "adaptive_card".to_owned(),
+            }),
+        }
+    }
+}
+
 /// The fields a person supplies to create or replace an endpoint. Validated into an
 /// [`Endpoint`] by [`EndpointDraft::validate`], the one validation the CLI and the API share.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,7 +16,9 @@ pub mod secret;
 pub mod store;
 pub mod timestamp;
 
-pub use endpoint::{Channel, Endpoint, EndpointDraft, EndpointError, Target, TargetPolicy};
+pub use endpoint::{
+    Channel, Endpoint, EndpointDraft, EndpointError, EndpointView, Target, TargetPolicy,
+};
 pub use event::{Event, EventBody, EventError, EventKind, Severity};
 pub use ids::{DeliveryId, EndpointId, EventId};
 pub use job::{AttemptRecord, DeliveryJob, EventJob, Job};

@@ -51,7 +51,7 @@ pub struct WorkerConfig {
     pub delivery_timeout: Duration,
 
     /// Allow plain http:// targets (local tests only).
-    #[arg(long, env = "NOTIFY_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "NOTIFY_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub allow_http: bool,
 
     /// Private, loopback or link-local networks that targets may resolve to, as CIDRs

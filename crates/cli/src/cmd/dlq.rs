@@ -1,0 +1,177 @@
+//! `dlq …`: the dead-letter queue. Replay re-enqueues with the same delivery id and a fresh
+//! attempt count.
+
+use entraguard_core::queue::ReplayOutcome;
+
+use crate::config::Global;
+use crate::{Failure, output, usage};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// List dead letters, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
+    /// Show one dead letter: reason, every attempt, the job.
+    Show { id: String },
+    /// Re-enqueue one dead letter, or all with --all.
+    Replay {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete one dead letter, or all with --all --yes.
+    Purge {
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        /// Confirm --all.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
+    let queue = global.queue().await?;
+    match command {
+        Command::List { limit, offset } => {
+            let dead = queue.dead_letters(offset, limit).await?;
+            if global.json {
+                output::json(&dead);
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = dead
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.id.clone(),
+                        d.failed_at.clone(),
+                        d.event_kind.clone().unwrap_or_else(|| "-".into()),
+                        d.endpoint_id.clone().unwrap_or_else(|| "-".into()),
+                        d.attempts.len().to_string(),
+                        output::cut(&d.reason, 70),
+                    ]
+                })
+                .collect();
+            output::table(
+                &["ID", "FAILED AT", "EVENT", "ENDPOINT", "ATTEMPTS", "REASON"],
+                &rows,
+            );
+        }
+        Command::Show { id } => {
+            let d = queue
+                .dead_letter_by_id(&id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("dead letter {id} not found"))?;
+            if global.json {
+                output::json(&d);
+                return Ok(());
+            }
+            println!("id:        {}", d.id);
+            println!("failed at: {}", d.failed_at);
+            println!("reason:    {}", d.reason);
+            println!(
+                "event:     {} {}",
+                d.event_kind.as_deref().unwrap_or("-"),
+                d.event_id.as_deref().unwrap_or("-")
+            );
+            println!("endpoint:  {}", d.endpoint_id.as_deref().unwrap_or("-"));
+            println!(
+                "replay:    {}",
+                if d.replayable {
+                    "possible"
+                } else {
+                    "not possible (the job could not be decoded)"
+                }
+            );
+            println!("attempts:");
+            for a in &d.attempts {
+                println!(
+                    "  #{} {} {:>6} ms  {}  {}",
+                    a.attempt,
+                    a.at,
+                    a.duration_ms,
+                    a.status.map_or("-".to_owned(), |s| s.to_string()),
+                    a.error.as_deref().unwrap_or("")
+                );
+            }
+            println!("job:");
+            match serde_json::from_str::<serde_json::Value>(&d.job) {
+                Ok(v) => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).unwrap_or(d.job.clone())
+                ),
+                Err(_) => println!("{}", d.job),
+            }
+        }
+        Command::Replay { all: true, .. } => {
+            let (replayed, skipped) = queue.replay_all().await?;
+            if global.json {
+                output::json(
+                    &serde_json::json!({ "replayed": replayed, "not_replayable": skipped }),
+                );
+            } else {
+                println!(
+                    "replayed {replayed}; {skipped} not replayable (undecodable jobs: inspect with `dlq show`, then `dlq purge`)"
+                );
+            }
+        }
+        Command::Replay { id: Some(id), .. } => match queue.replay(&id).await? {
+            ReplayOutcome::Replayed => {
+                if global.json {
+                    output::json(&serde_json::json!({ "replayed": 1 }));
+                } else {
+                    println!("replayed {id}");
+                }
+            }
+            ReplayOutcome::NotFound => {
+                return Err(anyhow::anyhow!("dead letter {id} not found").into());
+            }
+            ReplayOutcome::NotReplayable => {
+                return Err(usage(anyhow::anyhow!(
+                    "dead letter {id} holds a job that could not be decoded; it cannot be replayed"
+                )));
+            }
+        },
+        Command::Purge { all: true, yes, .. } => {
+            if !yes {
+                return Err(usage(anyhow::anyhow!(
+                    "`dlq purge --all` deletes every dead letter: add --yes to confirm"
+                )));
+            }
+            let n = queue.purge_all().await?;
+            if global.json {
+                output::json(&serde_json::json!({ "purged": n }));
+            } else {
+                println!("purged {n}");
+            }
+        }
+        Command::Purge { id: Some(id), .. } => {
+            if !queue.purge(&id).await? {
+                return Err(anyhow::anyhow!("dead letter {id} not found").into());
+            }
+            if global.json {
+                output::json(&serde_json::json!({ "purged": 1 }));
+            } else {
+                println!("purged {id}");
+            }
+        }
+        Command::Replay {
+            id: None,
+            all: false,
+        }
+        | Command::Purge {
+            id: None,
+            all: false,
+            ..
+        } => {
+            return Err(usage(anyhow::anyhow!("name a dead-letter id, or --all")));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! `endpoint …`: manage where events go. Validation is core's `EndpointDraft::validate`, the
+//! same the admin API uses. Targets are shown masked and secrets only as set or not.
+
+use anyhow::Context;
+use entraguard_core::endpoint::{Endpoint, EndpointDraft};
+use entraguard_core::event::EventKind;
+use entraguard_core::ids::EndpointId;
+use entraguard_core::secret::Secret;
+
+use crate::config::Global;
+use crate::{Failure, output, usage};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Add an endpoint.
+    #[command(after_help = "Examples:
+  entraguard-notify endpoint add --name \"SOC Slack\" --channel slack \\
+      --target https://hooks.slack.com/services/T0…/B0…/… --events all
+  entraguard-notify endpoint add --name SOAR --channel webhook --target https://soar.contoso.com/hooks/entraguard \\
+      --events finding.new,finding.severity_changed --secret-env SOAR_SECRET
+  entraguard-notify endpoint add --name On-call --channel email --target oncall@contoso.com --events scan.failed")]
+    Add(AddArgs),
+    /// List endpoints.
+    List,
+    /// Show one endpoint.
+    Show { id: String },
+    /// Change some fields of an endpoint (the result is validated whole).
+    Update(UpdateArgs),
+    /// Enable an endpoint.
+    Enable { id: String },
+    /// Disable an endpoint: events fanned out from now on skip it.
+    Disable { id: String },
+    /// Remove an endpoint. Its pending deliveries go to the dead-letter queue.
+    Remove { id: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AddArgs {
+    /// A name people recognise, e.g. "SOC Slack".
+    #[arg(long)]
+    name: String,
+    /// slack, teams, email or webhook.
+    #[arg(long)]
+    channel: String,
+    /// The incoming-webhook URL (slack, teams), your HTTPS URL (webhook) or one address (email).
+    #[arg(long)]
+    target: String,
+    /// Event kinds, comma-separated, or `all`.
+    #[arg(long, value_delimiter = ',')]
+    events: Vec<String>,
+    #[command(flatten)]
+    secret: SecretArgs,
+    /// Teams card: message_card (Office 365 connector) or adaptive_card (Workflows). Default: from the URL.
+    #[arg(long)]
+    teams_format: Option<String>,
+    /// Create it disabled.
+    #[arg(long)]
+    disabled: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SecretArgs {
+    /// HMAC signing secret for the webhook channel (16+ characters). Prefer --secret-env:
+    /// command lines end up in shell history.
+    #[arg(long, conflicts_with = "secret_env")]
+    secret: Option<String>,
+    /// Read the signing secret from this environment variable.
+    #[arg(long)]
+    secret_env: Option<String>,
+}
+
+impl SecretArgs {
+    fn resolve(&self) -> Result<Option<Secret>, Failure> {
+        match (&self.secret, &self.secret_env) {
+            (Some(s), _) => Ok(Some(Secret::new(s.clone()))),
+            (None, Some(var)) => std::env::var(var)
+                .map(|v| Some(Secret::new(v)))
+                .with_context(|| format!("environment variable {var} is not set"))
+                .map_err(usage),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    id: String,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    target: Option<String>,
+    /// Event kinds, comma-separated, or `all`.
+    #[arg(long, value_delimiter = ',')]
+    events: Option<Vec<String>>,
+    #[command(flatten)]
+    secret: SecretArgs,
+    /// Remove the signing secret.
+    #[arg(long, conflicts_with_all = ["secret", "secret_env"])]
+    clear_secret: bool,
+    #[arg(long)]
+    teams_format: Option<String>,
+}
+
+fn expand_events(events: &[String]) -> Vec<String> {
+    if events.iter().any(|e| e.trim() == "all") {
+        EventKind::ALL.iter().map(|k| k.to_string()).collect()
+    } else {
+        events
+            .iter()
+            .map(|e| e.trim().to_owned())
+            .filter(|e| !e.is_empty())
+            .collect()
+    }
+}
+
+fn parse_id(id: &str) -> Result<EndpointId, Failure> {
+    id.parse().map_err(usage)
+}
+
+pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
+    let (_, store) = global.store().await?;
+    match command {
+        Command::Add(a) => {
+            let draft = EndpointDraft {
+                name: a.name,
+                channel: a.channel,
+                target: a.target,
+                events: expand_events(&a.events),
+                enabled: !a.disabled,
+                secret: a.secret.resolve()?,
+                teams_format: a.teams_format,
+            };
+            let ep = draft.validate(global.policy()).map_err(usage)?;
+            store.put(&ep).await?;
+            print_one(global, &ep, true);
+        }
+        Command::List => {
+            let eps = store.list().await?;
+            if global.json {
+                output::json(&eps.iter().map(Endpoint::view).collect::<Vec<_>>());
+            } else {
+                let rows: Vec<Vec<String>> = eps
+                    .iter()
+                    .map(|e| {
+                        let v = e.view();
+                        vec![
+                            v.id.to_string(),
+                            output::cut(&v.name, 30),
+                            v.channel.to_string(),
+                            output::cut(&v.target, 60),
+                            v.events
+                                .iter()
+                                .map(|k| k.to_string())
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            if v.enabled { "yes".into() } else { "no".into() },
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    &["ID", "NAME", "CHANNEL", "TARGET", "EVENTS", "ENABLED"],
+                    &rows,
+                );
+            }
+        }
+        Command::Show { id } => {
+            let id = parse_id(&id)?;
+            let ep = store
+                .get(&id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("endpoint {id} not found"))?;
+            print_one(global, &ep, false);
+        }
+        Command::Update(u) => {
+            let id = parse_id(&u.id)?;
+            let current = store
+                .get(&id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("endpoint {id} not found"))?;
+            let mut draft = current.to_draft();
+            if let Some(n) = u.name {
+                draft.name = n;
+            }
+            if let Some(t) = u.target {
+                draft.target = t;
+            }
+            if let Some(e) = u.events {
+                draft.events = expand_events(&e);
+            }
+            if let Some(s) = u.secret.resolve()? {
+                draft.secret = Some(s);
+            }
+            if u.clear_secret {
+                draft.secret = None;
+            }
+            if let Some(f) = u.teams_format {
+                draft.teams_format = Some(f);
+            }
+            let ep = draft
+                .validate_as(current.id.clone(), current.created_at, global.policy())
+                .map_err(usage)?;
+            store.put(&ep).await?;
+            print_one(global, &ep, true);
+        }
+        Command::Enable { id } => set_enabled(global, &store, &id, true).await?,
+        Command::Disable { id } => set_enabled(global, &store, &id, false).await?,
+        Command::Remove { id } => {
+            let id = parse_id(&id)?;
+            if !store.delete(&id).await? {
+                return Err(anyhow::anyhow!("endpoint {id} not found").into());
+            }
+            if global.json {
+                output::json(&serde_json::json!({ "removed": id }));
+            } else {
+                println!("removed {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn set_enabled(
+    global: &Global,
+    store: &entraguard_core::store::EndpointStore,
+    id: &str,
+    on: bool,
+) -> Result<(), Failure> {
+    let id = parse_id(id)?;
+    let ep = match store.set_enabled(&id, on).await {
+        Ok(ep) => ep,
+        Err(entraguard_core::store::StoreError::NotFound(id)) => {
+            return Err(anyhow::anyhow!("endpoint {id} not found").into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if global.json {
+        output::json(&ep.view());
+    } else {
+        println!("{} {}", if on { "enabled" } else { "disabled" }, ep.id);
+    }
+    Ok(())
+}
+
+fn print_one(global: &Global, ep: &Endpoint, show_warnings: bool) {
+    let v = ep.view();
+    if global.json {
+        output::json(&v);
+        return;
+    }
+    println!("id:        {}", v.id);
+    println!("name:      {}", v.name);
+    println!("channel:   {}", v.channel);
+    println!("target:    {}", v.target);
+    println!(
+        "events:    {}",
+        v.events
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("enabled:   {}", if v.enabled { "yes" } else { "no" });
+    println!("secret:    {}", if v.has_secret { "set" } else { "none" });
+    if let Some(f) = v.teams_format {
+        println!("teams:     {f:?}");
+    }
+    println!("created:   {}", v.created_at);
+    println!("updated:   {}", v.updated_at);
+    if show_warnings {
+        for w in &v.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+}

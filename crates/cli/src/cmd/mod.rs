@@ -1,0 +1,6 @@
+//! One module per subcommand, each the same shape: `Args` or `Command`, and `run`.
+
+pub mod dlq;
+pub mod endpoint;
+pub mod publish;
+pub mod stats;

@@ -1,0 +1,31 @@
+//! `stats`: queue depths.
+
+use crate::config::Global;
+use crate::{Failure, output};
+
+pub async fn run(global: &Global) -> Result<(), Failure> {
+    let stats = global.queue().await?.stats().await?;
+    if global.json {
+        output::json(&stats);
+    } else {
+        output::table(
+            &[
+                "ready",
+                "processing",
+                "scheduled",
+                "dead",
+                "workers",
+                "endpoints",
+            ],
+            &[vec![
+                stats.ready.to_string(),
+                stats.processing.to_string(),
+                stats.delayed.to_string(),
+                stats.dead.to_string(),
+                stats.workers.to_string(),
+                stats.endpoints.to_string(),
+            ]],
+        );
+    }
+    Ok(())
+}
