@@ -4,8 +4,14 @@
 
 pub mod email;
 pub mod slack;
+pub mod summary;
 pub mod teams;
 pub mod webhook;
+
+#[cfg(test)]
+mod golden;
+#[cfg(test)]
+pub(crate) mod samples;
 
 use entraguard_core::endpoint::{Channel, Endpoint};
 use entraguard_core::event::Event;
