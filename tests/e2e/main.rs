@@ -8,6 +8,9 @@ mod harness;
 /// poison jobs, a worker killed mid-delivery.
 mod spine;
 
+/// Slack, Teams and email end to end, with the receivers' real answers.
+mod channels;
+
 /// The guarantees under faults: kills, Redis restarts and outages, hanging receivers, shutdown,
 /// scale-out, hostile input, a long run.
 mod guarantees;

@@ -67,6 +67,12 @@ impl KeySpace {
         format!("{}:dlq:{id}", self.tag)
     }
 
+    /// STRING with a TTL: an endpoint's send slot, for pacing (Slack takes about one message a
+    /// second per webhook).
+    pub fn pace(&self, endpoint: &str) -> String {
+        format!("{}:pace:{endpoint}", self.tag)
+    }
+
     /// HASH of endpoint id to endpoint JSON.
     pub fn endpoints(&self) -> String {
         format!("{}:endpoints", self.tag)

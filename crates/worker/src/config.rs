@@ -42,6 +42,11 @@ pub struct WorkerConfig {
     #[arg(long, env = "NOTIFY_ENDPOINT_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub endpoint_concurrency: u32,
 
+    /// Least time between two messages to one Slack webhook, across all workers (Slack accepts
+    /// about one a second and answers bursts with 429). 0 turns pacing off.
+    #[arg(long, env = "NOTIFY_SLACK_PACE", default_value = "1s", value_parser = parse_duration)]
+    pub slack_pace: Duration,
+
     /// Delays before each retry after a failed attempt; "none" for no retries.
     #[arg(long, env = "NOTIFY_RETRY_SCHEDULE", default_value = "10s,1m,5m")]
     pub retry_schedule: RetrySchedule,

@@ -322,6 +322,21 @@ async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
         ctx.promoter_wake.notify_one();
         return;
     };
+    if endpoint.channel == Channel::Slack && !ctx.config.slack_pace.is_zero() {
+        let wait = persist("pace", || {
+            ctx.queue.pace(&endpoint.id, ctx.config.slack_pace)
+        })
+        .await;
+        if let Some(wait) = wait {
+            tracing::debug!(retry_in = ?wait, "slack webhook paced; delivery deferred");
+            persist("defer", || {
+                ctx.queue.retry_later(&ctx.worker, raw, raw, wait)
+            })
+            .await;
+            ctx.promoter_wake.notify_one();
+            return;
+        }
+    }
     let attempt = job.next_attempt();
     let (outcome, at, elapsed) = ctx.deliverer.attempt(&job, &endpoint).await;
     job.attempts.push(AttemptRecord {

@@ -80,6 +80,7 @@ struct Scripts {
     promote: Script,
     requeue: Script,
     replay: Script,
+    pace: Script,
 }
 
 impl Scripts {
@@ -91,6 +92,7 @@ impl Scripts {
             promote: Script::new(include_str!("promote.lua")),
             requeue: Script::new(include_str!("requeue.lua")),
             replay: Script::new(include_str!("replay.lua")),
+            pace: Script::new(include_str!("pace.lua")),
         }
     }
 }
@@ -302,6 +304,31 @@ impl Queue {
             .arg(if check_lease { "1" } else { "0" })
             .arg(PROMOTE_CHUNK);
         inv
+    }
+
+    /// Claims `endpoint`'s send slot for `interval`, across every worker: `None` means send
+    /// now, `Some(wait)` means another send holds the slot for that long.
+    pub async fn pace(
+        &self,
+        endpoint: &crate::ids::EndpointId,
+        interval: Duration,
+    ) -> Result<Option<Duration>, QueueError> {
+        let mut conn = self.conn.clone();
+        let wait: i64 = self
+            .scripts
+            .pace
+            .key(self.keys.pace(endpoint.as_str()))
+            .arg(
+                u64::try_from(interval.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            )
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(u64::try_from(wait)
+            .ok()
+            .filter(|w| *w > 0)
+            .map(Duration::from_millis))
     }
 
     /// Queue depths.
