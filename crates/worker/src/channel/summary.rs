@@ -44,11 +44,12 @@ impl Summary {
     /// The affected list as one line: "a, b, c … and 7 more".
     pub fn affected_text(&self, separator: &str) -> Option<String> {
         let (shown, more) = self.affected.as_ref()?;
-        let mut s = shown.join(separator);
+        // Cut the list, never the count: "… and N more" must survive any entry lengths.
+        let mut s = cut(&shown.join(separator), MAX_FACT - 40);
         if *more > 0 {
             s.push_str(&format!("{separator}… and {more} more"));
         }
-        Some(cut(&s, MAX_FACT))
+        Some(s)
     }
 }
 

@@ -84,14 +84,32 @@ pub fn render(event: &Event, format: TeamsFormat) -> Value {
     }
 }
 
+/// Teams renders card text as markdown (and MessageCards some HTML): event text is escaped so
+/// `svc_backup` stays `svc_backup` and a `[label](url)` in a title is not a link.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' | '*' | '_' | '[' | ']' | '`' | '~' | '#' | '|' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn facts(s: &Summary) -> Vec<(String, String)> {
     let mut f: Vec<(String, String)> = s
         .facts
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .map(|(k, v)| ((*k).to_owned(), esc(v)))
         .collect();
     if let Some(a) = s.affected_text(", ") {
-        f.push(("Affected".to_owned(), a));
+        f.push(("Affected".to_owned(), esc(&a)));
     }
     f
 }
@@ -107,8 +125,8 @@ fn message_card(s: &Summary) -> Value {
         "summary": s.headline(),
         "themeColor": s.colour,
         "sections": [{
-            "activityTitle": s.headline(),
-            "activitySubtitle": s.tenant,
+            "activityTitle": esc(&s.headline()),
+            "activitySubtitle": esc(&s.tenant),
             "facts": facts,
         }],
     });
@@ -135,8 +153,8 @@ fn adaptive_card(s: &Summary) -> Value {
         "type": "AdaptiveCard",
         "version": "1.4",
         "body": [
-            { "type": "TextBlock", "text": s.headline(), "weight": "Bolder", "size": "Medium", "color": colour, "wrap": true },
-            { "type": "TextBlock", "text": s.tenant, "isSubtle": true, "spacing": "None", "wrap": true },
+            { "type": "TextBlock", "text": esc(&s.headline()), "weight": "Bolder", "size": "Medium", "color": colour, "wrap": true },
+            { "type": "TextBlock", "text": esc(&s.tenant), "isSubtle": true, "spacing": "None", "wrap": true },
             { "type": "FactSet", "facts": facts },
         ],
     });
@@ -272,6 +290,18 @@ mod tests {
     }
 
     #[test]
+    fn markdown_in_event_text_is_escaped() {
+        let mut e = samples::finding_new();
+        if let entraguard_core::event::EventBody::FindingNew { finding } = &mut e.body {
+            finding.affected = vec!["svc_backup".into()];
+            finding.title = "[click](https://evil.example)".into();
+        }
+        let v = render(&e, TeamsFormat::AdaptiveCard).to_string();
+        assert!(v.contains(r"svc\\_backup"), "{v}");
+        assert!(v.contains(r"\\[click\\](https://evil.example)"), "{v}");
+    }
+
+    #[test]
     fn huge_events_stay_under_the_teams_size_limit() {
         let mut e = samples::finding_new();
         if let entraguard_core::event::EventBody::FindingNew { finding } = &mut e.body {
@@ -310,7 +340,12 @@ mod tests {
             None,
         );
         assert!(matches!(p, Outcome::Permanent { .. }), "{p:?}");
-        assert!(matches!(classify(404, "", None), Outcome::Permanent { .. }));
+        for code in [400, 401, 403, 404, 410, 413] {
+            assert!(
+                matches!(classify(code, "", None), Outcome::Permanent { .. }),
+                "{code}"
+            );
+        }
         assert!(matches!(
             classify(429, "", Some(Duration::from_secs(5))),
             Outcome::Retryable {
