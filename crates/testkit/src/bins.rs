@@ -17,12 +17,14 @@ pub fn bin_path(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let exe = std::env::current_exe().expect("current exe");
-        // target/<profile>/deps/<test-binary>
-        let profile_dir = exe
-            .parent()
-            .and_then(|p| p.parent())
-            .expect("target/<profile>")
-            .to_path_buf();
+        // target/<profile>/deps/<test-binary>, or target/<profile>/<binary> for a program.
+        let mut profile_dir = exe.parent().expect("exe dir").to_path_buf();
+        if profile_dir.file_name().is_some_and(|n| n == "deps") {
+            profile_dir = profile_dir
+                .parent()
+                .expect("target/<profile>")
+                .to_path_buf();
+        }
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let mut cmd = Command::new(cargo);

@@ -1,0 +1,51 @@
+//! `entraguard-bench`: drives the real producer and real `entraguard-worker` processes against
+//! Redis (its own, or `--redis-url` with a private key prefix it cleans up) and a local HTTP
+//! sink, and prints one JSON line per figure:
+//!
+//! `{"peer":"entraguard","metric":"drain_c50","value":15234.1,"unit":"jobs/s"}`
+//!
+//! `--smoke` runs every figure with small counts (CI keeps it from rotting; no speed asserted).
+
+mod runs;
+mod sink;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Benchmark EntraGuard Notify on this machine.
+#[derive(Debug, Parser)]
+#[command(name = "entraguard-bench", version, about)]
+pub struct Args {
+    /// Redis to measure against; by default a redis-server of our own on a free port.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Small counts and short runs, to check the benchmark works.
+    #[arg(long)]
+    pub smoke: bool,
+    /// Only these metrics (comma-separated names); all by default.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(runs::all(&args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! The benchmark runs, one function per figure group. Each starts what it needs (a sink, a
+//! worker process), measures, prints, and cleans up its keys.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use entraguard_core::endpoint::{Endpoint, EndpointDraft, TargetPolicy};
+use entraguard_core::job::{DeliveryJob, Job};
+use entraguard_core::keys::KeySpace;
+use entraguard_core::queue::Queue;
+use entraguard_core::redis_conn::{RedisConfig, RedisUrl};
+use entraguard_core::store::EndpointStore;
+use entraguard_producer::{Event, Producer, ProducerConfig};
+use entraguard_testkit::{RedisServer, bin_path};
+use tokio::process::{Child, Command};
+
+use crate::Args;
+use crate::sink::{Mode, Sink, stamp};
+
+fn report(metric: &str, value: f64, unit: &str) {
+    let value = (value * 100.0).round() / 100.0;
+    println!(
+        "{}",
+        serde_json::json!({ "peer": "entraguard", "metric": metric, "value": value, "unit": unit })
+    );
+}
+
+struct Env {
+    _own: Option<RedisServer>,
+    url: String,
+    prefix: String,
+    queue: Queue,
+    store: EndpointStore,
+    producer: Producer,
+}
+
+impl Env {
+    async fn new(args: &Args) -> anyhow::Result<Env> {
+        let (own, url) = match &args.redis_url {
+            Some(u) => (None, u.clone()),
+            None => {
+                let r = RedisServer::start();
+                let u = r.url();
+                (Some(r), u)
+            }
+        };
+        // A private prefix: on a shared Redis the benchmark touches only its own keys.
+        let prefix = format!("bench-{}", std::process::id());
+        let keys = KeySpace::new(&prefix)?;
+        let queue = Queue::connect(&RedisConfig::new(RedisUrl::parse(&url)?), keys.clone()).await?;
+        let store = EndpointStore::new(queue.connection(), keys.clone());
+        let producer =
+            Producer::connect(&ProducerConfig::from_url(&url)?.with_prefix(&prefix)?).await?;
+        Ok(Env {
+            _own: own,
+            url,
+            prefix,
+            queue,
+            store,
+            producer,
+        })
+    }
+
+    async fn cleanup(&self) -> anyhow::Result<()> {
+        let mut conn = self.queue.connection();
+        let pattern = format!("{{{}}}:*", self.prefix);
+        let mut iter: redis::AsyncIter<String> =
+            redis::AsyncCommands::scan_match(&mut conn, &pattern).await?;
+        let mut keys = Vec::new();
+        while let Some(k) = iter.next_item().await {
+            keys.push(k?);
+        }
+        drop(iter);
+        for chunk in keys.chunks(500) {
+            let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn command_count(&self) -> anyhow::Result<u64> {
+        let mut conn = self.queue.connection();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await?;
+        Ok(info
+            .lines()
+            .filter_map(|l| l.split("calls=").nth(1))
+            .filter_map(|r| r.split(',').next())
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum())
+    }
+
+    async fn endpoint(&self, url: &str) -> anyhow::Result<Endpoint> {
+        let ep = EndpointDraft {
+            name: "bench sink".into(),
+            channel: "webhook".into(),
+            target: url.into(),
+            events: vec!["finding.new".into()],
+            enabled: true,
+            secret: Some(entraguard_core::secret::Secret::new(
+                "bench-signing-secret-0123456789",
+            )),
+            teams_format: None,
+        }
+        .validate(TargetPolicy { allow_http: true })?;
+        self.store.put(&ep).await?;
+        Ok(ep)
+    }
+
+    fn worker(&self, concurrency: usize, extra: &[&str]) -> anyhow::Result<Child> {
+        let c = concurrency.to_string();
+        Command::new(bin_path("entraguard-worker"))
+            .args([
+                "--redis-url",
+                &self.url,
+                "--key-prefix",
+                &self.prefix,
+                "--concurrency",
+                &c,
+            ])
+            .args([
+                "--allow-http=true",
+                "--allow-private-targets",
+                "127.0.0.1/32",
+                "--endpoint-concurrency",
+                &c,
+            ])
+            .args(extra)
+            .env_remove("REDIS_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start entraguard-worker")
+    }
+
+    /// Waits until a worker has registered (it is connected and fetching).
+    async fn wait_worker_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.queue.stats().await?.workers > 0 {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "worker did not register within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn stop(mut worker: Child) -> anyhow::Result<()> {
+    if let Some(pid) = worker.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), worker.wait()).await;
+    let _ = worker.kill().await;
+    Ok(())
+}
+
+/// Peak resident set of a process, in MiB.
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+fn event(scan_id: &str) -> Event {
+    Event::from_json(
+        format!(
+            r#"{{"event":"finding.new","tenant_id":"8d6310d1-5e4b-4e1c-9d7a-3f0f7a4f2b11","tenant_name":"contoso.onmicrosoft.com","scan_id":"{scan_id}",
+            "finding":{{"id":"PIM-002","title":"Excessive permanent privileged roles","severity":"high","category":"privileged-access",
+            "affected":["admin@contoso.com","ops@contoso.com"],"remediation_url":"https://entraguard.example.com/api/entraguard/findings/PIM-002"}}}}"#
+        )
+        .as_bytes(),
+    )
+    .expect("benchmark event is valid")
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64
+}
+
+pub async fn all(args: &Args) -> anyhow::Result<()> {
+    let want =
+        |m: &str| args.only.is_empty() || args.only.iter().any(|o| m.starts_with(o.as_str()));
+    let env = Env::new(args).await?;
+    let n = if args.smoke { 2_000 } else { 100_000 };
+    let result = async {
+        if want("enqueue") {
+            enqueue(&env, n).await?;
+        }
+        for c in [1usize, 10, 50] {
+            if want(&format!("drain_c{c}"))
+                || (c == 50 && (want("redis_cmds_per_job") || want("worker_rss_mb")))
+            {
+                drain(&env, if args.smoke { n / 4 } else { n }, c).await?;
+            }
+        }
+        if want("e2e") {
+            e2e(&env, if args.smoke { 2 } else { 15 }).await?;
+        }
+        if want("delay_late") {
+            delay_late(&env, if args.smoke { 100 } else { 1_000 }).await?;
+        }
+        if want("idle") {
+            idle(&env, if args.smoke { 2 } else { 10 }).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    env.cleanup().await?;
+    result
+}
+
+async fn enqueue(env: &Env, n: usize) -> anyhow::Result<()> {
+    let events: Vec<Event> = (0..n).map(|i| event(&format!("scan-{i}"))).collect();
+    let started = Instant::now();
+    for e in &events {
+        env.producer.publish(e).await?;
+    }
+    report(
+        "enqueue_single",
+        n as f64 / started.elapsed().as_secs_f64(),
+        "jobs/s",
+    );
+    env.cleanup().await?;
+
+    let started = Instant::now();
+    for chunk in events.chunks(1_000) {
+        env.producer.publish_batch(chunk).await?;
+    }
+    report(
+        "enqueue_bulk",
+        n as f64 / started.elapsed().as_secs_f64(),
+        "jobs/s",
+    );
+    env.cleanup().await
+}
+
+/// `n` queued deliveries drained by one worker process at concurrency `c`.
+async fn drain(env: &Env, n: usize, c: usize) -> anyhow::Result<()> {
+    let sink = Sink::start(Mode::Accept).await?;
+    let ep = env.endpoint(&sink.url).await?;
+    let template = event("drain");
+    let jobs: Vec<String> = (0..n)
+        .map(|_| {
+            let mut e = template.clone();
+            e.id = entraguard_core::ids::EventId::generate();
+            Job::Delivery(DeliveryJob::new(e, ep.id.clone())).encode()
+        })
+        .collect();
+    for chunk in jobs.chunks(1_000) {
+        env.queue.push(chunk).await?;
+    }
+    let before = env.command_count().await?;
+    let worker = env.worker(c, &[])?;
+    let pid = worker.id();
+    sink.wait_for(n, Duration::from_secs(600)).await?;
+    let span = sink.span_secs();
+    // Let the last acknowledgements land, then count.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.queue.stats().await?.processing > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let after = env.command_count().await?;
+    report(&format!("drain_c{c}"), n as f64 / span, "jobs/s");
+    if c == 50 {
+        // Minus the two INFO calls and the stats reads of this function.
+        report(
+            "redis_cmds_per_job",
+            after.saturating_sub(before) as f64 / n as f64,
+            "cmds",
+        );
+        if let Some(rss) = pid.and_then(peak_rss_mb) {
+            report("worker_rss_mb", rss, "MiB");
+        }
+    }
+    stop(worker).await?;
+    env.cleanup().await
+}
+
+/// Publish → arrival latency at a steady 1 000 events/s.
+async fn e2e(env: &Env, secs: u64) -> anyhow::Result<()> {
+    let sink = Sink::start(Mode::Accept).await?;
+    env.endpoint(&sink.url).await?;
+    let worker = env.worker(50, &[])?;
+    env.wait_worker_ready().await?;
+    let total = usize::try_from(secs * 1_000).unwrap_or(usize::MAX);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = 0;
+    while sent < total {
+        tick.tick().await;
+        for _ in 0..10 {
+            env.producer.publish(&event(&stamp(sink.started))).await?;
+            sent += 1;
+        }
+    }
+    sink.wait_for(total, Duration::from_secs(120)).await?;
+    let mut lat = sink.latencies_us().await;
+    lat.sort_unstable();
+    report("e2e_p50", percentile(&lat, 0.50) / 1000.0, "ms");
+    report("e2e_p99", percentile(&lat, 0.99) / 1000.0, "ms");
+    stop(worker).await?;
+    env.cleanup().await
+}
+
+/// `n` deliveries fail once and are retried 1 s later: how late does the retry arrive?
+async fn delay_late(env: &Env, n: usize) -> anyhow::Result<()> {
+    let sink = Sink::start(Mode::FailFirst).await?;
+    env.endpoint(&sink.url).await?;
+    let worker = env.worker(50, &["--retry-schedule", "1s"])?;
+    env.wait_worker_ready().await?;
+    let events: Vec<Event> = (0..n).map(|i| event(&format!("late-{i}"))).collect();
+    env.producer.publish_batch(&events).await?;
+    sink.wait_for(n, Duration::from_secs(60)).await?;
+    let mut late: Vec<u64> = sink
+        .retry_gaps_us()
+        .await
+        .into_iter()
+        .map(|g| g.saturating_sub(1_000_000))
+        .collect();
+    late.sort_unstable();
+    report("delay_late_p50", percentile(&late, 0.50) / 1000.0, "ms");
+    report("delay_late_p99", percentile(&late, 0.99) / 1000.0, "ms");
+    stop(worker).await?;
+    env.cleanup().await
+}
+
+/// Commands per second from one idle worker.
+async fn idle(env: &Env, secs: u64) -> anyhow::Result<()> {
+    let worker = env.worker(50, &[])?;
+    env.wait_worker_ready().await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = env.command_count().await?;
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let after = env.command_count().await?;
+    // One of the counted commands is our own second INFO.
+    report(
+        "idle_cmds_per_s",
+        after.saturating_sub(before + 1) as f64 / secs as f64,
+        "cmds/s",
+    );
+    stop(worker).await?;
+    env.cleanup().await
+}
