@@ -10,17 +10,11 @@ use mail_parser::MessageParser;
 
 use crate::harness::{Stack, finding_event};
 
-const ALL: &[&str] = &[
-    "scan.completed",
-    "scan.failed",
-    "finding.new",
-    "finding.severity_changed",
-    "compliance.report_ready",
-];
+const ALL: &[&str] =
+    &["scan.completed", "scan.failed", "finding.new", "finding.severity_changed", "compliance.report_ready"];
 
 fn one_of_each() -> Vec<Event> {
-    let env =
-        r#""tenant_id": "8d6310d1", "tenant_name": "contoso.onmicrosoft.com", "scan_id": "scan_1""#;
+    let env = r#""tenant_id": "8d6310d1", "tenant_name": "contoso.onmicrosoft.com", "scan_id": "scan_1""#;
     [
         format!(r#"{{"event":"scan.completed",{env},"scan":{{"run_id":"r1","kind":"full","environment":"Contoso production","score":82,"grade":"B","new_findings":{{"high":1,"medium":2}}}}}}"#),
         format!(r#"{{"event":"scan.failed",{env},"scan":{{"run_id":"r2","kind":"incremental","environment":"Contoso production","error":{{"kind":"graph_throttled","message":"429 from Graph"}}}}}}"#),
@@ -63,9 +57,7 @@ async fn every_channel_receives_five_well_formed_messages() {
     let workflows = HttpReceiver::with_default(Reply::status(202));
     let hook = HttpReceiver::start();
     let smtp = SmtpReceiver::with_auth("notify", "pw-123");
-    stack
-        .add_endpoint("slack", &slack.url_for("/services/T0/B0/x"), ALL, None)
-        .await;
+    stack.add_endpoint("slack", &slack.url_for("/services/T0/B0/x"), ALL, None).await;
     stack.add_endpoint("teams", &teams.url(), ALL, None).await;
     let flow = EndpointDraft {
         name: "Teams workflow".into(),
@@ -80,37 +72,19 @@ async fn every_channel_receives_five_well_formed_messages() {
     .expect("valid");
     stack.store.put(&flow).await.expect("stored");
     stack.add_endpoint("webhook", &hook.url(), ALL, None).await;
-    stack
-        .add_endpoint("email", "oncall@contoso.com", ALL, None)
-        .await;
+    stack.add_endpoint("email", "oncall@contoso.com", ALL, None).await;
     let args = smtp_args(&smtp);
     let mut overrides: Vec<&str> = args.iter().map(String::as_str).collect();
     overrides.extend(["--slack-pace", "50ms"]);
     let worker = stack.spawn_worker(&overrides);
 
-    stack
-        .producer
-        .publish_batch(&one_of_each())
-        .await
-        .expect("published");
+    stack.producer.publish_batch(&one_of_each()).await.expect("published");
     let deadline = Duration::from_secs(20);
     for r in slack.wait_for_requests(5, deadline).await {
         let v = r.json();
-        assert!(
-            v["text"].as_str().is_some_and(|t| t.contains("EntraGuard")),
-            "{v}"
-        );
-        assert!(
-            v["attachments"][0]["color"]
-                .as_str()
-                .is_some_and(|c| c.starts_with('#'))
-        );
-        assert!(
-            !v["attachments"][0]["fields"]
-                .as_array()
-                .expect("fields")
-                .is_empty()
-        );
+        assert!(v["text"].as_str().is_some_and(|t| t.contains("EntraGuard")), "{v}");
+        assert!(v["attachments"][0]["color"].as_str().is_some_and(|c| c.starts_with('#')));
+        assert!(!v["attachments"][0]["fields"].as_array().expect("fields").is_empty());
     }
     for r in teams.wait_for_requests(5, deadline).await {
         let v = r.json();
@@ -129,48 +103,31 @@ async fn every_channel_receives_five_well_formed_messages() {
         .map(|r| r.json()["event"].as_str().unwrap_or("").to_owned())
         .collect();
     for k in ALL {
-        assert!(
-            kinds.iter().any(|g| g == k),
-            "webhook missing {k}: {kinds:?}"
-        );
+        assert!(kinds.iter().any(|g| g == k), "webhook missing {k}: {kinds:?}");
     }
     let mails = smtp.wait_for_messages(5, deadline).await;
     let mut subjects = Vec::new();
     for m in &mails {
         assert_eq!(m.auth_user.as_deref(), Some("notify"));
         assert_eq!(m.to, vec!["oncall@contoso.com".to_owned()]);
-        let parsed = MessageParser::default()
-            .parse(&m.data)
-            .expect("MIME parses");
+        let parsed = MessageParser::default().parse(&m.data).expect("MIME parses");
         let subject = parsed.subject().expect("subject").to_owned();
         assert!(
             subject.starts_with("[EntraGuard]") && subject.contains("contoso.onmicrosoft.com"),
             "{subject}"
         );
         assert_eq!(
-            parsed
-                .from()
-                .and_then(|f| f.first())
-                .and_then(|a| a.address()),
+            parsed.from().and_then(|f| f.first()).and_then(|a| a.address()),
             Some("alerts@contoso.com")
         );
-        assert!(
-            parsed.message_id().is_some_and(|id| id.starts_with("dlv_")),
-            "{:?}",
-            parsed.message_id()
-        );
+        assert!(parsed.message_id().is_some_and(|id| id.starts_with("dlv_")), "{:?}", parsed.message_id());
         assert!(parsed.date().is_some());
-        assert!(
-            parsed
-                .body_text(0)
-                .is_some_and(|t| t.contains("EntraGuard"))
-        );
+        assert!(parsed.body_text(0).is_some_and(|t| t.contains("EntraGuard")));
         assert!(parsed.body_html(0).is_some_and(|h| h.contains("<table")));
         subjects.push(subject);
     }
     assert!(
-        subjects.iter().any(|s| s.contains("FAILED"))
-            && subjects.iter().any(|s| s.contains("HIGH finding")),
+        subjects.iter().any(|s| s.contains("FAILED")) && subjects.iter().any(|s| s.contains("HIGH finding")),
         "{subjects:?}"
     );
     stack.wait_drained(Duration::from_secs(10)).await;
@@ -181,32 +138,18 @@ async fn every_channel_receives_five_well_formed_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slack_errors_dead_letter_at_once_with_slacks_reason_and_429_waits() {
     let stack = Stack::start().await;
-    let cases = [
-        (404, "no_service"),
-        (400, "invalid_payload"),
-        (410, "channel_is_archived"),
-    ];
+    let cases = [(404, "no_service"), (400, "invalid_payload"), (410, "channel_is_archived")];
     let mut receivers = Vec::new();
     for (status, body) in cases {
         let r = HttpReceiver::with_default(Reply::status(status).body(body));
-        stack
-            .add_endpoint("slack", &r.url(), &["finding.new"], None)
-            .await;
+        stack.add_endpoint("slack", &r.url(), &["finding.new"], None).await;
         receivers.push(r);
     }
     let limited = HttpReceiver::start();
-    limited.push_replies([Reply::status(429)
-        .header("retry-after", "1")
-        .body("rate_limited")]);
-    stack
-        .add_endpoint("slack", &limited.url(), &["finding.new"], None)
-        .await;
+    limited.push_replies([Reply::status(429).header("retry-after", "1").body("rate_limited")]);
+    stack.add_endpoint("slack", &limited.url(), &["finding.new"], None).await;
     let worker = stack.spawn_worker(&[]);
-    stack
-        .producer
-        .publish(&finding_event("slack-errors"))
-        .await
-        .expect("published");
+    stack.producer.publish(&finding_event("slack-errors")).await.expect("published");
 
     stack.wait_dead(3, Duration::from_secs(10)).await;
     let dead = stack.queue.dead_letters(0, 10).await.expect("list");
@@ -223,10 +166,7 @@ async fn slack_errors_dead_letter_at_once_with_slacks_reason_and_429_waits() {
     }
     let got = limited.wait_for_requests(2, Duration::from_secs(10)).await;
     let gap = got[1].received_at.duration_since(got[0].received_at);
-    assert!(
-        gap >= Duration::from_secs(1),
-        "429 retried after {gap:?}, before Retry-After"
-    );
+    assert!(gap >= Duration::from_secs(1), "429 retried after {gap:?}, before Retry-After");
     stack.wait_drained(Duration::from_secs(10)).await;
     assert_eq!(stack.stats().await.dead, 3);
     worker.stop().await;
@@ -237,25 +177,14 @@ async fn teams_200_with_a_failure_body_is_retried_and_slack_bursts_are_paced() {
     let stack = Stack::start().await;
     let teams = HttpReceiver::start();
     teams.push_replies([Reply::status(200).body("Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429 with ContextId x")]);
-    stack
-        .add_endpoint("teams", &teams.url(), &["finding.new"], None)
-        .await;
+    stack.add_endpoint("teams", &teams.url(), &["finding.new"], None).await;
     let slack = HttpReceiver::start();
-    stack
-        .add_endpoint("slack", &slack.url(), &["scan.failed"], None)
-        .await;
+    stack.add_endpoint("slack", &slack.url(), &["scan.failed"], None).await;
     let worker = stack.spawn_worker(&["--slack-pace", "300ms"]);
 
-    stack
-        .producer
-        .publish(&finding_event("teams"))
-        .await
-        .expect("published");
+    stack.producer.publish(&finding_event("teams")).await.expect("published");
     let got = teams.wait_for_requests(2, Duration::from_secs(10)).await;
-    assert_eq!(
-        got[0].header("x-coderaft-delivery"),
-        got[1].header("x-coderaft-delivery")
-    );
+    assert_eq!(got[0].header("x-coderaft-delivery"), got[1].header("x-coderaft-delivery"));
 
     let failed: Vec<Event> = (0..4)
         .map(|i| {
@@ -263,18 +192,11 @@ async fn teams_200_with_a_failure_body_is_retried_and_slack_bursts_are_paced() {
                 .expect("valid")
         })
         .collect();
-    stack
-        .producer
-        .publish_batch(&failed)
-        .await
-        .expect("published");
+    stack.producer.publish_batch(&failed).await.expect("published");
     let got = slack.wait_for_requests(4, Duration::from_secs(10)).await;
     for pair in got.windows(2) {
         let gap = pair[1].received_at.duration_since(pair[0].received_at);
-        assert!(
-            gap >= Duration::from_millis(290),
-            "slack messages {gap:?} apart; paced at 300ms"
-        );
+        assert!(gap >= Duration::from_millis(290), "slack messages {gap:?} apart; paced at 300ms");
     }
     stack.wait_drained(Duration::from_secs(10)).await;
     worker.stop().await;
@@ -285,27 +207,17 @@ async fn smtp_4xx_retries_5xx_and_bad_credentials_dead_letter_with_the_reply() {
     let stack = Stack::start().await;
     let smtp = SmtpReceiver::with_auth("notify", "pw-123");
     smtp.fail_next(SmtpStage::Rcpt, 451, "4.3.0 try again later", 1);
-    let ep = stack
-        .add_endpoint("email", "oncall@contoso.com", &["finding.new"], None)
-        .await;
+    let ep = stack.add_endpoint("email", "oncall@contoso.com", &["finding.new"], None).await;
     let args = smtp_args(&smtp);
     let overrides: Vec<&str> = args.iter().map(String::as_str).collect();
     let worker = stack.spawn_worker(&overrides);
-    stack
-        .producer
-        .publish(&finding_event("smtp-451"))
-        .await
-        .expect("published");
+    stack.producer.publish(&finding_event("smtp-451")).await.expect("published");
     smtp.wait_for_messages(1, Duration::from_secs(10)).await;
     stack.wait_drained(Duration::from_secs(10)).await;
     assert_eq!(stack.stats().await.dead, 0, "451 was retried and delivered");
 
     smtp.fail_next(SmtpStage::Rcpt, 550, "5.1.1 mailbox unavailable", 1);
-    stack
-        .producer
-        .publish(&finding_event("smtp-550"))
-        .await
-        .expect("published");
+    stack.producer.publish(&finding_event("smtp-550")).await.expect("published");
     stack.wait_dead(1, Duration::from_secs(10)).await;
     let d = &stack.queue.dead_letters(0, 1).await.expect("list")[0];
     assert!(d.reason.contains("mailbox unavailable"), "{}", d.reason);
@@ -315,18 +227,11 @@ async fn smtp_4xx_retries_5xx_and_bad_credentials_dead_letter_with_the_reply() {
 
     // Wrong password: 535 is permanent (retrying would lock the account).
     let mut bad = smtp_args(&smtp);
-    let i = bad
-        .iter()
-        .position(|a| a == "pw-123")
-        .expect("password arg");
+    let i = bad.iter().position(|a| a == "pw-123").expect("password arg");
     bad[i] = "wrong".into();
     let overrides: Vec<&str> = bad.iter().map(String::as_str).collect();
     let worker = stack.spawn_worker(&overrides);
-    stack
-        .producer
-        .publish(&finding_event("smtp-535"))
-        .await
-        .expect("published");
+    stack.producer.publish(&finding_event("smtp-535")).await.expect("published");
     stack.wait_dead(2, Duration::from_secs(10)).await;
     let d = &stack.queue.dead_letters(0, 1).await.expect("list")[0];
     assert_eq!(d.endpoint_id.as_deref(), Some(ep.id.as_str()));
@@ -338,9 +243,7 @@ async fn smtp_4xx_retries_5xx_and_bad_credentials_dead_letter_with_the_reply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_with_email_endpoints_and_no_smtp_settings_refuses_to_start() {
     let stack = Stack::start().await;
-    stack
-        .add_endpoint("email", "oncall@contoso.com", &["finding.new"], None)
-        .await;
+    stack.add_endpoint("email", "oncall@contoso.com", &["finding.new"], None).await;
     let out = tokio::process::Command::new(entraguard_testkit::bin_path("entraguard-worker"))
         .args(stack.worker_args())
         .env_remove("SMTP_HOST")

@@ -23,17 +23,12 @@ fn event_counts(receiver: &HttpReceiver) -> HashMap<String, usize> {
 }
 
 fn events(n: usize, tenant: &str) -> Vec<Event> {
-    (0..n)
-        .map(|i| finding_event(&format!("{tenant}-{i}")))
-        .collect()
+    (0..n).map(|i| finding_event(&format!("{tenant}-{i}"))).collect()
 }
 
 async fn publish_all(producer: &Producer, events: &[Event]) {
     for chunk in events.chunks(500) {
-        producer
-            .publish_batch(chunk)
-            .await
-            .expect("batch published");
+        producer.publish_batch(chunk).await.expect("batch published");
     }
 }
 
@@ -47,9 +42,7 @@ async fn sigkill_under_load_delivers_every_pair_and_duplicates_only_in_flight_on
         .map(|_| HttpReceiver::with_default(Reply::status(200).delay(Duration::from_millis(5))))
         .collect();
     for r in &receivers {
-        stack
-            .add_endpoint("webhook", &r.url(), &["finding.new"], None)
-            .await;
+        stack.add_endpoint("webhook", &r.url(), &["finding.new"], None).await;
     }
     let conc = CONCURRENCY.to_string();
     let mut a = stack.spawn_worker_process(&["--concurrency", &conc]);
@@ -58,19 +51,15 @@ async fn sigkill_under_load_delivers_every_pair_and_duplicates_only_in_flight_on
     publish_all(&stack.producer, &evs).await;
 
     // Kill one worker once deliveries are flowing.
-    receivers[0]
-        .wait_for_requests(300, Duration::from_secs(60))
-        .await;
+    receivers[0].wait_for_requests(300, Duration::from_secs(60)).await;
     a.kill().await.expect("SIGKILL");
     let mut c = stack.spawn_worker_process(&["--concurrency", &conc]);
 
     let want: HashSet<String> = evs.iter().map(|e| e.id.to_string()).collect();
     for r in &receivers {
-        wait_until(
-            Duration::from_secs(120),
-            "every event at every endpoint",
-            || async { event_counts(r).len() >= EVENTS },
-        )
+        wait_until(Duration::from_secs(120), "every event at every endpoint", || async {
+            event_counts(r).len() >= EVENTS
+        })
         .await;
     }
     stack.wait_drained(Duration::from_secs(30)).await;
@@ -101,12 +90,8 @@ async fn redis_restart_with_aof_loses_nothing_acknowledged_and_retries_still_fir
     let retrying = HttpReceiver::start();
     // The retrying endpoint fails twice: its retries are in the delayed set across the restart.
     retrying.push_replies([Reply::status(500), Reply::status(500)]);
-    stack
-        .add_endpoint("webhook", &receiver.url(), &["finding.new"], None)
-        .await;
-    stack
-        .add_endpoint("webhook", &retrying.url(), &["scan.failed"], None)
-        .await;
+    stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
+    stack.add_endpoint("webhook", &retrying.url(), &["scan.failed"], None).await;
     let worker = stack.spawn_worker(&["--retry-schedule", "1500ms,1500ms"]);
 
     let failed = Event::from_json(
@@ -141,20 +126,13 @@ async fn redis_restart_with_aof_loses_nothing_acknowledged_and_retries_still_fir
     let (acked, refused) = publisher.await.expect("publisher");
     assert!(!acked.is_empty());
 
-    wait_until(
-        Duration::from_secs(60),
-        "every acknowledged event delivered",
-        || async {
-            let got = event_counts(&receiver);
-            acked.iter().all(|id| got.contains_key(id))
-        },
-    )
+    wait_until(Duration::from_secs(60), "every acknowledged event delivered", || async {
+        let got = event_counts(&receiver);
+        acked.iter().all(|id| got.contains_key(id))
+    })
     .await;
     retrying.wait_for_requests(3, Duration::from_secs(30)).await;
-    println!(
-        "figure: redis_restart acknowledged={} refused_during_outage={refused} lost=0",
-        acked.len()
-    );
+    println!("figure: redis_restart acknowledged={} refused_during_outage={refused} lost=0", acked.len());
     stack.wait_drained(Duration::from_secs(20)).await;
     worker.stop().await;
 }
@@ -163,9 +141,8 @@ async fn redis_restart_with_aof_loses_nothing_acknowledged_and_retries_still_fir
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everysec_process_crash_loss_is_measured() {
     let mut redis = RedisServer::builder().appendfsync("everysec").start();
-    let producer = Producer::connect(&ProducerConfig::from_url(&redis.url()).expect("url"))
-        .await
-        .expect("connects");
+    let producer =
+        Producer::connect(&ProducerConfig::from_url(&redis.url()).expect("url")).await.expect("connects");
     let evs = events(5_000, "everysec");
     let mut acked = 0usize;
     for e in &evs {
@@ -176,18 +153,12 @@ async fn everysec_process_crash_loss_is_measured() {
     redis.kill();
     redis.restart();
     let mut conn = redis.connection().await;
-    let kept: usize = conn
-        .llen(format!("{{{PREFIX}}}:ready"))
-        .await
-        .expect("llen");
+    let kept: usize = conn.llen(format!("{{{PREFIX}}}:ready")).await.expect("llen");
     let lost = acked.saturating_sub(kept);
     println!("figure: everysec_process_crash acknowledged={acked} kept={kept} lost={lost}");
     // A process crash keeps what Redis wrote to the kernel; only a host crash loses the
     // unsynced second. The test shows the first, and documents the second.
-    assert_eq!(
-        lost, 0,
-        "a Redis process crash with everysec lost {lost} acknowledged jobs"
-    );
+    assert_eq!(lost, 0, "a Redis process crash with everysec lost {lost} acknowledged jobs");
 }
 
 /// Scenario 3: Redis down at start-up, then down for 30 s mid-run.
@@ -202,15 +173,8 @@ async fn redis_down_at_startup_and_for_thirty_seconds_mid_run() {
     cfg.redis.connect_timeout = Duration::from_secs(1);
     cfg.timeout = Duration::from_secs(1);
     let started = Instant::now();
-    let err = Producer::connect(&cfg)
-        .await
-        .err()
-        .expect("refused while Redis is down");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "connect gave up after {:?}",
-        started.elapsed()
-    );
+    let err = Producer::connect(&cfg).await.err().expect("refused while Redis is down");
+    assert!(started.elapsed() < Duration::from_secs(5), "connect gave up after {:?}", started.elapsed());
     assert!(err.to_string().contains("cannot reach Redis"), "{err}");
 
     // A worker started now waits for Redis.
@@ -223,20 +187,11 @@ async fn redis_down_at_startup_and_for_thirty_seconds_mid_run() {
         .spawn()
         .expect("worker starts");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        worker.try_wait().expect("wait").is_none(),
-        "the worker waits for Redis instead of exiting"
-    );
+    assert!(worker.try_wait().expect("wait").is_none(), "the worker waits for Redis instead of exiting");
     redis.restart();
     let stack = Stack::on(redis).await;
-    stack
-        .add_endpoint("webhook", &receiver.url(), &["finding.new"], None)
-        .await;
-    stack
-        .producer
-        .publish(&finding_event("after-start"))
-        .await
-        .expect("published");
+    stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
+    stack.producer.publish(&finding_event("after-start")).await.expect("published");
     receiver.wait_for_requests(1, Duration::from_secs(20)).await;
 
     // Down for 30 s mid-run.
@@ -245,33 +200,19 @@ async fn redis_down_at_startup_and_for_thirty_seconds_mid_run() {
     let mut cfg = ProducerConfig::from_url(&url).expect("url");
     cfg.timeout = Duration::from_secs(1);
     let outage_started = Instant::now();
-    let err = stack
-        .producer
-        .publish(&finding_event("during-outage"))
-        .await
-        .expect_err("no silent drop");
+    let err = stack.producer.publish(&finding_event("during-outage")).await.expect_err("no silent drop");
     assert!(
         outage_started.elapsed() < Duration::from_secs(5),
         "publish hung for {:?}",
         outage_started.elapsed()
     );
-    println!(
-        "figure: publish during outage failed after {:?}: {err}",
-        outage_started.elapsed()
-    );
+    println!("figure: publish during outage failed after {:?}: {err}", outage_started.elapsed());
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(outage_started.elapsed())).await;
-    assert!(
-        worker.try_wait().expect("wait").is_none(),
-        "the worker survived 30 s without Redis"
-    );
+    assert!(worker.try_wait().expect("wait").is_none(), "the worker survived 30 s without Redis");
     stack.redis.restart();
-    let producer = Producer::connect(&ProducerConfig::from_url(&url).expect("url"))
-        .await
-        .expect("reconnects");
-    producer
-        .publish(&finding_event("after-outage"))
-        .await
-        .expect("published");
+    let producer =
+        Producer::connect(&ProducerConfig::from_url(&url).expect("url")).await.expect("reconnects");
+    producer.publish(&finding_event("after-outage")).await.expect("published");
     receiver.wait_for_requests(2, Duration::from_secs(30)).await;
     worker.kill().await.expect("stop");
 }
@@ -282,23 +223,15 @@ async fn receiver_outage_dead_letters_then_cli_replay_delivers_each_once_with_th
     let stack = Stack::start().await;
     let receiver = HttpReceiver::start();
     let url = receiver.url();
-    stack
-        .add_endpoint("webhook", &url, &["finding.new"], None)
-        .await;
+    stack.add_endpoint("webhook", &url, &["finding.new"], None).await;
     receiver.stop();
     let worker = stack.spawn_worker(&[]);
     let evs = events(20, "outage");
     publish_all(&stack.producer, &evs).await;
     stack.wait_dead(20, Duration::from_secs(30)).await;
     stack.wait_drained(Duration::from_secs(10)).await;
-    let dead: HashSet<String> = stack
-        .queue
-        .dead_letters(0, 100)
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
+    let dead: HashSet<String> =
+        stack.queue.dead_letters(0, 100).await.expect("list").into_iter().map(|d| d.id).collect();
     assert_eq!(dead.len(), 20);
 
     receiver.restart();
@@ -307,28 +240,12 @@ async fn receiver_outage_dead_letters_then_cli_replay_delivers_each_once_with_th
         .output()
         .await
         .expect("cli runs");
-    assert!(
-        out.status.success(),
-        "dlq replay failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got = receiver
-        .wait_for_requests(20, Duration::from_secs(20))
-        .await;
+    assert!(out.status.success(), "dlq replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    let got = receiver.wait_for_requests(20, Duration::from_secs(20)).await;
     stack.wait_drained(Duration::from_secs(10)).await;
-    let got = if got.len() > 20 {
-        receiver.requests()
-    } else {
-        got
-    };
-    let ids: Vec<String> = got
-        .iter()
-        .map(|r| {
-            r.header("x-coderaft-delivery")
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
+    let got = if got.len() > 20 { receiver.requests() } else { got };
+    let ids: Vec<String> =
+        got.iter().map(|r| r.header("x-coderaft-delivery").unwrap_or_default().to_owned()).collect();
     let unique: HashSet<String> = ids.iter().cloned().collect();
     assert_eq!(ids.len(), 20, "each delivered exactly once more");
     assert_eq!(unique, dead, "with the dead-lettered delivery ids");
@@ -343,12 +260,8 @@ async fn a_hanging_receiver_times_out_and_does_not_starve_the_others() {
     let stack = Stack::start().await;
     let hanging = HttpReceiver::with_default(Reply::status(200).delay(Duration::from_secs(30)));
     let healthy = HttpReceiver::start();
-    stack
-        .add_endpoint("webhook", &hanging.url(), &["finding.new"], None)
-        .await;
-    stack
-        .add_endpoint("webhook", &healthy.url(), &["finding.new"], None)
-        .await;
+    stack.add_endpoint("webhook", &hanging.url(), &["finding.new"], None).await;
+    stack.add_endpoint("webhook", &healthy.url(), &["finding.new"], None).await;
     let worker = stack.spawn_worker(&[
         "--concurrency",
         "8",
@@ -366,23 +279,15 @@ async fn a_hanging_receiver_times_out_and_does_not_starve_the_others() {
     let got = healthy.wait_for_requests(40, Duration::from_secs(20)).await;
     let last = got.iter().map(|r| r.received_at).max().expect("requests");
     let healthy_all_in = last.duration_since(published);
-    println!(
-        "figure: healthy endpoint got 40 deliveries in {healthy_all_in:?} while the other hangs"
-    );
-    assert!(
-        healthy_all_in < Duration::from_secs(5),
-        "healthy endpoint starved: {healthy_all_in:?}"
-    );
+    println!("figure: healthy endpoint got 40 deliveries in {healthy_all_in:?} while the other hangs");
+    assert!(healthy_all_in < Duration::from_secs(5), "healthy endpoint starved: {healthy_all_in:?}");
 
     stack.wait_dead(40, Duration::from_secs(60)).await;
     let dead = stack.queue.dead_letters(0, 1).await.expect("list");
     assert!(dead[0].reason.contains("timed out"), "{}", dead[0].reason);
     assert_eq!(dead[0].attempts.len(), 2);
     assert!(
-        dead[0]
-            .attempts
-            .iter()
-            .all(|a| a.duration_ms >= 900 && a.duration_ms < 3000),
+        dead[0].attempts.iter().all(|a| a.duration_ms >= 900 && a.duration_ms < 3000),
         "{:?}",
         dead[0].attempts
     );
@@ -396,23 +301,13 @@ async fn a_delivery_slower_than_the_lease_is_not_taken_over() {
     let stack = Stack::start().await;
     let slow = HttpReceiver::start();
     slow.push_replies([Reply::status(200).delay(Duration::from_secs(4))]);
-    stack
-        .add_endpoint("webhook", &slow.url(), &["finding.new"], None)
-        .await;
+    stack.add_endpoint("webhook", &slow.url(), &["finding.new"], None).await;
     let a = stack.spawn_worker(&["--lease", "1s", "--delivery-timeout", "8s"]);
-    stack
-        .producer
-        .publish(&finding_event("lease"))
-        .await
-        .expect("published");
+    stack.producer.publish(&finding_event("lease")).await.expect("published");
     slow.wait_for_requests(1, Duration::from_secs(10)).await;
     let b = stack.spawn_worker(&["--lease", "1s", "--delivery-timeout", "8s"]);
     stack.wait_drained(Duration::from_secs(15)).await;
-    assert_eq!(
-        slow.requests().len(),
-        1,
-        "no second delivery while the first was still running"
-    );
+    assert_eq!(slow.requests().len(), 1, "no second delivery while the first was still running");
     a.stop().await;
     b.stop().await;
 }
@@ -422,33 +317,19 @@ async fn a_delivery_slower_than_the_lease_is_not_taken_over() {
 async fn sigterm_under_load_exits_zero_within_grace_and_loses_nothing() {
     let stack = Stack::start().await;
     let receiver = HttpReceiver::with_default(Reply::status(200).delay(Duration::from_millis(50)));
-    stack
-        .add_endpoint("webhook", &receiver.url(), &["finding.new"], None)
-        .await;
+    stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
     let mut worker = stack.spawn_worker_process(&["--concurrency", "16", "--shutdown-grace", "5s"]);
     let evs = events(500, "term");
     publish_all(&stack.producer, &evs).await;
-    receiver
-        .wait_for_requests(50, Duration::from_secs(30))
-        .await;
+    receiver.wait_for_requests(50, Duration::from_secs(30)).await;
     let pid = worker.id().expect("running").to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
     let exit = tokio::time::timeout(Duration::from_secs(8), worker.wait())
         .await
         .expect("exits within the grace period")
         .expect("wait");
     assert!(exit.success(), "{exit}");
-    assert_eq!(
-        stack.stats().await.processing,
-        0,
-        "nothing left on the stopped worker's processing list"
-    );
+    assert_eq!(stack.stats().await.processing, 0, "nothing left on the stopped worker's processing list");
 
     let rest = stack.spawn_worker(&[]);
     let want: HashSet<String> = evs.iter().map(|e| e.id.to_string()).collect();
@@ -459,10 +340,7 @@ async fn sigterm_under_load_exits_zero_within_grace_and_loses_nothing() {
     let counts = event_counts(&receiver);
     assert_eq!(counts.keys().cloned().collect::<HashSet<_>>(), want);
     let dups: usize = counts.values().map(|n| n - 1).sum();
-    assert_eq!(
-        dups, 0,
-        "a graceful stop finishes in-flight deliveries: no duplicates"
-    );
+    assert_eq!(dups, 0, "a graceful stop finishes in-flight deliveries: no duplicates");
     rest.stop().await;
 }
 
@@ -472,26 +350,18 @@ async fn scale_out_delivers_everything_once_with_one_two_and_four_workers() {
     for workers in [1usize, 2, 4] {
         let stack = Stack::start().await;
         let receiver = HttpReceiver::start();
-        stack
-            .add_endpoint("webhook", &receiver.url(), &["finding.new"], None)
-            .await;
+        stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
         let evs = events(2_000, &format!("scale{workers}"));
         publish_all(&stack.producer, &evs).await;
         let started = Instant::now();
-        let mut procs: Vec<_> = (0..workers)
-            .map(|_| stack.spawn_worker_process(&["--concurrency", "32"]))
-            .collect();
-        receiver
-            .wait_for_requests(evs.len(), Duration::from_secs(120))
-            .await;
+        let mut procs: Vec<_> =
+            (0..workers).map(|_| stack.spawn_worker_process(&["--concurrency", "32"])).collect();
+        receiver.wait_for_requests(evs.len(), Duration::from_secs(120)).await;
         let elapsed = started.elapsed();
         stack.wait_drained(Duration::from_secs(10)).await;
         let counts = event_counts(&receiver);
         assert_eq!(counts.len(), evs.len());
-        assert!(
-            counts.values().all(|n| *n == 1),
-            "duplicates with {workers} workers"
-        );
+        assert!(counts.values().all(|n| *n == 1), "duplicates with {workers} workers");
         println!(
             "figure: scale_out workers={workers} deliveries={} seconds={:.2} per_second={:.0} (debug build, includes start-up)",
             evs.len(),
@@ -510,24 +380,19 @@ async fn scale_out_delivers_everything_once_with_one_two_and_four_workers() {
 async fn hostile_jobs_are_dead_lettered_with_reasons_and_the_worker_keeps_serving() {
     let stack = Stack::start().await;
     let receiver = HttpReceiver::start();
-    stack
-        .add_endpoint("webhook", &receiver.url(), &["finding.new"], None)
-        .await;
+    stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
 
     let mut big = finding_event("big");
     big.tenant_name = Some("x".repeat(1024 * 1024));
-    let err = stack
-        .producer
-        .publish(&big)
-        .await
-        .expect_err("1 MiB field refused");
+    let err = stack.producer.publish(&big).await.expect_err("1 MiB field refused");
     assert!(err.to_string().contains("tenant_name"), "{err}");
 
     let mut conn = stack.redis.connection().await;
     let ready = format!("{{{PREFIX}}}:ready");
     let mut raw_big = serde_json::json!({"type": "event.v1", "event": serde_json::to_value(finding_event("raw-big")).expect("json")});
     raw_big["event"]["finding"]["title"] = serde_json::Value::String("y".repeat(1024 * 1024));
-    let unknown_kind = serde_json::json!({"type": "event.v1", "event": {"event": "finding.exploded", "tenant_id": "t"}});
+    let unknown_kind =
+        serde_json::json!({"type": "event.v1", "event": {"event": "finding.exploded", "tenant_id": "t"}});
     let ghost = serde_json::json!({"type": "delivery.v1", "delivery_id": "dlv_ghost", "endpoint_id": "ep_ghost", "event": serde_json::to_value(finding_event("ghost")).expect("json")});
     for job in [
         raw_big.to_string().into_bytes(),
@@ -538,41 +403,15 @@ async fn hostile_jobs_are_dead_lettered_with_reasons_and_the_worker_keeps_servin
         let _: () = conn.rpush(&ready, job).await.expect("push");
     }
     let worker = stack.spawn_worker(&[]);
-    stack
-        .producer
-        .publish(&finding_event("still-served"))
-        .await
-        .expect("published");
+    stack.producer.publish(&finding_event("still-served")).await.expect("published");
     receiver.wait_for_requests(1, Duration::from_secs(10)).await;
     stack.wait_dead(4, Duration::from_secs(10)).await;
-    let reasons: Vec<String> = stack
-        .queue
-        .dead_letters(0, 10)
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|d| d.reason)
-        .collect();
-    assert!(
-        reasons.iter().any(|r| r.contains("finding.title")),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons.iter().any(|r| r.contains("finding.exploded")),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons.iter().any(|r| r.contains("ep_ghost was deleted")),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons
-            .iter()
-            .filter(|r| r.starts_with("undecodable job"))
-            .count()
-            >= 2,
-        "{reasons:?}"
-    );
+    let reasons: Vec<String> =
+        stack.queue.dead_letters(0, 10).await.expect("list").into_iter().map(|d| d.reason).collect();
+    assert!(reasons.iter().any(|r| r.contains("finding.title")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("finding.exploded")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("ep_ghost was deleted")), "{reasons:?}");
+    assert!(reasons.iter().filter(|r| r.starts_with("undecodable job")).count() >= 2, "{reasons:?}");
     stack.wait_drained(Duration::from_secs(5)).await;
     worker.stop().await;
 }
@@ -584,42 +423,26 @@ async fn a_long_run_leaves_redis_memory_where_it_started() {
     const N: usize = 20_000;
     let stack = Stack::start().await;
     let receiver = HttpReceiver::start();
-    let ep: Endpoint = stack
-        .add_endpoint("webhook", &receiver.url(), &["finding.new"], None)
-        .await;
+    let ep: Endpoint = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
     let _ = ep;
     let before = stack.redis.info_used_memory().await;
     let mut w = stack.spawn_worker_process(&["--concurrency", "64"]);
     let evs = events(N, "soak");
     publish_all(&stack.producer, &evs).await;
-    receiver
-        .wait_for_requests(N, Duration::from_secs(240))
-        .await;
+    receiver.wait_for_requests(N, Duration::from_secs(240)).await;
     stack.wait_drained(Duration::from_secs(30)).await;
     let after = stack.redis.info_used_memory().await;
     println!("figure: long_run deliveries={N} redis_used_memory before={before} after={after}");
     // 20 000 finished jobs kept would be over 10 MB; allocator slack and client buffers are not.
-    assert!(
-        after < before + 1024 * 1024,
-        "redis grew from {before} to {after} bytes: finished jobs pile up"
-    );
+    assert!(after < before + 1024 * 1024, "redis grew from {before} to {after} bytes: finished jobs pile up");
     let mut conn = stack.redis.connection().await;
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*")
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
+    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.expect("keys");
     keys.sort();
-    let keys: Vec<String> = keys
-        .into_iter()
-        .filter(|k| !k.starts_with(&format!("{{{PREFIX}}}:worker:")))
-        .collect();
+    let keys: Vec<String> =
+        keys.into_iter().filter(|k| !k.starts_with(&format!("{{{PREFIX}}}:worker:"))).collect();
     assert_eq!(
         keys,
-        vec![
-            format!("{{{PREFIX}}}:endpoints"),
-            format!("{{{PREFIX}}}:workers")
-        ],
+        vec![format!("{{{PREFIX}}}:endpoints"), format!("{{{PREFIX}}}:workers")],
         "only configuration and the live worker's registration remain"
     );
     w.kill().await.expect("stop");

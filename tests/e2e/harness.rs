@@ -34,19 +34,11 @@ impl Stack {
         let producer = Producer::connect(&ProducerConfig::from_url(&redis.url()).expect("url"))
             .await
             .expect("producer connects");
-        let queue = Queue::connect(
-            &RedisConfig::new(RedisUrl::parse(&redis.url()).expect("url")),
-            keys(),
-        )
-        .await
-        .expect("queue connects");
+        let queue = Queue::connect(&RedisConfig::new(RedisUrl::parse(&redis.url()).expect("url")), keys())
+            .await
+            .expect("queue connects");
         let store = EndpointStore::new(queue.connection(), keys());
-        Stack {
-            redis,
-            producer,
-            queue,
-            store,
-        }
+        Stack { redis, producer, queue, store }
     }
 
     /// Worker settings for tests: retries in milliseconds, plain HTTP and loopback allowed.
@@ -79,8 +71,7 @@ impl Stack {
 
     pub fn worker_config(&self, overrides: &[&str]) -> WorkerConfig {
         let mut args = vec!["entraguard-worker".to_owned()];
-        args.extend(self.worker_args());
-        args.extend(overrides.iter().map(|s| (*s).to_owned()));
+        args.extend(merge_args(self.worker_args(), overrides));
         WorkerConfig::from_args(args).expect("test worker config parses")
     }
 
@@ -94,8 +85,7 @@ impl Stack {
 
     /// Runs the real `entraguard-worker` binary.
     pub fn spawn_worker_process(&self, overrides: &[&str]) -> Child {
-        let mut args = self.worker_args();
-        args.extend(overrides.iter().map(|s| (*s).to_owned()));
+        let args = merge_args(self.worker_args(), overrides);
         Command::new(bin_path("entraguard-worker"))
             .args(args)
             .env_remove("REDIS_URL")
@@ -136,16 +126,9 @@ impl Stack {
     /// Waits until nothing is ready, in flight or scheduled.
     pub async fn wait_drained(&self, deadline: Duration) {
         // A failed read (the test's own connection reconnecting after a Redis restart) is "not yet".
-        wait_until(
-            deadline,
-            "queue drained (ready, processing and delayed all 0)",
-            || async {
-                self.queue
-                    .stats()
-                    .await
-                    .is_ok_and(|s| s.ready == 0 && s.processing == 0 && s.delayed == 0)
-            },
-        )
+        wait_until(deadline, "queue drained (ready, processing and delayed all 0)", || async {
+            self.queue.stats().await.is_ok_and(|s| s.ready == 0 && s.processing == 0 && s.delayed == 0)
+        })
         .await;
     }
 
@@ -155,6 +138,32 @@ impl Stack {
         })
         .await;
     }
+}
+
+/// The defaults with `overrides` applied: a flag given in `overrides` replaces the default's
+/// value (list flags would otherwise add to it).
+fn merge_args(defaults: Vec<String>, overrides: &[&str]) -> Vec<String> {
+    let flag_of = |a: &str| a.split('=').next().unwrap_or(a).to_owned();
+    let overridden: Vec<String> =
+        overrides.iter().filter(|a| a.starts_with("--")).map(|a| flag_of(a)).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < defaults.len() {
+        let a = &defaults[i];
+        let takes_value = !a.contains('=') && defaults.get(i + 1).is_some_and(|v| !v.starts_with("--"));
+        if overridden.contains(&flag_of(a)) {
+            i += if takes_value { 2 } else { 1 };
+            continue;
+        }
+        out.push(a.clone());
+        if takes_value {
+            out.push(defaults[i + 1].clone());
+            i += 1;
+        }
+        i += 1;
+    }
+    out.extend(overrides.iter().map(|s| (*s).to_owned()));
+    out
 }
 
 pub fn keys() -> KeySpace {
@@ -170,11 +179,9 @@ impl InProcessWorker {
     /// Asks for shutdown and waits for the worker to return.
     pub async fn stop(self) {
         self.trigger.trigger();
-        let res = tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("worker stops within 15 s");
-        res.expect("worker task did not panic")
-            .expect("worker returned Ok");
+        let res =
+            tokio::time::timeout(Duration::from_secs(15), self.task).await.expect("worker stops within 15 s");
+        res.expect("worker task did not panic").expect("worker returned Ok");
     }
 }
 

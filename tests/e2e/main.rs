@@ -14,3 +14,6 @@ mod channels;
 /// The guarantees under faults: kills, Redis restarts and outages, hanging receivers, shutdown,
 /// scale-out, hostile input, a long run.
 mod guarantees;
+
+/// SSRF, redirects, HTTPS-only, Standard Webhooks signatures with rotation, secrets at rest.
+mod security;

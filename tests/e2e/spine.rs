@@ -12,23 +12,14 @@ use crate::harness::{PREFIX, Stack, finding_event};
 const SECRET: &str = "whsec_test_0123456789abcdef";
 
 fn delivery_id(r: &Recorded) -> String {
-    r.header("x-coderaft-delivery")
-        .expect("delivery header")
-        .to_owned()
+    r.header("x-coderaft-delivery").expect("delivery header").to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_gets_the_seed_shaped_body_with_a_valid_signature() {
     let stack = Stack::start().await;
     let receiver = HttpReceiver::start();
-    stack
-        .add_endpoint(
-            "webhook",
-            &receiver.url_for("/soar"),
-            &["finding.new"],
-            Some(SECRET),
-        )
-        .await;
+    stack.add_endpoint("webhook", &receiver.url_for("/soar"), &["finding.new"], Some(SECRET)).await;
     let worker = stack.spawn_worker(&[]);
 
     let event = finding_event("8d6310d1-aaaa");
@@ -41,17 +32,10 @@ async fn webhook_gets_the_seed_shaped_body_with_a_valid_signature() {
     assert_eq!(req.header("content-type"), Some("application/json"));
     assert_eq!(req.header("x-coderaft-event"), Some("finding.new"));
     assert!(delivery_id(req).starts_with("dlv_"));
-    let ts: i64 = req
-        .header("x-coderaft-timestamp")
-        .expect("timestamp header")
-        .parse()
-        .expect("unix seconds");
+    let ts: i64 =
+        req.header("x-coderaft-timestamp").expect("timestamp header").parse().expect("unix seconds");
     assert!((ts - time_now()).abs() < 60, "timestamp {ts} is not now");
-    assert!(
-        req.header("user-agent")
-            .expect("user agent")
-            .starts_with("EntraGuard-Notify/")
-    );
+    assert!(req.header("user-agent").expect("user agent").starts_with("EntraGuard-Notify/"));
 
     // The signature, checked with HMAC computed here, not by the code under test.
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).expect("key");
@@ -67,12 +51,7 @@ async fn webhook_gets_the_seed_shaped_body_with_a_valid_signature() {
     assert_eq!(body["finding"]["id"], "PIM-002");
     assert_eq!(body["finding"]["severity"], "high");
     assert_eq!(body["finding"]["affected"][1], "ops@contoso.com");
-    assert!(
-        body["timestamp"]
-            .as_str()
-            .expect("timestamp")
-            .ends_with('Z')
-    );
+    assert!(body["timestamp"].as_str().expect("timestamp").ends_with('Z'));
 
     stack.wait_drained(Duration::from_secs(5)).await;
     assert_eq!(receiver.requests().len(), 1, "delivered exactly once");
@@ -81,10 +60,7 @@ async fn webhook_gets_the_seed_shaped_body_with_a_valid_signature() {
 
 fn time_now() -> i64 {
     i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs(),
     )
     .expect("fits")
 }
@@ -94,35 +70,16 @@ async fn failed_attempts_are_retried_at_the_scheduled_delays() {
     let stack = Stack::start().await;
     let receiver = HttpReceiver::start();
     receiver.push_replies([Reply::status(500), Reply::status(503), Reply::status(500)]);
-    stack
-        .add_endpoint(
-            "webhook",
-            &receiver.url_for("/hook"),
-            &["finding.new"],
-            None,
-        )
-        .await;
+    stack.add_endpoint("webhook", &receiver.url_for("/hook"), &["finding.new"], None).await;
     let worker = stack.spawn_worker(&["--retry-schedule", "200ms,400ms,600ms"]);
 
-    stack
-        .producer
-        .publish(&finding_event("t-retry"))
-        .await
-        .expect("published");
+    stack.producer.publish(&finding_event("t-retry")).await.expect("published");
     let got = receiver.wait_for_requests(4, Duration::from_secs(15)).await;
     assert_eq!(got.len(), 4);
     let id = delivery_id(&got[0]);
     for (i, r) in got.iter().enumerate() {
-        assert_eq!(
-            delivery_id(r),
-            id,
-            "attempt {} keeps the delivery id",
-            i + 1
-        );
-        assert_eq!(
-            r.header("x-coderaft-attempt"),
-            Some((i + 1).to_string().as_str())
-        );
+        assert_eq!(delivery_id(r), id, "attempt {} keeps the delivery id", i + 1);
+        assert_eq!(r.header("x-coderaft-attempt"), Some((i + 1).to_string().as_str()));
         assert_eq!(r.body, got[0].body, "the same body on every attempt");
     }
     for (i, want) in [200u64, 400, 600].iter().enumerate() {
@@ -147,14 +104,7 @@ async fn failed_attempts_are_retried_at_the_scheduled_delays() {
 async fn exhausted_delivery_is_dead_lettered_with_every_attempt_then_replayed_with_the_same_id() {
     let stack = Stack::start().await;
     let receiver = HttpReceiver::with_default(Reply::status(500).body("database is down"));
-    let ep = stack
-        .add_endpoint(
-            "webhook",
-            &receiver.url_for("/hook"),
-            &["finding.new"],
-            None,
-        )
-        .await;
+    let ep = stack.add_endpoint("webhook", &receiver.url_for("/hook"), &["finding.new"], None).await;
     let worker = stack.spawn_worker(&[]);
 
     let event = finding_event("t-dead");
@@ -166,106 +116,48 @@ async fn exhausted_delivery_is_dead_lettered_with_every_attempt_then_replayed_wi
 
     // Readable with plain Redis commands, as the README documents.
     let mut conn = stack.redis.connection().await;
-    let ids: Vec<String> = conn
-        .lrange(format!("{{{PREFIX}}}:dlq"), 0, -1)
-        .await
-        .expect("lrange");
+    let ids: Vec<String> = conn.lrange(format!("{{{PREFIX}}}:dlq"), 0, -1).await.expect("lrange");
     assert_eq!(ids, vec![id.clone()]);
-    let reason: String = conn
-        .hget(format!("{{{PREFIX}}}:dlq:{id}"), "reason")
-        .await
-        .expect("hget");
-    assert!(
-        reason.contains("gave up after 4 attempts") && reason.contains("database is down"),
-        "{reason}"
-    );
+    let reason: String = conn.hget(format!("{{{PREFIX}}}:dlq:{id}"), "reason").await.expect("hget");
+    assert!(reason.contains("gave up after 4 attempts") && reason.contains("database is down"), "{reason}");
 
-    let dl = stack
-        .queue
-        .dead_letter_by_id(&id)
-        .await
-        .expect("read")
-        .expect("entry exists");
+    let dl = stack.queue.dead_letter_by_id(&id).await.expect("read").expect("entry exists");
     assert_eq!(dl.endpoint_id.as_deref(), Some(ep.id.as_str()));
     assert_eq!(dl.event_id.as_deref(), Some(event.id.as_str()));
     assert_eq!(dl.attempts.len(), 4);
     assert!(dl.attempts.iter().all(|a| a.status == Some(500)));
-    assert_eq!(
-        dl.attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4]
-    );
+    assert_eq!(dl.attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     assert!(dl.replayable);
 
     receiver.set_default(Reply::status(200));
-    assert_eq!(
-        stack.queue.replay(&id).await.expect("replay"),
-        ReplayOutcome::Replayed
-    );
+    assert_eq!(stack.queue.replay(&id).await.expect("replay"), ReplayOutcome::Replayed);
     let got = receiver.wait_for_requests(5, Duration::from_secs(10)).await;
     assert_eq!(delivery_id(&got[4]), id, "replay keeps the delivery id");
-    assert_eq!(
-        got[4].header("x-coderaft-attempt"),
-        Some("1"),
-        "replay starts a fresh attempt count"
-    );
+    assert_eq!(got[4].header("x-coderaft-attempt"), Some("1"), "replay starts a fresh attempt count");
     stack.wait_drained(Duration::from_secs(5)).await;
     assert_eq!(stack.stats().await.dead, 0);
-    assert_eq!(
-        stack.queue.replay(&id).await.expect("replay"),
-        ReplayOutcome::NotFound
-    );
+    assert_eq!(stack.queue.replay(&id).await.expect("replay"), ReplayOutcome::NotFound);
     worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabled_endpoints_and_unsubscribed_events_receive_nothing() {
     let stack = Stack::start().await;
-    let (on, off, other) = (
-        HttpReceiver::start(),
-        HttpReceiver::start(),
-        HttpReceiver::start(),
-    );
-    stack
-        .add_endpoint("webhook", &on.url(), &["finding.new"], None)
-        .await;
-    let disabled = stack
-        .add_endpoint("webhook", &off.url(), &["finding.new"], None)
-        .await;
-    stack
-        .store
-        .set_enabled(&disabled.id, false)
-        .await
-        .expect("disable");
-    stack
-        .add_endpoint(
-            "webhook",
-            &other.url(),
-            &["scan.failed", "compliance.report_ready"],
-            None,
-        )
-        .await;
+    let (on, off, other) = (HttpReceiver::start(), HttpReceiver::start(), HttpReceiver::start());
+    stack.add_endpoint("webhook", &on.url(), &["finding.new"], None).await;
+    let disabled = stack.add_endpoint("webhook", &off.url(), &["finding.new"], None).await;
+    stack.store.set_enabled(&disabled.id, false).await.expect("disable");
+    stack.add_endpoint("webhook", &other.url(), &["scan.failed", "compliance.report_ready"], None).await;
     let worker = stack.spawn_worker(&[]);
 
     for i in 0..3 {
-        stack
-            .producer
-            .publish(&finding_event(&format!("t{i}")))
-            .await
-            .expect("published");
+        stack.producer.publish(&finding_event(&format!("t{i}"))).await.expect("published");
     }
     on.wait_for_requests(3, Duration::from_secs(10)).await;
     stack.wait_drained(Duration::from_secs(5)).await;
     assert_eq!(on.requests().len(), 3);
-    assert_eq!(
-        off.requests().len(),
-        0,
-        "a disabled endpoint receives nothing"
-    );
-    assert_eq!(
-        other.requests().len(),
-        0,
-        "an endpoint not subscribed to finding.new receives nothing"
-    );
+    assert_eq!(off.requests().len(), 0, "a disabled endpoint receives nothing");
+    assert_eq!(other.requests().len(), 0, "an endpoint not subscribed to finding.new receives nothing");
     worker.stop().await;
 }
 
@@ -274,26 +166,14 @@ async fn a_failing_endpoint_does_not_touch_the_healthy_one() {
     let stack = Stack::start().await;
     let healthy = HttpReceiver::start();
     let broken = HttpReceiver::with_default(Reply::status(502));
-    stack
-        .add_endpoint("webhook", &healthy.url(), &["finding.new"], None)
-        .await;
-    stack
-        .add_endpoint("webhook", &broken.url(), &["finding.new"], None)
-        .await;
+    stack.add_endpoint("webhook", &healthy.url(), &["finding.new"], None).await;
+    stack.add_endpoint("webhook", &broken.url(), &["finding.new"], None).await;
     let worker = stack.spawn_worker(&[]);
 
-    stack
-        .producer
-        .publish(&finding_event("t-iso"))
-        .await
-        .expect("published");
+    stack.producer.publish(&finding_event("t-iso")).await.expect("published");
     stack.wait_dead(1, Duration::from_secs(10)).await;
     stack.wait_drained(Duration::from_secs(5)).await;
-    assert_eq!(
-        healthy.requests().len(),
-        1,
-        "the healthy endpoint gets exactly one delivery"
-    );
+    assert_eq!(healthy.requests().len(), 1, "the healthy endpoint gets exactly one delivery");
     assert_eq!(broken.requests().len(), 4);
     worker.stop().await;
 }
@@ -301,9 +181,8 @@ async fn a_failing_endpoint_does_not_touch_the_healthy_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_events_are_refused_by_the_producer_and_nothing_is_enqueued() {
     let stack = Stack::start().await;
-    let err =
-        entraguard_producer::Event::from_json(br#"{"event":"finding.exploded","tenant_id":"t"}"#)
-            .expect_err("unknown kind");
+    let err = entraguard_producer::Event::from_json(br#"{"event":"finding.exploded","tenant_id":"t"}"#)
+        .expect_err("unknown kind");
     assert!(err.to_string().contains("finding.exploded"), "{err}");
     let err = entraguard_producer::Event::from_json(b"{not json").expect_err("bad json");
     assert!(err.to_string().contains("invalid event JSON"), "{err}");
@@ -313,11 +192,7 @@ async fn invalid_events_are_refused_by_the_producer_and_nothing_is_enqueued() {
     let err = stack.producer.publish(&event).await.expect_err("refused");
     assert!(err.to_string().contains("tenant_id"), "{err}");
     let good = finding_event("t2");
-    let err = stack
-        .producer
-        .publish_batch(&[good, event])
-        .await
-        .expect_err("batch refused whole");
+    let err = stack.producer.publish_batch(&[good, event]).await.expect_err("batch refused whole");
     assert!(err.to_string().contains("tenant_id"), "{err}");
     assert_eq!(stack.stats().await.ready, 0, "nothing enqueued");
 }
@@ -326,29 +201,14 @@ async fn invalid_events_are_refused_by_the_producer_and_nothing_is_enqueued() {
 async fn poison_jobs_are_dead_lettered_and_the_worker_keeps_serving() {
     let stack = Stack::start().await;
     let receiver = HttpReceiver::start();
-    stack
-        .add_endpoint("webhook", &receiver.url(), &["finding.new"], None)
-        .await;
+    stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
     let mut conn = stack.redis.connection().await;
     let ready = format!("{{{PREFIX}}}:ready");
-    let _: () = conn
-        .rpush(&ready, b"{\"type\":\"delivery.v1\",\"garbage".to_vec())
-        .await
-        .expect("push");
-    let _: () = conn
-        .rpush(&ready, vec![0xff_u8, 0xfe, 0x00, 0x41])
-        .await
-        .expect("push");
-    let _: () = conn
-        .rpush(&ready, br#"{"type":"event.v9","event":{}}"#.to_vec())
-        .await
-        .expect("push");
+    let _: () = conn.rpush(&ready, b"{\"type\":\"delivery.v1\",\"garbage".to_vec()).await.expect("push");
+    let _: () = conn.rpush(&ready, vec![0xff_u8, 0xfe, 0x00, 0x41]).await.expect("push");
+    let _: () = conn.rpush(&ready, br#"{"type":"event.v9","event":{}}"#.to_vec()).await.expect("push");
     let worker = stack.spawn_worker(&[]);
-    stack
-        .producer
-        .publish(&finding_event("after-poison"))
-        .await
-        .expect("published");
+    stack.producer.publish(&finding_event("after-poison")).await.expect("published");
 
     receiver.wait_for_requests(1, Duration::from_secs(10)).await;
     stack.wait_dead(3, Duration::from_secs(10)).await;
@@ -367,15 +227,9 @@ async fn poison_jobs_are_dead_lettered_and_the_worker_keeps_serving() {
 async fn a_delivery_to_a_deleted_endpoint_is_dead_lettered_with_the_reason() {
     let stack = Stack::start().await;
     let receiver = HttpReceiver::with_default(Reply::status(500));
-    let ep = stack
-        .add_endpoint("webhook", &receiver.url(), &["finding.new"], None)
-        .await;
+    let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
     let worker = stack.spawn_worker(&["--retry-schedule", "300ms"]);
-    stack
-        .producer
-        .publish(&finding_event("t-del"))
-        .await
-        .expect("published");
+    stack.producer.publish(&finding_event("t-del")).await.expect("published");
     receiver.wait_for_requests(1, Duration::from_secs(10)).await;
     assert!(stack.store.delete(&ep.id).await.expect("delete"));
     stack.wait_dead(1, Duration::from_secs(10)).await;
@@ -391,21 +245,12 @@ async fn retry_after_is_honoured() {
     let stack = Stack::start().await;
     let receiver = HttpReceiver::start();
     receiver.push_replies([Reply::status(429).header("retry-after", "1")]);
-    stack
-        .add_endpoint("webhook", &receiver.url(), &["finding.new"], None)
-        .await;
+    stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
     let worker = stack.spawn_worker(&[]);
-    stack
-        .producer
-        .publish(&finding_event("t-429"))
-        .await
-        .expect("published");
+    stack.producer.publish(&finding_event("t-429")).await.expect("published");
     let got = receiver.wait_for_requests(2, Duration::from_secs(10)).await;
     let gap = got[1].received_at.duration_since(got[0].received_at);
-    assert!(
-        gap >= Duration::from_secs(1),
-        "retried after {gap:?}, before Retry-After: 1"
-    );
+    assert!(gap >= Duration::from_secs(1), "retried after {gap:?}, before Retry-After: 1");
     assert!(gap < Duration::from_secs(3), "retried after {gap:?}");
     worker.stop().await;
 }
@@ -416,22 +261,12 @@ async fn retry_after_is_honoured() {
 async fn the_default_schedule_puts_the_first_retry_ten_seconds_out_on_the_redis_clock() {
     let stack = Stack::start().await;
     let receiver = HttpReceiver::with_default(Reply::status(500));
-    stack
-        .add_endpoint("webhook", &receiver.url(), &["finding.new"], None)
-        .await;
+    stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
     let config = stack.worker_config(&[]);
     let mut args: Vec<String> = vec!["entraguard-worker".into()];
-    args.extend(
-        stack
-            .worker_args()
-            .into_iter()
-            .filter(|a| a != "50ms,100ms,150ms"),
-    );
+    args.extend(stack.worker_args().into_iter().filter(|a| a != "50ms,100ms,150ms"));
     // Drop the test schedule: the worker runs on its default.
-    let pos = args
-        .iter()
-        .position(|a| a == "--retry-schedule")
-        .expect("flag present");
+    let pos = args.iter().position(|a| a == "--retry-schedule").expect("flag present");
     args.remove(pos);
     let default_config = entraguard_worker::WorkerConfig::from_args(args).expect("parses");
     assert_eq!(default_config.retry_schedule.to_string(), "10s,1m,5m");
@@ -439,11 +274,7 @@ async fn the_default_schedule_puts_the_first_retry_ten_seconds_out_on_the_redis_
     let (trigger, shutdown) = entraguard_worker::Shutdown::new();
     let task = tokio::spawn(entraguard_worker::run(default_config, shutdown));
 
-    stack
-        .producer
-        .publish(&finding_event("t-default"))
-        .await
-        .expect("published");
+    stack.producer.publish(&finding_event("t-default")).await.expect("published");
     receiver.wait_for_requests(1, Duration::from_secs(10)).await;
     let mut conn = stack.redis.connection().await;
     let delayed = format!("{{{PREFIX}}}:delayed");
@@ -453,24 +284,13 @@ async fn the_default_schedule_puts_the_first_retry_ten_seconds_out_on_the_redis_
         async move { c.zcard::<_, u64>(&k).await.unwrap_or(0) == 1 }
     })
     .await;
-    let scheduled: Vec<(String, f64)> = conn
-        .zrange_withscores(&delayed, 0, 0)
-        .await
-        .expect("zrange");
-    let (secs, micros): (i64, i64) = redis::cmd("TIME")
-        .query_async(&mut conn)
-        .await
-        .expect("time");
+    let scheduled: Vec<(String, f64)> = conn.zrange_withscores(&delayed, 0, 0).await.expect("zrange");
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await.expect("time");
     let now_ms = secs * 1000 + micros / 1000;
     let due_in = scheduled[0].1 as i64 - now_ms;
-    assert!(
-        (8_500..=10_000).contains(&due_in),
-        "first retry due in {due_in} ms, expected about 10 s"
-    );
+    assert!((8_500..=10_000).contains(&due_in), "first retry due in {due_in} ms, expected about 10 s");
     let job = Job::decode(scheduled[0].0.as_bytes()).expect("decodes");
-    let Job::Delivery(DeliveryJob { attempts, .. }) = job else {
-        panic!("expected a delivery job")
-    };
+    let Job::Delivery(DeliveryJob { attempts, .. }) = job else { panic!("expected a delivery job") };
     assert_eq!(attempts.len(), 1);
     assert_eq!(receiver.requests().len(), 1, "no early retry");
     trigger.trigger();
@@ -483,35 +303,18 @@ async fn a_worker_killed_mid_delivery_loses_nothing() {
     let receiver = HttpReceiver::start();
     // The first request hangs long enough for the worker to be killed while it waits.
     receiver.push_replies([Reply::status(200).delay(Duration::from_secs(3))]);
-    stack
-        .add_endpoint("webhook", &receiver.url(), &["finding.new"], None)
-        .await;
+    stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
     let mut victim = stack.spawn_worker_process(&[]);
-    stack
-        .producer
-        .publish(&finding_event("t-kill"))
-        .await
-        .expect("published");
+    stack.producer.publish(&finding_event("t-kill")).await.expect("published");
     let first = receiver.wait_for_requests(1, Duration::from_secs(30)).await;
-    assert_eq!(
-        stack.stats().await.processing,
-        1,
-        "the delivery is in flight"
-    );
+    assert_eq!(stack.stats().await.processing, 1, "the delivery is in flight");
     victim.kill().await.expect("SIGKILL and reaped");
 
     let killed_at = Instant::now();
     let replacement = stack.spawn_worker(&[]);
     let got = receiver.wait_for_requests(2, Duration::from_secs(15)).await;
-    assert_eq!(
-        delivery_id(&got[1]),
-        delivery_id(&first[0]),
-        "the same delivery, taken over"
-    );
-    assert!(
-        killed_at.elapsed() < Duration::from_secs(10),
-        "taken over within seconds"
-    );
+    assert_eq!(delivery_id(&got[1]), delivery_id(&first[0]), "the same delivery, taken over");
+    assert!(killed_at.elapsed() < Duration::from_secs(10), "taken over within seconds");
     stack.wait_drained(Duration::from_secs(10)).await;
     assert_eq!(stack.stats().await.dead, 0);
     replacement.stop().await;
@@ -522,21 +325,12 @@ async fn sigterm_lets_the_in_flight_delivery_finish_and_exits_zero() {
     let stack = Stack::start().await;
     let receiver = HttpReceiver::start();
     receiver.push_replies([Reply::status(200).delay(Duration::from_millis(1500))]);
-    stack
-        .add_endpoint("webhook", &receiver.url(), &["finding.new"], None)
-        .await;
+    stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
     let mut worker = stack.spawn_worker_process(&[]);
-    stack
-        .producer
-        .publish(&finding_event("t-term"))
-        .await
-        .expect("published");
+    stack.producer.publish(&finding_event("t-term")).await.expect("published");
     receiver.wait_for_requests(1, Duration::from_secs(30)).await;
     let pid = worker.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
     assert!(status.success());
     let exit = tokio::time::timeout(Duration::from_secs(10), worker.wait())
         .await

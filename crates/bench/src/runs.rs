@@ -50,16 +50,8 @@ impl Env {
         let keys = KeySpace::new(&prefix)?;
         let queue = Queue::connect(&RedisConfig::new(RedisUrl::parse(&url)?), keys.clone()).await?;
         let store = EndpointStore::new(queue.connection(), keys.clone());
-        let producer =
-            Producer::connect(&ProducerConfig::from_url(&url)?.with_prefix(&prefix)?).await?;
-        Ok(Env {
-            _own: own,
-            url,
-            prefix,
-            queue,
-            store,
-            producer,
-        })
+        let producer = Producer::connect(&ProducerConfig::from_url(&url)?.with_prefix(&prefix)?).await?;
+        Ok(Env { _own: own, url, prefix, queue, store, producer })
     }
 
     async fn cleanup(&self) -> anyhow::Result<()> {
@@ -80,10 +72,7 @@ impl Env {
 
     async fn command_count(&self) -> anyhow::Result<u64> {
         let mut conn = self.queue.connection();
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut conn)
-            .await?;
+        let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await?;
         Ok(info
             .lines()
             .filter_map(|l| l.split("calls=").nth(1))
@@ -99,9 +88,7 @@ impl Env {
             target: url.into(),
             events: vec!["finding.new".into()],
             enabled: true,
-            secret: Some(entraguard_core::secret::Secret::new(
-                "bench-signing-secret-0123456789",
-            )),
+            secret: Some(entraguard_core::secret::Secret::new("bench-signing-secret-0123456789")),
             teams_format: None,
         }
         .validate(TargetPolicy { allow_http: true })?;
@@ -112,14 +99,7 @@ impl Env {
     fn worker(&self, concurrency: usize, extra: &[&str]) -> anyhow::Result<Child> {
         let c = concurrency.to_string();
         Command::new(bin_path("entraguard-worker"))
-            .args([
-                "--redis-url",
-                &self.url,
-                "--key-prefix",
-                &self.prefix,
-                "--concurrency",
-                &c,
-            ])
+            .args(["--redis-url", &self.url, "--key-prefix", &self.prefix, "--concurrency", &c])
             .args([
                 "--allow-http=true",
                 "--allow-private-targets",
@@ -143,10 +123,7 @@ impl Env {
             if self.queue.stats().await?.workers > 0 {
                 return Ok(());
             }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "worker did not register within 30 s"
-            );
+            anyhow::ensure!(Instant::now() < deadline, "worker did not register within 30 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -154,9 +131,7 @@ impl Env {
 
 async fn stop(mut worker: Child) -> anyhow::Result<()> {
     if let Some(pid) = worker.id() {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), worker.wait()).await;
     let _ = worker.kill().await;
@@ -166,13 +141,8 @@ async fn stop(mut worker: Child) -> anyhow::Result<()> {
 /// Peak resident set of a process, in MiB.
 fn peak_rss_mb(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
+    let kb: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.split_whitespace().next()?.parse().ok()?;
     Some(kb / 1024.0)
 }
 
@@ -197,8 +167,7 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 pub async fn all(args: &Args) -> anyhow::Result<()> {
-    let want =
-        |m: &str| args.only.is_empty() || args.only.iter().any(|o| m.starts_with(o.as_str()));
+    let want = |m: &str| args.only.is_empty() || args.only.iter().any(|o| m.starts_with(o.as_str()));
     let env = Env::new(args).await?;
     let n = if args.smoke { 2_000 } else { 100_000 };
     let result = async {
@@ -234,22 +203,14 @@ async fn enqueue(env: &Env, n: usize) -> anyhow::Result<()> {
     for e in &events {
         env.producer.publish(e).await?;
     }
-    report(
-        "enqueue_single",
-        n as f64 / started.elapsed().as_secs_f64(),
-        "jobs/s",
-    );
+    report("enqueue_single", n as f64 / started.elapsed().as_secs_f64(), "jobs/s");
     env.cleanup().await?;
 
     let started = Instant::now();
     for chunk in events.chunks(1_000) {
         env.producer.publish_batch(chunk).await?;
     }
-    report(
-        "enqueue_bulk",
-        n as f64 / started.elapsed().as_secs_f64(),
-        "jobs/s",
-    );
+    report("enqueue_bulk", n as f64 / started.elapsed().as_secs_f64(), "jobs/s");
     env.cleanup().await
 }
 
@@ -282,11 +243,7 @@ async fn drain(env: &Env, n: usize, c: usize) -> anyhow::Result<()> {
     report(&format!("drain_c{c}"), n as f64 / span, "jobs/s");
     if c == 50 {
         // Minus the two INFO calls and the stats reads of this function.
-        report(
-            "redis_cmds_per_job",
-            after.saturating_sub(before) as f64 / n as f64,
-            "cmds",
-        );
+        report("redis_cmds_per_job", after.saturating_sub(before) as f64 / n as f64, "cmds");
         if let Some(rss) = pid.and_then(peak_rss_mb) {
             report("worker_rss_mb", rss, "MiB");
         }
@@ -330,12 +287,8 @@ async fn delay_late(env: &Env, n: usize) -> anyhow::Result<()> {
     let events: Vec<Event> = (0..n).map(|i| event(&format!("late-{i}"))).collect();
     env.producer.publish_batch(&events).await?;
     sink.wait_for(n, Duration::from_secs(60)).await?;
-    let mut late: Vec<u64> = sink
-        .retry_gaps_us()
-        .await
-        .into_iter()
-        .map(|g| g.saturating_sub(1_000_000))
-        .collect();
+    let mut late: Vec<u64> =
+        sink.retry_gaps_us().await.into_iter().map(|g| g.saturating_sub(1_000_000)).collect();
     late.sort_unstable();
     report("delay_late_p50", percentile(&late, 0.50) / 1000.0, "ms");
     report("delay_late_p99", percentile(&late, 0.99) / 1000.0, "ms");
@@ -352,11 +305,7 @@ async fn idle(env: &Env, secs: u64) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let after = env.command_count().await?;
     // One of the counted commands is our own second INFO.
-    report(
-        "idle_cmds_per_s",
-        after.saturating_sub(before + 1) as f64 / secs as f64,
-        "cmds/s",
-    );
+    report("idle_cmds_per_s", after.saturating_sub(before + 1) as f64 / secs as f64, "cmds/s");
     stop(worker).await?;
     env.cleanup().await
 }

@@ -63,11 +63,7 @@ impl Sink {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Sink {
-            url,
-            started,
-            state,
-        })
+        Ok(Sink { url, started, state })
     }
 
     pub fn count(&self) -> usize {
@@ -77,14 +73,9 @@ impl Sink {
     /// Waits until `n` requests arrived (no polling: the handler signals).
     pub async fn wait_for(&self, n: usize, deadline: std::time::Duration) -> anyhow::Result<()> {
         let mut rx = self.state.counter.subscribe();
-        tokio::time::timeout(deadline, rx.wait_for(|c| *c >= n))
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "sink got {} of {n} requests within {deadline:?}",
-                    self.count()
-                )
-            })??;
+        tokio::time::timeout(deadline, rx.wait_for(|c| *c >= n)).await.map_err(|_| {
+            anyhow::anyhow!("sink got {} of {n} requests within {deadline:?}", self.count())
+        })??;
         Ok(())
     }
 
@@ -114,11 +105,7 @@ async fn handle(State(s): State<Arc<SinkState>>, headers: HeaderMap, body: Bytes
     s.first_ns.fetch_min(now_ns, Ordering::Relaxed);
     s.last_ns.fetch_max(now_ns, Ordering::Relaxed);
     if s.mode == Mode::FailFirst {
-        let id = headers
-            .get("x-coderaft-delivery")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
+        let id = headers.get("x-coderaft-delivery").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let mut firsts = s.first_attempts.lock().await;
         match firsts.get(&id) {
             None => {
@@ -136,15 +123,9 @@ async fn handle(State(s): State<Arc<SinkState>>, headers: HeaderMap, body: Bytes
     if let Some(pos) = memchr(&body, b"\"scan_id\":\"bench-") {
         let rest = &body[pos + 17..];
         let end = rest.iter().position(|b| *b == b'"').unwrap_or(0);
-        if let Some(published) = std::str::from_utf8(&rest[..end])
-            .ok()
-            .and_then(|t| t.parse::<u64>().ok())
-        {
+        if let Some(published) = std::str::from_utf8(&rest[..end]).ok().and_then(|t| t.parse::<u64>().ok()) {
             let now_us = now_ns / 1000;
-            s.latencies_us
-                .lock()
-                .await
-                .push(now_us.saturating_sub(published));
+            s.latencies_us.lock().await.push(now_us.saturating_sub(published));
         }
     }
     let n = s.count.fetch_add(1, Ordering::Relaxed) + 1;

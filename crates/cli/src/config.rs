@@ -3,13 +3,16 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use entraguard_core::crypto::Cipher;
 use entraguard_core::endpoint::TargetPolicy;
 use entraguard_core::keys::KeySpace;
 use entraguard_core::queue::Queue;
 use entraguard_core::redis_conn::{RedisConfig, RedisUrl};
+use entraguard_core::secret::Secret;
 use entraguard_core::store::EndpointStore;
 
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// Redis: redis://[user:password@]host:port[/db], or rediss:// for TLS.
     #[arg(long, global = true, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = parse_redis_url, hide_env_values = true)]
@@ -23,8 +26,23 @@ pub struct Global {
     #[arg(long, global = true, env = "NOTIFY_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub allow_http: bool,
 
+    /// Key that seals endpoint URLs and signing secrets in Redis (32 bytes, base64); the
+    /// workers must have the same.
+    #[arg(long, global = true, env = "NOTIFY_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<Secret>,
+
+    /// Earlier keys, comma-separated, accepted for reading during a key rotation.
+    #[arg(
+        long,
+        global = true,
+        env = "NOTIFY_ENCRYPTION_OLD_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub encryption_old_keys: Vec<Secret>,
+
     /// Machine-readable JSON output.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, env = "NOTIFY_JSON")]
     pub json: bool,
 }
 
@@ -43,14 +61,16 @@ impl Global {
 
     pub async fn store(&self) -> anyhow::Result<(Queue, EndpointStore)> {
         let queue = self.queue().await?;
-        let store = EndpointStore::new(queue.connection(), self.key_prefix.clone());
+        let cipher = match &self.encryption_key {
+            Some(k) => Some(std::sync::Arc::new(Cipher::new(k, &self.encryption_old_keys)?)),
+            None => None,
+        };
+        let store = EndpointStore::new(queue.connection(), self.key_prefix.clone()).with_cipher(cipher);
         Ok((queue, store))
     }
 
     pub fn policy(&self) -> TargetPolicy {
-        TargetPolicy {
-            allow_http: self.allow_http,
-        }
+        TargetPolicy { allow_http: self.allow_http }
     }
 }
 

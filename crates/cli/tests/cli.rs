@@ -1,322 +1,590 @@
-//! The real `entraguard-notify` binary against a real redis-server started by the testkit.
+//! The real `entraguard-notify` binary against a real redis-server started by the testkit. Each
+//! test has its own server and runs the binary in an empty directory with the settings it reads
+//! cleared, so neither a `.env` nor the developer's shell can change a result.
+//!
+//! The binary is cargo's `CARGO_BIN_EXE_entraguard-notify`: built from the same sources before
+//! these tests run, without building (or depending on) the rest of the workspace.
 
-use std::process::Output;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
 
-use entraguard_testkit::{RedisServer, bin_path};
+use entraguard_core::job::{AttemptRecord, DeliveryJob, Job};
+use entraguard_core::queue::{DeadLetterDraft, Queue, WorkerId};
+use entraguard_core::redis_conn::{RedisConfig, RedisUrl};
+use entraguard_core::{EndpointId, Event, KeySpace, Timestamp};
+use entraguard_testkit::RedisServer;
 use redis::AsyncCommands;
 
+const BIN: &str = env!("CARGO_BIN_EXE_entraguard-notify");
+
+/// Settings the binary reads from the environment; removed from every run unless a test sets them.
+const SETTINGS: [&str; 6] = [
+    "REDIS_URL",
+    "NOTIFY_KEY_PREFIX",
+    "NOTIFY_ALLOW_HTTP",
+    "NOTIFY_JSON",
+    "NOTIFY_ENCRYPTION_KEY",
+    "NOTIFY_ENCRYPTION_OLD_KEYS",
+];
+
 const SLACK: &str = "https://hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/SECRETTOKENxyz123";
+const SLACK_MASKED: &str = "https://hooks.slack.com/services/T0…/B0…/****";
+const HOOK: &str = "https://soar.example.com/hooks/entraguard?token=QUERYTOKEN";
+const HOOK_SECRET: &str = "whsec-0123456789abcdef-SIGNINGSECRET";
 
-async fn cli(redis: &RedisServer, args: &[&str], stdin: Option<&str>) -> Output {
-    use tokio::io::AsyncWriteExt;
-    let mut cmd = tokio::process::Command::new(bin_path("entraguard-notify"));
-    cmd.arg("--redis-url")
-        .arg(redis.url())
-        .args(args)
-        .env_remove("REDIS_URL")
-        .env_remove("NOTIFY_ALLOW_HTTP");
-    cmd.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().expect("cli starts");
-    let mut input = child.stdin.take().expect("stdin");
-    input
-        .write_all(stdin.unwrap_or("").as_bytes())
-        .await
-        .expect("write stdin");
-    drop(input);
-    child.wait_with_output().await.expect("cli runs")
+const SCAN_FAILED: &str = r#"{"event":"scan.failed","tenant_id":"t1","scan":{"run_id":"r","kind":"full","environment":"prod","error":{"kind":"token_expired","message":"expired"}}}"#;
+
+/// What one run of the binary did.
+struct Run {
+    args: String,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-#[tokio::test]
-async fn endpoint_round_trip_never_prints_the_url_token() {
-    let redis = RedisServer::start();
-    let add = cli(
-        &redis,
-        &[
-            "endpoint",
-            "add",
-            "--name",
-            "SOC",
-            "--channel",
-            "slack",
-            "--target",
-            SLACK,
-            "--events",
-            "all",
-        ],
-        None,
-    )
-    .await;
-    assert!(add.status.success(), "{}", text(&add));
-    let out = String::from_utf8_lossy(&add.stdout).to_string();
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("id:"))
-        .expect("id line")
-        .trim()
-        .to_owned();
-    assert!(id.starts_with("ep_"));
-
-    let mut all = text(&add);
-    for args in [
-        vec!["endpoint", "list"],
-        vec!["endpoint", "show", &id],
-        vec!["--json", "endpoint", "list"],
-        vec!["endpoint", "disable", &id],
-    ] {
-        let o = cli(&redis, &args, None).await;
-        assert!(o.status.success(), "{args:?}: {}", text(&o));
-        all.push_str(&text(&o));
+impl Run {
+    fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
     }
-    assert!(
-        all.contains("https://hooks.slack.com/services/T0…/B0…/****"),
-        "{all}"
-    );
-    assert!(!all.contains("SECRETTOKEN"), "the token leaked: {all}");
 
-    let show = cli(&redis, &["--json", "endpoint", "show", &id], None).await;
-    let v: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
-    assert_eq!(v["enabled"], false);
-    assert_eq!(v["events"].as_array().map(Vec::len), Some(5));
+    /// Asserts exit code 0 and returns stdout.
+    #[track_caller]
+    fn ok(&self) -> &str {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "`{}` should succeed; stdout:\n{}\nstderr:\n{}",
+            self.args,
+            self.stdout,
+            self.stderr
+        );
+        &self.stdout
+    }
 
-    let rm = cli(&redis, &["endpoint", "remove", &id], None).await;
-    assert!(rm.status.success());
-    let again = cli(&redis, &["endpoint", "show", &id], None).await;
-    assert_eq!(again.status.code(), Some(1));
-    assert!(text(&again).contains("not found"));
-}
-
-#[tokio::test]
-async fn bad_endpoint_input_is_refused_with_the_field() {
-    let redis = RedisServer::start();
-    let http = cli(
-        &redis,
-        &[
-            "endpoint",
-            "add",
-            "--name",
-            "x",
-            "--channel",
-            "webhook",
-            "--target",
-            "http://127.0.0.1:9/x",
-            "--events",
-            "finding.new",
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(http.status.code(), Some(2));
-    assert!(text(&http).contains("https"), "{}", text(&http));
-    let ok = cli(
-        &redis,
-        &[
-            "--allow-http",
-            "endpoint",
-            "add",
-            "--name",
-            "x",
-            "--channel",
-            "webhook",
-            "--target",
-            "http://127.0.0.1:9/x",
-            "--events",
-            "finding.new",
-        ],
-        None,
-    )
-    .await;
-    assert!(ok.status.success(), "{}", text(&ok));
-    let kind = cli(
-        &redis,
-        &[
-            "endpoint",
-            "add",
-            "--name",
-            "x",
-            "--channel",
-            "webhook",
-            "--target",
-            "https://a.example/x",
-            "--events",
-            "scan.exploded",
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(kind.status.code(), Some(2));
-    assert!(text(&kind).contains("scan.exploded"));
-    let email = cli(
-        &redis,
-        &[
-            "endpoint",
-            "add",
-            "--name",
-            "x",
-            "--channel",
-            "email",
-            "--target",
-            "not-an-address",
-            "--events",
-            "all",
-        ],
-        None,
-    )
-    .await;
-    assert_eq!(email.status.code(), Some(2));
-}
-
-#[tokio::test]
-async fn publish_enqueues_valid_events_and_refuses_bad_ones_whole() {
-    let redis = RedisServer::start();
-    let good = r#"{"event":"scan.failed","tenant_id":"t1","scan":{"run_id":"r","kind":"full","environment":"prod","error":{"kind":"token_expired","message":"expired"}}}"#;
-    let o = cli(&redis, &["publish"], Some(good)).await;
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout)
-            .trim()
-            .starts_with("evt_")
-    );
-    let mut conn = redis.connection().await;
-    let n: u64 = conn.llen("{entraguard}:ready").await.expect("llen");
-    assert_eq!(n, 1);
-
-    for (input, must_name) in [
-        ("{not json", "invalid event JSON"),
-        (
-            r#"{"event":"finding.exploded","tenant_id":"t"}"#,
-            "finding.exploded",
-        ),
-        (r#"{"event":"scan.failed","tenant_id":"t"}"#, "scan"),
-        (
-            &format!("[{good}, {{\"event\":\"scan.failed\"}}]"),
-            "event #1",
-        ),
-        ("", "no input"),
-    ] {
-        let o = cli(&redis, &["publish"], Some(input)).await;
-        assert_eq!(o.status.code(), Some(2), "{input}: {}", text(&o));
+    /// Asserts exit code `code` and that the output names `what`.
+    #[track_caller]
+    fn fails(&self, code: i32, what: &str) {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "`{}` should exit with {code}; stdout:\n{}\nstderr:\n{}",
+            self.args,
+            self.stdout,
+            self.stderr
+        );
         assert!(
-            text(&o).contains(must_name),
-            "{input}: expected {must_name:?} in {}",
-            text(&o)
+            self.stderr.contains(what),
+            "`{}`: expected {what:?} in stderr, got:\n{}",
+            self.args,
+            self.stderr
         );
     }
-    let n: u64 = conn.llen("{entraguard}:ready").await.expect("llen");
-    assert_eq!(n, 1, "nothing more enqueued");
 
-    let batch = format!("[{good}, {good}]");
-    let o = cli(&redis, &["publish", "-"], Some(&batch)).await;
-    assert!(o.status.success(), "{}", text(&o));
-    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
+    /// The stdout parsed as JSON.
+    #[track_caller]
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.ok())
+            .unwrap_or_else(|e| panic!("`{}`: stdout is not JSON ({e}):\n{}", self.args, self.stdout))
+    }
+}
+
+/// Runs the binary in `dir` with `args`, `stdin` and extra environment `env`.
+async fn exec(dir: &Path, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = tokio::process::Command::new(BIN);
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for var in SETTINGS {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    let mut child = cmd.spawn().expect("the binary starts");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.unwrap_or("").as_bytes()).await.expect("write stdin");
+    drop(input);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`{}` did not finish within 30 s", args.join(" ")))
+        .expect("the binary runs");
+    Run {
+        args: args.join(" "),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The binary pointed at one test's Redis, run in an empty directory.
+struct Cli {
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new(redis: &RedisServer) -> Self {
+        Self { url: redis.url(), dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, None, &[]).await
+    }
+
+    async fn run_with(&self, args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Run {
+        let mut all = vec!["--redis-url", &self.url];
+        all.extend_from_slice(args);
+        exec(self.dir.path(), &all, stdin, env).await
+    }
+}
+
+/// The value of a `name:   value` line.
+#[track_caller]
+fn line_value(out: &str, name: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name:?} line in:\n{out}"))
+        .trim()
+        .to_owned()
+}
+
+async fn queue(redis: &RedisServer) -> Queue {
+    let url = RedisUrl::parse(&redis.url()).expect("redis url");
+    Queue::connect(&RedisConfig::new(url), KeySpace::default()).await.expect("queue connects")
+}
+
+/// Dead-letters `raw` the way a worker does: push it, take it into a worker's processing list,
+/// give up on it.
+async fn dead_letter(queue: &Queue, raw: &str, draft: DeadLetterDraft) {
+    let worker = WorkerId::generate();
+    queue.push(&[raw.to_owned()]).await.expect("push");
+    let mut fetcher = queue.fetcher(&worker, Duration::from_millis(100)).await.expect("fetcher");
+    let taken = fetcher.try_fetch().await.expect("fetch").expect("a ready job");
+    assert_eq!(taken, raw.as_bytes(), "the test's job is the only one ready");
+    assert!(queue.dead_letter(&worker, &taken, &draft).await.expect("dead letter"), "dead-lettered");
+}
+
+/// A delivery that failed `statuses.len()` times.
+fn failed_delivery(statuses: &[u16]) -> DeliveryJob {
+    let event = Event::from_json(SCAN_FAILED.as_bytes()).expect("valid event");
+    let endpoint: EndpointId = "ep_01JTESTTESTTESTTESTTESTTES".parse().expect("endpoint id");
+    let mut job = DeliveryJob::new(event, endpoint);
+    job.attempts = statuses
+        .iter()
+        .zip(1..)
+        .map(|(s, n)| AttemptRecord {
+            attempt: n,
+            at: Timestamp::now(),
+            duration_ms: 40 + u64::from(n),
+            status: Some(*s),
+            error: Some(format!("HTTP {s} from the receiver")),
+        })
+        .collect();
+    job
+}
+
+async fn deliver_and_die(queue: &Queue, job: &DeliveryJob, reason: &str) -> String {
+    let raw = Job::Delivery(job.clone()).encode();
+    let id = job.delivery_id.to_string();
+    dead_letter(
+        queue,
+        &raw,
+        DeadLetterDraft { id: id.clone(), reason: reason.to_owned(), delivery: Some(job.clone()) },
+    )
+    .await;
+    id
 }
 
 #[tokio::test]
-async fn dlq_list_show_replay_and_purge_on_the_documented_layout() {
+async fn endpoint_round_trip_masks_targets_and_never_prints_secrets() {
     let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let mut seen = String::new();
+
+    let add = cli
+        .run(&["endpoint", "add", "--name", "SOC Slack", "--channel", "slack", "--target", SLACK, "--events", "all"])
+        .await;
+    let slack = line_value(add.ok(), "id");
+    assert!(slack.starts_with("ep_"), "{slack}");
+    seen += &add.all();
+
+    let add = cli
+        .run_with(
+            &[
+                "endpoint",
+                "add",
+                "--name",
+                "SOAR",
+                "--channel",
+                "webhook",
+                "--target",
+                HOOK,
+                "--events",
+                "finding.new, finding.severity_changed",
+                "--secret-env",
+                "HOOK_SECRET",
+            ],
+            None,
+            &[("HOOK_SECRET", HOOK_SECRET)],
+        )
+        .await;
+    let hook = line_value(add.ok(), "id");
+    seen += &add.all();
+
+    let list = cli.run(&["endpoint", "list"]).await;
+    let table = list.ok();
+    assert!(table.starts_with("ID"), "a table with a header:\n{table}");
+    for want in [&slack, &hook, "SOC Slack", "slack", "webhook", SLACK_MASKED, "finding.new,finding.severity_changed"]
+    {
+        assert!(table.contains(want), "expected {want:?} in the list:\n{table}");
+    }
+    seen += &list.all();
+
+    let show = cli.run(&["endpoint", "show", &slack]).await;
+    assert_eq!(line_value(show.ok(), "target"), SLACK_MASKED);
+    assert_eq!(line_value(show.ok(), "secret"), "none");
+    seen += &show.all();
+    let show = cli.run(&["endpoint", "show", &hook]).await;
+    assert_eq!(line_value(show.ok(), "secret"), "set");
+    assert_eq!(line_value(show.ok(), "enabled"), "yes");
+    seen += &show.all();
+
+    let before = cli.run(&["--json", "endpoint", "show", &hook]).await.json();
+    assert_eq!(before["has_secret"], true);
+    assert_eq!(before["events"], serde_json::json!(["finding.new", "finding.severity_changed"]));
+    let listed = cli.run(&["endpoint", "list", "--json"]).await;
+    assert_eq!(listed.json().as_array().map(Vec::len), Some(2));
+    seen += &listed.all();
+
+    // Disable and enable.
+    let off = cli.run(&["endpoint", "disable", &slack]).await;
+    assert!(off.ok().contains(&format!("disabled {slack}")), "{}", off.all());
+    assert_eq!(cli.run(&["--json", "endpoint", "show", &slack]).await.json()["enabled"], false);
+    assert_eq!(line_value(cli.run(&["endpoint", "show", &slack]).await.ok(), "enabled"), "no");
+    let on = cli.run(&["endpoint", "enable", &slack]).await;
+    assert!(on.ok().contains(&format!("enabled {slack}")), "{}", on.all());
+    assert_eq!(cli.run(&["--json", "endpoint", "show", &slack]).await.json()["enabled"], true);
+
+    // Update: validated whole, id and created_at kept, the secret kept when not given.
+    let update = cli.run(&["endpoint", "update", &hook, "--name", "SOAR prod", "--events", "all"]).await;
+    update.ok();
+    seen += &update.all();
+    let after = cli.run(&["--json", "endpoint", "show", &hook]).await.json();
+    assert_eq!(after["id"], before["id"]);
+    assert_eq!(after["created_at"], before["created_at"]);
+    assert_eq!(after["name"], "SOAR prod");
+    assert_eq!(after["events"].as_array().map(Vec::len), Some(5));
+    assert_eq!(after["has_secret"], true, "the secret survives an update that does not name it");
+    cli.run(&["endpoint", "update", &hook, "--target", "http://soar.example.com/x"]).await.fails(2, "target");
+    cli.run(&["endpoint", "update", &hook, "--secret", "short"]).await.fails(2, "secret");
+    let unchanged = cli.run(&["--json", "endpoint", "show", &hook]).await.json();
+    assert_eq!(unchanged["target"], after["target"], "a refused update changes nothing");
+
+    // Remove, and the not-found paths.
+    let rm = cli.run(&["endpoint", "remove", &slack]).await;
+    assert!(rm.ok().contains(&format!("removed {slack}")));
+    let not_found = format!("endpoint {slack} not found");
+    for cmd in ["show", "enable", "disable", "remove", "update"] {
+        cli.run(&["endpoint", cmd, &slack]).await.fails(1, &not_found);
+    }
+    cli.run(&["endpoint", "show", "not-an-id"]).await.fails(2, "not-an-id");
     let mut conn = redis.connection().await;
-    // Entries written with plain commands, exactly as the README's key table describes them.
-    let replay_job = r#"{"type":"delivery.v1","delivery_id":"dlv_01TEST","endpoint_id":"ep_01TEST","event":{"event":"scan.failed","id":"evt_01TEST","timestamp":"2026-04-28T07:00:00Z","tenant_id":"t","scan":{"run_id":"r","kind":"full","environment":"prod","error":{"kind":"network","message":"x"}}},"attempts":[],"replays":1}"#;
-    let attempts = r#"[{"attempt":1,"at":"2026-04-28T07:00:00Z","duration_ms":12,"status":500,"error":"HTTP 500"}]"#;
-    let _: () = conn
-        .hset_multiple(
-            "{entraguard}:dlq:dlv_01TEST",
-            &[
-                ("id", "dlv_01TEST"),
-                ("reason", "gave up after 4 attempts: HTTP 500"),
-                ("failed_at", "2026-04-28T07:06:00Z"),
-                ("delivery_id", "dlv_01TEST"),
-                ("event_kind", "scan.failed"),
-                ("endpoint_id", "ep_01TEST"),
-                ("attempts", attempts),
-                ("job", replay_job),
-                ("replay_job", replay_job),
-            ],
-        )
-        .await
-        .expect("hset");
-    let _: () = conn
-        .hset_multiple(
-            "{entraguard}:dlq:job_01POISON",
-            &[
-                ("id", "job_01POISON"),
-                ("reason", "undecodable job: EOF"),
-                ("job", "{garbage"),
-            ],
-        )
-        .await
-        .expect("hset");
-    let _: () = conn
-        .lpush("{entraguard}:dlq", &["dlv_01TEST", "job_01POISON"])
-        .await
-        .expect("lpush");
+    let stored: u64 = conn.hlen("{entraguard}:endpoints").await.expect("hlen");
+    assert_eq!(stored, 1);
 
-    let list = cli(&redis, &["dlq", "list"], None).await;
-    assert!(list.status.success());
-    let t = text(&list);
-    assert!(
-        t.contains("dlv_01TEST")
-            && t.contains("job_01POISON")
-            && t.contains("gave up after 4 attempts"),
-        "{t}"
-    );
-    let show = cli(&redis, &["dlq", "show", "dlv_01TEST"], None).await;
-    assert!(
-        text(&show).contains("HTTP 500") && text(&show).contains("#1"),
-        "{}",
-        text(&show)
-    );
-
-    let poison = cli(&redis, &["dlq", "replay", "job_01POISON"], None).await;
-    assert_eq!(poison.status.code(), Some(2));
-    let all = cli(&redis, &["dlq", "replay", "--all"], None).await;
-    assert!(
-        text(&all).contains("replayed 1; 1 not replayable"),
-        "{}",
-        text(&all)
-    );
-    let ready: Vec<String> = conn
-        .lrange("{entraguard}:ready", 0, -1)
-        .await
-        .expect("lrange");
-    assert_eq!(ready, vec![replay_job.to_owned()]);
-
-    let refuse = cli(&redis, &["dlq", "purge", "--all"], None).await;
-    assert_eq!(refuse.status.code(), Some(2));
-    let purge = cli(&redis, &["dlq", "purge", "--all", "--yes"], None).await;
-    assert!(text(&purge).contains("purged 1"), "{}", text(&purge));
-    let stats = cli(&redis, &["--json", "stats"], None).await;
-    let v: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("json");
-    assert_eq!(v["dead"], 0);
-    assert_eq!(v["ready"], 1);
+    for leak in ["SECRETTOKEN", "QUERYTOKEN", HOOK_SECRET] {
+        assert!(!seen.contains(leak), "{leak:?} was printed:\n{seen}");
+    }
 }
 
 #[tokio::test]
-async fn unreachable_redis_is_a_clear_runtime_error() {
-    let port = entraguard_testkit::free_port();
-    let o = tokio::process::Command::new(bin_path("entraguard-notify"))
-        .args([
-            "--redis-url",
-            &format!("redis://:pw@127.0.0.1:{port}"),
-            "stats",
-        ])
-        .output()
-        .await
-        .expect("runs");
-    assert_eq!(o.status.code(), Some(1));
-    let t = text(&o);
-    assert!(
-        t.contains("cannot reach Redis at redis://****@127.0.0.1"),
-        "{t}"
+async fn endpoint_input_is_validated_before_anything_is_stored() {
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let add = |target: &'static str, channel: &'static str, events: &'static str| {
+        ["endpoint", "add", "--name", "x", "--channel", channel, "--target", target, "--events", events]
+    };
+    let local = "http://127.0.0.1:9/x";
+
+    cli.run(&add(local, "webhook", "finding.new")).await.fails(2, "must use https");
+    cli.run(&add("https://a.example/x", "webhook", "scan.exploded")).await.fails(2, "scan.exploded");
+    cli.run(&add("https://a.example/x", "webhook", "")).await.fails(2, "events");
+    cli.run(&add("https://a.example/x", "pager", "all")).await.fails(2, "channel");
+    cli.run(&add("not-an-address", "email", "all")).await.fails(2, "not-an-address");
+    let mut unset_secret = add("https://a.example/x", "webhook", "all").to_vec();
+    unset_secret.extend(["--secret-env", "NO_SUCH_SECRET_VAR"]);
+    cli.run(&unset_secret).await.fails(2, "NO_SUCH_SECRET_VAR");
+    let mut both = unset_secret.clone();
+    both.extend(["--secret", "0123456789abcdef0123"]);
+    cli.run(&both).await.fails(2, "cannot be used with");
+    let mut conn = redis.connection().await;
+    let stored: u64 = conn.hlen("{entraguard}:endpoints").await.expect("hlen");
+    assert_eq!(stored, 0, "nothing stored after refusals");
+
+    // Plain http is accepted when allowed, by flag or by environment.
+    let mut allowed = vec!["--allow-http"];
+    allowed.extend(add(local, "webhook", "finding.new"));
+    cli.run(&allowed).await.ok();
+    cli.run_with(&add(local, "webhook", "finding.new"), None, &[("NOTIFY_ALLOW_HTTP", "true")]).await.ok();
+    let mut flag_wins = vec!["--allow-http=false"];
+    flag_wins.extend(add(local, "webhook", "finding.new"));
+    cli.run_with(&flag_wins, None, &[("NOTIFY_ALLOW_HTTP", "true")]).await.fails(2, "https");
+
+    // A Slack endpoint off Slack's host is stored, with a warning on stderr.
+    let proxy = cli.run(&add("https://proxy.example/slack", "slack", "all")).await;
+    proxy.ok();
+    assert!(proxy.stderr.contains("warning:"), "{}", proxy.all());
+    let stored: u64 = conn.hlen("{entraguard}:endpoints").await.expect("hlen");
+    assert_eq!(stored, 3);
+}
+
+#[tokio::test]
+async fn publish_enqueues_valid_events_and_refuses_bad_input_whole() {
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let mut conn = redis.connection().await;
+
+    let out = cli.run_with(&["publish"], Some(SCAN_FAILED), &[]).await;
+    let id = out.ok().trim().to_owned();
+    assert!(id.starts_with("evt_") && !id.contains('\n'), "one event id: {id:?}");
+    let ready: Vec<String> = conn.lrange("{entraguard}:ready", 0, -1).await.expect("lrange");
+    assert_eq!(ready.len(), 1);
+    match Job::decode(ready[0].as_bytes()).expect("the job decodes") {
+        Job::Event(job) => assert_eq!(job.event.id.to_string(), id),
+        other => panic!("expected an event job, got {other:?}"),
+    }
+
+    let batch = format!("[{SCAN_FAILED}, {SCAN_FAILED}]");
+    for (input, must_name) in [
+        ("{not json", "invalid event JSON"),
+        (r#"{"event":"finding.exploded","tenant_id":"t"}"#, "finding.exploded"),
+        (r#"{"event":"scan.failed","tenant_id":"t"}"#, "scan"),
+        (&format!("[{SCAN_FAILED}, {{\"event\":\"scan.failed\"}}]"), "event #1"),
+        ("[1, 2", "invalid event JSON array"),
+        ("", "no input"),
+        ("   \n", "no input"),
+    ] {
+        cli.run_with(&["publish"], Some(input), &[]).await.fails(2, must_name);
+    }
+    let n: u64 = conn.llen("{entraguard}:ready").await.expect("llen");
+    assert_eq!(n, 1, "nothing enqueued by a refused publish");
+
+    // A batch from a file, with --json; `-` reads stdin.
+    let file = cli.dir.path().join("events.json");
+    std::fs::write(&file, &batch).expect("write events");
+    let ids = cli.run(&["publish", "--json", "events.json"]).await.json();
+    assert_eq!(ids.as_array().map(Vec::len), Some(2), "{ids}");
+    assert!(ids[0].as_str().is_some_and(|s| s.starts_with("evt_")));
+    let out = cli.run_with(&["publish", "-"], Some(SCAN_FAILED), &[]).await;
+    assert_eq!(out.ok().lines().count(), 1);
+    let n: u64 = conn.llen("{entraguard}:ready").await.expect("llen");
+    assert_eq!(n, 4);
+
+    cli.run(&["publish", "missing.json"]).await.fails(2, "missing.json");
+}
+
+#[tokio::test]
+async fn dlq_list_show_replay_and_purge_entries_made_by_the_queue() {
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let queue = queue(&redis).await;
+    let mut conn = redis.connection().await;
+
+    // Oldest first: a, b, a poison job, d. The list shows them newest first.
+    let job_a = failed_delivery(&[500, 502, 503, 500]);
+    let a = deliver_and_die(&queue, &job_a, "gave up after 4 attempts: HTTP 500").await;
+    let b = deliver_and_die(&queue, &failed_delivery(&[410]), "permanent: HTTP 410 Gone").await;
+    let poison = "job_01JPOISONPOISONPOISONPOIS".to_owned();
+    let draft = DeadLetterDraft {
+        id: poison.clone(),
+        reason: "undecodable job: expected value at line 1 column 2".into(),
+        delivery: None,
+    };
+    dead_letter(&queue, "{garbage", draft).await;
+    let long_reason = format!("gave up: {}", "x".repeat(300));
+    let d = deliver_and_die(&queue, &failed_delivery(&[500]), &long_reason).await;
+
+    let list = cli.run(&["dlq", "list"]).await;
+    let rows: Vec<&str> = list.ok().lines().collect();
+    assert!(rows[0].starts_with("ID"), "{}", list.stdout);
+    let order: Vec<&str> = rows[1..].iter().filter_map(|r| r.split_whitespace().next()).collect();
+    assert_eq!(order, vec![d.as_str(), &poison, &b, &a], "newest first");
+    let row_a = rows.iter().find(|r| r.starts_with(&a)).expect("row a");
+    for want in ["scan.failed", "ep_01JTESTTESTTESTTESTTESTTES", " 4 ", "gave up after 4 attempts"] {
+        assert!(row_a.contains(want), "expected {want:?} in {row_a:?}");
+    }
+    assert!(!list.stdout.contains(&long_reason), "long reasons are cut:\n{}", list.stdout);
+    let page = cli.run(&["--json", "dlq", "list", "--limit", "2", "--offset", "1"]).await.json();
+    let ids: Vec<&str> = page.as_array().expect("array").iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids, vec![poison.as_str(), &b]);
+
+    // Show: the reason, every attempt, the job pretty-printed.
+    let show = cli.run(&["dlq", "show", &a]).await;
+    let text = show.ok();
+    assert_eq!(line_value(text, "reason"), "gave up after 4 attempts: HTTP 500");
+    for (n, status) in [(1, 500), (2, 502), (3, 503), (4, 500)] {
+        let attempt = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("#{n} ")))
+            .unwrap_or_else(|| panic!("attempt #{n} in:\n{text}"));
+        for want in [status.to_string(), format!("{} ms", 40 + n), format!("HTTP {status} from the receiver")] {
+            assert!(attempt.contains(&want), "expected {want:?} in {attempt:?}");
+        }
+    }
+    assert!(text.contains(&format!("  \"delivery_id\": \"{a}\"")), "pretty job JSON:\n{text}");
+    let shown = cli.run(&["--json", "dlq", "show", &a]).await.json();
+    assert_eq!(shown["attempts"].as_array().map(Vec::len), Some(4));
+    assert_eq!(shown["replayable"], true);
+    let poison_shown = cli.run(&["dlq", "show", &poison]).await;
+    assert!(poison_shown.ok().contains("{garbage"), "{}", poison_shown.stdout);
+    cli.run(&["dlq", "show", "dlv_nope"]).await.fails(1, "dead letter dlv_nope not found");
+
+    // Replay one: back on ready with the same delivery id and no attempts.
+    assert_eq!(cli.run(&["dlq", "replay", &a]).await.ok().trim(), format!("replayed {a}"));
+    let ready: Vec<String> = conn.lrange("{entraguard}:ready", 0, -1).await.expect("lrange");
+    assert_eq!(ready.len(), 1);
+    match Job::decode(ready[0].as_bytes()).expect("the replayed job decodes") {
+        Job::Delivery(job) => {
+            assert_eq!(job.delivery_id, job_a.delivery_id);
+            assert!(job.attempts.is_empty(), "fresh attempt count: {:?}", job.attempts);
+            assert_eq!(job.replays, 1);
+            assert_eq!(job.event, job_a.event);
+        }
+        other => panic!("expected a delivery job, got {other:?}"),
+    }
+    cli.run(&["dlq", "replay", &a]).await.fails(1, "not found");
+    cli.run(&["dlq", "replay", &poison]).await.fails(2, "cannot be replayed");
+
+    // Purge one.
+    assert_eq!(cli.run(&["dlq", "purge", &d]).await.ok().trim(), format!("purged {d}"));
+    cli.run(&["dlq", "purge", &d]).await.fails(1, "not found");
+
+    // Replay all: b goes back, the poison job stays.
+    let all = cli.run(&["dlq", "replay", "--all"]).await;
+    assert!(all.ok().contains("replayed 1; 1 not replayable"), "{}", all.all());
+    let stats = cli.run(&["--json", "stats"]).await.json();
+    assert_eq!((stats["ready"].as_u64(), stats["dead"].as_u64()), (Some(2), Some(1)), "{stats}");
+
+    // Purge all needs --yes.
+    cli.run(&["dlq", "purge", "--all"]).await.fails(2, "--yes");
+    assert_eq!(cli.run(&["--json", "stats"]).await.json()["dead"], 1, "a refused purge deletes nothing");
+    cli.run(&["dlq", "purge"]).await.fails(2, "--all");
+    cli.run(&["dlq", "replay", &a, "--all"]).await.fails(2, "cannot be used with");
+    assert_eq!(cli.run(&["dlq", "purge", "--all", "--yes"]).await.ok().trim(), "purged 1");
+    let keys: Vec<String> = conn.keys("{entraguard}:dlq*").await.expect("keys");
+    assert!(keys.is_empty(), "nothing left of the dead-letter queue: {keys:?}");
+    let empty = cli.run(&["--json", "dlq", "list"]).await.json();
+    assert_eq!(empty, serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn stats_match_the_queue() {
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let queue = queue(&redis).await;
+
+    for name in ["a", "b"] {
+        cli.run(&["endpoint", "add", "--name", name, "--channel", "email", "--target", "soc@contoso.com", "--events", "all"])
+            .await
+            .ok();
+    }
+    let batch = format!("[{SCAN_FAILED}, {SCAN_FAILED}, {SCAN_FAILED}, {SCAN_FAILED}]");
+    cli.run_with(&["publish"], Some(&batch), &[]).await.ok();
+    // A live worker holds one job and has scheduled another for later.
+    let worker = WorkerId::generate();
+    queue.heartbeat(&worker, Duration::from_secs(60)).await.expect("heartbeat");
+    let mut fetcher = queue.fetcher(&worker, Duration::from_millis(100)).await.expect("fetcher");
+    fetcher.try_fetch().await.expect("fetch").expect("job");
+    let later = fetcher.try_fetch().await.expect("fetch").expect("job");
+    assert!(queue.retry_later(&worker, &later, &later, Duration::from_secs(600)).await.expect("retry"));
+    deliver_and_die(&queue, &failed_delivery(&[500]), "gave up").await;
+
+    let expected = serde_json::json!({
+        "ready": 2, "processing": 1, "delayed": 1, "dead": 1, "workers": 1, "endpoints": 2,
+    });
+    let stats = cli.run(&["--json", "stats"]).await.json();
+    assert_eq!(stats, expected);
+    assert_eq!(serde_json::to_value(queue.stats().await.expect("stats")).expect("json"), expected);
+    let table = cli.run(&["stats"]).await;
+    let lines: Vec<Vec<&str>> = table.ok().lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(
+        lines,
+        vec![
+            vec!["ready", "processing", "scheduled", "dead", "workers", "endpoints"],
+            vec!["2", "1", "1", "1", "1", "2"],
+        ]
     );
-    assert!(!t.contains(":pw@"));
+}
+
+#[tokio::test]
+async fn settings_come_from_env_and_dotenv_and_flags_win() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut conn = redis.connection().await;
+    let add = ["endpoint", "add", "--name", "x", "--channel", "email", "--target", "a@b.example", "--events", "all"];
+
+    // .env gives the Redis URL and the key prefix.
+    std::fs::write(dir.path().join(".env"), format!("REDIS_URL={}\nNOTIFY_KEY_PREFIX=fromdotenv\n", redis.url()))
+        .expect("write .env");
+    exec(dir.path(), &add, None, &[]).await.ok();
+    let n: u64 = conn.hlen("{fromdotenv}:endpoints").await.expect("hlen");
+    assert_eq!(n, 1, "the .env prefix was used");
+    // The environment beats .env, a flag beats both.
+    exec(dir.path(), &add, None, &[("NOTIFY_KEY_PREFIX", "fromenv")]).await.ok();
+    let mut flagged = vec!["--key-prefix", "fromflag"];
+    flagged.extend(add);
+    exec(dir.path(), &flagged, None, &[("NOTIFY_KEY_PREFIX", "fromenv")]).await.ok();
+    for key in ["{fromdotenv}:endpoints", "{fromenv}:endpoints", "{fromflag}:endpoints"] {
+        let n: u64 = conn.hlen(key).await.expect("hlen");
+        assert_eq!(n, 1, "{key}");
+    }
+    let stats = exec(dir.path(), &["stats"], None, &[("NOTIFY_JSON", "true")]).await.json();
+    assert_eq!(stats["endpoints"], 1, "NOTIFY_JSON selects JSON output");
+
+    // A malformed .env is a usage error naming the file, without echoing its values.
+    std::fs::write(dir.path().join(".env"), "REDIS_URL=redis://:hunter2@127.0.0.1:1\nhunter2 is the password\n")
+        .expect("write .env");
+    let bad = exec(dir.path(), &["stats"], None, &[]).await;
+    bad.fails(2, ".env");
+    assert!(!bad.all().contains("hunter2"), "{}", bad.all());
+
+    // Bad settings name themselves.
+    exec(dir.path(), &["--redis-url", "http://x", "stats"], None, &[]).await.fails(2, "redis-url");
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_a_runtime_error_with_the_masked_url() {
+    let port = entraguard_testkit::free_port();
+    let url = format!("redis://user:pw-s3cret@127.0.0.1:{port}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for args in [vec!["stats"], vec!["endpoint", "list"], vec!["dlq", "list"], vec!["publish"]] {
+        let mut all = vec!["--redis-url", url.as_str()];
+        all.extend(args);
+        let stdin = Some(SCAN_FAILED);
+        let run = exec(dir.path(), &all, stdin, &[]).await;
+        run.fails(1, &format!("cannot reach Redis at redis://****@127.0.0.1:{port}"));
+        assert!(!run.all().contains("pw-s3cret"), "{}", run.all());
+    }
+}
+
+#[tokio::test]
+async fn help_and_version_are_enough_to_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [("REDIS_URL", "redis://:hunter2@redis.internal:6379")];
+    let help = exec(dir.path(), &["--help"], None, &env).await;
+    for want in ["publish", "endpoint", "dlq", "stats", "Quick start", "[env: REDIS_URL]", "[env: NOTIFY_KEY_PREFIX="] {
+        assert!(help.ok().contains(want), "expected {want:?} in --help:\n{}", help.stdout);
+    }
+    assert!(!help.stdout.contains("hunter2"), "the Redis URL from the environment is hidden");
+    let publish = exec(dir.path(), &["publish", "--help"], None, &[]).await;
+    assert!(publish.ok().contains("Example:\n  entraguard-notify publish"), "{}", publish.stdout);
+    let add = exec(dir.path(), &["endpoint", "add", "--help"], None, &[]).await;
+    assert!(add.ok().contains("Examples:\n  entraguard-notify endpoint add"), "{}", add.stdout);
+    let version = exec(dir.path(), &["--version"], None, &[]).await;
+    assert_eq!(version.ok().trim(), format!("entraguard-notify {}", env!("CARGO_PKG_VERSION")));
+    exec(dir.path(), &["endpoint", "add", "--channel", "slack"], None, &[]).await.fails(2, "--name");
+    exec(dir.path(), &["frobnicate"], None, &[]).await.fails(2, "frobnicate");
 }

@@ -28,12 +28,7 @@ pub enum Channel {
 }
 
 impl Channel {
-    pub const ALL: [Channel; 4] = [
-        Channel::Slack,
-        Channel::Teams,
-        Channel::Email,
-        Channel::Webhook,
-    ];
+    pub const ALL: [Channel; 4] = [Channel::Slack, Channel::Teams, Channel::Email, Channel::Webhook];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -54,13 +49,12 @@ impl fmt::Display for Channel {
 impl FromStr for Channel {
     type Err = EndpointError;
     fn from_str(s: &str) -> Result<Self, EndpointError> {
-        Channel::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s.trim().to_ascii_lowercase())
-            .ok_or_else(|| EndpointError::Field {
+        Channel::ALL.into_iter().find(|c| c.as_str() == s.trim().to_ascii_lowercase()).ok_or_else(|| {
+            EndpointError::Field {
                 field: "channel",
                 reason: format!("{s:?} is not one of slack, teams, email, webhook"),
-            })
+            }
+        })
     }
 }
 
@@ -136,10 +130,7 @@ impl EndpointError {
 }
 
 fn bad(field: &'static str, reason: impl Into<String>) -> EndpointError {
-    EndpointError::Field {
-        field,
-        reason: reason.into(),
-    }
+    EndpointError::Field { field, reason: reason.into() }
 }
 
 /// What targets are acceptable. HTTPS only unless plain HTTP is allowed (local tests).
@@ -162,6 +153,12 @@ pub struct Endpoint {
     /// HMAC signing secret (webhook channel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<Secret>,
+    /// The secret before the last rotation, still used to sign (beside the new one) until
+    /// `previous_secret_until`, so receivers can switch without dropping deliveries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_until: Option<Timestamp>,
     /// Card format for Teams; `None` chooses from the URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teams_format: Option<TeamsFormat>,
@@ -170,23 +167,33 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Replaces the signing secret; the old one keeps signing beside it for `grace`.
+    pub fn rotate_secret(&mut self, new: Secret, grace: std::time::Duration) {
+        let until = time::OffsetDateTime::now_utc() + grace;
+        self.previous_secret = self.secret.replace(new);
+        self.previous_secret_until = self.previous_secret.as_ref().map(|_| Timestamp::from_datetime(until));
+        self.updated_at = Timestamp::now();
+    }
+
+    /// The secrets that sign now: the current one, then the previous one during its grace.
+    pub fn signing_secrets(&self, now: Timestamp) -> Vec<&Secret> {
+        let mut out: Vec<&Secret> = self.secret.iter().collect();
+        if let (Some(prev), Some(until)) = (&self.previous_secret, self.previous_secret_until)
+            && now < until
+        {
+            out.push(prev);
+        }
+        out
+    }
+
     pub fn subscribes_to(&self, kind: EventKind) -> bool {
         self.enabled && self.events.contains(&kind)
     }
 
     /// Warnings that do not refuse the endpoint (a Slack URL not on Slack's host, say).
     pub fn warnings(&self) -> Vec<String> {
-        let host = self
-            .target
-            .url()
-            .and_then(|u| u.host_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let on = |suffixes: &[&str]| {
-            suffixes
-                .iter()
-                .any(|s| host == *s || host.ends_with(&format!(".{s}")))
-        };
+        let host = self.target.url().and_then(|u| u.host_str()).unwrap_or("").to_ascii_lowercase();
+        let on = |suffixes: &[&str]| suffixes.iter().any(|s| host == *s || host.ends_with(&format!(".{s}")));
         match self.channel {
             Channel::Slack if !on(&["hooks.slack.com", "slack.com"]) => {
                 vec![format!(
@@ -194,12 +201,7 @@ impl Endpoint {
                 )]
             }
             Channel::Teams
-                if !on(&[
-                    "webhook.office.com",
-                    "logic.azure.com",
-                    "powerplatform.com",
-                    "office.com",
-                ]) =>
+                if !on(&["webhook.office.com", "logic.azure.com", "powerplatform.com", "office.com"]) =>
             {
                 vec![format!(
                     "host {host:?} is not a Microsoft Teams webhook host: fine for a proxy or a local fake"
@@ -222,6 +224,9 @@ pub struct EndpointView {
     pub events: Vec<EventKind>,
     pub enabled: bool,
     pub has_secret: bool,
+    /// Until when the previous secret still signs, during a rotation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret_until: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teams_format: Option<TeamsFormat>,
     pub created_at: Timestamp,
@@ -240,6 +245,7 @@ impl Endpoint {
             events: self.events.iter().copied().collect(),
             enabled: self.enabled,
             has_secret: self.secret.is_some(),
+            previous_secret_until: self.previous_secret.as_ref().and(self.previous_secret_until),
             teams_format: self.teams_format,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -306,10 +312,7 @@ impl EndpointDraft {
             return Err(bad("name", "must not be empty"));
         }
         if name.len() > MAX_NAME || name.chars().any(char::is_control) {
-            return Err(bad(
-                "name",
-                format!("must be at most {MAX_NAME} printable characters"),
-            ));
+            return Err(bad("name", format!("must be at most {MAX_NAME} printable characters")));
         }
         let channel: Channel = self.channel.parse()?;
         let target = match channel {
@@ -322,10 +325,7 @@ impl EndpointDraft {
         let events = self
             .events
             .iter()
-            .map(|e| {
-                e.parse::<EventKind>()
-                    .map_err(|err| bad("events", err.to_string()))
-            })
+            .map(|e| e.parse::<EventKind>().map_err(|err| bad("events", err.to_string())))
             .collect::<Result<BTreeSet<_>, _>>()?;
         let secret = match &self.secret {
             Some(s) if s.expose().is_empty() => None,
@@ -343,10 +343,7 @@ impl EndpointDraft {
             (Some(f), _) if f.trim().is_empty() => None,
             (Some(f), Channel::Teams | Channel::Webhook) => Some(f.parse()?),
             (Some(_), _) => {
-                return Err(bad(
-                    "teams_format",
-                    "applies to teams and webhook endpoints only",
-                ));
+                return Err(bad("teams_format", "applies to teams and webhook endpoints only"));
             }
         };
         Ok(Endpoint {
@@ -357,6 +354,8 @@ impl EndpointDraft {
             events,
             enabled: self.enabled,
             secret,
+            previous_secret: None,
+            previous_secret_until: None,
             teams_format,
             created_at,
             updated_at: Timestamp::now(),
@@ -368,13 +367,9 @@ impl EndpointDraft {
 pub fn validate_url(raw: &str, policy: TargetPolicy) -> Result<url::Url, EndpointError> {
     let raw = raw.trim();
     if raw.len() > MAX_URL {
-        return Err(bad(
-            "target",
-            format!("URL is longer than {MAX_URL} characters"),
-        ));
+        return Err(bad("target", format!("URL is longer than {MAX_URL} characters")));
     }
-    let url =
-        url::Url::parse(raw).map_err(|e| bad("target", format!("is not a valid URL: {e}")))?;
+    let url = url::Url::parse(raw).map_err(|e| bad("target", format!("is not a valid URL: {e}")))?;
     match url.scheme() {
         "https" => {}
         "http" if policy.allow_http => {}
@@ -385,20 +380,14 @@ pub fn validate_url(raw: &str, policy: TargetPolicy) -> Result<url::Url, Endpoin
             ));
         }
         other => {
-            return Err(bad(
-                "target",
-                format!("scheme {other:?} is not supported; use https"),
-            ));
+            return Err(bad("target", format!("scheme {other:?} is not supported; use https")));
         }
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(bad("target", "URL has no host"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad(
-            "target",
-            "URL must not carry user:password credentials",
-        ));
+        return Err(bad("target", "URL must not carry user:password credentials"));
     }
     Ok(url)
 }
@@ -406,16 +395,9 @@ pub fn validate_url(raw: &str, policy: TargetPolicy) -> Result<url::Url, Endpoin
 /// A syntactic check of one email address (`local@domain.tld`), no display names, no lists.
 pub fn validate_email(raw: &str) -> Result<String, EndpointError> {
     let addr = raw.trim();
-    let err = || {
-        bad(
-            "target",
-            format!("{addr:?} is not one email address (expected local@domain)"),
-        )
-    };
+    let err = || bad("target", format!("{addr:?} is not one email address (expected local@domain)"));
     if addr.len() > 254
-        || addr
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"()[]\\".contains(c))
+        || addr.chars().any(|c| c.is_whitespace() || c.is_control() || "<>,;\"()[]\\".contains(c))
     {
         return Err(err());
     }
@@ -424,9 +406,7 @@ pub fn validate_email(raw: &str) -> Result<String, EndpointError> {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && !domain.contains("..")
-        && domain
-            .split('.')
-            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
+        && domain.split('.').all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
     if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
         return Err(err());
     }
@@ -469,46 +449,13 @@ mod tests {
     #[test]
     fn bad_urls_emails_and_events_name_the_field() {
         let p = TargetPolicy::default();
-        assert_eq!(
-            draft("webhook", "not a url")
-                .validate(p)
-                .expect_err("x")
-                .field(),
-            "target"
-        );
-        assert_eq!(
-            draft("webhook", "ftp://x.example/")
-                .validate(p)
-                .expect_err("x")
-                .field(),
-            "target"
-        );
-        assert_eq!(
-            draft("webhook", "https://u:p@x.example/")
-                .validate(p)
-                .expect_err("x")
-                .field(),
-            "target"
-        );
-        assert_eq!(
-            draft("email", "a@b").validate(p).expect_err("x").field(),
-            "target"
-        );
-        assert_eq!(
-            draft("email", "a@b.com, c@d.com")
-                .validate(p)
-                .expect_err("x")
-                .field(),
-            "target"
-        );
+        assert_eq!(draft("webhook", "not a url").validate(p).expect_err("x").field(), "target");
+        assert_eq!(draft("webhook", "ftp://x.example/").validate(p).expect_err("x").field(), "target");
+        assert_eq!(draft("webhook", "https://u:p@x.example/").validate(p).expect_err("x").field(), "target");
+        assert_eq!(draft("email", "a@b").validate(p).expect_err("x").field(), "target");
+        assert_eq!(draft("email", "a@b.com, c@d.com").validate(p).expect_err("x").field(), "target");
         assert!(draft("email", "oncall@contoso.com").validate(p).is_ok());
-        assert_eq!(
-            draft("pager", "https://x.example/")
-                .validate(p)
-                .expect_err("x")
-                .field(),
-            "channel"
-        );
+        assert_eq!(draft("pager", "https://x.example/").validate(p).expect_err("x").field(), "channel");
         let mut d = draft("webhook", "https://x.example/");
         d.events = vec!["scan.exploded".into()];
         assert_eq!(d.validate(p).expect_err("x").field(), "events");
@@ -518,9 +465,8 @@ mod tests {
 
     #[test]
     fn slack_on_a_foreign_host_is_a_warning_not_a_refusal() {
-        let ep = draft("slack", "https://proxy.example.com/slack")
-            .validate(TargetPolicy::default())
-            .expect("ok");
+        let ep =
+            draft("slack", "https://proxy.example.com/slack").validate(TargetPolicy::default()).expect("ok");
         assert_eq!(ep.warnings().len(), 1);
         let ep = draft("slack", "https://hooks.slack.com/services/T0/B0/x")
             .validate(TargetPolicy::default())
@@ -530,12 +476,9 @@ mod tests {
 
     #[test]
     fn debug_never_prints_the_url_token() {
-        let ep = draft(
-            "slack",
-            "https://hooks.slack.com/services/T0AAA/B0BBB/SECRETTOKEN",
-        )
-        .validate(TargetPolicy::default())
-        .expect("ok");
+        let ep = draft("slack", "https://hooks.slack.com/services/T0AAA/B0BBB/SECRETTOKEN")
+            .validate(TargetPolicy::default())
+            .expect("ok");
         assert!(!format!("{ep:?}").contains("SECRETTOKEN"));
     }
 }

@@ -32,10 +32,7 @@ pub enum EventError {
 }
 
 fn field_err(field: &'static str, reason: impl Into<String>) -> EventError {
-    EventError::Field {
-        field,
-        reason: reason.into(),
-    }
+    EventError::Field { field, reason: reason.into() }
 }
 
 /// The event kinds, named exactly as on the wire.
@@ -185,10 +182,7 @@ pub struct SeverityCounts {
 
 impl SeverityCounts {
     pub fn total(&self) -> u64 {
-        [self.critical, self.high, self.medium, self.low, self.info]
-            .iter()
-            .map(|&n| u64::from(n))
-            .sum()
+        [self.critical, self.high, self.medium, self.low, self.info].iter().map(|&n| u64::from(n)).sum()
     }
 
     /// The non-zero counts, most severe first: `[(High, 1), (Medium, 2)]`.
@@ -369,10 +363,7 @@ impl Event {
 
     /// The tenant as a person knows it: its name when given, else its id.
     pub fn tenant_display(&self) -> &str {
-        self.tenant_name
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .unwrap_or(&self.tenant_id)
+        self.tenant_name.as_deref().filter(|n| !n.is_empty()).unwrap_or(&self.tenant_id)
     }
 
     /// Checks every field's presence, range and size. Serde has checked the types already.
@@ -392,19 +383,14 @@ impl Event {
                 if finding.affected.len() > MAX_AFFECTED {
                     return Err(field_err(
                         "finding.affected",
-                        format!(
-                            "has {} entries; the limit is {MAX_AFFECTED}",
-                            finding.affected.len()
-                        ),
+                        format!("has {} entries; the limit is {MAX_AFFECTED}", finding.affected.len()),
                     ));
                 }
                 for a in &finding.affected {
                     text("finding.affected", a, false)?;
                 }
                 http_url("finding.remediation_url", &finding.remediation_url)?;
-                if self.kind() == EventKind::FindingSeverityChanged
-                    && finding.previous_severity.is_none()
-                {
+                if self.kind() == EventKind::FindingSeverityChanged && finding.previous_severity.is_none() {
                     return Err(field_err(
                         "finding.previous_severity",
                         "is required for finding.severity_changed",
@@ -415,10 +401,7 @@ impl Event {
                 text("scan.run_id", &scan.run_id, true)?;
                 text("scan.environment", &scan.environment, false)?;
                 if scan.score > 100 {
-                    return Err(field_err(
-                        "scan.score",
-                        format!("is {}; expected 0 to 100", scan.score),
-                    ));
+                    return Err(field_err("scan.score", format!("is {}; expected 0 to 100", scan.score)));
                 }
             }
             EventBody::ScanFailed { scan } => {
@@ -429,10 +412,7 @@ impl Event {
             EventBody::ComplianceReportReady { report } => {
                 text("report.id", &report.id, true)?;
                 if report.score > 100 {
-                    return Err(field_err(
-                        "report.score",
-                        format!("is {}; expected 0 to 100", report.score),
-                    ));
+                    return Err(field_err("report.score", format!("is {}; expected 0 to 100", report.score)));
                 }
                 http_url("report.url", &report.url)?;
             }
@@ -446,15 +426,9 @@ fn text(field: &'static str, value: &str, required: bool) -> Result<(), EventErr
         return Err(field_err(field, "must not be empty"));
     }
     if value.len() > MAX_TEXT {
-        return Err(field_err(
-            field,
-            format!("is {} bytes; the limit is {MAX_TEXT}", value.len()),
-        ));
+        return Err(field_err(field, format!("is {} bytes; the limit is {MAX_TEXT}", value.len())));
     }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
         return Err(field_err(field, "contains control characters"));
     }
     Ok(())
@@ -463,10 +437,7 @@ fn text(field: &'static str, value: &str, required: bool) -> Result<(), EventErr
 fn http_url(field: &'static str, url: &url::Url) -> Result<(), EventError> {
     match url.scheme() {
         "https" | "http" => Ok(()),
-        other => Err(field_err(
-            field,
-            format!("has scheme {other:?}; expected https"),
-        )),
+        other => Err(field_err(field, format!("has scheme {other:?}; expected https"))),
     }
 }
 
@@ -506,31 +477,21 @@ mod tests {
     #[test]
     fn unknown_kind_is_named_in_the_error() {
         let bad = SEED.replace("finding.new", "finding.gone");
-        let err = Event::from_json(bad.as_bytes())
-            .expect_err("refused")
-            .to_string();
+        let err = Event::from_json(bad.as_bytes()).expect_err("refused").to_string();
         assert!(err.contains("finding.gone"), "{err}");
     }
 
     #[test]
     fn severity_changed_needs_previous_severity() {
         let bad = SEED.replace("finding.new", "finding.severity_changed");
-        let err = Event::from_json(bad.as_bytes())
-            .expect_err("refused")
-            .to_string();
+        let err = Event::from_json(bad.as_bytes()).expect_err("refused").to_string();
         assert!(err.contains("previous_severity"), "{err}");
     }
 
     #[test]
     fn bad_severity_and_missing_fields_are_refused() {
         assert!(Event::from_json(SEED.replace("\"high\"", "\"urgent\"").as_bytes()).is_err());
-        assert!(
-            Event::from_json(
-                SEED.replace("\"tenant_id\": \"8d6310d1-0000\",", "")
-                    .as_bytes()
-            )
-            .is_err()
-        );
+        assert!(Event::from_json(SEED.replace("\"tenant_id\": \"8d6310d1-0000\",", "").as_bytes()).is_err());
         assert!(Event::from_json(b"not json").is_err());
         assert!(Event::from_json(SEED.replace("\"PIM-002\",", "\"\",").as_bytes()).is_err());
     }
@@ -538,10 +499,7 @@ mod tests {
     #[test]
     fn oversize_event_is_refused_before_parsing() {
         let big = vec![b' '; MAX_EVENT_BYTES + 1];
-        assert!(matches!(
-            Event::from_json(&big),
-            Err(EventError::TooLarge { .. })
-        ));
+        assert!(matches!(Event::from_json(&big), Err(EventError::TooLarge { .. })));
     }
 
     #[test]

@@ -53,29 +53,17 @@ pub struct DeliveryJob {
 
 impl DeliveryJob {
     pub fn new(event: Event, endpoint_id: EndpointId) -> Self {
-        Self {
-            delivery_id: DeliveryId::generate(),
-            endpoint_id,
-            event,
-            attempts: Vec::new(),
-            replays: 0,
-        }
+        Self { delivery_id: DeliveryId::generate(), endpoint_id, event, attempts: Vec::new(), replays: 0 }
     }
 
     /// The number of the next attempt, 1-based.
     pub fn next_attempt(&self) -> u32 {
-        u32::try_from(self.attempts.len())
-            .unwrap_or(u32::MAX)
-            .saturating_add(1)
+        u32::try_from(self.attempts.len()).unwrap_or(u32::MAX).saturating_add(1)
     }
 
     /// The job to re-enqueue on replay: same delivery id, a fresh attempt count.
     pub fn for_replay(&self) -> DeliveryJob {
-        DeliveryJob {
-            attempts: Vec::new(),
-            replays: self.replays.saturating_add(1),
-            ..self.clone()
-        }
+        DeliveryJob { attempts: Vec::new(), replays: self.replays.saturating_add(1), ..self.clone() }
     }
 }
 

@@ -21,15 +21,11 @@ impl KeySpace {
     pub fn new(prefix: &str) -> Result<Self, KeyPrefixError> {
         let ok = !prefix.is_empty()
             && prefix.len() <= 64
-            && prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+            && prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
         if !ok {
             return Err(KeyPrefixError(prefix.to_owned()));
         }
-        Ok(Self {
-            tag: format!("{{{prefix}}}"),
-        })
+        Ok(Self { tag: format!("{{{prefix}}}") })
     }
 
     /// LIST of job JSON waiting to be taken (FIFO: pushed right, taken left).
@@ -86,9 +82,7 @@ impl KeySpace {
 
 impl Default for KeySpace {
     fn default() -> Self {
-        Self {
-            tag: format!("{{{}}}", Self::DEFAULT_PREFIX),
-        }
+        Self { tag: format!("{{{}}}", Self::DEFAULT_PREFIX) }
     }
 }
 

@@ -4,6 +4,7 @@
 //! This crate speaks no HTTP and no SMTP: the producer links it to publish, the worker to
 //! deliver, the CLI and admin API to manage endpoints and dead letters.
 
+pub mod crypto;
 pub mod endpoint;
 pub mod event;
 pub mod ids;
@@ -16,9 +17,7 @@ pub mod secret;
 pub mod store;
 pub mod timestamp;
 
-pub use endpoint::{
-    Channel, Endpoint, EndpointDraft, EndpointError, EndpointView, Target, TargetPolicy,
-};
+pub use endpoint::{Channel, Endpoint, EndpointDraft, EndpointError, EndpointView, Target, TargetPolicy};
 pub use event::{Event, EventBody, EventError, EventKind, Severity};
 pub use ids::{DeliveryId, EndpointId, EventId};
 pub use job::{AttemptRecord, DeliveryJob, EventJob, Job};

@@ -18,11 +18,7 @@ pub struct RedisConfig {
 
 impl RedisConfig {
     pub fn new(url: RedisUrl) -> Self {
-        Self {
-            url,
-            connect_timeout: Duration::from_secs(5),
-            response_timeout: Some(Duration::from_secs(10)),
-        }
+        Self { url, connect_timeout: Duration::from_secs(5), response_timeout: Some(Duration::from_secs(10)) }
     }
 }
 
@@ -41,10 +37,8 @@ impl RedisUrl {
     pub fn parse(raw: &str) -> Result<Self, RedisUrlError> {
         let raw = raw.trim();
         let masked = crate::secret::mask_url(raw);
-        let url = url::Url::parse(raw).map_err(|e| RedisUrlError {
-            masked: masked.clone(),
-            reason: e.to_string(),
-        })?;
+        let url = url::Url::parse(raw)
+            .map_err(|e| RedisUrlError { masked: masked.clone(), reason: e.to_string() })?;
         match url.scheme() {
             "redis" | "rediss" | "unix" | "redis+unix" => Ok(Self(raw.to_owned())),
             other => Err(RedisUrlError {
@@ -73,11 +67,7 @@ impl std::fmt::Display for RedisUrl {
                 f,
                 "{}://{}{}{}",
                 u.scheme(),
-                if u.password().is_some() || !u.username().is_empty() {
-                    "****@"
-                } else {
-                    ""
-                },
+                if u.password().is_some() || !u.username().is_empty() { "****@" } else { "" },
                 u.host_str().unwrap_or(""),
                 u.port().map(|p| format!(":{p}")).unwrap_or_default()
             ),

@@ -38,9 +38,7 @@ impl RetrySchedule {
 
     /// Total attempts a delivery gets: the first plus one per delay.
     pub fn max_attempts(&self) -> u32 {
-        u32::try_from(self.0.len())
-            .unwrap_or(u32::MAX)
-            .saturating_add(1)
+        u32::try_from(self.0.len()).unwrap_or(u32::MAX).saturating_add(1)
     }
 
     pub fn delays(&self) -> &[Duration] {
@@ -50,11 +48,7 @@ impl RetrySchedule {
 
 impl Default for RetrySchedule {
     fn default() -> Self {
-        Self(vec![
-            Duration::from_secs(10),
-            Duration::from_secs(60),
-            Duration::from_secs(300),
-        ])
+        Self(vec![Duration::from_secs(10), Duration::from_secs(60), Duration::from_secs(300)])
     }
 }
 
@@ -91,11 +85,7 @@ impl fmt::Display for RetrySchedule {
         if self.0.is_empty() {
             return f.write_str("none");
         }
-        let parts: Vec<String> = self
-            .0
-            .iter()
-            .map(|d| humantime::format_duration(*d).to_string())
-            .collect();
+        let parts: Vec<String> = self.0.iter().map(|d| humantime::format_duration(*d).to_string()).collect();
         f.write_str(&parts.join(","))
     }
 }
@@ -118,14 +108,8 @@ mod tests {
     #[test]
     fn milliseconds_for_tests_and_errors_name_the_value() {
         let s: RetrySchedule = "20ms, 40ms".parse().expect("parses");
-        assert_eq!(
-            s.delays(),
-            &[Duration::from_millis(20), Duration::from_millis(40)]
-        );
-        let err = "10s,soon"
-            .parse::<RetrySchedule>()
-            .expect_err("refused")
-            .to_string();
+        assert_eq!(s.delays(), &[Duration::from_millis(20), Duration::from_millis(40)]);
+        let err = "10s,soon".parse::<RetrySchedule>().expect_err("refused").to_string();
         assert!(err.contains("soon"), "{err}");
     }
 }

@@ -90,9 +90,8 @@ mod tests {
 
     #[test]
     fn query_tokens_are_masked() {
-        let m = mask_url(
-            "https://prod.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?sig=SECRET",
-        );
+        let m =
+            mask_url("https://prod.logic.azure.com/workflows/abc/triggers/manual/paths/invoke?sig=SECRET");
         assert!(!m.contains("SECRET"), "{m}");
     }
 }

@@ -1,9 +1,15 @@
 //! Endpoint configuration in Redis: one hash, endpoint id → endpoint JSON. Writes replace an
-//! endpoint whole, so a reader never sees one half-updated.
+//! endpoint whole, so a reader never sees one half-updated. With a [`Cipher`], target URLs and
+//! signing secrets are sealed in the stored JSON (`target: {"sealed_url": "enc:v1:…"}`,
+//! `secret: "enc:v1:…"`) and opened on read.
+
+use std::sync::Arc;
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
+use serde_json::Value;
 
+use crate::crypto::{Cipher, CryptoError, open_with};
 use crate::endpoint::Endpoint;
 use crate::ids::EndpointId;
 use crate::keys::KeySpace;
@@ -16,34 +22,72 @@ pub enum StoreError {
     #[error("endpoint {0} not found")]
     NotFound(EndpointId),
     #[error("endpoint {id} in Redis is unreadable: {source}")]
-    Corrupt {
-        id: String,
-        source: serde_json::Error,
-    },
+    Corrupt { id: String, source: serde_json::Error },
+    #[error("endpoint {id}: {source}")]
+    Crypto { id: String, source: CryptoError },
 }
+
+/// Fields of the stored JSON that hold secrets.
+const SECRET_FIELDS: [&str; 2] = ["secret", "previous_secret"];
 
 /// Reads and writes endpoints.
 #[derive(Clone)]
 pub struct EndpointStore {
     conn: ConnectionManager,
     keys: KeySpace,
+    cipher: Option<Arc<Cipher>>,
 }
 
 impl EndpointStore {
     pub fn new(conn: ConnectionManager, keys: KeySpace) -> Self {
-        Self { conn, keys }
+        Self { conn, keys, cipher: None }
+    }
+
+    /// Seals URLs and secrets with `cipher`, and opens them with it.
+    pub fn with_cipher(mut self, cipher: Option<Arc<Cipher>>) -> Self {
+        self.cipher = cipher;
+        self
+    }
+
+    /// The JSON stored for `endpoint`: URL and secrets sealed when there is a cipher.
+    fn encode(&self, endpoint: &Endpoint) -> Result<String, StoreError> {
+        let id = endpoint.id.to_string();
+        let mut v = serde_json::to_value(endpoint)
+            .map_err(|source| StoreError::Corrupt { id: id.clone(), source })?;
+        if let Some(c) = &self.cipher {
+            if let Some(url) = v.pointer("/target/url").and_then(Value::as_str).map(str::to_owned) {
+                v["target"] = serde_json::json!({ "sealed_url": c.seal(&url) });
+            }
+            for field in SECRET_FIELDS {
+                if let Some(s) = v.get(field).and_then(Value::as_str).map(str::to_owned) {
+                    v[field] = Value::String(c.seal(&s));
+                }
+            }
+        }
+        serde_json::to_string(&v).map_err(|source| StoreError::Corrupt { id, source })
+    }
+
+    fn decode(&self, id: &str, json: &str) -> Result<Endpoint, StoreError> {
+        let corrupt = |source| StoreError::Corrupt { id: id.to_owned(), source };
+        let crypto = |source| StoreError::Crypto { id: id.to_owned(), source };
+        let mut v: Value = serde_json::from_str(json).map_err(corrupt)?;
+        let cipher = self.cipher.as_deref();
+        if let Some(sealed) = v.pointer("/target/sealed_url").and_then(Value::as_str).map(str::to_owned) {
+            v["target"] = serde_json::json!({ "url": open_with(cipher, &sealed).map_err(crypto)? });
+        }
+        for field in SECRET_FIELDS {
+            if let Some(s) = v.get(field).and_then(Value::as_str).map(str::to_owned) {
+                v[field] = Value::String(open_with(cipher, &s).map_err(crypto)?);
+            }
+        }
+        serde_json::from_value(v).map_err(corrupt)
     }
 
     /// Stores a new endpoint or replaces one with the same id.
     pub async fn put(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
-        let json = serde_json::to_string(endpoint).map_err(|source| StoreError::Corrupt {
-            id: endpoint.id.to_string(),
-            source,
-        })?;
+        let json = self.encode(endpoint)?;
         let mut conn = self.conn.clone();
-        let _: () = conn
-            .hset(self.keys.endpoints(), endpoint.id.as_str(), json)
-            .await?;
+        let _: () = conn.hset(self.keys.endpoints(), endpoint.id.as_str(), json).await?;
         Ok(())
     }
 
@@ -51,13 +95,7 @@ impl EndpointStore {
     pub async fn get(&self, id: &EndpointId) -> Result<Option<Endpoint>, StoreError> {
         let mut conn = self.conn.clone();
         let json: Option<String> = conn.hget(self.keys.endpoints(), id.as_str()).await?;
-        json.map(|j| {
-            serde_json::from_str(&j).map_err(|source| StoreError::Corrupt {
-                id: id.to_string(),
-                source,
-            })
-        })
-        .transpose()
+        json.map(|j| self.decode(id.as_str(), &j)).transpose()
     }
 
     /// Every endpoint, oldest first. Unreadable entries are skipped with a warning.
@@ -66,7 +104,7 @@ impl EndpointStore {
         let all: Vec<(String, String)> = conn.hgetall(self.keys.endpoints()).await?;
         let mut endpoints: Vec<Endpoint> = all
             .into_iter()
-            .filter_map(|(id, json)| match serde_json::from_str(&json) {
+            .filter_map(|(id, json)| match self.decode(&id, &json) {
                 Ok(e) => Some(e),
                 Err(e) => {
                     tracing::warn!(endpoint_id = %id, error = %e, "skipping unreadable endpoint");
@@ -78,16 +116,34 @@ impl EndpointStore {
         Ok(endpoints)
     }
 
+    /// Rewrites every endpoint sealed with the current key (after a key rotation, or to seal
+    /// endpoints stored before a key was set). Returns how many were rewritten.
+    pub async fn reseal_all(&self) -> Result<usize, StoreError> {
+        let Some(c) = &self.cipher else { return Ok(0) };
+        let mut conn = self.conn.clone();
+        let all: Vec<(String, String)> = conn.hgetall(self.keys.endpoints()).await?;
+        let mut n = 0;
+        for (id, json) in all {
+            let v: Value = serde_json::from_str(&json)
+                .map_err(|source| StoreError::Corrupt { id: id.clone(), source })?;
+            let plain_url = v.pointer("/target/url").is_some();
+            let stale = [v.pointer("/target/sealed_url"), v.get("secret"), v.get("previous_secret")]
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .any(|s| c.needs_reseal(s));
+            if plain_url || stale {
+                let ep = self.decode(&id, &json)?;
+                self.put(&ep).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Enables or disables an endpoint; returns it as stored.
-    pub async fn set_enabled(
-        &self,
-        id: &EndpointId,
-        enabled: bool,
-    ) -> Result<Endpoint, StoreError> {
-        let mut ep = self
-            .get(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+    pub async fn set_enabled(&self, id: &EndpointId, enabled: bool) -> Result<Endpoint, StoreError> {
+        let mut ep = self.get(id).await?.ok_or_else(|| StoreError::NotFound(id.clone()))?;
         ep.enabled = enabled;
         ep.updated_at = Timestamp::now();
         self.put(&ep).await?;

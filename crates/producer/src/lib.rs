@@ -72,11 +72,7 @@ impl ProducerConfig {
     pub fn from_url(url: &str) -> Result<Self, PublishError> {
         let mut redis = RedisConfig::new(RedisUrl::parse(url)?);
         redis.connect_timeout = Duration::from_secs(5);
-        Ok(Self {
-            redis,
-            keys: KeySpace::default(),
-            timeout: Duration::from_secs(5),
-        })
+        Ok(Self { redis, keys: KeySpace::default(), timeout: Duration::from_secs(5) })
     }
 
     /// Uses another key prefix (`NOTIFY_KEY_PREFIX`).
@@ -100,24 +96,14 @@ impl Producer {
         redis.response_timeout = Some(config.timeout);
         let queue = Queue::connect(&redis, config.keys.clone())
             .await
-            .map_err(|source| PublishError::Connect {
-                url: config.redis.url.to_string(),
-                source,
-            })?;
-        Ok(Self {
-            queue,
-            timeout: config.timeout,
-        })
+            .map_err(|source| PublishError::Connect { url: config.redis.url.to_string(), source })?;
+        Ok(Self { queue, timeout: config.timeout })
     }
 
     /// Validates and enqueues one event; returns its id once Redis holds the job.
     pub async fn publish(&self, event: &Event) -> Result<EventId, PublishError> {
         event.validate()?;
-        self.enqueue(&[Job::Event(EventJob {
-            event: event.clone(),
-        })
-        .encode()])
-            .await?;
+        self.enqueue(&[Job::Event(EventJob { event: event.clone() }).encode()]).await?;
         Ok(event.id.clone())
     }
 
@@ -127,10 +113,8 @@ impl Producer {
         for e in events {
             e.validate()?;
         }
-        let jobs: Vec<String> = events
-            .iter()
-            .map(|e| Job::Event(EventJob { event: e.clone() }).encode())
-            .collect();
+        let jobs: Vec<String> =
+            events.iter().map(|e| Job::Event(EventJob { event: e.clone() }).encode()).collect();
         self.enqueue(&jobs).await?;
         Ok(events.iter().map(|e| e.id.clone()).collect())
     }

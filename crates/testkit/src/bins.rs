@@ -20,10 +20,7 @@ pub fn bin_path(name: &str) -> PathBuf {
         // target/<profile>/deps/<test-binary>, or target/<profile>/<binary> for a program.
         let mut profile_dir = exe.parent().expect("exe dir").to_path_buf();
         if profile_dir.file_name().is_some_and(|n| n == "deps") {
-            profile_dir = profile_dir
-                .parent()
-                .expect("target/<profile>")
-                .to_path_buf();
+            profile_dir = profile_dir.parent().expect("target/<profile>").to_path_buf();
         }
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -44,10 +41,6 @@ pub fn bin_path(name: &str) -> PathBuf {
         profile_dir
     });
     let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "binary {} not found after the build",
-        path.display()
-    );
+    assert!(path.exists(), "binary {} not found after the build", path.display());
     path
 }

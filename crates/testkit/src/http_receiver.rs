@@ -25,12 +25,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Self {
-            status,
-            body: String::new(),
-            headers: Vec::new(),
-            delay: Duration::ZERO,
-        }
+        Self { status, body: String::new(), headers: Vec::new(), delay: Duration::ZERO }
     }
 
     pub fn body(mut self, body: &str) -> Self {
@@ -64,19 +59,13 @@ pub struct Recorded {
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
     }
 
     /// The body as JSON; panics with the body when it is not.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "request body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
+            panic!("request body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
         })
     }
 }
@@ -115,19 +104,13 @@ impl HttpReceiver {
         });
         let listener = bind(0);
         let port = listener.local_addr().expect("local addr").port();
-        let r = Self {
-            shared,
-            port,
-            running: Mutex::new(None),
-        };
+        let r = Self { shared, port, running: Mutex::new(None) };
         r.serve(listener);
         r
     }
 
     fn serve(&self, listener: tokio::net::TcpListener) {
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(self.shared.clone());
+        let app = Router::new().fallback(handle).with_state(self.shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -167,20 +150,11 @@ impl HttpReceiver {
     /// Waits until at least `n` requests have arrived; returns them all.
     pub async fn wait_for_requests(&self, n: usize, deadline: Duration) -> Vec<Recorded> {
         let mut rx = self.shared.count.subscribe();
-        if tokio::time::timeout(deadline, rx.wait_for(|c| *c >= n))
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(deadline, rx.wait_for(|c| *c >= n)).await.is_err() {
             let got = self.requests();
-            let summary: Vec<String> = got
-                .iter()
-                .take(5)
-                .map(|r| format!("{} {}", r.method, r.path))
-                .collect();
-            panic!(
-                "expected {n} requests within {deadline:?}, got {}: {summary:?}",
-                got.len()
-            );
+            let summary: Vec<String> =
+                got.iter().take(5).map(|r| format!("{} {}", r.method, r.path)).collect();
+            panic!("expected {n} requests within {deadline:?}, got {}: {summary:?}", got.len());
         }
         self.requests()
     }
@@ -210,9 +184,7 @@ impl Drop for HttpReceiver {
 fn bind(port: u16) -> tokio::net::TcpListener {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_reuseaddr(true).expect("reuseaddr");
-    socket
-        .bind(([127, 0, 0, 1], port).into())
-        .unwrap_or_else(|e| panic!("bind 127.0.0.1:{port}: {e}"));
+    socket.bind(([127, 0, 0, 1], port).into()).unwrap_or_else(|e| panic!("bind 127.0.0.1:{port}: {e}"));
     socket.listen(1024).expect("listen")
 }
 
@@ -229,10 +201,7 @@ async fn handle(
         headers: headers
             .iter()
             .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
+                (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned())
             })
             .collect(),
         body: body.to_vec(),
@@ -252,10 +221,9 @@ async fn handle(
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (status, reply.body).into_response();
     for (k, v) in reply.headers {
-        if let (Ok(name), Ok(value)) = (
-            axum::http::HeaderName::try_from(k.as_str()),
-            axum::http::HeaderValue::try_from(v.as_str()),
-        ) {
+        if let (Ok(name), Ok(value)) =
+            (axum::http::HeaderName::try_from(k.as_str()), axum::http::HeaderValue::try_from(v.as_str()))
+        {
             resp.headers_mut().insert(name, value);
         }
     }
@@ -269,10 +237,7 @@ mod tests {
     #[tokio::test]
     async fn scripted_replies_then_default_and_recording() {
         let r = HttpReceiver::start();
-        r.push_replies([
-            Reply::status(500),
-            Reply::status(503).header("retry-after", "1"),
-        ]);
+        r.push_replies([Reply::status(500), Reply::status(503).header("retry-after", "1")]);
         let client = reqwest_free_post(r.port()).await;
         assert_eq!(client, vec![500, 503, 200]);
         let got = r.wait_for_requests(3, Duration::from_secs(2)).await;
@@ -288,11 +253,7 @@ mod tests {
         let r = HttpReceiver::start();
         r.stop();
         tokio::task::yield_now().await;
-        assert!(
-            tokio::net::TcpStream::connect(("127.0.0.1", r.port()))
-                .await
-                .is_err()
-        );
+        assert!(tokio::net::TcpStream::connect(("127.0.0.1", r.port())).await.is_err());
         r.restart();
         assert_eq!(reqwest_free_post(r.port()).await[0], 200);
     }
@@ -313,12 +274,7 @@ mod tests {
             s.write_all(req.as_bytes()).await.expect("write");
             let mut out = String::new();
             s.read_to_string(&mut out).await.expect("read");
-            statuses.push(
-                out.split_whitespace()
-                    .nth(1)
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(0),
-            );
+            statuses.push(out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0));
             if statuses.len() == 1 && statuses[0] == 200 {
                 break;
             }

@@ -28,17 +28,9 @@ impl RedisServerBuilder {
     }
 
     pub fn start(self) -> RedisServer {
-        let dir = tempfile::Builder::new()
-            .prefix("entraguard-redis-")
-            .tempdir()
-            .expect("temp dir");
+        let dir = tempfile::Builder::new().prefix("entraguard-redis-").tempdir().expect("temp dir");
         let port = free_port();
-        let mut server = RedisServer {
-            dir,
-            port,
-            child: None,
-            builder: self,
-        };
+        let mut server = RedisServer { dir, port, child: None, builder: self };
         server.spawn();
         server
     }
@@ -54,10 +46,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn builder() -> RedisServerBuilder {
-        RedisServerBuilder {
-            appendfsync: "always".to_owned(),
-            extra: Vec::new(),
-        }
+        RedisServerBuilder { appendfsync: "always".to_owned(), extra: Vec::new() }
     }
 
     /// Starts one with the defaults: AOF on, `appendfsync always`, `noeviction`.
@@ -96,12 +85,7 @@ impl RedisServer {
         let log_err = log.try_clone().expect("log handle");
         let mut cmd = Command::new("redis-server");
         cmd.args(["--bind", "127.0.0.1", "--port", &port, "--dir", &dir])
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                &self.builder.appendfsync,
-            ])
+            .args(["--appendonly", "yes", "--appendfsync", &self.builder.appendfsync])
             .args(["--save", "", "--daemonize", "no", "--protected-mode", "no"])
             .args(["--maxmemory-policy", "noeviction"])
             .args(&self.builder.extra)
@@ -109,9 +93,7 @@ impl RedisServer {
             .stdout(log)
             .stderr(log_err);
         let child = cmd.spawn().unwrap_or_else(|e| {
-            panic!(
-                "cannot start redis-server (is it installed? `apt-get install redis-server`): {e}"
-            )
+            panic!("cannot start redis-server (is it installed? `apt-get install redis-server`): {e}")
         });
         self.child = Some(child);
         self.wait_ready();
@@ -130,10 +112,7 @@ impl RedisServer {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
-                panic!(
-                    "redis-server exited with {status} during start-up:\n{}",
-                    self.log_tail()
-                );
+                panic!("redis-server exited with {status} during start-up:\n{}", self.log_tail());
             }
             if started.elapsed() > Duration::from_secs(10) {
                 panic!(
@@ -153,9 +132,7 @@ impl RedisServer {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// SIGKILL: no shutdown, no final AOF rewrite.
@@ -195,11 +172,7 @@ impl RedisServer {
 
     async fn info(&self, section: &str) -> String {
         let mut conn = self.connection().await;
-        redis::cmd("INFO")
-            .arg(section)
-            .query_async(&mut conn)
-            .await
-            .expect("INFO")
+        redis::cmd("INFO").arg(section).query_async(&mut conn).await.expect("INFO")
     }
 
     /// `used_memory` from INFO memory, in bytes.
@@ -238,22 +211,13 @@ mod tests {
         let mut r = RedisServer::start();
         let port = r.port();
         let mut c = r.connection().await;
-        let _: () = redis::cmd("SET")
-            .arg("k")
-            .arg("v")
-            .query_async(&mut c)
-            .await
-            .expect("set");
+        let _: () = redis::cmd("SET").arg("k").arg("v").query_async(&mut c).await.expect("set");
         r.kill();
         assert!(!r.is_running());
         r.restart();
         assert_eq!(r.port(), port);
         let mut c = r.connection().await;
-        let v: String = redis::cmd("GET")
-            .arg("k")
-            .query_async(&mut c)
-            .await
-            .expect("get");
+        let v: String = redis::cmd("GET").arg("k").query_async(&mut c).await.expect("get");
         assert_eq!(v, "v");
         assert!(r.command_count().await >= 1);
         assert!(r.info_used_memory().await > 0);

@@ -101,14 +101,8 @@ impl SmtpReceiver {
     /// Waits until at least `n` messages were accepted.
     pub async fn wait_for_messages(&self, n: usize, deadline: Duration) -> Vec<ReceivedMail> {
         let mut rx = self.shared.count.subscribe();
-        if tokio::time::timeout(deadline, rx.wait_for(|c| *c >= n))
-            .await
-            .is_err()
-        {
-            panic!(
-                "expected {n} mails within {deadline:?}, got {}",
-                self.messages().len()
-            );
+        if tokio::time::timeout(deadline, rx.wait_for(|c| *c >= n)).await.is_err() {
+            panic!("expected {n} mails within {deadline:?}, got {}", self.messages().len());
         }
         self.messages()
     }
@@ -153,8 +147,7 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
     let (r, mut w) = stream.into_split();
     let mut lines = BufReader::new(r);
     let reply = |text: String| format!("{text}\r\n");
-    w.write_all(reply("220 entraguard-testkit ESMTP ready".into()).as_bytes())
-        .await?;
+    w.write_all(reply("220 entraguard-testkit ESMTP ready".into()).as_bytes()).await?;
     let mut auth_user: Option<String> = None;
     let mut from: Option<String> = None;
     let mut to: Vec<String> = Vec::new();
@@ -167,8 +160,7 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
         let cmd = line.trim_end_matches(['\r', '\n']).to_owned();
         let upper = cmd.to_ascii_uppercase();
         let answer: String = if upper.starts_with("EHLO") {
-            "250-entraguard-testkit\r\n250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n250 SIZE 10485760"
-                .into()
+            "250-entraguard-testkit\r\n250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n250 SIZE 10485760".into()
         } else if upper.starts_with("HELO") {
             "250 entraguard-testkit".into()
         } else if upper.starts_with("AUTH PLAIN") {
@@ -182,14 +174,10 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                 initial
             };
             let decoded = b64decode(&payload).unwrap_or_default();
-            let parts: Vec<String> = decoded
-                .split(|b| *b == 0)
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .collect();
-            let (user, pass) = (
-                parts.get(1).cloned().unwrap_or_default(),
-                parts.get(2).cloned().unwrap_or_default(),
-            );
+            let parts: Vec<String> =
+                decoded.split(|b| *b == 0).map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+            let (user, pass) =
+                (parts.get(1).cloned().unwrap_or_default(), parts.get(2).cloned().unwrap_or_default());
             check_auth(&shared, &user, &pass, &mut auth_user)
         } else if upper.starts_with("AUTH LOGIN") {
             w.write_all(b"334 VXNlcm5hbWU6\r\n").await?;
@@ -224,8 +212,7 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
             if to.is_empty() {
                 "503 5.5.1 RCPT first".into()
             } else {
-                w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                    .await?;
+                w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
                 let mut data = Vec::new();
                 loop {
                     let mut l = String::new();
@@ -236,10 +223,8 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                     if content == "." {
                         break;
                     }
-                    let unstuffed = content
-                        .strip_prefix('.')
-                        .filter(|_| content.starts_with(".."))
-                        .unwrap_or(content);
+                    let unstuffed =
+                        content.strip_prefix('.').filter(|_| content.starts_with("..")).unwrap_or(content);
                     data.extend_from_slice(unstuffed.as_bytes());
                     data.extend_from_slice(b"\r\n");
                 }
@@ -291,10 +276,7 @@ fn check_auth(shared: &Shared, user: &str, pass: &str, auth_user: &mut Option<St
 fn addr(s: &str) -> String {
     let s = s.trim();
     let inner = s.split_whitespace().next().unwrap_or("");
-    inner
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .to_owned()
+    inner.trim_start_matches('<').trim_end_matches('>').to_owned()
 }
 
 #[cfg(test)]
@@ -303,13 +285,9 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     async fn converse(port: u16, lines: &[&str]) -> String {
-        let mut s = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
         for l in lines {
-            s.write_all(format!("{l}\r\n").as_bytes())
-                .await
-                .expect("write");
+            s.write_all(format!("{l}\r\n").as_bytes()).await.expect("write");
         }
         let mut out = String::new();
         let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out)).await;
@@ -347,24 +325,14 @@ mod tests {
     #[tokio::test]
     async fn wrong_password_and_scripted_failures() {
         let srv = SmtpReceiver::with_auth("alice", "s3cret");
-        let out = converse(
-            srv.port(),
-            &[
-                "EHLO t",
-                "AUTH PLAIN AGFsaWNlAHdyb25n",
-                "MAIL FROM:<a@x.com>",
-                "QUIT",
-            ],
-        )
-        .await;
+        let out =
+            converse(srv.port(), &["EHLO t", "AUTH PLAIN AGFsaWNlAHdyb25n", "MAIL FROM:<a@x.com>", "QUIT"])
+                .await;
         assert!(out.contains("535 5.7.8") && out.contains("530"), "{out}");
         let open = SmtpReceiver::start();
         open.fail_next(SmtpStage::Rcpt, 550, "5.1.1 no such user", 1);
-        let out = converse(
-            open.port(),
-            &["HELO t", "MAIL FROM:<a@x.com>", "RCPT TO:<b@y.com>", "QUIT"],
-        )
-        .await;
+        let out =
+            converse(open.port(), &["HELO t", "MAIL FROM:<a@x.com>", "RCPT TO:<b@y.com>", "QUIT"]).await;
         assert!(out.contains("550 5.1.1 no such user"), "{out}");
         assert!(open.messages().is_empty());
     }

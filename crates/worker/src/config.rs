@@ -91,6 +91,15 @@ pub struct WorkerConfig {
     #[arg(long, env = "NOTIFY_HEALTH_ADDR")]
     pub health_addr: Option<std::net::SocketAddr>,
 
+    /// Key that seals endpoint URLs and signing secrets in Redis: 32 bytes, base64
+    /// (`openssl rand -base64 32`). Without it they are stored in clear (a warning at start-up).
+    #[arg(long, env = "NOTIFY_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<entraguard_core::secret::Secret>,
+
+    /// Earlier keys, comma-separated, still accepted for reading during a key rotation.
+    #[arg(long, env = "NOTIFY_ENCRYPTION_OLD_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub encryption_old_keys: Vec<entraguard_core::secret::Secret>,
+
     #[command(flatten)]
     pub smtp: SmtpSettings,
 
@@ -173,10 +182,9 @@ pub enum ConfigError {
     #[error("SMTP_USER and SMTP_PASSWORD go together: {0} is missing")]
     SmtpCredentials(&'static str),
     #[error("{setting}: {reason}")]
-    Smtp {
-        setting: &'static str,
-        reason: String,
-    },
+    Smtp { setting: &'static str, reason: String },
+    #[error(transparent)]
+    Encryption(#[from] entraguard_core::crypto::CryptoError),
     #[error(
         "email endpoints exist ({0}) but SMTP_HOST is not set: set SMTP_HOST, SMTP_FROM (and SMTP_USER, SMTP_PASSWORD) or disable them"
     )]
@@ -198,12 +206,8 @@ impl WorkerConfig {
         if self.lease < Duration::from_millis(300) {
             return Err(ConfigError::LeaseTooShort { lease: self.lease });
         }
-        if self.fetch_block < Duration::from_millis(100)
-            || self.fetch_block > Duration::from_secs(60)
-        {
-            return Err(ConfigError::FetchBlock {
-                block: self.fetch_block,
-            });
+        if self.fetch_block < Duration::from_millis(100) || self.fetch_block > Duration::from_secs(60) {
+            return Err(ConfigError::FetchBlock { block: self.fetch_block });
         }
         if self.delivery_timeout < Duration::from_millis(100)
             || self.delivery_timeout > Duration::from_secs(600)
@@ -229,10 +233,19 @@ impl WorkerConfig {
         c
     }
 
-    pub fn target_policy(&self) -> TargetPolicy {
-        TargetPolicy {
-            allow_http: self.allow_http,
+    /// The cipher for stored secrets, when a key is set.
+    pub fn cipher(&self) -> Result<Option<std::sync::Arc<entraguard_core::crypto::Cipher>>, ConfigError> {
+        match &self.encryption_key {
+            Some(k) => Ok(Some(std::sync::Arc::new(entraguard_core::crypto::Cipher::new(
+                k,
+                &self.encryption_old_keys,
+            )?))),
+            None => Ok(None),
         }
+    }
+
+    pub fn target_policy(&self) -> TargetPolicy {
+        TargetPolicy { allow_http: self.allow_http }
     }
 
     /// How often the lease is renewed and dead workers are looked for.
@@ -266,9 +279,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<WorkerConfig, clap::Error> {
-        WorkerConfig::try_parse_from(
-            std::iter::once("entraguard-worker").chain(args.iter().copied()),
-        )
+        WorkerConfig::try_parse_from(std::iter::once("entraguard-worker").chain(args.iter().copied()))
     }
 
     #[test]
@@ -284,20 +295,11 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting() {
-        let err = parse(&["--retry-schedule", "10s,soon"])
-            .expect_err("refused")
-            .to_string();
-        assert!(
-            err.contains("retry-schedule") && err.contains("soon"),
-            "{err}"
-        );
-        let err = parse(&["--allow-private-targets", "10.0.0.0/33"])
-            .expect_err("refused")
-            .to_string();
+        let err = parse(&["--retry-schedule", "10s,soon"]).expect_err("refused").to_string();
+        assert!(err.contains("retry-schedule") && err.contains("soon"), "{err}");
+        let err = parse(&["--allow-private-targets", "10.0.0.0/33"]).expect_err("refused").to_string();
         assert!(err.contains("allow-private-targets"), "{err}");
-        let err = parse(&["--redis-url", "http://x"])
-            .expect_err("refused")
-            .to_string();
+        let err = parse(&["--redis-url", "http://x"]).expect_err("refused").to_string();
         assert!(err.contains("redis-url"), "{err}");
     }
 

@@ -9,7 +9,7 @@ use entraguard_core::timestamp::Timestamp;
 
 use crate::channel::{self, HttpStyle, Payload};
 use crate::outcome::Outcome;
-use crate::signature::coderaft_signature;
+use crate::signature::{coderaft_signature, standard_signature};
 use crate::transport::http::{HttpError, HttpTransport, headers};
 use crate::transport::smtp::SmtpTransport;
 
@@ -18,11 +18,12 @@ use crate::transport::smtp::SmtpTransport;
 pub struct Deliverer {
     http: HttpTransport,
     smtp: Option<SmtpTransport>,
+    allow_http: bool,
 }
 
 impl Deliverer {
-    pub fn new(http: HttpTransport, smtp: Option<SmtpTransport>) -> Self {
-        Self { http, smtp }
+    pub fn new(http: HttpTransport, smtp: Option<SmtpTransport>, allow_http: bool) -> Self {
+        Self { http, smtp, allow_http }
     }
 
     pub fn has_smtp(&self) -> bool {
@@ -38,6 +39,12 @@ impl Deliverer {
         let at = Timestamp::now();
         let started = Instant::now();
         let outcome = match (channel::render(&job.event, endpoint), &endpoint.target) {
+            (Payload::Json { .. }, Target::Url(url)) if url.scheme() != "https" && !self.allow_http => {
+                Outcome::permanent(
+                    None,
+                    "plain http targets are refused (set NOTIFY_ALLOW_HTTP=true for local tests)",
+                )
+            }
             (Payload::Json { body, style }, Target::Url(url)) => {
                 let headers = http_headers(job, endpoint, style, &body, at);
                 match self.http.post(url, headers, body).await {
@@ -51,12 +58,7 @@ impl Deliverer {
             (Payload::Email(message), Target::Email(to)) => match &self.smtp {
                 // Stable across retries, so a mailbox that saw an earlier attempt can drop the copy.
                 Some(smtp) => {
-                    smtp.send(
-                        to,
-                        &message,
-                        &format!("<{}@entraguard-notify>", job.delivery_id),
-                    )
-                    .await
+                    smtp.send(to, &message, &format!("<{}@entraguard-notify>", job.delivery_id)).await
                 }
                 None => Outcome::permanent(
                     None,
@@ -65,10 +67,7 @@ impl Deliverer {
             },
             _ => Outcome::permanent(
                 None,
-                format!(
-                    "endpoint {} has a target that does not fit its channel",
-                    endpoint.id
-                ),
+                format!("endpoint {} has a target that does not fit its channel", endpoint.id),
             ),
         };
         (outcome, at, started.elapsed())
@@ -76,7 +75,7 @@ impl Deliverer {
 }
 
 /// The headers of an HTTP delivery. The delivery id stays the same across retries and replays
-/// so receivers can drop duplicates; the signature covers the exact body bytes.
+/// so receivers can drop duplicates; the signatures cover the exact body bytes.
 fn http_headers(
     job: &DeliveryJob,
     endpoint: &Endpoint,
@@ -84,20 +83,23 @@ fn http_headers(
     body: &[u8],
     at: Timestamp,
 ) -> reqwest::header::HeaderMap {
+    let ts = at.unix_seconds();
     let mut pairs: Vec<(&'static str, String)> = vec![
         ("content-type", "application/json".to_owned()),
         ("x-coderaft-event", job.event.kind().to_string()),
         ("x-coderaft-delivery", job.delivery_id.to_string()),
-        ("x-coderaft-timestamp", at.unix_seconds().to_string()),
+        ("x-coderaft-timestamp", ts.to_string()),
         ("x-coderaft-attempt", job.next_attempt().to_string()),
     ];
+    let secrets = endpoint.signing_secrets(at);
     if style == HttpStyle::Webhook
-        && let Some(secret) = &endpoint.secret
+        && let Some(current) = secrets.first()
     {
-        pairs.push((
-            "x-coderaft-signature",
-            coderaft_signature(secret.expose().as_bytes(), body),
-        ));
+        let id = job.delivery_id.as_str();
+        pairs.push(("x-coderaft-signature", coderaft_signature(current.expose().as_bytes(), body)));
+        pairs.push(("webhook-id", id.to_owned()));
+        pairs.push(("webhook-timestamp", ts.to_string()));
+        pairs.push(("webhook-signature", standard_signature(&secrets, id, ts, body)));
     }
     headers(&pairs)
 }

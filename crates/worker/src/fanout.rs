@@ -49,9 +49,6 @@ mod tests {
         assert_eq!(jobs[0].endpoint_id, eps[0].id);
         assert_eq!(jobs[1].endpoint_id, eps[3].id);
         assert_ne!(jobs[0].delivery_id, jobs[1].delivery_id);
-        assert!(
-            jobs.iter()
-                .all(|j| j.attempts.is_empty() && j.event.id == event.id)
-        );
+        assert!(jobs.iter().all(|j| j.attempts.is_empty() && j.event.id == event.id));
     }
 }

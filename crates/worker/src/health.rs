@@ -36,9 +36,7 @@ pub async fn serve(
     queue: QueueCell,
     mut shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(queue))
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
+    axum::serve(listener, app(queue)).with_graceful_shutdown(async move { shutdown.wait().await }).await
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
@@ -46,11 +44,9 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
         return (StatusCode::SERVICE_UNAVAILABLE, "connecting to redis");
     };
     let mut conn = queue.connection();
-    let ping = tokio::time::timeout(
-        Duration::from_secs(2),
-        redis::cmd("PING").query_async::<String>(&mut conn),
-    )
-    .await;
+    let ping =
+        tokio::time::timeout(Duration::from_secs(2), redis::cmd("PING").query_async::<String>(&mut conn))
+            .await;
     match ping {
         Ok(Ok(_)) => (StatusCode::OK, "ready"),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable"),
@@ -59,11 +55,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
 
 async fn metrics(
     State(state): State<AppState>,
-) -> (
-    StatusCode,
-    [(axum::http::HeaderName, &'static str); 1],
-    String,
-) {
+) -> (StatusCode, [(axum::http::HeaderName, &'static str); 1], String) {
     if let Some(queue) = state.queue.get()
         && let Ok(Ok(stats)) = tokio::time::timeout(Duration::from_secs(2), queue.stats()).await
     {
@@ -71,10 +63,7 @@ async fn metrics(
     }
     (
         StatusCode::OK,
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::handle().render(),
     )
 }

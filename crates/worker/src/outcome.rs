@@ -24,18 +24,11 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn retryable(status: Option<u16>, error: impl Into<String>) -> Self {
-        Outcome::Retryable {
-            status,
-            error: error.into(),
-            retry_after: None,
-        }
+        Outcome::Retryable { status, error: error.into(), retry_after: None }
     }
 
     pub fn permanent(status: Option<u16>, error: impl Into<String>) -> Self {
-        Outcome::Permanent {
-            status,
-            error: error.into(),
-        }
+        Outcome::Permanent { status, error: error.into() }
     }
 
     pub fn status(&self) -> Option<u16> {

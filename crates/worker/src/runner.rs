@@ -30,6 +30,12 @@ use crate::transport::smtp::SmtpTransport;
 use entraguard_core::endpoint::Channel;
 use entraguard_core::ids::EndpointId;
 
+/// Longest the promoter sleeps when no retry is due sooner.
+const IDLE_PROMOTE: Duration = Duration::from_secs(15);
+
+/// Most jobs one non-blocking fetch takes.
+const MAX_FETCH_BATCH: usize = 128;
+
 /// Why the worker could not run. Redis being unreachable is not one: the worker waits for it.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -38,10 +44,7 @@ pub enum RunError {
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error("cannot listen on NOTIFY_HEALTH_ADDR {addr}: {source}")]
-    HealthAddr {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    HealthAddr { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// What every task of one worker process shares.
@@ -60,10 +63,8 @@ struct Ctx {
 /// Runs a worker until `shutdown` fires; returns once in-flight work is finished or handed back.
 pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), RunError> {
     config.validate()?;
-    let http = HttpTransport::new(
-        TargetGuard::new(config.allow_private_targets.clone()),
-        config.delivery_timeout,
-    )?;
+    let http =
+        HttpTransport::new(TargetGuard::new(config.allow_private_targets.clone()), config.delivery_timeout)?;
     let smtp = SmtpTransport::from_settings(&config.smtp, config.delivery_timeout)?;
     let worker = WorkerId::generate();
     let queue_cell = crate::health::QueueCell::default();
@@ -74,45 +75,38 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
                 .map_err(|source| RunError::HealthAddr { addr, source })?;
             info!(addr = %listener.local_addr().unwrap_or(addr), "health and metrics server listening");
             crate::metrics::handle();
-            Some(tokio::spawn(crate::health::serve(
-                listener,
-                queue_cell.clone(),
-                shutdown.clone(),
-            )))
+            Some(tokio::spawn(crate::health::serve(listener, queue_cell.clone(), shutdown.clone())))
         }
         None => None,
     };
     let redis = config.redis();
-    let Some(queue) = until_ok(&mut shutdown, "connect to redis", || {
-        Queue::connect(&redis, config.key_prefix.clone())
-    })
-    .await
+    let Some(queue) =
+        until_ok(&mut shutdown, "connect to redis", || Queue::connect(&redis, config.key_prefix.clone()))
+            .await
     else {
         return Ok(());
     };
     check_redis_settings(&queue).await;
     let _ = queue_cell.set(queue.clone());
-    let Some(mut fetcher) = until_ok(&mut shutdown, "open fetch connection", || {
-        queue.fetcher(&worker, config.fetch_block)
-    })
-    .await
+    let Some(mut fetcher) =
+        until_ok(&mut shutdown, "open fetch connection", || queue.fetcher(&worker, config.fetch_block)).await
     else {
         return Ok(());
     };
-    if until_ok(&mut shutdown, "register worker", || {
-        queue.heartbeat(&worker, config.lease)
-    })
-    .await
-    .is_none()
-    {
+    if until_ok(&mut shutdown, "register worker", || queue.heartbeat(&worker, config.lease)).await.is_none() {
         return Ok(());
     }
 
-    let store = EndpointStore::new(queue.connection(), config.key_prefix.clone());
+    let cipher = config.cipher()?;
+    if cipher.is_none() {
+        warn!(
+            "NOTIFY_ENCRYPTION_KEY is not set: endpoint URLs and signing secrets are stored in clear in Redis"
+        );
+    }
+    let store = EndpointStore::new(queue.connection(), config.key_prefix.clone()).with_cipher(cipher);
     let config_endpoint_cap = usize::try_from(config.endpoint_concurrency).unwrap_or(1);
     if smtp.is_none() {
-        let Some(endpoints) = until_ok(&mut shutdown, "read endpoints", || store.list()).await
-        else {
+        let Some(endpoints) = until_ok(&mut shutdown, "read endpoints", || store.list()).await else {
             return Ok(());
         };
         let email: Vec<String> = endpoints
@@ -127,7 +121,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     let ctx = Arc::new(Ctx {
         store,
         queue,
-        deliverer: Deliverer::new(http, smtp),
+        deliverer: Deliverer::new(http, smtp, config.allow_http),
         worker,
         config,
         promoter_wake: Notify::new(),
@@ -141,23 +135,50 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     info!(worker = %ctx.worker, concurrency, redis = %ctx.config.redis_url, "worker started");
 
     let mut backoff = Backoff::new();
+    // How many jobs the next non-blocking fetch asks for: grows while batches come back full (a
+    // deep queue: one round trip and one fsync for many jobs), shrinks to what came back
+    // otherwise, and is 0 after an empty fetch, so an idle worker only blocks (one BLMOVE per
+    // fetch block) instead of asking again and again.
+    let mut batch = 0usize;
     loop {
         while tasks.try_join_next().is_some() {}
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown.wait() => break,
         };
-        let fetched = tokio::select! {
-            r = fetcher.fetch() => r,
-            _ = shutdown.wait() => break,
+        let mut held = vec![permit];
+        while held.len() < batch.min(MAX_FETCH_BATCH) {
+            match permits.clone().try_acquire_owned() {
+                Ok(p) => held.push(p),
+                Err(_) => break,
+            }
+        }
+        let fetched: Result<Vec<Vec<u8>>, _> = if batch == 0 {
+            tokio::select! {
+                r = fetcher.fetch() => r.map(|j| j.into_iter().collect()),
+                _ = shutdown.wait() => break,
+            }
+        } else {
+            tokio::select! {
+                r = fetcher.try_fetch_many(held.len()) => r,
+                _ = shutdown.wait() => break,
+            }
         };
         match fetched {
-            Ok(Some(raw)) => {
+            Ok(jobs) => {
                 backoff.reset();
-                tasks.spawn(handle(ctx.clone(), raw, permit));
+                let asked = held.len();
+                batch = match jobs.len() {
+                    0 => 0,
+                    n if n == asked => (asked * 2).min(MAX_FETCH_BATCH),
+                    n => n,
+                };
+                for (raw, permit) in jobs.into_iter().zip(held.drain(..)) {
+                    tasks.spawn(handle(ctx.clone(), raw, permit));
+                }
             }
-            Ok(None) => {}
             Err(e) => {
+                batch = 0;
                 let delay = backoff.next();
                 warn!(error = %e, retry_in = ?delay, "fetch failed; redis unreachable?");
                 tokio::select! {
@@ -170,15 +191,11 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
 
     let in_flight = tasks.len();
     info!(in_flight, grace = ?ctx.config.shutdown_grace, "shutting down: no new jobs; finishing in-flight deliveries");
-    let drained = tokio::time::timeout(ctx.config.shutdown_grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(ctx.config.shutdown_grace, async { while tasks.join_next().await.is_some() {} })
+            .await;
     if drained.is_err() {
-        warn!(
-            unfinished = tasks.len(),
-            "grace period over; handing unfinished jobs back"
-        );
+        warn!(unfinished = tasks.len(), "grace period over; handing unfinished jobs back");
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
@@ -204,9 +221,9 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     }
     match released {
         Some(n) => info!(handed_back = n, "worker stopped"),
-        None => warn!(
-            "worker stopped without reaching redis; its jobs return to ready when its lease expires"
-        ),
+        None => {
+            warn!("worker stopped without reaching redis; its jobs return to ready when its lease expires")
+        }
     }
     Ok(())
 }
@@ -215,9 +232,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
 /// stuck on the processing list of a live worker.
 async fn handle(ctx: Arc<Ctx>, raw: Vec<u8>, permit: OwnedSemaphorePermit) {
     ::metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
-    let result = AssertUnwindSafe(handle_job(&ctx, &raw))
-        .catch_unwind()
-        .await;
+    let result = AssertUnwindSafe(handle_job(&ctx, &raw)).catch_unwind().await;
     if result.is_err() {
         error!("job handler panicked; dead-lettering the job");
         let draft = DeadLetterDraft {
@@ -225,10 +240,7 @@ async fn handle(ctx: Arc<Ctx>, raw: Vec<u8>, permit: OwnedSemaphorePermit) {
             reason: "the worker panicked while handling this job".into(),
             delivery: None,
         };
-        persist("dead-letter", || {
-            ctx.queue.dead_letter(&ctx.worker, &raw, &draft)
-        })
-        .await;
+        persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, &raw, &draft)).await;
     }
     ::metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);
     drop(permit);
@@ -238,16 +250,10 @@ async fn handle_job(ctx: &Ctx, raw: &[u8]) {
     match Job::decode(raw) {
         Err(e) => {
             crate::metrics::poison();
-            let draft = DeadLetterDraft {
-                id: poison_id(),
-                reason: format!("undecodable job: {e}"),
-                delivery: None,
-            };
+            let draft =
+                DeadLetterDraft { id: poison_id(), reason: format!("undecodable job: {e}"), delivery: None };
             error!(dead_letter_id = %draft.id, reason = %draft.reason, "poison job dead-lettered");
-            persist("dead-letter", || {
-                ctx.queue.dead_letter(&ctx.worker, raw, &draft)
-            })
-            .await;
+            persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
         }
         Ok(Job::Event(job)) => {
             let event = job.event;
@@ -261,17 +267,12 @@ async fn handle_job(ctx: &Ctx, raw: &[u8]) {
                         delivery: None,
                     };
                     error!(reason = %draft.reason, "invalid event dead-lettered");
-                    persist("dead-letter", || {
-                        ctx.queue.dead_letter(&ctx.worker, raw, &draft)
-                    })
-                    .await;
+                    persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
                     return;
                 }
                 let endpoints = persist("read endpoints", || ctx.store.list()).await;
-                let deliveries: Vec<String> = fan_out(&event, &endpoints)
-                    .into_iter()
-                    .map(|d| Job::Delivery(d).encode())
-                    .collect();
+                let deliveries: Vec<String> =
+                    fan_out(&event, &endpoints).into_iter().map(|d| Job::Delivery(d).encode()).collect();
                 if persist("ack", || ctx.queue.ack(&ctx.worker, raw, &deliveries)).await {
                     crate::metrics::fanned_out();
                     info!(deliveries = deliveries.len(), "event fanned out");
@@ -303,36 +304,24 @@ async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
             delivery: Some(job),
         };
         warn!(reason = %draft.reason, "delivery dead-lettered");
-        persist("dead-letter", || {
-            ctx.queue.dead_letter(&ctx.worker, raw, &draft)
-        })
-        .await;
+        persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
         return;
     };
     // A busy endpoint's delivery waits in Redis, not here: waiting would hold a concurrency
     // permit and let one hanging endpoint starve the rest.
     let Some(_slot) = ctx.endpoint_slots.try_acquire(&endpoint.id) else {
-        let defer = (ctx.config.delivery_timeout / 10)
-            .clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let defer =
+            (ctx.config.delivery_timeout / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
         tracing::debug!(retry_in = ?defer, "endpoint at its in-flight cap; delivery deferred");
-        persist("defer", || {
-            ctx.queue.retry_later(&ctx.worker, raw, raw, defer)
-        })
-        .await;
+        persist("defer", || ctx.queue.retry_later(&ctx.worker, raw, raw, defer)).await;
         ctx.promoter_wake.notify_one();
         return;
     };
     if endpoint.channel == Channel::Slack && !ctx.config.slack_pace.is_zero() {
-        let wait = persist("pace", || {
-            ctx.queue.pace(&endpoint.id, ctx.config.slack_pace)
-        })
-        .await;
+        let wait = persist("pace", || ctx.queue.pace(&endpoint.id, ctx.config.slack_pace)).await;
         if let Some(wait) = wait {
             tracing::debug!(retry_in = ?wait, "slack webhook paced; delivery deferred");
-            persist("defer", || {
-                ctx.queue.retry_later(&ctx.worker, raw, raw, wait)
-            })
-            .await;
+            persist("defer", || ctx.queue.retry_later(&ctx.worker, raw, raw, wait)).await;
             ctx.promoter_wake.notify_one();
             return;
         }
@@ -346,12 +335,7 @@ async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
         status: outcome.status(),
         error: outcome.error().map(str::to_owned),
     });
-    let next = decide(
-        &outcome,
-        attempt,
-        &ctx.config.retry_schedule,
-        ctx.config.max_retry_after,
-    );
+    let next = decide(&outcome, attempt, &ctx.config.retry_schedule, ctx.config.max_retry_after);
     let result = match next {
         Next::Done => "delivered",
         Next::RetryIn(_) => "retry",
@@ -366,25 +350,16 @@ async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
         Next::RetryIn(delay) => {
             warn!(error = outcome.error().unwrap_or(""), retry_in = ?delay, "attempt failed; retry scheduled");
             let next = Job::Delivery(job).encode();
-            let kept = persist("schedule retry", || {
-                ctx.queue
-                    .retry_later(&ctx.worker, raw, next.as_bytes(), delay)
-            })
-            .await;
+            let kept =
+                persist("schedule retry", || ctx.queue.retry_later(&ctx.worker, raw, next.as_bytes(), delay))
+                    .await;
             ctx.promoter_wake.notify_one();
             kept
         }
         Next::Dead(reason) => {
             error!(reason = %reason, "delivery dead-lettered");
-            let draft = DeadLetterDraft {
-                id: job.delivery_id.to_string(),
-                reason,
-                delivery: Some(job),
-            };
-            persist("dead-letter", || {
-                ctx.queue.dead_letter(&ctx.worker, raw, &draft)
-            })
-            .await
+            let draft = DeadLetterDraft { id: job.delivery_id.to_string(), reason, delivery: Some(job) };
+            persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await
         }
     };
     if !kept {
@@ -395,6 +370,7 @@ async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
 /// Renews the lease and reaps dead workers' jobs, every third of the lease.
 async fn maintenance(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
     let every = ctx.config.heartbeat_interval();
+    let mut beat: u64 = 0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -404,16 +380,21 @@ async fn maintenance(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
             warn!(error = %e, "lease renewal failed");
             continue;
         }
-        if let Err(e) = ctx.queue.reap_dead_workers().await {
+        // Every other beat: a dead worker's jobs are back within about one lease.
+        beat += 1;
+        if beat.is_multiple_of(2)
+            && let Err(e) = ctx.queue.reap_dead_workers(&ctx.worker).await
+        {
             warn!(error = %e, "reaping dead workers failed");
         }
     }
 }
 
-/// Moves due retries to ready. Sleeps until the earliest scheduled job is due (at most one fetch
-/// block, so retries scheduled by other processes are seen), or until this worker schedules one.
+/// Moves due retries to ready. Sleeps until the earliest scheduled job is due, or until this
+/// worker schedules one; looks again at least every `IDLE_PROMOTE` for retries other processes
+/// scheduled and could not promote themselves (they died).
 async fn promoter(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
-    let idle = ctx.config.fetch_block;
+    let idle = IDLE_PROMOTE;
     loop {
         let wait = match ctx.queue.promote_due().await {
             Ok(p) if p.moved >= PROMOTE_CHUNK => Duration::ZERO,
@@ -421,8 +402,7 @@ async fn promoter(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
                 if p.moved > 0 {
                     info!(moved = p.moved, "due retries moved to ready");
                 }
-                p.next_due_in
-                    .map_or(idle, |d| (d + Duration::from_millis(1)).min(idle))
+                p.next_due_in.map_or(idle, |d| (d + Duration::from_millis(1)).min(idle))
             }
             Err(e) => {
                 warn!(error = %e, "promoting due retries failed");
@@ -452,13 +432,7 @@ async fn check_redis_settings(queue: &Queue) {
         info!("CONFIG GET refused; cannot check appendonly and maxmemory-policy");
         return;
     };
-    let get = |k: &str| {
-        pairs
-            .chunks(2)
-            .find(|c| c[0] == k)
-            .and_then(|c| c.get(1))
-            .map(String::as_str)
-    };
+    let get = |k: &str| pairs.chunks(2).find(|c| c[0] == k).and_then(|c| c.get(1)).map(String::as_str);
     if get("appendonly") != Some("yes") {
         warn!(
             "redis runs without appendonly: a Redis restart loses queued jobs and scheduled retries (set appendonly yes)"
@@ -535,21 +509,13 @@ struct EndpointSlots {
 
 impl EndpointSlots {
     fn new(cap: usize) -> Self {
-        Self {
-            cap,
-            slots: std::sync::Mutex::new(std::collections::HashMap::new()),
-        }
+        Self { cap, slots: std::sync::Mutex::new(std::collections::HashMap::new()) }
     }
 
     fn try_acquire(&self, endpoint: &EndpointId) -> Option<OwnedSemaphorePermit> {
         let sem = {
-            let mut map = self
-                .slots
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.entry(endpoint.clone())
-                .or_insert_with(|| Arc::new(Semaphore::new(self.cap)))
-                .clone()
+            let mut map = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            map.entry(endpoint.clone()).or_insert_with(|| Arc::new(Semaphore::new(self.cap))).clone()
         };
         sem.try_acquire_owned().ok()
     }

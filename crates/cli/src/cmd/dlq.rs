@@ -58,10 +58,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                     ]
                 })
                 .collect();
-            output::table(
-                &["ID", "FAILED AT", "EVENT", "ENDPOINT", "ATTEMPTS", "REASON"],
-                &rows,
-            );
+            output::table(&["ID", "FAILED AT", "EVENT", "ENDPOINT", "ATTEMPTS", "REASON"], &rows);
         }
         Command::Show { id } => {
             let d = queue
@@ -83,11 +80,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             println!("endpoint:  {}", d.endpoint_id.as_deref().unwrap_or("-"));
             println!(
                 "replay:    {}",
-                if d.replayable {
-                    "possible"
-                } else {
-                    "not possible (the job could not be decoded)"
-                }
+                if d.replayable { "possible" } else { "not possible (the job could not be decoded)" }
             );
             println!("attempts:");
             for a in &d.attempts {
@@ -102,19 +95,14 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             }
             println!("job:");
             match serde_json::from_str::<serde_json::Value>(&d.job) {
-                Ok(v) => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&v).unwrap_or(d.job.clone())
-                ),
+                Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or(d.job.clone())),
                 Err(_) => println!("{}", d.job),
             }
         }
         Command::Replay { all: true, .. } => {
             let (replayed, skipped) = queue.replay_all().await?;
             if global.json {
-                output::json(
-                    &serde_json::json!({ "replayed": replayed, "not_replayable": skipped }),
-                );
+                output::json(&serde_json::json!({ "replayed": replayed, "not_replayable": skipped }));
             } else {
                 println!(
                     "replayed {replayed}; {skipped} not replayable (undecodable jobs: inspect with `dlq show`, then `dlq purge`)"
@@ -161,15 +149,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 println!("purged {id}");
             }
         }
-        Command::Replay {
-            id: None,
-            all: false,
-        }
-        | Command::Purge {
-            id: None,
-            all: false,
-            ..
-        } => {
+        Command::Replay { id: None, all: false } | Command::Purge { id: None, all: false, .. } => {
             return Err(usage(anyhow::anyhow!("name a dead-letter id, or --all")));
         }
     }

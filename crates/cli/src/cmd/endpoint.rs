@@ -32,6 +32,19 @@ pub enum Command {
     Disable { id: String },
     /// Remove an endpoint. Its pending deliveries go to the dead-letter queue.
     Remove { id: String },
+    /// Give a webhook endpoint a new signing secret; the old one keeps signing beside it
+    /// (`webhook-signature` carries both) for the grace period.
+    RotateSecret {
+        id: String,
+        #[command(flatten)]
+        secret: SecretArgs,
+        /// How long the previous secret keeps signing, e.g. 24h.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+    },
+    /// Seal every endpoint's URL and secret with the current NOTIFY_ENCRYPTION_KEY (after
+    /// setting a key for the first time, or rotating it).
+    Reseal,
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,11 +118,7 @@ fn expand_events(events: &[String]) -> Vec<String> {
     if events.iter().any(|e| e.trim() == "all") {
         EventKind::ALL.iter().map(|k| k.to_string()).collect()
     } else {
-        events
-            .iter()
-            .map(|e| e.trim().to_owned())
-            .filter(|e| !e.is_empty())
-            .collect()
+        events.iter().map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect()
     }
 }
 
@@ -148,35 +157,22 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                             output::cut(&v.name, 30),
                             v.channel.to_string(),
                             output::cut(&v.target, 60),
-                            v.events
-                                .iter()
-                                .map(|k| k.to_string())
-                                .collect::<Vec<_>>()
-                                .join(","),
+                            v.events.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(","),
                             if v.enabled { "yes".into() } else { "no".into() },
                         ]
                     })
                     .collect();
-                output::table(
-                    &["ID", "NAME", "CHANNEL", "TARGET", "EVENTS", "ENABLED"],
-                    &rows,
-                );
+                output::table(&["ID", "NAME", "CHANNEL", "TARGET", "EVENTS", "ENABLED"], &rows);
             }
         }
         Command::Show { id } => {
             let id = parse_id(&id)?;
-            let ep = store
-                .get(&id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("endpoint {id} not found"))?;
+            let ep = store.get(&id).await?.ok_or_else(|| anyhow::anyhow!("endpoint {id} not found"))?;
             print_one(global, &ep, false);
         }
         Command::Update(u) => {
             let id = parse_id(&u.id)?;
-            let current = store
-                .get(&id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("endpoint {id} not found"))?;
+            let current = store.get(&id).await?.ok_or_else(|| anyhow::anyhow!("endpoint {id} not found"))?;
             let mut draft = current.to_draft();
             if let Some(n) = u.name {
                 draft.name = n;
@@ -196,14 +192,45 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             if let Some(f) = u.teams_format {
                 draft.teams_format = Some(f);
             }
-            let ep = draft
-                .validate_as(current.id.clone(), current.created_at, global.policy())
-                .map_err(usage)?;
+            let mut ep =
+                draft.validate_as(current.id.clone(), current.created_at, global.policy()).map_err(usage)?;
+            if ep.secret == current.secret {
+                // An update that keeps the secret keeps its rotation too.
+                ep.previous_secret = current.previous_secret.clone();
+                ep.previous_secret_until = current.previous_secret_until;
+            }
             store.put(&ep).await?;
             print_one(global, &ep, true);
         }
         Command::Enable { id } => set_enabled(global, &store, &id, true).await?,
         Command::Disable { id } => set_enabled(global, &store, &id, false).await?,
+        Command::RotateSecret { id, secret, grace } => {
+            let id = parse_id(&id)?;
+            let mut ep = store.get(&id).await?.ok_or_else(|| anyhow::anyhow!("endpoint {id} not found"))?;
+            let new = secret
+                .resolve()?
+                .ok_or_else(|| usage(anyhow::anyhow!("give the new secret with --secret or --secret-env")))?;
+            let mut draft = ep.to_draft();
+            draft.secret = Some(new.clone());
+            // The new secret passes the same validation as any other.
+            draft.validate_as(ep.id.clone(), ep.created_at, global.policy()).map_err(usage)?;
+            ep.rotate_secret(new, grace);
+            store.put(&ep).await?;
+            print_one(global, &ep, false);
+        }
+        Command::Reseal => {
+            if global.encryption_key.is_none() {
+                return Err(usage(anyhow::anyhow!(
+                    "set NOTIFY_ENCRYPTION_KEY (32 bytes, base64) to seal endpoints"
+                )));
+            }
+            let n = store.reseal_all().await?;
+            if global.json {
+                output::json(&serde_json::json!({ "resealed": n }));
+            } else {
+                println!("resealed {n} endpoint(s) with the current key");
+            }
+        }
         Command::Remove { id } => {
             let id = parse_id(&id)?;
             if !store.delete(&id).await? {
@@ -251,16 +278,12 @@ fn print_one(global: &Global, ep: &Endpoint, show_warnings: bool) {
     println!("name:      {}", v.name);
     println!("channel:   {}", v.channel);
     println!("target:    {}", v.target);
-    println!(
-        "events:    {}",
-        v.events
-            .iter()
-            .map(|k| k.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    println!("events:    {}", v.events.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "));
     println!("enabled:   {}", if v.enabled { "yes" } else { "no" });
     println!("secret:    {}", if v.has_secret { "set" } else { "none" });
+    if let Some(until) = v.previous_secret_until {
+        println!("rotation:  the previous secret also signs until {until}");
+    }
     if let Some(f) = v.teams_format {
         println!("teams:     {f:?}");
     }

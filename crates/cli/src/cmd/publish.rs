@@ -1,6 +1,6 @@
 //! `publish`: validate event JSON (one object or an array) and enqueue it; print the ids.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -55,9 +55,10 @@ fn read_input(file: Option<&PathBuf>) -> Result<Vec<u8>, Failure> {
                 .map_err(usage)?
         }
         None => {
-            std::io::stdin()
-                .read_to_end(&mut raw)
-                .context("cannot read stdin")?;
+            if std::io::stdin().is_terminal() {
+                eprintln!("reading event JSON from stdin; end with Ctrl-D (or pass a file)");
+            }
+            std::io::stdin().read_to_end(&mut raw).context("cannot read stdin")?;
         }
     }
     Ok(raw)
@@ -65,10 +66,7 @@ fn read_input(file: Option<&PathBuf>) -> Result<Vec<u8>, Failure> {
 
 /// One event or an array of events, each validated. An error names the event's position.
 fn parse(raw: &[u8]) -> anyhow::Result<Vec<Event>> {
-    let trimmed = raw
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .map_or(&raw[..0], |i| &raw[i..]);
+    let trimmed = raw.iter().position(|b| !b.is_ascii_whitespace()).map_or(&raw[..0], |i| &raw[i..]);
     if trimmed.is_empty() {
         anyhow::bail!("no input: pass a JSON file or pipe an event on stdin");
     }
@@ -76,10 +74,7 @@ fn parse(raw: &[u8]) -> anyhow::Result<Vec<Event>> {
         return Ok(vec![Event::from_json(trimmed)?]);
     }
     if raw.len() > MAX_EVENT_BYTES * 1000 {
-        anyhow::bail!(
-            "input is {} bytes; publish large batches in parts",
-            raw.len()
-        );
+        anyhow::bail!("input is {} bytes; publish large batches in parts", raw.len());
     }
     let items: Vec<Box<serde_json::value::RawValue>> =
         serde_json::from_slice(trimmed).context("invalid event JSON array")?;
@@ -87,8 +82,7 @@ fn parse(raw: &[u8]) -> anyhow::Result<Vec<Event>> {
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            Event::from_json(item.get().as_bytes())
-                .with_context(|| format!("event #{i} of the array"))
+            Event::from_json(item.get().as_bytes()).with_context(|| format!("event #{i} of the array"))
         })
         .collect()
 }

@@ -9,14 +9,7 @@ pub async fn run(global: &Global) -> Result<(), Failure> {
         output::json(&stats);
     } else {
         output::table(
-            &[
-                "ready",
-                "processing",
-                "scheduled",
-                "dead",
-                "workers",
-                "endpoints",
-            ],
+            &["ready", "processing", "scheduled", "dead", "workers", "endpoints"],
             &[vec![
                 stats.ready.to_string(),
                 stats.processing.to_string(),

@@ -52,14 +52,9 @@ pub enum ReplayOutcome {
 impl DeadLetter {
     fn from_hash(id: String, raw: HashMap<String, Vec<u8>>) -> Self {
         // Fields are read as bytes: a poison job's `job` field need not be UTF-8.
-        let mut h: HashMap<String, String> = raw
-            .into_iter()
-            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-            .collect();
-        let attempts = h
-            .get("attempts")
-            .and_then(|a| serde_json::from_str(a).ok())
-            .unwrap_or_default();
+        let mut h: HashMap<String, String> =
+            raw.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect();
+        let attempts = h.get("attempts").and_then(|a| serde_json::from_str(a).ok()).unwrap_or_default();
         DeadLetter {
             id,
             reason: h.remove("reason").unwrap_or_default(),
@@ -95,23 +90,12 @@ impl Queue {
             fields.push(("event_id", d.event.id.to_string().into_bytes()));
             fields.push(("event_kind", d.event.kind().to_string().into_bytes()));
             fields.push(("endpoint_id", d.endpoint_id.to_string().into_bytes()));
-            fields.push((
-                "attempts",
-                serde_json::to_vec(&d.attempts).unwrap_or_default(),
-            ));
-            fields.push((
-                "replay_job",
-                crate::job::Job::Delivery(d.for_replay())
-                    .encode()
-                    .into_bytes(),
-            ));
+            fields.push(("attempts", serde_json::to_vec(&d.attempts).unwrap_or_default()));
+            fields.push(("replay_job", crate::job::Job::Delivery(d.for_replay()).encode().into_bytes()));
         }
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.dead.key(self.keys.processing(worker.as_str()));
-        inv.key(self.keys.dlq())
-            .key(self.keys.dlq_entry(&draft.id))
-            .arg(raw)
-            .arg(&draft.id);
+        inv.key(self.keys.dlq()).key(self.keys.dlq_entry(&draft.id)).arg(raw).arg(&draft.id);
         for (k, v) in &fields {
             inv.arg(*k).arg(v);
         }
@@ -120,23 +104,14 @@ impl Queue {
     }
 
     /// Dead letters, newest first, `count` of them from `offset`.
-    pub async fn dead_letters(
-        &self,
-        offset: usize,
-        count: usize,
-    ) -> Result<Vec<DeadLetter>, QueueError> {
+    pub async fn dead_letters(&self, offset: usize, count: usize) -> Result<Vec<DeadLetter>, QueueError> {
         if count == 0 {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
         let stop = isize::try_from(offset + count).unwrap_or(isize::MAX) - 1;
-        let ids: Vec<String> = conn
-            .lrange(
-                self.keys.dlq(),
-                isize::try_from(offset).unwrap_or(isize::MAX),
-                stop,
-            )
-            .await?;
+        let ids: Vec<String> =
+            conn.lrange(self.keys.dlq(), isize::try_from(offset).unwrap_or(isize::MAX), stop).await?;
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.hgetall(self.keys.dlq_entry(id));

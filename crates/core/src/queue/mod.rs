@@ -51,15 +51,8 @@ impl WorkerId {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
             .take(40)
             .collect();
-        let host = if host.is_empty() {
-            "worker".to_owned()
-        } else {
-            host
-        };
-        Self(format!(
-            "{host}-{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        ))
+        let host = if host.is_empty() { "worker".to_owned() } else { host };
+        Self(format!("{host}-{}", ulid::Ulid::new().to_string().to_lowercase()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -130,12 +123,7 @@ impl Queue {
     /// Connects to Redis. Fails when Redis cannot be reached within the connect timeout.
     pub async fn connect(config: &RedisConfig, keys: KeySpace) -> Result<Self, QueueError> {
         let conn = connect(config, config.response_timeout).await?;
-        Ok(Self {
-            conn,
-            config: config.clone(),
-            keys,
-            scripts: std::sync::Arc::new(Scripts::load()),
-        })
+        Ok(Self { conn, config: config.clone(), keys, scripts: std::sync::Arc::new(Scripts::load()) })
     }
 
     pub fn keys(&self) -> &KeySpace {
@@ -167,13 +155,7 @@ impl Queue {
     pub async fn fetcher(&self, worker: &WorkerId, block: Duration) -> Result<Fetcher, QueueError> {
         let conn = connect(
             &self.config,
-            Some(
-                block
-                    + self
-                        .config
-                        .response_timeout
-                        .unwrap_or(Duration::from_secs(5)),
-            ),
+            Some(block + self.config.response_timeout.unwrap_or(Duration::from_secs(5))),
         )
         .await?;
         Ok(Fetcher {
@@ -188,17 +170,19 @@ impl Queue {
     pub async fn heartbeat(&self, worker: &WorkerId, ttl: Duration) -> Result<(), QueueError> {
         let mut conn = self.conn.clone();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        redis::pipe()
-            .cmd("SET")
+        // One command per beat: `GET` tells whether the lease was there; only a new or lapsed
+        // lease needs the worker (re)listed for the reapers.
+        let previous: Option<String> = redis::cmd("SET")
             .arg(self.keys.lease(worker.as_str()))
             .arg(1)
             .arg("PX")
             .arg(ttl_ms)
-            .ignore()
-            .sadd(self.keys.workers(), worker.as_str())
-            .ignore()
-            .query_async::<()>(&mut conn)
+            .arg("GET")
+            .query_async(&mut conn)
             .await?;
+        if previous.is_none() {
+            let _: () = conn.sadd(self.keys.workers(), worker.as_str()).await?;
+        }
         Ok(())
     }
 
@@ -257,16 +241,13 @@ impl Queue {
     }
 
     /// Hands back the processing lists of workers whose lease expired. Returns the jobs moved.
-    pub async fn reap_dead_workers(&self) -> Result<usize, QueueError> {
+    pub async fn reap_dead_workers(&self, me: &WorkerId) -> Result<usize, QueueError> {
         let mut conn = self.conn.clone();
         let workers: Vec<String> = conn.smembers(self.keys.workers()).await?;
         let mut moved = 0;
-        for w in workers {
+        for w in workers.into_iter().filter(|w| w != me.as_str()) {
             loop {
-                let n: i64 = self
-                    .requeue_invocation(&w, true)
-                    .invoke_async(&mut conn)
-                    .await?;
+                let n: i64 = self.requeue_invocation(&w, true).invoke_async(&mut conn).await?;
                 if n <= 0 {
                     break;
                 }
@@ -282,10 +263,7 @@ impl Queue {
         let mut conn = self.conn.clone();
         let mut moved = 0;
         loop {
-            let n: i64 = self
-                .requeue_invocation(worker.as_str(), false)
-                .invoke_async(&mut conn)
-                .await?;
+            let n: i64 = self.requeue_invocation(worker.as_str(), false).invoke_async(&mut conn).await?;
             if n <= 0 {
                 break;
             }
@@ -318,31 +296,23 @@ impl Queue {
             .scripts
             .pace
             .key(self.keys.pace(endpoint.as_str()))
-            .arg(
-                u64::try_from(interval.as_millis())
-                    .unwrap_or(u64::MAX)
-                    .max(1),
-            )
+            .arg(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX).max(1))
             .invoke_async(&mut conn)
             .await?;
-        Ok(u64::try_from(wait)
-            .ok()
-            .filter(|w| *w > 0)
-            .map(Duration::from_millis))
+        Ok(u64::try_from(wait).ok().filter(|w| *w > 0).map(Duration::from_millis))
     }
 
     /// Queue depths.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
         let mut conn = self.conn.clone();
-        let (ready, delayed, dead, endpoints, workers): (u64, u64, u64, u64, Vec<String>) =
-            redis::pipe()
-                .llen(self.keys.ready())
-                .zcard(self.keys.delayed())
-                .llen(self.keys.dlq())
-                .hlen(self.keys.endpoints())
-                .smembers(self.keys.workers())
-                .query_async(&mut conn)
-                .await?;
+        let (ready, delayed, dead, endpoints, workers): (u64, u64, u64, u64, Vec<String>) = redis::pipe()
+            .llen(self.keys.ready())
+            .zcard(self.keys.delayed())
+            .llen(self.keys.dlq())
+            .hlen(self.keys.endpoints())
+            .smembers(self.keys.workers())
+            .query_async(&mut conn)
+            .await?;
         let mut processing = 0;
         if !workers.is_empty() {
             let mut pipe = redis::pipe();
@@ -352,14 +322,7 @@ impl Queue {
             let lens: Vec<u64> = pipe.query_async(&mut conn).await?;
             processing = lens.iter().sum();
         }
-        Ok(QueueStats {
-            ready,
-            processing,
-            delayed,
-            dead,
-            workers: workers.len() as u64,
-            endpoints,
-        })
+        Ok(QueueStats { ready, processing, delayed, dead, workers: workers.len() as u64, endpoints })
     }
 }
 
@@ -389,17 +352,17 @@ impl Fetcher {
         Ok(job)
     }
 
-    /// Takes a job without blocking, if one is ready.
-    pub async fn try_fetch(&mut self) -> Result<Option<Vec<u8>>, QueueError> {
-        let job: Option<Vec<u8>> = self
-            .conn
-            .lmove(
-                &self.ready,
-                &self.processing,
-                redis::Direction::Left,
-                redis::Direction::Right,
-            )
-            .await?;
-        Ok(job)
+    /// Takes up to `max` ready jobs without blocking, in one round trip (a pipeline of
+    /// `LMOVE`s: one write, so with `appendfsync always` one fsync for the whole batch).
+    pub async fn try_fetch_many(&mut self, max: usize) -> Result<Vec<Vec<u8>>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for _ in 0..max {
+            pipe.lmove(&self.ready, &self.processing, redis::Direction::Left, redis::Direction::Right);
+        }
+        let jobs: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn).await?;
+        Ok(jobs.into_iter().flatten().collect())
     }
 }

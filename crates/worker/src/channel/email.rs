@@ -16,11 +16,7 @@ pub struct EmailMessage {
 
 pub fn render(event: &Event) -> EmailMessage {
     let s = summarize(event);
-    EmailMessage {
-        subject: subject(event, &s),
-        text: text(&s),
-        html: html(&s),
-    }
+    EmailMessage { subject: subject(event, &s), text: text(&s), html: html(&s) }
 }
 
 /// One line, at most 200 characters, nothing from the event able to break the header.
@@ -37,11 +33,7 @@ fn subject(event: &Event, s: &Summary) -> String {
         }
         EventBody::FindingSeverityChanged { finding } => format!(
             "[EntraGuard] Severity {} to {} in {tenant}: {} {}",
-            if s.emoji == ":arrow_down:" {
-                "lowered"
-            } else {
-                "raised"
-            },
+            if s.emoji == ":arrow_down:" { "lowered" } else { "raised" },
             finding.severity.as_str().to_uppercase(),
             finding.id,
             finding.title
@@ -56,10 +48,9 @@ fn subject(event: &Event, s: &Summary) -> String {
                 .map(|h| format!(", highest new finding {}", h.as_str().to_uppercase()))
                 .unwrap_or_default()
         ),
-        EventBody::ScanFailed { scan } => format!(
-            "[EntraGuard] Scan FAILED for {} ({tenant}): {}",
-            scan.environment, scan.error.kind
-        ),
+        EventBody::ScanFailed { scan } => {
+            format!("[EntraGuard] Scan FAILED for {} ({tenant}): {}", scan.environment, scan.error.kind)
+        }
         EventBody::ComplianceReportReady { report } => {
             format!(
                 "[EntraGuard] {} compliance report ready for {tenant}: {}/100",
@@ -67,10 +58,7 @@ fn subject(event: &Event, s: &Summary) -> String {
             )
         }
     };
-    let one_line: String = raw
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let one_line: String = raw.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     cut(&one_line, 200)
 }
 

@@ -9,19 +9,14 @@ use entraguard_core::endpoint::TeamsFormat;
 use super::{email, samples, slack, teams, webhook};
 
 fn check(rel: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("src/channel/golden")
-        .join(rel);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/channel/golden").join(rel);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
         std::fs::write(&path, actual).expect("write golden");
         return;
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "missing golden file {}: run with UPDATE_GOLDEN=1 once and review it",
-            path.display()
-        )
+        panic!("missing golden file {}: run with UPDATE_GOLDEN=1 once and review it", path.display())
     });
     assert_eq!(
         actual,
@@ -40,10 +35,7 @@ fn pretty(v: &serde_json::Value) -> String {
 #[test]
 fn every_channel_and_event_kind_matches_its_golden_file() {
     for (kind, event) in samples::all() {
-        check(
-            &format!("slack/{kind}.json"),
-            &pretty(&slack::render(&event)),
-        );
+        check(&format!("slack/{kind}.json"), &pretty(&slack::render(&event)));
         check(
             &format!("teams-messagecard/{kind}.json"),
             &pretty(&teams::render(&event, TeamsFormat::MessageCard)),
@@ -56,10 +48,7 @@ fn every_channel_and_event_kind_matches_its_golden_file() {
             serde_json::from_slice(&webhook::body(&event)).expect("webhook body is JSON");
         check(&format!("webhook/{kind}.json"), &pretty(&body));
         let m = email::render(&event);
-        check(
-            &format!("email/{kind}.txt"),
-            &format!("Subject: {}\n\n{}", m.subject, m.text),
-        );
+        check(&format!("email/{kind}.txt"), &format!("Subject: {}\n\n{}", m.subject, m.text));
         check(&format!("email/{kind}.html"), &format!("{}\n", m.html));
     }
 }

@@ -38,12 +38,7 @@ pub enum HttpStyle {
 
 impl HttpStyle {
     /// Reads a receiver's answer. `retry_after` is the parsed `Retry-After` header, if any.
-    pub fn classify(
-        self,
-        status: u16,
-        body: &str,
-        retry_after: Option<std::time::Duration>,
-    ) -> Outcome {
+    pub fn classify(self, status: u16, body: &str, retry_after: Option<std::time::Duration>) -> Outcome {
         match self {
             HttpStyle::Webhook => webhook::classify(status, body, retry_after),
             HttpStyle::Slack => slack::classify(status, body, retry_after),
@@ -56,10 +51,7 @@ impl HttpStyle {
 pub fn render(event: &Event, endpoint: &Endpoint) -> Payload {
     match endpoint.channel {
         Channel::Webhook => webhook::render(event, endpoint),
-        Channel::Slack => Payload::Json {
-            body: json_bytes(&slack::render(event)),
-            style: HttpStyle::Slack,
-        },
+        Channel::Slack => Payload::Json { body: json_bytes(&slack::render(event)), style: HttpStyle::Slack },
         Channel::Teams => Payload::Json {
             body: json_bytes(&teams::render(event, teams::format_for(endpoint))),
             style: HttpStyle::Teams,

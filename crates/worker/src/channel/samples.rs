@@ -2,8 +2,8 @@
 //! rendered payload is the same on every run. Shaped after the seed page's samples.
 
 use entraguard_core::event::{
-    Event, EventBody, Finding, Framework, Grade, Report, ScanCompleted, ScanError, ScanErrorKind,
-    ScanFailed, ScanKind, Severity, SeverityCounts,
+    Event, EventBody, Finding, Framework, Grade, Report, ScanCompleted, ScanError, ScanErrorKind, ScanFailed,
+    ScanKind, Severity, SeverityCounts,
 };
 use entraguard_core::ids::EventId;
 use entraguard_core::timestamp::Timestamp;
@@ -11,12 +11,8 @@ use entraguard_core::timestamp::Timestamp;
 fn envelope(body: EventBody) -> Event {
     Event {
         body,
-        id: "evt_01JSAMPLE0000000000000000"
-            .parse::<EventId>()
-            .expect("sample event id"),
-        timestamp: "2026-04-28T07:12:43Z"
-            .parse::<Timestamp>()
-            .expect("sample timestamp"),
+        id: "evt_01JSAMPLE0000000000000000".parse::<EventId>().expect("sample event id"),
+        timestamp: "2026-04-28T07:12:43Z".parse::<Timestamp>().expect("sample timestamp"),
         tenant_id: "8d6310d1-5e4b-4e1c-9d7a-3f0f7a4f2b11".to_owned(),
         tenant_name: Some("contoso.onmicrosoft.com".to_owned()),
         scan_id: Some("scan_2026-04-28T07:00Z".to_owned()),
@@ -65,11 +61,7 @@ pub(crate) fn scan_completed() -> Event {
             environment: "Contoso production".into(),
             score: 82,
             grade: Grade::B,
-            new_findings: SeverityCounts {
-                high: 1,
-                medium: 2,
-                ..Default::default()
-            },
+            new_findings: SeverityCounts { high: 1, medium: 2, ..Default::default() },
         },
     })
 }
@@ -82,8 +74,7 @@ pub(crate) fn scan_failed() -> Event {
             environment: "Contoso production".into(),
             error: ScanError {
                 kind: ScanErrorKind::TokenExpired,
-                message: "The Microsoft Graph access token expired; re-consent the EntraGuard app."
-                    .into(),
+                message: "The Microsoft Graph access token expired; re-consent the EntraGuard app.".into(),
             },
         },
     })
@@ -102,14 +93,8 @@ pub(crate) fn compliance_report_ready() -> Event {
 
 /// One sample of every kind, with its kind's name (`finding.new`, …).
 pub(crate) fn all() -> Vec<(&'static str, Event)> {
-    [
-        scan_completed(),
-        scan_failed(),
-        finding_new(),
-        finding_severity_changed(),
-        compliance_report_ready(),
-    ]
-    .into_iter()
-    .map(|e| (e.kind().as_str(), e))
-    .collect()
+    [scan_completed(), scan_failed(), finding_new(), finding_severity_changed(), compliance_report_ready()]
+        .into_iter()
+        .map(|e| (e.kind().as_str(), e))
+        .collect()
 }

@@ -12,9 +12,7 @@ use crate::outcome::Outcome;
 
 /// Slack escapes: `&`, `<` and `>` are control characters in mrkdwn.
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 pub fn render(event: &Event) -> Value {
@@ -53,23 +51,11 @@ fn render_summary(s: &Summary, event: &Event) -> Value {
 /// `429` waits for `Retry-After`; 5xx (`rollup_error`) and anything else retries.
 pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Outcome {
     let error: String = body.trim().chars().take(200).collect();
-    let error = if error.is_empty() {
-        format!("HTTP {status}")
-    } else {
-        error
-    };
+    let error = if error.is_empty() { format!("HTTP {status}") } else { error };
     match status {
-        200..=299 => Outcome::Delivered {
-            status: Some(status),
-        },
-        429 => Outcome::Retryable {
-            status: Some(status),
-            error: format!("slack: 429 {error}"),
-            retry_after,
-        },
-        400 | 401 | 403 | 404 | 410 => {
-            Outcome::permanent(Some(status), format!("slack: {status} {error}"))
-        }
+        200..=299 => Outcome::Delivered { status: Some(status) },
+        429 => Outcome::Retryable { status: Some(status), error: format!("slack: 429 {error}"), retry_after },
+        400 | 401 | 403 | 404 | 410 => Outcome::permanent(Some(status), format!("slack: {status} {error}")),
         _ => Outcome::Retryable {
             status: Some(status),
             error: format!("slack: {status} {error}"),
@@ -92,20 +78,10 @@ mod tests {
         );
         let a = &v["attachments"][0];
         assert_eq!(a["color"], "#dc2626");
-        let titles: Vec<&str> = a["fields"]
-            .as_array()
-            .expect("fields")
-            .iter()
-            .filter_map(|f| f["title"].as_str())
-            .collect();
-        assert!(
-            titles.starts_with(&["Severity", "Tenant"]) && titles.contains(&"Affected"),
-            "{titles:?}"
-        );
-        assert_eq!(
-            a["title_link"],
-            "https://entraguard.example.com/api/entraguard/findings/PIM-002"
-        );
+        let titles: Vec<&str> =
+            a["fields"].as_array().expect("fields").iter().filter_map(|f| f["title"].as_str()).collect();
+        assert!(titles.starts_with(&["Severity", "Tenant"]) && titles.contains(&"Affected"), "{titles:?}");
+        assert_eq!(a["title_link"], "https://entraguard.example.com/api/entraguard/findings/PIM-002");
     }
 
     #[test]
@@ -126,20 +102,12 @@ mod tests {
             .expect("str")
             .to_owned();
         assert!(affected.ends_with("… and 15 more"), "{affected}");
-        assert!(
-            v["text"]
-                .as_str()
-                .expect("text")
-                .contains("&lt;script&gt; &amp; friends")
-        );
+        assert!(v["text"].as_str().expect("text").contains("&lt;script&gt; &amp; friends"));
     }
 
     #[test]
     fn slack_answers_are_classified_as_slack_documents_them() {
-        assert_eq!(
-            classify(200, "ok", None),
-            Outcome::Delivered { status: Some(200) }
-        );
+        assert_eq!(classify(200, "ok", None), Outcome::Delivered { status: Some(200) });
         for (status, body) in [
             (400, "invalid_payload"),
             (400, "no_text"),
@@ -157,10 +125,7 @@ mod tests {
         assert!(
             matches!(classify(429, "rate_limited", ra), Outcome::Retryable { retry_after, .. } if retry_after == ra)
         );
-        assert!(matches!(
-            classify(500, "rollup_error", None),
-            Outcome::Retryable { .. }
-        ));
+        assert!(matches!(classify(500, "rollup_error", None), Outcome::Retryable { .. }));
         assert!(matches!(classify(503, "", None), Outcome::Retryable { .. }));
     }
 }

@@ -102,12 +102,7 @@ fn affected(f: &Finding) -> Option<(Vec<String>, usize)> {
     if f.affected.is_empty() {
         return None;
     }
-    let shown: Vec<String> = f
-        .affected
-        .iter()
-        .take(MAX_AFFECTED_SHOWN)
-        .map(|a| cut(a, 200))
-        .collect();
+    let shown: Vec<String> = f.affected.iter().take(MAX_AFFECTED_SHOWN).map(|a| cut(a, 200)).collect();
     Some((shown, f.affected.len().saturating_sub(MAX_AFFECTED_SHOWN)))
 }
 
@@ -180,10 +175,7 @@ pub fn summarize(event: &Event) -> Summary {
             severity: None,
             tenant: tenant.clone(),
             facts: vec![
-                (
-                    "Error",
-                    format!("{}: {}", scan.error.kind, scan.error.message),
-                ),
+                ("Error", format!("{}: {}", scan.error.kind, scan.error.message)),
                 ("Tenant", tenant.clone()),
                 ("Scan", format!("{} ({})", scan.run_id, scan.kind)),
             ],
@@ -210,10 +202,6 @@ pub fn summarize(event: &Event) -> Summary {
     };
     s.subject = cut(&s.subject, 300);
     s.tenant = cut(&s.tenant, 200);
-    s.facts = s
-        .facts
-        .into_iter()
-        .map(|(k, v)| (k, cut(&v, MAX_FACT)))
-        .collect();
+    s.facts = s.facts.into_iter().map(|(k, v)| (k, cut(&v, MAX_FACT))).collect();
     s
 }

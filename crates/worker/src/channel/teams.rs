@@ -17,12 +17,7 @@ use crate::outcome::Outcome;
 pub const MAX_CARD_BYTES: usize = 24 * 1024;
 
 fn host_of(endpoint: &Endpoint) -> String {
-    endpoint
-        .target
-        .url()
-        .and_then(|u| u.host_str())
-        .unwrap_or("")
-        .to_ascii_lowercase()
+    endpoint.target.url().and_then(|u| u.host_str()).unwrap_or("").to_ascii_lowercase()
 }
 
 fn on(host: &str, suffix: &str) -> bool {
@@ -30,9 +25,7 @@ fn on(host: &str, suffix: &str) -> bool {
 }
 
 fn is_connector_host(host: &str) -> bool {
-    on(host, "webhook.office.com")
-        || host == "outlook.office.com"
-        || host == "outlook.office365.com"
+    on(host, "webhook.office.com") || host == "outlook.office.com" || host == "outlook.office365.com"
 }
 
 /// The card format of a Teams endpoint: its explicit setting, else Workflows hosts get an
@@ -70,14 +63,8 @@ pub fn render(event: &Event, format: TeamsFormat) -> Value {
     }
     // Too large (huge fact values): keep the headline and the link, shorten every fact.
     let mut small = s.clone();
-    small.facts = small
-        .facts
-        .into_iter()
-        .map(|(k, v)| (k, super::summary::cut(&v, 200)))
-        .collect();
-    small.affected = small
-        .affected
-        .map(|(shown, more)| (shown.into_iter().take(3).collect(), more + 7));
+    small.facts = small.facts.into_iter().map(|(k, v)| (k, super::summary::cut(&v, 200))).collect();
+    small.affected = small.affected.map(|(shown, more)| (shown.into_iter().take(3).collect(), more + 7));
     match format {
         TeamsFormat::MessageCard => message_card(&small),
         TeamsFormat::AdaptiveCard => adaptive_card(&small),
@@ -103,11 +90,7 @@ fn esc(s: &str) -> String {
 }
 
 fn facts(s: &Summary) -> Vec<(String, String)> {
-    let mut f: Vec<(String, String)> = s
-        .facts
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), esc(v)))
-        .collect();
+    let mut f: Vec<(String, String)> = s.facts.iter().map(|(k, v)| ((*k).to_owned(), esc(v))).collect();
     if let Some(a) = s.affected_text(", ") {
         f.push(("Affected".to_owned(), esc(&a)));
     }
@@ -115,10 +98,8 @@ fn facts(s: &Summary) -> Vec<(String, String)> {
 }
 
 fn message_card(s: &Summary) -> Value {
-    let facts: Vec<Value> = facts(s)
-        .into_iter()
-        .map(|(name, value)| json!({ "name": name, "value": value }))
-        .collect();
+    let facts: Vec<Value> =
+        facts(s).into_iter().map(|(name, value)| json!({ "name": name, "value": value })).collect();
     let mut card = json!({
         "@type": "MessageCard",
         "@context": "http://schema.org/extensions",
@@ -131,7 +112,8 @@ fn message_card(s: &Summary) -> Value {
         }],
     });
     if let Some((label, url)) = &s.link {
-        card["potentialAction"] = json!([{ "@type": "OpenUri", "name": label, "targets": [{ "os": "default", "uri": url }] }]);
+        card["potentialAction"] =
+            json!([{ "@type": "OpenUri", "name": label, "targets": [{ "os": "default", "uri": url }] }]);
     }
     card
 }
@@ -144,10 +126,8 @@ fn adaptive_card(s: &Summary) -> Value {
         "16a34a" => "Good",
         _ => "Default",
     };
-    let facts: Vec<Value> = facts(s)
-        .into_iter()
-        .map(|(title, value)| json!({ "title": title, "value": value }))
-        .collect();
+    let facts: Vec<Value> =
+        facts(s).into_iter().map(|(title, value)| json!({ "title": title, "value": value })).collect();
     let mut content = json!({
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
@@ -176,31 +156,18 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Outco
         match inner_failure_code(&text) {
             Some(inner) => inner,
             None => {
-                return Outcome::Delivered {
-                    status: Some(status),
-                };
+                return Outcome::Delivered { status: Some(status) };
             }
         }
     } else {
         status
     };
-    let error = if text.is_empty() {
-        format!("teams: HTTP {code}")
-    } else {
-        format!("teams: HTTP {code}: {text}")
-    };
+    let error =
+        if text.is_empty() { format!("teams: HTTP {code}") } else { format!("teams: HTTP {code}: {text}") };
     match code {
-        429 => Outcome::Retryable {
-            status: Some(status),
-            error,
-            retry_after,
-        },
+        429 => Outcome::Retryable { status: Some(status), error, retry_after },
         400 | 401 | 403 | 404 | 410 | 413 => Outcome::permanent(Some(status), error),
-        _ => Outcome::Retryable {
-            status: Some(status),
-            error,
-            retry_after,
-        },
+        _ => Outcome::Retryable { status: Some(status), error, retry_after },
     }
 }
 
@@ -211,11 +178,7 @@ fn inner_failure_code(body: &str) -> Option<u16> {
         return None;
     }
     let after = lower.split("http error").nth(1).unwrap_or(&lower);
-    let code = after
-        .split(|c: char| !c.is_ascii_digit())
-        .find(|t| t.len() == 3)?
-        .parse()
-        .ok();
+    let code = after.split(|c: char| !c.is_ascii_digit()).find(|t| t.len() == 3)?.parse().ok();
     Some(code.unwrap_or(500))
 }
 
@@ -242,51 +205,31 @@ mod tests {
     #[test]
     fn format_follows_the_url_and_the_endpoint_can_override() {
         let o365 = "https://contoso.webhook.office.com/webhookb2/abc@def/IncomingWebhook/123/456";
-        let flow = "https://prod-12.westus.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?sig=x";
-        assert_eq!(
-            format_for(&endpoint("teams", o365, None)),
-            TeamsFormat::MessageCard
-        );
-        assert_eq!(
-            format_for(&endpoint("teams", flow, None)),
-            TeamsFormat::AdaptiveCard
-        );
-        assert_eq!(
-            format_for(&endpoint("teams", o365, Some("adaptive_card"))),
-            TeamsFormat::AdaptiveCard
-        );
-        assert_eq!(
-            format_for_webhook_url(&endpoint("webhook", o365, None)),
-            Some(TeamsFormat::MessageCard)
-        );
+        let flow =
+            "https://prod-12.westus.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?sig=x";
+        assert_eq!(format_for(&endpoint("teams", o365, None)), TeamsFormat::MessageCard);
+        assert_eq!(format_for(&endpoint("teams", flow, None)), TeamsFormat::AdaptiveCard);
+        assert_eq!(format_for(&endpoint("teams", o365, Some("adaptive_card"))), TeamsFormat::AdaptiveCard);
+        assert_eq!(format_for_webhook_url(&endpoint("webhook", o365, None)), Some(TeamsFormat::MessageCard));
         assert_eq!(
             format_for_webhook_url(&endpoint("webhook", flow, None)),
             None,
             "a Logic App may be a SOAR playbook"
         );
-        assert_eq!(
-            format_for_webhook_url(&endpoint("webhook", "https://soar.example.com/x", None)),
-            None
-        );
+        assert_eq!(format_for_webhook_url(&endpoint("webhook", "https://soar.example.com/x", None)), None);
     }
 
     #[test]
     fn adaptive_card_is_version_1_4_and_message_card_has_the_seed_fields() {
         let a = render(&samples::finding_new(), TeamsFormat::AdaptiveCard);
         assert_eq!(a["attachments"][0]["content"]["version"], "1.4");
-        assert_eq!(
-            a["attachments"][0]["contentType"],
-            "application/vnd.microsoft.card.adaptive"
-        );
+        assert_eq!(a["attachments"][0]["contentType"], "application/vnd.microsoft.card.adaptive");
         let m = render(&samples::scan_completed(), TeamsFormat::MessageCard);
         assert_eq!(m["@type"], "MessageCard");
         assert_eq!(m["themeColor"], "16a34a");
         assert_eq!(m["sections"][0]["facts"][0]["name"], "Score");
         assert_eq!(m["sections"][0]["facts"][0]["value"], "82 / 100 (B)");
-        assert_eq!(
-            m["sections"][0]["facts"][1]["value"],
-            "3 (1 high, 2 medium)"
-        );
+        assert_eq!(m["sections"][0]["facts"][1]["value"], "3 (1 high, 2 medium)");
     }
 
     #[test]
@@ -305,9 +248,7 @@ mod tests {
     fn huge_events_stay_under_the_teams_size_limit() {
         let mut e = samples::finding_new();
         if let entraguard_core::event::EventBody::FindingNew { finding } = &mut e.body {
-            finding.affected = (0..5000)
-                .map(|i| format!("{i}-{}", "x".repeat(180)))
-                .collect();
+            finding.affected = (0..5000).map(|i| format!("{i}-{}", "x".repeat(180))).collect();
             finding.title = "t".repeat(4000);
             finding.category = "c".repeat(4000);
         }
@@ -320,14 +261,8 @@ mod tests {
 
     #[test]
     fn connector_200_with_an_error_body_is_a_failure() {
-        assert_eq!(
-            classify(200, "1", None),
-            Outcome::Delivered { status: Some(200) }
-        );
-        assert_eq!(
-            classify(202, "", None),
-            Outcome::Delivered { status: Some(202) }
-        );
+        assert_eq!(classify(200, "1", None), Outcome::Delivered { status: Some(200) });
+        assert_eq!(classify(202, "", None), Outcome::Delivered { status: Some(202) });
         let r = classify(
             200,
             "Webhook message delivery failed with error: Microsoft Teams endpoint returned HTTP error 429 with ContextId abc",
@@ -341,17 +276,11 @@ mod tests {
         );
         assert!(matches!(p, Outcome::Permanent { .. }), "{p:?}");
         for code in [400, 401, 403, 404, 410, 413] {
-            assert!(
-                matches!(classify(code, "", None), Outcome::Permanent { .. }),
-                "{code}"
-            );
+            assert!(matches!(classify(code, "", None), Outcome::Permanent { .. }), "{code}");
         }
         assert!(matches!(
             classify(429, "", Some(Duration::from_secs(5))),
-            Outcome::Retryable {
-                retry_after: Some(_),
-                ..
-            }
+            Outcome::Retryable { retry_after: Some(_), .. }
         ));
         assert!(matches!(classify(502, "", None), Outcome::Retryable { .. }));
     }

@@ -17,10 +17,7 @@ pub fn render(event: &Event, endpoint: &Endpoint) -> Payload {
             style: HttpStyle::Teams,
         };
     }
-    Payload::Json {
-        body: body(event),
-        style: HttpStyle::Webhook,
-    }
+    Payload::Json { body: body(event), style: HttpStyle::Webhook }
 }
 
 /// The envelope bytes: what is signed and sent.
@@ -32,9 +29,7 @@ pub fn body(event: &Event) -> Vec<u8> {
 /// `Retry-After` honoured.
 pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Outcome {
     if (200..300).contains(&status) {
-        return Outcome::Delivered {
-            status: Some(status),
-        };
+        return Outcome::Delivered { status: Some(status) };
     }
     let text: String = body.chars().take(300).collect();
     let error = if text.trim().is_empty() {
@@ -42,9 +37,5 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> Outco
     } else {
         format!("HTTP {status}: {}", text.trim())
     };
-    Outcome::Retryable {
-        status: Some(status),
-        error,
-        retry_after,
-    }
+    Outcome::Retryable { status: Some(status), error, retry_after }
 }

@@ -9,9 +9,7 @@ use ipnet::IpNet;
 
 /// Why an address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "refused to connect to {addr}: {class} address (allow it with NOTIFY_ALLOW_PRIVATE_TARGETS)"
-)]
+#[error("refused to connect to {addr}: {class} address (allow it with NOTIFY_ALLOW_PRIVATE_TARGETS)")]
 pub struct Refused {
     pub addr: IpAddr,
     pub class: &'static str,
@@ -26,19 +24,14 @@ pub struct TargetGuard {
 
 impl TargetGuard {
     pub fn new(allow: Vec<IpNet>) -> Self {
-        Self {
-            allow: Arc::new(allow),
-        }
+        Self { allow: Arc::new(allow) }
     }
 
     /// Checks one address.
     pub fn check(&self, addr: IpAddr) -> Result<(), Refused> {
         let addr = canonical(addr);
         if is_metadata(addr) {
-            return Err(Refused {
-                addr,
-                class: "cloud metadata (never allowed)",
-            });
+            return Err(Refused { addr, class: "cloud metadata (never allowed)" });
         }
         let Some(class) = special_purpose(addr) else {
             return Ok(());
@@ -50,10 +43,7 @@ impl TargetGuard {
     }
 
     /// Keeps the addresses that pass; the error names the first refused when none do.
-    pub fn filter(
-        &self,
-        addrs: impl IntoIterator<Item = SocketAddr>,
-    ) -> Result<Vec<SocketAddr>, Refused> {
+    pub fn filter(&self, addrs: impl IntoIterator<Item = SocketAddr>) -> Result<Vec<SocketAddr>, Refused> {
         let mut first_refusal = None;
         let passed: Vec<SocketAddr> = addrs
             .into_iter()
@@ -95,9 +85,7 @@ fn canonical(addr: IpAddr) -> IpAddr {
 fn is_metadata(addr: IpAddr) -> bool {
     const AWS_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
     match addr {
-        IpAddr::V4(v4) => {
-            v4 == Ipv4Addr::new(169, 254, 169, 254) || v4 == Ipv4Addr::new(100, 100, 100, 200)
-        }
+        IpAddr::V4(v4) => v4 == Ipv4Addr::new(169, 254, 169, 254) || v4 == Ipv4Addr::new(100, 100, 100, 200),
         IpAddr::V6(v6) => v6 == AWS_V6,
     }
 }
@@ -119,9 +107,7 @@ fn special_purpose(addr: IpAddr) -> Option<&'static str> {
                 Some("unspecified")
             } else if v4.is_multicast() || o[0] >= 240 {
                 Some("multicast or reserved")
-            } else if (o[0] == 192 && o[1] == 0 && o[2] == 0)
-                || (o[0] == 198 && (o[1] & 0xfe) == 18)
-            {
+            } else if (o[0] == 192 && o[1] == 0 && o[2] == 0) || (o[0] == 198 && (o[1] & 0xfe) == 18) {
                 Some("special-purpose")
             } else {
                 None
@@ -178,11 +164,7 @@ mod tests {
         ] {
             assert!(g.check(ip(a)).is_err(), "{a} should be refused");
         }
-        for a in [
-            "93.184.216.34",
-            "2606:2800:220:1:248:1893:25c8:1946",
-            "1.1.1.1",
-        ] {
+        for a in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "1.1.1.1"] {
             assert!(g.check(ip(a)).is_ok(), "{a} should pass");
         }
     }
@@ -196,9 +178,7 @@ mod tests {
         assert!(g.check(ip("127.0.0.1")).is_ok());
         assert!(g.check(ip("::ffff:127.0.0.1")).is_ok());
         assert!(g.check(ip("10.0.0.1")).is_err());
-        let err = g
-            .check(ip("169.254.169.254"))
-            .expect_err("metadata stays refused");
+        let err = g.check(ip("169.254.169.254")).expect_err("metadata stays refused");
         assert!(err.to_string().contains("metadata"));
     }
 
@@ -206,10 +186,7 @@ mod tests {
     fn filter_keeps_public_addresses_of_a_mixed_answer() {
         let g = TargetGuard::default();
         let ok = g
-            .filter([
-                "10.0.0.1:443".parse().expect("a"),
-                "1.1.1.1:443".parse().expect("a"),
-            ])
+            .filter(["10.0.0.1:443".parse().expect("a"), "1.1.1.1:443".parse().expect("a")])
             .expect("one passes");
         assert_eq!(ok, vec!["1.1.1.1:443".parse::<SocketAddr>().expect("a")]);
         assert!(g.filter(["10.0.0.1:443".parse().expect("a")]).is_err());

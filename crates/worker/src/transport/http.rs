@@ -57,8 +57,7 @@ impl Resolve for GuardedResolver {
         let guard = self.guard.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let allowed = guard.filter(addrs)?;
             Ok(Box::new(allowed.into_iter()) as Addrs)
         })
@@ -83,16 +82,10 @@ impl HttpTransport {
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(60))
             .no_proxy()
-            .dns_resolver(std::sync::Arc::new(GuardedResolver {
-                guard: guard.clone(),
-            }))
+            .dns_resolver(std::sync::Arc::new(GuardedResolver { guard: guard.clone() }))
             .build()
             .map_err(|e| HttpError::Client(error_chain(&e)))?;
-        Ok(Self {
-            client,
-            guard,
-            timeout,
-        })
+        Ok(Self { client, guard, timeout })
     }
 
     /// POSTs `body` with `headers` and reads the answer.
@@ -115,18 +108,9 @@ impl HttpTransport {
         }
         let started = Instant::now();
         let send = async {
-            let mut resp = self
-                .client
-                .post(url.clone())
-                .headers(headers)
-                .body(body)
-                .send()
-                .await?;
+            let mut resp = self.client.post(url.clone()).headers(headers).body(body).send().await?;
             let status = resp.status().as_u16();
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(parse_retry_after);
+            let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(parse_retry_after);
             let mut buf = Vec::new();
             while let Some(chunk) = resp.chunk().await? {
                 let room = MAX_RESPONSE_BODY.saturating_sub(buf.len());
@@ -163,11 +147,7 @@ fn classify_error(e: &reqwest::Error, timeout: Duration) -> HttpError {
         }
         source = s.source();
     }
-    if e.is_connect() {
-        HttpError::Connect(error_chain(e))
-    } else {
-        HttpError::Request(error_chain(e))
-    }
+    if e.is_connect() { HttpError::Connect(error_chain(e)) } else { HttpError::Request(error_chain(e)) }
 }
 
 /// `error: cause: cause`, the way people read errors, without the URL (it can carry tokens).
@@ -198,9 +178,7 @@ impl WithoutUrlRef for reqwest::Error {
     fn without_url_ref(&self) -> String {
         let text = self.to_string();
         match self.url() {
-            Some(u) => text
-                .replace(&format!(" ({u})"), "")
-                .replace(u.as_str(), "<url>"),
+            Some(u) => text.replace(&format!(" ({u})"), "").replace(u.as_str(), "<url>"),
             None => text,
         }
     }
@@ -212,8 +190,7 @@ pub fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
     if let Ok(secs) = s.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let when =
-        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc2822).ok()?;
+    let when = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc2822).ok()?;
     let wait = when - time::OffsetDateTime::now_utc();
     Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
@@ -236,10 +213,7 @@ mod tests {
 
     #[test]
     fn retry_after_seconds_and_dates() {
-        assert_eq!(
-            parse_retry_after(&HeaderValue::from_static("30")),
-            Some(Duration::from_secs(30))
-        );
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("30")), Some(Duration::from_secs(30)));
         assert_eq!(
             parse_retry_after(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")),
             Some(Duration::ZERO)

@@ -30,10 +30,7 @@ impl SmtpTransport {
             return Ok(None);
         };
         entraguard_core::redis_conn::ensure_crypto_provider();
-        let from_raw = s
-            .from
-            .as_deref()
-            .ok_or(ConfigError::SmtpIncomplete("SMTP_FROM"))?;
+        let from_raw = s.from.as_deref().ok_or(ConfigError::SmtpIncomplete("SMTP_FROM"))?;
         let from: Mailbox = from_raw.parse().map_err(|e| ConfigError::Smtp {
             setting: "SMTP_FROM",
             reason: format!("{from_raw:?} is not an address: {e}"),
@@ -45,16 +42,11 @@ impl SmtpTransport {
                     setting: "SMTP_CA_CERT",
                     reason: format!("cannot read {}: {e}", path.display()),
                 })?;
-                let cert = Certificate::from_pem(&pem).map_err(|e| ConfigError::Smtp {
-                    setting: "SMTP_CA_CERT",
-                    reason: e.to_string(),
-                })?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| ConfigError::Smtp { setting: "SMTP_CA_CERT", reason: e.to_string() })?;
                 b = b.add_root_certificate(cert);
             }
-            b.build_rustls().map_err(|e| ConfigError::Smtp {
-                setting: "SMTP_TLS",
-                reason: e.to_string(),
-            })
+            b.build_rustls().map_err(|e| ConfigError::Smtp { setting: "SMTP_TLS", reason: e.to_string() })
         };
         let tls = match s.tls {
             SmtpTls::Starttls => Tls::Required(tls_params()?),
@@ -66,13 +58,9 @@ impl SmtpTransport {
             .tls(tls)
             .timeout(Some(timeout));
         if let (Some(user), Some(password)) = (&s.user, &s.password) {
-            builder =
-                builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+            builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
         }
-        Ok(Some(Self {
-            transport: builder.build(),
-            from,
-        }))
+        Ok(Some(Self { transport: builder.build(), from }))
     }
 
     /// Sends one message to `to`; classifies the relay's answer.
@@ -87,21 +75,14 @@ impl SmtpTransport {
             .subject(message.subject.clone())
             .message_id(Some(message_id.to_owned()))
             .date_now()
-            .header(header::UserAgent::from(
-                entraguard_core::USER_AGENT.to_owned(),
-            ))
-            .multipart(MultiPart::alternative_plain_html(
-                message.text.clone(),
-                message.html.clone(),
-            ));
+            .header(header::UserAgent::from(entraguard_core::USER_AGENT.to_owned()))
+            .multipart(MultiPart::alternative_plain_html(message.text.clone(), message.html.clone()));
         let email = match email {
             Ok(m) => m,
             Err(e) => return Outcome::permanent(None, format!("cannot build the message: {e}")),
         };
         match self.transport.send(email).await {
-            Ok(resp) => Outcome::Delivered {
-                status: code_of(&resp.code().to_string()),
-            },
+            Ok(resp) => Outcome::Delivered { status: code_of(&resp.code().to_string()) },
             Err(e) => classify(&e),
         }
     }
@@ -125,10 +106,7 @@ fn classify(e: &lettre::transport::smtp::Error) -> Outcome {
             format!("smtp TLS failed (check SMTP_TLS, SMTP_PORT and SMTP_CA_CERT): {text}"),
         )
     } else if e.is_client() {
-        Outcome::permanent(
-            None,
-            format!("smtp client error (check the SMTP settings): {text}"),
-        )
+        Outcome::permanent(None, format!("smtp client error (check the SMTP settings): {text}"))
     } else {
         // Connection refused, reset, DNS: the relay may come back.
         Outcome::retryable(None, format!("smtp: {text}"))
