@@ -17,3 +17,6 @@ mod guarantees;
 
 /// SSRF, redirects, HTTPS-only, Standard Webhooks signatures with rotation, secrets at rest.
 mod security;
+
+/// Health, readiness and metrics of a worker process.
+mod operations;

@@ -85,7 +85,7 @@ async fn private_loopback_and_metadata_targets_are_refused_without_a_connection(
 async fn redirects_are_never_followed_and_plain_http_needs_the_setting() {
     let stack = Stack::start().await;
     let inner = HttpReceiver::start();
-    let redirector = HttpReceiver::with_default(Reply::status(302).header("location", &inner.url()));
+    let redirector = HttpReceiver::with_default(Reply::status(302).header("location", inner.url()));
     stack.add_endpoint("webhook", &redirector.url(), &["finding.new"], None).await;
     let worker = stack.spawn_worker(&["--retry-schedule", "none"]);
     stack.producer.publish(&finding_event("redirect")).await.expect("published");

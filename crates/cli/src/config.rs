@@ -41,20 +41,26 @@ pub struct Global {
     )]
     pub encryption_old_keys: Vec<Secret>,
 
+    /// PEM file of the CA that signed the Redis server's certificate (rediss:// with a private CA).
+    #[arg(long, global = true, env = "REDIS_CA_CERT")]
+    pub redis_ca_cert: Option<std::path::PathBuf>,
+
     /// Machine-readable JSON output.
     #[arg(long, global = true, env = "NOTIFY_JSON")]
     pub json: bool,
 }
 
 impl Global {
-    pub fn redis(&self) -> RedisConfig {
-        let mut c = RedisConfig::new(self.redis_url.clone());
+    pub fn redis(&self) -> anyhow::Result<RedisConfig> {
+        let mut c = RedisConfig::new(self.redis_url.clone())
+            .with_ca_file(self.redis_ca_cert.as_deref())
+            .context("cannot read REDIS_CA_CERT")?;
         c.connect_timeout = Duration::from_secs(5);
-        c
+        Ok(c)
     }
 
     pub async fn queue(&self) -> anyhow::Result<Queue> {
-        Queue::connect(&self.redis(), self.key_prefix.clone())
+        Queue::connect(&self.redis()?, self.key_prefix.clone())
             .await
             .with_context(|| format!("cannot reach Redis at {}", self.redis_url))
     }

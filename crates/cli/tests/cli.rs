@@ -157,7 +157,7 @@ async fn queue(redis: &RedisServer) -> Queue {
 }
 
 /// Dead-letters `raw` the way a worker does: push it, take it into a worker's processing list,
-/// give up on it.
+/// give up on it. The ready list must be empty, so the job taken is this one.
 async fn dead_letter(queue: &Queue, raw: &str, draft: DeadLetterDraft) {
     let worker = WorkerId::generate();
     queue.push(&[raw.to_owned()]).await.expect("push");
@@ -205,7 +205,18 @@ async fn endpoint_round_trip_masks_targets_and_never_prints_secrets() {
     let mut seen = String::new();
 
     let add = cli
-        .run(&["endpoint", "add", "--name", "SOC Slack", "--channel", "slack", "--target", SLACK, "--events", "all"])
+        .run(&[
+            "endpoint",
+            "add",
+            "--name",
+            "SOC Slack",
+            "--channel",
+            "slack",
+            "--target",
+            SLACK,
+            "--events",
+            "all",
+        ])
         .await;
     let slack = line_value(add.ok(), "id");
     assert!(slack.starts_with("ep_"), "{slack}");
@@ -237,7 +248,8 @@ async fn endpoint_round_trip_masks_targets_and_never_prints_secrets() {
     let list = cli.run(&["endpoint", "list"]).await;
     let table = list.ok();
     assert!(table.starts_with("ID"), "a table with a header:\n{table}");
-    for want in [&slack, &hook, "SOC Slack", "slack", "webhook", SLACK_MASKED, "finding.new,finding.severity_changed"]
+    for want in
+        [&slack, &hook, "SOC Slack", "slack", "webhook", SLACK_MASKED, "finding.new,finding.severity_changed"]
     {
         assert!(table.contains(want), "expected {want:?} in the list:\n{table}");
     }
@@ -430,7 +442,8 @@ async fn dlq_list_show_replay_and_purge_entries_made_by_the_queue() {
             .lines()
             .find(|l| l.trim_start().starts_with(&format!("#{n} ")))
             .unwrap_or_else(|| panic!("attempt #{n} in:\n{text}"));
-        for want in [status.to_string(), format!("{} ms", 40 + n), format!("HTTP {status} from the receiver")] {
+        for want in [status.to_string(), format!("{} ms", 40 + n), format!("HTTP {status} from the receiver")]
+        {
             assert!(attempt.contains(&want), "expected {want:?} in {attempt:?}");
         }
     }
@@ -487,10 +500,22 @@ async fn stats_match_the_queue() {
     let queue = queue(&redis).await;
 
     for name in ["a", "b"] {
-        cli.run(&["endpoint", "add", "--name", name, "--channel", "email", "--target", "soc@contoso.com", "--events", "all"])
-            .await
-            .ok();
+        cli.run(&[
+            "endpoint",
+            "add",
+            "--name",
+            name,
+            "--channel",
+            "email",
+            "--target",
+            "soc@contoso.com",
+            "--events",
+            "all",
+        ])
+        .await
+        .ok();
     }
+    deliver_and_die(&queue, &failed_delivery(&[500]), "gave up").await;
     let batch = format!("[{SCAN_FAILED}, {SCAN_FAILED}, {SCAN_FAILED}, {SCAN_FAILED}]");
     cli.run_with(&["publish"], Some(&batch), &[]).await.ok();
     // A live worker holds one job and has scheduled another for later.
@@ -500,7 +525,6 @@ async fn stats_match_the_queue() {
     fetcher.try_fetch().await.expect("fetch").expect("job");
     let later = fetcher.try_fetch().await.expect("fetch").expect("job");
     assert!(queue.retry_later(&worker, &later, &later, Duration::from_secs(600)).await.expect("retry"));
-    deliver_and_die(&queue, &failed_delivery(&[500]), "gave up").await;
 
     let expected = serde_json::json!({
         "ready": 2, "processing": 1, "delayed": 1, "dead": 1, "workers": 1, "endpoints": 2,
@@ -524,11 +548,25 @@ async fn settings_come_from_env_and_dotenv_and_flags_win() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().expect("temp dir");
     let mut conn = redis.connection().await;
-    let add = ["endpoint", "add", "--name", "x", "--channel", "email", "--target", "a@b.example", "--events", "all"];
+    let add = [
+        "endpoint",
+        "add",
+        "--name",
+        "x",
+        "--channel",
+        "email",
+        "--target",
+        "a@b.example",
+        "--events",
+        "all",
+    ];
 
     // .env gives the Redis URL and the key prefix.
-    std::fs::write(dir.path().join(".env"), format!("REDIS_URL={}\nNOTIFY_KEY_PREFIX=fromdotenv\n", redis.url()))
-        .expect("write .env");
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("REDIS_URL={}\nNOTIFY_KEY_PREFIX=fromdotenv\n", redis.url()),
+    )
+    .expect("write .env");
     exec(dir.path(), &add, None, &[]).await.ok();
     let n: u64 = conn.hlen("{fromdotenv}:endpoints").await.expect("hlen");
     assert_eq!(n, 1, "the .env prefix was used");
@@ -545,14 +583,19 @@ async fn settings_come_from_env_and_dotenv_and_flags_win() {
     assert_eq!(stats["endpoints"], 1, "NOTIFY_JSON selects JSON output");
 
     // A malformed .env is a usage error naming the file, without echoing its values.
-    std::fs::write(dir.path().join(".env"), "REDIS_URL=redis://:hunter2@127.0.0.1:1\nhunter2 is the password\n")
-        .expect("write .env");
+    std::fs::write(
+        dir.path().join(".env"),
+        "REDIS_URL=redis://:hunter2@127.0.0.1:1\nhunter2 is the password\n",
+    )
+    .expect("write .env");
     let bad = exec(dir.path(), &["stats"], None, &[]).await;
     bad.fails(2, ".env");
     assert!(!bad.all().contains("hunter2"), "{}", bad.all());
 
     // Bad settings name themselves.
-    exec(dir.path(), &["--redis-url", "http://x", "stats"], None, &[]).await.fails(2, "redis-url");
+    let clean = tempfile::tempdir().expect("temp dir");
+    exec(clean.path(), &["--redis-url", "http://x", "stats"], None, &[]).await.fails(2, "--redis-url");
+    exec(clean.path(), &["stats"], None, &[("NOTIFY_KEY_PREFIX", "a b")]).await.fails(2, "--key-prefix");
 }
 
 #[tokio::test]
@@ -575,7 +618,9 @@ async fn help_and_version_are_enough_to_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let env = [("REDIS_URL", "redis://:hunter2@redis.internal:6379")];
     let help = exec(dir.path(), &["--help"], None, &env).await;
-    for want in ["publish", "endpoint", "dlq", "stats", "Quick start", "[env: REDIS_URL]", "[env: NOTIFY_KEY_PREFIX="] {
+    for want in
+        ["publish", "endpoint", "dlq", "stats", "Quick start", "[env: REDIS_URL]", "[env: NOTIFY_KEY_PREFIX="]
+    {
         assert!(help.ok().contains(want), "expected {want:?} in --help:\n{}", help.stdout);
     }
     assert!(!help.stdout.contains("hunter2"), "the Redis URL from the environment is hidden");

@@ -1,46 +1,139 @@
-//! The workspace's binaries, built once per test process so tests always run fresh ones.
+//! The workspace's binaries for tests that spawn them: the first `bin_path` call in a process
+//! runs `cargo build --workspace --bins` into the running test's own target directory and
+//! profile, so a test never spawns a stale binary.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
+/// The path of workspace binary `name` (e.g. `"entraguard-worker"`), freshly built.
+///
+/// Panics with cargo's output when the build fails, or when the build did not produce `name`.
+pub fn bin_path(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    // The outcome is kept, not only success: after a failed build every later test reports the
+    // same error instead of running cargo again.
+    let profile_dir = match BUILT.get_or_init(build_workspace_bins) {
+        Ok(dir) => dir,
+        Err(report) => panic!("{report}"),
+    };
+    let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "binary {name} not found at {} after `cargo build --workspace --bins`; is it a [[bin]] \
+         of a workspace member?",
+        path.display()
+    );
+    path
 }
 
-/// The path of workspace binary `name`, built (once per process) into the target directory of
-/// the running test.
-pub fn bin_path(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current exe");
-        // target/<profile>/deps/<test-binary>, or target/<profile>/<binary> for a program.
-        let mut profile_dir = exe.parent().expect("exe dir").to_path_buf();
+/// Where the running executable's binaries live, and how to build more of them there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BuildPlan {
+    /// `target/<profile>`: where cargo puts the binaries.
+    profile_dir: PathBuf,
+    /// `target`, passed as `--target-dir`.
+    target_dir: PathBuf,
+    /// The cargo flags selecting the same profile as the running executable.
+    profile_args: Vec<OsString>,
+}
+
+impl BuildPlan {
+    /// Test executables live in `target/<profile>/deps/`, programs (`cargo run`, a bench
+    /// driver) in `target/<profile>/`.
+    fn for_exe(exe: &Path) -> Option<BuildPlan> {
+        let mut profile_dir = exe.parent()?;
         if profile_dir.file_name().is_some_and(|n| n == "deps") {
-            profile_dir = profile_dir.parent().expect("target/<profile>").to_path_buf();
+            profile_dir = profile_dir.parent()?;
         }
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--workspace", "--bins", "--quiet"]);
-        if release {
-            cmd.arg("--release");
-        }
-        if let Some(target_dir) = profile_dir.parent() {
-            cmd.env("CARGO_TARGET_DIR", target_dir);
-        }
-        let out = cmd.output().expect("cargo build runs");
-        assert!(
-            out.status.success(),
-            "building the workspace binaries failed:\n{}",
+        let target_dir = profile_dir.parent()?;
+        let profile = profile_dir.file_name()?;
+        let profile_args = if profile == "debug" {
+            Vec::new()
+        } else if profile == "release" {
+            vec!["--release".into()]
+        } else {
+            // A custom profile builds into a directory of its own name.
+            vec!["--profile".into(), profile.to_owned()]
+        };
+        Some(BuildPlan {
+            profile_dir: profile_dir.to_path_buf(),
+            target_dir: target_dir.to_path_buf(),
+            profile_args,
+        })
+    }
+}
+
+fn build_workspace_bins() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the running test: {e}"))?;
+    let plan = BuildPlan::for_exe(&exe)
+        .ok_or_else(|| format!("{} is not inside a cargo target directory", exe.display()))?;
+    // `CARGO` is set by cargo for the tests and programs it runs: the same toolchain.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["build", "--workspace", "--bins", "--quiet"])
+        .args(&plan.profile_args)
+        .arg("--target-dir")
+        .arg(&plan.target_dir);
+    // The testkit sits at <workspace>/crates/testkit; naming the manifest makes the build
+    // independent of the directory the test runs in.
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+    if manifest.is_file() {
+        cmd.arg("--manifest-path").arg(manifest);
+    }
+    let out = cmd.output().map_err(|e| format!("cannot run {}: {e}", cargo.to_string_lossy()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "building the workspace binaries failed ({:?} exited with {}):\n{}{}",
+            cmd,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        );
-        profile_dir
-    });
-    let path = dir.join(name);
-    assert!(path.exists(), "binary {} not found after the build", path.display());
-    path
+        ));
+    }
+    Ok(plan.profile_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_test_executable_in_deps_builds_into_its_profile() {
+        let plan = BuildPlan::for_exe(Path::new("/w/target/debug/deps/e2e-0123abcd")).expect("plan");
+        assert_eq!(plan.profile_dir, Path::new("/w/target/debug"));
+        assert_eq!(plan.target_dir, Path::new("/w/target"));
+        assert!(plan.profile_args.is_empty());
+    }
+
+    #[test]
+    fn a_release_program_builds_release() {
+        let plan = BuildPlan::for_exe(Path::new("/w/target/release/entraguard-bench")).expect("plan");
+        assert_eq!(plan.profile_dir, Path::new("/w/target/release"));
+        assert_eq!(plan.profile_args, vec![OsString::from("--release")]);
+    }
+
+    #[test]
+    fn a_custom_profile_is_named() {
+        let plan = BuildPlan::for_exe(Path::new("/t/ci/deps/x")).expect("plan");
+        assert_eq!(plan.target_dir, Path::new("/t"));
+        assert_eq!(plan.profile_args, vec![OsString::from("--profile"), OsString::from("ci")]);
+    }
+
+    #[test]
+    #[ignore = "builds every binary of the workspace; run with --ignored"]
+    fn builds_and_finds_a_workspace_binary() {
+        let worker = bin_path("entraguard-worker");
+        assert!(worker.is_file());
+        let out = Command::new(&worker).arg("--help").output().expect("run the worker");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    fn the_running_test_has_a_plan() {
+        let exe = std::env::current_exe().expect("current exe");
+        let plan = BuildPlan::for_exe(&exe).expect("plan");
+        assert!(exe.starts_with(&plan.profile_dir));
+    }
 }

@@ -1,16 +1,20 @@
-//! The test harness for EntraGuard Notify: real parts only. A `redis-server` of our own on a
-//! free port in a temp dir, HTTP and SMTP receivers on 127.0.0.1 whose answers are scripted and
-//! which record what they get, the workspace's binaries, and `wait_until` for conditions that
-//! have no notification.
+//! The test harness for EntraGuard Notify: real parts only, never a mock. A `redis-server` of
+//! the test's own on a free port in a temp dir, HTTP and SMTP receivers on 127.0.0.1 whose
+//! answers are scripted and which record what they get, the workspace's freshly built binaries,
+//! and `wait_until` for conditions that send no notification.
 
 mod bins;
 mod http_receiver;
+mod net;
 mod redis_server;
 mod smtp_receiver;
+mod tls;
 mod wait;
 
-pub use bins::{bin_path, free_port};
+pub use bins::bin_path;
 pub use http_receiver::{HttpReceiver, Recorded, Reply};
+pub use net::free_port;
 pub use redis_server::{RedisServer, RedisServerBuilder};
 pub use smtp_receiver::{ReceivedMail, SmtpReceiver, SmtpStage};
+pub use tls::TestCa;
 pub use wait::wait_until;

@@ -29,6 +29,11 @@ pub struct WorkerConfig {
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = parse_redis_url, hide_env_values = true)]
     pub redis_url: RedisUrl,
 
+    /// PEM file of the CA that signed the Redis server's certificate (rediss:// with a private
+    /// CA). Managed services (Azure Cache, ElastiCache, Upstash) need none: system roots apply.
+    #[arg(long, env = "REDIS_CA_CERT")]
+    pub redis_ca_cert: Option<std::path::PathBuf>,
+
     /// Prefix of every Redis key (the hash tag `{prefix}`); one prefix per deployment.
     #[arg(long, env = "NOTIFY_KEY_PREFIX", default_value = KeySpace::DEFAULT_PREFIX, value_parser = parse_prefix)]
     pub key_prefix: KeySpace,
@@ -227,10 +232,12 @@ impl WorkerConfig {
         Ok(())
     }
 
-    pub fn redis(&self) -> RedisConfig {
-        let mut c = RedisConfig::new(self.redis_url.clone());
+    pub fn redis(&self) -> Result<RedisConfig, ConfigError> {
+        let mut c = RedisConfig::new(self.redis_url.clone())
+            .with_ca_file(self.redis_ca_cert.as_deref())
+            .map_err(|e| ConfigError::Smtp { setting: "REDIS_CA_CERT", reason: e.to_string() })?;
         c.response_timeout = Some(self.redis_timeout);
-        c
+        Ok(c)
     }
 
     /// The cipher for stored secrets, when a key is set.

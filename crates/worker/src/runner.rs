@@ -79,7 +79,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
         }
         None => None,
     };
-    let redis = config.redis();
+    let redis = config.redis()?;
     let Some(queue) =
         until_ok(&mut shutdown, "connect to redis", || Queue::connect(&redis, config.key_prefix.clone()))
             .await

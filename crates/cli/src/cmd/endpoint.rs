@@ -22,16 +22,31 @@ pub enum Command {
     Add(AddArgs),
     /// List endpoints.
     List,
-    /// Show one endpoint.
-    Show { id: String },
-    /// Change some fields of an endpoint (the result is validated whole).
+    /// Show one endpoint (the target masked, the secret only as set or none).
+    Show {
+        /// The endpoint's id (`ep_…`), as `endpoint list` shows it.
+        id: String,
+    },
+    /// Change some fields of an endpoint; the result is validated whole, as `add` validates.
+    #[command(after_help = "Examples:
+  entraguard-notify endpoint update ep_01J… --events all
+  entraguard-notify endpoint update ep_01J… --target https://soar.contoso.com/hooks/v2 --secret-env SOAR_SECRET")]
     Update(UpdateArgs),
     /// Enable an endpoint.
-    Enable { id: String },
+    Enable {
+        /// The endpoint's id (`ep_…`).
+        id: String,
+    },
     /// Disable an endpoint: events fanned out from now on skip it.
-    Disable { id: String },
+    Disable {
+        /// The endpoint's id (`ep_…`).
+        id: String,
+    },
     /// Remove an endpoint. Its pending deliveries go to the dead-letter queue.
-    Remove { id: String },
+    Remove {
+        /// The endpoint's id (`ep_…`).
+        id: String,
+    },
     /// Give a webhook endpoint a new signing secret; the old one keeps signing beside it
     /// (`webhook-signature` carries both) for the grace period.
     RotateSecret {
@@ -58,8 +73,9 @@ pub struct AddArgs {
     /// The incoming-webhook URL (slack, teams), your HTTPS URL (webhook) or one address (email).
     #[arg(long)]
     target: String,
-    /// Event kinds, comma-separated, or `all`.
-    #[arg(long, value_delimiter = ',')]
+    /// Event kinds, comma-separated, or `all`: scan.completed, scan.failed, finding.new,
+    /// finding.severity_changed, compliance.report_ready.
+    #[arg(long, value_delimiter = ',', required = true)]
     events: Vec<String>,
     #[command(flatten)]
     secret: SecretArgs,
@@ -97,9 +113,12 @@ impl SecretArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct UpdateArgs {
+    /// The endpoint's id (`ep_…`).
     id: String,
+    /// A new name.
     #[arg(long)]
     name: Option<String>,
+    /// A new target: URL (slack, teams, webhook) or one address (email).
     #[arg(long)]
     target: Option<String>,
     /// Event kinds, comma-separated, or `all`.
@@ -110,6 +129,7 @@ pub struct UpdateArgs {
     /// Remove the signing secret.
     #[arg(long, conflicts_with_all = ["secret", "secret_env"])]
     clear_secret: bool,
+    /// Teams card: message_card or adaptive_card.
     #[arg(long)]
     teams_format: Option<String>,
 }

@@ -112,6 +112,9 @@ impl Queue {
         let stop = isize::try_from(offset + count).unwrap_or(isize::MAX) - 1;
         let ids: Vec<String> =
             conn.lrange(self.keys.dlq(), isize::try_from(offset).unwrap_or(isize::MAX), stop).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.hgetall(self.keys.dlq_entry(id));

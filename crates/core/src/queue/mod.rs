@@ -352,6 +352,11 @@ impl Fetcher {
         Ok(job)
     }
 
+    /// Takes one ready job without blocking, if there is one.
+    pub async fn try_fetch(&mut self) -> Result<Option<Vec<u8>>, QueueError> {
+        Ok(self.try_fetch_many(1).await?.pop())
+    }
+
     /// Takes up to `max` ready jobs without blocking, in one round trip (a pipeline of
     /// `LMOVE`s: one write, so with `appendfsync always` one fsync for the whole batch).
     pub async fn try_fetch_many(&mut self, max: usize) -> Result<Vec<Vec<u8>>, QueueError> {

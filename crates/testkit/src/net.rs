@@ -1,0 +1,119 @@
+//! Sockets on 127.0.0.1: free ports, and the thread each receiver serves on. A receiver owns its
+//! own thread and tokio runtime so it works from sync and async tests alike, and so `stop()` can
+//! return only once the listener and every open connection are really closed.
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+/// A port that was free on 127.0.0.1 a moment ago (bind port 0, read it, close it).
+///
+/// Another process may take it before you bind it; prefer handing a listener on port 0 to the
+/// code under test when it accepts one.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
+    listener.local_addr().expect("local address of a bound listener").port()
+}
+
+/// Binds 127.0.0.1:`port` (0 for any). std sets `SO_REUSEADDR` on Unix, so a receiver can come
+/// back on its old port while connections from before its stop are in TIME_WAIT.
+pub(crate) fn bind_localhost(port: u16, what: &str) -> TcpListener {
+    TcpListener::bind(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("{what}: cannot bind 127.0.0.1:{port}: {e}"))
+}
+
+/// Locks `m`, ignoring poisoning: a test that panicked while holding a receiver's lock must not
+/// turn every later assertion into an unrelated `PoisonError`.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A server future running on a thread of its own, with a current-thread runtime.
+pub(crate) struct ServerThread {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// Runs `serve(listener)` until [`ServerThread::stop`]. Everything `serve` spawns (one task
+    /// per connection) lives on the same runtime and is dropped with it.
+    pub(crate) fn spawn<F, Fut>(name: &str, listener: TcpListener, serve: F) -> Self
+    where
+        F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        listener.set_nonblocking(true).expect("set the listener non-blocking");
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("build a receiver runtime");
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)
+                        .expect("register the listener with tokio");
+                    tokio::select! {
+                        () = serve(listener) => {}
+                        _ = stop_rx => {}
+                    }
+                });
+                // Dropping the runtime drops every connection task and so closes their sockets:
+                // a stopped receiver must not keep answering over a client's pooled connection.
+                drop(runtime);
+            })
+            .expect("spawn a receiver thread");
+        Self { stop: Some(stop_tx), thread: Some(thread) }
+    }
+
+    /// Stops serving and waits until the listener and all connections are closed.
+    pub(crate) fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            // A panic on the server thread has already been printed; nothing more to report.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_port_is_bindable() {
+        let port = free_port();
+        assert_ne!(port, 0);
+        let listener = bind_localhost(port, "test");
+        assert_eq!(listener.local_addr().expect("addr").port(), port);
+    }
+
+    #[test]
+    fn stop_closes_the_listener_before_returning() {
+        let listener = bind_localhost(0, "test");
+        let port = listener.local_addr().expect("addr").port();
+        let mut server = ServerThread::spawn("test-server", listener, |l| async move {
+            while let Ok((s, _)) = l.accept().await {
+                drop(s);
+            }
+        });
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        server.stop();
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "a stopped server must refuse connections"
+        );
+    }
+}

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Checks docker-compose.yml, the Dockerfile and deploy/ against the code, as far as this
+machine allows (no Docker engine, no cluster): every file parses; every setting they pass is
+one the binaries read; ports, binaries and the KEDA key agree with the code; kustomize renders
+(when kubectl is installed). Prints what it checked and exits non-zero on the first mismatch."""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Variables read by something other than our binaries.
+FOREIGN = {"REDIS_ADDRESS": "KEDA's redis trigger", "REDIS_PASSWORD": "KEDA's redis trigger", "HOSTNAME": "worker id prefix (read with std::env)"}
+
+
+def fail(msg):
+    print(f"validate-deploy: FAIL: {msg}")
+    sys.exit(1)
+
+
+def code_env_names():
+    names = set()
+    for path in glob.glob(os.path.join(ROOT, "crates", "*", "src", "**", "*.rs"), recursive=True):
+        names.update(re.findall(r'env\s*=\s*"([A-Z0-9_]+)"', open(path, encoding="utf-8").read()))
+    return names
+
+
+def bin_names():
+    names = set()
+    for path in glob.glob(os.path.join(ROOT, "crates", "*", "Cargo.toml")):
+        text = open(path, encoding="utf-8").read()
+        names.update(re.findall(r'\[\[bin\]\]\s*name\s*=\s*"([^"]+)"', text))
+    return names
+
+
+def check_env(names, where, known):
+    for n in names:
+        if n not in known and n not in FOREIGN:
+            fail(f"{where} sets {n}, which no binary reads")
+
+
+def main():
+    known = code_env_names()
+    bins = bin_names()
+    print(f"code reads {len(known)} settings; binaries: {', '.join(sorted(bins))}")
+
+    # docker-compose.yml
+    compose = yaml.safe_load(open(os.path.join(ROOT, "docker-compose.yml"), encoding="utf-8"))
+    services = compose.get("services", {})
+    for required in ("redis", "worker", "mailpit"):
+        if required not in services:
+            fail(f"docker-compose.yml has no {required} service")
+    for name, svc in services.items():
+        env = svc.get("environment", {}) or {}
+        if name in ("worker", "cli"):
+            check_env(env.keys(), f"compose service {name}", known)
+        if name != "cli" and "healthcheck" not in svc:
+            fail(f"compose service {name} has no healthcheck")
+    worker_env = services["worker"]["environment"]
+    if worker_env.get("SMTP_HOST") != "mailpit":
+        fail("the compose worker does not use the mail catcher")
+    if "appendonly" not in " ".join(services["redis"].get("command", [])):
+        fail("compose Redis runs without AOF")
+    health_port = worker_env["NOTIFY_HEALTH_ADDR"].rsplit(":", 1)[1]
+    if health_port not in " ".join(services["worker"]["healthcheck"]["test"]):
+        fail("compose worker healthcheck does not probe NOTIFY_HEALTH_ADDR")
+    print("docker-compose.yml: services, settings, health checks ok")
+
+    # Dockerfile
+    docker = open(os.path.join(ROOT, "Dockerfile"), encoding="utf-8").read()
+    for b in re.findall(r"target/release/([a-z-]+)", docker):
+        if b not in bins:
+            fail(f"Dockerfile copies {b}, which is not a binary of the workspace")
+    if not re.search(r"^USER\s+(?!0\b|root\b)", docker, re.M):
+        fail("Dockerfile does not switch to a non-root user")
+    if f"EXPOSE {health_port}" not in docker:
+        fail("Dockerfile does not expose the health port")
+    print("Dockerfile: binaries, non-root user, port ok")
+
+    # deploy/
+    docs = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "deploy", "**", "*.yaml"), recursive=True)):
+        for doc in yaml.safe_load_all(open(path, encoding="utf-8")):
+            if doc:
+                docs.setdefault(doc.get("kind"), []).append((os.path.relpath(path, ROOT), doc))
+    for kust in glob.glob(os.path.join(ROOT, "deploy", "*", "kustomization.yaml")):
+        k = yaml.safe_load(open(kust, encoding="utf-8"))
+        for r in k.get("resources", []):
+            if not os.path.exists(os.path.join(os.path.dirname(kust), r)):
+                fail(f"{kust} lists missing resource {r}")
+    cm = docs["ConfigMap"][0][1]["data"]
+    secret = docs["Secret"][0][1]["stringData"]
+    check_env(cm.keys(), "ConfigMap", known)
+    check_env(secret.keys(), "Secret", known)
+    deploy = next(d for _, d in docs["Deployment"] if d["metadata"]["name"] == "entraguard-worker")
+    pod = deploy["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    port = str(container["ports"][0]["containerPort"])
+    if cm["NOTIFY_HEALTH_ADDR"].rsplit(":", 1)[1] != port:
+        fail("ConfigMap NOTIFY_HEALTH_ADDR and the worker containerPort differ")
+    for probe in ("livenessProbe", "readinessProbe"):
+        if probe not in container:
+            fail(f"worker Deployment has no {probe}")
+    grace = pod["terminationGracePeriodSeconds"]
+    shutdown = int(cm["NOTIFY_SHUTDOWN_GRACE"].rstrip("s"))
+    timeout = int(cm["NOTIFY_DELIVERY_TIMEOUT"].rstrip("s"))
+    if not grace > shutdown > timeout:
+        fail(f"terminationGracePeriodSeconds ({grace}) > NOTIFY_SHUTDOWN_GRACE ({shutdown}) > NOTIFY_DELIVERY_TIMEOUT ({timeout}) does not hold")
+    if pod["securityContext"].get("runAsUser", 0) == 0:
+        fail("worker pods run as root")
+    if "PodDisruptionBudget" not in docs:
+        fail("no PodDisruptionBudget")
+    so = docs["ScaledObject"][0][1]
+    trig = so["spec"]["triggers"][0]
+    want_key = "{" + cm["NOTIFY_KEY_PREFIX"] + "}:ready"
+    if trig["type"] != "redis" or trig["metadata"]["listName"] != want_key:
+        fail(f"KEDA trigger must watch the redis list {want_key}")
+    if so["spec"]["scaleTargetRef"]["name"] != deploy["metadata"]["name"]:
+        fail("ScaledObject targets another Deployment")
+    for env_ref in ("addressFromEnv", "passwordFromEnv"):
+        if trig["metadata"][env_ref] not in secret:
+            fail(f"KEDA {env_ref} names a variable the Secret does not set")
+    # The key layout in core must still name the ready list this way.
+    keys_rs = open(os.path.join(ROOT, "crates", "core", "src", "keys.rs"), encoding="utf-8").read()
+    if '"{}:ready"' not in keys_rs:
+        fail("crates/core/src/keys.rs no longer names the ready list `{prefix}:ready`")
+    print("deploy/: settings, probes, grace periods, PDB, KEDA key ok")
+
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        for base in ("deploy/base", "deploy/redis"):
+            out = subprocess.run([kubectl, "kustomize", os.path.join(ROOT, base)], capture_output=True, text=True)
+            if out.returncode != 0:
+                fail(f"kubectl kustomize {base}: {out.stderr.strip()}")
+            n = sum(1 for d in yaml.safe_load_all(out.stdout) if d)
+            print(f"kubectl kustomize {base}: renders {n} objects")
+    else:
+        print("kubectl not installed: kustomize rendering not checked")
+    print("validate-deploy: ok (no Docker engine or cluster here: images were not built, nothing was applied)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+//! What ops run on: health, readiness and Prometheus metrics served by a real worker process,
+//! scraped while deliveries happen.
+
+use std::time::Duration;
+
+use entraguard_testkit::{HttpReceiver, Reply, free_port, wait_until};
+
+use crate::harness::{Stack, finding_event};
+
+async fn get(url: &str) -> (u16, String) {
+    match reqwest::get(url).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// The value of one sample line (`name{labels} value`) in Prometheus text.
+fn sample(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics_follow_the_deliveries() {
+    let stack = Stack::start().await;
+    let ok = HttpReceiver::start();
+    let broken = HttpReceiver::with_default(Reply::status(500));
+    stack.add_endpoint("webhook", &ok.url(), &["finding.new"], None).await;
+    stack.add_endpoint("slack", &broken.url(), &["finding.new"], None).await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{port}");
+    let mut worker = stack.spawn_worker_process(&[
+        "--health-addr",
+        &addr,
+        "--retry-schedule",
+        "100ms",
+        "--slack-pace",
+        "0s",
+    ]);
+    let ready_url = format!("{base}/readyz");
+    wait_until(Duration::from_secs(20), "/readyz answers 200", || {
+        let u = ready_url.clone();
+        async move { get(&u).await.0 == 200 }
+    })
+    .await;
+    assert_eq!(get(&format!("{base}/healthz")).await, (200, "ok".to_owned()));
+
+    let (status, before) = get(&format!("{base}/metrics")).await;
+    assert_eq!(status, 200);
+    assert_eq!(sample(&before, "entraguard_queue_ready"), Some(0.0), "{before}");
+    assert_eq!(sample(&before, "entraguard_workers"), Some(1.0));
+
+    for i in 0..3 {
+        stack.producer.publish(&finding_event(&format!("metrics-{i}"))).await.expect("published");
+    }
+    ok.wait_for_requests(3, Duration::from_secs(10)).await;
+    stack.wait_dead(3, Duration::from_secs(10)).await;
+    let metrics_url = format!("{base}/metrics");
+    wait_until(Duration::from_secs(10), "delivery counters in /metrics", || {
+        let u = metrics_url.clone();
+        async move {
+            let (_, m) = get(&u).await;
+            sample(&m, "entraguard_deliveries_total{channel=\"webhook\",outcome=\"delivered\"}") == Some(3.0)
+                && sample(&m, "entraguard_deliveries_total{channel=\"slack\",outcome=\"dead\"}") == Some(3.0)
+        }
+    })
+    .await;
+    let (_, after) = get(&metrics_url).await;
+    assert_eq!(sample(&after, "entraguard_queue_dead_letters"), Some(3.0), "{after}");
+    assert_eq!(sample(&after, "entraguard_events_fanned_out_total"), Some(3.0));
+    assert!(
+        sample(&after, "entraguard_delivery_duration_seconds_count{channel=\"webhook\"}")
+            .is_some_and(|n| n >= 3.0)
+    );
+    assert!(
+        sample(&after, "entraguard_delivery_attempts_total{channel=\"slack\"}").is_some_and(|n| n >= 6.0)
+    );
+
+    // Redis gone: not ready (the orchestrator stops routing), still alive (no restart loop).
+    let mut stack = stack;
+    stack.redis.kill();
+    wait_until(Duration::from_secs(10), "/readyz answers 503 without Redis", || {
+        let u = ready_url.clone();
+        async move { get(&u).await.0 == 503 }
+    })
+    .await;
+    assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
+    stack.redis.restart();
+    wait_until(Duration::from_secs(20), "/readyz back to 200", || {
+        let u = ready_url.clone();
+        async move { get(&u).await.0 == 200 }
+    })
+    .await;
+    worker.kill().await.expect("stop");
+}
+
+/// Managed Redis speaks TLS with a password: `rediss://default:<pw>@host:port`, here against a
+/// local redis-server serving TLS only, with a certificate from a throwaway CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_a_password_and_a_private_ca() {
+    use entraguard_core::endpoint::{EndpointDraft, TargetPolicy};
+    use entraguard_core::queue::Queue;
+    use entraguard_core::redis_conn::{RedisConfig, RedisUrl};
+    use entraguard_core::store::EndpointStore;
+    use entraguard_producer::{Producer, ProducerConfig};
+    use entraguard_testkit::{RedisServer, TestCa};
+
+    let ca = TestCa::new();
+    let redis = RedisServer::builder().tls(&ca).password("s3cret-pw").start();
+    let url = redis.url();
+    assert!(url.starts_with("rediss://default:s3cret-pw@127.0.0.1:"), "{url}");
+
+    // Without the CA the certificate is not trusted: a clear failure, not a plaintext fallback.
+    let untrusted =
+        Queue::connect(&RedisConfig::new(RedisUrl::parse(&url).expect("url")), crate::harness::keys()).await;
+    assert!(untrusted.is_err(), "connected without trusting the CA");
+
+    let mut config = RedisConfig::new(RedisUrl::parse(&url).expect("url"));
+    config.ca_cert = Some(ca.ca_pem.clone());
+    let queue = Queue::connect(&config, crate::harness::keys()).await.expect("TLS connect with the CA");
+    let store = EndpointStore::new(queue.connection(), crate::harness::keys());
+    let receiver = HttpReceiver::start();
+    let ep = EndpointDraft {
+        name: "hook".into(),
+        channel: "webhook".into(),
+        target: receiver.url(),
+        events: vec!["finding.new".into()],
+        enabled: true,
+        secret: None,
+        teams_format: None,
+    }
+    .validate(TargetPolicy { allow_http: true })
+    .expect("valid");
+    store.put(&ep).await.expect("stored over TLS");
+
+    let mut pcfg = ProducerConfig::from_url(&url).expect("url");
+    pcfg.redis.ca_cert = Some(ca.ca_pem.clone());
+    let producer = Producer::connect(&pcfg).await.expect("producer over TLS");
+
+    let ca_path = ca.ca_path().to_string_lossy().into_owned();
+    let args = crate::harness::Stack::worker_args_for(&url);
+    let mut argv = vec!["entraguard-worker".to_owned()];
+    argv.extend(args);
+    argv.extend(["--redis-ca-cert".to_owned(), ca_path]);
+    let worker_config = entraguard_worker::WorkerConfig::from_args(argv).expect("config");
+    let (trigger, shutdown) = entraguard_worker::Shutdown::new();
+    let task = tokio::spawn(entraguard_worker::run(worker_config, shutdown));
+
+    producer.publish(&finding_event("over-tls")).await.expect("published over TLS");
+    let got = receiver.wait_for_requests(1, Duration::from_secs(15)).await;
+    assert_eq!(got[0].json()["tenant_id"], "over-tls");
+    trigger.trigger();
+    task.await.expect("joined").expect("worker ok");
+}
