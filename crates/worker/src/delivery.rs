@@ -103,3 +103,62 @@ fn http_headers(
     }
     headers(&pairs)
 }
+
+/// The event Send test delivers: a `finding.new` every channel renders, plainly marked as a test.
+pub fn test_event() -> entraguard_core::event::Event {
+    let json = br#"{
+        "event": "finding.new",
+        "tenant_id": "00000000-0000-0000-0000-000000000000",
+        "tenant_name": "EntraGuard test",
+        "finding": {
+            "id": "TEST-001",
+            "title": "Test notification from EntraGuard: this endpoint works",
+            "severity": "info",
+            "category": "test",
+            "affected": ["nothing: this is a test"],
+            "remediation_url": "https://entraguard.example.com/settings/webhooks"
+        }
+    }"#;
+    // A constant that the event tests parse; it cannot fail.
+    entraguard_core::event::Event::from_json(json)
+        .unwrap_or_else(|e| unreachable!("test event is valid: {e}"))
+}
+
+/// What Send test reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TestReport {
+    pub delivered: bool,
+    /// HTTP status or SMTP reply code.
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    /// The receiver's error text, for a failure.
+    pub error: Option<String>,
+    pub delivery_id: String,
+}
+
+impl Deliverer {
+    /// Send test: one attempt of the test event to `endpoint`, through the production path
+    /// (rendering, signing, SSRF and HTTPS rules, timeout), no retry.
+    pub async fn send_test(&self, endpoint: &Endpoint) -> TestReport {
+        let job = DeliveryJob::new(test_event(), endpoint.id.clone());
+        let (outcome, _, elapsed) = self.attempt(&job, endpoint).await;
+        TestReport {
+            delivered: matches!(outcome, Outcome::Delivered { .. }),
+            status: outcome.status(),
+            latency_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            error: outcome.error().map(str::to_owned),
+            delivery_id: job.delivery_id.to_string(),
+        }
+    }
+
+    /// The deliverer a worker with `config` uses.
+    pub fn from_config(config: &crate::config::WorkerConfig) -> Result<Self, crate::runner::RunError> {
+        let http = HttpTransport::new(
+            crate::transport::guard::TargetGuard::new(config.allow_private_targets.clone()),
+            config.delivery_timeout,
+        )?;
+        let smtp =
+            crate::transport::smtp::SmtpTransport::from_settings(&config.smtp, config.delivery_timeout)?;
+        Ok(Self::new(http, smtp, config.allow_http))
+    }
+}

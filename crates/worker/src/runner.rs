@@ -24,9 +24,7 @@ use crate::delivery::Deliverer;
 use crate::fanout::fan_out;
 use crate::retry::{Next, decide};
 use crate::shutdown::Shutdown;
-use crate::transport::guard::TargetGuard;
-use crate::transport::http::{HttpError, HttpTransport};
-use crate::transport::smtp::SmtpTransport;
+use crate::transport::http::HttpError;
 use entraguard_core::endpoint::Channel;
 use entraguard_core::ids::EndpointId;
 
@@ -63,9 +61,7 @@ struct Ctx {
 /// Runs a worker until `shutdown` fires; returns once in-flight work is finished or handed back.
 pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), RunError> {
     config.validate()?;
-    let http =
-        HttpTransport::new(TargetGuard::new(config.allow_private_targets.clone()), config.delivery_timeout)?;
-    let smtp = SmtpTransport::from_settings(&config.smtp, config.delivery_timeout)?;
+    let deliverer = Deliverer::from_config(&config)?;
     let worker = WorkerId::generate();
     let queue_cell = crate::health::QueueCell::default();
     let health = match config.health_addr {
@@ -105,7 +101,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     }
     let store = EndpointStore::new(queue.connection(), config.key_prefix.clone()).with_cipher(cipher);
     let config_endpoint_cap = usize::try_from(config.endpoint_concurrency).unwrap_or(1);
-    if smtp.is_none() {
+    if !deliverer.has_smtp() {
         let Some(endpoints) = until_ok(&mut shutdown, "read endpoints", || store.list()).await else {
             return Ok(());
         };
@@ -121,7 +117,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     let ctx = Arc::new(Ctx {
         store,
         queue,
-        deliverer: Deliverer::new(http, smtp, config.allow_http),
+        deliverer,
         worker,
         config,
         promoter_wake: Notify::new(),

@@ -1,0 +1,221 @@
+//! The JSON API under `/api`, described by the OpenAPI document at `/api/openapi.json`.
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use entraguard_core::endpoint::{EndpointDraft, EndpointView};
+use entraguard_core::ids::EndpointId;
+use entraguard_core::queue::{DeadLetter, ReplayOutcome};
+use entraguard_core::timestamp::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{ApiError, AppState, auth};
+
+pub fn routes(state: AppState) -> Router<AppState> {
+    let api = Router::new()
+        .route("/api/endpoints", get(list_endpoints).post(create_endpoint))
+        .route("/api/endpoints/{id}", get(get_endpoint).put(update_endpoint).delete(delete_endpoint))
+        .route("/api/endpoints/{id}/enable", post(enable))
+        .route("/api/endpoints/{id}/disable", post(disable))
+        .route("/api/endpoints/{id}/test", post(send_test))
+        .route("/api/dlq", get(list_dead).delete(purge_all))
+        .route("/api/dlq/replay", post(replay_many))
+        .route("/api/dlq/{id}", get(get_dead).delete(purge_one))
+        .route("/api/dlq/{id}/replay", post(replay_one))
+        .route("/api/stats", get(stats))
+        .layer(middleware::from_fn_with_state(state, require_auth));
+    Router::new().merge(api).route("/api/openapi.json", get(openapi))
+}
+
+async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if auth::authorized(&state, req.headers()) {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+fn parse_id(id: &str) -> Result<EndpointId, ApiError> {
+    id.parse().map_err(|_| ApiError::NotFound(format!("endpoint {id}")))
+}
+
+async fn list_endpoints(State(s): State<AppState>) -> Result<Json<Vec<EndpointView>>, ApiError> {
+    Ok(Json(s.store.list().await?.iter().map(|e| e.view()).collect()))
+}
+
+async fn create_endpoint(
+    State(s): State<AppState>,
+    body: Result<Json<EndpointDraft>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
+    let Json(draft) =
+        body.map_err(|e| ApiError::Validation { field: "body".into(), reason: e.body_text() })?;
+    let ep = draft.validate(s.policy)?;
+    s.store.put(&ep).await?;
+    Ok((StatusCode::CREATED, Json(ep.view())))
+}
+
+async fn get_endpoint(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<EndpointView>, ApiError> {
+    let id = parse_id(&id)?;
+    let ep = s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
+    Ok(Json(ep.view()))
+}
+
+/// Replaces an endpoint. A body without `secret` keeps the current one (the page never sees
+/// it); `"secret": ""` removes it.
+async fn update_endpoint(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<EndpointDraft>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<EndpointView>, ApiError> {
+    let id = parse_id(&id)?;
+    let Json(mut draft) =
+        body.map_err(|e| ApiError::Validation { field: "body".into(), reason: e.body_text() })?;
+    let current = s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
+    if draft.secret.is_none() {
+        draft.secret = current.secret.clone();
+    }
+    let mut ep = draft.validate_as(current.id.clone(), current.created_at, s.policy)?;
+    if ep.secret == current.secret {
+        ep.previous_secret = current.previous_secret.clone();
+        ep.previous_secret_until = current.previous_secret_until;
+    }
+    s.store.put(&ep).await?;
+    Ok(Json(ep.view()))
+}
+
+async fn delete_endpoint(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    if s.store.delete(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("endpoint {id}")))
+    }
+}
+
+async fn enable(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<EndpointView>, ApiError> {
+    Ok(Json(s.store.set_enabled(&parse_id(&id)?, true).await?.view()))
+}
+
+async fn disable(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<EndpointView>, ApiError> {
+    Ok(Json(s.store.set_enabled(&parse_id(&id)?, false).await?.view()))
+}
+
+async fn send_test(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let ep = s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
+    let report = s.deliverer.send_test(&ep).await;
+    tracing::info!(endpoint_id = %id, delivered = report.delivered, status = ?report.status, "send test");
+    Ok(Json(serde_json::to_value(report).map_err(ApiError::internal)?))
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    #[serde(default)]
+    offset: usize,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+async fn list_dead(
+    State(s): State<AppState>,
+    Query(p): Query<Page>,
+) -> Result<Json<Vec<DeadLetter>>, ApiError> {
+    Ok(Json(s.queue.dead_letters(p.offset, p.limit.min(1000)).await?))
+}
+
+async fn get_dead(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<DeadLetter>, ApiError> {
+    s.queue
+        .dead_letter_by_id(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("dead letter {id}")))
+}
+
+async fn replay_one(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    match s.queue.replay(&id).await? {
+        ReplayOutcome::Replayed => Ok(Json(json!({ "replayed": 1 }))),
+        ReplayOutcome::NotFound => Err(ApiError::NotFound(format!("dead letter {id}"))),
+        ReplayOutcome::NotReplayable => Err(ApiError::Validation {
+            field: "id".into(),
+            reason: "this dead letter holds a job that could not be decoded; it cannot be replayed".into(),
+        }),
+    }
+}
+
+/// Replays every dead letter, or those of one endpoint that failed since a time.
+#[derive(Debug, Default, Deserialize)]
+struct ReplayFilter {
+    endpoint_id: Option<String>,
+    since: Option<String>,
+}
+
+async fn replay_many(
+    State(s): State<AppState>,
+    body: Option<Json<ReplayFilter>>,
+) -> Result<Json<Value>, ApiError> {
+    let filter = body.map(|Json(f)| f).unwrap_or_default();
+    let since = match &filter.since {
+        Some(t) => Some(
+            t.parse::<Timestamp>()
+                .map_err(|e| ApiError::Validation { field: "since".into(), reason: e.to_string() })?,
+        ),
+        None => None,
+    };
+    let mut replayed = 0;
+    let mut skipped = 0;
+    let mut offset = 0;
+    loop {
+        let page = s.queue.dead_letters(offset, 500).await?;
+        if page.is_empty() {
+            break;
+        }
+        offset += page.len();
+        for d in page {
+            let endpoint_ok = filter.endpoint_id.as_ref().is_none_or(|e| d.endpoint_id.as_ref() == Some(e));
+            let time_ok = since.is_none_or(|t| d.failed_at.parse::<Timestamp>().is_ok_and(|f| f >= t));
+            if !(endpoint_ok && time_ok) {
+                continue;
+            }
+            match s.queue.replay(&d.id).await? {
+                ReplayOutcome::Replayed => {
+                    replayed += 1;
+                    offset -= 1;
+                }
+                ReplayOutcome::NotReplayable => skipped += 1,
+                ReplayOutcome::NotFound => {}
+            }
+        }
+    }
+    Ok(Json(json!({ "replayed": replayed, "not_replayable": skipped })))
+}
+
+async fn purge_one(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    if s.queue.purge(&id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("dead letter {id}")))
+    }
+}
+
+async fn purge_all(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "purged": s.queue.purge_all().await? })))
+}
+
+async fn stats(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(serde_json::to_value(s.queue.stats().await?).map_err(ApiError::internal)?))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], include_str!("openapi.json"))
+}

@@ -1,0 +1,72 @@
+//! One error type for the API, turned into a response in one place: `422` with the field and the
+//! reason for bad input, `404` for unknown ids, `401` without a valid token, `500` otherwise
+//! (logged; the response never carries a secret).
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid {field}: {reason}")]
+    Validation { field: String, reason: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("missing or invalid token")]
+    Unauthorized,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<entraguard_core::endpoint::EndpointError> for ApiError {
+    fn from(e: entraguard_core::endpoint::EndpointError) -> Self {
+        let entraguard_core::endpoint::EndpointError::Field { field, reason } = e;
+        ApiError::Validation { field: field.to_owned(), reason }
+    }
+}
+
+impl From<entraguard_core::store::StoreError> for ApiError {
+    fn from(e: entraguard_core::store::StoreError) -> Self {
+        match e {
+            entraguard_core::store::StoreError::NotFound(id) => ApiError::NotFound(format!("endpoint {id}")),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<entraguard_core::queue::QueueError> for ApiError {
+    fn from(e: entraguard_core::queue::QueueError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match &self {
+            ApiError::Validation { field, reason } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({ "error": "validation", "field": field, "reason": reason }),
+            ),
+            ApiError::NotFound(what) => (
+                StatusCode::NOT_FOUND,
+                json!({ "error": "not_found", "reason": format!("{what} not found") }),
+            ),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                json!({ "error": "unauthorized", "reason": "missing or invalid token" }),
+            ),
+            ApiError::Internal(msg) => {
+                tracing::error!(error = %msg, "admin request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": "internal", "reason": msg }))
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,47 @@
+//! The admin server: a JSON API for endpoints (list, create, read, update, delete, enable,
+//! disable, Send test), the dead-letter queue (list, show, replay, purge) and queue stats, behind
+//! a bearer token; and the Settings → Webhooks page on top of it, behind a login.
+//!
+//! Validation, masking, sealing and delivery are the same code the CLI and the worker use
+//! (`EndpointDraft::validate`, `Endpoint::view`, `EndpointStore`, `Deliverer::send_test`).
+
+mod api;
+mod auth;
+mod error;
+mod page;
+
+use std::sync::Arc;
+
+use axum::Router;
+use entraguard_core::endpoint::TargetPolicy;
+use entraguard_core::queue::Queue;
+use entraguard_core::secret::Secret;
+use entraguard_core::store::EndpointStore;
+use entraguard_worker::delivery::Deliverer;
+
+pub use error::ApiError;
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub queue: Queue,
+    pub store: EndpointStore,
+    pub deliverer: Deliverer,
+    pub policy: TargetPolicy,
+    /// `None` only when started with `--insecure-local-only`.
+    pub token: Option<Arc<Secret>>,
+}
+
+/// The routes, apart from any socket (tests call it directly).
+pub fn app(state: AppState) -> Router {
+    Router::new().merge(api::routes(state.clone())).merge(page::routes(state.clone())).with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+}

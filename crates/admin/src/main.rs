@@ -1,0 +1,99 @@
+//! `entraguard-admin`: the admin API and the Settings → Webhooks page (port 3000 by default).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use entraguard_admin::{AppState, serve};
+use entraguard_core::queue::Queue;
+use entraguard_core::secret::Secret;
+use entraguard_core::store::EndpointStore;
+use entraguard_worker::WorkerConfig;
+use entraguard_worker::delivery::Deliverer;
+
+/// EntraGuard Notify admin server: endpoints API, Send test, dead letters, and the
+/// Settings → Webhooks page. Delivery settings (SSRF allow-list, HTTPS rule, timeout, SMTP,
+/// encryption key) are the workers', so Send test takes exactly the production path.
+#[derive(Debug, Parser)]
+#[command(name = "entraguard-admin", version, about, long_about = None, args_override_self = true)]
+struct AdminConfig {
+    /// Address to listen on.
+    #[arg(long, env = "NOTIFY_ADMIN_ADDR", default_value = "0.0.0.0:3000")]
+    listen: SocketAddr,
+
+    /// Bearer token for the API and the page's sign-in. Required unless --insecure-local-only.
+    #[arg(long, env = "NOTIFY_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<Secret>,
+
+    /// Run without a token, listening on 127.0.0.1 only (a developer's machine).
+    #[arg(long)]
+    insecure_local_only: bool,
+
+    #[command(flatten)]
+    worker: WorkerConfig,
+}
+
+fn main() -> ExitCode {
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("error: cannot read .env: {e}");
+        return ExitCode::from(2);
+    }
+    let config = AdminConfig::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(mut config: AdminConfig) -> anyhow::Result<()> {
+    let token = match (config.token.take(), config.insecure_local_only) {
+        (Some(t), _) if t.expose().len() >= 16 => Some(Arc::new(t)),
+        (Some(_), _) => anyhow::bail!("NOTIFY_ADMIN_TOKEN must be at least 16 characters"),
+        (None, true) => {
+            config.listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            tracing::warn!("no admin token: listening on 127.0.0.1 only (--insecure-local-only)");
+            None
+        }
+        (None, false) => anyhow::bail!(
+            "NOTIFY_ADMIN_TOKEN is not set: set a token of 16+ characters, or start with --insecure-local-only on a developer machine"
+        ),
+    };
+    let w = &config.worker;
+    w.validate()?;
+    let redis = w.redis()?;
+    let queue = Queue::connect(&redis, w.key_prefix.clone())
+        .await
+        .with_context(|| format!("cannot reach Redis at {}", w.redis_url))?;
+    let store = EndpointStore::new(queue.connection(), w.key_prefix.clone()).with_cipher(w.cipher()?);
+    let deliverer = Deliverer::from_config(w)?;
+    let state = AppState { queue, store, deliverer, policy: w.target_policy(), token };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "admin server listening; page at /settings/webhooks");
+    serve(listener, state, async {
+        entraguard_worker::shutdown::signal().await;
+    })
+    .await?;
+    Ok(())
+}

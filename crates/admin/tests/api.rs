@@ -1,0 +1,188 @@
+//! The admin API against a real Redis and real receivers on 127.0.0.1.
+
+mod common;
+
+use std::time::Duration;
+
+use entraguard_core::job::{DeliveryJob, Job};
+use entraguard_core::queue::{DeadLetterDraft, WorkerId};
+use entraguard_testkit::{HttpReceiver, RedisServer, Reply};
+use serde_json::{Value, json};
+
+use common::{TOKEN, start};
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_string());
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_crud_validation_masking_and_send_test() {
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let api = Api { http: reqwest::Client::new(), base: admin.base.clone() };
+    use reqwest::Method as M;
+
+    // No token, wrong token: 401.
+    let anon = reqwest::get(format!("{}/api/endpoints", admin.base)).await.expect("get");
+    assert_eq!(anon.status().as_u16(), 401);
+    let wrong = reqwest::Client::new()
+        .get(format!("{}/api/endpoints", admin.base))
+        .bearer_auth("nope")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(wrong.status().as_u16(), 401);
+
+    // Validation: 422 naming the field; nothing stored.
+    for (body, field) in [
+        (
+            json!({"name":"x","channel":"webhook","target":"ftp://x.example/","events":["finding.new"]}),
+            "target",
+        ),
+        (
+            json!({"name":"x","channel":"webhook","target":"https://x.example/","events":["finding.exploded"]}),
+            "events",
+        ),
+        (json!({"name":"x","channel":"email","target":"not-an-address","events":["finding.new"]}), "target"),
+        (
+            json!({"name":"","channel":"slack","target":"https://hooks.slack.com/services/T/B/x","events":["finding.new"]}),
+            "name",
+        ),
+        (json!({"name":"x"}), "body"),
+    ] {
+        let (status, v) = api.call(M::POST, "/api/endpoints", Some(body)).await;
+        assert_eq!(status, 422, "{v}");
+        assert_eq!(v["field"], field, "{v}");
+    }
+    assert_eq!(api.call(M::GET, "/api/endpoints", None).await.1, json!([]));
+
+    // Create a signed webhook endpoint at a real receiver.
+    let receiver = HttpReceiver::start();
+    let (status, created) = api
+        .call(M::POST, "/api/endpoints", Some(json!({
+            "name": "SOAR", "channel": "webhook", "target": format!("{}/hook/SECRETPATHTOKEN", receiver.url()),
+            "events": ["finding.new", "scan.failed"], "secret": "SIGNINGSECRET-0123456789"
+        })))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(created["has_secret"], true);
+    let shown = created.to_string();
+    assert!(!shown.contains("SECRETPATHTOKEN") && !shown.contains("SIGNINGSECRET"), "{shown}");
+
+    // A Slack endpoint on a foreign host is accepted with a warning.
+    let (status, slack) = api
+        .call(M::POST, "/api/endpoints", Some(json!({"name":"Slack","channel":"slack","target":"https://proxy.example.com/slack","events":["finding.new"]})))
+        .await;
+    assert_eq!(status, 201);
+    assert!(slack["warnings"][0].as_str().is_some_and(|w| w.contains("not Slack")), "{slack}");
+
+    // Send test: the production path, signed, and the outcome reported.
+    let (status, report) = api.call(M::POST, &format!("/api/endpoints/{id}/test"), None).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["delivered"], true, "{report}");
+    assert_eq!(report["status"], 200);
+    let got = receiver.wait_for_requests(1, Duration::from_secs(5)).await;
+    assert!(got[0].header("x-coderaft-signature").is_some_and(|s| s.starts_with("sha256=")));
+    assert_eq!(got[0].json()["finding"]["id"], "TEST-001");
+
+    receiver.set_default(Reply::status(503).body("maintenance window"));
+    let (_, report) = api.call(M::POST, &format!("/api/endpoints/{id}/test"), None).await;
+    assert_eq!(report["delivered"], false);
+    assert_eq!(report["status"], 503);
+    assert!(report["error"].as_str().is_some_and(|e| e.contains("maintenance window")), "{report}");
+    assert_eq!(receiver.requests().len(), 2, "Send test does not retry");
+
+    // Update (secret kept when omitted), disable, enable.
+    let (status, updated) = api
+        .call(M::PUT, &format!("/api/endpoints/{id}"), Some(json!({
+            "name": "SOAR renamed", "channel": "webhook", "target": receiver.url(), "events": ["finding.new"]
+        })))
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["name"], "SOAR renamed");
+    assert_eq!(updated["has_secret"], true);
+    assert_eq!(api.call(M::POST, &format!("/api/endpoints/{id}/disable"), None).await.1["enabled"], false);
+    assert_eq!(api.call(M::GET, &format!("/api/endpoints/{id}"), None).await.1["enabled"], false);
+    assert_eq!(api.call(M::POST, &format!("/api/endpoints/{id}/enable"), None).await.1["enabled"], true);
+
+    // Delete; unknown ids are 404.
+    assert_eq!(api.call(M::DELETE, &format!("/api/endpoints/{id}"), None).await.0, 204);
+    assert_eq!(api.call(M::GET, &format!("/api/endpoints/{id}"), None).await.0, 404);
+    assert_eq!(api.call(M::POST, "/api/endpoints/ep_nope/test", None).await.0, 404);
+    assert_eq!(api.call(M::GET, "/api/endpoints/garbage", None).await.0, 404);
+
+    // The OpenAPI document is served without a token and names the paths.
+    let doc_text = reqwest::get(format!("{}/api/openapi.json", admin.base))
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("body");
+    let doc: Value = serde_json::from_str(&doc_text).expect("json");
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/api/endpoints/{id}/test"]["post"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_list_show_replay_by_endpoint_and_purge() {
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let api = Api { http: reqwest::Client::new(), base: admin.base.clone() };
+    use reqwest::Method as M;
+
+    assert_eq!(api.call(M::GET, "/api/dlq", None).await.1, json!([]));
+    // Dead letters made through the real queue path: push, take, dead-letter.
+    let worker = WorkerId::generate();
+    let mut fetcher = admin.queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
+    let event = entraguard_worker::delivery::test_event();
+    for endpoint in ["ep_01AAAA", "ep_01AAAA", "ep_01BBBB"] {
+        let job = DeliveryJob::new(event.clone(), endpoint.parse().expect("id"));
+        let raw = Job::Delivery(job.clone()).encode();
+        admin.queue.push(std::slice::from_ref(&raw)).await.expect("push");
+        let taken = fetcher.try_fetch().await.expect("fetch").expect("job");
+        let draft = DeadLetterDraft {
+            id: job.delivery_id.to_string(),
+            reason: "gave up after 4 attempts: HTTP 500".into(),
+            delivery: Some(job),
+        };
+        assert!(admin.queue.dead_letter(&worker, &taken, &draft).await.expect("dead"));
+    }
+    let (_, list) = api.call(M::GET, "/api/dlq?limit=10", None).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(3));
+    let first = list[0]["id"].as_str().expect("id").to_owned();
+    let (status, one) = api.call(M::GET, &format!("/api/dlq/{first}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["reason"], "gave up after 4 attempts: HTTP 500");
+    assert_eq!(api.call(M::GET, "/api/dlq/dlv_nope", None).await.0, 404);
+
+    let (_, r) = api
+        .call(
+            M::POST,
+            "/api/dlq/replay",
+            Some(json!({"endpoint_id": "ep_01AAAA", "since": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(r["replayed"], 2, "{r}");
+    assert_eq!(api.call(M::GET, "/api/stats", None).await.1["ready"], 2);
+    let (status, r) = api.call(M::POST, "/api/dlq/replay", Some(json!({"since": "yesterday"}))).await;
+    assert_eq!((status, r["field"].clone()), (422, json!("since")));
+    let (_, rest) = api.call(M::GET, "/api/dlq", None).await;
+    let last = rest[0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(api.call(M::DELETE, &format!("/api/dlq/{last}"), None).await.0, 204);
+    assert_eq!(api.call(M::GET, "/api/stats", None).await.1["dead"], 0);
+}

@@ -1,0 +1,47 @@
+//! Shared set-up: a real Redis, an admin server on 127.0.0.1:0 in this process.
+
+use entraguard_admin::AppState;
+use entraguard_core::keys::KeySpace;
+use entraguard_core::queue::Queue;
+use entraguard_core::secret::Secret;
+use entraguard_core::store::EndpointStore;
+use entraguard_testkit::RedisServer;
+use entraguard_worker::WorkerConfig;
+use entraguard_worker::delivery::Deliverer;
+
+pub const TOKEN: &str = "test-admin-token-0123456789";
+
+pub struct Admin {
+    pub base: String,
+    pub queue: Queue,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub async fn start(redis: &RedisServer) -> Admin {
+    let w = WorkerConfig::from_args([
+        "entraguard-worker",
+        "--redis-url",
+        &redis.url(),
+        "--allow-http=true",
+        "--allow-private-targets",
+        "127.0.0.1/32",
+        "--delivery-timeout",
+        "2s",
+    ])
+    .expect("config");
+    let queue = Queue::connect(&w.redis().expect("redis config"), KeySpace::default()).await.expect("redis");
+    let state = AppState {
+        store: EndpointStore::new(queue.connection(), KeySpace::default()),
+        queue: queue.clone(),
+        deliverer: Deliverer::from_config(&w).expect("deliverer"),
+        policy: w.target_policy(),
+        token: Some(std::sync::Arc::new(Secret::new(TOKEN))),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(entraguard_admin::serve(listener, state, async move {
+        let _ = rx.await;
+    }));
+    Admin { base, queue, _stop: tx }
+}
