@@ -13,6 +13,8 @@ pub const TOKEN: &str = "test-admin-token-0123456789";
 
 pub struct Admin {
     pub base: String,
+    // Each test file compiles this module on its own; the page test does not use the queue.
+    #[allow(dead_code)]
     pub queue: Queue,
     _stop: tokio::sync::oneshot::Sender<()>,
 }

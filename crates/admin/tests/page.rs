@@ -1,0 +1,180 @@
+//! The Settings → Webhooks page in a real headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, which `./dev test` installs): sign in, add a Slack endpoint pointing at a
+//! local fake, press Send test and read the receiver's status on the page, toggle it off, delete
+//! it.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use entraguard_testkit::{HttpReceiver, RedisServer, free_port, wait_until};
+use fantoccini::{ClientBuilder, Locator};
+use serde_json::json;
+
+use common::{TOKEN, start};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
+    assert!(
+        std::path::Path::new(CHROMEDRIVER).exists() && std::path::Path::new(CHROMIUM).exists(),
+        "this test needs Debian's chromium and chromium-driver (./dev test installs them)"
+    );
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let slack = HttpReceiver::start();
+
+    let port = free_port();
+    let mut driver = tokio::process::Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver starts");
+    wait_until(Duration::from_secs(15), "chromedriver listening", || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    })
+    .await;
+    let profile = tempfile_dir();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--window-size=1280,1000", format!("--user-data-dir={profile}")]
+        }),
+    );
+    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("browser session");
+    let wait = || browser.wait().at_most(Duration::from_secs(10));
+
+    // Signed out: the page sends you to sign in; a wrong token is refused.
+    browser.goto(&format!("{}/settings/webhooks", admin.base)).await.expect("goto");
+    wait()
+        .for_element(Locator::Id("token"))
+        .await
+        .expect("login form")
+        .send_keys("wrong-token")
+        .await
+        .expect("type");
+    browser.find(Locator::Id("login")).await.expect("button").click().await.expect("click");
+    let err = wait().for_element(Locator::Id("login-error")).await.expect("error");
+    assert!(err.text().await.expect("text").contains("not right"));
+    browser.find(Locator::Id("token")).await.expect("field").send_keys(TOKEN).await.expect("type");
+    browser.find(Locator::Id("login")).await.expect("button").click().await.expect("click");
+    wait().for_element(Locator::Id("endpoint-form")).await.expect("webhooks page");
+
+    // Add a Slack endpoint pointing at the local fake.
+    browser
+        .find(Locator::Css("#channel option[value=slack]"))
+        .await
+        .expect("option")
+        .click()
+        .await
+        .expect("pick");
+    browser.find(Locator::Id("name")).await.expect("name").send_keys("SOC Slack").await.expect("type");
+    browser
+        .find(Locator::Id("target"))
+        .await
+        .expect("target")
+        .send_keys(&slack.url_for("/services/T0AAA/B0BBB/SLACKTOKEN"))
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Css("#events input[value='finding.new']"))
+        .await
+        .expect("event")
+        .click()
+        .await
+        .expect("tick");
+    browser.find(Locator::Id("save")).await.expect("save").click().await.expect("click");
+    let row = wait().for_element(Locator::Css("#endpoints tbody tr")).await.expect("a row");
+    let row_text = row.text().await.expect("text");
+    assert!(row_text.contains("SOC Slack") && row_text.contains("slack"), "{row_text}");
+    assert!(!row_text.contains("SLACKTOKEN"), "the page shows the URL masked: {row_text}");
+
+    // Send test: the receiver's status shows inline.
+    browser
+        .find(Locator::Css("#endpoints tbody tr button.test"))
+        .await
+        .expect("send test")
+        .click()
+        .await
+        .expect("click");
+    let result = browser.find(Locator::Css("#endpoints tbody tr .test-result")).await.expect("result");
+    wait_until(Duration::from_secs(10), "Send test result on the page", || {
+        let r = result.clone();
+        async move { r.text().await.unwrap_or_default().starts_with("Delivered · 200") }
+    })
+    .await;
+    let got = slack.wait_for_requests(1, Duration::from_secs(5)).await;
+    assert!(
+        got[0].json()["text"].as_str().is_some_and(|t| t.contains("TEST-001")),
+        "a Slack message arrived"
+    );
+
+    // Toggle it off: the API agrees.
+    browser
+        .find(Locator::Css("#endpoints tbody tr input.toggle"))
+        .await
+        .expect("toggle")
+        .click()
+        .await
+        .expect("click");
+    let http = reqwest::Client::new();
+    let list_url = format!("{}/api/endpoints", admin.base);
+    wait_until(Duration::from_secs(10), "endpoint disabled", || {
+        let (h, u) = (http.clone(), list_url.clone());
+        async move {
+            let Ok(r) = h.get(&u).bearer_auth(TOKEN).send().await else { return false };
+            let body = r.text().await.unwrap_or_default();
+            serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| v[0]["enabled"] == false)
+        }
+    })
+    .await;
+
+    let shot = browser.screenshot().await.expect("screenshot");
+    let _ = std::fs::write(std::env::temp_dir().join("entraguard-webhooks-page.png"), shot);
+
+    // Delete, with confirmation.
+    browser
+        .find(Locator::Css("#endpoints tbody tr button.delete"))
+        .await
+        .expect("delete")
+        .click()
+        .await
+        .expect("click");
+    browser.accept_alert().await.expect("confirm");
+    wait_until(Duration::from_secs(10), "no endpoints left", || {
+        let (h, u) = (http.clone(), list_url.clone());
+        async move {
+            let Ok(r) = h.get(&u).bearer_auth(TOKEN).send().await else { return false };
+            r.text().await.unwrap_or_default().trim() == "[]"
+        }
+    })
+    .await;
+    let empty = wait().for_element(Locator::Id("empty")).await.expect("empty note");
+    wait_until(Duration::from_secs(5), "the page says there are no endpoints", || {
+        let e = empty.clone();
+        async move { e.is_displayed().await.unwrap_or(false) }
+    })
+    .await;
+
+    browser.close().await.expect("close");
+    let _ = driver.kill().await;
+}
+
+fn tempfile_dir() -> String {
+    let dir = std::env::temp_dir().join(format!("entraguard-chromium-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    dir.to_string_lossy().into_owned()
+}
