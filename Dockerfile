@@ -1,11 +1,13 @@
-# EntraGuard Notify: the worker and the CLI in one small runtime image, run as a non-root user.
+# EntraGuard Notify: the worker, the admin server and the CLI in one small runtime image, run as a
+# non-root user. The worker is the default entrypoint; the admin server runs as
+# `--entrypoint /usr/local/bin/entraguard-admin`.
 # Build: docker build -t entraguard-notify .
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bins \
  && mkdir /out \
- && cp target/release/entraguard-worker target/release/entraguard-notify /out/
+ && cp target/release/entraguard-worker target/release/entraguard-notify target/release/entraguard-admin /out/
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -16,5 +18,5 @@ COPY --from=build /out/ /usr/local/bin/
 USER 10001:10001
 ENV NOTIFY_HEALTH_ADDR=0.0.0.0:9464 \
     NOTIFY_LOG_FORMAT=json
-EXPOSE 9464
+EXPOSE 9464 3000
 ENTRYPOINT ["/usr/local/bin/entraguard-worker"]

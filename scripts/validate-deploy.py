@@ -52,7 +52,7 @@ def main():
     # docker-compose.yml
     compose = yaml.safe_load(open(os.path.join(ROOT, "docker-compose.yml"), encoding="utf-8"))
     services = compose.get("services", {})
-    for required in ("redis", "worker", "mailpit"):
+    for required in ("redis", "worker", "admin", "mailpit"):
         if required not in services:
             fail(f"docker-compose.yml has no {required} service")
     for name, svc in services.items():
@@ -69,6 +69,11 @@ def main():
     health_port = worker_env["NOTIFY_HEALTH_ADDR"].rsplit(":", 1)[1]
     if health_port not in " ".join(services["worker"]["healthcheck"]["test"]):
         fail("compose worker healthcheck does not probe NOTIFY_HEALTH_ADDR")
+    admin = services["admin"]
+    if not any(str(p).endswith(":3000") or str(p) == "3000" for p in admin.get("ports", [])):
+        fail("compose admin service does not publish port 3000")
+    if not admin["environment"].get("NOTIFY_ADMIN_TOKEN"):
+        fail("compose admin service has no NOTIFY_ADMIN_TOKEN")
     print("docker-compose.yml: services, settings, health checks ok")
 
     # Dockerfile
@@ -113,6 +118,15 @@ def main():
         fail(f"terminationGracePeriodSeconds ({grace}) > NOTIFY_SHUTDOWN_GRACE ({shutdown}) > NOTIFY_DELIVERY_TIMEOUT ({timeout}) does not hold")
     if pod["securityContext"].get("runAsUser", 0) == 0:
         fail("worker pods run as root")
+    admin_deploy = next((d for _, d in docs["Deployment"] if d["metadata"]["name"] == "entraguard-admin"), None)
+    if admin_deploy is None or "Service" not in docs:
+        fail("no admin Deployment and Service")
+    admin_c = admin_deploy["spec"]["template"]["spec"]["containers"][0]
+    if os.path.basename(admin_c["command"][0]) not in bins:
+        fail("the admin Deployment runs a binary the workspace does not build")
+    check_env([e["name"] for e in admin_c.get("env", [])], "admin Deployment", known)
+    if "NOTIFY_ADMIN_TOKEN" not in secret:
+        fail("the Secret has no NOTIFY_ADMIN_TOKEN for the admin server")
     if "PodDisruptionBudget" not in docs:
         fail("no PodDisruptionBudget")
     so = docs["ScaledObject"][0][1]

@@ -13,6 +13,8 @@ pub mod keys;
 pub mod queue;
 pub mod redis_conn;
 pub mod retry;
+#[cfg(test)]
+mod robustness;
 pub mod secret;
 pub mod store;
 pub mod timestamp;
