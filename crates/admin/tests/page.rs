@@ -142,6 +142,24 @@ async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
     })
     .await;
 
+    // The Send test outcome is still shown after the table re-rendered with the toggle.
+    wait_until(Duration::from_secs(10), "the toggle re-rendered and the test outcome kept", || {
+        let b = browser.clone();
+        async move {
+            let Ok(row) = b.find(Locator::Css("#endpoints tbody tr")).await else { return false };
+            let toggled = match row.find(Locator::Css("input.toggle")).await {
+                Ok(t) => t.is_selected().await.is_ok_and(|on| !on),
+                Err(_) => false,
+            };
+            let kept = match row.find(Locator::Css(".test-result")).await {
+                Ok(r) => r.text().await.is_ok_and(|t| t.starts_with("Delivered · 200")),
+                Err(_) => false,
+            };
+            toggled && kept
+        }
+    })
+    .await;
+
     let shot = browser.screenshot().await.expect("screenshot");
     let _ = std::fs::write(std::env::temp_dir().join("entraguard-webhooks-page.png"), shot);
 
