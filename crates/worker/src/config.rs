@@ -44,7 +44,7 @@ pub struct WorkerConfig {
 
     /// Deliveries to one endpoint this process runs at once. A slow or hanging endpoint holds at
     /// most this many slots; its other deliveries wait in Redis, so the others are not starved.
-    #[arg(long, env = "NOTIFY_ENDPOINT_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    #[arg(long, env = "NOTIFY_ENDPOINT_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub endpoint_concurrency: u32,
 
     /// Least time between two messages to one Slack webhook, across all workers (Slack accepts

@@ -306,8 +306,10 @@ async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
     // A busy endpoint's delivery waits in Redis, not here: waiting would hold a concurrency
     // permit and let one hanging endpoint starve the rest.
     let Some(_slot) = ctx.endpoint_slots.try_acquire(&endpoint.id) else {
+        // Short enough that a busy but fast endpoint loses little, long enough that a hanging one
+        // does not spin its jobs through Redis.
         let defer =
-            (ctx.config.delivery_timeout / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
+            (ctx.config.delivery_timeout / 100).clamp(Duration::from_millis(10), Duration::from_millis(200));
         tracing::debug!(retry_in = ?defer, "endpoint at its in-flight cap; delivery deferred");
         persist("defer", || ctx.queue.retry_later(&ctx.worker, raw, raw, defer)).await;
         ctx.promoter_wake.notify_one();
