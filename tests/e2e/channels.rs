@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use entraguard_core::endpoint::{EndpointDraft, TargetPolicy};
+use entraguard_core::endpoint::TeamsFormat;
 use entraguard_producer::Event;
 use entraguard_testkit::{HttpReceiver, Reply, SmtpReceiver, SmtpStage};
 use mail_parser::MessageParser;
@@ -59,17 +59,8 @@ async fn every_channel_receives_five_well_formed_messages() {
     let smtp = SmtpReceiver::with_auth("notify", "pw-123");
     stack.add_endpoint("slack", &slack.url_for("/services/T0/B0/x"), ALL, None).await;
     stack.add_endpoint("teams", &teams.url(), ALL, None).await;
-    let flow = EndpointDraft {
-        name: "Teams workflow".into(),
-        channel: "teams".into(),
-        target: workflows.url(),
-        events: ALL.iter().map(|s| (*s).to_owned()).collect(),
-        enabled: true,
-        secret: None,
-        teams_format: Some("adaptive_card".into()),
-    }
-    .validate(TargetPolicy { allow_http: true })
-    .expect("valid");
+    let mut flow = crate::harness::endpoint("teams", &workflows.url(), ALL, None);
+    flow.teams_format = Some(TeamsFormat::AdaptiveCard);
     stack.store.put(&flow).await.expect("stored");
     stack.add_endpoint("webhook", &hook.url(), ALL, None).await;
     stack.add_endpoint("email", "oncall@contoso.com", ALL, None).await;

@@ -119,9 +119,13 @@ async fn redis_restart_with_aof_loses_nothing_acknowledged_and_retries_still_fir
         }
         (acked, refused)
     });
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Kill Redis once publishes are flowing and being delivered, keep it down for half a second.
+    wait_until(Duration::from_secs(10), "deliveries flowing before the kill", || async {
+        event_counts(&receiver).len() >= 20
+    })
+    .await;
     stack.redis.kill();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await; // the outage itself, not a wait
     stack.redis.restart();
     let (acked, refused) = publisher.await.expect("publisher");
     assert!(!acked.is_empty());
@@ -186,7 +190,7 @@ async fn redis_down_at_startup_and_for_thirty_seconds_mid_run() {
         .kill_on_drop(true)
         .spawn()
         .expect("worker starts");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // two seconds of Redis being down
     assert!(worker.try_wait().expect("wait").is_none(), "the worker waits for Redis instead of exiting");
     redis.restart();
     let stack = Stack::on(redis).await;

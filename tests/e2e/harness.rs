@@ -104,17 +104,7 @@ impl Stack {
         events: &[&str],
         secret: Option<&str>,
     ) -> Endpoint {
-        let ep = EndpointDraft {
-            name: format!("{channel} test"),
-            channel: channel.into(),
-            target: target.into(),
-            events: events.iter().map(|e| (*e).to_owned()).collect(),
-            enabled: true,
-            secret: secret.map(Secret::new),
-            teams_format: None,
-        }
-        .validate(TargetPolicy { allow_http: true })
-        .expect("valid endpoint");
+        let ep = endpoint(channel, target, events, secret);
         self.store.put(&ep).await.expect("endpoint stored");
         ep
     }
@@ -164,6 +154,21 @@ fn merge_args(defaults: Vec<String>, overrides: &[&str]) -> Vec<String> {
     }
     out.extend(overrides.iter().map(|s| (*s).to_owned()));
     out
+}
+
+/// A validated endpoint (plain http allowed), not stored: for tests that store it their own way.
+pub fn endpoint(channel: &str, target: &str, events: &[&str], secret: Option<&str>) -> Endpoint {
+    EndpointDraft {
+        name: format!("{channel} test"),
+        channel: channel.into(),
+        target: target.into(),
+        events: events.iter().map(|e| (*e).to_owned()).collect(),
+        enabled: true,
+        secret: secret.map(Secret::new),
+        teams_format: None,
+    }
+    .validate(TargetPolicy { allow_http: true })
+    .expect("valid endpoint")
 }
 
 pub fn keys() -> KeySpace {

@@ -104,7 +104,6 @@ async fn health_readiness_and_metrics_follow_the_deliveries() {
 /// local redis-server serving TLS only, with a certificate from a throwaway CA.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_with_a_password_and_a_private_ca() {
-    use entraguard_core::endpoint::{EndpointDraft, TargetPolicy};
     use entraguard_core::queue::Queue;
     use entraguard_core::redis_conn::{RedisConfig, RedisUrl};
     use entraguard_core::store::EndpointStore;
@@ -126,17 +125,7 @@ async fn rediss_with_a_password_and_a_private_ca() {
     let queue = Queue::connect(&config, crate::harness::keys()).await.expect("TLS connect with the CA");
     let store = EndpointStore::new(queue.connection(), crate::harness::keys());
     let receiver = HttpReceiver::start();
-    let ep = EndpointDraft {
-        name: "hook".into(),
-        channel: "webhook".into(),
-        target: receiver.url(),
-        events: vec!["finding.new".into()],
-        enabled: true,
-        secret: None,
-        teams_format: None,
-    }
-    .validate(TargetPolicy { allow_http: true })
-    .expect("valid");
+    let ep = crate::harness::endpoint("webhook", &receiver.url(), &["finding.new"], None);
     store.put(&ep).await.expect("stored over TLS");
 
     let mut pcfg = ProducerConfig::from_url(&url).expect("url");

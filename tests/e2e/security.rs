@@ -7,7 +7,6 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use entraguard_core::crypto::Cipher;
-use entraguard_core::endpoint::{EndpointDraft, TargetPolicy};
 use entraguard_core::secret::Secret;
 use entraguard_core::store::EndpointStore;
 use entraguard_testkit::{HttpReceiver, Recorded, Reply};
@@ -15,7 +14,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use redis::AsyncCommands;
 use sha2::Sha256;
 
-use crate::harness::{Stack, finding_event, keys};
+use crate::harness::{Stack, endpoint, finding_event, keys};
 
 /// A receiver's Standard Webhooks check, written here from the specification (not the code
 /// under test): any of the `v1,` signatures must match, and the timestamp must be within
@@ -164,28 +163,13 @@ async fn redis_holds_no_secret_or_slack_token_in_clear() {
     let store = EndpointStore::new(stack.queue.connection(), keys()).with_cipher(Some(cipher));
     let receiver = HttpReceiver::start();
     let token_url = format!("{}/services/T0AAAA/B0BBBB/SLACKTOKENxyz", receiver.url());
-    let slack = EndpointDraft {
-        name: "Slack".into(),
-        channel: "slack".into(),
-        target: token_url.clone(),
-        events: vec!["finding.new".into()],
-        enabled: true,
-        secret: None,
-        teams_format: None,
-    }
-    .validate(TargetPolicy { allow_http: true })
-    .expect("valid");
-    let hook = EndpointDraft {
-        name: "SOAR".into(),
-        channel: "webhook".into(),
-        target: format!("{}/hook?token=QUERYTOKEN", receiver.url()),
-        events: vec!["finding.new".into()],
-        enabled: true,
-        secret: Some(Secret::new("HMACSECRET-0123456789")),
-        teams_format: None,
-    }
-    .validate(TargetPolicy { allow_http: true })
-    .expect("valid");
+    let slack = endpoint("slack", &token_url, &["finding.new"], None);
+    let hook = endpoint(
+        "webhook",
+        &format!("{}/hook?token=QUERYTOKEN", receiver.url()),
+        &["finding.new"],
+        Some("HMACSECRET-0123456789"),
+    );
     store.put(&slack).await.expect("stored");
     store.put(&hook).await.expect("stored");
 

@@ -457,42 +457,46 @@ fn poison_id() -> String {
 /// Retries a Redis operation with back-off until it succeeds. Jobs are only ever finished by a
 /// completed Redis call, so waiting out a Redis restart loses nothing; at shutdown the grace
 /// period bounds the wait.
-async fn persist<T, E, F, Fut>(what: &str, mut op: F) -> T
+async fn persist<T, E, F, Fut>(what: &str, op: F) -> T
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut backoff = Backoff::new();
-    loop {
-        match op().await {
-            Ok(v) => return v,
-            Err(e) => {
-                let delay = backoff.next();
-                warn!(error = %e, retry_in = ?delay, "redis {what} failed");
-                tokio::time::sleep(delay).await;
-            }
-        }
+    match retry_redis(what, op, std::future::pending()).await {
+        Some(v) => v,
+        None => unreachable!("a pending future never stops the retries"),
     }
 }
 
 /// Retries until success, or returns `None` when shutdown comes first.
-async fn until_ok<T, E, F, Fut>(shutdown: &mut Shutdown, what: &str, mut op: F) -> Option<T>
+async fn until_ok<T, E, F, Fut>(shutdown: &mut Shutdown, what: &str, op: F) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    retry_redis(what, op, shutdown.wait()).await
+}
+
+/// The one retry loop: exponential back-off, a warning per failure, `None` once `stop` resolves.
+async fn retry_redis<T, E, F, Fut>(what: &str, mut op: F, stop: impl Future<Output = ()>) -> Option<T>
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
     let mut backoff = Backoff::new();
+    let mut stop = std::pin::pin!(stop);
     loop {
         match op().await {
             Ok(v) => return Some(v),
             Err(e) => {
                 let delay = backoff.next();
-                warn!(error = %e, retry_in = ?delay, "cannot {what} yet; waiting for redis");
+                warn!(error = %e, retry_in = ?delay, "redis: {what} failed; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.wait() => return None,
+                    _ = &mut stop => return None,
                 }
             }
         }
