@@ -15,6 +15,10 @@ mod channels;
 /// scale-out, hostile input, a long run.
 mod guarantees;
 
+/// The loss paths found under faults: lost fetch answers, late fetches after a stop, killed
+/// workers, a full Redis, repeated and refused publishes, unreadable endpoints, huge jobs.
+mod loss_paths;
+
 /// SSRF, redirects, HTTPS-only, Standard Webhooks signatures with rotation, secrets at rest.
 mod security;
 

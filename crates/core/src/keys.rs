@@ -38,14 +38,18 @@ impl KeySpace {
         format!("{}:processing:{worker}", self.tag)
     }
 
-    /// STRING with a TTL: the worker's lease; while it exists the worker is alive.
-    pub fn lease(&self, worker: &str) -> String {
-        format!("{}:worker:{worker}", self.tag)
+    /// ZSET of worker id → lease expiry (Unix ms, Redis clock): every worker process that may
+    /// hold jobs. A score in the future is a live worker; a worker whose lease ran out stays
+    /// listed until its processing list has been handed back and it has been dead a while, so
+    /// a late fetch of a dead worker is still found by the reapers.
+    pub fn leases(&self) -> String {
+        format!("{}:leases", self.tag)
     }
 
-    /// SET of the ids of worker processes that may hold jobs.
-    pub fn workers(&self) -> String {
-        format!("{}:workers", self.tag)
+    /// ZSET of event id → when it was accepted (Unix ms, Redis clock), for the publish dedupe
+    /// window: publishing an id again within the window is acknowledged without a second job.
+    pub fn published(&self) -> String {
+        format!("{}:published", self.tag)
     }
 
     /// ZSET of job JSON scored by the due time (Unix ms, Redis clock): scheduled retries.
@@ -96,8 +100,8 @@ mod tests {
         for key in [
             k.ready(),
             k.processing("w1"),
-            k.lease("w1"),
-            k.workers(),
+            k.leases(),
+            k.published(),
             k.delayed(),
             k.dlq(),
             k.dlq_entry("d"),

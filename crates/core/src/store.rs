@@ -157,3 +157,62 @@ impl EndpointStore {
         Ok(n > 0)
     }
 }
+
+/// What fan-out needs of one stored endpoint. Read without opening sealed fields, so an
+/// endpoint sealed with a key this process lacks is still routed: its delivery then fails with
+/// the reason and ends in the dead-letter queue, instead of the event skipping it silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// The routing fields parse.
+    Known { id: EndpointId, enabled: bool, events: std::collections::BTreeSet<crate::event::EventKind> },
+    /// Not even the routing fields parse (a corrupt record): every event is routed to it, so
+    /// each delivery records why it cannot be made.
+    Unreadable { id: EndpointId, reason: String },
+}
+
+impl Route {
+    pub fn id(&self) -> &EndpointId {
+        match self {
+            Route::Known { id, .. } | Route::Unreadable { id, .. } => id,
+        }
+    }
+
+    /// Whether an event of `kind` goes to this endpoint.
+    pub fn wants(&self, kind: crate::event::EventKind) -> bool {
+        match self {
+            Route::Known { enabled, events, .. } => *enabled && events.contains(&kind),
+            Route::Unreadable { .. } => true,
+        }
+    }
+}
+
+/// The fields of the stored JSON that routing reads (never sealed).
+#[derive(serde::Deserialize)]
+struct RoutingFields {
+    enabled: bool,
+    events: std::collections::BTreeSet<crate::event::EventKind>,
+}
+
+impl EndpointStore {
+    /// The route of every stored endpoint, oldest first. A hash field that is not even an
+    /// endpoint id (no tool of ours writes one) is logged and left out.
+    pub async fn routes(&self) -> Result<Vec<Route>, StoreError> {
+        let mut conn = self.conn.clone();
+        let all: Vec<(String, Vec<u8>)> = conn.hgetall(self.keys.endpoints()).await?;
+        let mut routes: Vec<Route> = all
+            .into_iter()
+            .filter_map(|(field, json)| {
+                let Ok(id) = field.parse::<EndpointId>() else {
+                    tracing::error!(field = %field.chars().take(80).collect::<String>(), "a field of the endpoints hash is not an endpoint id; ignored");
+                    return None;
+                };
+                Some(match serde_json::from_slice::<RoutingFields>(&json) {
+                    Ok(f) => Route::Known { id, enabled: f.enabled, events: f.events },
+                    Err(e) => Route::Unreadable { reason: format!("endpoint {id} in Redis is unreadable: {e}"), id },
+                })
+            })
+            .collect();
+        routes.sort_by(|a, b| a.id().cmp(b.id()));
+        Ok(routes)
+    }
+}

@@ -29,6 +29,13 @@
 //! Durability: `publish` returns after Redis has accepted the job. With `appendonly yes` and
 //! `appendfsync always`, Redis has written it to disk by then; with `everysec`, up to about a
 //! second of acknowledged jobs can be lost if the Redis host crashes.
+//!
+//! Retrying is safe: an event whose `id` was accepted within the dedupe window (default one
+//! hour, [`ProducerConfig::dedupe_window`]) is acknowledged again without a second job, so a
+//! publish that timed out, or a batch refused by a full Redis, can simply be sent again. A
+//! batch is all or nothing: either every event in it is enqueued (or was already), or none is.
+//! Give events their own `id` (the scanner's finding-event id) for retries across processes;
+//! an event without one gets a fresh id when it is parsed.
 
 use std::time::Duration;
 
@@ -40,6 +47,7 @@ use entraguard_core::redis_conn::{RedisConfig, RedisUrl, RedisUrlError};
 pub use entraguard_core::event::{Event, EventError, EventKind, Severity};
 pub use entraguard_core::ids::EventId;
 pub use entraguard_core::keys::KeySpace;
+pub use entraguard_core::queue::Published;
 
 /// Why a publish failed. Nothing was enqueued unless the error says Redis may hold it.
 #[derive(Debug, thiserror::Error)]
@@ -52,11 +60,25 @@ pub enum PublishError {
     InvalidKeyPrefix(#[from] KeyPrefixError),
     #[error("cannot reach Redis at {url}: {source}")]
     Connect { url: String, source: QueueError },
-    #[error("Redis did not acknowledge the job within {0:?}; it may or may not have been enqueued")]
+    #[error(
+        "Redis did not acknowledge the job within {0:?}; it may or may not have been enqueued (publishing it again is safe: the event id is deduplicated)"
+    )]
     Timeout(Duration),
+    #[error(
+        "Redis is full (maxmemory reached, noeviction): nothing was enqueued; workers keep delivering and freeing memory, publish again later"
+    )]
+    RedisFull,
+    #[error("a batch holds at most {max} events; this one has {got}: publish it in parts")]
+    BatchTooLarge { got: usize, max: usize },
     #[error("Redis refused the job: {0}")]
     Redis(#[from] QueueError),
 }
+
+/// How long accepted event ids are remembered by default (`NOTIFY_PUBLISH_DEDUPE_WINDOW`).
+pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Most events one [`Producer::publish_batch`] takes (one atomic step in Redis).
+pub const MAX_BATCH_EVENTS: usize = 10_000;
 
 /// Where to publish.
 #[derive(Debug, Clone)]
@@ -65,6 +87,10 @@ pub struct ProducerConfig {
     pub keys: KeySpace,
     /// Longest a publish may wait for Redis before returning [`PublishError::Timeout`].
     pub timeout: Duration,
+    /// How long an accepted event id is remembered: publishing the same id again within it is
+    /// acknowledged without a second job. Redis keeps one small entry per event for this long
+    /// (about 100 bytes: some 36 MB for a steady 100 events/s over the default hour).
+    pub dedupe_window: Duration,
 }
 
 impl ProducerConfig {
@@ -72,7 +98,12 @@ impl ProducerConfig {
     pub fn from_url(url: &str) -> Result<Self, PublishError> {
         let mut redis = RedisConfig::new(RedisUrl::parse(url)?);
         redis.connect_timeout = Duration::from_secs(5);
-        Ok(Self { redis, keys: KeySpace::default(), timeout: Duration::from_secs(5) })
+        Ok(Self {
+            redis,
+            keys: KeySpace::default(),
+            timeout: Duration::from_secs(5),
+            dedupe_window: DEFAULT_DEDUPE_WINDOW,
+        })
     }
 
     /// Uses another key prefix (`NOTIFY_KEY_PREFIX`).
@@ -87,6 +118,7 @@ impl ProducerConfig {
 pub struct Producer {
     queue: Queue,
     timeout: Duration,
+    dedupe_window: Duration,
 }
 
 impl Producer {
@@ -97,31 +129,55 @@ impl Producer {
         let queue = Queue::connect(&redis, config.keys.clone())
             .await
             .map_err(|source| PublishError::Connect { url: config.redis.url.to_string(), source })?;
-        Ok(Self { queue, timeout: config.timeout })
+        Ok(Self { queue, timeout: config.timeout, dedupe_window: config.dedupe_window })
     }
 
-    /// Validates and enqueues one event; returns its id once Redis holds the job.
+    /// Validates and enqueues one event; returns its id once Redis holds the job (or held it
+    /// already: an id accepted within the dedupe window is not enqueued twice).
     pub async fn publish(&self, event: &Event) -> Result<EventId, PublishError> {
         event.validate()?;
-        self.enqueue(&[Job::Event(EventJob { event: event.clone() }).encode()]).await?;
+        self.enqueue(std::slice::from_ref(event)).await?;
         Ok(event.id.clone())
     }
 
-    /// Validates every event first, then enqueues them all in one pipelined round trip: either
-    /// every event is valid and enqueued, or none is.
+    /// Validates every event first, then enqueues them all in one atomic step: either every
+    /// event is enqueued (or was already, by id), or none is.
     pub async fn publish_batch(&self, events: &[Event]) -> Result<Vec<EventId>, PublishError> {
+        if events.len() > MAX_BATCH_EVENTS {
+            return Err(PublishError::BatchTooLarge { got: events.len(), max: MAX_BATCH_EVENTS });
+        }
         for e in events {
             e.validate()?;
         }
-        let jobs: Vec<String> =
-            events.iter().map(|e| Job::Event(EventJob { event: e.clone() }).encode()).collect();
-        self.enqueue(&jobs).await?;
+        self.enqueue(events).await?;
         Ok(events.iter().map(|e| e.id.clone()).collect())
     }
 
-    async fn enqueue(&self, jobs: &[String]) -> Result<(), PublishError> {
-        match tokio::time::timeout(self.timeout, self.queue.push(jobs)).await {
-            Ok(r) => Ok(r?),
+    /// Like [`Producer::publish_batch`], saying for each event whether it was enqueued now or
+    /// had been accepted before (within the dedupe window).
+    pub async fn publish_batch_report(
+        &self,
+        events: &[Event],
+    ) -> Result<Vec<(EventId, Published)>, PublishError> {
+        if events.len() > MAX_BATCH_EVENTS {
+            return Err(PublishError::BatchTooLarge { got: events.len(), max: MAX_BATCH_EVENTS });
+        }
+        for e in events {
+            e.validate()?;
+        }
+        let flags = self.enqueue(events).await?;
+        Ok(events.iter().map(|e| e.id.clone()).zip(flags).collect())
+    }
+
+    async fn enqueue(&self, events: &[Event]) -> Result<Vec<Published>, PublishError> {
+        let jobs: Vec<(String, String)> = events
+            .iter()
+            .map(|e| (e.id.to_string(), Job::Event(EventJob { event: e.clone() }).encode()))
+            .collect();
+        match tokio::time::timeout(self.timeout, self.queue.publish(&jobs, self.dedupe_window)).await {
+            Ok(Ok(flags)) => Ok(flags),
+            Ok(Err(e)) if e.is_out_of_memory() => Err(PublishError::RedisFull),
+            Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(PublishError::Timeout(self.timeout)),
         }
     }

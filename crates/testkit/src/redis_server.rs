@@ -180,6 +180,24 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOP: the server freezes with every connection open, as a stalled host or a long
+    /// fork would freeze it; commands sent meanwhile wait in its sockets. Undo with `resume`.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`RedisServer::pause`]: the server runs the commands that waited.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.pid().unwrap_or_else(|| panic!("redis-server on port {} is not running", self.port));
+        // `kill` the command: the workspace forbids unsafe code, and this is our own child.
+        let ok = Command::new("kill").arg(sig).arg(pid.to_string()).status().is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid} failed");
+    }
+
     /// `SHUTDOWN NOSAVE` and wait for the exit (SIGKILL if it has not exited within 10 s).
     pub fn shutdown_nosave(&mut self) {
         if let Ok(mut conn) = sync_connection(&self.client()) {

@@ -1,35 +1,29 @@
 //! Fan-out: one event becomes one delivery job per enabled endpoint subscribed to its kind, so
-//! endpoints fail, retry and dead-letter independently.
+//! endpoints fail, retry and dead-letter independently. Routing reads only the endpoint's
+//! subscription, never its sealed URL or secret: an endpoint this worker cannot open still gets
+//! its delivery, which then fails with the reason instead of being skipped.
 
-use entraguard_core::endpoint::Endpoint;
 use entraguard_core::event::Event;
 use entraguard_core::job::DeliveryJob;
+use entraguard_core::store::Route;
 
-/// The deliveries `event` needs, given every configured endpoint.
-pub fn fan_out(event: &Event, endpoints: &[Endpoint]) -> Vec<DeliveryJob> {
-    endpoints
+/// The deliveries `event` needs, given every stored endpoint's route.
+pub fn fan_out(event: &Event, routes: &[Route]) -> Vec<DeliveryJob> {
+    routes
         .iter()
-        .filter(|ep| ep.subscribes_to(event.kind()))
-        .map(|ep| DeliveryJob::new(event.clone(), ep.id.clone()))
+        .filter(|r| r.wants(event.kind()))
+        .map(|r| DeliveryJob::new(event.clone(), r.id().clone()))
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use entraguard_core::endpoint::{EndpointDraft, TargetPolicy};
+    use entraguard_core::event::EventKind;
+    use entraguard_core::ids::EndpointId;
 
-    fn endpoint(events: &[&str], enabled: bool) -> Endpoint {
-        EndpointDraft {
-            name: "x".into(),
-            channel: "webhook".into(),
-            target: "https://soar.example.com/hook".into(),
-            events: events.iter().map(|e| (*e).to_owned()).collect(),
-            enabled,
-            ..Default::default()
-        }
-        .validate(TargetPolicy::default())
-        .expect("valid endpoint")
+    fn route(events: &[EventKind], enabled: bool) -> Route {
+        Route::Known { id: EndpointId::generate(), enabled, events: events.iter().copied().collect() }
     }
 
     #[test]
@@ -38,16 +32,18 @@ mod tests {
             br#"{"event":"scan.failed","tenant_id":"t","scan":{"run_id":"r","kind":"full","environment":"prod","error":{"kind":"network","message":"boom"}}}"#,
         )
         .expect("valid event");
-        let eps = vec![
-            endpoint(&["scan.failed"], true),
-            endpoint(&["scan.failed"], false),
-            endpoint(&["finding.new"], true),
-            endpoint(&["scan.failed", "finding.new"], true),
+        let routes = vec![
+            route(&[EventKind::ScanFailed], true),
+            route(&[EventKind::ScanFailed], false),
+            route(&[EventKind::FindingNew], true),
+            route(&[EventKind::ScanFailed, EventKind::FindingNew], true),
+            Route::Unreadable { id: EndpointId::generate(), reason: "corrupt".into() },
         ];
-        let jobs = fan_out(&event, &eps);
-        assert_eq!(jobs.len(), 2);
-        assert_eq!(jobs[0].endpoint_id, eps[0].id);
-        assert_eq!(jobs[1].endpoint_id, eps[3].id);
+        let jobs = fan_out(&event, &routes);
+        assert_eq!(jobs.len(), 3);
+        assert_eq!(&jobs[0].endpoint_id, routes[0].id());
+        assert_eq!(&jobs[1].endpoint_id, routes[3].id());
+        assert_eq!(&jobs[2].endpoint_id, routes[4].id(), "an unreadable endpoint is not skipped");
         assert_ne!(jobs[0].delivery_id, jobs[1].delivery_id);
         assert!(jobs.iter().all(|j| j.attempts.is_empty() && j.event.id == event.id));
     }

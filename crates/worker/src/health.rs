@@ -47,9 +47,18 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
     let ping =
         tokio::time::timeout(Duration::from_secs(2), redis::cmd("PING").query_async::<String>(&mut conn))
             .await;
-    match ping {
-        Ok(Ok(_)) => (StatusCode::OK, "ready"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable"),
+    if !matches!(ping, Ok(Ok(_))) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable");
+    }
+    match tokio::time::timeout(Duration::from_secs(2), queue.memory_full()).await {
+        Ok(Ok(true)) => {
+            crate::metrics::redis_full(true);
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "redis is at its maxmemory: new publishes are refused; this worker keeps delivering queued jobs",
+            )
+        }
+        _ => (StatusCode::OK, "ready"),
     }
 }
 

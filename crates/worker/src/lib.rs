@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod retry;
 pub mod runner;
+pub mod running;
 pub mod shutdown;
 pub mod signature;
 pub mod transport;

@@ -20,6 +20,8 @@ pub const QUEUE_PROCESSING: &str = "entraguard_queue_processing";
 pub const QUEUE_SCHEDULED: &str = "entraguard_queue_scheduled_retries";
 pub const QUEUE_DEAD: &str = "entraguard_queue_dead_letters";
 pub const WORKERS: &str = "entraguard_workers";
+pub const REDIS_FULL: &str = "entraguard_redis_full";
+pub const HANDED_BACK: &str = "entraguard_stranded_jobs_handed_back_total";
 
 /// The process-wide recorder, installed on first use (tests run several workers in one process).
 pub fn handle() -> &'static PrometheusHandle {
@@ -56,6 +58,16 @@ pub fn fanned_out() {
 
 pub fn poison() {
     counter!(POISON_JOBS).increment(1);
+}
+
+/// 1 while Redis refuses writes at its `maxmemory` (publishes are refused; workers deliver on).
+pub fn redis_full(full: bool) {
+    gauge!(REDIS_FULL).set(if full { 1.0 } else { 0.0 });
+}
+
+/// Jobs found on this worker's processing list that it was not running, handed back.
+pub fn handed_back(n: usize) {
+    counter!(HANDED_BACK).increment(n as u64);
 }
 
 pub fn in_flight(n: usize) {

@@ -11,9 +11,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use entraguard_core::endpoint::Endpoint;
 use entraguard_core::job::{AttemptRecord, DeliveryJob, Job};
-use entraguard_core::queue::{DeadLetterDraft, PROMOTE_CHUNK, Queue, WorkerId};
-use entraguard_core::store::EndpointStore;
+use entraguard_core::queue::{DeadLetterDraft, Fetched, PROMOTE_CHUNK, Queue, QueueError, WorkerId};
+use entraguard_core::store::{EndpointStore, StoreError};
 use futures_util::FutureExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -22,14 +23,22 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::config::{ConfigError, WorkerConfig};
 use crate::delivery::Deliverer;
 use crate::fanout::fan_out;
+use crate::outcome::Outcome;
 use crate::retry::{Next, decide};
+use crate::running::Running;
 use crate::shutdown::Shutdown;
 use crate::transport::http::HttpError;
 use entraguard_core::endpoint::Channel;
 use entraguard_core::ids::EndpointId;
 
-/// Longest the promoter sleeps when no retry is due sooner.
-const IDLE_PROMOTE: Duration = Duration::from_secs(15);
+/// Longest the promoter sleeps when no retry is due sooner. Retries scheduled by another
+/// worker are that worker's to promote; if it dies, the reap that hands its jobs back wakes
+/// this promoter too, so this is only a safety net.
+const IDLE_PROMOTE: Duration = Duration::from_secs(60);
+
+/// How often the promoter reports what it moved, at most (it may move jobs thousands of times
+/// a minute while a backlog drains).
+const PROMOTE_REPORT_EVERY: Duration = Duration::from_secs(60);
 
 /// Most jobs one non-blocking fetch takes.
 const MAX_FETCH_BATCH: usize = 128;
@@ -56,6 +65,8 @@ struct Ctx {
     promoter_wake: Notify,
     /// In-flight cap per endpoint.
     endpoint_slots: EndpointSlots,
+    /// The jobs this process runs: what its processing list should hold.
+    running: Running,
 }
 
 /// Runs a worker until `shutdown` fires; returns once in-flight work is finished or handed back.
@@ -122,6 +133,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
         config,
         promoter_wake: Notify::new(),
         endpoint_slots: EndpointSlots::new(config_endpoint_cap),
+        running: Running::default(),
     });
     let maintenance = tokio::spawn(maintenance(ctx.clone(), shutdown.clone()));
     let promoter = tokio::spawn(promoter(ctx.clone(), shutdown.clone()));
@@ -131,16 +143,27 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     info!(worker = %ctx.worker, concurrency, redis = %ctx.config.redis_url, "worker started");
 
     let mut backoff = Backoff::new();
+    let mut reconciler = Reconciler::new(&ctx.config);
     // How many jobs the next non-blocking fetch asks for: grows while batches come back full (a
     // deep queue: one round trip and one fsync for many jobs), shrinks to what came back
     // otherwise, and is 0 after an empty fetch, so an idle worker only blocks (one BLMOVE per
     // fetch block) instead of asking again and again.
     let mut batch = 0usize;
-    loop {
+    // Redis is at its maxmemory: the blocking fetch is refused, the fetch script is not.
+    let mut redis_full = false;
+    'fetching: loop {
         while tasks.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.wait() => break,
+        // Between fetches, never during one: a job on the processing list that is not running
+        // is then certainly stranded (its fetch answer was lost), not about to arrive.
+        let permit = loop {
+            if reconciler.due() {
+                reconciler.run(&ctx).await;
+            }
+            tokio::select! {
+                p = permits.clone().acquire_owned() => match p { Ok(p) => break p, Err(_) => break 'fetching },
+                _ = tokio::time::sleep_until(reconciler.next_at) => {}
+                _ = shutdown.wait() => break 'fetching,
+            }
         };
         let mut held = vec![permit];
         while held.len() < batch.min(MAX_FETCH_BATCH) {
@@ -149,9 +172,9 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
                 Err(_) => break,
             }
         }
-        let fetched: Result<Vec<Vec<u8>>, _> = if batch == 0 {
+        let fetched: Result<Fetched, QueueError> = if batch == 0 && !redis_full {
             tokio::select! {
-                r = fetcher.fetch() => r.map(|j| j.into_iter().collect()),
+                r = fetcher.fetch() => r,
                 _ = shutdown.wait() => break,
             }
         } else {
@@ -161,20 +184,50 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
             }
         };
         match fetched {
-            Ok(jobs) => {
+            Ok(Fetched { jobs, oversized }) => {
                 backoff.reset();
+                crate::metrics::redis_full(false);
+                for _ in 0..oversized {
+                    dead_letter_oversized(&ctx).await;
+                }
                 let asked = held.len();
-                batch = match jobs.len() {
+                let got = jobs.len() + oversized;
+                batch = match got {
                     0 => 0,
                     n if n == asked => (asked * 2).min(MAX_FETCH_BATCH),
                     n => n,
                 };
+                if got > 0 {
+                    reconciler.busy = true;
+                } else if redis_full {
+                    // Nothing to take, and the blocking fetch is refused: look again soon,
+                    // then try blocking again (Redis may have room by then).
+                    redis_full = false;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.next()) => {}
+                        _ = shutdown.wait() => break,
+                    }
+                }
                 for (raw, permit) in jobs.into_iter().zip(held.drain(..)) {
+                    let raw: Arc<[u8]> = raw.into();
+                    ctx.running.start(&raw);
                     tasks.spawn(handle(ctx.clone(), raw, permit));
                 }
             }
+            Err(e) if e.is_out_of_memory() => {
+                // Keep delivering: delivering is what frees memory. Publishes stay refused.
+                if !redis_full {
+                    warn!(
+                        "redis is at its maxmemory: publishes are refused; taking jobs with the fetch script meanwhile"
+                    );
+                }
+                crate::metrics::redis_full(true);
+                redis_full = true;
+                batch = batch.max(1);
+            }
             Err(e) => {
                 batch = 0;
+                reconciler.fetch_failed();
                 let delay = backoff.next();
                 warn!(error = %e, retry_in = ?delay, "fetch failed; redis unreachable?");
                 tokio::select! {
@@ -226,7 +279,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
 
 /// Handles one fetched job; a panic is caught and dead-letters the job instead of leaving it
 /// stuck on the processing list of a live worker.
-async fn handle(ctx: Arc<Ctx>, raw: Vec<u8>, permit: OwnedSemaphorePermit) {
+async fn handle(ctx: Arc<Ctx>, raw: Arc<[u8]>, permit: OwnedSemaphorePermit) {
     ::metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
     let result = AssertUnwindSafe(handle_job(&ctx, &raw)).catch_unwind().await;
     if result.is_err() {
@@ -236,10 +289,20 @@ async fn handle(ctx: Arc<Ctx>, raw: Vec<u8>, permit: OwnedSemaphorePermit) {
             reason: "the worker panicked while handling this job".into(),
             delivery: None,
         };
-        persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, &raw, &draft)).await;
+        record(&ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, &raw, &draft)).await;
     }
+    ctx.running.finish(&raw);
     ::metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);
     drop(permit);
+}
+
+/// Dead-letters a job too long to read, straight from the processing list.
+async fn dead_letter_oversized(ctx: &Ctx) {
+    crate::metrics::poison();
+    let id = poison_id();
+    let len =
+        persist("dead-letter oversized job", || ctx.queue.dead_letter_oversized(&ctx.worker, &id)).await;
+    error!(dead_letter_id = %id, bytes = len, "oversized job dead-lettered unread");
 }
 
 async fn handle_job(ctx: &Ctx, raw: &[u8]) {
@@ -249,7 +312,7 @@ async fn handle_job(ctx: &Ctx, raw: &[u8]) {
             let draft =
                 DeadLetterDraft { id: poison_id(), reason: format!("undecodable job: {e}"), delivery: None };
             error!(dead_letter_id = %draft.id, reason = %draft.reason, "poison job dead-lettered");
-            persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
+            record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
         }
         Ok(Job::Event(job)) => {
             let event = job.event;
@@ -263,17 +326,15 @@ async fn handle_job(ctx: &Ctx, raw: &[u8]) {
                         delivery: None,
                     };
                     error!(reason = %draft.reason, "invalid event dead-lettered");
-                    persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
+                    record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
                     return;
                 }
-                let endpoints = persist("read endpoints", || ctx.store.list()).await;
+                let routes = persist("read endpoints", || ctx.store.routes()).await;
                 let deliveries: Vec<String> =
-                    fan_out(&event, &endpoints).into_iter().map(|d| Job::Delivery(d).encode()).collect();
-                if persist("ack", || ctx.queue.ack(&ctx.worker, raw, &deliveries)).await {
+                    fan_out(&event, &routes).into_iter().map(|d| Job::Delivery(d).encode()).collect();
+                if record(ctx, "fan-out", || ctx.queue.ack(&ctx.worker, raw, &deliveries)).await {
                     crate::metrics::fanned_out();
-                    info!(deliveries = deliveries.len(), "event fanned out");
-                } else {
-                    warn!("lease lost before fan-out was recorded; another worker fans it out");
+                    tracing::debug!(deliveries = deliveries.len(), "event fanned out");
                 }
             }
             .instrument(span)
@@ -292,16 +353,26 @@ async fn handle_job(ctx: &Ctx, raw: &[u8]) {
     }
 }
 
-async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
-    let Some(endpoint) = persist("read endpoint", || ctx.store.get(&job.endpoint_id)).await else {
-        let draft = DeadLetterDraft {
-            id: job.delivery_id.to_string(),
-            reason: format!("endpoint {} was deleted", job.endpoint_id),
-            delivery: Some(job),
-        };
-        warn!(reason = %draft.reason, "delivery dead-lettered");
-        persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
-        return;
+async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
+    let endpoint = match read_endpoint(ctx, &job).await {
+        EndpointRead::Found(endpoint) => endpoint,
+        EndpointRead::Deleted => {
+            let draft = DeadLetterDraft {
+                id: job.delivery_id.to_string(),
+                reason: format!("endpoint {} was deleted", job.endpoint_id),
+                delivery: Some(job),
+            };
+            warn!(reason = %draft.reason, "delivery dead-lettered");
+            record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
+            return;
+        }
+        EndpointRead::Unreadable(reason) => {
+            // Like any failed attempt: retried on the schedule (someone may fix the record or
+            // give this worker the key), then dead-lettered with the reason. No slot is held.
+            let at = entraguard_core::timestamp::Timestamp::now();
+            conclude(ctx, raw, job, Outcome::retryable(None, reason), at, Duration::ZERO, "unreadable").await;
+            return;
+        }
     };
     // A busy endpoint's delivery waits in Redis, not here: waiting would hold a concurrency
     // permit and let one hanging endpoint starve the rest.
@@ -311,7 +382,7 @@ async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
         let defer =
             (ctx.config.delivery_timeout / 100).clamp(Duration::from_millis(10), Duration::from_millis(200));
         tracing::debug!(retry_in = ?defer, "endpoint at its in-flight cap; delivery deferred");
-        persist("defer", || ctx.queue.retry_later(&ctx.worker, raw, raw, defer)).await;
+        record(ctx, "defer", || ctx.queue.retry_later(&ctx.worker, raw, raw, defer)).await;
         ctx.promoter_wake.notify_one();
         return;
     };
@@ -319,13 +390,51 @@ async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
         let wait = persist("pace", || ctx.queue.pace(&endpoint.id, ctx.config.slack_pace)).await;
         if let Some(wait) = wait {
             tracing::debug!(retry_in = ?wait, "slack webhook paced; delivery deferred");
-            persist("defer", || ctx.queue.retry_later(&ctx.worker, raw, raw, wait)).await;
+            record(ctx, "defer", || ctx.queue.retry_later(&ctx.worker, raw, raw, wait)).await;
             ctx.promoter_wake.notify_one();
             return;
         }
     }
-    let attempt = job.next_attempt();
     let (outcome, at, elapsed) = ctx.deliverer.attempt(&job, &endpoint).await;
+    conclude(ctx, raw, job, outcome, at, elapsed, endpoint.channel.as_str()).await;
+}
+
+/// What reading a delivery's endpoint found.
+enum EndpointRead {
+    Found(Box<Endpoint>),
+    Deleted,
+    /// The record is there but cannot be used: corrupt, or sealed with a key this process
+    /// lacks. The reason says which.
+    Unreadable(String),
+}
+
+/// Reads the delivery's endpoint, retrying only while Redis itself fails.
+async fn read_endpoint(ctx: &Ctx, job: &DeliveryJob) -> EndpointRead {
+    let read = persist("read endpoint", || async {
+        match ctx.store.get(&job.endpoint_id).await {
+            Err(StoreError::Redis(e)) => Err(e),
+            other => Ok(other),
+        }
+    })
+    .await;
+    match read {
+        Ok(Some(endpoint)) => EndpointRead::Found(Box::new(endpoint)),
+        Ok(None) => EndpointRead::Deleted,
+        Err(e) => EndpointRead::Unreadable(e.to_string()),
+    }
+}
+
+/// Records an attempt's outcome: acknowledged, re-scheduled, or dead-lettered.
+async fn conclude(
+    ctx: &Ctx,
+    raw: &[u8],
+    mut job: DeliveryJob,
+    outcome: Outcome,
+    at: entraguard_core::timestamp::Timestamp,
+    elapsed: Duration,
+    channel: &'static str,
+) {
+    let attempt = job.next_attempt();
     job.attempts.push(AttemptRecord {
         attempt,
         at,
@@ -339,78 +448,192 @@ async fn deliver(ctx: &Ctx, raw: &[u8], mut job: DeliveryJob) {
         Next::RetryIn(_) => "retry",
         Next::Dead(_) => "dead",
     };
-    crate::metrics::attempt(endpoint.channel.as_str(), result, elapsed);
-    let kept = match next {
+    crate::metrics::attempt(channel, result, elapsed);
+    match next {
         Next::Done => {
-            info!(status = ?outcome.status(), ms = elapsed.as_millis() as u64, channel = %endpoint.channel, "delivered");
-            persist("ack", || ctx.queue.ack(&ctx.worker, raw, &[])).await
+            tracing::debug!(status = ?outcome.status(), ms = elapsed.as_millis() as u64, channel, "delivered");
+            record(ctx, "ack", || ctx.queue.ack(&ctx.worker, raw, &[])).await;
         }
         Next::RetryIn(delay) => {
             warn!(error = outcome.error().unwrap_or(""), retry_in = ?delay, "attempt failed; retry scheduled");
             let next = Job::Delivery(job).encode();
-            let kept =
-                persist("schedule retry", || ctx.queue.retry_later(&ctx.worker, raw, next.as_bytes(), delay))
-                    .await;
+            record(ctx, "schedule retry", || ctx.queue.retry_later(&ctx.worker, raw, next.as_bytes(), delay))
+                .await;
             ctx.promoter_wake.notify_one();
-            kept
         }
         Next::Dead(reason) => {
             error!(reason = %reason, "delivery dead-lettered");
             let draft = DeadLetterDraft { id: job.delivery_id.to_string(), reason, delivery: Some(job) };
-            persist("dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await
+            record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
         }
-    };
-    if !kept {
-        warn!("lease lost during the attempt; the job was handed to another worker");
     }
 }
 
-/// Renews the lease and reaps dead workers' jobs, every third of the lease.
+/// Renews the lease every third of it, and hands back the jobs of workers whose lease ran out:
+/// each renewal says when the next other worker's lease runs out, and this task wakes right
+/// then, so a dead worker's jobs are back within about `NOTIFY_LEASE` of its last renewal.
 async fn maintenance(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
+    use tokio::time::Instant;
     let every = ctx.config.heartbeat_interval();
-    let mut beat: u64 = 0;
+    // Dead workers stay listed this long, so a fetch Redis serves after one died is found.
+    let forget_after = ctx.config.lease * 10;
+    let mut next_beat = Instant::now() + every;
+    let mut next_expiry: Option<Instant> = None;
+    // Look once at start-up: workers may have died while none was running.
+    let mut reap = true;
     loop {
+        if reap {
+            match ctx.queue.reap_dead_workers(&ctx.worker, forget_after).await {
+                Ok((moved, still_listed)) => {
+                    if moved > 0 {
+                        // Its scheduled retries are now ours to promote.
+                        ctx.promoter_wake.notify_one();
+                    }
+                    reap = still_listed;
+                }
+                Err(e) => warn!(error = %e, "handing back dead workers' jobs failed"),
+            }
+        }
+        let wake = next_expiry.map_or(next_beat, |e| e.min(next_beat));
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep_until(wake) => {}
             _ = shutdown.wait() => return,
         }
-        if let Err(e) = ctx.queue.heartbeat(&ctx.worker, ctx.config.lease).await {
-            warn!(error = %e, "lease renewal failed");
-            continue;
-        }
-        // Every other beat: a dead worker's jobs are back within about one lease.
-        beat += 1;
-        if beat.is_multiple_of(2)
-            && let Err(e) = ctx.queue.reap_dead_workers(&ctx.worker).await
-        {
-            warn!(error = %e, "reaping dead workers failed");
+        match ctx.queue.heartbeat(&ctx.worker, ctx.config.lease).await {
+            Ok(hb) => {
+                let now = Instant::now();
+                next_beat = now + every;
+                // A few ms after the other lease runs out, so Redis's clock has passed it too.
+                next_expiry = hb.next_expiry_in.map(|d| now + d + Duration::from_millis(5));
+                reap |= hb.expired_others;
+            }
+            Err(e) => {
+                warn!(error = %e, "lease renewal failed");
+                next_beat = Instant::now() + every.min(Duration::from_secs(1));
+                next_expiry = None;
+            }
         }
     }
 }
 
 /// Moves due retries to ready. Sleeps until the earliest scheduled job is due, or until this
-/// worker schedules one; looks again at least every `IDLE_PROMOTE` for retries other processes
-/// scheduled and could not promote themselves (they died).
+/// worker schedules one or hands back a dead worker's jobs; looks again at least every
+/// `IDLE_PROMOTE`.
 async fn promoter(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
     let idle = IDLE_PROMOTE;
+    let mut moved_since_report = 0usize;
+    let mut last_report = tokio::time::Instant::now();
     loop {
         let wait = match ctx.queue.promote_due().await {
-            Ok(p) if p.moved >= PROMOTE_CHUNK => Duration::ZERO,
             Ok(p) => {
-                if p.moved > 0 {
-                    info!(moved = p.moved, "due retries moved to ready");
+                moved_since_report += p.moved;
+                if p.moved >= PROMOTE_CHUNK {
+                    Duration::ZERO
+                } else {
+                    p.next_due_in.map_or(idle, |d| (d + Duration::from_millis(1)).min(idle))
                 }
-                p.next_due_in.map_or(idle, |d| (d + Duration::from_millis(1)).min(idle))
             }
             Err(e) => {
                 warn!(error = %e, "promoting due retries failed");
                 Duration::from_secs(1)
             }
         };
+        if moved_since_report > 0 && last_report.elapsed() >= PROMOTE_REPORT_EVERY {
+            info!(moved = moved_since_report, over = ?last_report.elapsed(), "due retries moved to ready");
+            moved_since_report = 0;
+            last_report = tokio::time::Instant::now();
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = ctx.promoter_wake.notified() => {}
             _ = shutdown.wait() => return,
+        }
+    }
+}
+
+/// Reconciles the worker's processing list against what it runs, so a job whose fetch answer
+/// was lost (Redis killed mid-reply, a reply that timed out, a pipeline cut short) is handed
+/// back instead of sitting on a live worker's list, where no reaper looks.
+struct Reconciler {
+    every: Duration,
+    next_at: tokio::time::Instant,
+    /// After a failed fetch, answers may still land late (a paused Redis runs the command when
+    /// it resumes): for this long, the whole list is compared at every pass.
+    suspect_for: Duration,
+    last_failure: Option<tokio::time::Instant>,
+    /// Jobs were fetched since the last pass: compare the list's length at least.
+    busy: bool,
+    /// Even an idle worker compares the list's length once per lease: a stranded job from a
+    /// cause nobody foresaw is still handed back.
+    idle_every: Duration,
+    last_check: tokio::time::Instant,
+}
+
+impl Reconciler {
+    fn new(config: &WorkerConfig) -> Self {
+        let every = config.heartbeat_interval();
+        Self {
+            every,
+            next_at: tokio::time::Instant::now() + every,
+            suspect_for: config.lease + 2 * (config.fetch_block + config.redis_timeout),
+            last_failure: None,
+            busy: false,
+            idle_every: config.lease,
+            last_check: tokio::time::Instant::now(),
+        }
+    }
+
+    fn due(&self) -> bool {
+        tokio::time::Instant::now() >= self.next_at
+    }
+
+    fn fetch_failed(&mut self) {
+        self.last_failure = Some(tokio::time::Instant::now());
+    }
+
+    async fn run(&mut self, ctx: &Ctx) {
+        self.next_at = tokio::time::Instant::now() + self.every;
+        let suspect = self.last_failure.is_some_and(|t| t.elapsed() < self.suspect_for);
+        let busy = std::mem::take(&mut self.busy);
+        if !suspect && !busy && self.last_check.elapsed() < self.idle_every {
+            return;
+        }
+        self.last_check = tokio::time::Instant::now();
+        let mut running = ctx.running.snapshot();
+        if !suspect {
+            let expected: usize = running.values().sum();
+            match ctx.queue.processing_len(&ctx.worker).await {
+                Ok(n) if n <= expected => return,
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "reading the processing list failed");
+                    return;
+                }
+            }
+        }
+        let listed = match ctx.queue.processing_jobs(&ctx.worker).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "reading the processing list failed");
+                return;
+            }
+        };
+        let mut stranded = Vec::new();
+        for job in listed {
+            match running.get_mut(job.as_slice()) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ => stranded.push(job),
+            }
+        }
+        if stranded.is_empty() {
+            return;
+        }
+        match ctx.queue.hand_back(&ctx.worker, &stranded).await {
+            Ok(n) => {
+                crate::metrics::handed_back(n);
+                warn!(jobs = n, "handed back jobs whose fetch answer never arrived");
+            }
+            Err(e) => warn!(error = %e, "handing back stranded jobs failed; next pass retries"),
         }
     }
 }
@@ -467,6 +690,42 @@ where
         Some(v) => v,
         None => unreachable!("a pending future never stops the retries"),
     }
+}
+
+/// Records a job's outcome (acknowledge, re-schedule, dead-letter), retrying while Redis fails.
+/// Returns whether this call recorded it. A `false` answer after a try whose answer was lost
+/// is ambiguous (that try may have recorded it), and is logged as such, not as a lost lease.
+async fn record<F, Fut>(ctx: &Ctx, what: &str, mut op: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, QueueError>>,
+{
+    let ambiguous = std::sync::atomic::AtomicBool::new(false);
+    let recorded = persist(what, || {
+        let fut = op();
+        let ambiguous = &ambiguous;
+        async move {
+            let r = fut.await;
+            if let Err(e) = &r
+                && e.is_ambiguous()
+            {
+                ambiguous.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            r
+        }
+    })
+    .await;
+    if !recorded {
+        if ambiguous.load(std::sync::atomic::Ordering::Relaxed) {
+            info!(
+                worker = %ctx.worker,
+                "{what}: an earlier try whose answer was lost recorded it, or the lease ran out meanwhile (then another worker runs the job again)"
+            );
+        } else {
+            warn!(worker = %ctx.worker, "{what}: the lease ran out during the job; another worker runs it again");
+        }
+    }
+    recorded
 }
 
 /// Retries until success, or returns `None` when shutdown comes first.

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Finish a job: take it off the worker's processing list and push its successors (a fanned-out
 -- event's delivery jobs) onto the ready list, in one step. Returns 0, and pushes nothing, when
 -- the job is no longer on the list (the worker lost its lease and the job went back to ready:

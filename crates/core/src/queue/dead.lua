@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Park a job in the dead-letter queue: take it off the processing list, write the entry hash,
 -- and list its id (once: a delivery that dies again after a replay keeps one place in the list).
 -- Returns 0 when the lease was lost.

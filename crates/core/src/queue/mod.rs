@@ -1,18 +1,26 @@
 //! Our Redis job queue: a few Lua scripts and the Rust that calls them.
 //!
 //! The model, in the order a job meets it:
-//! - producers `RPUSH` jobs onto the **ready** list;
-//! - a worker takes one with a blocking `BLMOVE` into its own **processing** list (keyed by a
-//!   fresh id per process), so an idle worker sends no commands and a new job is picked up at
-//!   once;
-//! - the worker holds a **lease** (a key with a TTL, renewed while it runs); a **reaper** in every
-//!   worker hands the processing list of a worker whose lease expired back to ready. Because the
-//!   lease is renewed while a delivery runs, a slow receiver never causes a second concurrent
-//!   delivery; only a dead or frozen process loses its jobs to others;
+//! - producers publish jobs onto the **ready** list with one script per batch (all or nothing,
+//!   and at most once per event id within the dedupe window, remembered in **published**);
+//! - a worker takes jobs into its own **processing** list (keyed by a fresh id per process):
+//!   a blocking `BLMOVE` when the queue is empty, so an idle worker sends almost nothing and a
+//!   new job is picked up at once, and a fetch script taking a batch when it is deep;
+//! - the worker holds a **lease**: its score in the **leases** set, renewed by one script while it
+//!   runs. Each renewal says when the next other lease runs out, and the worker hands that
+//!   worker's processing list back to ready right then if it was not renewed. Because the lease
+//!   is renewed while a delivery runs, a slow receiver never causes a second concurrent
+//!   delivery; only a dead or frozen process loses its jobs to others. A dead worker stays
+//!   listed for a while, so a fetch Redis serves after its death is still handed back;
+//! - a worker compares its processing list with what it runs and hands back what it is not
+//!   running (a fetch whose answer was lost);
 //! - finishing a job is one script: acknowledge (and push the jobs it fanned out to), re-schedule
 //!   into the **delayed** set, or dead-letter. Each first removes the job from the processing
 //!   list, and does nothing if it is gone (the lease was lost), so a job never forks;
 //! - a **promoter** moves due jobs from the delayed set back to ready in bounded chunks.
+//!
+//! Every script a worker runs declares `allow-oom` (Redis 7.0+): at `maxmemory` Redis refuses
+//! publishes, while workers go on delivering, which is what frees memory.
 //!
 //! Finished jobs are deleted; only dead letters stay, in their own documented structure.
 
@@ -31,12 +39,35 @@ use crate::redis_conn::{RedisConfig, connect};
 /// Most jobs one promoter call moves.
 pub const PROMOTE_CHUNK: usize = 500;
 
+/// Longest job a worker reads. Events are at most 256 KiB and a delivery adds little, so only
+/// a job written into Redis by hand can be longer; it is dead-lettered unread.
+pub const MAX_JOB_BYTES: usize = 1024 * 1024;
+
+/// How much of an oversized job its dead letter keeps.
+pub const DEAD_JOB_KEPT_BYTES: usize = 16 * 1024;
+
 /// A Redis failure while talking to the queue. Callers retry with back-off; the worker loop
 /// never ends on one.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+}
+
+impl QueueError {
+    /// Redis refused a write because it is at its `maxmemory` (`OOM command not allowed`).
+    pub fn is_out_of_memory(&self) -> bool {
+        match self {
+            QueueError::Redis(e) => e.code() == Some("OOM"),
+        }
+    }
+
+    /// The command may or may not have run: the answer timed out or the connection dropped.
+    pub fn is_ambiguous(&self) -> bool {
+        match self {
+            QueueError::Redis(e) => e.is_timeout() || e.is_io_error() || e.is_connection_dropped(),
+        }
+    }
 }
 
 /// Names one worker process: its host name (the pod name in Kubernetes) and a fresh ULID.
@@ -74,6 +105,11 @@ struct Scripts {
     requeue: Script,
     replay: Script,
     pace: Script,
+    lease: Script,
+    fetch: Script,
+    oversized: Script,
+    handback: Script,
+    publish: Script,
 }
 
 impl Scripts {
@@ -86,6 +122,11 @@ impl Scripts {
             requeue: Script::new(include_str!("requeue.lua")),
             replay: Script::new(include_str!("replay.lua")),
             pace: Script::new(include_str!("pace.lua")),
+            lease: Script::new(include_str!("lease.lua")),
+            fetch: Script::new(include_str!("fetch.lua")),
+            oversized: Script::new(include_str!("oversized.lua")),
+            handback: Script::new(include_str!("handback.lua")),
+            publish: Script::new(include_str!("publish.lua")),
         }
     }
 }
@@ -96,6 +137,34 @@ pub struct Promoted {
     pub moved: usize,
     /// Time until the earliest job still in the delayed set is due.
     pub next_due_in: Option<Duration>,
+}
+
+/// What a lease renewal learned about the other workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Time until the next other live worker's lease runs out, if there is one.
+    pub next_expiry_in: Option<Duration>,
+    /// Whether some other worker's lease has run out (its jobs may need handing back).
+    pub expired_others: bool,
+}
+
+/// What one fetch took.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// Jobs to run, already on the worker's processing list.
+    pub jobs: Vec<Vec<u8>>,
+    /// Jobs over [`MAX_JOB_BYTES`], also on the processing list, not read: dead-letter them
+    /// with [`Queue::dead_letter_oversized`].
+    pub oversized: usize,
+}
+
+/// What a batch publish did, per event, in the order given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// Enqueued now.
+    Enqueued,
+    /// The id was accepted within the dedupe window: acknowledged, no second job.
+    Duplicate,
 }
 
 /// Queue depths, for `stats` and metrics.
@@ -135,19 +204,45 @@ impl Queue {
         self.conn.clone()
     }
 
-    /// Pushes jobs onto the ready list, in one round trip. Returns once Redis has them (and,
-    /// with `appendfsync always`, has written them to its AOF).
+    /// Pushes jobs onto the ready list as they are, in one round trip, with no dedupe (tests,
+    /// benchmarks and tools; events are published with [`Queue::publish`]).
     pub async fn push(&self, jobs: &[String]) -> Result<(), QueueError> {
         if jobs.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
+        pipe.atomic();
         for chunk in jobs.chunks(1000) {
             pipe.rpush(self.keys.ready(), chunk).ignore();
         }
         pipe.query_async::<()>(&mut conn).await?;
         Ok(())
+    }
+
+    /// Publishes `(event id, job)` pairs in one atomic step: either every job not already
+    /// accepted within `window` is enqueued, or (Redis refused: full, unreachable) none is. An
+    /// id accepted within the window is acknowledged as [`Published::Duplicate`] without a
+    /// second job, so a caller may retry a publish whose answer it never got.
+    pub async fn publish(
+        &self,
+        jobs: &[(String, String)],
+        window: Duration,
+    ) -> Result<Vec<Published>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut inv = self.scripts.publish.key(self.keys.ready());
+        inv.key(self.keys.published()).arg(u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1));
+        for (id, job) in jobs {
+            inv.arg(id).arg(job);
+        }
+        let flags: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        Ok(flags
+            .into_iter()
+            .map(|f| if f == 1 { Published::Enqueued } else { Published::Duplicate })
+            .collect())
     }
 
     /// Opens a dedicated connection for blocking fetches (a blocked `BLMOVE` would stall every
@@ -160,30 +255,30 @@ impl Queue {
         .await?;
         Ok(Fetcher {
             conn,
+            config: self.config.clone(),
             ready: self.keys.ready(),
             processing: self.keys.processing(worker.as_str()),
             block,
+            fetch: self.scripts.fetch.clone(),
         })
     }
 
-    /// Registers the worker and renews its lease for `ttl`.
-    pub async fn heartbeat(&self, worker: &WorkerId, ttl: Duration) -> Result<(), QueueError> {
+    /// Registers the worker and renews its lease for `ttl`, in one atomic step, and tells when
+    /// the next other worker's lease runs out.
+    pub async fn heartbeat(&self, worker: &WorkerId, ttl: Duration) -> Result<Heartbeat, QueueError> {
         let mut conn = self.conn.clone();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        // One command per beat: `GET` tells whether the lease was there; only a new or lapsed
-        // lease needs the worker (re)listed for the reapers.
-        let previous: Option<String> = redis::cmd("SET")
-            .arg(self.keys.lease(worker.as_str()))
-            .arg(1)
-            .arg("PX")
+        let (now, next, expired): (i64, i64, i64) = self
+            .scripts
+            .lease
+            .key(self.keys.leases())
+            .arg(worker.as_str())
             .arg(ttl_ms)
-            .arg("GET")
-            .query_async(&mut conn)
+            .invoke_async(&mut conn)
             .await?;
-        if previous.is_none() {
-            let _: () = conn.sadd(self.keys.workers(), worker.as_str()).await?;
-        }
-        Ok(())
+        let next_expiry_in =
+            (next >= 0).then(|| Duration::from_millis(u64::try_from(next - now).unwrap_or_default()));
+        Ok(Heartbeat { next_expiry_in, expired_others: expired > 0 })
     }
 
     /// Acknowledges a finished job and pushes its successors. `false` if the lease was lost.
@@ -240,48 +335,117 @@ impl Queue {
         Ok(Promoted { moved, next_due_in })
     }
 
-    /// Hands back the processing lists of workers whose lease expired. Returns the jobs moved.
-    pub async fn reap_dead_workers(&self, me: &WorkerId) -> Result<usize, QueueError> {
+    /// Hands back the processing lists of workers whose lease ran out, and forgets workers dead
+    /// longer than `forget_after` whose lists are empty. Returns the jobs moved and whether
+    /// dead workers are still listed (then call again later: a late fetch of theirs may land).
+    pub async fn reap_dead_workers(
+        &self,
+        me: &WorkerId,
+        forget_after: Duration,
+    ) -> Result<(usize, bool), QueueError> {
         let mut conn = self.conn.clone();
-        let workers: Vec<String> = conn.smembers(self.keys.workers()).await?;
+        let t: (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        let now = t.0 * 1000 + t.1 / 1000;
+        let dead: Vec<String> = conn.zrangebyscore(self.keys.leases(), "-inf", now).await?;
         let mut moved = 0;
-        for w in workers.into_iter().filter(|w| w != me.as_str()) {
+        for w in dead.iter().filter(|w| w.as_str() != me.as_str()) {
             loop {
-                let n: i64 = self.requeue_invocation(&w, true).invoke_async(&mut conn).await?;
+                let n: i64 = self.requeue_invocation(w, true, forget_after).invoke_async(&mut conn).await?;
                 if n <= 0 {
                     break;
                 }
                 moved += usize::try_from(n).unwrap_or(0);
-                tracing::warn!(worker = %w, jobs = n, "reaped jobs of a worker whose lease expired");
+                tracing::warn!(worker = %w, jobs = n, "handed back the jobs of a worker whose lease ran out");
+                if usize::try_from(n).unwrap_or(0) < PROMOTE_CHUNK {
+                    break;
+                }
             }
         }
-        Ok(moved)
+        let still_listed: i64 = conn.zcount(self.keys.leases(), "-inf", now).await?;
+        let mine_listed = dead.iter().any(|w| w.as_str() == me.as_str());
+        Ok((moved, still_listed > i64::from(mine_listed)))
     }
 
-    /// Hands this worker's unfinished jobs back to the ready list and unregisters it (shutdown).
+    /// Hands this worker's unfinished jobs back to the ready list and marks its lease as run
+    /// out (shutdown). It stays listed a while, so a fetch Redis serves after this still gets
+    /// handed back by the others.
     pub async fn release(&self, worker: &WorkerId) -> Result<usize, QueueError> {
         let mut conn = self.conn.clone();
         let mut moved = 0;
         loop {
-            let n: i64 = self.requeue_invocation(worker.as_str(), false).invoke_async(&mut conn).await?;
-            if n <= 0 {
+            let n: i64 = self
+                .requeue_invocation(worker.as_str(), false, Duration::ZERO)
+                .invoke_async(&mut conn)
+                .await?;
+            moved += usize::try_from(n).unwrap_or(0);
+            if usize::try_from(n).unwrap_or(0) < PROMOTE_CHUNK {
                 break;
             }
-            moved += usize::try_from(n).unwrap_or(0);
         }
-        let _: () = conn.del(self.keys.lease(worker.as_str())).await?;
         Ok(moved)
     }
 
-    fn requeue_invocation(&self, worker: &str, check_lease: bool) -> redis::ScriptInvocation<'_> {
+    fn requeue_invocation(
+        &self,
+        worker: &str,
+        check_lease: bool,
+        forget_after: Duration,
+    ) -> redis::ScriptInvocation<'_> {
         let mut inv = self.scripts.requeue.key(self.keys.processing(worker));
         inv.key(self.keys.ready())
-            .key(self.keys.workers())
-            .key(self.keys.lease(worker))
+            .key(self.keys.leases())
             .arg(worker)
             .arg(if check_lease { "1" } else { "0" })
-            .arg(PROMOTE_CHUNK);
+            .arg(PROMOTE_CHUNK)
+            .arg(u64::try_from(forget_after.as_millis()).unwrap_or(u64::MAX));
         inv
+    }
+
+    /// The jobs on this worker's processing list (for reconciling it against what runs).
+    pub async fn processing_jobs(&self, worker: &WorkerId) -> Result<Vec<Vec<u8>>, QueueError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.lrange(self.keys.processing(worker.as_str()), 0, -1).await?)
+    }
+
+    /// How many jobs are on this worker's processing list.
+    pub async fn processing_len(&self, worker: &WorkerId) -> Result<usize, QueueError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.llen(self.keys.processing(worker.as_str())).await?)
+    }
+
+    /// Hands `jobs` back from this worker's processing list to the front of the ready list,
+    /// each only if it is still there. Returns how many moved.
+    pub async fn hand_back(&self, worker: &WorkerId, jobs: &[Vec<u8>]) -> Result<usize, QueueError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn.clone();
+        let mut inv = self.scripts.handback.key(self.keys.processing(worker.as_str()));
+        inv.key(self.keys.ready());
+        for j in jobs {
+            inv.arg(j.as_slice());
+        }
+        let n: i64 = inv.invoke_async(&mut conn).await?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Dead-letters one job over [`MAX_JOB_BYTES`] from this worker's processing list, keeping
+    /// its first [`DEAD_JOB_KEPT_BYTES`]. Returns its length, 0 when there was none.
+    pub async fn dead_letter_oversized(&self, worker: &WorkerId, id: &str) -> Result<usize, QueueError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = self
+            .scripts
+            .oversized
+            .key(self.keys.processing(worker.as_str()))
+            .key(self.keys.dlq())
+            .key(self.keys.dlq_entry(id))
+            .arg(id)
+            .arg(MAX_JOB_BYTES)
+            .arg(DEAD_JOB_KEPT_BYTES)
+            .arg(crate::timestamp::Timestamp::now().to_string())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// Claims `endpoint`'s send slot for `interval`, across every worker: `None` means send
@@ -302,43 +466,63 @@ impl Queue {
         Ok(u64::try_from(wait).ok().filter(|w| *w > 0).map(Duration::from_millis))
     }
 
+    /// Whether Redis is at its `maxmemory` (with `noeviction` it then refuses publishes).
+    pub async fn memory_full(&self) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let max = field("maxmemory");
+        Ok(max > 0 && field("used_memory") >= max)
+    }
+
     /// Queue depths.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
         let mut conn = self.conn.clone();
-        let (ready, delayed, dead, endpoints, workers): (u64, u64, u64, u64, Vec<String>) = redis::pipe()
-            .llen(self.keys.ready())
-            .zcard(self.keys.delayed())
-            .llen(self.keys.dlq())
-            .hlen(self.keys.endpoints())
-            .smembers(self.keys.workers())
-            .query_async(&mut conn)
-            .await?;
+        let t: (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        let now = t.0 * 1000 + t.1 / 1000;
+        let (ready, delayed, dead, endpoints, listed, live): (u64, u64, u64, u64, Vec<String>, u64) =
+            redis::pipe()
+                .llen(self.keys.ready())
+                .zcard(self.keys.delayed())
+                .llen(self.keys.dlq())
+                .hlen(self.keys.endpoints())
+                .zrange(self.keys.leases(), 0, -1)
+                .zcount(self.keys.leases(), format!("({now}"), "+inf")
+                .query_async(&mut conn)
+                .await?;
         let mut processing = 0;
-        if !workers.is_empty() {
+        if !listed.is_empty() {
             let mut pipe = redis::pipe();
-            for w in &workers {
+            for w in &listed {
                 pipe.llen(self.keys.processing(w));
             }
             let lens: Vec<u64> = pipe.query_async(&mut conn).await?;
             processing = lens.iter().sum();
         }
-        Ok(QueueStats { ready, processing, delayed, dead, workers: workers.len() as u64, endpoints })
+        Ok(QueueStats { ready, processing, delayed, dead, workers: live, endpoints })
     }
 }
 
 /// A worker's blocking fetch connection.
 pub struct Fetcher {
     conn: ConnectionManager,
+    config: RedisConfig,
     ready: String,
     processing: String,
     block: Duration,
+    fetch: Script,
 }
 
 impl Fetcher {
     /// Waits up to the block time for a job and moves it onto this worker's processing list.
     /// Jobs are bytes: a poison job need not even be UTF-8, and must still be acknowledged by
     /// its exact bytes.
-    pub async fn fetch(&mut self) -> Result<Option<Vec<u8>>, QueueError> {
+    pub async fn fetch(&mut self) -> Result<Fetched, QueueError> {
         let job: Option<Vec<u8>> = self
             .conn
             .blmove(
@@ -349,25 +533,53 @@ impl Fetcher {
                 self.block.as_secs_f64(),
             )
             .await?;
-        Ok(job)
+        Ok(match job {
+            Some(j) if j.len() > MAX_JOB_BYTES => {
+                // The connection's read buffer grew to hold it: start a fresh connection so
+                // the memory goes back instead of staying with the buffer.
+                drop(j);
+                if let Ok(conn) = connect(&self.config, self.conn_timeout()).await {
+                    self.conn = conn;
+                }
+                Fetched { jobs: Vec::new(), oversized: 1 }
+            }
+            Some(j) => Fetched { jobs: vec![j], oversized: 0 },
+            None => Fetched::default(),
+        })
     }
 
-    /// Takes one ready job without blocking, if there is one.
+    fn conn_timeout(&self) -> Option<Duration> {
+        Some(self.block + self.config.response_timeout.unwrap_or(Duration::from_secs(5)))
+    }
+
+    /// Takes one ready job without blocking, if there is one (an oversized job is taken onto
+    /// the processing list but not returned).
     pub async fn try_fetch(&mut self) -> Result<Option<Vec<u8>>, QueueError> {
-        Ok(self.try_fetch_many(1).await?.pop())
+        Ok(self.try_fetch_many(1).await?.jobs.pop())
     }
 
-    /// Takes up to `max` ready jobs without blocking, in one round trip (a pipeline of
-    /// `LMOVE`s: one write, so with `appendfsync always` one fsync for the whole batch).
-    pub async fn try_fetch_many(&mut self, max: usize) -> Result<Vec<Vec<u8>>, QueueError> {
+    /// Takes up to `max` ready jobs without blocking, in one round trip and one atomic step
+    /// (one write, so with `appendfsync always` one fsync for the whole batch). Works while
+    /// Redis is at its `maxmemory`, when the blocking fetch is refused.
+    pub async fn try_fetch_many(&mut self, max: usize) -> Result<Fetched, QueueError> {
         if max == 0 {
-            return Ok(Vec::new());
+            return Ok(Fetched::default());
         }
-        let mut pipe = redis::pipe();
-        for _ in 0..max {
-            pipe.lmove(&self.ready, &self.processing, redis::Direction::Left, redis::Direction::Right);
+        let answer: Vec<redis::Value> = self
+            .fetch
+            .key(&self.ready)
+            .key(&self.processing)
+            .arg(max)
+            .arg(MAX_JOB_BYTES)
+            .invoke_async(&mut self.conn)
+            .await?;
+        let mut out = Fetched::default();
+        for v in answer {
+            match v {
+                redis::Value::BulkString(b) => out.jobs.push(b),
+                _ => out.oversized += 1,
+            }
         }
-        let jobs: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn).await?;
-        Ok(jobs.into_iter().flatten().collect())
+        Ok(out)
     }
 }

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Pace sends to one endpoint across every worker: claim the endpoint's slot for ARGV[1] ms.
 -- Returns 0 when claimed (send now), else the ms until the slot frees.
 -- KEYS[1] pace key; ARGV[1] interval ms.

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Re-enqueue one dead letter: push its replay job (same delivery id, fresh attempt count) to the
 -- ready list and remove the entry. Returns 1, 0 when there is no such entry, or -1 when the
 -- entry has no replayable job (a poison job that could not be decoded).

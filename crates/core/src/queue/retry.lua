@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Re-schedule a failed delivery: replace the job on the processing list by its next attempt in
 -- the delayed set, due ARGV[3] ms after now on Redis's clock (so a skewed worker clock cannot
 -- fire a retry early or late). Returns the due time in Unix ms, or 0 when the lease was lost.

@@ -110,7 +110,10 @@ impl HttpTransport {
         let send = async {
             let mut resp = self.client.post(url.clone()).headers(headers).body(body).send().await?;
             let status = resp.status().as_u16();
-            let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(parse_retry_after);
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| parse_retry_after(v, resp.headers().get(reqwest::header::DATE)));
             let mut buf = Vec::new();
             while let Some(chunk) = resp.chunk().await? {
                 let room = MAX_RESPONSE_BODY.saturating_sub(buf.len());
@@ -185,14 +188,20 @@ impl WithoutUrlRef for reqwest::Error {
 }
 
 /// `Retry-After` as seconds or an HTTP date.
-pub fn parse_retry_after(v: &HeaderValue) -> Option<Duration> {
+pub fn parse_retry_after(v: &HeaderValue, date: Option<&HeaderValue>) -> Option<Duration> {
     let s = v.to_str().ok()?.trim();
     if let Ok(secs) = s.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let when = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc2822).ok()?;
-    let wait = when - time::OffsetDateTime::now_utc();
-    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+    let http_date =
+        |v: &str| time::OffsetDateTime::parse(v.trim(), &time::format_description::well_known::Rfc2822).ok();
+    let when = http_date(s)?;
+    // An HTTP date is the receiver's clock: read it against the same answer's `Date` header, so
+    // neither this worker's clock nor Redis's is involved. Only without `Date` is it read
+    // against this worker's clock.
+    let now =
+        date.and_then(|d| d.to_str().ok()).and_then(http_date).unwrap_or_else(time::OffsetDateTime::now_utc);
+    Some(Duration::try_from(when - now).unwrap_or(Duration::ZERO))
 }
 
 /// Builds a header map from trusted (name, value) pairs; values that are not valid header
@@ -213,11 +222,16 @@ mod tests {
 
     #[test]
     fn retry_after_seconds_and_dates() {
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("30")), Some(Duration::from_secs(30)));
+        let h = HeaderValue::from_static;
+        assert_eq!(parse_retry_after(&h("30"), None), Some(Duration::from_secs(30)));
+        // Without a Date header: this worker's clock (2015 is long past).
+        assert_eq!(parse_retry_after(&h("Wed, 21 Oct 2015 07:28:00 GMT"), None), Some(Duration::ZERO));
+        // With one: the receiver's own clock, whatever ours says (a receiver whose clock is
+        // eleven years behind still means "in 90 seconds").
         assert_eq!(
-            parse_retry_after(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT")),
-            Some(Duration::ZERO)
+            parse_retry_after(&h("Wed, 21 Oct 2015 07:28:00 GMT"), Some(&h("Wed, 21 Oct 2015 07:26:30 GMT"))),
+            Some(Duration::from_secs(90))
         );
-        assert_eq!(parse_retry_after(&HeaderValue::from_static("soon")), None);
+        assert_eq!(parse_retry_after(&h("soon"), None), None);
     }
 }

@@ -1,0 +1,22 @@
+#!lua flags=allow-oom
+-- Take up to ARGV[1] ready jobs onto this worker's processing list, in one step (one write,
+-- so with appendfsync always one fsync for the batch). A job longer than ARGV[2] bytes is
+-- moved too but not returned: its place in the answer holds its length, and the worker
+-- dead-letters it with `oversized.lua` without ever reading it.
+-- allow-oom: taking a job frees no memory by itself, but a worker that cannot take jobs cannot
+-- deliver them either, and delivering is what frees memory; publishes are refused meanwhile.
+-- KEYS[1] ready list, KEYS[2] processing list; ARGV[1] max jobs, ARGV[2] max job bytes.
+local out = {}
+local max_bytes = tonumber(ARGV[2])
+for _ = 1, tonumber(ARGV[1]) do
+  local job = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+  if not job then
+    break
+  end
+  if #job > max_bytes then
+    out[#out + 1] = #job
+  else
+    out[#out + 1] = job
+  end
+end
+return out

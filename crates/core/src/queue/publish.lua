@@ -1,0 +1,29 @@
+#!lua
+-- Publish a batch of events, all or nothing, and at most once per event id within a window.
+-- No allow-oom flag: a full Redis refuses the whole script before it runs, so a refused batch
+-- leaves nothing behind.
+-- KEYS[1] ready list, KEYS[2] published zset (event id -> accepted at, Unix ms, Redis clock);
+-- ARGV[1] window ms, then event id, job, event id, job, ...
+-- Returns, per event, 1 when it was enqueued now, 0 when the id was already accepted within
+-- the window (acknowledged without a second job).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+local fresh = {}
+local answer = {}
+for i = 2, #ARGV, 2 do
+  local added = redis.call('ZADD', KEYS[2], 'NX', now, ARGV[i])
+  answer[#answer + 1] = added
+  if added == 1 then
+    fresh[#fresh + 1] = ARGV[i + 1]
+  end
+end
+local i = 1
+while i <= #fresh do
+  -- unpack in bounded chunks: Lua's stack caps how many values one call may take
+  local j = math.min(i + 499, #fresh)
+  redis.call('RPUSH', KEYS[1], unpack(fresh, i, j))
+  i = j + 1
+end
+return answer
