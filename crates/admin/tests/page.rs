@@ -45,7 +45,7 @@ async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
         .kill_on_drop(true)
         .spawn()
         .expect("chromedriver starts");
-    wait_until(Duration::from_secs(15), "chromedriver listening", || async move {
+    wait_until(Duration::from_secs(60), "chromedriver listening", || async move {
         tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
     })
     .await;
@@ -95,7 +95,7 @@ async fn screenshot(browser: &Client) -> Result<PathBuf, String> {
 }
 
 async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
-    let wait = || browser.wait().at_most(Duration::from_secs(10));
+    let wait = || browser.wait().at_most(Duration::from_secs(30));
 
     // Signed out: the page sends you to sign in; a wrong token is refused.
     browser.goto(&format!("{base}/settings/webhooks")).await.expect("goto");
@@ -151,12 +151,12 @@ async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
         .await
         .expect("click");
     let result = browser.find(Locator::Css("#endpoints tbody tr .test-result")).await.expect("result");
-    wait_until(Duration::from_secs(10), "Send test result on the page", || {
+    wait_until(Duration::from_secs(30), "Send test result on the page", || {
         let r = result.clone();
         async move { r.text().await.unwrap_or_default().starts_with("Delivered · 200") }
     })
     .await;
-    let got = slack.wait_for_requests(1, Duration::from_secs(5)).await;
+    let got = slack.wait_for_requests(1, Duration::from_secs(30)).await;
     assert!(
         got[0].json()["text"].as_str().is_some_and(|t| t.contains("TEST-001")),
         "a Slack message arrived"
@@ -172,7 +172,7 @@ async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
         .expect("click");
     let http = reqwest::Client::new();
     let list_url = format!("{base}/api/endpoints");
-    wait_until(Duration::from_secs(10), "endpoint disabled", || {
+    wait_until(Duration::from_secs(30), "endpoint disabled", || {
         let (h, u) = (http.clone(), list_url.clone());
         async move {
             let Ok(r) = h.get(&u).bearer_auth(TOKEN).send().await else { return false };
@@ -183,7 +183,7 @@ async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
     .await;
 
     // The Send test outcome is still shown after the table re-rendered with the toggle.
-    wait_until(Duration::from_secs(10), "the toggle re-rendered and the test outcome kept", || {
+    wait_until(Duration::from_secs(30), "the toggle re-rendered and the test outcome kept", || {
         let b = browser.clone();
         async move {
             let Ok(row) = b.find(Locator::Css("#endpoints tbody tr")).await else { return false };
@@ -209,7 +209,7 @@ async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
         .await
         .expect("click");
     browser.accept_alert().await.expect("confirm");
-    wait_until(Duration::from_secs(10), "no endpoints left", || {
+    wait_until(Duration::from_secs(30), "no endpoints left", || {
         let (h, u) = (http.clone(), list_url.clone());
         async move {
             let Ok(r) = h.get(&u).bearer_auth(TOKEN).send().await else { return false };
@@ -218,7 +218,7 @@ async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
     })
     .await;
     let empty = wait().for_element(Locator::Id("empty")).await.expect("empty note");
-    wait_until(Duration::from_secs(5), "the page says there are no endpoints", || {
+    wait_until(Duration::from_secs(30), "the page says there are no endpoints", || {
         let e = empty.clone();
         async move { e.is_displayed().await.unwrap_or(false) }
     })
