@@ -99,7 +99,7 @@ async fn redis_restart_with_aof_loses_nothing_acknowledged_and_retries_still_fir
     )
     .expect("valid");
     stack.producer.publish(&failed).await.expect("published");
-    retrying.wait_for_requests(1, Duration::from_secs(10)).await;
+    retrying.wait_for_requests(1, Duration::from_secs(30)).await;
 
     // Publish steadily while Redis dies and comes back; count what was acknowledged.
     let producer = stack.producer.clone();
@@ -120,7 +120,7 @@ async fn redis_restart_with_aof_loses_nothing_acknowledged_and_retries_still_fir
         (acked, refused)
     });
     // Kill Redis once publishes are flowing and being delivered, keep it down for half a second.
-    wait_until(Duration::from_secs(10), "deliveries flowing before the kill", || async {
+    wait_until(Duration::from_secs(30), "deliveries flowing before the kill", || async {
         event_counts(&receiver).len() >= 20
     })
     .await;
@@ -196,7 +196,7 @@ async fn redis_down_at_startup_and_for_thirty_seconds_mid_run() {
     let stack = Stack::on(redis).await;
     stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
     stack.producer.publish(&finding_event("after-start")).await.expect("published");
-    receiver.wait_for_requests(1, Duration::from_secs(20)).await;
+    receiver.wait_for_requests(1, Duration::from_secs(60)).await;
 
     // Down for 30 s mid-run.
     let mut stack = stack;
@@ -217,7 +217,7 @@ async fn redis_down_at_startup_and_for_thirty_seconds_mid_run() {
     let producer =
         Producer::connect(&ProducerConfig::from_url(&url).expect("url")).await.expect("reconnects");
     producer.publish(&finding_event("after-outage")).await.expect("published");
-    receiver.wait_for_requests(2, Duration::from_secs(30)).await;
+    receiver.wait_for_requests(2, Duration::from_secs(60)).await;
     worker.kill().await.expect("stop");
 }
 
@@ -233,7 +233,7 @@ async fn receiver_outage_dead_letters_then_cli_replay_delivers_each_once_with_th
     let evs = events(20, "outage");
     publish_all(&stack.producer, &evs).await;
     stack.wait_dead(20, Duration::from_secs(30)).await;
-    stack.wait_drained(Duration::from_secs(10)).await;
+    stack.wait_drained(Duration::from_secs(30)).await;
     let dead: HashSet<String> =
         stack.queue.dead_letters(0, 100).await.expect("list").into_iter().map(|d| d.id).collect();
     assert_eq!(dead.len(), 20);
@@ -245,8 +245,8 @@ async fn receiver_outage_dead_letters_then_cli_replay_delivers_each_once_with_th
         .await
         .expect("cli runs");
     assert!(out.status.success(), "dlq replay failed: {}", String::from_utf8_lossy(&out.stderr));
-    let got = receiver.wait_for_requests(20, Duration::from_secs(20)).await;
-    stack.wait_drained(Duration::from_secs(10)).await;
+    let got = receiver.wait_for_requests(20, Duration::from_secs(60)).await;
+    stack.wait_drained(Duration::from_secs(30)).await;
     let got = if got.len() > 20 { receiver.requests() } else { got };
     let ids: Vec<String> =
         got.iter().map(|r| r.header("x-coderaft-delivery").unwrap_or_default().to_owned()).collect();
@@ -308,9 +308,9 @@ async fn a_delivery_slower_than_the_lease_is_not_taken_over() {
     stack.add_endpoint("webhook", &slow.url(), &["finding.new"], None).await;
     let a = stack.spawn_worker(&["--lease", "1s", "--delivery-timeout", "8s"]);
     stack.producer.publish(&finding_event("lease")).await.expect("published");
-    slow.wait_for_requests(1, Duration::from_secs(10)).await;
+    slow.wait_for_requests(1, Duration::from_secs(30)).await;
     let b = stack.spawn_worker(&["--lease", "1s", "--delivery-timeout", "8s"]);
-    stack.wait_drained(Duration::from_secs(15)).await;
+    stack.wait_drained(Duration::from_secs(30)).await;
     assert_eq!(slow.requests().len(), 1, "no second delivery while the first was still running");
     a.stop().await;
     b.stop().await;
@@ -364,7 +364,7 @@ async fn scale_out_delivers_everything_once_with_one_two_and_four_workers() {
             (0..workers).map(|_| stack.spawn_worker_process(&["--concurrency", "32"])).collect();
         receiver.wait_for_requests(evs.len(), Duration::from_secs(120)).await;
         let elapsed = started.elapsed();
-        stack.wait_drained(Duration::from_secs(10)).await;
+        stack.wait_drained(Duration::from_secs(30)).await;
         let counts = event_counts(&receiver);
         assert_eq!(counts.len(), evs.len());
         assert!(counts.values().all(|n| *n == 1), "duplicates with {workers} workers");
@@ -411,15 +411,15 @@ async fn hostile_jobs_are_dead_lettered_with_reasons_and_the_worker_keeps_servin
     }
     let worker = stack.spawn_worker(&[]);
     stack.producer.publish(&finding_event("still-served")).await.expect("published");
-    receiver.wait_for_requests(1, Duration::from_secs(10)).await;
-    stack.wait_dead(4, Duration::from_secs(10)).await;
+    receiver.wait_for_requests(1, Duration::from_secs(30)).await;
+    stack.wait_dead(4, Duration::from_secs(30)).await;
     let reasons: Vec<String> =
         stack.queue.dead_letters(0, 10).await.expect("list").into_iter().map(|d| d.reason).collect();
     assert!(reasons.iter().any(|r| r.contains("finding.title")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("finding.exploded")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("ep_ghost was deleted")), "{reasons:?}");
     assert!(reasons.iter().filter(|r| r.starts_with("undecodable job")).count() >= 2, "{reasons:?}");
-    stack.wait_drained(Duration::from_secs(5)).await;
+    stack.wait_drained(Duration::from_secs(30)).await;
     worker.stop().await;
 }
 

@@ -10,7 +10,7 @@ use entraguard_core::redis_conn::{RedisConfig, RedisUrl};
 use entraguard_core::secret::Secret;
 use entraguard_core::store::EndpointStore;
 use entraguard_producer::{Event, Producer, ProducerConfig};
-use entraguard_testkit::{RedisServer, bin_path, wait_until};
+use entraguard_testkit::{RedisServer, bin_path, test_log_filter, wait_until};
 use entraguard_worker::config::WorkerConfig;
 use entraguard_worker::shutdown::ShutdownTrigger;
 use entraguard_worker::{Shutdown, run};
@@ -31,6 +31,7 @@ impl Stack {
     }
 
     pub async fn on(redis: RedisServer) -> Stack {
+        init_test_tracing();
         let producer = Producer::connect(&ProducerConfig::from_url(&redis.url()).expect("url"))
             .await
             .expect("producer connects");
@@ -83,13 +84,14 @@ impl Stack {
         InProcessWorker { trigger, task }
     }
 
-    /// Runs the real `entraguard-worker` binary.
+    /// Runs the real `entraguard-worker` binary. It logs at `ENTRAGUARD_TEST_LOG` (default
+    /// `warn`) to the test's stderr, so a failing test shows what its workers said.
     pub fn spawn_worker_process(&self, overrides: &[&str]) -> Child {
         let args = merge_args(self.worker_args(), overrides);
         Command::new(bin_path("entraguard-worker"))
             .args(args)
             .env_remove("REDIS_URL")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", test_log_filter())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -128,6 +130,18 @@ impl Stack {
         })
         .await;
     }
+}
+
+/// Logs of in-process workers (`spawn_worker`): at `ENTRAGUARD_TEST_LOG` (default `warn`), like
+/// the spawned worker processes, through libtest's capture, so a test's log shows when it fails
+/// (or with `--nocapture`). Installed once per test binary.
+fn init_test_tracing() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_new(test_log_filter())
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    });
 }
 
 /// The defaults with `overrides` applied: a flag given in `overrides` replaces the default's

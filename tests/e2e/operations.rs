@@ -44,7 +44,7 @@ async fn health_readiness_and_metrics_follow_the_deliveries() {
         "0s",
     ]);
     let ready_url = format!("{base}/readyz");
-    wait_until(Duration::from_secs(20), "/readyz answers 200", || {
+    wait_until(Duration::from_secs(60), "/readyz answers 200", || {
         let u = ready_url.clone();
         async move { get(&u).await.0 == 200 }
     })
@@ -59,10 +59,10 @@ async fn health_readiness_and_metrics_follow_the_deliveries() {
     for i in 0..3 {
         stack.producer.publish(&finding_event(&format!("metrics-{i}"))).await.expect("published");
     }
-    ok.wait_for_requests(3, Duration::from_secs(10)).await;
-    stack.wait_dead(3, Duration::from_secs(10)).await;
+    ok.wait_for_requests(3, Duration::from_secs(30)).await;
+    stack.wait_dead(3, Duration::from_secs(30)).await;
     let metrics_url = format!("{base}/metrics");
-    wait_until(Duration::from_secs(10), "delivery counters in /metrics", || {
+    wait_until(Duration::from_secs(30), "delivery counters in /metrics", || {
         let u = metrics_url.clone();
         async move {
             let (_, m) = get(&u).await;
@@ -85,14 +85,14 @@ async fn health_readiness_and_metrics_follow_the_deliveries() {
     // Redis gone: not ready (the orchestrator stops routing), still alive (no restart loop).
     let mut stack = stack;
     stack.redis.kill();
-    wait_until(Duration::from_secs(10), "/readyz answers 503 without Redis", || {
+    wait_until(Duration::from_secs(30), "/readyz answers 503 without Redis", || {
         let u = ready_url.clone();
         async move { get(&u).await.0 == 503 }
     })
     .await;
     assert_eq!(get(&format!("{base}/healthz")).await.0, 200);
     stack.redis.restart();
-    wait_until(Duration::from_secs(20), "/readyz back to 200", || {
+    wait_until(Duration::from_secs(60), "/readyz back to 200", || {
         let u = ready_url.clone();
         async move { get(&u).await.0 == 200 }
     })
@@ -142,7 +142,7 @@ async fn rediss_with_a_password_and_a_private_ca() {
     let task = tokio::spawn(entraguard_worker::run(worker_config, shutdown));
 
     producer.publish(&finding_event("over-tls")).await.expect("published over TLS");
-    let got = receiver.wait_for_requests(1, Duration::from_secs(15)).await;
+    let got = receiver.wait_for_requests(1, Duration::from_secs(60)).await;
     assert_eq!(got[0].json()["tenant_id"], "over-tls");
     trigger.trigger();
     task.await.expect("joined").expect("worker ok");

@@ -68,7 +68,7 @@ async fn private_loopback_and_metadata_targets_are_refused_without_a_connection(
     // Loopback allowed only for 127.0.0.2/32, and metadata's whole /16: neither opens these.
     let worker = stack.spawn_worker(&["--allow-private-targets", "127.0.0.2/32,169.254.0.0/16"]);
     stack.producer.publish(&finding_event("ssrf")).await.expect("published");
-    stack.wait_dead(targets.len() as u64, Duration::from_secs(15)).await;
+    stack.wait_dead(targets.len() as u64, Duration::from_secs(60)).await;
     let dead = stack.queue.dead_letters(0, 20).await.expect("list");
     for d in &dead {
         assert!(d.reason.contains("refused to connect"), "{}", d.reason);
@@ -88,7 +88,7 @@ async fn redirects_are_never_followed_and_plain_http_needs_the_setting() {
     stack.add_endpoint("webhook", &redirector.url(), &["finding.new"], None).await;
     let worker = stack.spawn_worker(&["--retry-schedule", "none"]);
     stack.producer.publish(&finding_event("redirect")).await.expect("published");
-    stack.wait_dead(1, Duration::from_secs(10)).await;
+    stack.wait_dead(1, Duration::from_secs(30)).await;
     assert_eq!(redirector.requests().len(), 1);
     assert_eq!(inner.requests().len(), 0, "the redirect was not followed");
     let d = &stack.queue.dead_letters(0, 1).await.expect("list")[0];
@@ -104,7 +104,7 @@ async fn redirects_are_never_followed_and_plain_http_needs_the_setting() {
     )
     .expect("valid");
     stack.producer.publish(&e).await.expect("published");
-    stack.wait_dead(2, Duration::from_secs(10)).await;
+    stack.wait_dead(2, Duration::from_secs(30)).await;
     assert_eq!(plain.requests().len(), 0);
     let d = &stack.queue.dead_letters(0, 1).await.expect("list")[0];
     assert!(d.reason.contains("plain http"), "{}", d.reason);
@@ -120,7 +120,7 @@ async fn standard_webhooks_signatures_verify_independently_and_carry_both_secret
     let mut ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], Some(old)).await;
     let worker = stack.spawn_worker(&[]);
     stack.producer.publish(&finding_event("sig-1")).await.expect("published");
-    let got = receiver.wait_for_requests(1, Duration::from_secs(10)).await;
+    let got = receiver.wait_for_requests(1, Duration::from_secs(30)).await;
     verify_standard(&got[0], old, now(), 300).expect("verifies with the secret");
     assert!(verify_standard(&got[0], new, now(), 300).is_err());
     assert_eq!(got[0].header("webhook-id"), got[0].header("x-coderaft-delivery"));
@@ -130,7 +130,7 @@ async fn standard_webhooks_signatures_verify_independently_and_carry_both_secret
     ep.rotate_secret(Secret::new(new), Duration::from_secs(3600));
     stack.store.put(&ep).await.expect("rotated");
     stack.producer.publish(&finding_event("sig-2")).await.expect("published");
-    let got = receiver.wait_for_requests(2, Duration::from_secs(10)).await;
+    let got = receiver.wait_for_requests(2, Duration::from_secs(30)).await;
     let during = &got[1];
     assert_eq!(during.header("webhook-signature").map(|h| h.split(' ').count()), Some(2));
     verify_standard(during, new, now(), 300).expect("new secret verifies");
@@ -146,7 +146,7 @@ async fn standard_webhooks_signatures_verify_independently_and_carry_both_secret
     ep.previous_secret_until = Some(entraguard_core::timestamp::Timestamp::from_unix_millis(0));
     stack.store.put(&ep).await.expect("grace over");
     stack.producer.publish(&finding_event("sig-3")).await.expect("published");
-    let got = receiver.wait_for_requests(3, Duration::from_secs(10)).await;
+    let got = receiver.wait_for_requests(3, Duration::from_secs(30)).await;
     assert!(
         verify_standard(&got[2], old, now(), 300).is_err(),
         "after the grace period the old secret no longer signs"
@@ -195,7 +195,7 @@ async fn redis_holds_no_secret_or_slack_token_in_clear() {
     // A worker with the key delivers to the real URLs; one without it cannot read them.
     let worker = stack.spawn_worker(&["--encryption-key", key.expose(), "--slack-pace", "0s"]);
     stack.producer.publish(&finding_event("sealed")).await.expect("published");
-    let got = receiver.wait_for_requests(2, Duration::from_secs(10)).await;
+    let got = receiver.wait_for_requests(2, Duration::from_secs(30)).await;
     let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
     assert!(
         paths.contains(&"/services/T0AAAA/B0BBBB/SLACKTOKENxyz") && paths.contains(&"/hook"),

@@ -24,7 +24,7 @@ async fn webhook_gets_the_seed_shaped_body_with_a_valid_signature() {
 
     let event = finding_event("8d6310d1-aaaa");
     let id = stack.producer.publish(&event).await.expect("published");
-    let got = receiver.wait_for_requests(1, Duration::from_secs(10)).await;
+    let got = receiver.wait_for_requests(1, Duration::from_secs(30)).await;
     let req = &got[0];
 
     assert_eq!(req.method, "POST");
@@ -53,7 +53,7 @@ async fn webhook_gets_the_seed_shaped_body_with_a_valid_signature() {
     assert_eq!(body["finding"]["affected"][1], "ops@contoso.com");
     assert!(body["timestamp"].as_str().expect("timestamp").ends_with('Z'));
 
-    stack.wait_drained(Duration::from_secs(5)).await;
+    stack.wait_drained(Duration::from_secs(30)).await;
     assert_eq!(receiver.requests().len(), 1, "delivered exactly once");
     worker.stop().await;
 }
@@ -74,7 +74,7 @@ async fn failed_attempts_are_retried_at_the_scheduled_delays() {
     let worker = stack.spawn_worker(&["--retry-schedule", "200ms,400ms,600ms"]);
 
     stack.producer.publish(&finding_event("t-retry")).await.expect("published");
-    let got = receiver.wait_for_requests(4, Duration::from_secs(15)).await;
+    let got = receiver.wait_for_requests(4, Duration::from_secs(60)).await;
     assert_eq!(got.len(), 4);
     let id = delivery_id(&got[0]);
     for (i, r) in got.iter().enumerate() {
@@ -95,7 +95,7 @@ async fn failed_attempts_are_retried_at_the_scheduled_delays() {
             i + 1
         );
     }
-    stack.wait_drained(Duration::from_secs(5)).await;
+    stack.wait_drained(Duration::from_secs(30)).await;
     assert_eq!(stack.stats().await.dead, 0);
     worker.stop().await;
 }
@@ -109,7 +109,7 @@ async fn exhausted_delivery_is_dead_lettered_with_every_attempt_then_replayed_wi
 
     let event = finding_event("t-dead");
     stack.producer.publish(&event).await.expect("published");
-    stack.wait_dead(1, Duration::from_secs(10)).await;
+    stack.wait_dead(1, Duration::from_secs(30)).await;
     let got = receiver.requests();
     assert_eq!(got.len(), 4, "first attempt plus three retries");
     let id = delivery_id(&got[0]);
@@ -131,10 +131,10 @@ async fn exhausted_delivery_is_dead_lettered_with_every_attempt_then_replayed_wi
 
     receiver.set_default(Reply::status(200));
     assert_eq!(stack.queue.replay(&id).await.expect("replay"), ReplayOutcome::Replayed);
-    let got = receiver.wait_for_requests(5, Duration::from_secs(10)).await;
+    let got = receiver.wait_for_requests(5, Duration::from_secs(30)).await;
     assert_eq!(delivery_id(&got[4]), id, "replay keeps the delivery id");
     assert_eq!(got[4].header("x-coderaft-attempt"), Some("1"), "replay starts a fresh attempt count");
-    stack.wait_drained(Duration::from_secs(5)).await;
+    stack.wait_drained(Duration::from_secs(30)).await;
     assert_eq!(stack.stats().await.dead, 0);
     assert_eq!(stack.queue.replay(&id).await.expect("replay"), ReplayOutcome::NotFound);
     worker.stop().await;
@@ -153,8 +153,8 @@ async fn disabled_endpoints_and_unsubscribed_events_receive_nothing() {
     for i in 0..3 {
         stack.producer.publish(&finding_event(&format!("t{i}"))).await.expect("published");
     }
-    on.wait_for_requests(3, Duration::from_secs(10)).await;
-    stack.wait_drained(Duration::from_secs(5)).await;
+    on.wait_for_requests(3, Duration::from_secs(30)).await;
+    stack.wait_drained(Duration::from_secs(30)).await;
     assert_eq!(on.requests().len(), 3);
     assert_eq!(off.requests().len(), 0, "a disabled endpoint receives nothing");
     assert_eq!(other.requests().len(), 0, "an endpoint not subscribed to finding.new receives nothing");
@@ -171,8 +171,8 @@ async fn a_failing_endpoint_does_not_touch_the_healthy_one() {
     let worker = stack.spawn_worker(&[]);
 
     stack.producer.publish(&finding_event("t-iso")).await.expect("published");
-    stack.wait_dead(1, Duration::from_secs(10)).await;
-    stack.wait_drained(Duration::from_secs(5)).await;
+    stack.wait_dead(1, Duration::from_secs(30)).await;
+    stack.wait_drained(Duration::from_secs(30)).await;
     assert_eq!(healthy.requests().len(), 1, "the healthy endpoint gets exactly one delivery");
     assert_eq!(broken.requests().len(), 4);
     worker.stop().await;
@@ -210,8 +210,8 @@ async fn poison_jobs_are_dead_lettered_and_the_worker_keeps_serving() {
     let worker = stack.spawn_worker(&[]);
     stack.producer.publish(&finding_event("after-poison")).await.expect("published");
 
-    receiver.wait_for_requests(1, Duration::from_secs(10)).await;
-    stack.wait_dead(3, Duration::from_secs(10)).await;
+    receiver.wait_for_requests(1, Duration::from_secs(30)).await;
+    stack.wait_dead(3, Duration::from_secs(30)).await;
     let dead = stack.queue.dead_letters(0, 10).await.expect("list");
     assert_eq!(dead.len(), 3);
     for d in &dead {
@@ -219,7 +219,7 @@ async fn poison_jobs_are_dead_lettered_and_the_worker_keeps_serving() {
         assert!(!d.replayable);
     }
     assert!(dead.iter().any(|d| d.job.contains("garbage")));
-    stack.wait_drained(Duration::from_secs(5)).await;
+    stack.wait_drained(Duration::from_secs(30)).await;
     worker.stop().await;
 }
 
@@ -230,9 +230,9 @@ async fn a_delivery_to_a_deleted_endpoint_is_dead_lettered_with_the_reason() {
     let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
     let worker = stack.spawn_worker(&["--retry-schedule", "300ms"]);
     stack.producer.publish(&finding_event("t-del")).await.expect("published");
-    receiver.wait_for_requests(1, Duration::from_secs(10)).await;
+    receiver.wait_for_requests(1, Duration::from_secs(30)).await;
     assert!(stack.store.delete(&ep.id).await.expect("delete"));
-    stack.wait_dead(1, Duration::from_secs(10)).await;
+    stack.wait_dead(1, Duration::from_secs(30)).await;
     let dead = stack.queue.dead_letters(0, 1).await.expect("list");
     assert!(dead[0].reason.contains("was deleted"), "{}", dead[0].reason);
     assert_eq!(dead[0].attempts.len(), 1);
@@ -248,7 +248,7 @@ async fn retry_after_is_honoured() {
     stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
     let worker = stack.spawn_worker(&[]);
     stack.producer.publish(&finding_event("t-429")).await.expect("published");
-    let got = receiver.wait_for_requests(2, Duration::from_secs(10)).await;
+    let got = receiver.wait_for_requests(2, Duration::from_secs(30)).await;
     let gap = got[1].received_at.duration_since(got[0].received_at);
     assert!(gap >= Duration::from_secs(1), "retried after {gap:?}, before Retry-After: 1");
     assert!(gap < Duration::from_secs(3), "retried after {gap:?}");
@@ -275,7 +275,7 @@ async fn the_default_schedule_puts_the_first_retry_ten_seconds_out_on_the_redis_
     let task = tokio::spawn(entraguard_worker::run(default_config, shutdown));
 
     stack.producer.publish(&finding_event("t-default")).await.expect("published");
-    receiver.wait_for_requests(1, Duration::from_secs(10)).await;
+    receiver.wait_for_requests(1, Duration::from_secs(30)).await;
     let mut conn = stack.redis.connection().await;
     let delayed = format!("{{{PREFIX}}}:delayed");
     wait_until(Duration::from_secs(5), "a retry in the delayed set", || {
@@ -306,16 +306,16 @@ async fn a_worker_killed_mid_delivery_loses_nothing() {
     stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
     let mut victim = stack.spawn_worker_process(&[]);
     stack.producer.publish(&finding_event("t-kill")).await.expect("published");
-    let first = receiver.wait_for_requests(1, Duration::from_secs(30)).await;
+    let first = receiver.wait_for_requests(1, Duration::from_secs(60)).await;
     assert_eq!(stack.stats().await.processing, 1, "the delivery is in flight");
     victim.kill().await.expect("SIGKILL and reaped");
 
     let killed_at = Instant::now();
     let replacement = stack.spawn_worker(&[]);
-    let got = receiver.wait_for_requests(2, Duration::from_secs(15)).await;
+    let got = receiver.wait_for_requests(2, Duration::from_secs(60)).await;
     assert_eq!(delivery_id(&got[1]), delivery_id(&first[0]), "the same delivery, taken over");
     assert!(killed_at.elapsed() < Duration::from_secs(10), "taken over within seconds");
-    stack.wait_drained(Duration::from_secs(10)).await;
+    stack.wait_drained(Duration::from_secs(30)).await;
     assert_eq!(stack.stats().await.dead, 0);
     replacement.stop().await;
 }
@@ -328,7 +328,7 @@ async fn sigterm_lets_the_in_flight_delivery_finish_and_exits_zero() {
     stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
     let mut worker = stack.spawn_worker_process(&[]);
     stack.producer.publish(&finding_event("t-term")).await.expect("published");
-    receiver.wait_for_requests(1, Duration::from_secs(30)).await;
+    receiver.wait_for_requests(1, Duration::from_secs(60)).await;
     let pid = worker.id().expect("running").to_string();
     let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
     assert!(status.success());

@@ -96,7 +96,7 @@ async fn endpoints_crud_validation_masking_and_send_test() {
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["delivered"], true, "{report}");
     assert_eq!(report["status"], 200);
-    let got = receiver.wait_for_requests(1, Duration::from_secs(5)).await;
+    let got = receiver.wait_for_requests(1, Duration::from_secs(30)).await;
     assert!(got[0].header("x-coderaft-signature").is_some_and(|s| s.starts_with("sha256=")));
     assert_eq!(got[0].json()["finding"]["id"], "TEST-001");
 

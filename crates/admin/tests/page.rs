@@ -2,14 +2,19 @@
 //! `chromium-driver`, which `./dev test` installs): sign in, add a Slack endpoint pointing at a
 //! local fake, press Send test and read the receiver's status on the page, toggle it off, delete
 //! it.
+//!
+//! Chromium's profile and every temp file of chromedriver and Chromium live in one temp dir that
+//! is removed when the test ends, passed or failed. On failure a screenshot of the page goes to
+//! the target directory and its path is printed.
 
 mod common;
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use entraguard_testkit::{HttpReceiver, RedisServer, free_port, wait_until};
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 use common::{TOKEN, start};
@@ -27,19 +32,23 @@ async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
     let admin = start(&redis).await;
     let slack = HttpReceiver::start();
 
+    // Declared before the driver, so it is dropped (removed) after the driver is killed.
+    let tmp = tempfile::Builder::new().prefix("entraguard-chromium-").tempdir().expect("temp dir");
+    let profile = tmp.path().join("profile");
     let port = free_port();
     let mut driver = tokio::process::Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        // chromedriver and the Chromium it starts put their scratch files under TMPDIR.
+        .env("TMPDIR", tmp.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("chromedriver starts");
-    wait_until(Duration::from_secs(15), "chromedriver listening", || async move {
+    wait_until(Duration::from_secs(60), "chromedriver listening", || async move {
         tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
     })
     .await;
-    let profile = tempfile_dir();
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -47,7 +56,8 @@ async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
             "binary": CHROMIUM,
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                      "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                     "--disable-sync", "--window-size=1280,1000", format!("--user-data-dir={profile}")]
+                     "--disable-sync", "--window-size=1280,1000",
+                     format!("--user-data-dir={}", profile.display())]
         }),
     );
     let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -55,10 +65,40 @@ async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("browser session");
-    let wait = || browser.wait().at_most(Duration::from_secs(10));
+
+    // The steps run in a task of their own so that a failed step still lets this function take a
+    // screenshot and shut Chromium down before the temp dir goes.
+    let outcome = tokio::spawn(use_the_page(browser.clone(), admin.base.clone(), slack)).await;
+    if outcome.is_err() {
+        match screenshot(&browser).await {
+            Ok(path) => eprintln!("the page when the test failed: {}", path.display()),
+            Err(e) => eprintln!("no screenshot of the page: {e}"),
+        }
+    }
+    let _ = browser.close().await;
+    let _ = driver.kill().await;
+    drop(tmp);
+    if let Err(e) = outcome {
+        match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("the browser steps did not finish: {e}"),
+        }
+    }
+}
+
+/// Saves a screenshot of the page in the target directory (not the temp dir, which is removed).
+async fn screenshot(browser: &Client) -> Result<PathBuf, String> {
+    let png = browser.screenshot().await.map_err(|e| e.to_string())?;
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("entraguard-webhooks-page-failure.png");
+    std::fs::write(&path, png).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
+    let wait = || browser.wait().at_most(Duration::from_secs(30));
 
     // Signed out: the page sends you to sign in; a wrong token is refused.
-    browser.goto(&format!("{}/settings/webhooks", admin.base)).await.expect("goto");
+    browser.goto(&format!("{base}/settings/webhooks")).await.expect("goto");
     wait()
         .for_element(Locator::Id("token"))
         .await
@@ -111,12 +151,12 @@ async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
         .await
         .expect("click");
     let result = browser.find(Locator::Css("#endpoints tbody tr .test-result")).await.expect("result");
-    wait_until(Duration::from_secs(10), "Send test result on the page", || {
+    wait_until(Duration::from_secs(30), "Send test result on the page", || {
         let r = result.clone();
         async move { r.text().await.unwrap_or_default().starts_with("Delivered · 200") }
     })
     .await;
-    let got = slack.wait_for_requests(1, Duration::from_secs(5)).await;
+    let got = slack.wait_for_requests(1, Duration::from_secs(30)).await;
     assert!(
         got[0].json()["text"].as_str().is_some_and(|t| t.contains("TEST-001")),
         "a Slack message arrived"
@@ -131,8 +171,8 @@ async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
         .await
         .expect("click");
     let http = reqwest::Client::new();
-    let list_url = format!("{}/api/endpoints", admin.base);
-    wait_until(Duration::from_secs(10), "endpoint disabled", || {
+    let list_url = format!("{base}/api/endpoints");
+    wait_until(Duration::from_secs(30), "endpoint disabled", || {
         let (h, u) = (http.clone(), list_url.clone());
         async move {
             let Ok(r) = h.get(&u).bearer_auth(TOKEN).send().await else { return false };
@@ -143,7 +183,7 @@ async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
     .await;
 
     // The Send test outcome is still shown after the table re-rendered with the toggle.
-    wait_until(Duration::from_secs(10), "the toggle re-rendered and the test outcome kept", || {
+    wait_until(Duration::from_secs(30), "the toggle re-rendered and the test outcome kept", || {
         let b = browser.clone();
         async move {
             let Ok(row) = b.find(Locator::Css("#endpoints tbody tr")).await else { return false };
@@ -160,9 +200,6 @@ async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
     })
     .await;
 
-    let shot = browser.screenshot().await.expect("screenshot");
-    let _ = std::fs::write(std::env::temp_dir().join("entraguard-webhooks-page.png"), shot);
-
     // Delete, with confirmation.
     browser
         .find(Locator::Css("#endpoints tbody tr button.delete"))
@@ -172,7 +209,7 @@ async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
         .await
         .expect("click");
     browser.accept_alert().await.expect("confirm");
-    wait_until(Duration::from_secs(10), "no endpoints left", || {
+    wait_until(Duration::from_secs(30), "no endpoints left", || {
         let (h, u) = (http.clone(), list_url.clone());
         async move {
             let Ok(r) = h.get(&u).bearer_auth(TOKEN).send().await else { return false };
@@ -181,18 +218,9 @@ async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
     })
     .await;
     let empty = wait().for_element(Locator::Id("empty")).await.expect("empty note");
-    wait_until(Duration::from_secs(5), "the page says there are no endpoints", || {
+    wait_until(Duration::from_secs(30), "the page says there are no endpoints", || {
         let e = empty.clone();
         async move { e.is_displayed().await.unwrap_or(false) }
     })
     .await;
-
-    browser.close().await.expect("close");
-    let _ = driver.kill().await;
-}
-
-fn tempfile_dir() -> String {
-    let dir = std::env::temp_dir().join(format!("entraguard-chromium-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    dir.to_string_lossy().into_owned()
 }

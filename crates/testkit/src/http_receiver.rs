@@ -348,7 +348,7 @@ mod tests {
             statuses.push(status);
         }
         assert_eq!(statuses, [500, 500, 200]);
-        let got = receiver.wait_for_requests(3, Duration::from_secs(5)).await;
+        let got = receiver.wait_for_requests(3, Duration::from_secs(30)).await;
         assert_eq!(got.len(), 3);
         for (i, r) in got.iter().enumerate() {
             assert_eq!(r.method, "POST");
@@ -379,7 +379,7 @@ mod tests {
         receiver.push_replies([Reply::status(200).delay(Duration::from_secs(3))]);
         let port = receiver.port();
         let slow = tokio::spawn(async move { post(port, "/slow", &[], "").await.0 });
-        receiver.wait_for_requests(1, Duration::from_secs(5)).await;
+        receiver.wait_for_requests(1, Duration::from_secs(30)).await;
         let started = Instant::now();
         assert_eq!(post(port, "/fast", &[], "").await.0, 200);
         assert!(started.elapsed() < Duration::from_secs(2), "the fast request waited for the slow one");
@@ -409,7 +409,7 @@ mod tests {
         let receiver = HttpReceiver::start();
         let mut stream = TcpStream::connect(("127.0.0.1", receiver.port())).await.expect("connect");
         stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("write");
-        receiver.wait_for_requests(1, Duration::from_secs(5)).await;
+        receiver.wait_for_requests(1, Duration::from_secs(30)).await;
         receiver.stop();
         let mut rest = Vec::new();
         // The first response may still be buffered; after it the server must have hung up.

@@ -5,6 +5,7 @@
 
 mod bins;
 mod http_receiver;
+mod log;
 mod net;
 mod redis_server;
 mod smtp_receiver;
@@ -13,6 +14,7 @@ mod wait;
 
 pub use bins::bin_path;
 pub use http_receiver::{HttpReceiver, Recorded, Reply};
+pub use log::{TEST_LOG_VAR, test_log_filter};
 pub use net::free_port;
 pub use redis_server::{RedisServer, RedisServerBuilder};
 pub use smtp_receiver::{ReceivedMail, SmtpReceiver, SmtpStage};

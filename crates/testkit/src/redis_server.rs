@@ -15,7 +15,7 @@ use crate::net::{free_port, lock};
 use crate::tls::TestCa;
 
 /// How long a start or restart may take until PING answers and the AOF is loaded.
-const READY_DEADLINE: Duration = Duration::from_secs(10);
+const READY_DEADLINE: Duration = Duration::from_secs(30);
 /// A fresh port is tried this many times when another process takes the first one first.
 const PORT_ATTEMPTS: usize = 5;
 const LOG_FILE: &str = "redis-server.log";

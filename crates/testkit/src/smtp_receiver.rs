@@ -560,7 +560,7 @@ mod tests {
         c.expect(".", "250").await;
         c.expect("QUIT", "221").await;
 
-        let mails = smtp.wait_for_messages(1, Duration::from_secs(5)).await;
+        let mails = smtp.wait_for_messages(1, Duration::from_secs(30)).await;
         assert_eq!(
             mails,
             [ReceivedMail {
@@ -590,7 +590,7 @@ mod tests {
         c.expect("RCPT TO:<a@b.test>", "250").await;
         c.expect("DATA", "354").await;
         c.expect("body\r\n.", "250").await;
-        let mails = smtp.wait_for_messages(1, Duration::from_secs(5)).await;
+        let mails = smtp.wait_for_messages(1, Duration::from_secs(30)).await;
         assert_eq!(mails[0].from, "");
         assert_eq!(mails[0].auth_user.as_deref(), Some("notify"));
     }
@@ -642,7 +642,7 @@ mod tests {
         c.expect("NOOP", "250").await;
         c.expect("BOGUS", "500").await;
         c.expect("RCPT TO:<b@y.test>", "503").await;
-        let mails = smtp.wait_for_messages(1, Duration::from_secs(5)).await;
+        let mails = smtp.wait_for_messages(1, Duration::from_secs(30)).await;
         assert_eq!(mails[0].data, b"second try\r\n");
         assert_eq!(mails[0].auth_user, None);
     }
