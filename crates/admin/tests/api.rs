@@ -186,3 +186,84 @@ async fn dead_letters_list_show_replay_by_endpoint_and_purge() {
     assert_eq!(api.call(M::DELETE, &format!("/api/dlq/{last}"), None).await.0, 204);
     assert_eq!(api.call(M::GET, "/api/stats", None).await.1["dead"], 0);
 }
+
+/// Replay-all while a worker sends each replayed delivery straight back to the dead-letter queue
+/// (its endpoint answers 500 and there are no retries): every entry is replayed once per call,
+/// not again each time it reappears at the head of the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_all_replays_each_dead_letter_once_while_replays_fail_again() {
+    use entraguard_core::queue::QueueStats;
+    use entraguard_testkit::wait_until;
+    use reqwest::Method as M;
+
+    const N: usize = 30;
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let api = Api { http: reqwest::Client::new(), base: admin.base.clone() };
+    let receiver = HttpReceiver::with_default(Reply::status(500).body("down"));
+    let (status, ep) = api
+        .call(
+            M::POST,
+            "/api/endpoints",
+            Some(json!({
+                "name": "Failing", "channel": "webhook", "target": receiver.url(), "events": ["finding.new"]
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{ep}");
+    let endpoint = ep["id"].as_str().expect("id").parse().expect("endpoint id");
+
+    let config = entraguard_worker::WorkerConfig::from_args([
+        "entraguard-worker",
+        "--redis-url",
+        &redis.url(),
+        "--retry-schedule",
+        "none",
+        "--allow-http=true",
+        "--allow-private-targets",
+        "127.0.0.1/32",
+        "--fetch-block",
+        "1s",
+        "--delivery-timeout",
+        "2s",
+    ])
+    .expect("worker config");
+    let (stop_worker, shutdown) = entraguard_worker::Shutdown::new();
+    let worker = tokio::spawn(entraguard_worker::run(config, shutdown));
+
+    let event = entraguard_worker::delivery::test_event();
+    let jobs: Vec<String> = (0..N)
+        .map(|_| Job::Delivery(DeliveryJob::new(event.clone(), Clone::clone(&endpoint))).encode())
+        .collect();
+    admin.queue.push(&jobs).await.expect("push");
+    let settled = |dead: u64| {
+        let queue = admin.queue.clone();
+        move || {
+            let queue = queue.clone();
+            async move {
+                queue.stats().await.is_ok_and(|s: QueueStats| {
+                    s.dead == dead && s.ready == 0 && s.processing == 0 && s.delayed == 0
+                })
+            }
+        }
+    };
+    wait_until(Duration::from_secs(20), "30 deliveries dead-lettered", settled(N as u64)).await;
+    assert_eq!(receiver.requests().len(), N);
+
+    let (status, r) = api.call(M::POST, "/api/dlq/replay", Some(json!({}))).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["replayed"], N, "each dead letter replayed once: {r}");
+    wait_until(Duration::from_secs(20), "the replays dead-lettered again", settled(N as u64)).await;
+    assert_eq!(receiver.requests().len(), 2 * N, "one more delivery attempt per dead letter");
+    let (_, list) = api.call(M::GET, "/api/dlq?limit=100", None).await;
+    let ids: Vec<String> =
+        list.as_array().expect("array").iter().filter_map(|d| d["id"].as_str().map(str::to_owned)).collect();
+    assert_eq!(ids.len(), N);
+    for id in ids {
+        let (_, d) = api.call(M::GET, &format!("/api/dlq/{id}"), None).await;
+        let job: Value = serde_json::from_str(d["job"].as_str().expect("job")).expect("job JSON");
+        assert_eq!(job["replays"], 1, "{id} replayed once");
+    }
+    stop_worker.trigger();
+    worker.await.expect("worker task").expect("worker ran");
+}

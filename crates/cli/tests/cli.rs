@@ -475,6 +475,15 @@ async fn dlq_list_show_replay_and_purge_entries_made_by_the_queue() {
     assert_eq!(cli.run(&["dlq", "purge", &d]).await.ok().trim(), format!("purged {d}"));
     cli.run(&["dlq", "purge", &d]).await.fails(1, "not found");
 
+    // Replay all of another endpoint, or since a time to come: nothing matches.
+    let other = cli.run(&["dlq", "replay", "--all", "--endpoint", "ep_01JOTHER"]).await;
+    assert!(other.ok().contains("replayed 0; 0 not replayable"), "{}", other.all());
+    let later = cli.run(&["--json", "dlq", "replay", "--all", "--since", "2999-01-01T00:00:00Z"]).await;
+    assert_eq!(later.json(), serde_json::json!({ "replayed": 0, "not_replayable": 0 }));
+    cli.run(&["dlq", "replay", "--all", "--since", "yesterday"]).await.fails(2, "yesterday");
+    cli.run(&["dlq", "replay", &b, "--endpoint", "ep_01JOTHER"]).await.fails(2, "cannot be used with");
+    cli.run(&["dlq", "replay", "--since", "2020-01-01T00:00:00Z"]).await.fails(2, "--all");
+
     // Replay all: b goes back, the poison job stays.
     let all = cli.run(&["dlq", "replay", "--all"]).await;
     assert!(all.ok().contains("replayed 1; 1 not replayable"), "{}", all.all());

@@ -1,7 +1,9 @@
 //! `dlq …`: the dead-letter queue. Replay re-enqueues with the same delivery id and a fresh
 //! attempt count.
 
-use entraguard_core::queue::ReplayOutcome;
+use entraguard_core::ids::EndpointId;
+use entraguard_core::queue::{ReplayFilter, ReplayOutcome};
+use entraguard_core::timestamp::Timestamp;
 
 use crate::config::Global;
 use crate::{Failure, output, usage};
@@ -24,9 +26,17 @@ pub enum Command {
     Replay {
         /// The dead letter's id, as `dlq list` shows it.
         id: Option<String>,
-        /// Every replayable dead letter; undecodable (poison) jobs are skipped and counted.
+        /// Every replayable dead letter (or those --endpoint and --since pick), each once;
+        /// undecodable (poison) jobs are skipped and counted.
         #[arg(long)]
         all: bool,
+        /// With --all: only dead letters of this endpoint (`ep_…`).
+        #[arg(long, conflicts_with = "id", value_parser = parse_endpoint)]
+        endpoint: Option<EndpointId>,
+        /// With --all: only dead letters that failed at or after this time (RFC 3339, e.g.
+        /// 2025-06-01T00:00:00Z).
+        #[arg(long, conflicts_with = "id", value_parser = parse_time)]
+        since: Option<Timestamp>,
     },
     /// Delete one dead letter, or all with --all --yes.
     #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "all"])))]
@@ -108,13 +118,14 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 Err(_) => println!("{}", d.job),
             }
         }
-        Command::Replay { all: true, .. } => {
-            let (replayed, skipped) = queue.replay_all().await?;
+        Command::Replay { all: true, endpoint, since, .. } => {
+            let summary = queue.replay_matching(&ReplayFilter { endpoint_id: endpoint, since }).await?;
             if global.json {
-                output::json(&serde_json::json!({ "replayed": replayed, "not_replayable": skipped }));
+                output::json(&summary);
             } else {
                 println!(
-                    "replayed {replayed}; {skipped} not replayable (undecodable jobs: inspect with `dlq show`, then `dlq purge`)"
+                    "replayed {}; {} not replayable (undecodable jobs: inspect with `dlq show`, then `dlq purge`)",
+                    summary.replayed, summary.not_replayable
                 );
             }
         }
@@ -158,9 +169,17 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 println!("purged {id}");
             }
         }
-        Command::Replay { id: None, all: false } | Command::Purge { id: None, all: false, .. } => {
+        Command::Replay { id: None, all: false, .. } | Command::Purge { id: None, all: false, .. } => {
             return Err(usage(anyhow::anyhow!("name a dead-letter id, or --all")));
         }
     }
     Ok(())
+}
+
+fn parse_endpoint(s: &str) -> Result<EndpointId, String> {
+    s.parse().map_err(|e: entraguard_core::ids::IdError| e.to_string())
+}
+
+fn parse_time(s: &str) -> Result<Timestamp, String> {
+    s.parse().map_err(|e: entraguard_core::timestamp::TimestampError| e.to_string())
 }

@@ -4,12 +4,13 @@
 //! `HGETALL`. Its `replay_job` field is the job to re-enqueue (same delivery id, fresh attempt
 //! count), so a replay is one `RPUSH` of that field to the ready list.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use redis::AsyncCommands;
 use serde::Serialize;
 
 use super::{Queue, QueueError, WorkerId};
+use crate::ids::EndpointId;
 use crate::job::{AttemptRecord, DeliveryJob};
 use crate::timestamp::Timestamp;
 
@@ -48,6 +49,41 @@ pub enum ReplayOutcome {
     /// A poison job with nothing decodable to replay.
     NotReplayable,
 }
+
+/// Which dead letters a bulk replay takes: every one, or those of one endpoint, or those that
+/// failed at or after a time, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayFilter {
+    pub endpoint_id: Option<EndpointId>,
+    pub since: Option<Timestamp>,
+}
+
+impl ReplayFilter {
+    fn is_empty(&self) -> bool {
+        self.endpoint_id.is_none() && self.since.is_none()
+    }
+
+    /// Whether an entry with these `endpoint_id` and `failed_at` fields is taken.
+    fn matches(&self, endpoint_id: Option<&str>, failed_at: Option<&str>) -> bool {
+        let endpoint_ok = self.endpoint_id.as_ref().is_none_or(|e| endpoint_id == Some(e.as_str()));
+        let time_ok = self
+            .since
+            .is_none_or(|t| failed_at.and_then(|f| f.parse::<Timestamp>().ok()).is_some_and(|f| f >= t));
+        endpoint_ok && time_ok
+    }
+}
+
+/// What a bulk replay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ReplaySummary {
+    /// Entries put back on the ready list.
+    pub replayed: usize,
+    /// Matching entries left in place: poison jobs with nothing decodable to replay.
+    pub not_replayable: usize,
+}
+
+/// How many entries' fields a bulk replay reads per round trip when it filters.
+const FILTER_CHUNK: usize = 500;
 
 impl DeadLetter {
     fn from_hash(id: String, raw: HashMap<String, Vec<u8>>) -> Self {
@@ -154,19 +190,47 @@ impl Queue {
         })
     }
 
-    /// Replays every replayable dead letter; returns (replayed, skipped as not replayable).
-    pub async fn replay_all(&self) -> Result<(usize, usize), QueueError> {
+    /// Replays every replayable dead letter: [`Queue::replay_matching`] with an empty filter.
+    pub async fn replay_all(&self) -> Result<ReplaySummary, QueueError> {
+        self.replay_matching(&ReplayFilter::default()).await
+    }
+
+    /// Replays each dead letter that matches `filter`, once. The ids are read once, up front:
+    /// a replayed delivery that fails again while this runs goes back to the head of the list,
+    /// and must wait for the next call rather than be replayed again by this one.
+    pub async fn replay_matching(&self, filter: &ReplayFilter) -> Result<ReplaySummary, QueueError> {
         let mut conn = self.conn.clone();
-        let ids: Vec<String> = conn.lrange(self.keys.dlq(), 0, -1).await?;
-        let (mut replayed, mut skipped) = (0, 0);
-        for id in ids {
-            match self.replay(&id).await? {
-                ReplayOutcome::Replayed => replayed += 1,
-                ReplayOutcome::NotReplayable => skipped += 1,
-                ReplayOutcome::NotFound => {}
+        let mut ids: Vec<String> = conn.lrange(self.keys.dlq(), 0, -1).await?;
+        let mut seen = HashSet::new();
+        ids.retain(|id| seen.insert(id.clone()));
+        let mut summary = ReplaySummary::default();
+        for chunk in ids.chunks(FILTER_CHUNK) {
+            let matching: Vec<&String> = if filter.is_empty() {
+                chunk.iter().collect()
+            } else {
+                let mut pipe = redis::pipe();
+                for id in chunk {
+                    pipe.hmget(self.keys.dlq_entry(id), &["endpoint_id", "failed_at"]);
+                }
+                let fields: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
+                chunk
+                    .iter()
+                    .zip(fields)
+                    .filter(|(_, (endpoint, failed_at))| {
+                        filter.matches(endpoint.as_deref(), failed_at.as_deref())
+                    })
+                    .map(|(id, _)| id)
+                    .collect()
+            };
+            for id in matching {
+                match self.replay(id).await? {
+                    ReplayOutcome::Replayed => summary.replayed += 1,
+                    ReplayOutcome::NotReplayable => summary.not_replayable += 1,
+                    ReplayOutcome::NotFound => {}
+                }
             }
         }
-        Ok((replayed, skipped))
+        Ok(summary)
     }
 
     /// Deletes one dead letter. `false` if there was none.

@@ -23,7 +23,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-pub use dead_letter::{DeadLetter, DeadLetterDraft, ReplayOutcome};
+pub use dead_letter::{DeadLetter, DeadLetterDraft, ReplayFilter, ReplayOutcome, ReplaySummary};
 
 use crate::keys::KeySpace;
 use crate::redis_conn::{RedisConfig, connect};
