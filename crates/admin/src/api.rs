@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use entraguard_core::endpoint::{EndpointDraft, EndpointView};
 use entraguard_core::ids::EndpointId;
-use entraguard_core::queue::{DeadLetter, ReplayFilter, ReplayOutcome, ReplaySummary};
+use entraguard_core::queue::{DeadLetter, DeadLetterSummary, ReplayFilter, ReplayOutcome, ReplaySummary};
 use entraguard_core::timestamp::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -127,11 +127,12 @@ fn default_limit() -> usize {
     50
 }
 
+/// Summaries only: the job stays in Redis (`GET /api/dlq/{id}` shows its start).
 async fn list_dead(
     State(s): State<AppState>,
     Query(p): Query<Page>,
-) -> Result<Json<Vec<DeadLetter>>, ApiError> {
-    Ok(Json(s.queue.dead_letters(p.offset, p.limit.min(1000)).await?))
+) -> Result<Json<Vec<DeadLetterSummary>>, ApiError> {
+    Ok(Json(s.queue.dead_letter_summaries(p.offset, p.limit.min(1000)).await?))
 }
 
 async fn get_dead(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<DeadLetter>, ApiError> {

@@ -27,6 +27,13 @@ impl Api {
         let text = resp.text().await.unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
+
+    /// A GET's status and body as text, to measure it.
+    async fn get_text(&self, path: &str) -> (u16, String) {
+        let resp =
+            self.http.get(format!("{}{path}", self.base)).bearer_auth(TOKEN).send().await.expect("request");
+        (resp.status().as_u16(), resp.text().await.expect("body"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,4 +273,55 @@ async fn replay_all_replays_each_dead_letter_once_while_replays_fail_again() {
     }
     stop_worker.trigger();
     worker.await.expect("worker task").expect("worker ran");
+}
+
+/// A poison job of 50 MB was dead-lettered whole (before workers kept only a prefix): the list
+/// answers bounded summaries without the job, and one entry's job is cut to 64 KiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_dead_letter_is_listed_and_shown_bounded() {
+    const HUGE: usize = 50 * 1024 * 1024;
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let api = Api { http: reqwest::Client::new(), base: admin.base.clone() };
+    let id = "job_01JHUGEHUGEHUGEHUGEHUGEHU";
+    let attempts = json!([
+        {"attempt": 1, "at": "2025-06-01T00:00:00Z", "duration_ms": 3, "status": 500, "error": "first"},
+        {"attempt": 2, "at": "2025-06-01T00:00:10Z", "duration_ms": 4, "status": 503, "error": "e".repeat(20_000)},
+    ]);
+    let mut conn = redis.connection().await;
+    // Writing 50 MB takes longer than the default 500 ms on a busy machine.
+    conn.set_response_timeout(Duration::from_secs(30));
+    redis::cmd("HSET")
+        .arg(format!("{{entraguard}}:dlq:{id}"))
+        .arg(&[
+            ("id", id.to_owned()),
+            ("reason", format!("undecodable job: {}", "r".repeat(20_000))),
+            ("failed_at", "2025-06-01T00:00:11Z".to_owned()),
+            ("attempts", attempts.to_string()),
+            ("job", "x".repeat(HUGE)),
+        ])
+        .exec_async(&mut conn)
+        .await
+        .expect("hset");
+    redis::cmd("LPUSH").arg("{entraguard}:dlq").arg(id).exec_async(&mut conn).await.expect("lpush");
+
+    let (status, text) = api.get_text("/api/dlq").await;
+    assert_eq!(status, 200);
+    assert!(text.len() < 64 * 1024, "GET /api/dlq answered {} bytes", text.len());
+    let list: Value = serde_json::from_str(&text).expect("json");
+    let d = &list[0];
+    assert_eq!(d["id"], id);
+    assert!(d.get("job").is_none(), "no job in a summary");
+    assert!(d["reason"].as_str().is_some_and(|r| r.starts_with("undecodable job: rrr") && r.len() <= 1024));
+    assert_eq!((d["attempt_count"].clone(), d["last_status"].clone()), (json!(2), json!(503)));
+    assert!(d["last_error"].as_str().is_some_and(|e| e.starts_with("eee") && e.len() <= 1024));
+    assert_eq!(d["replayable"], false);
+
+    let (status, text) = api.get_text(&format!("/api/dlq/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(text.len() < 200 * 1024, "GET /api/dlq/{{id}} answered {} bytes", text.len());
+    let one: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!((one["job_truncated"].clone(), one["job_bytes"].clone()), (json!(true), json!(HUGE)));
+    assert!(one["job"].as_str().is_some_and(|j| j.len() == 64 * 1024 && j.bytes().all(|b| b == b'x')));
+    assert_eq!(one["attempts"].as_array().map(Vec::len), Some(2));
 }

@@ -502,6 +502,49 @@ async fn dlq_list_show_replay_and_purge_entries_made_by_the_queue() {
     assert_eq!(empty, serde_json::json!([]));
 }
 
+/// A poison job of 50 MB was dead-lettered whole (before workers kept only a prefix): `dlq list`
+/// prints bounded summaries, `dlq show` the job cut to 64 KiB and says so.
+#[tokio::test]
+async fn a_huge_dead_letter_is_listed_and_shown_bounded() {
+    const HUGE: usize = 50 * 1024 * 1024;
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let id = "job_01JHUGEHUGEHUGEHUGEHUGEHU";
+    let mut conn = redis.connection().await;
+    // Writing 50 MB takes longer than the default 500 ms on a busy machine.
+    conn.set_response_timeout(Duration::from_secs(30));
+    let fields = [
+        ("id", id.to_owned()),
+        ("reason", format!("undecodable job: {}", "r".repeat(20_000))),
+        ("failed_at", "2025-06-01T00:00:11Z".to_owned()),
+        ("job", "x".repeat(HUGE)),
+    ];
+    let _: () = conn.hset_multiple(format!("{{entraguard}}:dlq:{id}"), &fields).await.expect("hset");
+    let _: () = conn.lpush("{entraguard}:dlq", id).await.expect("lpush");
+
+    let list = cli.run(&["--json", "dlq", "list"]).await;
+    assert!(list.stdout.len() < 64 * 1024, "`dlq list --json` printed {} bytes", list.stdout.len());
+    let listed = list.json();
+    assert_eq!(listed[0]["id"], id);
+    assert!(listed[0].get("job").is_none(), "no job in a summary");
+    assert!(listed[0]["reason"].as_str().is_some_and(|r| r.len() <= 1024), "reason cut");
+    let table = cli.run(&["dlq", "list"]).await;
+    assert!(table.ok().contains(id) && table.stdout.len() < 4096, "{} bytes", table.stdout.len());
+
+    let show = cli.run(&["--json", "dlq", "show", id]).await;
+    assert!(show.stdout.len() < 200 * 1024, "`dlq show --json` printed {} bytes", show.stdout.len());
+    let shown = show.json();
+    assert_eq!((shown["job_truncated"].clone(), shown["job_bytes"].clone()), (true.into(), HUGE.into()));
+    assert_eq!(shown["job"].as_str().map(str::len), Some(64 * 1024));
+    let text = cli.run(&["dlq", "show", id]).await;
+    assert!(text.stdout.len() < 200 * 1024, "`dlq show` printed {} bytes", text.stdout.len());
+    assert!(
+        text.ok().contains(&format!("first 65536 of {HUGE} bytes")),
+        "says the job is cut: {}",
+        &text.stdout[..text.stdout.len().min(2000)]
+    );
+}
+
 #[tokio::test]
 async fn stats_match_the_queue() {
     let redis = RedisServer::start();

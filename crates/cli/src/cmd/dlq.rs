@@ -10,7 +10,7 @@ use crate::{Failure, output, usage};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// List dead letters, newest first.
+    /// List dead letters, newest first: a summary of each, without the job.
     List {
         /// How many to show.
         #[arg(long, default_value_t = 50)]
@@ -19,7 +19,7 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         offset: usize,
     },
-    /// Show one dead letter: reason, every attempt, the job.
+    /// Show one dead letter: reason, every attempt, the job (its first 64 KiB).
     Show { id: String },
     /// Re-enqueue one dead letter, or all with --all (same delivery id, fresh attempt count).
     #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "all"])))]
@@ -59,7 +59,8 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             // Work-around: core's `dead_letters` sends an empty pipeline, which Redis refuses,
             // when the page holds no ids; ask for a page only when there is one.
             let total = usize::try_from(queue.stats().await?.dead).unwrap_or(usize::MAX);
-            let dead = if offset < total { queue.dead_letters(offset, limit).await? } else { Vec::new() };
+            let dead =
+                if offset < total { queue.dead_letter_summaries(offset, limit).await? } else { Vec::new() };
             if global.json {
                 output::json(&dead);
                 return Ok(());
@@ -72,7 +73,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                         d.failed_at.clone(),
                         d.event_kind.clone().unwrap_or_else(|| "-".into()),
                         d.endpoint_id.clone().unwrap_or_else(|| "-".into()),
-                        d.attempts.len().to_string(),
+                        d.attempt_count.to_string(),
                         output::cut(&d.reason, 70),
                     ]
                 })
@@ -111,6 +112,11 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                     a.status.map_or("-".to_owned(), |s| s.to_string()),
                     a.error.as_deref().unwrap_or("")
                 );
+            }
+            if d.job_truncated {
+                println!("job (the first {} of {} bytes):", d.job.len(), d.job_bytes);
+                println!("{}", d.job);
+                return Ok(());
             }
             println!("job:");
             match serde_json::from_str::<serde_json::Value>(&d.job) {
