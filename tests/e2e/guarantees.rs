@@ -448,7 +448,11 @@ async fn a_long_run_leaves_redis_memory_where_it_started() {
         keys.into_iter().filter(|k| !k.starts_with(&format!("{{{PREFIX}}}:worker:"))).collect();
     assert_eq!(
         keys,
-        vec![format!("{{{PREFIX}}}:endpoints"), format!("{{{PREFIX}}}:workers")],
+        vec![
+            format!("{{{PREFIX}}}:endpoints"),
+            format!("{{{PREFIX}}}:sealing"),
+            format!("{{{PREFIX}}}:workers")
+        ],
         "only configuration and the live worker's registration remain"
     );
     w.kill().await.expect("stop");

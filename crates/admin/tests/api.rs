@@ -325,3 +325,27 @@ async fn a_huge_dead_letter_is_listed_and_shown_bounded() {
     assert!(one["job"].as_str().is_some_and(|j| j.len() == 64 * 1024 && j.bytes().all(|b| b == b'x')));
     assert_eq!(one["attempts"].as_array().map(Vec::len), Some(2));
 }
+
+/// An admin server without the deployment's sealing key refuses endpoint writes with a 409 that
+/// names the setting, and stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_writes_without_the_deployments_sealing_key_are_409() {
+    use reqwest::Method as M;
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let api = Api { http: reqwest::Client::new(), base: admin.base.clone() };
+    let mut conn = redis.connection().await;
+    redis::cmd("SET").arg("{entraguard}:sealing").arg("1a2b3c4d").exec_async(&mut conn).await.expect("set");
+    let (status, v) = api
+        .call(M::POST, "/api/endpoints", Some(json!({
+            "name": "SOAR", "channel": "webhook", "target": "https://soar.example.com/hook?token=QUERYTOKEN",
+            "events": ["finding.new"], "secret": "SIGNINGSECRET-0123456789"
+        })))
+        .await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"], "sealing_key_mismatch");
+    let reason = v["reason"].as_str().expect("reason");
+    assert!(reason.contains("1a2b3c4d") && reason.contains("NOTIFY_ENCRYPTION_KEY is not set"), "{reason}");
+    assert!(!v.to_string().contains("QUERYTOKEN") && !v.to_string().contains("SIGNINGSECRET"));
+    assert_eq!(api.call(M::GET, "/api/endpoints", None).await.1, json!([]));
+}
