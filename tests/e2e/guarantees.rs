@@ -454,7 +454,12 @@ async fn a_long_run_leaves_redis_memory_where_it_started() {
     keys.sort();
     assert_eq!(
         keys,
-        vec![format!("{{{PREFIX}}}:endpoints"), format!("{{{PREFIX}}}:leases"), published],
+        vec![
+            format!("{{{PREFIX}}}:endpoints"),
+            format!("{{{PREFIX}}}:leases"),
+            published,
+            format!("{{{PREFIX}}}:sealing"),
+        ],
         "only configuration, the live worker's lease and the dedupe index remain"
     );
     w.kill().await.expect("stop");

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use entraguard_core::endpoint::{EndpointDraft, EndpointView};
 use entraguard_core::ids::EndpointId;
-use entraguard_core::queue::{DeadLetter, ReplayOutcome};
+use entraguard_core::queue::{DeadLetter, DeadLetterSummary, ReplayFilter, ReplayOutcome, ReplaySummary};
 use entraguard_core::timestamp::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -127,11 +127,12 @@ fn default_limit() -> usize {
     50
 }
 
+/// Summaries only: the job stays in Redis (`GET /api/dlq/{id}` shows its start).
 async fn list_dead(
     State(s): State<AppState>,
     Query(p): Query<Page>,
-) -> Result<Json<Vec<DeadLetter>>, ApiError> {
-    Ok(Json(s.queue.dead_letters(p.offset, p.limit.min(1000)).await?))
+) -> Result<Json<Vec<DeadLetterSummary>>, ApiError> {
+    Ok(Json(s.queue.dead_letter_summaries(p.offset, p.limit.min(1000)).await?))
 }
 
 async fn get_dead(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<DeadLetter>, ApiError> {
@@ -153,51 +154,33 @@ async fn replay_one(State(s): State<AppState>, Path(id): Path<String>) -> Result
     }
 }
 
-/// Replays every dead letter, or those of one endpoint that failed since a time.
+/// The body of `POST /api/dlq/replay`: every dead letter, or those of one endpoint, or those that
+/// failed since a time.
 #[derive(Debug, Default, Deserialize)]
-struct ReplayFilter {
+struct ReplayBody {
     endpoint_id: Option<String>,
     since: Option<String>,
 }
 
 async fn replay_many(
     State(s): State<AppState>,
-    body: Option<Json<ReplayFilter>>,
-) -> Result<Json<Value>, ApiError> {
-    let filter = body.map(|Json(f)| f).unwrap_or_default();
-    let since = match &filter.since {
-        Some(t) => Some(
-            t.parse::<Timestamp>()
-                .map_err(|e| ApiError::Validation { field: "since".into(), reason: e.to_string() })?,
-        ),
-        None => None,
+    body: Option<Json<ReplayBody>>,
+) -> Result<Json<ReplaySummary>, ApiError> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let invalid = |field: &str, reason: String| ApiError::Validation { field: field.into(), reason };
+    let filter = ReplayFilter {
+        endpoint_id: body
+            .endpoint_id
+            .map(|e| e.parse::<EndpointId>())
+            .transpose()
+            .map_err(|e| invalid("endpoint_id", e.to_string()))?,
+        since: body
+            .since
+            .map(|t| t.parse::<Timestamp>())
+            .transpose()
+            .map_err(|e| invalid("since", e.to_string()))?,
     };
-    let mut replayed = 0;
-    let mut skipped = 0;
-    let mut offset = 0;
-    loop {
-        let page = s.queue.dead_letters(offset, 500).await?;
-        if page.is_empty() {
-            break;
-        }
-        offset += page.len();
-        for d in page {
-            let endpoint_ok = filter.endpoint_id.as_ref().is_none_or(|e| d.endpoint_id.as_ref() == Some(e));
-            let time_ok = since.is_none_or(|t| d.failed_at.parse::<Timestamp>().is_ok_and(|f| f >= t));
-            if !(endpoint_ok && time_ok) {
-                continue;
-            }
-            match s.queue.replay(&d.id).await? {
-                ReplayOutcome::Replayed => {
-                    replayed += 1;
-                    offset -= 1;
-                }
-                ReplayOutcome::NotReplayable => skipped += 1,
-                ReplayOutcome::NotFound => {}
-            }
-        }
-    }
-    Ok(Json(json!({ "replayed": replayed, "not_replayable": skipped })))
+    Ok(Json(s.queue.replay_matching(&filter).await?))
 }
 
 async fn purge_one(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {

@@ -1,5 +1,6 @@
 //! One error type for the API, turned into a response in one place: `422` with the field and the
-//! reason for bad input, `404` for unknown ids, `401` without a valid token, `500` otherwise
+//! reason for bad input, `404` for unknown ids, `401` without a valid token, `409` when the
+//! deployment's state forbids the change (endpoints sealed with another key), `500` otherwise
 //! (logged; the response never carries a secret).
 
 use axum::Json;
@@ -15,6 +16,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("missing or invalid token")]
     Unauthorized,
+    /// The request conflicts with the deployment's state (`code` names which), e.g. the
+    /// endpoints are sealed with another key than this server's.
+    #[error("{reason}")]
+    Conflict { code: &'static str, reason: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -36,6 +41,9 @@ impl From<entraguard_core::store::StoreError> for ApiError {
     fn from(e: entraguard_core::store::StoreError) -> Self {
         match e {
             entraguard_core::store::StoreError::NotFound(id) => ApiError::NotFound(format!("endpoint {id}")),
+            e @ entraguard_core::store::StoreError::SealingKeyMismatch { .. } => {
+                ApiError::Conflict { code: "sealing_key_mismatch", reason: e.to_string() }
+            }
             other => ApiError::internal(other),
         }
     }
@@ -62,6 +70,10 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 json!({ "error": "unauthorized", "reason": "missing or invalid token" }),
             ),
+            ApiError::Conflict { code, reason } => {
+                tracing::error!(error = %reason, "admin request refused");
+                (StatusCode::CONFLICT, json!({ "error": code, "reason": reason }))
+            }
             ApiError::Internal(msg) => {
                 tracing::error!(error = %msg, "admin request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": "internal", "reason": msg }))

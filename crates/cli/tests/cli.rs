@@ -353,6 +353,103 @@ async fn endpoint_input_is_validated_before_anything_is_stored() {
     assert_eq!(stored, 3);
 }
 
+/// Two sealing keys (32 bytes, base64) and their key ids (the first 8 hex digits of the SHA-256).
+const KEY_A: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+const KEY_A_ID: &str = "72cd6e84";
+const KEY_B: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+const KEY_B_ID: &str = "75877bb4";
+
+/// The deployment records which key seals its endpoints; a CLI without that key (or a rotation
+/// that names it as old) refuses to write instead of storing secrets in clear or under a key the
+/// workers cannot open.
+#[tokio::test]
+async fn endpoint_writes_refuse_a_sealing_key_other_than_the_deployments() {
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let mut conn = redis.connection().await;
+    let add = |name: &'static str| {
+        [
+            "endpoint",
+            "add",
+            "--name",
+            name,
+            "--channel",
+            "webhook",
+            "--target",
+            HOOK,
+            "--events",
+            "all",
+            "--secret-env",
+            "HOOK_SECRET",
+        ]
+    };
+    let with = |key: &'static str| [("HOOK_SECRET", HOOK_SECRET), ("NOTIFY_ENCRYPTION_KEY", key)];
+
+    let first = cli.run_with(&add("first"), None, &with(KEY_A)).await;
+    let first = line_value(first.ok(), "id");
+
+    // No key: refused, nothing stored, the secret not printed.
+    let no_key = cli.run_with(&add("clear"), None, &[("HOOK_SECRET", HOOK_SECRET)]).await;
+    assert_ne!(no_key.code, Some(0), "{}", no_key.all());
+    for want in ["NOTIFY_ENCRYPTION_KEY is not set", KEY_A_ID, "in clear"] {
+        assert!(no_key.stderr.contains(want), "expected {want:?} in:\n{}", no_key.stderr);
+    }
+    assert!(!no_key.all().contains(HOOK_SECRET) && !no_key.all().contains("QUERYTOKEN"));
+    cli.run(&["endpoint", "disable", &first]).await.fails(1, "NOTIFY_ENCRYPTION_KEY is not set");
+
+    // Another key: refused, naming both.
+    let other = cli.run_with(&add("other"), None, &with(KEY_B)).await;
+    assert_ne!(other.code, Some(0), "{}", other.all());
+    for want in [KEY_A_ID, KEY_B_ID, "NOTIFY_ENCRYPTION_KEY"] {
+        assert!(other.stderr.contains(want), "expected {want:?} in:\n{}", other.stderr);
+    }
+    let stored: u64 = conn.hlen("{entraguard}:endpoints").await.expect("hlen");
+    assert_eq!(stored, 1, "refused writes store nothing");
+    let recorded: Option<String> = conn.get("{entraguard}:sealing").await.expect("get");
+    assert_eq!(recorded.as_deref(), Some(KEY_A_ID), "the first write recorded its key");
+    let json: String = conn.hget("{entraguard}:endpoints", &first).await.expect("hget");
+    assert!(json.contains(&format!("enc:v1:{KEY_A_ID}:")) && !json.contains("QUERYTOKEN"), "{json}");
+
+    // A rotation: key B with A as an old key writes, and reseal moves the record to B.
+    let rotating = [
+        ("HOOK_SECRET", HOOK_SECRET),
+        ("NOTIFY_ENCRYPTION_KEY", KEY_B),
+        ("NOTIFY_ENCRYPTION_OLD_KEYS", KEY_A),
+    ];
+    cli.run_with(&add("during rotation"), None, &rotating).await.ok();
+    cli.run_with(&["endpoint", "disable", &first], None, &rotating).await.ok();
+    let recorded: Option<String> = conn.get("{entraguard}:sealing").await.expect("get");
+    assert_eq!(recorded.as_deref(), Some(KEY_A_ID), "unchanged until the reseal");
+    let reseal = cli.run_with(&["endpoint", "reseal"], None, &rotating).await;
+    assert!(reseal.ok().contains("resealed"), "{}", reseal.all());
+    let recorded: Option<String> = conn.get("{entraguard}:sealing").await.expect("get");
+    assert_eq!(recorded.as_deref(), Some(KEY_B_ID), "the reseal records the new key");
+    let all: Vec<(String, String)> = conn.hgetall("{entraguard}:endpoints").await.expect("hgetall");
+    assert_eq!(all.len(), 2);
+    for (_, json) in &all {
+        assert!(json.contains(&format!("enc:v1:{KEY_B_ID}:")) && !json.contains(KEY_A_ID), "{json}");
+    }
+    cli.run_with(&add("new key"), None, &with(KEY_B)).await.ok();
+    let old = cli.run_with(&add("old key"), None, &with(KEY_A)).await;
+    assert!(old.code != Some(0) && old.stderr.contains(KEY_B_ID), "{}", old.all());
+
+    // A deployment that chose clear text records `none`; a key is taken up by a reseal.
+    let clear = ["--key-prefix", "clear"];
+    let mut add_clear = clear.to_vec();
+    add_clear.extend(add("clear"));
+    cli.run_with(&add_clear, None, &[("HOOK_SECRET", HOOK_SECRET)]).await.ok();
+    let recorded: Option<String> = conn.get("{clear}:sealing").await.expect("get");
+    assert_eq!(recorded.as_deref(), Some("none"));
+    let sealed = cli.run_with(&add_clear, None, &with(KEY_A)).await;
+    assert!(sealed.code != Some(0) && sealed.stderr.contains("in clear"), "{}", sealed.all());
+    let mut reseal = clear.to_vec();
+    reseal.extend(["endpoint", "reseal"]);
+    cli.run_with(&reseal, None, &with(KEY_A)).await.ok();
+    let recorded: Option<String> = conn.get("{clear}:sealing").await.expect("get");
+    assert_eq!(recorded.as_deref(), Some(KEY_A_ID));
+    cli.run_with(&add_clear, None, &with(KEY_A)).await.ok();
+}
+
 #[tokio::test]
 async fn publish_enqueues_valid_events_and_refuses_bad_input_whole() {
     let redis = RedisServer::start();
@@ -475,6 +572,15 @@ async fn dlq_list_show_replay_and_purge_entries_made_by_the_queue() {
     assert_eq!(cli.run(&["dlq", "purge", &d]).await.ok().trim(), format!("purged {d}"));
     cli.run(&["dlq", "purge", &d]).await.fails(1, "not found");
 
+    // Replay all of another endpoint, or since a time to come: nothing matches.
+    let other = cli.run(&["dlq", "replay", "--all", "--endpoint", "ep_01JOTHER"]).await;
+    assert!(other.ok().contains("replayed 0; 0 not replayable"), "{}", other.all());
+    let later = cli.run(&["--json", "dlq", "replay", "--all", "--since", "2999-01-01T00:00:00Z"]).await;
+    assert_eq!(later.json(), serde_json::json!({ "replayed": 0, "not_replayable": 0 }));
+    cli.run(&["dlq", "replay", "--all", "--since", "yesterday"]).await.fails(2, "yesterday");
+    cli.run(&["dlq", "replay", &b, "--endpoint", "ep_01JOTHER"]).await.fails(2, "cannot be used with");
+    cli.run(&["dlq", "replay", "--since", "2020-01-01T00:00:00Z"]).await.fails(2, "--all");
+
     // Replay all: b goes back, the poison job stays.
     let all = cli.run(&["dlq", "replay", "--all"]).await;
     assert!(all.ok().contains("replayed 1; 1 not replayable"), "{}", all.all());
@@ -491,6 +597,49 @@ async fn dlq_list_show_replay_and_purge_entries_made_by_the_queue() {
     assert!(keys.is_empty(), "nothing left of the dead-letter queue: {keys:?}");
     let empty = cli.run(&["--json", "dlq", "list"]).await.json();
     assert_eq!(empty, serde_json::json!([]));
+}
+
+/// A poison job of 50 MB was dead-lettered whole (before workers kept only a prefix): `dlq list`
+/// prints bounded summaries, `dlq show` the job cut to 64 KiB and says so.
+#[tokio::test]
+async fn a_huge_dead_letter_is_listed_and_shown_bounded() {
+    const HUGE: usize = 50 * 1024 * 1024;
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let id = "job_01JHUGEHUGEHUGEHUGEHUGEHU";
+    let mut conn = redis.connection().await;
+    // Writing 50 MB takes longer than the default 500 ms on a busy machine.
+    conn.set_response_timeout(Duration::from_secs(30));
+    let fields = [
+        ("id", id.to_owned()),
+        ("reason", format!("undecodable job: {}", "r".repeat(20_000))),
+        ("failed_at", "2025-06-01T00:00:11Z".to_owned()),
+        ("job", "x".repeat(HUGE)),
+    ];
+    let _: () = conn.hset_multiple(format!("{{entraguard}}:dlq:{id}"), &fields).await.expect("hset");
+    let _: () = conn.lpush("{entraguard}:dlq", id).await.expect("lpush");
+
+    let list = cli.run(&["--json", "dlq", "list"]).await;
+    assert!(list.stdout.len() < 64 * 1024, "`dlq list --json` printed {} bytes", list.stdout.len());
+    let listed = list.json();
+    assert_eq!(listed[0]["id"], id);
+    assert!(listed[0].get("job").is_none(), "no job in a summary");
+    assert!(listed[0]["reason"].as_str().is_some_and(|r| r.len() <= 1024), "reason cut");
+    let table = cli.run(&["dlq", "list"]).await;
+    assert!(table.ok().contains(id) && table.stdout.len() < 4096, "{} bytes", table.stdout.len());
+
+    let show = cli.run(&["--json", "dlq", "show", id]).await;
+    assert!(show.stdout.len() < 200 * 1024, "`dlq show --json` printed {} bytes", show.stdout.len());
+    let shown = show.json();
+    assert_eq!((shown["job_truncated"].clone(), shown["job_bytes"].clone()), (true.into(), HUGE.into()));
+    assert_eq!(shown["job"].as_str().map(str::len), Some(64 * 1024));
+    let text = cli.run(&["dlq", "show", id]).await;
+    assert!(text.stdout.len() < 200 * 1024, "`dlq show` printed {} bytes", text.stdout.len());
+    assert!(
+        text.ok().contains(&format!("first 65536 of {HUGE} bytes")),
+        "says the job is cut: {}",
+        &text.stdout[..text.stdout.len().min(2000)]
+    );
 }
 
 #[tokio::test]

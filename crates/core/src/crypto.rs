@@ -75,6 +75,11 @@ impl Cipher {
         &self.current.id
     }
 
+    /// Whether `key_id` is one of the old keys (`NOTIFY_ENCRYPTION_OLD_KEYS`).
+    pub fn has_old_key(&self, key_id: &str) -> bool {
+        self.old.iter().any(|k| k.id == key_id)
+    }
+
     pub fn seal(&self, plaintext: &str) -> String {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         // Encryption with a valid key and nonce cannot fail for in-memory data.

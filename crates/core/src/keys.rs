@@ -78,6 +78,15 @@ impl KeySpace {
         format!("{}:endpoints", self.tag)
     }
 
+    /// STRING: which key seals this deployment's endpoint URLs and secrets — a key id
+    /// (`Cipher::key_id`, 8 hex digits), or `none` for a deployment that stores them in clear.
+    /// Written by the first endpoint write, moved by `reseal`; a writer with another key (or
+    /// none) is refused, so a CLI or admin without the workers' key cannot store endpoints the
+    /// workers cannot open, or store secrets in clear beside sealed ones.
+    pub fn sealing(&self) -> String {
+        format!("{}:sealing", self.tag)
+    }
+
     /// The field of one endpoint in [`KeySpace::endpoints`].
     pub fn endpoint_field(id: &EndpointId) -> &str {
         id.as_str()
@@ -106,6 +115,7 @@ mod tests {
             k.dlq(),
             k.dlq_entry("d"),
             k.endpoints(),
+            k.sealing(),
         ] {
             assert!(key.starts_with("{acme}:"), "{key}");
         }

@@ -2,6 +2,10 @@
 //! endpoint whole, so a reader never sees one half-updated. With a [`Cipher`], target URLs and
 //! signing secrets are sealed in the stored JSON (`target: {"sealed_url": "enc:v1:…"}`,
 //! `secret: "enc:v1:…"`) and opened on read.
+//!
+//! The deployment records which key seals it ([`KeySpace::sealing`]); every write checks it, so a
+//! writer without the workers' key (or with another) is refused instead of storing secrets in
+//! clear or under a key the workers cannot open.
 
 use std::sync::Arc;
 
@@ -25,6 +29,34 @@ pub enum StoreError {
     Corrupt { id: String, source: serde_json::Error },
     #[error("endpoint {id}: {source}")]
     Crypto { id: String, source: CryptoError },
+    /// The deployment's endpoints are sealed with another key than ours (or stored in clear
+    /// while we have a key, or sealed while we have none): a write would store secrets in clear
+    /// or under a key the workers cannot open. `recorded` is a key id or `none`; `ours` is
+    /// `None` without `NOTIFY_ENCRYPTION_KEY`.
+    #[error("{}", sealing_mismatch(recorded, ours.as_deref()))]
+    SealingKeyMismatch { recorded: String, ours: Option<String> },
+}
+
+/// What [`KeySpace::sealing`] holds for a deployment that stores endpoints in clear.
+const NO_SEALING_KEY: &str = "none";
+
+fn sealing_mismatch(recorded: &str, ours: Option<&str>) -> String {
+    match ours {
+        None => format!(
+            "this deployment's endpoints are sealed with key {recorded} but NOTIFY_ENCRYPTION_KEY is not set: \
+             refusing to store secrets in clear (set NOTIFY_ENCRYPTION_KEY to the workers' key)"
+        ),
+        Some(ours) if recorded == NO_SEALING_KEY => format!(
+            "this deployment's endpoints are stored in clear but NOTIFY_ENCRYPTION_KEY is key {ours}: refusing \
+             to seal with a key the workers may not have (to start sealing, give the workers this key, then \
+             run `entraguard-notify endpoint reseal` with it)"
+        ),
+        Some(ours) => format!(
+            "this deployment's endpoints are sealed with key {recorded} but NOTIFY_ENCRYPTION_KEY is key {ours}: \
+             refusing to seal with a key the workers cannot open (use the workers' key, or during a rotation \
+             put key {recorded} in NOTIFY_ENCRYPTION_OLD_KEYS)"
+        ),
+    }
 }
 
 /// Fields of the stored JSON that hold secrets.
@@ -83,12 +115,53 @@ impl EndpointStore {
         serde_json::from_value(v).map_err(corrupt)
     }
 
-    /// Stores a new endpoint or replaces one with the same id.
+    /// Stores a new endpoint or replaces one with the same id. Refused with
+    /// [`StoreError::SealingKeyMismatch`] when the deployment is sealed with another key.
     pub async fn put(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
+        self.check_sealing().await?;
+        self.write(endpoint).await
+    }
+
+    /// Writes an endpoint, sealed with our key; callers have checked the sealing record.
+    async fn write(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
         let json = self.encode(endpoint)?;
         let mut conn = self.conn.clone();
         let _: () = conn.hset(self.keys.endpoints(), endpoint.id.as_str(), json).await?;
         Ok(())
+    }
+
+    /// Our sealing key id, or `none` without a cipher.
+    fn our_sealing(&self) -> &str {
+        self.cipher.as_deref().map_or(NO_SEALING_KEY, Cipher::key_id)
+    }
+
+    /// The deployment's sealing record ([`KeySpace::sealing`]), recording ours first if there is
+    /// none yet (`SET NX`: of two first writers, one record wins and the other is checked
+    /// against it).
+    async fn sealing_record(&self) -> Result<String, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = self.keys.sealing();
+        let (_, recorded): (bool, String) =
+            redis::pipe().atomic().set_nx(&key, self.our_sealing()).get(&key).query_async(&mut conn).await?;
+        Ok(recorded)
+    }
+
+    /// May we write? Yes when the record is our key, or one of our old keys (a rotation in
+    /// progress: the workers hold both).
+    async fn check_sealing(&self) -> Result<(), StoreError> {
+        let recorded = self.sealing_record().await?;
+        self.accept_sealing(recorded)
+    }
+
+    fn accept_sealing(&self, recorded: String) -> Result<(), StoreError> {
+        if recorded == self.our_sealing() || self.cipher.as_deref().is_some_and(|c| c.has_old_key(&recorded))
+        {
+            return Ok(());
+        }
+        Err(StoreError::SealingKeyMismatch {
+            recorded,
+            ours: self.cipher.as_ref().map(|c| c.key_id().to_owned()),
+        })
     }
 
     /// One endpoint, or `None` if there is no such id.
@@ -118,8 +191,14 @@ impl EndpointStore {
 
     /// Rewrites every endpoint sealed with the current key (after a key rotation, or to seal
     /// endpoints stored before a key was set). Returns how many were rewritten.
+    /// The sealing record moves to the current key: from one of our old keys, or from `none`
+    /// (a deployment that starts sealing); from any other key it is refused.
     pub async fn reseal_all(&self) -> Result<usize, StoreError> {
         let Some(c) = &self.cipher else { return Ok(0) };
+        let recorded = self.sealing_record().await?;
+        if recorded != NO_SEALING_KEY {
+            self.accept_sealing(recorded)?;
+        }
         let mut conn = self.conn.clone();
         let all: Vec<(String, String)> = conn.hgetall(self.keys.endpoints()).await?;
         let mut n = 0;
@@ -134,10 +213,11 @@ impl EndpointStore {
                 .any(|s| c.needs_reseal(s));
             if plain_url || stale {
                 let ep = self.decode(&id, &json)?;
-                self.put(&ep).await?;
+                self.write(&ep).await?;
                 n += 1;
             }
         }
+        let _: () = conn.set(self.keys.sealing(), c.key_id()).await?;
         Ok(n)
     }
 

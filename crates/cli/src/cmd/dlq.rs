@@ -1,14 +1,16 @@
 //! `dlq …`: the dead-letter queue. Replay re-enqueues with the same delivery id and a fresh
 //! attempt count.
 
-use entraguard_core::queue::ReplayOutcome;
+use entraguard_core::ids::EndpointId;
+use entraguard_core::queue::{ReplayFilter, ReplayOutcome};
+use entraguard_core::timestamp::Timestamp;
 
 use crate::config::Global;
 use crate::{Failure, output, usage};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// List dead letters, newest first.
+    /// List dead letters, newest first: a summary of each, without the job.
     List {
         /// How many to show.
         #[arg(long, default_value_t = 50)]
@@ -17,16 +19,24 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         offset: usize,
     },
-    /// Show one dead letter: reason, every attempt, the job.
+    /// Show one dead letter: reason, every attempt, the job (its first 64 KiB).
     Show { id: String },
     /// Re-enqueue one dead letter, or all with --all (same delivery id, fresh attempt count).
     #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "all"])))]
     Replay {
         /// The dead letter's id, as `dlq list` shows it.
         id: Option<String>,
-        /// Every replayable dead letter; undecodable (poison) jobs are skipped and counted.
+        /// Every replayable dead letter (or those --endpoint and --since pick), each once;
+        /// undecodable (poison) jobs are skipped and counted.
         #[arg(long)]
         all: bool,
+        /// With --all: only dead letters of this endpoint (`ep_…`).
+        #[arg(long, conflicts_with = "id", value_parser = parse_endpoint)]
+        endpoint: Option<EndpointId>,
+        /// With --all: only dead letters that failed at or after this time (RFC 3339, e.g.
+        /// 2025-06-01T00:00:00Z).
+        #[arg(long, conflicts_with = "id", value_parser = parse_time)]
+        since: Option<Timestamp>,
     },
     /// Delete one dead letter, or all with --all --yes.
     #[command(group(clap::ArgGroup::new("which").required(true).args(["id", "all"])))]
@@ -49,7 +59,8 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             // Work-around: core's `dead_letters` sends an empty pipeline, which Redis refuses,
             // when the page holds no ids; ask for a page only when there is one.
             let total = usize::try_from(queue.stats().await?.dead).unwrap_or(usize::MAX);
-            let dead = if offset < total { queue.dead_letters(offset, limit).await? } else { Vec::new() };
+            let dead =
+                if offset < total { queue.dead_letter_summaries(offset, limit).await? } else { Vec::new() };
             if global.json {
                 output::json(&dead);
                 return Ok(());
@@ -62,7 +73,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                         d.failed_at.clone(),
                         d.event_kind.clone().unwrap_or_else(|| "-".into()),
                         d.endpoint_id.clone().unwrap_or_else(|| "-".into()),
-                        d.attempts.len().to_string(),
+                        d.attempt_count.to_string(),
                         output::cut(&d.reason, 70),
                     ]
                 })
@@ -102,19 +113,25 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                     a.error.as_deref().unwrap_or("")
                 );
             }
+            if d.job_truncated {
+                println!("job (the first {} of {} bytes):", d.job.len(), d.job_bytes);
+                println!("{}", d.job);
+                return Ok(());
+            }
             println!("job:");
             match serde_json::from_str::<serde_json::Value>(&d.job) {
                 Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or(d.job.clone())),
                 Err(_) => println!("{}", d.job),
             }
         }
-        Command::Replay { all: true, .. } => {
-            let (replayed, skipped) = queue.replay_all().await?;
+        Command::Replay { all: true, endpoint, since, .. } => {
+            let summary = queue.replay_matching(&ReplayFilter { endpoint_id: endpoint, since }).await?;
             if global.json {
-                output::json(&serde_json::json!({ "replayed": replayed, "not_replayable": skipped }));
+                output::json(&summary);
             } else {
                 println!(
-                    "replayed {replayed}; {skipped} not replayable (undecodable jobs: inspect with `dlq show`, then `dlq purge`)"
+                    "replayed {}; {} not replayable (undecodable jobs: inspect with `dlq show`, then `dlq purge`)",
+                    summary.replayed, summary.not_replayable
                 );
             }
         }
@@ -158,9 +175,17 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 println!("purged {id}");
             }
         }
-        Command::Replay { id: None, all: false } | Command::Purge { id: None, all: false, .. } => {
+        Command::Replay { id: None, all: false, .. } | Command::Purge { id: None, all: false, .. } => {
             return Err(usage(anyhow::anyhow!("name a dead-letter id, or --all")));
         }
     }
     Ok(())
+}
+
+fn parse_endpoint(s: &str) -> Result<EndpointId, String> {
+    s.parse().map_err(|e: entraguard_core::ids::IdError| e.to_string())
+}
+
+fn parse_time(s: &str) -> Result<Timestamp, String> {
+    s.parse().map_err(|e: entraguard_core::timestamp::TimestampError| e.to_string())
 }

@@ -3,13 +3,18 @@
 //! `{p}:dlq` lists the ids, newest first; `{p}:dlq:<id>` is a hash an engineer can read with
 //! `HGETALL`. Its `replay_job` field is the job to re-enqueue (same delivery id, fresh attempt
 //! count), so a replay is one `RPUSH` of that field to the ready list.
+//!
+//! Readers never carry a job whole: a poison job is dead-lettered as it came, at any size. Lists
+//! are [`DeadLetterSummary`]s read with `HMGET` (no `job`, no `replay_job`, texts cut to
+//! [`SUMMARY_TEXT_MAX`]); one entry read in full has its `job` cut to [`JOB_SHOW_MAX`] in Redis.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use redis::AsyncCommands;
 use serde::Serialize;
 
 use super::{Queue, QueueError, WorkerId};
+use crate::ids::EndpointId;
 use crate::job::{AttemptRecord, DeliveryJob};
 use crate::timestamp::Timestamp;
 
@@ -23,7 +28,17 @@ pub struct DeadLetterDraft {
     pub delivery: Option<DeliveryJob>,
 }
 
-/// A dead letter as read back from Redis.
+/// Most bytes of a summary's `reason` and `last_error`; longer ones are cut and end in `…`.
+pub const SUMMARY_TEXT_MAX: usize = 1024;
+
+/// Most bytes of the `job` of a dead letter read in full ([`Queue::dead_letter_by_id`]).
+pub const JOB_SHOW_MAX: usize = 64 * 1024;
+
+/// The fields a summary reads, in this order (`read_dead.lua` reads the same, in the same order).
+const SUMMARY_FIELDS: [&str; 7] =
+    ["reason", "failed_at", "delivery_id", "event_id", "event_kind", "endpoint_id", "attempts"];
+
+/// A dead letter as read back from Redis, its job cut to [`JOB_SHOW_MAX`] bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeadLetter {
     pub id: String,
@@ -34,8 +49,35 @@ pub struct DeadLetter {
     pub event_kind: Option<String>,
     pub endpoint_id: Option<String>,
     pub attempts: Vec<AttemptRecord>,
-    /// The job as it was when it died (raw, possibly not even JSON for a poison job).
+    /// The job as it was when it died (raw, possibly not even JSON for a poison job): its first
+    /// [`JOB_SHOW_MAX`] bytes at most.
     pub job: String,
+    /// Whether `job` is only the start of the stored job.
+    pub job_truncated: bool,
+    /// The stored job's length in bytes.
+    pub job_bytes: u64,
+    /// Whether `replay` can re-enqueue it.
+    pub replayable: bool,
+}
+
+/// One line of a dead-letter list: what failed, when, why, and how the last attempt ended —
+/// never the job itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadLetterSummary {
+    pub id: String,
+    /// Cut to [`SUMMARY_TEXT_MAX`] bytes.
+    pub reason: String,
+    pub failed_at: String,
+    pub delivery_id: Option<String>,
+    pub event_id: Option<String>,
+    pub event_kind: Option<String>,
+    pub endpoint_id: Option<String>,
+    /// How many attempts were made.
+    pub attempt_count: usize,
+    /// The last attempt's HTTP status or SMTP reply code, when the receiver answered.
+    pub last_status: Option<u16>,
+    /// The last attempt's error, cut to [`SUMMARY_TEXT_MAX`] bytes.
+    pub last_error: Option<String>,
     /// Whether `replay` can re-enqueue it.
     pub replayable: bool,
 }
@@ -49,25 +91,103 @@ pub enum ReplayOutcome {
     NotReplayable,
 }
 
-impl DeadLetter {
-    fn from_hash(id: String, raw: HashMap<String, Vec<u8>>) -> Self {
-        // Fields are read as bytes: a poison job's `job` field need not be UTF-8.
-        let mut h: HashMap<String, String> =
-            raw.into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect();
-        let attempts = h.get("attempts").and_then(|a| serde_json::from_str(a).ok()).unwrap_or_default();
-        DeadLetter {
+/// Which dead letters a bulk replay takes: every one, or those of one endpoint, or those that
+/// failed at or after a time, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayFilter {
+    pub endpoint_id: Option<EndpointId>,
+    pub since: Option<Timestamp>,
+}
+
+impl ReplayFilter {
+    fn is_empty(&self) -> bool {
+        self.endpoint_id.is_none() && self.since.is_none()
+    }
+
+    /// Whether an entry with these `endpoint_id` and `failed_at` fields is taken.
+    fn matches(&self, endpoint_id: Option<&str>, failed_at: Option<&str>) -> bool {
+        let endpoint_ok = self.endpoint_id.as_ref().is_none_or(|e| endpoint_id == Some(e.as_str()));
+        let time_ok = self
+            .since
+            .is_none_or(|t| failed_at.and_then(|f| f.parse::<Timestamp>().ok()).is_some_and(|f| f >= t));
+        endpoint_ok && time_ok
+    }
+}
+
+/// What a bulk replay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ReplaySummary {
+    /// Entries put back on the ready list.
+    pub replayed: usize,
+    /// Matching entries left in place: poison jobs with nothing decodable to replay.
+    pub not_replayable: usize,
+}
+
+/// How many entries' fields a bulk replay reads per round trip when it filters.
+const FILTER_CHUNK: usize = 500;
+
+/// The [`SUMMARY_FIELDS`] of one entry, as read.
+struct Fields(Vec<Option<Vec<u8>>>);
+
+impl Fields {
+    /// Field `i` of [`SUMMARY_FIELDS`] as text (a poison job's fields need not be UTF-8).
+    fn text(&self, i: usize) -> Option<String> {
+        self.0.get(i).cloned().flatten().map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+
+    fn attempts(&self) -> Vec<AttemptRecord> {
+        self.0
+            .get(6)
+            .and_then(Option::as_deref)
+            .and_then(|a| serde_json::from_slice(a).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl DeadLetterSummary {
+    fn from_fields(id: String, f: &Fields, replayable: bool) -> Self {
+        let attempts = f.attempts();
+        let last = attempts.last();
+        DeadLetterSummary {
             id,
-            reason: h.remove("reason").unwrap_or_default(),
-            failed_at: h.remove("failed_at").unwrap_or_default(),
-            delivery_id: h.remove("delivery_id"),
-            event_id: h.remove("event_id"),
-            event_kind: h.remove("event_kind"),
-            endpoint_id: h.remove("endpoint_id"),
-            attempts,
-            job: h.remove("job").unwrap_or_default(),
-            replayable: h.contains_key("replay_job"),
+            reason: cut(f.text(0).unwrap_or_default(), SUMMARY_TEXT_MAX),
+            failed_at: f.text(1).unwrap_or_default(),
+            delivery_id: f.text(2),
+            event_id: f.text(3),
+            event_kind: f.text(4),
+            endpoint_id: f.text(5),
+            attempt_count: attempts.len(),
+            last_status: last.and_then(|a| a.status),
+            last_error: last.and_then(|a| a.error.clone()).map(|e| cut(e, SUMMARY_TEXT_MAX)),
+            replayable,
         }
     }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary, ending in `…` when cut.
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push('…');
+    s
+}
+
+/// The start of a job as text: bytes cut inside a UTF-8 character at the end are dropped, other
+/// invalid bytes shown as U+FFFD.
+fn job_text(mut head: Vec<u8>, truncated: bool) -> String {
+    if truncated
+        && let Err(e) = std::str::from_utf8(&head)
+        && e.error_len().is_none()
+    {
+        head.truncate(e.valid_up_to());
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }
 
 impl Queue {
@@ -103,36 +223,94 @@ impl Queue {
         Ok(done == 1)
     }
 
-    /// Dead letters, newest first, `count` of them from `offset`.
-    pub async fn dead_letters(&self, offset: usize, count: usize) -> Result<Vec<DeadLetter>, QueueError> {
+    /// The ids of dead letters, newest first, `count` of them from `offset`.
+    async fn dead_letter_ids(&self, offset: usize, count: usize) -> Result<Vec<String>, QueueError> {
         if count == 0 {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
-        let stop = isize::try_from(offset + count).unwrap_or(isize::MAX) - 1;
-        let ids: Vec<String> =
-            conn.lrange(self.keys.dlq(), isize::try_from(offset).unwrap_or(isize::MAX), stop).await?;
+        let stop = isize::try_from(offset.saturating_add(count)).unwrap_or(isize::MAX) - 1;
+        Ok(conn.lrange(self.keys.dlq(), isize::try_from(offset).unwrap_or(isize::MAX), stop).await?)
+    }
+
+    /// Summaries of dead letters, newest first, `count` of them from `offset`: what lists show.
+    /// One round trip for the ids, one for the fields (`HMGET` and `HEXISTS replay_job`).
+    pub async fn dead_letter_summaries(
+        &self,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<DeadLetterSummary>, QueueError> {
+        let ids = self.dead_letter_ids(offset, count).await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for id in &ids {
-            pipe.hgetall(self.keys.dlq_entry(id));
+            pipe.hmget(self.keys.dlq_entry(id), &SUMMARY_FIELDS)
+                .hexists(self.keys.dlq_entry(id), "replay_job");
         }
-        let hashes: Vec<HashMap<String, Vec<u8>>> = pipe.query_async(&mut conn).await?;
-        Ok(ids
-            .into_iter()
-            .zip(hashes)
-            .filter(|(_, h)| !h.is_empty())
-            .map(|(id, h)| DeadLetter::from_hash(id, h))
-            .collect())
+        let mut conn = self.conn.clone();
+        let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, pair) in ids.into_iter().zip(replies.chunks(2)) {
+            let [fields, replayable] = pair else { continue };
+            let fields = Fields(redis::from_redis_value_ref(fields).map_err(redis::RedisError::from)?);
+            // An entry purged or replayed since the ids were read has no fields left.
+            if fields.0.iter().all(Option::is_none) {
+                continue;
+            }
+            let replayable: bool =
+                redis::from_redis_value_ref(replayable).map_err(redis::RedisError::from)?;
+            out.push(DeadLetterSummary::from_fields(id, &fields, replayable));
+        }
+        Ok(out)
     }
 
-    /// One dead letter by id.
+    /// Dead letters in full (each job cut to [`JOB_SHOW_MAX`]), newest first, `count` of them
+    /// from `offset`: one round trip per entry, for tools and tests that need every attempt.
+    /// Lists for people use [`Queue::dead_letter_summaries`].
+    pub async fn dead_letters(&self, offset: usize, count: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let mut out = Vec::new();
+        for id in self.dead_letter_ids(offset, count).await? {
+            out.extend(self.dead_letter_by_id(&id).await?);
+        }
+        Ok(out)
+    }
+
+    /// One dead letter by id, its job cut to [`JOB_SHOW_MAX`] bytes in Redis (`read_dead.lua`),
+    /// so a huge poison job never crosses the wire whole.
     pub async fn dead_letter_by_id(&self, id: &str) -> Result<Option<DeadLetter>, QueueError> {
         let mut conn = self.conn.clone();
-        let h: HashMap<String, Vec<u8>> = conn.hgetall(self.keys.dlq_entry(id)).await?;
-        Ok((!h.is_empty()).then(|| DeadLetter::from_hash(id.to_owned(), h)))
+        let reply: Option<Vec<Option<Vec<u8>>>> = self
+            .scripts
+            .read_dead
+            .key(self.keys.dlq_entry(id))
+            .arg(JOB_SHOW_MAX)
+            .invoke_async(&mut conn)
+            .await?;
+        let Some(mut reply) = reply else { return Ok(None) };
+        // SUMMARY_FIELDS, then replayable, the job's head, the job's length.
+        reply.resize(SUMMARY_FIELDS.len() + 3, None);
+        let rest = reply.split_off(SUMMARY_FIELDS.len());
+        let f = Fields(reply);
+        let [replayable, head, len] = <[Option<Vec<u8>>; 3]>::try_from(rest).unwrap_or_default();
+        let job_bytes = len.and_then(|l| String::from_utf8(l).ok()).and_then(|l| l.parse().ok()).unwrap_or(0);
+        let head = head.unwrap_or_default();
+        let job_truncated = (head.len() as u64) < job_bytes;
+        Ok(Some(DeadLetter {
+            id: id.to_owned(),
+            reason: f.text(0).unwrap_or_default(),
+            failed_at: f.text(1).unwrap_or_default(),
+            delivery_id: f.text(2),
+            event_id: f.text(3),
+            event_kind: f.text(4),
+            endpoint_id: f.text(5),
+            attempts: f.attempts(),
+            job: job_text(head, job_truncated),
+            job_truncated,
+            job_bytes,
+            replayable: replayable.as_deref() == Some(b"1"),
+        }))
     }
 
     /// Re-enqueues one dead letter with a fresh attempt count and the same delivery id.
@@ -154,19 +332,47 @@ impl Queue {
         })
     }
 
-    /// Replays every replayable dead letter; returns (replayed, skipped as not replayable).
-    pub async fn replay_all(&self) -> Result<(usize, usize), QueueError> {
+    /// Replays every replayable dead letter: [`Queue::replay_matching`] with an empty filter.
+    pub async fn replay_all(&self) -> Result<ReplaySummary, QueueError> {
+        self.replay_matching(&ReplayFilter::default()).await
+    }
+
+    /// Replays each dead letter that matches `filter`, once. The ids are read once, up front:
+    /// a replayed delivery that fails again while this runs goes back to the head of the list,
+    /// and must wait for the next call rather than be replayed again by this one.
+    pub async fn replay_matching(&self, filter: &ReplayFilter) -> Result<ReplaySummary, QueueError> {
         let mut conn = self.conn.clone();
-        let ids: Vec<String> = conn.lrange(self.keys.dlq(), 0, -1).await?;
-        let (mut replayed, mut skipped) = (0, 0);
-        for id in ids {
-            match self.replay(&id).await? {
-                ReplayOutcome::Replayed => replayed += 1,
-                ReplayOutcome::NotReplayable => skipped += 1,
-                ReplayOutcome::NotFound => {}
+        let mut ids: Vec<String> = conn.lrange(self.keys.dlq(), 0, -1).await?;
+        let mut seen = HashSet::new();
+        ids.retain(|id| seen.insert(id.clone()));
+        let mut summary = ReplaySummary::default();
+        for chunk in ids.chunks(FILTER_CHUNK) {
+            let matching: Vec<&String> = if filter.is_empty() {
+                chunk.iter().collect()
+            } else {
+                let mut pipe = redis::pipe();
+                for id in chunk {
+                    pipe.hmget(self.keys.dlq_entry(id), &["endpoint_id", "failed_at"]);
+                }
+                let fields: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
+                chunk
+                    .iter()
+                    .zip(fields)
+                    .filter(|(_, (endpoint, failed_at))| {
+                        filter.matches(endpoint.as_deref(), failed_at.as_deref())
+                    })
+                    .map(|(id, _)| id)
+                    .collect()
+            };
+            for id in matching {
+                match self.replay(id).await? {
+                    ReplayOutcome::Replayed => summary.replayed += 1,
+                    ReplayOutcome::NotReplayable => summary.not_replayable += 1,
+                    ReplayOutcome::NotFound => {}
+                }
             }
         }
-        Ok((replayed, skipped))
+        Ok(summary)
     }
 
     /// Deletes one dead letter. `false` if there was none.
@@ -192,5 +398,24 @@ impl Queue {
             }
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_keeps_short_text_and_cuts_long_text_on_a_character_boundary() {
+        assert_eq!(cut("short".into(), 10), "short");
+        let cut_text = cut("é".repeat(10), 10);
+        assert_eq!(cut_text, "ééé…");
+    }
+
+    #[test]
+    fn a_job_cut_inside_a_character_drops_the_partial_character() {
+        let bytes = "aé".as_bytes()[..2].to_vec();
+        assert_eq!(job_text(bytes.clone(), true), "a");
+        assert_eq!(job_text(bytes, false), "a\u{FFFD}");
     }
 }

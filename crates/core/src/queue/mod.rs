@@ -31,7 +31,10 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-pub use dead_letter::{DeadLetter, DeadLetterDraft, ReplayOutcome};
+pub use dead_letter::{
+    DeadLetter, DeadLetterDraft, DeadLetterSummary, JOB_SHOW_MAX, ReplayFilter, ReplayOutcome, ReplaySummary,
+    SUMMARY_TEXT_MAX,
+};
 
 use crate::keys::KeySpace;
 use crate::redis_conn::{RedisConfig, connect};
@@ -104,6 +107,7 @@ struct Scripts {
     promote: Script,
     requeue: Script,
     replay: Script,
+    read_dead: Script,
     pace: Script,
     lease: Script,
     fetch: Script,
@@ -121,6 +125,7 @@ impl Scripts {
             promote: Script::new(include_str!("promote.lua")),
             requeue: Script::new(include_str!("requeue.lua")),
             replay: Script::new(include_str!("replay.lua")),
+            read_dead: Script::new(include_str!("read_dead.lua")),
             pace: Script::new(include_str!("pace.lua")),
             lease: Script::new(include_str!("lease.lua")),
             fetch: Script::new(include_str!("fetch.lua")),
