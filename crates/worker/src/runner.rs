@@ -642,6 +642,16 @@ impl Reconciler {
 /// refuse CONFIG GET; then there is nothing to check.
 async fn check_redis_settings(queue: &Queue) {
     let mut conn = queue.connection();
+    // The queue's scripts declare flags (`#!lua flags=allow-oom`), which Redis reads from 7.0 on.
+    if let Ok(info) = redis::cmd("INFO").arg("server").query_async::<String>(&mut conn).await
+        && let Some(version) = info.lines().find_map(|l| l.strip_prefix("redis_version:"))
+        && version.trim().split('.').next().and_then(|m| m.parse::<u32>().ok()).is_some_and(|m| m < 7)
+    {
+        error!(
+            version = version.trim(),
+            "redis is older than 7.0: the queue's scripts need 7.0 or later and will be refused"
+        );
+    }
     let got: Result<Vec<String>, _> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("appendonly")
