@@ -17,8 +17,36 @@ pub fn session_value(token: &str) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Why a token is refused at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("NOTIFY_ADMIN_TOKEN is blank: set a token of 16+ characters")]
+    Blank,
+    #[error("NOTIFY_ADMIN_TOKEN starts or ends with whitespace (a trailing newline from a file?): remove it")]
+    Whitespace,
+    #[error("NOTIFY_ADMIN_TOKEN has {0} characters: use at least 16")]
+    TooShort(usize),
+}
+
+/// Checks an admin token before the server starts.
+pub fn check_token(token: &str) -> Result<(), TokenError> {
+    if token.trim().is_empty() {
+        return Err(TokenError::Blank);
+    }
+    if token.trim() != token {
+        return Err(TokenError::Whitespace);
+    }
+    let n = token.chars().count();
+    if n < 16 {
+        return Err(TokenError::TooShort(n));
+    }
+    Ok(())
+}
+
+/// Compares two secrets in constant time, their lengths included (it compares their hashes).
+fn same_secret(a: &str, b: &str) -> bool {
+    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    std::hint::black_box(x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q))) == 0
 }
 
 /// Whether the request carries a valid token or session.
@@ -29,7 +57,7 @@ pub fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        && constant_time_eq(bearer.trim().as_bytes(), token.as_bytes())
+        && same_secret(bearer.trim(), token)
     {
         return true;
     }
@@ -40,13 +68,28 @@ pub fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .any(|(k, v)| k == COOKIE && constant_time_eq(v.as_bytes(), want.as_bytes()))
+        .any(|(k, v)| k == COOKIE && same_secret(v, &want))
 }
 
 /// Whether `candidate` is the token (the login form).
 pub fn token_matches(state: &AppState, candidate: &str) -> bool {
     match &state.token {
-        Some(t) => constant_time_eq(candidate.trim().as_bytes(), t.expose().as_bytes()),
+        Some(t) => same_secret(candidate.trim(), t.expose()),
         None => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_blank_short_or_padded_are_refused() {
+        assert_eq!(check_token("                "), Err(TokenError::Blank));
+        assert_eq!(check_token(""), Err(TokenError::Blank));
+        assert_eq!(check_token("0123456789abcdef\n"), Err(TokenError::Whitespace));
+        assert_eq!(check_token(" 0123456789abcdef"), Err(TokenError::Whitespace));
+        assert_eq!(check_token("short"), Err(TokenError::TooShort(5)));
+        assert_eq!(check_token("0123456789abcdef"), Ok(()));
     }
 }

@@ -19,6 +19,7 @@ use entraguard_core::secret::Secret;
 use entraguard_core::store::EndpointStore;
 use entraguard_worker::delivery::Deliverer;
 
+pub use auth::{TokenError, check_token};
 pub use error::ApiError;
 
 /// What every request handler shares.

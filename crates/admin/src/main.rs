@@ -67,8 +67,10 @@ fn main() -> ExitCode {
 
 async fn run(mut config: AdminConfig) -> anyhow::Result<()> {
     let token = match (config.token.take(), config.insecure_local_only) {
-        (Some(t), _) if t.expose().len() >= 16 => Some(Arc::new(t)),
-        (Some(_), _) => anyhow::bail!("NOTIFY_ADMIN_TOKEN must be at least 16 characters"),
+        (Some(t), _) => {
+            entraguard_admin::check_token(t.expose())?;
+            Some(Arc::new(t))
+        }
         (None, true) => {
             config.listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             tracing::warn!("no admin token: listening on 127.0.0.1 only (--insecure-local-only)");

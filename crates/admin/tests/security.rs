@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use entraguard_testkit::RedisServer;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -37,6 +39,35 @@ async fn create_endpoint(base: &str, target: &str) -> Value {
     .await;
     assert_eq!(status, 201, "{ep}");
     ep
+}
+
+/// Tokens that are blank, short or carry whitespace (a trailing newline from a file) stop the
+/// server at start-up with a message naming NOTIFY_ADMIN_TOKEN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weak_or_padded_tokens_are_refused_at_start_up() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    for token in ["                ", "short-token", &format!("{TOKEN}\n"), &format!(" {TOKEN}")] {
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_entraguard-admin"))
+            .env_clear()
+            .env("NOTIFY_ADMIN_TOKEN", token)
+            .env("REDIS_URL", redis.url())
+            .env("NOTIFY_ADMIN_ADDR", "127.0.0.1:0")
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start entraguard-admin");
+        let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("token {token:?} was accepted: the server kept running"))
+            .expect("output");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "token {token:?}");
+        assert!(stderr.contains("NOTIFY_ADMIN_TOKEN"), "token {token:?}: {stderr}");
+        assert!(!stderr.contains(TOKEN), "the token is not echoed: {stderr}");
+    }
 }
 
 /// Tokens in a webhook's path or query string are masked like Slack's, in what the API shows.
