@@ -1,5 +1,7 @@
-//! The JSON API under `/api`, described by the OpenAPI document at `/api/openapi.json`.
+//! The JSON API under `/api`, described by the OpenAPI document at `/api/openapi.json` (behind
+//! the token like the rest). State changes take `Content-Type: application/json` (see `guard`).
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -27,8 +29,9 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/api/dlq/{id}", get(get_dead).delete(purge_one))
         .route("/api/dlq/{id}/replay", post(replay_one))
         .route("/api/stats", get(stats))
+        .route("/api/openapi.json", get(openapi))
         .layer(middleware::from_fn_with_state(state, require_auth));
-    Router::new().merge(api).route("/api/openapi.json", get(openapi))
+    Router::new().merge(api)
 }
 
 async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -162,11 +165,13 @@ struct ReplayBody {
     since: Option<String>,
 }
 
-async fn replay_many(
-    State(s): State<AppState>,
-    body: Option<Json<ReplayBody>>,
-) -> Result<Json<ReplaySummary>, ApiError> {
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+async fn replay_many(State(s): State<AppState>, body: Bytes) -> Result<Json<ReplaySummary>, ApiError> {
+    let body: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Validation { field: "body".into(), reason: e.to_string() })?
+    };
     let invalid = |field: &str, reason: String| ApiError::Validation { field: field.into(), reason };
     let filter = ReplayFilter {
         endpoint_id: body

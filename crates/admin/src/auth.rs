@@ -2,7 +2,7 @@
 //! cookie the login page sets (HttpOnly, SameSite=Strict, so another site cannot ride on it).
 //! The cookie holds a hash of the token, never the token itself.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
@@ -49,21 +49,25 @@ fn same_secret(a: &str, b: &str) -> bool {
     std::hint::black_box(x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q))) == 0
 }
 
+/// Whether the request carries the bearer token (false when the server has none).
+pub fn bearer_ok(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = &state.token else { return false };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|bearer| same_secret(bearer.trim(), token.expose()))
+}
+
 /// Whether the request carries a valid token or session.
 pub fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
     let Some(token) = &state.token else { return true };
-    let token = token.expose();
-    if let Some(bearer) = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        && same_secret(bearer.trim(), token)
-    {
+    if bearer_ok(state, headers) {
         return true;
     }
-    let want = session_value(token);
+    let want = session_value(token.expose());
     headers
-        .get_all(axum::http::header::COOKIE)
+        .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))

@@ -8,6 +8,7 @@
 mod api;
 mod auth;
 mod error;
+mod guard;
 mod page;
 
 use std::sync::Arc;
@@ -33,9 +34,27 @@ pub struct AppState {
     pub token: Option<Arc<Secret>>,
 }
 
-/// The routes, apart from any socket (tests call it directly).
+impl AppState {
+    pub fn new(
+        queue: Queue,
+        store: EndpointStore,
+        deliverer: Deliverer,
+        policy: TargetPolicy,
+        token: Option<Arc<Secret>>,
+    ) -> Self {
+        Self { queue, store, deliverer, policy, token }
+    }
+}
+
+/// The routes, apart from any socket. Every request passes the cross-site guard and every answer
+/// carries the security headers (see `guard`).
 pub fn app(state: AppState) -> Router {
-    Router::new().merge(api::routes(state.clone())).merge(page::routes(state.clone())).with_state(state)
+    Router::new()
+        .merge(api::routes(state.clone()))
+        .merge(page::routes(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::guard))
+        .layer(axum::middleware::from_fn(guard::headers))
+        .with_state(state)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves.

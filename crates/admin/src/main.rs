@@ -88,7 +88,7 @@ async fn run(mut config: AdminConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot reach Redis at {}", w.redis_url))?;
     let store = EndpointStore::new(queue.connection(), w.key_prefix.clone()).with_cipher(w.cipher()?);
     let deliverer = Deliverer::from_config(w)?;
-    let state = AppState { queue, store, deliverer, policy: w.target_policy(), token };
+    let state = AppState::new(queue, store, deliverer, w.target_policy(), token);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -107,8 +107,13 @@ async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
         .await
         .expect("type");
     browser.find(Locator::Id("login")).await.expect("button").click().await.expect("click");
+    // The form posts JSON from script; the answer shows without a reload.
     let err = wait().for_element(Locator::Id("login-error")).await.expect("error");
-    assert!(err.text().await.expect("text").contains("not right"));
+    wait_until(Duration::from_secs(30), "the wrong token refused on the page", || {
+        let e = err.clone();
+        async move { e.text().await.unwrap_or_default().contains("not right") }
+    })
+    .await;
     browser.find(Locator::Id("token")).await.expect("field").send_keys(TOKEN).await.expect("type");
     browser.find(Locator::Id("login")).await.expect("button").click().await.expect("click");
     wait().for_element(Locator::Id("endpoint-form")).await.expect("webhooks page");

@@ -7,10 +7,10 @@ mod common;
 use std::time::Duration;
 
 use entraguard_testkit::RedisServer;
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Value, json};
 
-use common::{TOKEN, start};
+use common::{TOKEN, start, start_with};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
@@ -23,6 +23,33 @@ async fn send(req: reqwest::RequestBuilder) -> (u16, HeaderMap, Value) {
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap_or_default();
     (status, headers, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// The session cookie's `name=value` and its whole `Set-Cookie` line.
+fn session_cookie(headers: &HeaderMap) -> (String, String) {
+    let line = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("eg_admin="))
+        .expect("a session cookie")
+        .to_owned();
+    let pair = line.split(';').next().expect("pair").to_owned();
+    (pair, line)
+}
+
+/// Signs in as the page does (JSON, same origin); answers the cookie pair and its `Set-Cookie`.
+async fn login(base: &str) -> (String, String) {
+    let (status, headers, body) = send(
+        client()
+            .post(format!("{base}/login"))
+            .header("origin", base)
+            .header("content-type", "application/json")
+            .body(json!({ "token": TOKEN }).to_string()),
+    )
+    .await;
+    assert_eq!(status, 204, "sign-in: {body}");
+    session_cookie(&headers)
 }
 
 async fn create_endpoint(base: &str, target: &str) -> Value {
@@ -39,6 +66,196 @@ async fn create_endpoint(base: &str, target: &str) -> Value {
     .await;
     assert_eq!(status, 201, "{ep}");
     ep
+}
+
+async fn enabled(base: &str, id: &str) -> Value {
+    let (_, _, ep) = send(client().get(format!("{base}/api/endpoints/{id}")).bearer_auth(TOKEN)).await;
+    ep["enabled"].clone()
+}
+
+/// A page on another port of the same host posts a form through the signed-in admin's cookie; a
+/// cookie request without Origin is refused; only same-origin JSON changes state. Bearer clients
+/// (no Origin) keep working, with a JSON content type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_origin_and_form_encoded_state_changes_are_refused() {
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let base = admin.base.clone();
+    let ep = create_endpoint(&base, "https://soar.example.com/hook").await;
+    let id = ep["id"].as_str().expect("id").to_owned();
+    let disable = format!("{base}/api/endpoints/{id}/disable");
+    let evil = "http://127.0.0.1:1";
+
+    // Even a bearer client needs a JSON content type to change state.
+    let (status, _, body) = send(
+        client()
+            .post(&disable)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("x=1"),
+    )
+    .await;
+    assert_eq!(status, 415, "form-encoded POST with a bearer token: {body}");
+    let (status, _, body) = send(client().post(&disable).bearer_auth(TOKEN)).await;
+    assert_eq!(status, 415, "POST without a content type: {body}");
+    assert_eq!(enabled(&base, &id).await, true);
+
+    let (cookie, _) = login(&base).await;
+    // The attacker's form: cross-origin, form-encoded, the admin's cookie rides along.
+    let (status, _, body) = send(
+        client()
+            .post(&disable)
+            .header("cookie", &cookie)
+            .header("origin", evil)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("x=1"),
+    )
+    .await;
+    assert_eq!(status, 403, "cross-origin form through the cookie: {body}");
+    assert_eq!(body["error"], "forbidden", "{body}");
+    // Cross-origin JSON (what fetch with CORS would send): also 403.
+    let (status, _, body) = send(
+        client()
+            .post(&disable)
+            .header("cookie", &cookie)
+            .header("origin", evil)
+            .header("content-type", "application/json")
+            .body("{}"),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    // A cookie without Origin: refused.
+    let (status, _, body) = send(
+        client()
+            .post(&disable)
+            .header("cookie", &cookie)
+            .header("content-type", "application/json")
+            .body("{}"),
+    )
+    .await;
+    assert_eq!(status, 403, "cookie without Origin: {body}");
+    // A cross-site fetch the browser marks as such: refused even with a matching Origin.
+    let (status, _, _) = send(
+        client()
+            .post(&disable)
+            .header("cookie", &cookie)
+            .header("origin", &base)
+            .header("sec-fetch-site", "cross-site")
+            .header("content-type", "application/json")
+            .body("{}"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Sign-out and sign-in are state changes too.
+    let (status, _, _) = send(
+        client()
+            .post(format!("{base}/logout"))
+            .header("cookie", &cookie)
+            .header("origin", evil)
+            .header("content-type", "application/x-www-form-urlencoded"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = send(
+        client()
+            .post(format!("{base}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("origin", &base)
+            .body(format!("token={TOKEN}")),
+    )
+    .await;
+    assert_eq!(status, 415, "form-encoded sign-in");
+    assert_eq!(enabled(&base, &id).await, true, "nothing above changed the endpoint");
+
+    // The page's own request: same origin, JSON, the cookie.
+    let (status, _, body) = send(
+        client()
+            .post(&disable)
+            .header("cookie", &cookie)
+            .header("origin", &base)
+            .header("content-type", "application/json")
+            .body("{}"),
+    )
+    .await;
+    assert_eq!((status, body["enabled"].clone()), (200, json!(false)), "{body}");
+    // curl with the token: no Origin, JSON.
+    let (status, _, body) = send(
+        client()
+            .post(format!("{base}/api/endpoints/{id}/enable"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json; charset=utf-8"),
+    )
+    .await;
+    assert_eq!((status, body["enabled"].clone()), (200, json!(true)), "{body}");
+}
+
+/// Without a token (`--insecure-local-only`) a page on localhost (another port) cannot disable an
+/// endpoint or replay dead letters with a `no-cors` fetch, and a DNS-rebound host name is not
+/// served at all; a local curl (no Origin, JSON) and the page itself still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_local_only_refuses_other_origins_and_rebound_hosts() {
+    let redis = RedisServer::start();
+    let admin = start_with(&redis, None).await;
+    let base = admin.base.clone();
+    let port = base.rsplit(':').next().expect("port").to_owned();
+    let (status, _, ep) = send(
+        client()
+            .post(format!("{base}/api/endpoints"))
+            .header("content-type", "application/json")
+            .body(
+                json!({"name": "SOAR", "channel": "webhook", "target": "https://soar.example.com/hook", "events": ["finding.new"]})
+                    .to_string(),
+            ),
+    )
+    .await;
+    assert_eq!(status, 201, "local curl: {ep}");
+    let id = ep["id"].as_str().expect("id").to_owned();
+
+    // fetch(…/api/dlq/replay, {method: "POST", mode: "no-cors"}) from http://localhost:8080.
+    let (status, _, body) = send(
+        client()
+            .post(format!("{base}/api/dlq/replay"))
+            .header("origin", "http://localhost:8080")
+            .header("sec-fetch-site", "same-site"),
+    )
+    .await;
+    assert_eq!(status, 403, "no-cors replay from another local origin: {body}");
+    let (status, _, body) = send(
+        client()
+            .post(format!("{base}/api/endpoints/{id}/disable"))
+            .header("origin", "http://localhost:8080")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("x=1"),
+    )
+    .await;
+    assert_eq!(status, 403, "form from another local origin: {body}");
+    // DNS rebinding: the attacker's name now points at 127.0.0.1; Origin and Host agree.
+    let rebound = format!("rebind.example:{port}");
+    let (status, _, body) = send(
+        client()
+            .post(format!("{base}/api/endpoints/{id}/disable"))
+            .header("host", &rebound)
+            .header("origin", format!("http://{rebound}"))
+            .header("content-type", "application/json")
+            .body("{}"),
+    )
+    .await;
+    assert_eq!(status, 403, "rebound host: {body}");
+    let (status, _, _) = send(client().get(format!("{base}/api/endpoints")).header("host", &rebound)).await;
+    assert_eq!(status, 403, "reads under a rebound host name");
+    let (_, _, ep) = send(client().get(format!("{base}/api/endpoints/{id}"))).await;
+    assert_eq!(ep["enabled"], true, "nothing above changed the endpoint");
+
+    // The page (same origin, JSON) works.
+    let (status, _, body) = send(
+        client()
+            .post(format!("{base}/api/endpoints/{id}/disable"))
+            .header("origin", &base)
+            .header("content-type", "application/json")
+            .body("{}"),
+    )
+    .await;
+    assert_eq!((status, body["enabled"].clone()), (200, json!(false)), "{body}");
 }
 
 /// Tokens that are blank, short or carry whitespace (a trailing newline from a file) stop the
@@ -68,6 +285,58 @@ async fn weak_or_padded_tokens_are_refused_at_start_up() {
         assert!(stderr.contains("NOTIFY_ADMIN_TOKEN"), "token {token:?}: {stderr}");
         assert!(!stderr.contains(TOKEN), "the token is not echoed: {stderr}");
     }
+}
+
+/// The page runs no inline script and cannot be framed; no answer is cached or sniffed; the
+/// OpenAPI document is behind the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_headers_and_no_inline_script() {
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let base = admin.base.clone();
+    let (cookie, _) = login(&base).await;
+    for path in ["/settings/webhooks", "/login"] {
+        let (status, h, body) = send(client().get(format!("{base}{path}")).header("cookie", &cookie)).await;
+        assert_eq!(status, 200, "{path}");
+        let csp = h.get("content-security-policy").and_then(|v| v.to_str().ok()).expect("CSP").to_owned();
+        let script_src = csp.split(';').find(|d| d.trim().starts_with("script-src")).expect("script-src");
+        assert!(!script_src.contains("unsafe-inline"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(h.get("x-frame-options").map(|v| v.as_bytes()), Some(&b"DENY"[..]), "{path}");
+        assert_eq!(h.get("x-content-type-options").map(|v| v.as_bytes()), Some(&b"nosniff"[..]));
+        assert_eq!(h.get("referrer-policy").map(|v| v.as_bytes()), Some(&b"no-referrer"[..]));
+        let html = body.as_str().expect("html");
+        assert!(!html.contains("<script>"), "{path}: no inline script");
+        assert!(html.contains("<script src=\"/"), "{path}: its script is a file");
+    }
+    for path in ["/settings/webhooks.js", "/login.js"] {
+        let (status, h, _) = send(client().get(format!("{base}{path}"))).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            h.get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.starts_with("text/javascript")),
+            "{path}"
+        );
+    }
+    for req in [
+        client().get(format!("{base}/api/endpoints")).bearer_auth(TOKEN),
+        client().get(format!("{base}/api/endpoints")),
+        client().get(format!("{base}/api/stats")).header("cookie", &cookie),
+        client()
+            .post(format!("{base}/api/endpoints"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body("{}"),
+    ] {
+        let (status, h, _) = send(req).await;
+        assert_eq!(h.get("cache-control").map(|v| v.as_bytes()), Some(&b"no-store"[..]), "{status}");
+        assert_eq!(h.get("x-content-type-options").map(|v| v.as_bytes()), Some(&b"nosniff"[..]));
+    }
+    let (status, _, _) = send(client().get(format!("{base}/api/openapi.json"))).await;
+    assert_eq!(status, 401, "the OpenAPI document is behind the token");
+    let (status, _, doc) = send(client().get(format!("{base}/api/openapi.json")).bearer_auth(TOKEN)).await;
+    assert_eq!((status, doc["openapi"].clone()), (200, json!("3.1.0")));
 }
 
 /// Tokens in a webhook's path or query string are masked like Slack's, in what the API shows.
