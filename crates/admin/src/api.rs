@@ -35,10 +35,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
 }
 
 async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if auth::authorized(&state, req.headers()) {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized.into_response()
+    match auth::authorized(&state, req.headers()).await {
+        Ok(true) => next.run(req).await,
+        Ok(false) => ApiError::Unauthorized.into_response(),
+        Err(e) => e.into_response(),
     }
 }
 

@@ -1,21 +1,20 @@
-//! Authentication: `Authorization: Bearer <NOTIFY_ADMIN_TOKEN>` on API calls, or the session
-//! cookie the login page sets (HttpOnly, SameSite=Strict, so another site cannot ride on it).
-//! The cookie holds a hash of the token, never the token itself.
+//! Authentication: `Authorization: Bearer <NOTIFY_ADMIN_TOKEN>` on API calls, or a server-side
+//! session the sign-in sets up. A session id is 256 random bits, sent only in the cookie
+//! (HttpOnly, SameSite=Strict, Secure behind HTTPS); Redis keeps it under the SHA-256 of the id
+//! with an idle expiry (pushed back on use) and an absolute one, and sign-out deletes it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
 
-use crate::AppState;
+use crate::{ApiError, AppState};
 
 pub const COOKIE: &str = "eg_admin";
-
-/// The cookie value for `token`.
-pub fn session_value(token: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(b"entraguard-admin-session:");
-    h.update(token.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
+/// A session unused this long is gone (Redis TTL, pushed back on each use).
+pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// A session ends this long after sign-in, however busy.
+pub const SESSION_MAX: Duration = Duration::from_secs(12 * 60 * 60);
 
 /// Why a token is refused at start-up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +42,10 @@ pub fn check_token(token: &str) -> Result<(), TokenError> {
     Ok(())
 }
 
+fn sha256_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Compares two secrets in constant time, their lengths included (it compares their hashes).
 fn same_secret(a: &str, b: &str) -> bool {
     let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
@@ -59,28 +62,85 @@ pub fn bearer_ok(state: &AppState, headers: &HeaderMap) -> bool {
         .is_some_and(|bearer| same_secret(bearer.trim(), token.expose()))
 }
 
-/// Whether the request carries a valid token or session.
-pub fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.token else { return true };
-    if bearer_ok(state, headers) {
-        return true;
-    }
-    let want = session_value(token.expose());
+/// The session id in the request's cookie, if any.
+pub fn session_id(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .any(|(k, v)| k == COOKIE && same_secret(v, &want))
+        .find(|(k, v)| *k == COOKIE && !v.is_empty())
+        .map(|(_, v)| v)
 }
 
-/// Whether `candidate` is the token (the login form).
+/// Whether the request carries the bearer token or a live session (always, without a token).
+pub async fn authorized(state: &AppState, headers: &HeaderMap) -> Result<bool, ApiError> {
+    if state.token.is_none() || bearer_ok(state, headers) {
+        return Ok(true);
+    }
+    match session_id(headers) {
+        Some(id) => touch_session(state, id).await,
+        None => Ok(false),
+    }
+}
+
+/// Whether `candidate` is the token (the sign-in form).
 pub fn token_matches(state: &AppState, candidate: &str) -> bool {
     match &state.token {
         Some(t) => same_secret(candidate.trim(), t.expose()),
         None => true,
     }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn session_key(state: &AppState, id: &str) -> String {
+    state.queue.keys().session(&sha256_hex(id))
+}
+
+/// Starts a session; answers its id (the cookie's value, never stored).
+pub async fn new_session(state: &AppState) -> Result<String, ApiError> {
+    let bytes: [u8; 32] = rand::random();
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let ends = now_ms() + SESSION_MAX.as_millis() as u64;
+    redis::cmd("SET")
+        .arg(session_key(state, &id))
+        .arg(ends)
+        .arg("PX")
+        .arg(SESSION_IDLE.as_millis() as u64)
+        .exec_async(&mut state.queue.connection())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(id)
+}
+
+/// Whether session `id` is live; pushes its idle expiry back (never past its absolute end).
+async fn touch_session(state: &AppState, id: &str) -> Result<bool, ApiError> {
+    let key = session_key(state, id);
+    let mut conn = state.queue.connection();
+    let ends: Option<u64> =
+        redis::cmd("GET").arg(&key).query_async(&mut conn).await.map_err(ApiError::internal)?;
+    let Some(ends) = ends else { return Ok(false) };
+    let now = now_ms();
+    if now >= ends {
+        redis::cmd("DEL").arg(&key).exec_async(&mut conn).await.map_err(ApiError::internal)?;
+        return Ok(false);
+    }
+    let idle = (SESSION_IDLE.as_millis() as u64).min(ends - now);
+    redis::cmd("PEXPIRE").arg(&key).arg(idle).exec_async(&mut conn).await.map_err(ApiError::internal)?;
+    Ok(true)
+}
+
+/// Ends session `id` on the server.
+pub async fn revoke_session(state: &AppState, id: &str) -> Result<(), ApiError> {
+    redis::cmd("DEL")
+        .arg(session_key(state, id))
+        .exec_async(&mut state.queue.connection())
+        .await
+        .map_err(ApiError::internal)
 }
 
 #[cfg(test)]

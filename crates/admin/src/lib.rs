@@ -32,6 +32,9 @@ pub struct AppState {
     pub policy: TargetPolicy,
     /// `None` only when started with `--insecure-local-only`.
     pub token: Option<Arc<Secret>>,
+    /// Mark the session cookie `Secure` even when the request does not say it came over HTTPS
+    /// (`X-Forwarded-Proto: https` always does): `NOTIFY_ADMIN_SECURE_COOKIE=true`.
+    pub secure_cookie: bool,
 }
 
 impl AppState {
@@ -42,7 +45,7 @@ impl AppState {
         policy: TargetPolicy,
         token: Option<Arc<Secret>>,
     ) -> Self {
-        Self { queue, store, deliverer, policy, token }
+        Self { queue, store, deliverer, policy, token, secure_cookie: false }
     }
 }
 

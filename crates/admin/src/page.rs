@@ -1,7 +1,7 @@
 //! The Settings → Webhooks page: plain server-rendered HTML and a little JavaScript (served as
 //! files, no inline script) over the JSON API; no external resources (works offline, strict CSP).
-//! Sign-in exchanges the admin token for an HttpOnly session cookie; sign-in and sign-out are
-//! JSON requests like every other state change.
+//! Sign-in exchanges the admin token for a server-side session (see `auth`); sign-in and sign-out
+//! are JSON requests like every other state change.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -41,7 +41,7 @@ struct LoginBody {
 }
 
 /// `POST /login {"token"}`: `204` with the session cookie, or `401`.
-async fn login(State(s): State<AppState>, body: Bytes) -> Response {
+async fn login(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(LoginBody { token }) = serde_json::from_slice(&body) else {
         return ApiError::Validation { field: "token".into(), reason: "send {\"token\": \"…\"}".into() }
             .into_response();
@@ -49,22 +49,52 @@ async fn login(State(s): State<AppState>, body: Bytes) -> Response {
     if !auth::token_matches(&s, &token) {
         return ApiError::WrongToken.into_response();
     }
-    let value = s.token.as_ref().map(|t| auth::session_value(t.expose())).unwrap_or_default();
-    let cookie = format!("{}={value}; HttpOnly; SameSite=Strict; Path=/", auth::COOKIE);
+    if s.token.is_none() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let id = match auth::new_session(&s).await {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let cookie = format!(
+        "{}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        auth::COOKIE,
+        auth::SESSION_MAX.as_secs(),
+        if secure(&s, &headers) { "; Secure" } else { "" }
+    );
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
 }
 
-/// `POST /logout {}`: clears the cookie; `204`.
-async fn logout() -> Response {
-    let cookie = format!("{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0", auth::COOKIE);
+/// Whether the session cookie gets `Secure`: over HTTPS (as a TLS proxy says), or when told.
+fn secure(s: &AppState, headers: &HeaderMap) -> bool {
+    s.secure_cookie
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
+/// `POST /logout {}`: ends the session in Redis and clears the cookie; `204`.
+async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(id) = auth::session_id(&headers)
+        && let Err(e) = auth::revoke_session(&s, id).await
+    {
+        return e.into_response();
+    }
+    let cookie = format!(
+        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        auth::COOKIE,
+        if secure(&s, &headers) { "; Secure" } else { "" }
+    );
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
 }
 
 async fn webhooks_page(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    if !auth::authorized(&s, &headers) {
-        return Redirect::to("/login").into_response();
+    match auth::authorized(&s, &headers).await {
+        Ok(true) => html(StatusCode::OK, WEBHOOKS_PAGE.clone()),
+        Ok(false) => Redirect::to("/login").into_response(),
+        Err(e) => e.into_response(),
     }
-    html(StatusCode::OK, WEBHOOKS_PAGE.clone())
 }
 
 const STYLE: &str = "body{font-family:system-ui,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#111827;background:#f9fafb}

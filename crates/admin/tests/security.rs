@@ -6,9 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use entraguard_testkit::RedisServer;
+use entraguard_testkit::{RedisServer, wait_until};
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use common::{TOKEN, start, start_with};
 
@@ -256,6 +257,104 @@ async fn insecure_local_only_refuses_other_origins_and_rebound_hosts() {
     )
     .await;
     assert_eq!((status, body["enabled"].clone()), (200, json!(false)), "{body}");
+}
+
+fn sha256_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Sessions are random ids kept in Redis with idle and absolute expiry, revoked on sign-out;
+/// the cookie is HttpOnly, SameSite=Strict, and Secure behind HTTPS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_random_expiring_and_revoked_on_sign_out() {
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let base = admin.base.clone();
+    let mut conn = redis.connection().await;
+    let list = format!("{base}/api/endpoints");
+    let get_with = |cookie: String| {
+        let list = list.clone();
+        async move { send(client().get(&list).header("cookie", cookie)).await.0 }
+    };
+
+    let (cookie, line) = login(&base).await;
+    let id = cookie.strip_prefix("eg_admin=").expect("value").to_owned();
+    assert!(id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()), "256-bit id in hex: {id}");
+    let old_style = {
+        let mut h = Sha256::new();
+        h.update(b"entraguard-admin-session:");
+        h.update(TOKEN.as_bytes());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    assert_ne!(id, old_style, "the cookie is not derived from the token");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(line.contains(attr), "{attr} in {line}");
+    }
+    assert!(!line.contains("Secure"), "plain HTTP: no Secure: {line}");
+    let (second, _) = login(&base).await;
+    assert_ne!(cookie, second, "each sign-in gets its own session");
+
+    // In Redis under the prefix, by hash, with the idle TTL.
+    let key = format!("{{entraguard}}:session:{}", sha256_hex(&id));
+    let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.expect("pttl");
+    assert!(ttl > 0 && ttl <= 30 * 60 * 1000, "idle TTL {ttl} ms");
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.expect("keys");
+    assert!(keys.iter().all(|k| !k.contains(&id)), "the id itself is never a key: {keys:?}");
+    assert_eq!(get_with(cookie.clone()).await, 200);
+
+    // Use pushes the idle expiry back.
+    redis::cmd("PEXPIRE").arg(&key).arg(60_000).exec_async(&mut conn).await.expect("pexpire");
+    assert_eq!(get_with(cookie.clone()).await, 200);
+    let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut conn).await.expect("pttl");
+    assert!(ttl > 60_000, "refreshed on use: {ttl} ms");
+
+    // Signing out revokes the session on the server, not only in the browser.
+    let (status, headers, _) = send(
+        client()
+            .post(format!("{base}/logout"))
+            .header("cookie", &cookie)
+            .header("origin", &base)
+            .header("content-type", "application/json")
+            .body("{}"),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(session_cookie(&headers).1.contains("Max-Age=0"));
+    assert_eq!(get_with(cookie.clone()).await, 401, "a copied cookie is dead after sign-out");
+    let exists: i64 = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.expect("exists");
+    assert_eq!(exists, 0);
+
+    // Absolute expiry: a session past its end is refused (and removed) even if used all along.
+    let key2 = format!("{{entraguard}}:session:{}", sha256_hex(second.strip_prefix("eg_admin=").expect("v")));
+    redis::cmd("SET").arg(&key2).arg(1).arg("KEEPTTL").exec_async(&mut conn).await.expect("set");
+    assert_eq!(get_with(second.clone()).await, 401, "past the absolute expiry");
+    let exists: i64 = redis::cmd("EXISTS").arg(&key2).query_async(&mut conn).await.expect("exists");
+    assert_eq!(exists, 0);
+
+    // Idle expiry: Redis drops the key, the cookie is refused.
+    let (third, _) = login(&base).await;
+    let key3 = format!("{{entraguard}}:session:{}", sha256_hex(third.strip_prefix("eg_admin=").expect("v")));
+    redis::cmd("PEXPIRE").arg(&key3).arg(1).exec_async(&mut conn).await.expect("pexpire");
+    wait_until(Duration::from_secs(10), "the idle session expired", || {
+        let (mut c, key3) = (conn.clone(), key3.clone());
+        async move { redis::cmd("EXISTS").arg(&key3).query_async::<i64>(&mut c).await.is_ok_and(|n| n == 0) }
+    })
+    .await;
+    assert_eq!(get_with(third).await, 401);
+
+    // Behind an HTTPS proxy the cookie is Secure.
+    let https = base.replacen("http://", "https://", 1);
+    let (status, headers, _) = send(
+        client()
+            .post(format!("{base}/login"))
+            .header("origin", &https)
+            .header("x-forwarded-proto", "https")
+            .header("content-type", "application/json")
+            .body(json!({ "token": TOKEN }).to_string()),
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(session_cookie(&headers).1.contains("; Secure"));
 }
 
 /// Tokens that are blank, short or carry whitespace (a trailing newline from a file) stop the
