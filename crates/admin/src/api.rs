@@ -34,10 +34,22 @@ pub fn routes(state: AppState) -> Router<AppState> {
     Router::new().merge(api)
 }
 
+/// A bearer token or a live session; wrong bearer tokens count as failed sign-ins, so guessing
+/// through the API is rate limited like the sign-in form.
 async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let bearer = state.token.is_some() && req.headers().contains_key(axum::http::header::AUTHORIZATION);
+    let (ip, now) = (auth::client_ip(req.extensions()), std::time::Instant::now());
+    if bearer && let Err(e) = auth::rate_limited(&state, ip, now) {
+        return e.into_response();
+    }
     match auth::authorized(&state, req.headers()).await {
         Ok(true) => next.run(req).await,
-        Ok(false) => ApiError::Unauthorized.into_response(),
+        Ok(false) => {
+            if bearer {
+                state.login_limiter.failed(ip, now);
+            }
+            ApiError::Unauthorized.into_response()
+        }
         Err(e) => e.into_response(),
     }
 }

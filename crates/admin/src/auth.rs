@@ -2,8 +2,13 @@
 //! session the sign-in sets up. A session id is 256 random bits, sent only in the cookie
 //! (HttpOnly, SameSite=Strict, Secure behind HTTPS); Redis keeps it under the SHA-256 of the id
 //! with an idle expiry (pushed back on use) and an absolute one, and sign-out deletes it.
+//! Failed sign-ins and wrong bearer tokens are rate limited in memory, per client address and
+//! overall.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
@@ -143,6 +148,78 @@ pub async fn revoke_session(state: &AppState, id: &str) -> Result<(), ApiError> 
         .map_err(ApiError::internal)
 }
 
+/// The client's address (the TCP peer; `0.0.0.0` when the server runs without connect info).
+pub fn client_ip(ext: &axum::http::Extensions) -> IpAddr {
+    ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// `TooManySignIns` when `ip` must wait; rounds the wait up to whole seconds.
+pub fn rate_limited(state: &AppState, ip: IpAddr, now: Instant) -> Result<(), ApiError> {
+    match state.login_limiter.check(ip, now) {
+        Some(wait) => {
+            tracing::warn!(client = %ip, "token refused unchecked: too many failed tries");
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            Err(ApiError::TooManySignIns { retry_after_secs: secs.max(1) })
+        }
+        None => Ok(()),
+    }
+}
+
+/// Failed sign-ins (and wrong bearer tokens) in the last minute, per client address and overall, in memory (one admin
+/// process; a restart forgets them).
+#[derive(Debug, Default)]
+pub struct LoginLimiter {
+    failures: Mutex<Failures>,
+}
+
+#[derive(Debug, Default)]
+struct Failures {
+    per_ip: HashMap<IpAddr, VecDeque<Instant>>,
+    all: VecDeque<Instant>,
+}
+
+impl LoginLimiter {
+    pub const WINDOW: Duration = Duration::from_secs(60);
+    pub const PER_IP: usize = 5;
+    pub const OVERALL: usize = 20;
+
+    fn prune(q: &mut VecDeque<Instant>, now: Instant) {
+        while q.front().is_some_and(|t| now.duration_since(*t) >= Self::WINDOW) {
+            q.pop_front();
+        }
+    }
+
+    /// `Some(wait)` when `ip` may not try to sign in now.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        Self::prune(&mut f.all, now);
+        let mut wait = None;
+        if f.all.len() >= Self::OVERALL {
+            wait = f.all.front().map(|t| Self::WINDOW - now.duration_since(*t));
+        }
+        if let Some(q) = f.per_ip.get_mut(&ip) {
+            Self::prune(q, now);
+            if q.len() >= Self::PER_IP {
+                let w = q.front().map(|t| Self::WINDOW - now.duration_since(*t));
+                wait = wait.max(w);
+            }
+        }
+        wait
+    }
+
+    /// Records a failed sign-in from `ip`.
+    pub fn failed(&self, ip: IpAddr, now: Instant) {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        f.all.push_back(now);
+        f.per_ip.entry(ip).or_default().push_back(now);
+        f.per_ip.retain(|_, q| {
+            Self::prune(q, now);
+            !q.is_empty()
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +232,25 @@ mod tests {
         assert_eq!(check_token(" 0123456789abcdef"), Err(TokenError::Whitespace));
         assert_eq!(check_token("short"), Err(TokenError::TooShort(5)));
         assert_eq!(check_token("0123456789abcdef"), Ok(()));
+    }
+
+    #[test]
+    fn five_failures_per_address_and_twenty_overall_per_minute() {
+        let l = LoginLimiter::default();
+        let t0 = Instant::now();
+        let a: IpAddr = [10, 0, 0, 1].into();
+        for _ in 0..5 {
+            assert_eq!(l.check(a, t0), None);
+            l.failed(a, t0);
+        }
+        assert_eq!(l.check(a, t0 + Duration::from_secs(20)), Some(Duration::from_secs(40)));
+        assert_eq!(l.check(a, t0 + Duration::from_secs(60)), None, "the window has passed");
+        // Overall: 20 failures from 20 addresses lock everyone out for the rest of the minute.
+        let l = LoginLimiter::default();
+        for i in 0..20u8 {
+            l.failed([10, 0, 1, i].into(), t0);
+        }
+        assert!(l.check([10, 0, 2, 1].into(), t0 + Duration::from_secs(1)).is_some());
+        assert_eq!(l.check([10, 0, 2, 1].into(), t0 + Duration::from_secs(61)), None);
     }
 }

@@ -1,6 +1,7 @@
 //! One error type for the API, turned into a response in one place: `422` with the field and the
 //! reason for bad input, `404` for unknown ids, `401` without a valid token, `403` for a
-//! cross-site request, `415` for a state change without a JSON body, `409` when the
+//! cross-site request, `415` for a state change without a JSON body, `429` after too many failed
+//! sign-ins (with `Retry-After`), `409` when the
 //! deployment's state forbids the change (endpoints sealed with another key), `500` otherwise
 //! (logged; the response never carries a secret).
 
@@ -26,6 +27,9 @@ pub enum ApiError {
     /// A state change without a JSON body.
     #[error("state changes take Content-Type: application/json")]
     NotJson,
+    /// Too many failed sign-ins; try again after this many seconds.
+    #[error("too many failed sign-ins")]
+    TooManySignIns { retry_after_secs: u64 },
     /// The request conflicts with the deployment's state (`code` names which), e.g. the
     /// endpoints are sealed with another key than this server's.
     #[error("{reason}")]
@@ -92,6 +96,16 @@ impl IntoResponse for ApiError {
                 json!({ "error": "unsupported_media_type",
                         "reason": "state changes take a JSON body: send Content-Type: application/json (and {} when there is nothing to say)" }),
             ),
+            ApiError::TooManySignIns { retry_after_secs } => {
+                let body = json!({ "error": "too_many_requests",
+                    "reason": format!("too many failed sign-ins; try again in {retry_after_secs} s") });
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(axum::http::header::RETRY_AFTER, retry_after_secs.to_string())],
+                    Json(body),
+                )
+                    .into_response();
+            }
             ApiError::Conflict { code, reason } => {
                 tracing::error!(error = %reason, "admin request refused");
                 (StatusCode::CONFLICT, json!({ "error": code, "reason": reason }))

@@ -20,7 +20,7 @@ use entraguard_core::secret::Secret;
 use entraguard_core::store::EndpointStore;
 use entraguard_worker::delivery::Deliverer;
 
-pub use auth::{TokenError, check_token};
+pub use auth::{LoginLimiter, TokenError, check_token};
 pub use error::ApiError;
 
 /// What every request handler shares.
@@ -35,6 +35,8 @@ pub struct AppState {
     /// Mark the session cookie `Secure` even when the request does not say it came over HTTPS
     /// (`X-Forwarded-Proto: https` always does): `NOTIFY_ADMIN_SECURE_COOKIE=true`.
     pub secure_cookie: bool,
+    /// Failed sign-ins, to rate-limit guessing.
+    pub login_limiter: Arc<LoginLimiter>,
 }
 
 impl AppState {
@@ -45,7 +47,15 @@ impl AppState {
         policy: TargetPolicy,
         token: Option<Arc<Secret>>,
     ) -> Self {
-        Self { queue, store, deliverer, policy, token, secure_cookie: false }
+        Self {
+            queue,
+            store,
+            deliverer,
+            policy,
+            token,
+            secure_cookie: false,
+            login_limiter: Arc::new(LoginLimiter::default()),
+        }
     }
 }
 
@@ -66,5 +76,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    // The client's address rate-limits failed sign-ins.
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -3,10 +3,12 @@
 //! Sign-in exchanges the admin token for a server-side session (see `auth`); sign-in and sign-out
 //! are JSON requests like every other state change.
 
+use std::time::Instant;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -40,13 +42,21 @@ struct LoginBody {
     token: String,
 }
 
-/// `POST /login {"token"}`: `204` with the session cookie, or `401`.
-async fn login(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// `POST /login {"token"}`: `204` with the session cookie, `401`, or `429` with `Retry-After`
+/// after 5 failed tries in a minute from one address (20 overall; wrong bearer tokens count too).
+async fn login(State(s): State<AppState>, ext: Extensions, headers: HeaderMap, body: Bytes) -> Response {
+    let ip = auth::client_ip(&ext);
+    let now = Instant::now();
+    if let Err(e) = auth::rate_limited(&s, ip, now) {
+        return e.into_response();
+    }
     let Ok(LoginBody { token }) = serde_json::from_slice(&body) else {
         return ApiError::Validation { field: "token".into(), reason: "send {\"token\": \"…\"}".into() }
             .into_response();
     };
     if !auth::token_matches(&s, &token) {
+        s.login_limiter.failed(ip, now);
+        tracing::warn!(client = %ip, "sign-in with a wrong token");
         return ApiError::WrongToken.into_response();
     }
     if s.token.is_none() {

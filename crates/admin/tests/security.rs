@@ -357,6 +357,52 @@ async fn sessions_are_random_expiring_and_revoked_on_sign_out() {
     assert!(session_cookie(&headers).1.contains("; Secure"));
 }
 
+/// Guessing the token: the sixth wrong try in a minute from one address (sign-in form or bearer
+/// token) is `429` with `Retry-After`, and so is the right token until the window has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sign_ins_are_rate_limited() {
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let base = admin.base.clone();
+    let attempt = |token: &str| {
+        client()
+            .post(format!("{base}/login"))
+            .header("origin", &base)
+            .header("content-type", "application/json")
+            .body(json!({ "token": token }).to_string())
+    };
+    for i in 0..5 {
+        let (status, _, body) = send(attempt(&format!("wrong-guess-{i:04}-xxxxxxxx"))).await;
+        assert_eq!(status, 401, "try {i}: {body}");
+    }
+    let (status, headers, body) = send(attempt("wrong-guess-0005-xxxxxxxx")).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "too_many_requests", "{body}");
+    let retry: u64 = headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    let (status, _, _) = send(attempt(TOKEN)).await;
+    assert_eq!(status, 429, "the right token waits too");
+    let (status, _, _) = send(client().get(format!("{base}/api/endpoints")).bearer_auth(TOKEN)).await;
+    assert_eq!(status, 429, "and so does the API's token check from that address");
+
+    // Guessing through the API's bearer check instead: the same limit.
+    let admin = start(&redis).await;
+    let base = admin.base.clone();
+    let list = format!("{base}/api/endpoints");
+    for i in 0..5 {
+        let (status, _, _) =
+            send(client().get(&list).bearer_auth(format!("wrong-guess-{i:04}-xxxxxxxx"))).await;
+        assert_eq!(status, 401, "try {i}");
+    }
+    let (status, headers, _) = send(client().get(&list).bearer_auth(TOKEN)).await;
+    assert_eq!(status, 429);
+    assert!(headers.contains_key("retry-after"));
+}
+
 /// Tokens that are blank, short or carry whitespace (a trailing newline from a file) stop the
 /// server at start-up with a message naming NOTIFY_ADMIN_TOKEN.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
