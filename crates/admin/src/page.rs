@@ -18,6 +18,8 @@ use crate::{ApiError, AppState, auth};
 pub fn routes(_state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/settings/webhooks") }))
+        // Liveness and readiness probes, without the token (the OpenAPI document is behind it).
+        .route("/healthz", get(|| async { "ok" }))
         .route("/login", get(login_page).post(login))
         .route("/login.js", get(|| async { script(LOGIN_JS) }))
         .route("/logout", post(logout))

@@ -482,6 +482,9 @@ async fn security_headers_and_no_inline_script() {
     assert_eq!(status, 401, "the OpenAPI document is behind the token");
     let (status, _, doc) = send(client().get(format!("{base}/api/openapi.json")).bearer_auth(TOKEN)).await;
     assert_eq!((status, doc["openapi"].clone()), (200, json!("3.1.0")));
+    // Probes use /healthz, which needs no token and tells nothing.
+    let (status, _, body) = send(client().get(format!("{base}/healthz"))).await;
+    assert_eq!((status, body), (200, json!("ok")));
 }
 
 /// Tokens in a webhook's path or query string are masked like Slack's, in what the API shows.
