@@ -1,5 +1,7 @@
-//! The JSON API under `/api`, described by the OpenAPI document at `/api/openapi.json`.
+//! The JSON API under `/api`, described by the OpenAPI document at `/api/openapi.json` (behind
+//! the token like the rest). State changes take `Content-Type: application/json` (see `guard`).
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -27,15 +29,28 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/api/dlq/{id}", get(get_dead).delete(purge_one))
         .route("/api/dlq/{id}/replay", post(replay_one))
         .route("/api/stats", get(stats))
+        .route("/api/openapi.json", get(openapi))
         .layer(middleware::from_fn_with_state(state, require_auth));
-    Router::new().merge(api).route("/api/openapi.json", get(openapi))
+    Router::new().merge(api)
 }
 
+/// A bearer token or a live session; wrong bearer tokens count as failed sign-ins, so guessing
+/// through the API is rate limited like the sign-in form.
 async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if auth::authorized(&state, req.headers()) {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized.into_response()
+    let bearer = state.token.is_some() && req.headers().contains_key(axum::http::header::AUTHORIZATION);
+    let (ip, now) = (auth::client_ip(req.extensions()), std::time::Instant::now());
+    if bearer && let Err(e) = auth::rate_limited(&state, ip, now) {
+        return e.into_response();
+    }
+    match auth::authorized(&state, req.headers()).await {
+        Ok(true) => next.run(req).await,
+        Ok(false) => {
+            if bearer {
+                state.login_limiter.failed(ip, now);
+            }
+            ApiError::Unauthorized.into_response()
+        }
+        Err(e) => e.into_response(),
     }
 }
 
@@ -162,11 +177,13 @@ struct ReplayBody {
     since: Option<String>,
 }
 
-async fn replay_many(
-    State(s): State<AppState>,
-    body: Option<Json<ReplayBody>>,
-) -> Result<Json<ReplaySummary>, ApiError> {
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+async fn replay_many(State(s): State<AppState>, body: Bytes) -> Result<Json<ReplaySummary>, ApiError> {
+    let body: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Validation { field: "body".into(), reason: e.to_string() })?
+    };
     let invalid = |field: &str, reason: String| ApiError::Validation { field: field.into(), reason };
     let filter = ReplayFilter {
         endpoint_id: body

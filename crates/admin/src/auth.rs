@@ -1,52 +1,256 @@
-//! Authentication: `Authorization: Bearer <NOTIFY_ADMIN_TOKEN>` on API calls, or the session
-//! cookie the login page sets (HttpOnly, SameSite=Strict, so another site cannot ride on it).
-//! The cookie holds a hash of the token, never the token itself.
+//! Authentication: `Authorization: Bearer <NOTIFY_ADMIN_TOKEN>` on API calls, or a server-side
+//! session the sign-in sets up. A session id is 256 random bits, sent only in the cookie
+//! (HttpOnly, SameSite=Strict, Secure behind HTTPS); Redis keeps it under the SHA-256 of the id
+//! with an idle expiry (pushed back on use) and an absolute one, and sign-out deletes it.
+//! Failed sign-ins and wrong bearer tokens are rate limited in memory, per client address and
+//! overall.
 
-use axum::http::HeaderMap;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
 
-use crate::AppState;
+use crate::{ApiError, AppState};
 
 pub const COOKIE: &str = "eg_admin";
+/// A session unused this long is gone (Redis TTL, pushed back on each use).
+pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// A session ends this long after sign-in, however busy.
+pub const SESSION_MAX: Duration = Duration::from_secs(12 * 60 * 60);
 
-/// The cookie value for `token`.
-pub fn session_value(token: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(b"entraguard-admin-session:");
-    h.update(token.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+/// Why a token is refused at start-up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("NOTIFY_ADMIN_TOKEN is blank: set a token of 16+ characters")]
+    Blank,
+    #[error("NOTIFY_ADMIN_TOKEN starts or ends with whitespace (a trailing newline from a file?): remove it")]
+    Whitespace,
+    #[error("NOTIFY_ADMIN_TOKEN has {0} characters: use at least 16")]
+    TooShort(usize),
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Checks an admin token before the server starts.
+pub fn check_token(token: &str) -> Result<(), TokenError> {
+    if token.trim().is_empty() {
+        return Err(TokenError::Blank);
+    }
+    if token.trim() != token {
+        return Err(TokenError::Whitespace);
+    }
+    let n = token.chars().count();
+    if n < 16 {
+        return Err(TokenError::TooShort(n));
+    }
+    Ok(())
 }
 
-/// Whether the request carries a valid token or session.
-pub fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.token else { return true };
-    let token = token.expose();
-    if let Some(bearer) = headers
-        .get(axum::http::header::AUTHORIZATION)
+fn sha256_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares two secrets in constant time, their lengths included (it compares their hashes).
+fn same_secret(a: &str, b: &str) -> bool {
+    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    std::hint::black_box(x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q))) == 0
+}
+
+/// Whether the request carries the bearer token (false when the server has none).
+pub fn bearer_ok(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = &state.token else { return false };
+    headers
+        .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        && constant_time_eq(bearer.trim().as_bytes(), token.as_bytes())
-    {
-        return true;
-    }
-    let want = session_value(token);
+        .is_some_and(|bearer| same_secret(bearer.trim(), token.expose()))
+}
+
+/// The session id in the request's cookie, if any.
+pub fn session_id(headers: &HeaderMap) -> Option<&str> {
     headers
-        .get_all(axum::http::header::COOKIE)
+        .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .any(|(k, v)| k == COOKIE && constant_time_eq(v.as_bytes(), want.as_bytes()))
+        .find(|(k, v)| *k == COOKIE && !v.is_empty())
+        .map(|(_, v)| v)
 }
 
-/// Whether `candidate` is the token (the login form).
+/// Whether the request carries the bearer token or a live session (always, without a token).
+pub async fn authorized(state: &AppState, headers: &HeaderMap) -> Result<bool, ApiError> {
+    if state.token.is_none() || bearer_ok(state, headers) {
+        return Ok(true);
+    }
+    match session_id(headers) {
+        Some(id) => touch_session(state, id).await,
+        None => Ok(false),
+    }
+}
+
+/// Whether `candidate` is the token (the sign-in form).
 pub fn token_matches(state: &AppState, candidate: &str) -> bool {
     match &state.token {
-        Some(t) => constant_time_eq(candidate.trim().as_bytes(), t.expose().as_bytes()),
+        Some(t) => same_secret(candidate.trim(), t.expose()),
         None => true,
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn session_key(state: &AppState, id: &str) -> String {
+    state.queue.keys().session(&sha256_hex(id))
+}
+
+/// Starts a session; answers its id (the cookie's value, never stored).
+pub async fn new_session(state: &AppState) -> Result<String, ApiError> {
+    let bytes: [u8; 32] = rand::random();
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let ends = now_ms() + SESSION_MAX.as_millis() as u64;
+    redis::cmd("SET")
+        .arg(session_key(state, &id))
+        .arg(ends)
+        .arg("PX")
+        .arg(SESSION_IDLE.as_millis() as u64)
+        .exec_async(&mut state.queue.connection())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(id)
+}
+
+/// Whether session `id` is live; pushes its idle expiry back (never past its absolute end).
+async fn touch_session(state: &AppState, id: &str) -> Result<bool, ApiError> {
+    let key = session_key(state, id);
+    let mut conn = state.queue.connection();
+    let ends: Option<u64> =
+        redis::cmd("GET").arg(&key).query_async(&mut conn).await.map_err(ApiError::internal)?;
+    let Some(ends) = ends else { return Ok(false) };
+    let now = now_ms();
+    if now >= ends {
+        redis::cmd("DEL").arg(&key).exec_async(&mut conn).await.map_err(ApiError::internal)?;
+        return Ok(false);
+    }
+    let idle = (SESSION_IDLE.as_millis() as u64).min(ends - now);
+    redis::cmd("PEXPIRE").arg(&key).arg(idle).exec_async(&mut conn).await.map_err(ApiError::internal)?;
+    Ok(true)
+}
+
+/// Ends session `id` on the server.
+pub async fn revoke_session(state: &AppState, id: &str) -> Result<(), ApiError> {
+    redis::cmd("DEL")
+        .arg(session_key(state, id))
+        .exec_async(&mut state.queue.connection())
+        .await
+        .map_err(ApiError::internal)
+}
+
+/// The client's address (the TCP peer; `0.0.0.0` when the server runs without connect info).
+pub fn client_ip(ext: &axum::http::Extensions) -> IpAddr {
+    ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// `TooManySignIns` when `ip` must wait; rounds the wait up to whole seconds.
+pub fn rate_limited(state: &AppState, ip: IpAddr, now: Instant) -> Result<(), ApiError> {
+    match state.login_limiter.check(ip, now) {
+        Some(wait) => {
+            tracing::warn!(client = %ip, "token refused unchecked: too many failed tries");
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            Err(ApiError::TooManySignIns { retry_after_secs: secs.max(1) })
+        }
+        None => Ok(()),
+    }
+}
+
+/// Failed sign-ins (and wrong bearer tokens) in the last minute, per client address and overall, in memory (one admin
+/// process; a restart forgets them).
+#[derive(Debug, Default)]
+pub struct LoginLimiter {
+    failures: Mutex<Failures>,
+}
+
+#[derive(Debug, Default)]
+struct Failures {
+    per_ip: HashMap<IpAddr, VecDeque<Instant>>,
+    all: VecDeque<Instant>,
+}
+
+impl LoginLimiter {
+    pub const WINDOW: Duration = Duration::from_secs(60);
+    pub const PER_IP: usize = 5;
+    pub const OVERALL: usize = 20;
+
+    fn prune(q: &mut VecDeque<Instant>, now: Instant) {
+        while q.front().is_some_and(|t| now.duration_since(*t) >= Self::WINDOW) {
+            q.pop_front();
+        }
+    }
+
+    /// `Some(wait)` when `ip` may not try to sign in now.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        Self::prune(&mut f.all, now);
+        let mut wait = None;
+        if f.all.len() >= Self::OVERALL {
+            wait = f.all.front().map(|t| Self::WINDOW - now.duration_since(*t));
+        }
+        if let Some(q) = f.per_ip.get_mut(&ip) {
+            Self::prune(q, now);
+            if q.len() >= Self::PER_IP {
+                let w = q.front().map(|t| Self::WINDOW - now.duration_since(*t));
+                wait = wait.max(w);
+            }
+        }
+        wait
+    }
+
+    /// Records a failed sign-in from `ip`.
+    pub fn failed(&self, ip: IpAddr, now: Instant) {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        f.all.push_back(now);
+        f.per_ip.entry(ip).or_default().push_back(now);
+        f.per_ip.retain(|_, q| {
+            Self::prune(q, now);
+            !q.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_blank_short_or_padded_are_refused() {
+        assert_eq!(check_token("                "), Err(TokenError::Blank));
+        assert_eq!(check_token(""), Err(TokenError::Blank));
+        assert_eq!(check_token("0123456789abcdef\n"), Err(TokenError::Whitespace));
+        assert_eq!(check_token(" 0123456789abcdef"), Err(TokenError::Whitespace));
+        assert_eq!(check_token("short"), Err(TokenError::TooShort(5)));
+        assert_eq!(check_token("0123456789abcdef"), Ok(()));
+    }
+
+    #[test]
+    fn five_failures_per_address_and_twenty_overall_per_minute() {
+        let l = LoginLimiter::default();
+        let t0 = Instant::now();
+        let a: IpAddr = [10, 0, 0, 1].into();
+        for _ in 0..5 {
+            assert_eq!(l.check(a, t0), None);
+            l.failed(a, t0);
+        }
+        assert_eq!(l.check(a, t0 + Duration::from_secs(20)), Some(Duration::from_secs(40)));
+        assert_eq!(l.check(a, t0 + Duration::from_secs(60)), None, "the window has passed");
+        // Overall: 20 failures from 20 addresses lock everyone out for the rest of the minute.
+        let l = LoginLimiter::default();
+        for i in 0..20u8 {
+            l.failed([10, 0, 1, i].into(), t0);
+        }
+        assert!(l.check([10, 0, 2, 1].into(), t0 + Duration::from_secs(1)).is_some());
+        assert_eq!(l.check([10, 0, 2, 1].into(), t0 + Duration::from_secs(61)), None);
     }
 }

@@ -1,5 +1,7 @@
 //! One error type for the API, turned into a response in one place: `422` with the field and the
-//! reason for bad input, `404` for unknown ids, `401` without a valid token, `409` when the
+//! reason for bad input, `404` for unknown ids, `401` without a valid token, `403` for a
+//! cross-site request, `415` for a state change without a JSON body, `429` after too many failed
+//! sign-ins (with `Retry-After`), `409` when the
 //! deployment's state forbids the change (endpoints sealed with another key), `500` otherwise
 //! (logged; the response never carries a secret).
 
@@ -16,6 +18,18 @@ pub enum ApiError {
     NotFound(String),
     #[error("missing or invalid token")]
     Unauthorized,
+    /// A wrong token at sign-in.
+    #[error("wrong token")]
+    WrongToken,
+    /// A cross-site request, or one that could be (see `guard`).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// A state change without a JSON body.
+    #[error("state changes take Content-Type: application/json")]
+    NotJson,
+    /// Too many failed sign-ins; try again after this many seconds.
+    #[error("too many failed sign-ins")]
+    TooManySignIns { retry_after_secs: u64 },
     /// The request conflicts with the deployment's state (`code` names which), e.g. the
     /// endpoints are sealed with another key than this server's.
     #[error("{reason}")]
@@ -70,6 +84,28 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 json!({ "error": "unauthorized", "reason": "missing or invalid token" }),
             ),
+            ApiError::WrongToken => (
+                StatusCode::UNAUTHORIZED,
+                json!({ "error": "unauthorized", "reason": "That token is not right." }),
+            ),
+            ApiError::Forbidden(reason) => {
+                (StatusCode::FORBIDDEN, json!({ "error": "forbidden", "reason": reason }))
+            }
+            ApiError::NotJson => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({ "error": "unsupported_media_type",
+                        "reason": "state changes take a JSON body: send Content-Type: application/json (and {} when there is nothing to say)" }),
+            ),
+            ApiError::TooManySignIns { retry_after_secs } => {
+                let body = json!({ "error": "too_many_requests",
+                    "reason": format!("too many failed sign-ins; try again in {retry_after_secs} s") });
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(axum::http::header::RETRY_AFTER, retry_after_secs.to_string())],
+                    Json(body),
+                )
+                    .into_response();
+            }
             ApiError::Conflict { code, reason } => {
                 tracing::error!(error = %reason, "admin request refused");
                 (StatusCode::CONFLICT, json!({ "error": code, "reason": reason }))

@@ -8,6 +8,7 @@
 mod api;
 mod auth;
 mod error;
+mod guard;
 mod page;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use entraguard_core::secret::Secret;
 use entraguard_core::store::EndpointStore;
 use entraguard_worker::delivery::Deliverer;
 
+pub use auth::{LoginLimiter, TokenError, check_token};
 pub use error::ApiError;
 
 /// What every request handler shares.
@@ -30,11 +32,42 @@ pub struct AppState {
     pub policy: TargetPolicy,
     /// `None` only when started with `--insecure-local-only`.
     pub token: Option<Arc<Secret>>,
+    /// Mark the session cookie `Secure` even when the request does not say it came over HTTPS
+    /// (`X-Forwarded-Proto: https` always does): `NOTIFY_ADMIN_SECURE_COOKIE=true`.
+    pub secure_cookie: bool,
+    /// Failed sign-ins, to rate-limit guessing.
+    pub login_limiter: Arc<LoginLimiter>,
 }
 
-/// The routes, apart from any socket (tests call it directly).
+impl AppState {
+    pub fn new(
+        queue: Queue,
+        store: EndpointStore,
+        deliverer: Deliverer,
+        policy: TargetPolicy,
+        token: Option<Arc<Secret>>,
+    ) -> Self {
+        Self {
+            queue,
+            store,
+            deliverer,
+            policy,
+            token,
+            secure_cookie: false,
+            login_limiter: Arc::new(LoginLimiter::default()),
+        }
+    }
+}
+
+/// The routes, apart from any socket. Every request passes the cross-site guard and every answer
+/// carries the security headers (see `guard`).
 pub fn app(state: AppState) -> Router {
-    Router::new().merge(api::routes(state.clone())).merge(page::routes(state.clone())).with_state(state)
+    Router::new()
+        .merge(api::routes(state.clone()))
+        .merge(page::routes(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::guard))
+        .layer(axum::middleware::from_fn(guard::headers))
+        .with_state(state)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves.
@@ -43,5 +76,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
+    // The client's address rate-limits failed sign-ins.
+    axum::serve(listener, app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }

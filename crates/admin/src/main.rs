@@ -27,6 +27,11 @@ struct AdminConfig {
     #[arg(long, env = "NOTIFY_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<Secret>,
 
+    /// Mark the page's session cookie Secure even when requests do not carry
+    /// `X-Forwarded-Proto: https` (a TLS proxy that does not set it).
+    #[arg(long, env = "NOTIFY_ADMIN_SECURE_COOKIE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    secure_cookie: bool,
+
     /// Run without a token, listening on 127.0.0.1 only (a developer's machine).
     #[arg(long)]
     insecure_local_only: bool,
@@ -67,8 +72,10 @@ fn main() -> ExitCode {
 
 async fn run(mut config: AdminConfig) -> anyhow::Result<()> {
     let token = match (config.token.take(), config.insecure_local_only) {
-        (Some(t), _) if t.expose().len() >= 16 => Some(Arc::new(t)),
-        (Some(_), _) => anyhow::bail!("NOTIFY_ADMIN_TOKEN must be at least 16 characters"),
+        (Some(t), _) => {
+            entraguard_admin::check_token(t.expose())?;
+            Some(Arc::new(t))
+        }
         (None, true) => {
             config.listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             tracing::warn!("no admin token: listening on 127.0.0.1 only (--insecure-local-only)");
@@ -86,7 +93,8 @@ async fn run(mut config: AdminConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot reach Redis at {}", w.redis_url))?;
     let store = EndpointStore::new(queue.connection(), w.key_prefix.clone()).with_cipher(w.cipher()?);
     let deliverer = Deliverer::from_config(w)?;
-    let state = AppState { queue, store, deliverer, policy: w.target_policy(), token };
+    let mut state = AppState::new(queue, store, deliverer, w.target_policy(), token);
+    state.secure_cookie = config.secure_cookie;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -1,68 +1,116 @@
-//! The Settings → Webhooks page: plain server-rendered HTML and a little JavaScript over the
-//! JSON API; no external resources (works offline, strict CSP). A login form exchanges the admin
-//! token for an HttpOnly session cookie.
+//! The Settings → Webhooks page: plain server-rendered HTML and a little JavaScript (served as
+//! files, no inline script) over the JSON API; no external resources (works offline, strict CSP).
+//! Sign-in exchanges the admin token for a server-side session (see `auth`); sign-in and sign-out
+//! are JSON requests like every other state change.
 
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
-use axum::{Form, Router};
+use axum::routing::{get, post};
 use serde::Deserialize;
 
-use crate::{AppState, auth};
-
-const CSP: &str = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'";
+use crate::{ApiError, AppState, auth};
 
 pub fn routes(_state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/settings/webhooks") }))
+        // Liveness and readiness probes, without the token (the OpenAPI document is behind it).
+        .route("/healthz", get(|| async { "ok" }))
         .route("/login", get(login_page).post(login))
-        .route("/logout", axum::routing::post(logout))
+        .route("/login.js", get(|| async { script(LOGIN_JS) }))
+        .route("/logout", post(logout))
         .route("/settings/webhooks", get(webhooks_page))
+        .route("/settings/webhooks.js", get(|| async { script(WEBHOOKS_JS) }))
 }
 
 fn html(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_SECURITY_POLICY, CSP), (header::CACHE_CONTROL, "no-store")], Html(body))
-        .into_response()
+    (status, Html(body)).into_response()
+}
+
+fn script(body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], body).into_response()
 }
 
 async fn login_page() -> Response {
-    html(StatusCode::OK, login_html(""))
+    html(StatusCode::OK, LOGIN_PAGE.clone())
 }
 
 #[derive(Deserialize)]
-struct LoginForm {
+struct LoginBody {
     token: String,
 }
 
-async fn login(State(s): State<AppState>, Form(f): Form<LoginForm>) -> Response {
-    if !auth::token_matches(&s, &f.token) {
-        return html(StatusCode::UNAUTHORIZED, login_html("That token is not right."));
+/// `POST /login {"token"}`: `204` with the session cookie, `401`, or `429` with `Retry-After`
+/// after 5 failed tries in a minute from one address (20 overall; wrong bearer tokens count too).
+async fn login(State(s): State<AppState>, ext: Extensions, headers: HeaderMap, body: Bytes) -> Response {
+    let ip = auth::client_ip(&ext);
+    let now = Instant::now();
+    if let Err(e) = auth::rate_limited(&s, ip, now) {
+        return e.into_response();
     }
-    let value = s.token.as_ref().map(|t| auth::session_value(t.expose())).unwrap_or_default();
-    let cookie = format!("{}={value}; HttpOnly; SameSite=Strict; Path=/", auth::COOKIE);
-    (
-        StatusCode::SEE_OTHER,
-        [(header::SET_COOKIE, cookie), (header::LOCATION, "/settings/webhooks".to_owned())],
-    )
-        .into_response()
+    let Ok(LoginBody { token }) = serde_json::from_slice(&body) else {
+        return ApiError::Validation { field: "token".into(), reason: "send {\"token\": \"…\"}".into() }
+            .into_response();
+    };
+    if !auth::token_matches(&s, &token) {
+        s.login_limiter.failed(ip, now);
+        tracing::warn!(client = %ip, "sign-in with a wrong token");
+        return ApiError::WrongToken.into_response();
+    }
+    if s.token.is_none() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let id = match auth::new_session(&s).await {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let cookie = format!(
+        "{}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        auth::COOKIE,
+        auth::SESSION_MAX.as_secs(),
+        if secure(&s, &headers) { "; Secure" } else { "" }
+    );
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
 }
 
-async fn logout() -> Response {
-    let cookie = format!("{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0", auth::COOKIE);
-    (StatusCode::SEE_OTHER, [(header::SET_COOKIE, cookie), (header::LOCATION, "/login".to_owned())])
-        .into_response()
+/// Whether the session cookie gets `Secure`: over HTTPS (as a TLS proxy says), or when told.
+fn secure(s: &AppState, headers: &HeaderMap) -> bool {
+    s.secure_cookie
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
+/// `POST /logout {}`: ends the session in Redis and clears the cookie; `204`.
+async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(id) = auth::session_id(&headers)
+        && let Err(e) = auth::revoke_session(&s, id).await
+    {
+        return e.into_response();
+    }
+    let cookie = format!(
+        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+        auth::COOKIE,
+        if secure(&s, &headers) { "; Secure" } else { "" }
+    );
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
 }
 
 async fn webhooks_page(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    if !auth::authorized(&s, &headers) {
-        return Redirect::to("/login").into_response();
+    match auth::authorized(&s, &headers).await {
+        Ok(true) => html(StatusCode::OK, WEBHOOKS_PAGE.clone()),
+        Ok(false) => Redirect::to("/login").into_response(),
+        Err(e) => e.into_response(),
     }
-    html(StatusCode::OK, WEBHOOKS_PAGE.clone())
 }
 
 const STYLE: &str = "body{font-family:system-ui,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#111827;background:#f9fafb}
-header{background:#1f2937;color:#fff;padding:12px 24px}header a{color:#d1d5db;font-size:13px}
+header{background:#1f2937;color:#fff;padding:12px 24px}header a{color:#d1d5db;font-size:13px}header #logout{float:right}
 main{max-width:1100px;margin:24px auto;padding:0 24px}h1{font-size:20px;margin:0 0 4px}h2{font-size:16px}
 table{width:100%;border-collapse:collapse;background:#fff}th,td{text-align:left;padding:8px;border-bottom:1px solid #e5e7eb;font-size:14px;vertical-align:top}
 .target{font-family:ui-monospace,monospace;font-size:12px;word-break:break-all}.muted{color:#6b7280;font-size:13px}
@@ -70,15 +118,21 @@ form.card,section.card{background:#fff;border:1px solid #e5e7eb;padding:16px;mar
 input[type=text],input[type=password],select{width:100%;padding:6px;box-sizing:border-box}button{padding:6px 12px;margin-right:6px;cursor:pointer}
 .ok{color:#15803d}.fail{color:#b91c1c}.warn{color:#b45309;font-size:12px}.events label{display:inline-block;margin-right:12px}";
 
-fn login_html(message: &str) -> String {
+/// The sign-in page. Its form posts JSON through /login.js; without script it posts a form,
+/// which the server refuses (the token never goes into a URL).
+static LOGIN_PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>EntraGuard · Sign in</title><style>{STYLE}</style></head>
 <body><header><strong>EntraGuard</strong> Settings</header><main><h1>Sign in</h1>
-<form class=\"card\" method=\"post\" action=\"/login\"><label for=\"token\">Admin token (NOTIFY_ADMIN_TOKEN)</label>
+<form class=\"card\" id=\"login-form\" method=\"post\" action=\"/login\"><label for=\"token\">Admin token (NOTIFY_ADMIN_TOKEN)</label>
 <input type=\"password\" id=\"token\" name=\"token\" autocomplete=\"current-password\" autofocus>
-<p class=\"fail\" id=\"login-error\">{message}</p><button id=\"login\" type=\"submit\">Sign in</button></form></main></body></html>"
+<p class=\"fail\" id=\"login-error\"></p><button id=\"login\" type=\"submit\">Sign in</button></form></main>
+<script src=\"/login.js\"></script></body></html>"
     )
-}
+});
+
+const LOGIN_JS: &str = include_str!("login.js");
+const WEBHOOKS_JS: &str = include_str!("webhooks.js");
 
 /// The page; its styles are shared with the sign-in page.
 const WEBHOOKS_HTML: &str = include_str!("webhooks.html");

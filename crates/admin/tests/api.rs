@@ -18,8 +18,10 @@ struct Api {
 
 impl Api {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(TOKEN);
-        if let Some(b) = body {
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(TOKEN);
+        // State changes take a JSON body, `{}` when there is nothing to say.
+        if method != reqwest::Method::GET {
+            let b = body.unwrap_or_else(|| json!({}));
             req = req.header("content-type", "application/json").body(b.to_string());
         }
         let resp = req.send().await.expect("request");
@@ -133,14 +135,11 @@ async fn endpoints_crud_validation_masking_and_send_test() {
     assert_eq!(api.call(M::POST, "/api/endpoints/ep_nope/test", None).await.0, 404);
     assert_eq!(api.call(M::GET, "/api/endpoints/garbage", None).await.0, 404);
 
-    // The OpenAPI document is served without a token and names the paths.
-    let doc_text = reqwest::get(format!("{}/api/openapi.json", admin.base))
-        .await
-        .expect("get")
-        .text()
-        .await
-        .expect("body");
-    let doc: Value = serde_json::from_str(&doc_text).expect("json");
+    // The OpenAPI document is behind the token and names the paths.
+    let anon = reqwest::get(format!("{}/api/openapi.json", admin.base)).await.expect("get");
+    assert_eq!(anon.status().as_u16(), 401);
+    let (status, doc) = api.call(M::GET, "/api/openapi.json", None).await;
+    assert_eq!(status, 200);
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/endpoints/{id}/test"]["post"].is_object());
 }

@@ -20,6 +20,11 @@ pub struct Admin {
 }
 
 pub async fn start(redis: &RedisServer) -> Admin {
+    start_with(redis, Some(TOKEN)).await
+}
+
+/// An admin server with `token`, or none (as `--insecure-local-only` runs it).
+pub async fn start_with(redis: &RedisServer, token: Option<&str>) -> Admin {
     let w = WorkerConfig::from_args([
         "entraguard-worker",
         "--redis-url",
@@ -32,13 +37,13 @@ pub async fn start(redis: &RedisServer) -> Admin {
     ])
     .expect("config");
     let queue = Queue::connect(&w.redis().expect("redis config"), KeySpace::default()).await.expect("redis");
-    let state = AppState {
-        store: EndpointStore::new(queue.connection(), KeySpace::default()),
-        queue: queue.clone(),
-        deliverer: Deliverer::from_config(&w).expect("deliverer"),
-        policy: w.target_policy(),
-        token: Some(std::sync::Arc::new(Secret::new(TOKEN))),
-    };
+    let state = AppState::new(
+        queue.clone(),
+        EndpointStore::new(queue.connection(), KeySpace::default()),
+        Deliverer::from_config(&w).expect("deliverer"),
+        w.target_policy(),
+        token.map(|t| std::sync::Arc::new(Secret::new(t))),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -1,7 +1,7 @@
 //! The Settings → Webhooks page in a real headless Chromium (Debian's `chromium` and
 //! `chromium-driver`, which `./dev test` installs): sign in, add a Slack endpoint pointing at a
 //! local fake, press Send test and read the receiver's status on the page, toggle it off, delete
-//! it.
+//! it, sign out.
 //!
 //! Chromium's profile and every temp file of chromedriver and Chromium live in one temp dir that
 //! is removed when the test ends, passed or failed. On failure a screenshot of the page goes to
@@ -107,8 +107,13 @@ async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
         .await
         .expect("type");
     browser.find(Locator::Id("login")).await.expect("button").click().await.expect("click");
+    // The form posts JSON from script; the answer shows without a reload.
     let err = wait().for_element(Locator::Id("login-error")).await.expect("error");
-    assert!(err.text().await.expect("text").contains("not right"));
+    wait_until(Duration::from_secs(30), "the wrong token refused on the page", || {
+        let e = err.clone();
+        async move { e.text().await.unwrap_or_default().contains("not right") }
+    })
+    .await;
     browser.find(Locator::Id("token")).await.expect("field").send_keys(TOKEN).await.expect("type");
     browser.find(Locator::Id("login")).await.expect("button").click().await.expect("click");
     wait().for_element(Locator::Id("endpoint-form")).await.expect("webhooks page");
@@ -223,4 +228,10 @@ async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
         async move { e.is_displayed().await.unwrap_or(false) }
     })
     .await;
+
+    // Sign out: back at the sign-in form, and the session is gone on the server too.
+    browser.find(Locator::Id("logout")).await.expect("sign out").click().await.expect("click");
+    wait().for_element(Locator::Id("login-form")).await.expect("sign-in form after sign-out");
+    browser.goto(&format!("{base}/settings/webhooks")).await.expect("goto");
+    wait().for_element(Locator::Id("login-form")).await.expect("signed out: sent to sign in");
 }

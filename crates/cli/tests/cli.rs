@@ -29,7 +29,7 @@ const SETTINGS: [&str; 6] = [
 ];
 
 const SLACK: &str = "https://hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/SECRETTOKENxyz123";
-const SLACK_MASKED: &str = "https://hooks.slack.com/services/T0…/B0…/****";
+const SLACK_MASKED: &str = "https://hooks.slack.com/services/****/****/****";
 const HOOK: &str = "https://soar.example.com/hooks/entraguard?token=QUERYTOKEN";
 const HOOK_SECRET: &str = "whsec-0123456789abcdef-SIGNINGSECRET";
 

@@ -87,6 +87,13 @@ impl KeySpace {
         format!("{}:sealing", self.tag)
     }
 
+    /// STRING with a TTL: one admin sign-in session, named by the SHA-256 (hex) of its id (the
+    /// id itself, the cookie's value, is never stored). Holds the session's absolute expiry (Unix
+    /// ms); the TTL is the idle expiry, pushed back on each use; sign-out deletes it.
+    pub fn session(&self, id_sha256: &str) -> String {
+        format!("{}:session:{id_sha256}", self.tag)
+    }
+
     /// The field of one endpoint in [`KeySpace::endpoints`].
     pub fn endpoint_field(id: &EndpointId) -> &str {
         id.as_str()
@@ -116,6 +123,7 @@ mod tests {
             k.dlq_entry("d"),
             k.endpoints(),
             k.sealing(),
+            k.session("abc"),
         ] {
             assert!(key.starts_with("{acme}:"), "{key}");
         }

@@ -39,33 +39,43 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Masks a URL for display: scheme, host and the first characters of each path segment stay,
-/// the rest (where Slack and Teams keep their tokens) becomes `****`; query and userinfo go.
+/// Masks a URL for display: the one rule the CLI, the admin API and the page share (through
+/// `Target::masked`). Scheme, host and port stay; the first path segment stays only when it is a
+/// plain word (ASCII letters only, at most 16, like `services` or `hook`); every other path
+/// segment and every query value becomes `****`; userinfo and fragment go. Tokens live in paths
+/// (Slack, Teams, SOAR webhooks) and in query strings (`?sig=`, `?token=`), so nothing else is
+/// shown.
 pub fn mask_url(raw: &str) -> String {
     let Ok(url) = url::Url::parse(raw) else {
         return "****".to_owned();
     };
     let host = url.host_str().unwrap_or("");
     let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-    let segments: Vec<&str> = url.path_segments().map(|s| s.collect()).unwrap_or_default();
     let mut out = format!("{}://{host}{port}", url.scheme());
-    let last = segments.len().saturating_sub(1);
-    for (i, seg) in segments.iter().enumerate() {
-        out.push('/');
-        if seg.is_empty() {
-            continue;
-        }
-        if i == last && segments.len() > 1 || seg.len() > 24 {
-            out.push_str("****");
-        } else if seg.len() > 3 && i > 0 {
-            out.push_str(&seg[..seg.char_indices().nth(2).map_or(seg.len(), |(j, _)| j)]);
-            out.push('…');
-        } else {
-            out.push_str(seg);
+    if let Some(segments) = url.path_segments() {
+        for (i, seg) in segments.enumerate() {
+            out.push('/');
+            if seg.is_empty() {
+                continue;
+            }
+            if i == 0 && seg.len() <= 16 && seg.bytes().all(|b| b.is_ascii_alphabetic()) {
+                out.push_str(seg);
+            } else {
+                out.push_str("****");
+            }
         }
     }
-    if url.query().is_some() {
-        out.push_str("?****");
+    if let Some(query) = url.query() {
+        let pairs: Vec<String> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) => format!("{k}=****"),
+                None => "****".to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
     }
     out
 }
@@ -84,8 +94,19 @@ mod tests {
     #[test]
     fn slack_url_is_masked_like_the_spec_shows() {
         let m = mask_url("https://hooks.slack.com/services/T0ABCDEF/B0GHIJKL/abcdefSECRETtoken");
-        assert_eq!(m, "https://hooks.slack.com/services/T0…/B0…/****");
-        assert!(!m.contains("SECRET"));
+        assert_eq!(m, "https://hooks.slack.com/services/****/****/****");
+    }
+
+    #[test]
+    fn path_tokens_and_query_values_are_masked_host_and_port_kept() {
+        assert_eq!(mask_url("https://soar.example.com/SOARPATHTOKEN1"), "https://soar.example.com/****");
+        assert_eq!(
+            mask_url("https://soar.example.com:8443/hook?token=abc&x=1#frag"),
+            "https://soar.example.com:8443/hook?token=****&x=****"
+        );
+        assert_eq!(mask_url("https://u:pw@x.example/averyveryverylongword/x"), "https://x.example/****/****");
+        assert_eq!(mask_url("https://x.example/"), "https://x.example/");
+        assert_eq!(mask_url("not a url"), "****");
     }
 
     #[test]

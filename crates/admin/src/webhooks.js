@@ -1,0 +1,79 @@
+// The Settings → Webhooks page over the JSON API.
+const KINDS = ["scan.completed","scan.failed","finding.new","finding.severity_changed","compliance.report_ready"];
+const $ = (s, el = document) => el.querySelector(s);
+const ev = $("#events");
+for (const k of KINDS) { const l = document.createElement("label"); l.innerHTML = `<input type="checkbox" name="events" value="${k}"> `; l.append(k); ev.append(l); }
+// Every state change is same-origin JSON (`{}` when there is nothing to say): the server refuses
+// anything else, so another site's form cannot ride on the session cookie.
+async function api(method, path, body) {
+  const opts = { method, credentials: "same-origin", headers: {} };
+  if (method !== "GET") { opts.headers["content-type"] = "application/json"; opts.body = JSON.stringify(body || {}); }
+  const r = await fetch(path, opts);
+  if (r.status === 401) { location.href = "/login"; throw new Error("signed out"); }
+  const text = await r.text(); const data = text ? JSON.parse(text) : null;
+  if (!r.ok) throw Object.assign(new Error((data && (data.field ? data.field + ": " : "") + data.reason) || r.statusText), { data });
+  return data;
+}
+function cell(text, cls) { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; return td; }
+let endpoints = [];
+const results = {}; // Send test outcomes survive a re-render of the table
+async function load() {
+  endpoints = await api("GET", "/api/endpoints");
+  const tb = $("#endpoints tbody"); tb.replaceChildren();
+  $("#empty").hidden = endpoints.length > 0;
+  for (const e of endpoints) {
+    const tr = document.createElement("tr"); tr.dataset.id = e.id;
+    tr.append(cell(e.name, "name"), cell(e.channel), cell(e.target, "target"), cell(e.events.join(", "), "muted"));
+    const on = document.createElement("td"); const t = document.createElement("input"); t.type = "checkbox"; t.className = "toggle"; t.checked = e.enabled;
+    t.addEventListener("change", async () => { await api("POST", `/api/endpoints/${e.id}/${t.checked ? "enable" : "disable"}`); await load(); });
+    on.append(t); tr.append(on);
+    const act = document.createElement("td");
+    const test = document.createElement("button"); test.textContent = "Send test"; test.className = "test";
+    const out = document.createElement("div"); out.className = "test-result";
+    if (results[e.id]) { out.className = results[e.id].cls; out.textContent = results[e.id].text; }
+    test.addEventListener("click", async () => {
+      out.className = "test-result muted"; out.textContent = "sending…";
+      try {
+        const r = await api("POST", `/api/endpoints/${e.id}/test`);
+        out.className = "test-result " + (r.delivered ? "ok" : "fail");
+        out.textContent = (r.delivered ? "Delivered" : "Failed") + (r.status ? ` · ${r.status}` : "") + ` · ${r.latency_ms} ms` + (r.error ? ` · ${r.error}` : "");
+      } catch (err) { out.className = "test-result fail"; out.textContent = err.message; }
+      results[e.id] = { cls: out.className, text: out.textContent };
+    });
+    const edit = document.createElement("button"); edit.textContent = "Edit"; edit.className = "edit"; edit.addEventListener("click", () => fill(e));
+    const del = document.createElement("button"); del.textContent = "Delete"; del.className = "delete";
+    del.addEventListener("click", async () => { if (confirm(`Delete ${e.name}? Its pending deliveries go to the dead-letter queue.`)) { await api("DELETE", `/api/endpoints/${e.id}`); await load(); } });
+    act.append(test, edit, del, out);
+    if (e.warnings) for (const w of e.warnings) { const p = document.createElement("div"); p.className = "warn"; p.textContent = w; act.append(p); }
+    tr.append(act); tb.append(tr);
+  }
+}
+function fill(e) {
+  $("#form-title").textContent = e ? `Edit ${e.name}` : "Add an endpoint";
+  $("#edit-id").value = e ? e.id : ""; $("#name").value = e ? e.name : ""; $("#channel").value = e ? e.channel : "slack";
+  $("#target").value = ""; $("#target").placeholder = e ? `${e.target} (paste again to change)` : "https://hooks.slack.com/services/…";
+  $("#secret").value = ""; $("#form-error").textContent = ""; $("#form-warning").textContent = "";
+  for (const c of ev.querySelectorAll("input")) c.checked = e ? e.events.includes(c.value) : false;
+}
+$("#logout").addEventListener("click", async () => {
+  await fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "content-type": "application/json" }, body: "{}" });
+  location.href = "/login";
+});
+$("#cancel").addEventListener("click", () => fill(null));
+$("#endpoint-form").addEventListener("submit", async (evt) => {
+  evt.preventDefault();
+  const id = $("#edit-id").value;
+  const body = { name: $("#name").value, channel: $("#channel").value, target: $("#target").value,
+    events: [...ev.querySelectorAll("input:checked")].map((c) => c.value), enabled: true };
+  if ($("#secret").value) body.secret = $("#secret").value;
+  try {
+    let saved;
+    if (id) { const cur = endpoints.find((e) => e.id === id); body.enabled = cur ? cur.enabled : true;
+      if (!body.target) throw new Error("target: paste the URL or address again to save changes");
+      saved = await api("PUT", `/api/endpoints/${id}`, body); }
+    else saved = await api("POST", "/api/endpoints", body);
+    fill(null); if (saved.warnings) $("#form-warning").textContent = saved.warnings.join(" ");
+    await load();
+  } catch (err) { $("#form-error").textContent = err.message; }
+});
+load();
