@@ -130,19 +130,23 @@ def main():
     if "PodDisruptionBudget" not in docs:
         fail("no PodDisruptionBudget")
     so = docs["ScaledObject"][0][1]
-    trig = so["spec"]["triggers"][0]
-    want_key = "{" + cm["NOTIFY_KEY_PREFIX"] + "}:ready"
-    if trig["type"] != "redis" or trig["metadata"]["listName"] != want_key:
-        fail(f"KEDA trigger must watch the redis list {want_key}")
+    # Work waiting for a worker sits in two lists: first attempts (ready) and due retries and
+    # replays (retry). One trigger each; KEDA scales on the larger demand.
+    watched = sorted(t["metadata"]["listName"] for t in so["spec"]["triggers"] if t["type"] == "redis")
+    want = sorted("{" + cm["NOTIFY_KEY_PREFIX"] + "}:" + name for name in ("ready", "retry"))
+    if watched != want:
+        fail(f"KEDA triggers must watch the redis lists {want}, not {watched}")
     if so["spec"]["scaleTargetRef"]["name"] != deploy["metadata"]["name"]:
         fail("ScaledObject targets another Deployment")
-    for env_ref in ("addressFromEnv", "passwordFromEnv"):
-        if trig["metadata"][env_ref] not in secret:
-            fail(f"KEDA {env_ref} names a variable the Secret does not set")
-    # The key layout in core must still name the ready list this way.
+    for trig in so["spec"]["triggers"]:
+        for env_ref in ("addressFromEnv", "passwordFromEnv"):
+            if trig["metadata"][env_ref] not in secret:
+                fail(f"KEDA {env_ref} names a variable the Secret does not set")
+    # The key layout in core must still name the lists this way.
     keys_rs = open(os.path.join(ROOT, "crates", "core", "src", "keys.rs"), encoding="utf-8").read()
-    if '"{}:ready"' not in keys_rs:
-        fail("crates/core/src/keys.rs no longer names the ready list `{prefix}:ready`")
+    for name in ("ready", "retry"):
+        if '"{}:' + name + '"' not in keys_rs:
+            fail(f"crates/core/src/keys.rs no longer names the {name} list `{{prefix}}:{name}`")
     print("deploy/: settings, probes, grace periods, PDB, KEDA key ok")
 
     kubectl = shutil.which("kubectl")

@@ -19,6 +19,10 @@ mod guarantees;
 /// workers, a full Redis, repeated and refused publishes, unreadable endpoints, huge jobs.
 mod loss_paths;
 
+/// Endpoint lanes and priority: a hanging endpoint's backlog waits without polling, fresh
+/// alerts overtake retries, urgent events jump the queue.
+mod lanes;
+
 /// SSRF, redirects, HTTPS-only, Standard Webhooks signatures with rotation, secrets at rest.
 mod security;
 

@@ -319,6 +319,18 @@ pub struct Event {
 }
 
 impl Event {
+    /// Whether the event jumps the queue: a failed scan, or a finding that is (now) critical
+    /// or high. Urgent events and their deliveries go to the front of the ready list.
+    pub fn is_urgent(&self) -> bool {
+        match &self.body {
+            EventBody::ScanFailed { .. } => true,
+            EventBody::FindingNew { finding } | EventBody::FindingSeverityChanged { finding } => {
+                matches!(finding.severity, Severity::Critical | Severity::High)
+            }
+            _ => false,
+        }
+    }
+
     /// Parses and validates untrusted JSON (the CLI's input, a scanner's payload).
     pub fn from_json(bytes: &[u8]) -> Result<Event, EventError> {
         if bytes.len() > MAX_EVENT_BYTES {

@@ -33,6 +33,24 @@ impl KeySpace {
         format!("{}:ready", self.tag)
     }
 
+    /// LIST of retries and replays that are due: taken only when the ready list is empty, so a
+    /// backlog of them never holds up a first attempt.
+    pub fn retry(&self) -> String {
+        format!("{}:retry", self.tag)
+    }
+
+    /// LIST of one endpoint's deliveries waiting for it to take them (at its in-flight cap, or
+    /// its send slot taken): they cost nothing while they wait.
+    pub fn lane(&self, endpoint: &str) -> String {
+        format!("{}:lane:{endpoint}", self.tag)
+    }
+
+    /// ZSET of endpoint id → when its lane is next looked at (Unix ms, Redis clock): only
+    /// endpoints with deliveries waiting in their lane are listed.
+    pub fn lanes(&self) -> String {
+        format!("{}:lanes", self.tag)
+    }
+
     /// LIST of the jobs one worker process has taken and not yet finished.
     pub fn processing(&self, worker: &str) -> String {
         format!("{}:processing:{worker}", self.tag)
@@ -118,6 +136,9 @@ mod tests {
             k.processing("w1"),
             k.leases(),
             k.published(),
+            k.retry(),
+            k.lane("ep_1"),
+            k.lanes(),
             k.delayed(),
             k.dlq(),
             k.dlq_entry("d"),

@@ -170,9 +170,9 @@ impl Producer {
     }
 
     async fn enqueue(&self, events: &[Event]) -> Result<Vec<Published>, PublishError> {
-        let jobs: Vec<(String, String)> = events
+        let jobs: Vec<(String, bool, String)> = events
             .iter()
-            .map(|e| (e.id.to_string(), Job::Event(EventJob { event: e.clone() }).encode()))
+            .map(|e| (e.id.to_string(), e.is_urgent(), Job::Event(EventJob { event: e.clone() }).encode()))
             .collect();
         match tokio::time::timeout(self.timeout, self.queue.publish(&jobs, self.dedupe_window)).await {
             Ok(Ok(flags)) => Ok(flags),

@@ -8,6 +8,7 @@ pub mod channel;
 pub mod config;
 pub mod delivery;
 pub mod fanout;
+pub mod gate;
 pub mod health;
 pub mod metrics;
 pub mod outcome;

@@ -16,6 +16,8 @@ pub const EVENTS_FANNED_OUT: &str = "entraguard_events_fanned_out_total";
 pub const POISON_JOBS: &str = "entraguard_poison_jobs_total";
 pub const IN_FLIGHT: &str = "entraguard_in_flight";
 pub const QUEUE_READY: &str = "entraguard_queue_ready";
+pub const QUEUE_RETRYING: &str = "entraguard_queue_retrying";
+pub const QUEUE_PARKED: &str = "entraguard_queue_parked";
 pub const QUEUE_PROCESSING: &str = "entraguard_queue_processing";
 pub const QUEUE_SCHEDULED: &str = "entraguard_queue_scheduled_retries";
 pub const QUEUE_DEAD: &str = "entraguard_queue_dead_letters";
@@ -77,6 +79,8 @@ pub fn in_flight(n: usize) {
 /// Queue depths as read at scrape time.
 pub fn queue(stats: &QueueStats) {
     gauge!(QUEUE_READY).set(stats.ready as f64);
+    gauge!(QUEUE_RETRYING).set(stats.retrying as f64);
+    gauge!(QUEUE_PARKED).set(stats.parked as f64);
     gauge!(QUEUE_PROCESSING).set(stats.processing as f64);
     gauge!(QUEUE_SCHEDULED).set(stats.delayed as f64);
     gauge!(QUEUE_DEAD).set(stats.dead as f64);

@@ -23,13 +23,13 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::config::{ConfigError, WorkerConfig};
 use crate::delivery::Deliverer;
 use crate::fanout::fan_out;
+use crate::gate::{Admission, Gate, LANE_SAFETY_LOOK};
 use crate::outcome::Outcome;
 use crate::retry::{Next, decide};
 use crate::running::Running;
 use crate::shutdown::Shutdown;
 use crate::transport::http::HttpError;
 use entraguard_core::endpoint::Channel;
-use entraguard_core::ids::EndpointId;
 
 /// Longest the promoter sleeps when no retry is due sooner. Retries scheduled by another
 /// worker are that worker's to promote; if it dies, the reap that hands its jobs back wakes
@@ -63,8 +63,8 @@ struct Ctx {
     config: WorkerConfig,
     /// Wakes the promoter when this worker schedules a retry.
     promoter_wake: Notify,
-    /// In-flight cap per endpoint.
-    endpoint_slots: EndpointSlots,
+    /// Admission per endpoint: in-flight cap and Slack pacing; what cannot run waits in lanes.
+    gate: Gate,
     /// The jobs this process runs: what its processing list should hold.
     running: Running,
 }
@@ -112,6 +112,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     }
     let store = EndpointStore::new(queue.connection(), config.key_prefix.clone()).with_cipher(cipher);
     let config_endpoint_cap = usize::try_from(config.endpoint_concurrency).unwrap_or(1);
+    let slack_pace = config.slack_pace;
     if !deliverer.has_smtp() {
         let Some(endpoints) = until_ok(&mut shutdown, "read endpoints", || store.list()).await else {
             return Ok(());
@@ -132,7 +133,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
         worker,
         config,
         promoter_wake: Notify::new(),
-        endpoint_slots: EndpointSlots::new(config_endpoint_cap),
+        gate: Gate::new(config_endpoint_cap, slack_pace),
         running: Running::default(),
     });
     let maintenance = tokio::spawn(maintenance(ctx.clone(), shutdown.clone()));
@@ -332,7 +333,9 @@ async fn handle_job(ctx: &Ctx, raw: &[u8]) {
                 let routes = persist("read endpoints", || ctx.store.routes()).await;
                 let deliveries: Vec<String> =
                     fan_out(&event, &routes).into_iter().map(|d| Job::Delivery(d).encode()).collect();
-                if record(ctx, "fan-out", || ctx.queue.ack(&ctx.worker, raw, &deliveries)).await {
+                // An urgent event's deliveries go to the front of the ready list.
+                let urgent = if event.is_urgent() { deliveries.len() } else { 0 };
+                if record(ctx, "fan-out", || ctx.queue.ack(&ctx.worker, raw, urgent, &deliveries)).await {
                     crate::metrics::fanned_out();
                     tracing::debug!(deliveries = deliveries.len(), "event fanned out");
                 }
@@ -374,29 +377,24 @@ async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
             return;
         }
     };
-    // A busy endpoint's delivery waits in Redis, not here: waiting would hold a concurrency
-    // permit and let one hanging endpoint starve the rest.
-    let Some(_slot) = ctx.endpoint_slots.try_acquire(&endpoint.id) else {
-        // Short enough that a busy but fast endpoint loses little, long enough that a hanging one
-        // does not spin its jobs through Redis.
-        let defer =
-            (ctx.config.delivery_timeout / 100).clamp(Duration::from_millis(10), Duration::from_millis(200));
-        tracing::debug!(retry_in = ?defer, "endpoint at its in-flight cap; delivery deferred");
-        record(ctx, "defer", || ctx.queue.retry_later(&ctx.worker, raw, raw, defer)).await;
-        ctx.promoter_wake.notify_one();
-        return;
-    };
-    if endpoint.channel == Channel::Slack && !ctx.config.slack_pace.is_zero() {
-        let wait = persist("pace", || ctx.queue.pace(&endpoint.id, ctx.config.slack_pace)).await;
-        if let Some(wait) = wait {
-            tracing::debug!(retry_in = ?wait, "slack webhook paced; delivery deferred");
-            record(ctx, "defer", || ctx.queue.retry_later(&ctx.worker, raw, raw, wait)).await;
+    // An endpoint that cannot take it now: the delivery waits in the endpoint's lane in Redis,
+    // not here (waiting here would hold a concurrency permit, and one hanging endpoint would
+    // starve the rest), and not in a loop through the delayed set.
+    let ticket = match persist("admit", || ctx.gate.admit(&ctx.queue, &endpoint)).await {
+        Admission::Go(ticket) => ticket,
+        Admission::Park(wake_in) => {
+            tracing::debug!(wake_in = ?wake_in, "endpoint busy or paced; delivery parked in its lane");
+            record(ctx, "park", || ctx.queue.park(&ctx.worker, raw, &endpoint.id, wake_in)).await;
             ctx.promoter_wake.notify_one();
             return;
         }
-    }
+    };
     let (outcome, at, elapsed) = ctx.deliverer.attempt(&job, &endpoint).await;
     conclude(ctx, raw, job, outcome, at, elapsed, endpoint.channel.as_str()).await;
+    if ticket.finish() {
+        // The slot this delivery held goes to one that waits in the endpoint's lane.
+        persist("release lane", || ctx.queue.release_lane(endpoint.id.as_str(), 1, LANE_SAFETY_LOOK)).await;
+    }
 }
 
 /// What reading a delivery's endpoint found.
@@ -452,7 +450,7 @@ async fn conclude(
     match next {
         Next::Done => {
             tracing::debug!(status = ?outcome.status(), ms = elapsed.as_millis() as u64, channel, "delivered");
-            record(ctx, "ack", || ctx.queue.ack(&ctx.worker, raw, &[])).await;
+            record(ctx, "ack", || ctx.queue.ack(&ctx.worker, raw, 0, &[])).await;
         }
         Next::RetryIn(delay) => {
             warn!(error = outcome.error().unwrap_or(""), retry_in = ?delay, "attempt failed; retry scheduled");
@@ -527,10 +525,23 @@ async fn promoter(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
         let wait = match ctx.queue.promote_due().await {
             Ok(p) => {
                 moved_since_report += p.moved;
-                if p.moved >= PROMOTE_CHUNK {
+                for endpoint in &p.due_lanes {
+                    // One at a time: a paced endpoint takes one per send slot, and a lane
+                    // waiting for the in-flight cap is normally released by finishing
+                    // deliveries; this look is the safety net.
+                    if let Err(e) = ctx.queue.release_lane(endpoint, 1, LANE_SAFETY_LOOK).await {
+                        warn!(error = %e, endpoint, "releasing a lane failed");
+                    }
+                }
+                if p.moved >= PROMOTE_CHUNK || !p.due_lanes.is_empty() {
+                    // More due, or lanes whose next look was just set: look again at once.
                     Duration::ZERO
                 } else {
-                    p.next_due_in.map_or(idle, |d| (d + Duration::from_millis(1)).min(idle))
+                    let next = match (p.next_due_in, p.next_lane_in) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    next.map_or(idle, |d| (d + Duration::from_millis(1)).min(idle))
                 }
             }
             Err(e) => {
@@ -769,26 +780,6 @@ where
                 }
             }
         }
-    }
-}
-
-/// Per-endpoint in-flight slots, created on first use.
-struct EndpointSlots {
-    cap: usize,
-    slots: std::sync::Mutex<std::collections::HashMap<EndpointId, Arc<Semaphore>>>,
-}
-
-impl EndpointSlots {
-    fn new(cap: usize) -> Self {
-        Self { cap, slots: std::sync::Mutex::new(std::collections::HashMap::new()) }
-    }
-
-    fn try_acquire(&self, endpoint: &EndpointId) -> Option<OwnedSemaphorePermit> {
-        let sem = {
-            let mut map = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.entry(endpoint.clone()).or_insert_with(|| Arc::new(Semaphore::new(self.cap))).clone()
-        };
-        sem.try_acquire_owned().ok()
     }
 }
 

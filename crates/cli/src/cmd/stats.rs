@@ -9,9 +9,11 @@ pub async fn run(global: &Global) -> Result<(), Failure> {
         output::json(&stats);
     } else {
         output::table(
-            &["ready", "processing", "scheduled", "dead", "workers", "endpoints"],
+            &["ready", "retrying", "parked", "processing", "scheduled", "dead", "workers", "endpoints"],
             &[vec![
                 stats.ready.to_string(),
+                stats.retrying.to_string(),
+                stats.parked.to_string(),
                 stats.processing.to_string(),
                 stats.delayed.to_string(),
                 stats.dead.to_string(),

@@ -2,7 +2,8 @@
 //!
 //! `{p}:dlq` lists the ids, newest first; `{p}:dlq:<id>` is a hash an engineer can read with
 //! `HGETALL`. Its `replay_job` field is the job to re-enqueue (same delivery id, fresh attempt
-//! count), so a replay is one `RPUSH` of that field to the ready list.
+//! count), so a replay is one `RPUSH` of that field to the retry list (the ready list when that
+//! is empty).
 //!
 //! Readers never carry a job whole: a poison job is dead-lettered as it came, at any size. Lists
 //! are [`DeadLetterSummary`]s read with `HMGET` (no `job`, no `replay_job`, texts cut to
@@ -322,6 +323,7 @@ impl Queue {
             .key(self.keys.dlq())
             .key(self.keys.dlq_entry(id))
             .key(self.keys.ready())
+            .key(self.keys.retry())
             .arg(id)
             .invoke_async(&mut conn)
             .await?;

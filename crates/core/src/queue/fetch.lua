@@ -5,11 +5,19 @@
 -- dead-letters it with `oversized.lua` without ever reading it.
 -- allow-oom: taking a job frees no memory by itself, but a worker that cannot take jobs cannot
 -- deliver them either, and delivering is what frees memory; publishes are refused meanwhile.
--- KEYS[1] ready list, KEYS[2] processing list; ARGV[1] max jobs, ARGV[2] max job bytes.
+-- First attempts (the ready list) go before retries and replays (the retry list), so a retry
+-- backlog never holds up a fresh alert.
+-- KEYS[1] ready list, KEYS[2] processing list, KEYS[3] retry list;
+-- ARGV[1] max jobs, ARGV[2] max job bytes.
 local out = {}
 local max_bytes = tonumber(ARGV[2])
+local from = KEYS[1]
 for _ = 1, tonumber(ARGV[1]) do
-  local job = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+  local job = redis.call('LMOVE', from, KEYS[2], 'LEFT', 'RIGHT')
+  if not job and from == KEYS[1] then
+    from = KEYS[3]
+    job = redis.call('LMOVE', from, KEYS[2], 'LEFT', 'RIGHT')
+  end
   if not job then
     break
   end

@@ -114,6 +114,8 @@ struct Scripts {
     oversized: Script,
     handback: Script,
     publish: Script,
+    park: Script,
+    release: Script,
 }
 
 impl Scripts {
@@ -132,16 +134,22 @@ impl Scripts {
             oversized: Script::new(include_str!("oversized.lua")),
             handback: Script::new(include_str!("handback.lua")),
             publish: Script::new(include_str!("publish.lua")),
+            park: Script::new(include_str!("park.lua")),
+            release: Script::new(include_str!("release.lua")),
         }
     }
 }
 
 /// What the promoter did and when it should look again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Promoted {
     pub moved: usize,
     /// Time until the earliest job still in the delayed set is due.
     pub next_due_in: Option<Duration>,
+    /// Endpoints whose lane is due for a look (release some of its waiting deliveries).
+    pub due_lanes: Vec<String>,
+    /// Time until the next lane is due, if one is waiting.
+    pub next_lane_in: Option<Duration>,
 }
 
 /// What a lease renewal learned about the other workers.
@@ -176,6 +184,10 @@ pub enum Published {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct QueueStats {
     pub ready: u64,
+    /// Due retries and replays, waiting behind first attempts.
+    pub retrying: u64,
+    /// Deliveries waiting in endpoint lanes (their endpoint at its cap or paced).
+    pub parked: u64,
     pub processing: u64,
     pub delayed: u64,
     pub dead: u64,
@@ -229,9 +241,10 @@ impl Queue {
     /// accepted within `window` is enqueued, or (Redis refused: full, unreachable) none is. An
     /// id accepted within the window is acknowledged as [`Published::Duplicate`] without a
     /// second job, so a caller may retry a publish whose answer it never got.
+    /// Urgent jobs (the `bool`) go to the front of the ready list.
     pub async fn publish(
         &self,
-        jobs: &[(String, String)],
+        jobs: &[(String, bool, String)],
         window: Duration,
     ) -> Result<Vec<Published>, QueueError> {
         if jobs.is_empty() {
@@ -240,8 +253,8 @@ impl Queue {
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.publish.key(self.keys.ready());
         inv.key(self.keys.published()).arg(u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1));
-        for (id, job) in jobs {
-            inv.arg(id).arg(job);
+        for (id, urgent, job) in jobs {
+            inv.arg(id).arg(if *urgent { "1" } else { "0" }).arg(job);
         }
         let flags: Vec<i64> = inv.invoke_async(&mut conn).await?;
         Ok(flags
@@ -262,6 +275,7 @@ impl Queue {
             conn,
             config: self.config.clone(),
             ready: self.keys.ready(),
+            retry: self.keys.retry(),
             processing: self.keys.processing(worker.as_str()),
             block,
             fetch: self.scripts.fetch.clone(),
@@ -286,16 +300,18 @@ impl Queue {
         Ok(Heartbeat { next_expiry_in, expired_others: expired > 0 })
     }
 
-    /// Acknowledges a finished job and pushes its successors. `false` if the lease was lost.
+    /// Acknowledges a finished job and pushes its successors: the first `urgent` of them to the
+    /// front of the ready list, the rest to the back. `false` if the lease was lost.
     pub async fn ack(
         &self,
         worker: &WorkerId,
         raw: &[u8],
+        urgent: usize,
         successors: &[String],
     ) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.ack.key(self.keys.processing(worker.as_str()));
-        inv.key(self.keys.ready()).arg(raw);
+        inv.key(self.keys.ready()).arg(raw).arg(urgent.min(successors.len()));
         for s in successors {
             inv.arg(s);
         }
@@ -325,19 +341,88 @@ impl Queue {
         Ok(due != 0)
     }
 
-    /// Moves due jobs from the delayed set to ready, up to [`PROMOTE_CHUNK`].
+    /// Moves due jobs from the delayed set to the retry list, up to [`PROMOTE_CHUNK`], and
+    /// lists the endpoint lanes due for a look.
     pub async fn promote_due(&self) -> Result<Promoted, QueueError> {
         let mut conn = self.conn.clone();
-        let (moved, wait): (usize, i64) = self
+        let answer: Vec<redis::Value> = self
             .scripts
             .promote
             .key(self.keys.delayed())
             .key(self.keys.ready())
+            .key(self.keys.retry())
+            .key(self.keys.lanes())
             .arg(PROMOTE_CHUNK)
             .invoke_async(&mut conn)
             .await?;
-        let next_due_in = u64::try_from(wait).ok().map(Duration::from_millis);
-        Ok(Promoted { moved, next_due_in })
+        let int = |v: Option<&redis::Value>| match v {
+            Some(redis::Value::Int(n)) => *n,
+            _ => -1,
+        };
+        let ms = |n: i64| u64::try_from(n).ok().map(Duration::from_millis);
+        let due_lanes = answer
+            .iter()
+            .skip(3)
+            .filter_map(|v| match v {
+                redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+                _ => None,
+            })
+            .collect();
+        Ok(Promoted {
+            moved: usize::try_from(int(answer.first())).unwrap_or(0),
+            next_due_in: ms(int(answer.get(1))),
+            due_lanes,
+            next_lane_in: ms(int(answer.get(2))),
+        })
+    }
+
+    /// Parks a delivery in its endpoint's lane until the endpoint can take it; the lane is
+    /// looked at again after `wake_in` at the latest. `false` if the lease was lost.
+    pub async fn park(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        endpoint: &crate::ids::EndpointId,
+        wake_in: Duration,
+    ) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        let done: i64 = self
+            .scripts
+            .park
+            .key(self.keys.processing(worker.as_str()))
+            .key(self.keys.lane(endpoint.as_str()))
+            .key(self.keys.lanes())
+            .arg(raw)
+            .arg(endpoint.as_str())
+            .arg(u64::try_from(wake_in.as_millis()).unwrap_or(u64::MAX))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(done == 1)
+    }
+
+    /// Releases up to `n` deliveries from an endpoint's lane to the front of the ready list
+    /// (none while its send slot is taken); a lane with work left is looked at again after
+    /// `next_look` at the latest. Returns how many moved.
+    pub async fn release_lane(
+        &self,
+        endpoint: &str,
+        n: usize,
+        next_look: Duration,
+    ) -> Result<usize, QueueError> {
+        let mut conn = self.conn.clone();
+        let moved: i64 = self
+            .scripts
+            .release
+            .key(self.keys.lane(endpoint))
+            .key(self.keys.ready())
+            .key(self.keys.lanes())
+            .key(self.keys.pace(endpoint))
+            .arg(endpoint)
+            .arg(n)
+            .arg(u64::try_from(next_look.as_millis()).unwrap_or(u64::MAX).max(1))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(usize::try_from(moved).unwrap_or(0))
     }
 
     /// Hands back the processing lists of workers whose lease ran out, and forgets workers dead
@@ -490,26 +575,41 @@ impl Queue {
         let mut conn = self.conn.clone();
         let t: (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
         let now = t.0 * 1000 + t.1 / 1000;
-        let (ready, delayed, dead, endpoints, listed, live): (u64, u64, u64, u64, Vec<String>, u64) =
-            redis::pipe()
-                .llen(self.keys.ready())
-                .zcard(self.keys.delayed())
-                .llen(self.keys.dlq())
-                .hlen(self.keys.endpoints())
-                .zrange(self.keys.leases(), 0, -1)
-                .zcount(self.keys.leases(), format!("({now}"), "+inf")
-                .query_async(&mut conn)
-                .await?;
-        let mut processing = 0;
-        if !listed.is_empty() {
-            let mut pipe = redis::pipe();
-            for w in &listed {
-                pipe.llen(self.keys.processing(w));
+        let (ready, retrying, lanes, delayed, dead, endpoints, listed, live): (
+            u64,
+            u64,
+            Vec<String>,
+            u64,
+            u64,
+            u64,
+            Vec<String>,
+            u64,
+        ) = redis::pipe()
+            .llen(self.keys.ready())
+            .llen(self.keys.retry())
+            .zrange(self.keys.lanes(), 0, -1)
+            .zcard(self.keys.delayed())
+            .llen(self.keys.dlq())
+            .hlen(self.keys.endpoints())
+            .zrange(self.keys.leases(), 0, -1)
+            .zcount(self.keys.leases(), format!("({now}"), "+inf")
+            .query_async(&mut conn)
+            .await?;
+        let sum_of = |keys: Vec<String>| async move {
+            if keys.is_empty() {
+                return Ok::<u64, QueueError>(0);
             }
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.llen(k);
+            }
+            let mut conn = self.conn.clone();
             let lens: Vec<u64> = pipe.query_async(&mut conn).await?;
-            processing = lens.iter().sum();
-        }
-        Ok(QueueStats { ready, processing, delayed, dead, workers: live, endpoints })
+            Ok(lens.iter().sum())
+        };
+        let processing = sum_of(listed.iter().map(|w| self.keys.processing(w)).collect()).await?;
+        let parked = sum_of(lanes.iter().map(|e| self.keys.lane(e)).collect()).await?;
+        Ok(QueueStats { ready, retrying, parked, processing, delayed, dead, workers: live, endpoints })
     }
 }
 
@@ -518,6 +618,7 @@ pub struct Fetcher {
     conn: ConnectionManager,
     config: RedisConfig,
     ready: String,
+    retry: String,
     processing: String,
     block: Duration,
     fetch: Script,
@@ -574,6 +675,7 @@ impl Fetcher {
             .fetch
             .key(&self.ready)
             .key(&self.processing)
+            .key(&self.retry)
             .arg(max)
             .arg(MAX_JOB_BYTES)
             .invoke_async(&mut self.conn)

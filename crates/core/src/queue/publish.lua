@@ -3,7 +3,8 @@
 -- No allow-oom flag: a full Redis refuses the whole script before it runs, so a refused batch
 -- leaves nothing behind.
 -- KEYS[1] ready list, KEYS[2] published zset (event id -> accepted at, Unix ms, Redis clock);
--- ARGV[1] window ms, then event id, job, event id, job, ...
+-- ARGV[1] window ms, then event id, urgent ('1' or '0'), job, for each event. Urgent events
+-- (critical and high findings, failed scans) go to the front of the ready list.
 -- Returns, per event, 1 when it was enqueued now, 0 when the id was already accepted within
 -- the window (acknowledged without a second job).
 local t = redis.call('TIME')
@@ -12,11 +13,15 @@ local window = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 local fresh = {}
 local answer = {}
-for i = 2, #ARGV, 2 do
+for i = 2, #ARGV, 3 do
   local added = redis.call('ZADD', KEYS[2], 'NX', now, ARGV[i])
   answer[#answer + 1] = added
   if added == 1 then
-    fresh[#fresh + 1] = ARGV[i + 1]
+    if ARGV[i + 1] == '1' then
+      redis.call('LPUSH', KEYS[1], ARGV[i + 2])
+    else
+      fresh[#fresh + 1] = ARGV[i + 2]
+    end
   end
 end
 local i = 1

@@ -1,0 +1,29 @@
+#!lua flags=allow-oom
+-- Release up to ARGV[2] deliveries from an endpoint's lane to the front of the ready list (they
+-- have waited already). While the endpoint's send slot is taken nothing is released and the
+-- lane wakes when it frees. An empty lane leaves the lanes set; one with work left wakes again
+-- after ARGV[3] ms at the latest. Returns how many moved.
+-- KEYS[1] lane list, KEYS[2] ready list, KEYS[3] lanes zset, KEYS[4] pace key;
+-- ARGV[1] endpoint id, ARGV[2] how many, ARGV[3] next look in ms.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local slot = redis.call('PTTL', KEYS[4])
+if slot > 0 then
+  if redis.call('LLEN', KEYS[1]) > 0 then
+    redis.call('ZADD', KEYS[3], now + slot, ARGV[1])
+  end
+  return 0
+end
+local moved = 0
+for _ = 1, tonumber(ARGV[2]) do
+  if not redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'LEFT') then
+    break
+  end
+  moved = moved + 1
+end
+if redis.call('LLEN', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+else
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
+end
+return moved
