@@ -82,11 +82,15 @@ impl Env {
     }
 
     async fn endpoint(&self, url: &str) -> anyhow::Result<Endpoint> {
+        self.endpoint_for(url, "finding.new").await
+    }
+
+    async fn endpoint_for(&self, url: &str, event: &str) -> anyhow::Result<Endpoint> {
         let ep = EndpointDraft {
             name: "bench sink".into(),
             channel: "webhook".into(),
             target: url.into(),
-            events: vec!["finding.new".into()],
+            events: vec![event.into()],
             enabled: true,
             secret: Some(entraguard_core::secret::Secret::new("bench-signing-secret-0123456789")),
             teams_format: None,
@@ -189,6 +193,12 @@ pub async fn all(args: &Args) -> anyhow::Result<()> {
         }
         if want("idle") {
             idle(&env, if args.smoke { 2 } else { 10 }).await?;
+        }
+        if want("hang") {
+            hang(&env, if args.smoke { 2 } else { 10 }, if args.smoke { 300 } else { 3_000 }).await?;
+        }
+        if want("fresh_behind_backlog") {
+            fresh_behind_backlog(&env, if args.smoke { 5_000 } else { 200_000 }).await?;
         }
         anyhow::Ok(())
     }
@@ -306,6 +316,92 @@ async fn idle(env: &Env, secs: u64) -> anyhow::Result<()> {
     let after = env.command_count().await?;
     // One of the counted commands is our own second INFO.
     report("idle_cmds_per_s", after.saturating_sub(before + 1) as f64 / secs as f64, "cmds/s");
+    stop(worker).await?;
+    env.cleanup().await
+}
+
+/// One endpoint hangs with `pending` deliveries waiting for it while another takes events at
+/// 500/s for `secs`: Redis commands/s above the same run without the hanging endpoint, and the
+/// other endpoint's end-to-end p99 in that run.
+async fn hang(env: &Env, secs: u64, pending: usize) -> anyhow::Result<()> {
+    let mut rates = Vec::new();
+    for with_hanging in [false, true] {
+        let sink = Sink::start(Mode::Accept).await?;
+        env.endpoint(&sink.url).await?;
+        let hanging = Sink::start(Mode::Hang).await?;
+        if with_hanging {
+            let ep = env.endpoint_for(&hanging.url, "scan.completed").await?;
+            let jobs: Vec<String> = (0..pending)
+                .map(|i| Job::Delivery(DeliveryJob::new(event(&format!("hang-{i}")), ep.id.clone())).encode())
+                .collect();
+            for chunk in jobs.chunks(1_000) {
+                env.queue.push(chunk).await?;
+            }
+        }
+        let worker = env.worker(50, &["--endpoint-concurrency", "16", "--delivery-timeout", "10s"])?;
+        env.wait_worker_ready().await?;
+        if with_hanging {
+            // Steady state: the endpoint's slots taken, the rest of its backlog in its lane.
+            hanging.wait_for(16, Duration::from_secs(30)).await?;
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while env.queue.stats().await?.parked < (pending - 16) as u64 {
+                anyhow::ensure!(Instant::now() < deadline, "the hanging endpoint's backlog never parked");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let before = env.command_count().await?;
+        let started = Instant::now();
+        let total = usize::try_from(secs * 500).unwrap_or(usize::MAX);
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let mut sent = 0;
+        while sent < total {
+            tick.tick().await;
+            for _ in 0..10 {
+                env.producer.publish(&event(&stamp(sink.started))).await?;
+                sent += 1;
+            }
+        }
+        sink.wait_for(total, Duration::from_secs(120)).await?;
+        let rate = env.command_count().await?.saturating_sub(before) as f64 / started.elapsed().as_secs_f64();
+        rates.push(rate);
+        if with_hanging {
+            let mut lat = sink.latencies_us().await;
+            lat.sort_unstable();
+            report("hang_others_e2e_p99", percentile(&lat, 0.99) / 1000.0, "ms");
+        }
+        stop(worker).await?;
+        env.cleanup().await?;
+    }
+    report("hang_extra_cmds_per_s", (rates[1] - rates[0]).max(0.0), "cmds/s");
+    Ok(())
+}
+
+/// `backlog` retries fall due at once (a receiver back from an outage); one fresh event is
+/// published once they drain: publish → first attempt, in ms.
+async fn fresh_behind_backlog(env: &Env, backlog: usize) -> anyhow::Result<()> {
+    let recovered = Sink::start(Mode::Accept).await?;
+    let ep = env.endpoint_for(&recovered.url, "scan.completed").await?;
+    let fresh = Sink::start(Mode::Accept).await?;
+    env.endpoint(&fresh.url).await?;
+    let mut conn = env.queue.connection();
+    let delayed = env.queue.keys().delayed();
+    let jobs: Vec<String> = (0..backlog)
+        .map(|i| Job::Delivery(DeliveryJob::new(event(&format!("retry-{i}")), ep.id.clone())).encode())
+        .collect();
+    for chunk in jobs.chunks(1_000) {
+        let mut pipe = redis::pipe();
+        for j in chunk {
+            pipe.zadd(&delayed, j, 0).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+    }
+    drop(jobs);
+    let worker = env.worker(50, &[])?;
+    recovered.wait_for(backlog.min(1_000), Duration::from_secs(120)).await?;
+    let published = Instant::now();
+    env.producer.publish(&event("fresh")).await?;
+    fresh.wait_for(1, Duration::from_secs(600)).await?;
+    report("fresh_behind_backlog_ms", published.elapsed().as_secs_f64() * 1000.0, "ms");
     stop(worker).await?;
     env.cleanup().await
 }

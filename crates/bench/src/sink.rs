@@ -20,6 +20,8 @@ pub enum Mode {
     Accept,
     /// Answer 500 to a delivery's first attempt and 200 to the next: the retry-precision run.
     FailFirst,
+    /// Answer after 30 s: an endpoint that hangs (every attempt times out).
+    Hang,
 }
 
 pub struct Sink {
@@ -104,6 +106,12 @@ async fn handle(State(s): State<Arc<SinkState>>, headers: HeaderMap, body: Bytes
     let now_ns = u64::try_from(s.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     s.first_ns.fetch_min(now_ns, Ordering::Relaxed);
     s.last_ns.fetch_max(now_ns, Ordering::Relaxed);
+    if s.mode == Mode::Hang {
+        let n = s.count.fetch_add(1, Ordering::Relaxed) + 1;
+        s.counter.send_replace(n);
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        return StatusCode::OK;
+    }
     if s.mode == Mode::FailFirst {
         let id = headers.get("x-coderaft-delivery").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let mut firsts = s.first_attempts.lock().await;
