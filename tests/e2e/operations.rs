@@ -147,3 +147,32 @@ async fn rediss_with_a_password_and_a_private_ca() {
     trigger.trigger();
     task.await.expect("joined").expect("worker ok");
 }
+
+/// Redis at its maxmemory: `/readyz` says so (503, with the reason) and `entraguard_redis_full`
+/// is 1; both clear once Redis has room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_and_metrics_say_when_redis_is_full() {
+    let stack = Stack::start().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{port}");
+    let mut worker = stack.spawn_worker_process(&["--health-addr", &addr]);
+    let ready_url = format!("{base}/readyz");
+    wait_until(Duration::from_secs(60), "/readyz answers 200", || {
+        let u = ready_url.clone();
+        async move { get(&u).await.0 == 200 }
+    })
+    .await;
+    let mut conn = stack.redis.connection().await;
+    let set_max = |bytes: u64| redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(bytes).to_owned();
+    let used = stack.redis.info_used_memory().await;
+    let _: () = set_max(used / 2).query_async(&mut conn).await.expect("CONFIG SET");
+    let (status, body) = get(&ready_url).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("maxmemory"), "{body}");
+    let (_, metrics) = get(&format!("{base}/metrics")).await;
+    assert_eq!(sample(&metrics, "entraguard_redis_full"), Some(1.0), "{metrics}");
+    let _: () = set_max(0).query_async(&mut conn).await.expect("CONFIG SET");
+    assert_eq!(get(&ready_url).await.0, 200);
+    worker.kill().await.expect("stop");
+}
