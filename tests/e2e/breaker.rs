@@ -190,8 +190,10 @@ async fn auto_disable_keeps_parked_work_and_enable_drains_it() {
         "--endpoint-disable-after",
         "1s",
     ]);
+    let t0 = Instant::now();
     publish(&stack, 5, "disable").await;
     wait_state(&stack, &ep, BreakerState::Disabled).await;
+    println!("figure: disabled after {:?}", t0.elapsed());
     let stored = stack.store.get(&ep.id).await.expect("read").expect("still there");
     assert!(!stored.enabled, "disabled in its record");
     wait_until(Duration::from_secs(30), "5 kept in the lane", || async {
@@ -204,6 +206,7 @@ async fn auto_disable_keeps_parked_work_and_enable_drains_it() {
         stack.stats().await.ready == 0 && stack.stats().await.processing == 0
     })
     .await;
+    println!("figure: fanned out after {:?}", t0.elapsed());
     let kept = parked_ids(&stack, &ep).await;
     assert_eq!(kept.len(), 5, "the parked work is kept");
     assert_eq!(stack.stats().await.dead, 0);
@@ -216,7 +219,7 @@ async fn auto_disable_keeps_parked_work_and_enable_drains_it() {
         .await
         .expect("cli runs");
     assert!(out.status.success(), "endpoint enable failed: {}", String::from_utf8_lossy(&out.stderr));
-    println!("figure: {}", String::from_utf8_lossy(&out.stdout).trim());
+    println!("figure: {} at {:?}", String::from_utf8_lossy(&out.stdout).trim(), t0.elapsed());
     stack.wait_drained(Duration::from_secs(60)).await;
     let delivered: Vec<String> = receiver.requests()[recovered_from..].iter().map(delivery_id).collect();
     assert_eq!(delivered.len(), 5, "{delivered:?}");
