@@ -513,10 +513,8 @@ impl Queue {
     ) -> Result<crate::breaker::BreakerStatus, QueueError> {
         let mut conn = self.conn.clone();
         let id = endpoint.as_str();
-        let ((state, failures, last_error, opened_at, next_probe), parked): (
-            (Option<String>, Option<u64>, Option<String>, Option<i64>, Option<i64>),
-            u64,
-        ) = redis::pipe()
+        type Fields = (Option<String>, Option<u64>, Option<String>, Option<i64>, Option<i64>);
+        let ((state, failures, last_error, opened_at, next_probe), parked): (Fields, u64) = redis::pipe()
             .cmd("HMGET")
             .arg(self.keys.breaker(id))
             .arg(&["state", "failures", "last_error", "opened_at", "next_probe"])
