@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use entraguard_core::breaker::BreakerState;
 use entraguard_core::endpoint::Endpoint;
 use entraguard_core::job::Job;
-use entraguard_testkit::{HttpReceiver, Reply, bin_path, wait_until};
+use entraguard_testkit::{HttpReceiver, Reply, bin_path, free_port, wait_until};
 use redis::AsyncCommands;
 
 use crate::harness::{PREFIX, Stack, finding_event};
@@ -47,6 +47,15 @@ async fn parked_ids(stack: &Stack, ep: &Endpoint) -> HashSet<String> {
         .collect()
 }
 
+/// Runs the CLI against the test's Redis.
+async fn cli(stack: &Stack, args: &[&str]) -> std::io::Result<std::process::Output> {
+    tokio::process::Command::new(bin_path("entraguard-notify"))
+        .args(["--redis-url", &stack.redis.url()])
+        .args(args)
+        .output()
+        .await
+}
+
 fn delivery_id(r: &entraguard_testkit::Recorded) -> String {
     r.header("x-coderaft-delivery").unwrap_or_default().to_owned()
 }
@@ -59,7 +68,10 @@ async fn opens_after_five_failures_parks_while_open_and_drains_once_on_recovery(
     let stack = Stack::start().await;
     let receiver = HttpReceiver::with_default(Reply::status(503));
     let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
-    let worker = stack.spawn_worker(&BREAKER);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut flags = BREAKER.to_vec();
+    flags.extend(["--health-addr", &addr]);
+    let worker = stack.spawn_worker(&flags);
     publish(&stack, 2, "before").await;
     wait_state(&stack, &ep, BreakerState::Open).await;
     let at_open = receiver.requests().len();
@@ -84,6 +96,15 @@ async fn opens_after_five_failures_parks_while_open_and_drains_once_on_recovery(
     println!("figure: {probes} probes while open ({:?} for the last)", open_since.elapsed());
     assert!(probes <= 6, "{probes} requests while open: only probes expected");
     assert_eq!(stack.stats().await.dead, 0, "nothing dead-lettered for the outage");
+    // The gauges, read from Redis at scrape time.
+    let metrics =
+        reqwest::get(format!("http://{addr}/metrics")).await.expect("scrape").text().await.expect("body");
+    let gauge = |name: &str| {
+        let prefix = format!("{name}{{endpoint=\"{}\"}} ", ep.id);
+        metrics.lines().find_map(|l| l.strip_prefix(prefix.as_str())).and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(gauge("entraguard_endpoint_breaker_open"), Some(1.0), "{metrics}");
+    assert!(gauge("entraguard_endpoint_parked").is_some_and(|n| n >= 21.0), "{metrics}");
     let mut expected = parked_ids(&stack, &ep).await;
     for r in receiver.requests() {
         expected.insert(delivery_id(&r));
@@ -209,15 +230,15 @@ async fn auto_disable_keeps_parked_work_and_enable_drains_it() {
     println!("figure: fanned out after {:?}", t0.elapsed());
     let kept = parked_ids(&stack, &ep).await;
     assert_eq!(kept.len(), 5, "the parked work is kept");
+    let show = cli(&stack, &["endpoint", "show", ep.id.as_str()]).await.expect("cli runs");
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(shown.contains("breaker:   disabled") && shown.contains("parked:    5"), "{shown}");
+    assert!(shown.contains("HTTP 503"), "the last error is shown: {shown}");
     assert_eq!(stack.stats().await.dead, 0);
 
     receiver.set_default(Reply::status(200));
     let recovered_from = receiver.requests().len();
-    let out = tokio::process::Command::new(bin_path("entraguard-notify"))
-        .args(["--redis-url", &stack.redis.url(), "endpoint", "enable", ep.id.as_str()])
-        .output()
-        .await
-        .expect("cli runs");
+    let out = cli(&stack, &["endpoint", "enable", ep.id.as_str()]).await.expect("cli runs");
     assert!(out.status.success(), "endpoint enable failed: {}", String::from_utf8_lossy(&out.stderr));
     println!("figure: {} at {:?}", String::from_utf8_lossy(&out.stdout).trim(), t0.elapsed());
     stack.wait_drained(Duration::from_secs(60)).await;
