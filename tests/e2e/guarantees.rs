@@ -229,7 +229,9 @@ async fn receiver_outage_dead_letters_then_cli_replay_delivers_each_once_with_th
     let url = receiver.url();
     stack.add_endpoint("webhook", &url, &["finding.new"], None).await;
     receiver.stop();
-    let worker = stack.spawn_worker(&[]);
+    // The retry schedule's path: the circuit breaker (which would park the outage's deliveries
+    // instead of dead-lettering them, see breaker.rs) is kept out of it.
+    let worker = stack.spawn_worker(&["--breaker-failures", "10000"]);
     let evs = events(20, "outage");
     publish_all(&stack.producer, &evs).await;
     stack.wait_dead(20, Duration::from_secs(30)).await;
@@ -266,7 +268,10 @@ async fn a_hanging_receiver_times_out_and_does_not_starve_the_others() {
     let healthy = HttpReceiver::start();
     stack.add_endpoint("webhook", &hanging.url(), &["finding.new"], None).await;
     stack.add_endpoint("webhook", &healthy.url(), &["finding.new"], None).await;
+    // Timeouts dead-letter on the schedule here: the circuit breaker is kept out of it.
     let worker = stack.spawn_worker(&[
+        "--breaker-failures",
+        "10000",
         "--concurrency",
         "8",
         "--endpoint-concurrency",

@@ -23,6 +23,10 @@ mod loss_paths;
 /// alerts overtake retries, urgent events jump the queue.
 mod lanes;
 
+/// The circuit breaker per endpoint: opens after five retryable failures, parks while open,
+/// probes, drains once on recovery; health events; killed workers; auto-disable and enable.
+mod breaker;
+
 /// SSRF, redirects, HTTPS-only, Standard Webhooks signatures with rotation, secrets at rest.
 mod security;
 

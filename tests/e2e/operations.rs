@@ -31,11 +31,14 @@ async fn health_readiness_and_metrics_follow_the_deliveries() {
     let ok = HttpReceiver::start();
     let broken = HttpReceiver::with_default(Reply::status(500));
     stack.add_endpoint("webhook", &ok.url(), &["finding.new"], None).await;
-    stack.add_endpoint("slack", &broken.url(), &["finding.new"], None).await;
+    let slack = stack.add_endpoint("slack", &broken.url(), &["finding.new"], None).await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let addr = format!("127.0.0.1:{port}");
+    // The broken endpoint's deliveries dead-letter on the schedule (breaker kept out of it).
     let mut worker = stack.spawn_worker_process(&[
+        "--breaker-failures",
+        "10000",
         "--health-addr",
         &addr,
         "--retry-schedule",
@@ -81,6 +84,11 @@ async fn health_readiness_and_metrics_follow_the_deliveries() {
     assert!(
         sample(&after, "entraguard_delivery_attempts_total{channel=\"slack\"}").is_some_and(|n| n >= 6.0)
     );
+    // Per-endpoint breaker gauges, read at scrape time (below its threshold here: closed).
+    let open = format!("entraguard_endpoint_breaker_open{{endpoint=\"{}\"}}", slack.id);
+    let parked = format!("entraguard_endpoint_parked{{endpoint=\"{}\"}}", slack.id);
+    assert_eq!(sample(&after, &open), Some(0.0), "{after}");
+    assert_eq!(sample(&after, &parked), Some(0.0), "{after}");
 
     // Redis gone: not ready (the orchestrator stops routing), still alive (no restart loop).
     let mut stack = stack;

@@ -73,13 +73,15 @@ async fn create_endpoint(
     Ok((StatusCode::CREATED, Json(ep.view())))
 }
 
-async fn get_endpoint(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<EndpointView>, ApiError> {
+/// One endpoint, with its circuit breaker (`breaker`: state, consecutive failures, last error,
+/// parked deliveries).
+async fn get_endpoint(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let ep = s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
-    Ok(Json(ep.view()))
+    let breaker = s.queue.breaker_status(&id).await?;
+    let mut v = serde_json::to_value(ep.view()).map_err(ApiError::internal)?;
+    v["breaker"] = serde_json::to_value(breaker).map_err(ApiError::internal)?;
+    Ok(Json(v))
 }
 
 /// Replaces an endpoint. A body without `secret` keeps the current one (the page never sees
@@ -114,8 +116,10 @@ async fn delete_endpoint(State(s): State<AppState>, Path(id): Path<String>) -> R
     }
 }
 
+/// Enables an endpoint; its circuit breaker is reset and its parked deliveries released.
 async fn enable(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<EndpointView>, ApiError> {
-    Ok(Json(s.store.set_enabled(&parse_id(&id)?, true).await?.view()))
+    let (ep, _) = entraguard_core::breaker::enable_endpoint(&s.store, &s.queue, &parse_id(&id)?).await?;
+    Ok(Json(ep.view()))
 }
 
 async fn disable(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<EndpointView>, ApiError> {

@@ -118,3 +118,12 @@ impl IntoResponse for ApiError {
         (status, Json(body)).into_response()
     }
 }
+
+impl From<entraguard_core::breaker::BreakerError> for ApiError {
+    fn from(e: entraguard_core::breaker::BreakerError) -> Self {
+        match e {
+            entraguard_core::breaker::BreakerError::Store(e) => e.into(),
+            entraguard_core::breaker::BreakerError::Queue(e) => e.into(),
+        }
+    }
+}

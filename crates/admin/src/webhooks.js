@@ -1,5 +1,5 @@
 // The Settings → Webhooks page over the JSON API.
-const KINDS = ["scan.completed","scan.failed","finding.new","finding.severity_changed","compliance.report_ready"];
+const KINDS = ["scan.completed","scan.failed","finding.new","finding.severity_changed","compliance.report_ready","endpoint.health_changed"];
 const $ = (s, el = document) => el.querySelector(s);
 const ev = $("#events");
 for (const k of KINDS) { const l = document.createElement("label"); l.innerHTML = `<input type="checkbox" name="events" value="${k}"> `; l.append(k); ev.append(l); }

@@ -126,7 +126,10 @@ async fn endpoints_crud_validation_masking_and_send_test() {
     assert_eq!(updated["name"], "SOAR renamed");
     assert_eq!(updated["has_secret"], true);
     assert_eq!(api.call(M::POST, &format!("/api/endpoints/{id}/disable"), None).await.1["enabled"], false);
-    assert_eq!(api.call(M::GET, &format!("/api/endpoints/{id}"), None).await.1["enabled"], false);
+    let (_, shown) = api.call(M::GET, &format!("/api/endpoints/{id}"), None).await;
+    assert_eq!(shown["enabled"], false);
+    assert_eq!(shown["breaker"]["state"], "closed", "the view carries the circuit breaker: {shown}");
+    assert_eq!(shown["breaker"]["parked"], 0);
     assert_eq!(api.call(M::POST, &format!("/api/endpoints/{id}/enable"), None).await.1["enabled"], true);
 
     // Delete; unknown ids are 404.
@@ -227,6 +230,10 @@ async fn replay_all_replays_each_dead_letter_once_while_replays_fail_again() {
         &redis.url(),
         "--retry-schedule",
         "none",
+        // Every failure dead-letters here: the circuit breaker (which would park them) is kept
+        // out of it.
+        "--breaker-failures",
+        "10000",
         "--allow-http=true",
         "--allow-private-targets",
         "127.0.0.1/32",

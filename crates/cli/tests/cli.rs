@@ -262,7 +262,13 @@ async fn endpoint_round_trip_masks_targets_and_never_prints_secrets() {
     let show = cli.run(&["endpoint", "show", &hook]).await;
     assert_eq!(line_value(show.ok(), "secret"), "set");
     assert_eq!(line_value(show.ok(), "enabled"), "yes");
+    assert_eq!(line_value(show.ok(), "breaker"), "closed (0 consecutive failures)");
+    assert_eq!(line_value(show.ok(), "parked"), "0");
     seen += &show.all();
+    let reset = cli.run(&["endpoint", "reset", &hook]).await;
+    assert!(reset.ok().contains(&format!("breaker of {hook} closed; 0 parked")), "{}", reset.all());
+    let shown = cli.run(&["--json", "endpoint", "show", &hook]).await.json();
+    assert_eq!(shown["breaker"]["state"], "closed");
 
     let before = cli.run(&["--json", "endpoint", "show", &hook]).await.json();
     assert_eq!(before["has_secret"], true);
@@ -288,7 +294,7 @@ async fn endpoint_round_trip_masks_targets_and_never_prints_secrets() {
     assert_eq!(after["id"], before["id"]);
     assert_eq!(after["created_at"], before["created_at"]);
     assert_eq!(after["name"], "SOAR prod");
-    assert_eq!(after["events"].as_array().map(Vec::len), Some(5));
+    assert_eq!(after["events"].as_array().map(Vec::len), Some(6), "all kinds, endpoint.health_changed too");
     assert_eq!(after["has_secret"], true, "the secret survives an update that does not name it");
     cli.run(&["endpoint", "update", &hook, "--target", "http://soar.example.com/x"]).await.fails(2, "target");
     cli.run(&["endpoint", "update", &hook, "--secret", "short"]).await.fails(2, "secret");

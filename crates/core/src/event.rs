@@ -48,15 +48,18 @@ pub enum EventKind {
     FindingSeverityChanged,
     #[serde(rename = "compliance.report_ready")]
     ComplianceReportReady,
+    #[serde(rename = "endpoint.health_changed")]
+    EndpointHealthChanged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::ScanCompleted,
         EventKind::ScanFailed,
         EventKind::FindingNew,
         EventKind::FindingSeverityChanged,
         EventKind::ComplianceReportReady,
+        EventKind::EndpointHealthChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +69,7 @@ impl EventKind {
             EventKind::FindingNew => "finding.new",
             EventKind::FindingSeverityChanged => "finding.severity_changed",
             EventKind::ComplianceReportReady => "compliance.report_ready",
+            EventKind::EndpointHealthChanged => "endpoint.health_changed",
         }
     }
 }
@@ -76,10 +80,10 @@ impl fmt::Display for EventKind {
     }
 }
 
-/// An event name that is not one of the five.
+/// An event name that is not one of ours.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown event kind {0:?}: expected one of scan.completed, scan.failed, finding.new, finding.severity_changed, compliance.report_ready"
+    "unknown event kind {0:?}: expected one of scan.completed, scan.failed, finding.new, finding.severity_changed, compliance.report_ready, endpoint.health_changed"
 )]
 pub struct UnknownEventKind(pub String);
 
@@ -284,6 +288,27 @@ pub struct Report {
     pub url: url::Url,
 }
 
+/// `endpoint` of an `endpoint.health_changed` event: the notifier's own news about one of its
+/// endpoints (its circuit breaker opened, closed, or disabled it). Emitted by workers, fanned
+/// out like any event, never to the endpoint it is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointHealth {
+    /// The endpoint's id (`ep_…`).
+    pub id: String,
+    pub name: String,
+    /// `open`, `closed` or `disabled`.
+    pub state: crate::breaker::BreakerState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Deliveries waiting in its lane (for `closed`: released to be delivered now).
+    pub parked: u64,
+    /// Since when it is in this state.
+    pub since: Timestamp,
+}
+
+/// The tenant id of the notifier's own events (`endpoint.health_changed`).
+pub const NOTIFIER_TENANT: &str = "entraguard-notify";
+
 /// The kind-specific part of an event; the `event` field on the wire is its tag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event")]
@@ -298,6 +323,8 @@ pub enum EventBody {
     FindingSeverityChanged { finding: Finding },
     #[serde(rename = "compliance.report_ready")]
     ComplianceReportReady { report: Report },
+    #[serde(rename = "endpoint.health_changed")]
+    EndpointHealthChanged { endpoint: EndpointHealth },
 }
 
 /// One event: the envelope and its body.
@@ -348,6 +375,28 @@ impl Event {
             EventBody::FindingNew { .. } => EventKind::FindingNew,
             EventBody::FindingSeverityChanged { .. } => EventKind::FindingSeverityChanged,
             EventBody::ComplianceReportReady { .. } => EventKind::ComplianceReportReady,
+            EventBody::EndpointHealthChanged { .. } => EventKind::EndpointHealthChanged,
+        }
+    }
+
+    /// The endpoint this event is about (`endpoint.health_changed`): fan-out never sends it
+    /// there.
+    pub fn about_endpoint(&self) -> Option<&str> {
+        match &self.body {
+            EventBody::EndpointHealthChanged { endpoint } => Some(&endpoint.id),
+            _ => None,
+        }
+    }
+
+    /// An `endpoint.health_changed` event, stamped now.
+    pub fn endpoint_health(health: EndpointHealth) -> Event {
+        Event {
+            body: EventBody::EndpointHealthChanged { endpoint: health },
+            id: EventId::generate(),
+            timestamp: Timestamp::now(),
+            tenant_id: NOTIFIER_TENANT.to_owned(),
+            tenant_name: None,
+            scan_id: None,
         }
     }
 
@@ -427,6 +476,13 @@ impl Event {
                     return Err(field_err("report.score", format!("is {}; expected 0 to 100", report.score)));
                 }
                 http_url("report.url", &report.url)?;
+            }
+            EventBody::EndpointHealthChanged { endpoint } => {
+                text("endpoint.id", &endpoint.id, true)?;
+                text("endpoint.name", &endpoint.name, false)?;
+                if let Some(e) = &endpoint.last_error {
+                    text("endpoint.last_error", e, false)?;
+                }
             }
         }
         Ok(())
@@ -520,5 +576,22 @@ mod tests {
             assert_eq!(k.as_str().parse::<EventKind>(), Ok(k));
         }
         assert!("scan.exploded".parse::<EventKind>().is_err());
+    }
+
+    #[test]
+    fn a_health_event_round_trips_and_names_its_endpoint() {
+        let e = Event::endpoint_health(EndpointHealth {
+            id: "ep_01JSAMPLE".into(),
+            name: "SOAR".into(),
+            state: crate::breaker::BreakerState::Open,
+            last_error: Some("HTTP 503".into()),
+            parked: 3,
+            since: Timestamp::now(),
+        });
+        let json = serde_json::to_vec(&e).expect("json");
+        let back = Event::from_json(&json).expect("valid");
+        assert_eq!(back.kind(), EventKind::EndpointHealthChanged);
+        assert_eq!(back.about_endpoint(), Some("ep_01JSAMPLE"));
+        assert_eq!(serde_json::to_value(&back).expect("json")["endpoint"]["state"], "open");
     }
 }

@@ -51,6 +51,16 @@ impl KeySpace {
         format!("{}:lanes", self.tag)
     }
 
+    /// HASH: one endpoint's circuit breaker, shared by every worker. Absent while the endpoint
+    /// is healthy. Fields: `state` (`closed`, `open`, `half_open`, `disabled`), `failures`
+    /// (consecutive retryable failures), `last_error`, `opened_at` (Unix ms, Redis clock, when it
+    /// opened), `interval` (ms between probes, doubled per failed probe), `next_probe` (Unix ms:
+    /// when the next probe may be claimed) and `probe_deadline` (Unix ms: when a claimed probe
+    /// that never reported may be taken over).
+    pub fn breaker(&self, endpoint: &str) -> String {
+        format!("{}:breaker:{endpoint}", self.tag)
+    }
+
     /// LIST of the jobs one worker process has taken and not yet finished.
     pub fn processing(&self, worker: &str) -> String {
         format!("{}:processing:{worker}", self.tag)
@@ -139,6 +149,7 @@ mod tests {
             k.retry(),
             k.lane("ep_1"),
             k.lanes(),
+            k.breaker("ep_1"),
             k.delayed(),
             k.dlq(),
             k.dlq_entry("d"),

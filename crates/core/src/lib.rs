@@ -4,6 +4,7 @@
 //! This crate speaks no HTTP and no SMTP: the producer links it to publish, the worker to
 //! deliver, the CLI and admin API to manage endpoints and dead letters.
 
+pub mod breaker;
 pub mod crypto;
 pub mod endpoint;
 pub mod event;

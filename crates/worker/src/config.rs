@@ -52,6 +52,22 @@ pub struct WorkerConfig {
     #[arg(long, env = "NOTIFY_SLACK_PACE", default_value = "1s", value_parser = parse_duration)]
     pub slack_pace: Duration,
 
+    /// Retryable failures in a row (timeouts, 5xx, 429, connection errors) that open an
+    /// endpoint's circuit breaker: its deliveries then wait in its lane, spending no attempts,
+    /// while one probe at a time tests it.
+    #[arg(long, env = "NOTIFY_BREAKER_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub breaker_failures: u32,
+
+    /// Wait before the first probe of an open breaker; doubled after each failed probe, up to
+    /// 10 minutes.
+    #[arg(long, env = "NOTIFY_BREAKER_PROBE", default_value = "30s", value_parser = parse_duration)]
+    pub breaker_probe: Duration,
+
+    /// An endpoint whose breaker stays open this long is disabled; its parked deliveries are
+    /// kept and drained when it is enabled again.
+    #[arg(long, env = "NOTIFY_ENDPOINT_DISABLE_AFTER", default_value = "3days", value_parser = parse_duration)]
+    pub endpoint_disable_after: Duration,
+
     /// Delays before each retry after a failed attempt; "none" for no retries.
     #[arg(long, env = "NOTIFY_RETRY_SCHEDULE", default_value = "10s,1m,5m")]
     pub retry_schedule: RetrySchedule,
@@ -256,6 +272,16 @@ impl WorkerConfig {
     }
 
     /// How often the lease is renewed and dead workers are looked for.
+    /// The circuit breaker's settings.
+    pub fn breaker(&self) -> entraguard_core::breaker::BreakerSettings {
+        entraguard_core::breaker::BreakerSettings {
+            failures: self.breaker_failures,
+            probe: self.breaker_probe.max(Duration::from_millis(1)),
+            max_probe: entraguard_core::breaker::MAX_PROBE_INTERVAL.max(self.breaker_probe),
+            disable_after: self.endpoint_disable_after,
+        }
+    }
+
     pub fn heartbeat_interval(&self) -> Duration {
         self.lease / 3
     }

@@ -7,11 +7,14 @@ use entraguard_core::event::Event;
 use entraguard_core::job::DeliveryJob;
 use entraguard_core::store::Route;
 
-/// The deliveries `event` needs, given every stored endpoint's route.
+/// The deliveries `event` needs, given every stored endpoint's route. An
+/// `endpoint.health_changed` event never goes to the endpoint it is about (a broken endpoint
+/// would only park news of its own breakage).
 pub fn fan_out(event: &Event, routes: &[Route]) -> Vec<DeliveryJob> {
+    let about = event.about_endpoint();
     routes
         .iter()
-        .filter(|r| r.wants(event.kind()))
+        .filter(|r| r.wants(event.kind()) && about != Some(r.id().as_str()))
         .map(|r| DeliveryJob::new(event.clone(), r.id().clone()))
         .collect()
 }
@@ -46,5 +49,24 @@ mod tests {
         assert_eq!(&jobs[2].endpoint_id, routes[4].id(), "an unreadable endpoint is not skipped");
         assert_ne!(jobs[0].delivery_id, jobs[1].delivery_id);
         assert!(jobs.iter().all(|j| j.attempts.is_empty() && j.event.id == event.id));
+    }
+
+    #[test]
+    fn a_health_event_skips_the_endpoint_it_is_about() {
+        let routes = vec![
+            route(&[EventKind::EndpointHealthChanged], true),
+            route(&[EventKind::EndpointHealthChanged], true),
+        ];
+        let event = Event::endpoint_health(entraguard_core::event::EndpointHealth {
+            id: routes[0].id().to_string(),
+            name: "broken".into(),
+            state: entraguard_core::breaker::BreakerState::Open,
+            last_error: None,
+            parked: 0,
+            since: entraguard_core::timestamp::Timestamp::now(),
+        });
+        let jobs = fan_out(&event, &routes);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(&jobs[0].endpoint_id, routes[1].id());
     }
 }

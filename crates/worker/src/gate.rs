@@ -12,11 +12,19 @@
 //!
 //! So a hanging endpoint holds only its own slots and its waiting work costs O(1) Redis
 //! commands per slot freed, whatever the number waiting.
+//!
+//! Admission also consults the endpoint's circuit breaker (state in Redis, see
+//! `entraguard_core::breaker`), through a cache in this process: a closed breaker is read
+//! again at most once per probe interval (so a healthy endpoint costs no extra read per
+//! delivery), an open one not before its probe time. The process learns "open" from its own
+//! failure report's answer, or from that cached read. While open, deliveries park in the lane
+//! with its next look at the probe time; when it comes, admission claims the probe in Redis.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use entraguard_core::breaker::{Admit, Answer, BreakerSettings, BreakerState};
 use entraguard_core::endpoint::{Channel, Endpoint};
 use entraguard_core::ids::EndpointId;
 use entraguard_core::queue::{Queue, QueueError};
@@ -34,6 +42,10 @@ pub enum Admission {
     Park(Duration),
 }
 
+/// How long a disabled endpoint's lane waits before it is looked at again (enabling it releases
+/// the lane at once).
+pub const DISABLED_LOOK: Duration = Duration::from_secs(86_400);
+
 /// The admission state of every endpoint this process delivers to. Cheap to share.
 #[derive(Debug, Clone)]
 pub struct Gate {
@@ -45,6 +57,19 @@ struct Inner {
     cap: usize,
     slack_pace: Duration,
     lanes: Mutex<HashMap<EndpointId, Counts>>,
+    breaker: BreakerSettings,
+    /// What this process knows of each endpoint's breaker, and until when it trusts it.
+    breakers: Mutex<HashMap<EndpointId, Known>>,
+}
+
+/// A cached breaker state.
+#[derive(Debug, Clone, Copy)]
+enum Known {
+    /// Closed as of the last read; `dirty` when the failure count may be non-zero (a success
+    /// must then clear it).
+    Closed { until: Instant, dirty: bool },
+    /// Open (or disabled, or someone else's probe is out): park until `until`.
+    Open { until: Instant },
 }
 
 #[derive(Debug, Default)]
@@ -55,14 +80,86 @@ struct Counts {
 }
 
 impl Gate {
-    pub fn new(cap: usize, slack_pace: Duration) -> Self {
-        Self { inner: Arc::new(Inner { cap: cap.max(1), slack_pace, lanes: Mutex::new(HashMap::new()) }) }
+    pub fn new(cap: usize, slack_pace: Duration, breaker: BreakerSettings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                cap: cap.max(1),
+                slack_pace,
+                lanes: Mutex::new(HashMap::new()),
+                breaker,
+                breakers: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn breaker_settings(&self) -> &BreakerSettings {
+        &self.inner.breaker
+    }
+
+    /// How long a claimed probe may run before another worker takes it over.
+    pub fn probe_deadline(attempt_timeout: Duration) -> Duration {
+        attempt_timeout * 2 + Duration::from_secs(1)
+    }
+
+    /// Whether a success to `endpoint` must be reported (the failure count may be non-zero).
+    pub fn success_matters(&self, endpoint: &EndpointId) -> bool {
+        match self.inner.breakers().get(endpoint) {
+            None => false,
+            Some(Known::Closed { dirty, .. }) => *dirty,
+            Some(Known::Open { .. }) => true,
+        }
+    }
+
+    /// Learns what a report's answer says.
+    pub fn learn(&self, endpoint: &EndpointId, answer: &Answer) {
+        let now = Instant::now();
+        let known = match answer.state {
+            BreakerState::Closed => {
+                Known::Closed { until: now + self.inner.breaker.probe, dirty: answer.failures > 0 }
+            }
+            BreakerState::Open | BreakerState::HalfOpen => Known::Open { until: now + answer.probe_in },
+            BreakerState::Disabled => Known::Open { until: now + self.inner.breaker.probe },
+        };
+        self.inner.breakers().insert(endpoint.clone(), known);
+    }
+
+    /// The breaker's word on one delivery: `Ok(probe)` to run it, `Err(wait)` to park it.
+    async fn breaker(
+        &self,
+        queue: &Queue,
+        endpoint: &EndpointId,
+        probe_deadline: Duration,
+    ) -> Result<Result<bool, Duration>, QueueError> {
+        let now = Instant::now();
+        match self.inner.breakers().get(endpoint).copied() {
+            Some(Known::Closed { until, .. }) if until > now => return Ok(Ok(false)),
+            Some(Known::Open { until }) if until > now => return Ok(Err(until - now)),
+            _ => {}
+        }
+        let admit = queue.breaker_admit(endpoint, probe_deadline).await?;
+        let now = Instant::now();
+        let (known, verdict) = match admit {
+            Admit::Closed { failures } => {
+                (Known::Closed { until: now + self.inner.breaker.probe, dirty: failures > 0 }, Ok(false))
+            }
+            // Until the probe reports, others park till its deadline.
+            Admit::Probe => (Known::Open { until: now + probe_deadline }, Ok(true)),
+            Admit::Open(wait) => (Known::Open { until: now + wait }, Err(wait.max(Duration::from_millis(1)))),
+            Admit::Disabled => (Known::Open { until: now + self.inner.breaker.probe }, Err(DISABLED_LOOK)),
+        };
+        self.inner.breakers().insert(endpoint.clone(), known);
+        Ok(verdict)
     }
 
     /// Admits a delivery to `endpoint`, or says how long it parks. The Slack send slot is
     /// claimed in Redis (shared by every worker); a Redis error is returned for the caller to
     /// retry, with nothing held.
-    pub async fn admit(&self, queue: &Queue, endpoint: &Endpoint) -> Result<Admission, QueueError> {
+    pub async fn admit(
+        &self,
+        queue: &Queue,
+        endpoint: &Endpoint,
+        probe_deadline: Duration,
+    ) -> Result<Admission, QueueError> {
         {
             let mut lanes = self.inner.lock();
             let counts = lanes.entry(endpoint.id.clone()).or_default();
@@ -72,7 +169,13 @@ impl Gate {
             }
             counts.in_flight += 1;
         }
-        let ticket = Ticket { gate: self.clone(), endpoint: endpoint.id.clone(), finished: false };
+        let mut ticket =
+            Ticket { gate: self.clone(), endpoint: endpoint.id.clone(), finished: false, probe: false };
+        // Dropping the ticket on a park frees the slot again.
+        match self.breaker(queue, &endpoint.id, probe_deadline).await? {
+            Ok(probe) => ticket.probe = probe,
+            Err(wait) => return Ok(Admission::Park(wait)),
+        }
         if endpoint.channel == Channel::Slack && !self.inner.slack_pace.is_zero() {
             // Dropping the ticket on either early return frees the slot again.
             if let Some(wait) = queue.pace(&endpoint.id, self.inner.slack_pace).await? {
@@ -102,6 +205,10 @@ impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EndpointId, Counts>> {
         self.lanes.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn breakers(&self) -> std::sync::MutexGuard<'_, HashMap<EndpointId, Known>> {
+        self.breakers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// One admitted delivery's slot. Freed when finished, or when dropped (a panic, a park after
@@ -111,9 +218,16 @@ pub struct Ticket {
     gate: Gate,
     endpoint: EndpointId,
     finished: bool,
+    /// This delivery is the breaker's probe.
+    probe: bool,
 }
 
 impl Ticket {
+    /// Whether this delivery is the probe of an open breaker.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
     /// The delivery's outcome is recorded: frees the slot. `true` when one delivery parked in
     /// this endpoint's lane should now be released to the ready list.
     pub fn finish(mut self) -> bool {
@@ -137,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_full_endpoint_parks_and_a_finish_releases_one() {
-        let gate = Gate::new(2, Duration::ZERO);
+        let gate = Gate::new(2, Duration::ZERO, BreakerSettings::default());
         let ep = EndpointId::generate();
         let take = || {
             let mut lanes = gate.inner.lock();
@@ -147,7 +261,7 @@ mod tests {
                 None
             } else {
                 c.in_flight += 1;
-                Some(Ticket { gate: gate.clone(), endpoint: ep.clone(), finished: false })
+                Some(Ticket { gate: gate.clone(), endpoint: ep.clone(), finished: false, probe: false })
             }
         };
         let a = take().expect("first slot");

@@ -70,6 +70,11 @@ async fn metrics(
     {
         crate::metrics::queue(&stats);
     }
+    if let Some(queue) = state.queue.get()
+        && let Ok(Ok(overview)) = tokio::time::timeout(Duration::from_secs(2), queue.breaker_overview()).await
+    {
+        crate::metrics::breakers(&overview);
+    }
     (
         StatusCode::OK,
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],

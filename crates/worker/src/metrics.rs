@@ -23,6 +23,8 @@ pub const QUEUE_SCHEDULED: &str = "entraguard_queue_scheduled_retries";
 pub const QUEUE_DEAD: &str = "entraguard_queue_dead_letters";
 pub const WORKERS: &str = "entraguard_workers";
 pub const REDIS_FULL: &str = "entraguard_redis_full";
+pub const BREAKER_OPEN: &str = "entraguard_endpoint_breaker_open";
+pub const ENDPOINT_PARKED: &str = "entraguard_endpoint_parked";
 pub const HANDED_BACK: &str = "entraguard_stranded_jobs_handed_back_total";
 
 /// The process-wide recorder, installed on first use (tests run several workers in one process).
@@ -85,4 +87,14 @@ pub fn queue(stats: &QueueStats) {
     gauge!(QUEUE_SCHEDULED).set(stats.delayed as f64);
     gauge!(QUEUE_DEAD).set(stats.dead as f64);
     gauge!(WORKERS).set(stats.workers as f64);
+}
+
+/// Per endpoint, read at scrape time: 1 while its breaker is not closed (open, half-open or
+/// disabled), and the deliveries waiting in its lane.
+pub fn breakers(overview: &[(String, entraguard_core::breaker::BreakerState, u64)]) {
+    for (id, state, parked) in overview {
+        let open = *state != entraguard_core::breaker::BreakerState::Closed;
+        gauge!(BREAKER_OPEN, "endpoint" => id.clone()).set(if open { 1.0 } else { 0.0 });
+        gauge!(ENDPOINT_PARKED, "endpoint" => id.clone()).set(*parked as f64);
+    }
 }

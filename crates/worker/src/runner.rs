@@ -11,8 +11,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use entraguard_core::breaker::{Answer, BreakerState, Report};
 use entraguard_core::endpoint::Endpoint;
-use entraguard_core::job::{AttemptRecord, DeliveryJob, Job};
+use entraguard_core::event::{EndpointHealth, Event};
+use entraguard_core::job::{AttemptRecord, DeliveryJob, EventJob, Job};
 use entraguard_core::queue::{DeadLetterDraft, Fetched, PROMOTE_CHUNK, Queue, QueueError, WorkerId};
 use entraguard_core::store::{EndpointStore, StoreError};
 use futures_util::FutureExt;
@@ -23,7 +25,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::config::{ConfigError, WorkerConfig};
 use crate::delivery::Deliverer;
 use crate::fanout::fan_out;
-use crate::gate::{Admission, Gate, LANE_SAFETY_LOOK};
+use crate::gate::{Admission, DISABLED_LOOK, Gate, LANE_SAFETY_LOOK};
 use crate::outcome::Outcome;
 use crate::retry::{Next, decide};
 use crate::running::Running;
@@ -113,6 +115,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     let store = EndpointStore::new(queue.connection(), config.key_prefix.clone()).with_cipher(cipher);
     let config_endpoint_cap = usize::try_from(config.endpoint_concurrency).unwrap_or(1);
     let slack_pace = config.slack_pace;
+    let breaker = config.breaker();
     if !deliverer.has_smtp() {
         let Some(endpoints) = until_ok(&mut shutdown, "read endpoints", || store.list()).await else {
             return Ok(());
@@ -133,7 +136,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
         worker,
         config,
         promoter_wake: Notify::new(),
-        gate: Gate::new(config_endpoint_cap, slack_pace),
+        gate: Gate::new(config_endpoint_cap, slack_pace, breaker),
         running: Running::default(),
     });
     let maintenance = tokio::spawn(maintenance(ctx.clone(), shutdown.clone()));
@@ -377,24 +380,104 @@ async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
             return;
         }
     };
-    // An endpoint that cannot take it now: the delivery waits in the endpoint's lane in Redis,
-    // not here (waiting here would hold a concurrency permit, and one hanging endpoint would
-    // starve the rest), and not in a loop through the delayed set.
-    let ticket = match persist("admit", || ctx.gate.admit(&ctx.queue, &endpoint)).await {
+    // An endpoint that cannot take it now (at its cap, paced, or its breaker open): the
+    // delivery waits in the endpoint's lane in Redis, not here (waiting here would hold a
+    // concurrency permit, and one hanging endpoint would starve the rest), and not in a loop
+    // through the delayed set.
+    let probe_deadline = Gate::probe_deadline(ctx.config.delivery_timeout);
+    let ticket = match persist("admit", || ctx.gate.admit(&ctx.queue, &endpoint, probe_deadline)).await {
         Admission::Go(ticket) => ticket,
         Admission::Park(wake_in) => {
-            tracing::debug!(wake_in = ?wake_in, "endpoint busy or paced; delivery parked in its lane");
+            tracing::debug!(wake_in = ?wake_in, "endpoint busy, paced or broken; delivery parked in its lane");
             record(ctx, "park", || ctx.queue.park(&ctx.worker, raw, &endpoint.id, wake_in)).await;
             ctx.promoter_wake.notify_one();
             return;
         }
     };
+    let probe = ticket.is_probe();
     let (outcome, at, elapsed) = ctx.deliverer.attempt(&job, &endpoint).await;
-    conclude(ctx, raw, job, outcome, at, elapsed, endpoint.channel.as_str()).await;
+    let channel = endpoint.channel.as_str();
+    match &outcome {
+        // Every retryable failure is reported to the breaker (it counts them).
+        Outcome::Retryable { error, .. } => {
+            let settings = *ctx.gate.breaker_settings();
+            let report = Report::Failure { error, probe };
+            let answer =
+                persist("report to breaker", || ctx.queue.breaker_report(&endpoint.id, report, &settings))
+                    .await;
+            ctx.gate.learn(&endpoint.id, &answer);
+            if answer.changed {
+                emit_health(ctx, &endpoint, &answer, Some(error)).await;
+            }
+            if answer.state != BreakerState::Closed {
+                // The endpoint is broken: this delivery waits in its lane with no attempt spent
+                // (a failed probe at the front: it stays the oldest), not toward a dead letter.
+                warn!(error = %error, state = %answer.state, probe, "attempt failed; endpoint's breaker is open: delivery parked");
+                crate::metrics::attempt(channel, "parked", elapsed);
+                let wake =
+                    if answer.state == BreakerState::Disabled { DISABLED_LOOK } else { answer.probe_in };
+                let wake = wake.max(Duration::from_millis(1));
+                record(ctx, "park", || ctx.queue.park_at(&ctx.worker, raw, &endpoint.id, wake, probe)).await;
+                ctx.promoter_wake.notify_one();
+                let _ = ticket.finish();
+                return;
+            }
+            conclude(ctx, raw, job, outcome.clone(), at, elapsed, channel).await;
+        }
+        Outcome::Delivered { .. } => {
+            conclude(ctx, raw, job, outcome.clone(), at, elapsed, channel).await;
+            // A success costs the breaker a command only when this process's cache says the
+            // failure count may be non-zero, or it was the probe: a healthy endpoint's
+            // successful delivery costs no extra command.
+            if probe || ctx.gate.success_matters(&endpoint.id) {
+                let settings = *ctx.gate.breaker_settings();
+                let answer = persist("report to breaker", || {
+                    ctx.queue.breaker_report(&endpoint.id, Report::Success, &settings)
+                })
+                .await;
+                ctx.gate.learn(&endpoint.id, &answer);
+                if answer.changed {
+                    info!(
+                        released = answer.parked,
+                        "endpoint recovered: breaker closed, parked deliveries released"
+                    );
+                    emit_health(ctx, &endpoint, &answer, None).await;
+                }
+            }
+        }
+        // A permanent failure says nothing about the endpoint's health.
+        Outcome::Permanent { .. } => conclude(ctx, raw, job, outcome.clone(), at, elapsed, channel).await,
+    }
     if ticket.finish() {
         // The slot this delivery held goes to one that waits in the endpoint's lane.
         persist("release lane", || ctx.queue.release_lane(endpoint.id.as_str(), 1, LANE_SAFETY_LOOK)).await;
     }
+}
+
+/// Publishes `endpoint.health_changed` for a breaker state change, as a normal event job (fanned
+/// out to the endpoints subscribed to it, never to the one it is about). A few tries: Redis at
+/// its maxmemory refuses it, and delivering must go on.
+async fn emit_health(ctx: &Ctx, endpoint: &Endpoint, answer: &Answer, error: Option<&str>) {
+    let event = Event::endpoint_health(EndpointHealth {
+        id: endpoint.id.to_string(),
+        name: endpoint.name.clone(),
+        state: answer.state,
+        last_error: error.map(entraguard_core::breaker::cut_error),
+        parked: answer.parked,
+        since: entraguard_core::timestamp::Timestamp::now(),
+    });
+    warn!(endpoint_id = %endpoint.id, state = %answer.state, parked = answer.parked, "endpoint health changed");
+    let job = Job::Event(EventJob { event }).encode();
+    for _ in 0..5 {
+        match ctx.queue.push(std::slice::from_ref(&job)).await {
+            Ok(()) => return,
+            Err(e) => {
+                warn!(error = %e, "publishing endpoint.health_changed failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    error!(endpoint_id = %endpoint.id, "endpoint.health_changed could not be published");
 }
 
 /// What reading a delivery's endpoint found.

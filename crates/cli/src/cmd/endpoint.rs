@@ -32,7 +32,12 @@ pub enum Command {
   entraguard-notify endpoint update ep_01J… --events all
   entraguard-notify endpoint update ep_01J… --target https://soar.contoso.com/hooks/v2 --secret-env SOAR_SECRET")]
     Update(UpdateArgs),
-    /// Enable an endpoint.
+    /// Close an endpoint's circuit breaker by hand and release the deliveries parked in its lane.
+    Reset {
+        /// The endpoint's id (`ep_…`).
+        id: String,
+    },
+    /// Enable an endpoint (also resets its circuit breaker and releases its parked deliveries).
     Enable {
         /// The endpoint's id (`ep_…`).
         id: String,
@@ -147,7 +152,7 @@ fn parse_id(id: &str) -> Result<EndpointId, Failure> {
 }
 
 pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
-    let (_, store) = global.store().await?;
+    let (queue, store) = global.store().await?;
     match command {
         Command::Add(a) => {
             let draft = EndpointDraft {
@@ -188,7 +193,30 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
         Command::Show { id } => {
             let id = parse_id(&id)?;
             let ep = store.get(&id).await?.ok_or_else(|| anyhow::anyhow!("endpoint {id} not found"))?;
-            print_one(global, &ep, false);
+            let breaker = queue.breaker_status(&id).await?;
+            if global.json {
+                let mut v = serde_json::to_value(ep.view()).map_err(anyhow::Error::from)?;
+                v["breaker"] = serde_json::to_value(&breaker).map_err(anyhow::Error::from)?;
+                output::json(&v);
+            } else {
+                print_one(global, &ep, false);
+                print_breaker(&breaker);
+            }
+        }
+        Command::Reset { id } => {
+            let id = parse_id(&id)?;
+            if store.get(&id).await?.is_none() {
+                return Err(anyhow::anyhow!("endpoint {id} not found").into());
+            }
+            let released = entraguard_core::breaker::reset(&queue, &id).await?;
+            if global.json {
+                output::json(&serde_json::json!({ "reset": id, "released": released }));
+            } else {
+                println!(
+                    "breaker of {id} closed; {released} parked deliver{} released",
+                    if released == 1 { "y" } else { "ies" }
+                );
+            }
         }
         Command::Update(u) => {
             let id = parse_id(&u.id)?;
@@ -222,7 +250,27 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             store.put(&ep).await?;
             print_one(global, &ep, true);
         }
-        Command::Enable { id } => set_enabled(global, &store, &id, true).await?,
+        Command::Enable { id } => {
+            let id = parse_id(&id)?;
+            let (ep, released) = match entraguard_core::breaker::enable_endpoint(&store, &queue, &id).await {
+                Ok(r) => r,
+                Err(entraguard_core::breaker::BreakerError::Store(
+                    entraguard_core::store::StoreError::NotFound(id),
+                )) => {
+                    return Err(anyhow::anyhow!("endpoint {id} not found").into());
+                }
+                Err(e) => return Err(anyhow::Error::from(e).into()),
+            };
+            if global.json {
+                output::json(&ep.view());
+            } else {
+                println!(
+                    "enabled {}; {released} parked deliver{} released",
+                    ep.id,
+                    if released == 1 { "y" } else { "ies" }
+                );
+            }
+        }
         Command::Disable { id } => set_enabled(global, &store, &id, false).await?,
         Command::RotateSecret { id, secret, grace } => {
             let id = parse_id(&id)?;
@@ -286,6 +334,25 @@ async fn set_enabled(
         println!("{} {}", if on { "enabled" } else { "disabled" }, ep.id);
     }
     Ok(())
+}
+
+fn print_breaker(b: &entraguard_core::breaker::BreakerStatus) {
+    println!(
+        "breaker:   {} ({} consecutive failure{})",
+        b.state,
+        b.consecutive_failures,
+        if b.consecutive_failures == 1 { "" } else { "s" }
+    );
+    if let Some(e) = &b.last_error {
+        println!("last error: {e}");
+    }
+    if let Some(since) = b.since {
+        println!("since:     {since}");
+    }
+    if let Some(p) = b.next_probe {
+        println!("next probe: {p}");
+    }
+    println!("parked:    {}", b.parked);
 }
 
 fn print_one(global: &Global, ep: &Endpoint, show_warnings: bool) {

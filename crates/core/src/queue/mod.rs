@@ -116,6 +116,8 @@ struct Scripts {
     publish: Script,
     park: Script,
     release: Script,
+    breaker: Script,
+    breaker_admit: Script,
 }
 
 impl Scripts {
@@ -136,6 +138,8 @@ impl Scripts {
             publish: Script::new(include_str!("publish.lua")),
             park: Script::new(include_str!("park.lua")),
             release: Script::new(include_str!("release.lua")),
+            breaker: Script::new(include_str!("breaker.lua")),
+            breaker_admit: Script::new(include_str!("breaker_admit.lua")),
         }
     }
 }
@@ -385,6 +389,18 @@ impl Queue {
         endpoint: &crate::ids::EndpointId,
         wake_in: Duration,
     ) -> Result<bool, QueueError> {
+        self.park_at(worker, raw, endpoint, wake_in, false).await
+    }
+
+    /// [`Queue::park`], at the front of the lane when `front` (a failed probe stays the oldest).
+    pub async fn park_at(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        endpoint: &crate::ids::EndpointId,
+        wake_in: Duration,
+        front: bool,
+    ) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
         let done: i64 = self
             .scripts
@@ -395,6 +411,7 @@ impl Queue {
             .arg(raw)
             .arg(endpoint.as_str())
             .arg(u64::try_from(wake_in.as_millis()).unwrap_or(u64::MAX))
+            .arg(if front { "1" } else { "0" })
             .invoke_async(&mut conn)
             .await?;
         Ok(done == 1)
@@ -417,12 +434,122 @@ impl Queue {
             .key(self.keys.ready())
             .key(self.keys.lanes())
             .key(self.keys.pace(endpoint))
+            .key(self.keys.breaker(endpoint))
             .arg(endpoint)
             .arg(n)
             .arg(u64::try_from(next_look.as_millis()).unwrap_or(u64::MAX).max(1))
             .invoke_async(&mut conn)
             .await?;
         Ok(usize::try_from(moved).unwrap_or(0))
+    }
+
+    /// Asks an endpoint's circuit breaker whether a delivery may run (claiming the probe when its
+    /// time has come; a claimed probe may be taken over after `probe_deadline`).
+    pub async fn breaker_admit(
+        &self,
+        endpoint: &crate::ids::EndpointId,
+        probe_deadline: Duration,
+    ) -> Result<crate::breaker::Admit, QueueError> {
+        let mut conn = self.conn.clone();
+        let (answer, ms, failures): (String, i64, i64) = self
+            .scripts
+            .breaker_admit
+            .key(self.keys.breaker(endpoint.as_str()))
+            .arg(u64::try_from(probe_deadline.as_millis()).unwrap_or(u64::MAX).max(1))
+            .invoke_async(&mut conn)
+            .await?;
+        let ms = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        Ok(match answer.as_str() {
+            "probe" => crate::breaker::Admit::Probe,
+            "open" => crate::breaker::Admit::Open(ms),
+            "disabled" => crate::breaker::Admit::Disabled,
+            _ => crate::breaker::Admit::Closed { failures: u64::try_from(failures).unwrap_or(0) },
+        })
+    }
+
+    /// Tells an endpoint's circuit breaker how an attempt ended (or resets it), and says what
+    /// it did. See `breaker.lua`.
+    pub async fn breaker_report(
+        &self,
+        endpoint: &crate::ids::EndpointId,
+        report: crate::breaker::Report<'_>,
+        settings: &crate::breaker::BreakerSettings,
+    ) -> Result<crate::breaker::Answer, QueueError> {
+        use crate::breaker::Report;
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
+        let (op, error, probe) = match report {
+            Report::Failure { error, probe } => ("fail", error, probe),
+            Report::Success => ("ok", "", false),
+            Report::Reset => ("reset", "", false),
+        };
+        let mut conn = self.conn.clone();
+        let id = endpoint.as_str();
+        let (state, change, n, failures): (String, String, i64, i64) = self
+            .scripts
+            .breaker
+            .key(self.keys.breaker(id))
+            .key(self.keys.lane(id))
+            .key(self.keys.ready())
+            .key(self.keys.retry())
+            .key(self.keys.lanes())
+            .key(self.keys.endpoints())
+            .arg(op)
+            .arg(id)
+            .arg(settings.failures.max(1))
+            .arg(ms(settings.probe))
+            .arg(ms(settings.max_probe))
+            .arg(ms(settings.disable_after))
+            .arg(crate::breaker::cut_error(error))
+            .arg(if probe { "1" } else { "0" })
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(crate::breaker::Answer::from_script(&state, &change, n, failures))
+    }
+
+    /// What an endpoint's breaker says now, and how many deliveries wait in its lane.
+    pub async fn breaker_status(
+        &self,
+        endpoint: &crate::ids::EndpointId,
+    ) -> Result<crate::breaker::BreakerStatus, QueueError> {
+        let mut conn = self.conn.clone();
+        let id = endpoint.as_str();
+        type Fields = (Option<String>, Option<u64>, Option<String>, Option<i64>, Option<i64>);
+        let ((state, failures, last_error, opened_at, next_probe), parked): (Fields, u64) = redis::pipe()
+            .cmd("HMGET")
+            .arg(self.keys.breaker(id))
+            .arg(&["state", "failures", "last_error", "opened_at", "next_probe"])
+            .llen(self.keys.lane(id))
+            .query_async(&mut conn)
+            .await?;
+        Ok(crate::breaker::BreakerStatus::from_fields(
+            state, failures, last_error, opened_at, next_probe, parked,
+        ))
+    }
+
+    /// Every endpoint's breaker state and parked count, for the metrics (two pipelined reads
+    /// per endpoint, at scrape time).
+    pub async fn breaker_overview(
+        &self,
+    ) -> Result<Vec<(String, crate::breaker::BreakerState, u64)>, QueueError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn.hkeys(self.keys.endpoints()).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hget(self.keys.breaker(id), "state").llen(self.keys.lane(id));
+        }
+        let answers: Vec<(Option<String>, u64)> = pipe.query_async(&mut conn).await?;
+        Ok(ids
+            .into_iter()
+            .zip(answers)
+            .map(|(id, (state, parked))| {
+                let status =
+                    crate::breaker::BreakerStatus::from_fields(state, None, None, None, None, parked);
+                (id, status.state, parked)
+            })
+            .collect())
     }
 
     /// Hands back the processing lists of workers whose lease ran out, and forgets workers dead

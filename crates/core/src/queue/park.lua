@@ -1,15 +1,21 @@
 #!lua flags=allow-oom
 -- Park a delivery in its endpoint's lane: the endpoint cannot take it now (at its in-flight
--- cap, or its send slot is taken). It waits there without costing anything until a delivery to
--- that endpoint finishes and releases it, or until the lane's wake-up time in the lanes set
--- (the send slot frees; a safety net for a worker that died before releasing). Returns 0 when
+-- cap, its send slot is taken, or its circuit breaker is open: then the wake-up is the probe
+-- time). It waits there without costing anything until a delivery to that endpoint finishes
+-- and releases it, or until the lane's wake-up time in the lanes set (the send slot frees; the
+-- probe time; a safety net for a worker that died before releasing). Returns 0 when
 -- the job is no longer on the processing list (the lease was lost).
 -- KEYS[1] processing list, KEYS[2] lane list, KEYS[3] lanes zset;
--- ARGV[1] raw job, ARGV[2] endpoint id, ARGV[3] wake up after ms.
+-- ARGV[1] raw job, ARGV[2] endpoint id, ARGV[3] wake up after ms, ARGV[4] '1' to park at the
+-- front (a failed probe: the oldest delivery stays the oldest).
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   return 0
 end
-redis.call('RPUSH', KEYS[2], ARGV[1])
+if ARGV[4] == '1' then
+  redis.call('LPUSH', KEYS[2], ARGV[1])
+else
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+end
 local t = redis.call('TIME')
 local wake = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
 -- An earlier wake-up already set stays (LT: only ever moved earlier).

@@ -3,10 +3,29 @@
 -- have waited already). While the endpoint's send slot is taken nothing is released and the
 -- lane wakes when it frees. An empty lane leaves the lanes set; one with work left wakes again
 -- after ARGV[3] ms at the latest. Returns how many moved.
--- KEYS[1] lane list, KEYS[2] ready list, KEYS[3] lanes zset, KEYS[4] pace key;
+-- While the endpoint's breaker is open nothing is released before its probe time, and then only
+-- one (the oldest: it becomes the probe); a disabled endpoint's lane stays as it is.
+-- KEYS[1] lane list, KEYS[2] ready list, KEYS[3] lanes zset, KEYS[4] pace key, KEYS[5] breaker;
 -- ARGV[1] endpoint id, ARGV[2] how many, ARGV[3] next look in ms.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[2])
+local b = redis.call('HMGET', KEYS[5], 'state', 'next_probe', 'probe_deadline')
+if b[1] == 'disabled' then
+  if redis.call('LLEN', KEYS[1]) > 0 then
+    redis.call('ZADD', KEYS[3], now + 86400000, ARGV[1])
+  end
+  return 0
+elseif b[1] == 'open' or b[1] == 'half_open' then
+  local at = tonumber((b[1] == 'open' and b[2] or b[3]) or 0)
+  if at > now then
+    if redis.call('LLEN', KEYS[1]) > 0 then
+      redis.call('ZADD', KEYS[3], at, ARGV[1])
+    end
+    return 0
+  end
+  limit = 1
+end
 local slot = redis.call('PTTL', KEYS[4])
 if slot > 0 then
   if redis.call('LLEN', KEYS[1]) > 0 then
@@ -15,7 +34,7 @@ if slot > 0 then
   return 0
 end
 local moved = 0
-for _ = 1, tonumber(ARGV[2]) do
+for _ = 1, limit do
   if not redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'LEFT') then
     break
   end

@@ -57,6 +57,13 @@ fn subject(event: &Event, s: &Summary) -> String {
                 report.framework, report.score
             )
         }
+        EventBody::EndpointHealthChanged { endpoint } => format!(
+            "[EntraGuard] Endpoint {} is {}: {} deliver{} parked",
+            endpoint.name,
+            endpoint.state.as_str().to_uppercase(),
+            endpoint.parked,
+            if endpoint.parked == 1 { "y" } else { "ies" }
+        ),
     };
     let one_line: String = raw.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     cut(&one_line, 200)

@@ -2,8 +2,8 @@
 //! rendered payload is the same on every run. Shaped after the seed page's samples.
 
 use entraguard_core::event::{
-    Event, EventBody, Finding, Framework, Grade, Report, ScanCompleted, ScanError, ScanErrorKind, ScanFailed,
-    ScanKind, Severity, SeverityCounts,
+    EndpointHealth, Event, EventBody, Finding, Framework, Grade, Report, ScanCompleted, ScanError,
+    ScanErrorKind, ScanFailed, ScanKind, Severity, SeverityCounts,
 };
 use entraguard_core::ids::EventId;
 use entraguard_core::timestamp::Timestamp;
@@ -91,10 +91,30 @@ pub(crate) fn compliance_report_ready() -> Event {
     })
 }
 
+pub(crate) fn endpoint_health_changed() -> Event {
+    envelope(EventBody::EndpointHealthChanged {
+        endpoint: EndpointHealth {
+            id: "ep_01JSAMPLE0000000000000000".into(),
+            name: "SOAR webhook".into(),
+            state: entraguard_core::breaker::BreakerState::Open,
+            last_error: Some("HTTP 503 Service Unavailable".into()),
+            parked: 12,
+            since: "2026-04-28T07:12:40Z".parse::<Timestamp>().expect("sample timestamp"),
+        },
+    })
+}
+
 /// One sample of every kind, with its kind's name (`finding.new`, …).
 pub(crate) fn all() -> Vec<(&'static str, Event)> {
-    [scan_completed(), scan_failed(), finding_new(), finding_severity_changed(), compliance_report_ready()]
-        .into_iter()
-        .map(|e| (e.kind().as_str(), e))
-        .collect()
+    [
+        scan_completed(),
+        scan_failed(),
+        finding_new(),
+        finding_severity_changed(),
+        compliance_report_ready(),
+        endpoint_health_changed(),
+    ]
+    .into_iter()
+    .map(|e| (e.kind().as_str(), e))
+    .collect()
 }

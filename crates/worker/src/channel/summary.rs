@@ -1,7 +1,8 @@
 //! One message design per event kind, independent of the channel: the headline, the colour, the
 //! facts and the link every channel shows. Slack, Teams and email only lay it out their way, so
-//! the five kinds read the same everywhere.
+//! every kind reads the same everywhere.
 
+use entraguard_core::breaker::BreakerState;
 use entraguard_core::event::{Event, EventBody, Finding, Severity, SeverityCounts};
 
 /// Longest value a fact may show; longer ones are cut with `…`.
@@ -65,6 +66,7 @@ pub fn severity_colour(s: Severity) -> &'static str {
 const GREEN: &str = "16a34a";
 const RED: &str = "dc2626";
 const BLUE: &str = "0078d4";
+const GREY: &str = "6b7280";
 
 /// Cuts `s` to at most `max` characters, ending in `…` when cut.
 pub fn cut(s: &str, max: usize) -> String {
@@ -199,6 +201,38 @@ pub fn summarize(event: &Event) -> Summary {
             affected: None,
             link: Some(("Open report", report.url.to_string())),
         },
+        EventBody::EndpointHealthChanged { endpoint } => {
+            let (emoji, colour, detail) = match endpoint.state {
+                BreakerState::Closed => (":large_green_circle:", GREEN, "recovered: deliveries resume"),
+                BreakerState::Disabled => {
+                    (":no_entry:", GREY, "disabled: deliveries kept until it is enabled")
+                }
+                BreakerState::Open | BreakerState::HalfOpen => {
+                    (":red_circle:", RED, "failing: deliveries parked")
+                }
+            };
+            let mut facts = vec![
+                ("State", endpoint.state.to_string()),
+                ("Endpoint", format!("{} ({})", endpoint.name, endpoint.id)),
+                ("Parked deliveries", endpoint.parked.to_string()),
+            ];
+            if let Some(e) = &endpoint.last_error {
+                facts.push(("Last error", e.clone()));
+            }
+            facts.push(("Since", endpoint.since.to_string()));
+            Summary {
+                emoji,
+                label: "EntraGuard endpoint health".into(),
+                subject: endpoint.name.clone(),
+                detail: Some(format!("({detail})")),
+                colour,
+                severity: None,
+                tenant: tenant.clone(),
+                facts,
+                affected: None,
+                link: None,
+            }
+        }
     };
     s.subject = cut(&s.subject, 300);
     s.tenant = cut(&s.tenant, 200);

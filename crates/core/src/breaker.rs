@@ -1,0 +1,217 @@
+//! The circuit breaker per endpoint, with its state in Redis ([`KeySpace::breaker`]) so every
+//! worker sees the same:
+//! - **closed**: deliveries run; `NOTIFY_BREAKER_FAILURES` retryable failures in a row (timeouts,
+//!   5xx, 429, connection errors; never a permanent 4xx) open it, a success clears the count;
+//! - **open**: the endpoint's deliveries park in its lane, no attempt spent, until the probe
+//!   time (`NOTIFY_BREAKER_PROBE`, doubled after each failed probe, up to 10 minutes);
+//! - **half-open**: one delivery, the probe, was admitted; its success closes the breaker and
+//!   the lane drains oldest first, its failure re-opens it. A probe that never reports (its
+//!   worker died) is taken over after its deadline;
+//! - **disabled**: open longer than `NOTIFY_ENDPOINT_DISABLE_AFTER`: the endpoint is disabled (no
+//!   new fan-out to it); its lane keeps what was parked (at most what was fanned out to it while
+//!   it was enabled) until `endpoint enable` or `endpoint reset`, which call [`enable_endpoint`]
+//!   and [`reset`] here and drain it.
+//!
+//! [`KeySpace::breaker`]: crate::keys::KeySpace::breaker
+
+use std::time::Duration;
+
+use crate::endpoint::Endpoint;
+use crate::ids::EndpointId;
+use crate::queue::{Queue, QueueError};
+use crate::store::{EndpointStore, StoreError};
+use crate::timestamp::Timestamp;
+
+/// Longest error text a breaker keeps.
+pub const MAX_ERROR: usize = 500;
+
+/// Longest time between two probes.
+pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// The breaker's settings, the same in every worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// Retryable failures in a row that open it.
+    pub failures: u32,
+    /// First wait before a probe; doubled after each failed probe.
+    pub probe: Duration,
+    /// Longest wait between probes.
+    pub max_probe: Duration,
+    /// Open this long, the endpoint is disabled.
+    pub disable_after: Duration,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            probe: Duration::from_secs(30),
+            max_probe: MAX_PROBE_INTERVAL,
+            disable_after: Duration::from_secs(3 * 86_400),
+        }
+    }
+}
+
+/// What a worker tells the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report<'a> {
+    /// A retryable failure; `probe` when the delivery was the admitted probe.
+    Failure {
+        error: &'a str,
+        probe: bool,
+    },
+    Success,
+    /// Close by hand, whatever the state, and drain the lane.
+    Reset,
+}
+
+/// The breaker's answer to an admission question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Run it. `failures` is the count so far (non-zero: the next success should clear it).
+    Closed { failures: u64 },
+    /// Run it: it is the probe.
+    Probe,
+    /// Park it; a probe may be claimed after this.
+    Open(Duration),
+    /// Park it: the endpoint was disabled by the breaker.
+    Disabled,
+}
+
+/// A breaker state, as shown and as carried by `endpoint.health_changed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+    Disabled,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+            BreakerState::Disabled => "disabled",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "open" => BreakerState::Open,
+            "half_open" => BreakerState::HalfOpen,
+            "disabled" => BreakerState::Disabled,
+            _ => BreakerState::Closed,
+        }
+    }
+}
+
+impl std::fmt::Display for BreakerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the breaker did with a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    /// The state after it: closed, open or disabled.
+    pub state: BreakerState,
+    /// The state changed to `state` (emit `endpoint.health_changed`).
+    pub changed: bool,
+    /// Open: time until the next probe may be claimed.
+    pub probe_in: Duration,
+    /// Deliveries drained (closed) or kept in the lane (disabled).
+    pub parked: u64,
+    pub failures: u64,
+}
+
+impl Answer {
+    pub(crate) fn from_script(state: &str, change: &str, n: i64, failures: i64) -> Self {
+        let state = BreakerState::parse(state);
+        let n = u64::try_from(n).unwrap_or(0);
+        Answer {
+            state,
+            changed: !change.is_empty(),
+            probe_in: if state == BreakerState::Open { Duration::from_millis(n) } else { Duration::ZERO },
+            parked: if state == BreakerState::Open { 0 } else { n },
+            failures: u64::try_from(failures).unwrap_or(0),
+        }
+    }
+}
+
+/// An endpoint's breaker as `endpoint show`, the admin API and metrics see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BreakerStatus {
+    pub state: BreakerState,
+    /// Retryable failures in a row.
+    pub consecutive_failures: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Deliveries waiting in the endpoint's lane.
+    pub parked: u64,
+    /// When it opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    /// When the next probe may go.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_probe: Option<Timestamp>,
+}
+
+impl BreakerStatus {
+    pub(crate) fn from_fields(
+        state: Option<String>,
+        failures: Option<u64>,
+        last_error: Option<String>,
+        opened_at: Option<i64>,
+        next_probe: Option<i64>,
+        parked: u64,
+    ) -> Self {
+        let state = state.as_deref().map_or(BreakerState::Closed, BreakerState::parse);
+        let open = state != BreakerState::Closed;
+        BreakerStatus {
+            state,
+            consecutive_failures: failures.unwrap_or(0),
+            last_error,
+            parked,
+            since: opened_at.filter(|_| open).map(Timestamp::from_unix_millis),
+            next_probe: next_probe.filter(|_| open).map(Timestamp::from_unix_millis),
+        }
+    }
+}
+
+/// The error text a breaker keeps: at most [`MAX_ERROR`] characters.
+pub fn cut_error(error: &str) -> String {
+    error.chars().take(MAX_ERROR).collect()
+}
+
+/// Why enabling or resetting an endpoint failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BreakerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Closes an endpoint's breaker by hand and releases its lane (oldest first, at the endpoint's
+/// cap). Returns how many deliveries were released.
+pub async fn reset(queue: &Queue, id: &EndpointId) -> Result<u64, QueueError> {
+    let answer = queue.breaker_report(id, Report::Reset, &BreakerSettings::default()).await?;
+    Ok(answer.parked)
+}
+
+/// Enables an endpoint (the CLI's `endpoint enable`, the admin API's enable): its breaker is
+/// reset and the deliveries kept in its lane while it was disabled are released. Returns the
+/// endpoint as stored and how many were released.
+pub async fn enable_endpoint(
+    store: &EndpointStore,
+    queue: &Queue,
+    id: &EndpointId,
+) -> Result<(Endpoint, u64), BreakerError> {
+    let ep = store.set_enabled(id, true).await?;
+    let released = reset(queue, id).await?;
+    Ok((ep, released))
+}
