@@ -13,6 +13,15 @@ use crate::signature::{coderaft_signature, standard_signature};
 use crate::transport::http::{HttpError, HttpTransport, headers};
 use crate::transport::smtp::SmtpTransport;
 
+/// Why a deliverer could not be built from the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
 /// Sends deliveries; shared by every task of a worker (and by Send test).
 #[derive(Clone)]
 pub struct Deliverer {
@@ -152,7 +161,7 @@ impl Deliverer {
     }
 
     /// The deliverer a worker with `config` uses.
-    pub fn from_config(config: &crate::config::WorkerConfig) -> Result<Self, crate::runner::RunError> {
+    pub fn from_config(config: &crate::config::WorkerConfig) -> Result<Self, SetupError> {
         let http = HttpTransport::new(
             crate::transport::guard::TargetGuard::new(config.allow_private_targets.clone()),
             config.delivery_timeout,

@@ -52,6 +52,8 @@ pub enum RunError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Http(#[from] HttpError),
+    #[error(transparent)]
+    Setup(#[from] crate::delivery::SetupError),
     #[error("cannot listen on NOTIFY_HEALTH_ADDR {addr}: {source}")]
     HealthAddr { addr: std::net::SocketAddr, source: std::io::Error },
 }
