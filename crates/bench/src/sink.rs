@@ -22,6 +22,8 @@ pub enum Mode {
     FailFirst,
     /// Answer after 30 s: an endpoint that hangs (every attempt times out).
     Hang,
+    /// Answer 503 until [`Sink::recover`], then 200: an endpoint that is down, then back.
+    Down,
 }
 
 pub struct Sink {
@@ -32,6 +34,13 @@ pub struct Sink {
 
 struct SinkState {
     mode: Mode,
+    /// For [`Mode::Down`]: back up.
+    recovered: std::sync::atomic::AtomicBool,
+    /// Requests answered 503 while down.
+    refused: AtomicUsize,
+    /// Delivery ids answered 200, to spot a delivery made twice.
+    delivered_ids: Mutex<std::collections::HashSet<String>>,
+    duplicates: AtomicUsize,
     started: Instant,
     count: AtomicUsize,
     counter: watch::Sender<usize>,
@@ -50,6 +59,10 @@ impl Sink {
         let started = Instant::now();
         let state = Arc::new(SinkState {
             mode,
+            recovered: std::sync::atomic::AtomicBool::new(false),
+            refused: AtomicUsize::new(0),
+            delivered_ids: Mutex::new(std::collections::HashSet::new()),
+            duplicates: AtomicUsize::new(0),
             started,
             count: AtomicUsize::new(0),
             counter: watch::channel(0).0,
@@ -66,6 +79,21 @@ impl Sink {
             let _ = axum::serve(listener, app).await;
         });
         Ok(Sink { url, started, state })
+    }
+
+    /// For [`Mode::Down`]: answer 200 from now on.
+    pub fn recover(&self) {
+        self.state.recovered.store(true, Ordering::SeqCst);
+    }
+
+    /// Requests answered 503 while down.
+    pub fn refused(&self) -> usize {
+        self.state.refused.load(Ordering::Relaxed)
+    }
+
+    /// Deliveries answered 200 that had been answered 200 before (same delivery id).
+    pub fn duplicates(&self) -> usize {
+        self.state.duplicates.load(Ordering::Relaxed)
     }
 
     pub fn count(&self) -> usize {
@@ -106,6 +134,16 @@ async fn handle(State(s): State<Arc<SinkState>>, headers: HeaderMap, body: Bytes
     let now_ns = u64::try_from(s.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     s.first_ns.fetch_min(now_ns, Ordering::Relaxed);
     s.last_ns.fetch_max(now_ns, Ordering::Relaxed);
+    if s.mode == Mode::Down {
+        if !s.recovered.load(Ordering::SeqCst) {
+            s.refused.fetch_add(1, Ordering::Relaxed);
+            return StatusCode::SERVICE_UNAVAILABLE;
+        }
+        let id = headers.get("x-coderaft-delivery").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        if !s.delivered_ids.lock().await.insert(id) {
+            s.duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     if s.mode == Mode::Hang {
         let n = s.count.fetch_add(1, Ordering::Relaxed) + 1;
         s.counter.send_replace(n);
