@@ -64,6 +64,9 @@ impl Stack {
             "5s",
             "--shutdown-grace",
             "5s",
+            // A breaker tripped by a busy machine's timeouts probes again within milliseconds.
+            "--breaker-probe",
+            "200ms",
         ]
         .iter()
         .map(|s| (*s).to_owned())

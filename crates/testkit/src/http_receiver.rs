@@ -223,7 +223,9 @@ impl HttpReceiver {
     /// `expected N requests within D, got M: <summary>` when `deadline` passes first.
     pub async fn wait_for_requests(&self, n: usize, deadline: Duration) -> Vec<Recorded> {
         let mut count = self.shared.count.subscribe();
-        let arrived = tokio::time::timeout(deadline, count.wait_for(|c| *c >= n)).await;
+        // `wait_for` answers with a guard on the counter: drop it before taking the log, or a
+        // request arriving now (which takes the log, then updates the counter) deadlocks.
+        let arrived = tokio::time::timeout(deadline, count.wait_for(|c| *c >= n)).await.map(|r| r.is_ok());
         let got = self.requests();
         if arrived.is_err() {
             let summary: Vec<String> = got.iter().take(10).map(Recorded::summary).collect();
@@ -278,15 +280,23 @@ async fn record_and_reply(
         body: body.to_vec(),
         received_at: Instant::now(),
     };
-    let reply = {
+    let (reply, count) = {
         let mut log = lock(&shared.log);
         log.requests.push(recorded);
-        shared.count.send_replace(log.requests.len());
-        match log.queued.pop_front() {
+        let reply = match log.queued.pop_front() {
             Some(reply) => reply,
             None => log.default.clone(),
-        }
+        };
+        (reply, log.requests.len())
     };
+    // Outside the log's lock: a waiter may hold the counter while it reads the log.
+    shared.count.send_if_modified(|c| {
+        let grew = count > *c;
+        if grew {
+            *c = count;
+        }
+        grew
+    });
     // Each connection is its own task, so a delayed reply holds up only its own request.
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;

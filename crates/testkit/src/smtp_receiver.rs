@@ -59,9 +59,19 @@ impl Shared {
     }
 
     fn accept(&self, mail: ReceivedMail) {
-        let mut messages = lock(&self.messages);
-        messages.push(mail);
-        self.count.send_replace(messages.len());
+        let n = {
+            let mut messages = lock(&self.messages);
+            messages.push(mail);
+            messages.len()
+        };
+        // Outside the messages' lock: a waiter may hold the counter while it reads them.
+        self.count.send_if_modified(|c| {
+            let grew = n > *c;
+            if grew {
+                *c = n;
+            }
+            grew
+        });
     }
 }
 
@@ -156,7 +166,8 @@ impl SmtpReceiver {
     /// `expected N messages within D, got M: <summary>` when `deadline` passes first.
     pub async fn wait_for_messages(&self, n: usize, deadline: Duration) -> Vec<ReceivedMail> {
         let mut count = self.shared.count.subscribe();
-        let arrived = tokio::time::timeout(deadline, count.wait_for(|c| *c >= n)).await;
+        // Drop `wait_for`'s guard on the counter before reading the messages (see `accept`).
+        let arrived = tokio::time::timeout(deadline, count.wait_for(|c| *c >= n)).await.map(|r| r.is_ok());
         let got = self.messages();
         if arrived.is_err() {
             let summary: Vec<String> = got
