@@ -295,7 +295,9 @@ async fn e2e(env: &Env, secs: u64) -> anyhow::Result<()> {
 async fn delay_late(env: &Env, n: usize) -> anyhow::Result<()> {
     let sink = Sink::start(Mode::FailFirst).await?;
     env.endpoint(&sink.url).await?;
-    let worker = env.worker(50, &["--retry-schedule", "1s"])?;
+    // Every first attempt fails here on purpose: keep the circuit breaker out of this run (it
+    // would rightly open and park the deliveries), which measures retry precision only.
+    let worker = env.worker(50, &["--retry-schedule", "1s", "--breaker-failures", "10000"])?;
     env.wait_worker_ready().await?;
     let events: Vec<Event> = (0..n).map(|i| event(&format!("late-{i}"))).collect();
     env.producer.publish_batch(&events).await?;
