@@ -25,7 +25,8 @@ pub enum StoreError {
     Redis(#[from] redis::RedisError),
     #[error("endpoint {0} not found")]
     NotFound(EndpointId),
-    #[error("endpoint {id} in Redis is unreadable: {source}")]
+    // Never serde's own text: it can quote a stored value (a URL with its token, a secret).
+    #[error("endpoint {id} in Redis is unreadable: {}", describe_json_error(.source))]
     Corrupt { id: String, source: serde_json::Error },
     #[error("endpoint {id}: {source}")]
     Crypto { id: String, source: CryptoError },
@@ -57,6 +58,21 @@ fn sealing_mismatch(recorded: &str, ours: Option<&str>) -> String {
              put key {recorded} in NOTIFY_ENCRYPTION_OLD_KEYS)"
         ),
     }
+}
+
+/// What is wrong with a stored record, without quoting any of it: serde's messages can echo a
+/// value ("invalid type: string \"https://hooks…/TOKEN\""), and these reasons reach logs, dead
+/// letters and API answers.
+pub fn describe_json_error(e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "an I/O error",
+        serde_json::error::Category::Syntax => "not valid JSON",
+        serde_json::error::Category::Data => {
+            "JSON of the wrong shape (a field missing, or of the wrong type)"
+        }
+        serde_json::error::Category::Eof => "JSON cut short",
+    };
+    if e.line() == 0 { kind.to_owned() } else { format!("{kind} at line {} column {}", e.line(), e.column()) }
 }
 
 /// Fields of the stored JSON that hold secrets.
@@ -267,7 +283,7 @@ impl Route {
 }
 
 /// The fields of the stored JSON that routing reads (never sealed).
-#[derive(serde::Deserialize)]
+#[derive(Debug, serde::Deserialize)]
 struct RoutingFields {
     enabled: bool,
     events: std::collections::BTreeSet<crate::event::EventKind>,
@@ -288,11 +304,31 @@ impl EndpointStore {
                 };
                 Some(match serde_json::from_slice::<RoutingFields>(&json) {
                     Ok(f) => Route::Known { id, enabled: f.enabled, events: f.events },
-                    Err(e) => Route::Unreadable { reason: format!("endpoint {id} in Redis is unreadable: {e}"), id },
+                    Err(e) => Route::Unreadable {
+                        reason: format!("endpoint {id} in Redis is unreadable: {}", describe_json_error(&e)),
+                        id,
+                    },
                 })
             })
             .collect();
         routes.sort_by(|a, b| a.id().cmp(b.id()));
         Ok(routes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_records_are_described_without_quoting_them() {
+        let e = serde_json::from_str::<RoutingFields>(
+            r#"{"enabled":"https://hooks.slack.com/services/T0/B0/SECRETTOKEN","events":[]}"#,
+        )
+        .expect_err("wrong type");
+        assert!(e.to_string().contains("SECRETTOKEN"), "serde itself quotes the value: {e}");
+        let described = StoreError::Corrupt { id: "ep_x".into(), source: e }.to_string();
+        assert!(!described.contains("SECRETTOKEN"), "{described}");
+        assert!(described.contains("wrong shape"), "{described}");
     }
 }
