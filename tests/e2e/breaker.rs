@@ -274,3 +274,98 @@ async fn permanent_failures_do_not_open_the_breaker() {
     assert_eq!(stack.stats().await.dead, 8);
     worker.stop().await;
 }
+
+/// Takes one delivery job for `ep` onto a worker's processing list, as a fetch would.
+async fn fetched_delivery(stack: &Stack, ep: &Endpoint) -> (entraguard_core::queue::WorkerId, Vec<u8>) {
+    use entraguard_core::job::DeliveryJob;
+    let worker = entraguard_core::queue::WorkerId::generate();
+    let job = Job::Delivery(DeliveryJob::new(finding_event("t"), ep.id.clone())).encode();
+    stack.queue.push(std::slice::from_ref(&job)).await.expect("pushed");
+    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
+    let got = fetcher.fetch().await.expect("fetched");
+    assert_eq!(got.jobs.len(), 1);
+    (worker, got.jobs.into_iter().next().unwrap_or_default())
+}
+
+/// "N failures in a row" means in a row across workers: a success acknowledged by any worker
+/// ends the run. (Before, a worker whose cache said "closed, clean" did not tell the breaker
+/// of its success, so another worker's failures before and after it added up and opened it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_on_any_worker_ends_the_run_of_failures() {
+    use entraguard_core::breaker::{BreakerSettings, Report};
+    use entraguard_core::queue::Acked;
+    let stack = Stack::start().await;
+    let ep = stack.add_endpoint("webhook", "http://127.0.0.1:9/x", &["finding.new"], None).await;
+    let settings = BreakerSettings::default();
+    let fail = Report::Failure { error: "503", probe: false };
+    for _ in 0..settings.failures - 1 {
+        stack.queue.breaker_report(&ep.id, Some(&ep.name), fail, &settings).await.expect("reported");
+    }
+    let (worker, raw) = fetched_delivery(&stack, &ep).await;
+    let acked = stack.queue.ack_delivered(&worker, &raw, &ep.id).await.expect("acked");
+    assert_eq!(acked, Acked::Done);
+    let answer = stack.queue.breaker_report(&ep.id, Some(&ep.name), fail, &settings).await.expect("reported");
+    assert_eq!(answer.state, BreakerState::Closed, "one failure after a success does not open it");
+    assert_eq!(answer.failures, 1);
+    // An open breaker is left to the explicit report, and the acknowledgement says so.
+    for _ in 0..settings.failures {
+        stack.queue.breaker_report(&ep.id, Some(&ep.name), fail, &settings).await.expect("reported");
+    }
+    assert_eq!(state(&stack, &ep).await, BreakerState::Open);
+    // Its announcement waits on the ready list; a fetch would take it first.
+    let mut conn = stack.redis.connection().await;
+    let _: () = conn.del(format!("{{{PREFIX}}}:ready")).await.expect("del");
+    let (worker, raw) = fetched_delivery(&stack, &ep).await;
+    let acked = stack.queue.ack_delivered(&worker, &raw, &ep.id).await.expect("acked");
+    assert_eq!(acked, Acked::BreakerOpen);
+    assert_eq!(state(&stack, &ep).await, BreakerState::Open);
+}
+
+/// A breaker's state change and its `endpoint.health_changed` announcement are one step: the
+/// report that opens (or closes) the breaker leaves the event on the ready list itself, so a
+/// worker that dies right after the change cannot lose the news, and a report with no change
+/// announces nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_change_and_its_announcement_are_one_step() {
+    use entraguard_core::breaker::{BreakerSettings, Report};
+    let stack = Stack::start().await;
+    let ep = stack.add_endpoint("webhook", "http://127.0.0.1:9/x", &["finding.new"], None).await;
+    let settings = BreakerSettings { failures: 2, ..BreakerSettings::default() };
+    let ready = format!("{{{PREFIX}}}:ready");
+    let mut conn = stack.redis.connection().await;
+    let fail = Report::Failure { error: "HTTP 503 from \"receiver\"", probe: false };
+    stack.queue.breaker_report(&ep.id, Some(&ep.name), fail, &settings).await.expect("reported");
+    let n: usize = conn.llen(&ready).await.expect("llen");
+    assert_eq!(n, 0, "no change, no announcement");
+    let answer = stack.queue.breaker_report(&ep.id, Some(&ep.name), fail, &settings).await.expect("reported");
+    assert!(answer.changed && answer.state == BreakerState::Open);
+    let jobs: Vec<Vec<u8>> = conn.lrange(&ready, 0, -1).await.expect("lrange");
+    assert_eq!(jobs.len(), 1, "the change announced itself");
+    let Job::Event(job) = Job::decode(&jobs[0]).expect("a valid job") else { panic!("an event job") };
+    let health = job.event.about_endpoint().map(str::to_owned);
+    assert_eq!(health.as_deref(), Some(ep.id.as_str()));
+    let v = serde_json::to_value(&job.event).expect("json");
+    assert_eq!(v["endpoint"]["state"], "open");
+    assert_eq!(v["endpoint"]["name"], ep.name.as_str());
+    assert_eq!(v["endpoint"]["last_error"], "HTTP 503 from \"receiver\"");
+    let _: () = conn.del(&ready).await.expect("del");
+    // Park two deliveries, then close it by hand: the announcement counts what was released.
+    for _ in 0..2 {
+        let (worker, raw) = fetched_delivery(&stack, &ep).await;
+        assert!(stack.queue.park(&worker, &raw, &ep.id, Duration::from_secs(60)).await.expect("parked"));
+    }
+    let released = entraguard_core::breaker::reset(&stack.queue, &ep).await.expect("reset");
+    assert_eq!(released, 2);
+    let jobs: Vec<Vec<u8>> = conn.lrange(&ready, 0, -1).await.expect("lrange");
+    let events: Vec<serde_json::Value> = jobs
+        .iter()
+        .filter_map(|raw| match Job::decode(raw).expect("valid") {
+            Job::Event(e) => Some(serde_json::to_value(&e.event).expect("json")),
+            Job::Delivery(_) => None,
+        })
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["endpoint"]["state"], "closed");
+    assert_eq!(events[0]["endpoint"]["parked"], 2);
+    assert!(events[0]["endpoint"].get("last_error").is_none());
+}

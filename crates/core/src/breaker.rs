@@ -196,10 +196,26 @@ pub enum BreakerError {
     Queue(#[from] QueueError),
 }
 
+/// The `endpoint.health_changed` job that announces a change of `id`'s breaker, built for state
+/// `open` with 0 parked: `breaker.lua` sets both when it records the change.
+pub fn announcement(id: &EndpointId, name: &str, error: &str) -> String {
+    let event = crate::event::Event::endpoint_health(crate::event::EndpointHealth {
+        id: id.to_string(),
+        name: name.to_owned(),
+        state: BreakerState::Open,
+        last_error: (!error.is_empty()).then(|| cut_error(error)),
+        parked: 0,
+        since: Timestamp::now(),
+    });
+    crate::job::Job::Event(crate::job::EventJob { event }).encode()
+}
+
 /// Closes an endpoint's breaker by hand and releases its lane (oldest first, at the endpoint's
-/// cap). Returns how many deliveries were released.
-pub async fn reset(queue: &Queue, id: &EndpointId) -> Result<u64, QueueError> {
-    let answer = queue.breaker_report(id, Report::Reset, &BreakerSettings::default()).await?;
+/// cap); a breaker that was not closed announces it. Returns how many deliveries were released.
+pub async fn reset(queue: &Queue, endpoint: &Endpoint) -> Result<u64, QueueError> {
+    let answer = queue
+        .breaker_report(&endpoint.id, Some(&endpoint.name), Report::Reset, &BreakerSettings::default())
+        .await?;
     Ok(answer.parked)
 }
 
@@ -212,6 +228,6 @@ pub async fn enable_endpoint(
     id: &EndpointId,
 ) -> Result<(Endpoint, u64), BreakerError> {
     let ep = store.set_enabled(id, true).await?;
-    let released = reset(queue, id).await?;
+    let released = reset(queue, &ep).await?;
     Ok((ep, released))
 }

@@ -4,8 +4,13 @@
 //! its delivery, which then fails with the reason instead of being skipped.
 
 use entraguard_core::event::Event;
-use entraguard_core::job::DeliveryJob;
+use entraguard_core::job::{DeliveryJob, Job};
+use entraguard_core::queue::DeadLetterDraft;
 use entraguard_core::store::Route;
+use tracing::error;
+
+use crate::context::Ctx;
+use crate::persist::{persist, record};
 
 /// The deliveries `event` needs, given every stored endpoint's route. An
 /// `endpoint.health_changed` event never goes to the endpoint it is about (a broken endpoint
@@ -17,6 +22,30 @@ pub fn fan_out(event: &Event, routes: &[Route]) -> Vec<DeliveryJob> {
         .filter(|r| r.wants(event.kind()) && about != Some(r.id().as_str()))
         .map(|r| DeliveryJob::new(event.clone(), r.id().clone()))
         .collect()
+}
+
+/// The fan-out step: an event job is replaced by its deliveries, in one step (an invalid event
+/// goes to the dead-letter queue with the reason). Urgent events' deliveries go to the front.
+pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], event: Event) {
+    if let Err(e) = event.validate() {
+        crate::metrics::poison();
+        let draft = DeadLetterDraft {
+            id: crate::runner::poison_id(),
+            reason: format!("invalid event {}: {e}", event.id),
+            delivery: None,
+        };
+        error!(reason = %draft.reason, "invalid event dead-lettered");
+        record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
+        return;
+    }
+    let routes = persist("read endpoints", || ctx.store.routes()).await;
+    let deliveries: Vec<String> =
+        fan_out(&event, &routes).into_iter().map(|d| Job::Delivery(d).encode()).collect();
+    let urgent = if event.is_urgent() { deliveries.len() } else { 0 };
+    if record(ctx, "fan-out", || ctx.queue.ack(&ctx.worker, raw, urgent, &deliveries)).await {
+        crate::metrics::fanned_out();
+        tracing::debug!(deliveries = deliveries.len(), "event fanned out");
+    }
 }
 
 #[cfg(test)]

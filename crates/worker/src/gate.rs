@@ -65,9 +65,9 @@ struct Inner {
 /// A cached breaker state.
 #[derive(Debug, Clone, Copy)]
 enum Known {
-    /// Closed as of the last read; `dirty` when the failure count may be non-zero (a success
-    /// must then clear it).
-    Closed { until: Instant, dirty: bool },
+    /// Closed as of the last read (a success clears its failure count through the
+    /// acknowledgement itself).
+    Closed { until: Instant },
     /// Open (or disabled, or someone else's probe is out): park until `until`.
     Open { until: Instant },
 }
@@ -101,22 +101,11 @@ impl Gate {
         attempt_timeout * 2 + Duration::from_secs(1)
     }
 
-    /// Whether a success to `endpoint` must be reported (the failure count may be non-zero).
-    pub fn success_matters(&self, endpoint: &EndpointId) -> bool {
-        match self.inner.breakers().get(endpoint) {
-            None => false,
-            Some(Known::Closed { dirty, .. }) => *dirty,
-            Some(Known::Open { .. }) => true,
-        }
-    }
-
     /// Learns what a report's answer says.
     pub fn learn(&self, endpoint: &EndpointId, answer: &Answer) {
         let now = Instant::now();
         let known = match answer.state {
-            BreakerState::Closed => {
-                Known::Closed { until: now + self.inner.breaker.probe, dirty: answer.failures > 0 }
-            }
+            BreakerState::Closed => Known::Closed { until: now + self.inner.breaker.probe },
             BreakerState::Open | BreakerState::HalfOpen => Known::Open { until: now + answer.probe_in },
             BreakerState::Disabled => Known::Open { until: now + self.inner.breaker.probe },
         };
@@ -139,9 +128,7 @@ impl Gate {
         let admit = queue.breaker_admit(endpoint, probe_deadline).await?;
         let now = Instant::now();
         let (known, verdict) = match admit {
-            Admit::Closed { failures } => {
-                (Known::Closed { until: now + self.inner.breaker.probe, dirty: failures > 0 }, Ok(false))
-            }
+            Admit::Closed { .. } => (Known::Closed { until: now + self.inner.breaker.probe }, Ok(false)),
             // Until the probe reports, others park till its deadline.
             Admit::Probe => (Known::Open { until: now + probe_deadline }, Ok(true)),
             Admit::Open(wait) => (Known::Open { until: now + wait }, Err(wait.max(Duration::from_millis(1)))),

@@ -1,17 +1,26 @@
 //! The EntraGuard Notify worker: takes jobs from Redis, fans each event out to its endpoints,
 //! renders and delivers each delivery, and re-schedules or dead-letters what fails.
 //!
-//! The path of one event, top to bottom: [`runner`] (fetch, concurrency, shutdown) →
-//! [`fanout`] → [`delivery`] (render with [`channel`], send with [`transport`]) → [`retry`].
+//! The path of one event, top to bottom: [`runner`] (fetch, concurrency, shutdown, dispatch) →
+//! [`fanout`] (an event becomes deliveries) → [`attempt`] (one delivery: admission through
+//! [`gate`], the attempt through [`delivery`] (render with [`channel`], send with
+//! [`transport`]), the outcome with [`retry`]).
 
+pub mod attempt;
 pub mod channel;
 pub mod config;
+mod context;
 pub mod delivery;
 pub mod fanout;
 pub mod gate;
 pub mod health;
+mod lease;
 pub mod metrics;
 pub mod outcome;
+mod persist;
+mod preflight;
+mod promoter;
+mod reconcile;
 pub mod retry;
 pub mod runner;
 pub mod running;

@@ -205,10 +205,10 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
         }
         Command::Reset { id } => {
             let id = parse_id(&id)?;
-            if store.get(&id).await?.is_none() {
+            let Some(ep) = store.get(&id).await? else {
                 return Err(anyhow::anyhow!("endpoint {id} not found").into());
-            }
-            let released = entraguard_core::breaker::reset(&queue, &id).await?;
+            };
+            let released = entraguard_core::breaker::reset(&queue, &ep).await?;
             if global.json {
                 output::json(&serde_json::json!({ "reset": id, "released": released }));
             } else {

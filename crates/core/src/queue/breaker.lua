@@ -14,8 +14,13 @@
 -- Draining moves the whole lane, oldest first, to the retry list (the first to the ready list
 -- when that is empty, so a blocked worker wakes), in one step: every worker's gate then admits
 -- the endpoint's cap and parks the rest, which finishing deliveries release.
+-- Every state change is announced in the same step: ARGV[9], an `endpoint.health_changed` event
+-- job built for state 'open' with 0 parked, gets the new state and count and joins the ready
+-- list, so a change is never recorded without its news, nor news sent for a change that did
+-- not happen (whichever worker's answer is lost).
 -- KEYS[1] breaker hash, KEYS[2] lane, KEYS[3] ready list, KEYS[4] retry list, KEYS[5] lanes zset,
--- KEYS[6] endpoints hash; ARGV[2] endpoint id, ARGV[7] the error, ARGV[8] '1' for the probe.
+-- KEYS[6] endpoints hash; ARGV[2] endpoint id, ARGV[7] the error, ARGV[8] '1' for the probe,
+-- ARGV[9] the announcement ('' for none).
 -- Returns {state, change, n, failures}: state after ('closed', 'open', 'disabled'); change is
 -- 'opened', 'closed', 'disabled' or '' (no state change); n is, for 'open', ms until the next
 -- probe; for 'closed', deliveries drained; for 'disabled', deliveries kept in the lane.
@@ -38,6 +43,23 @@ local function drain()
   return moved
 end
 
+local function announce(state, parked)
+  local job = ARGV[9]
+  if not job or job == '' then
+    return
+  end
+  -- Inside a JSON string every quote is escaped, so these match only the event's own fields.
+  local s, e = string.find(job, '"state":"open"', 1, true)
+  if s then
+    job = string.sub(job, 1, s - 1) .. '"state":"' .. state .. '"' .. string.sub(job, e + 1)
+  end
+  s, e = string.find(job, '"parked":0', 1, true)
+  if s then
+    job = string.sub(job, 1, s - 1) .. '"parked":' .. parked .. string.sub(job, e + 1)
+  end
+  redis.call('RPUSH', KEYS[3], job)
+end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
@@ -48,6 +70,7 @@ if ARGV[1] == 'reset' then
   if state == 'closed' then
     return {'closed', '', moved, 0}
   end
+  announce('closed', moved)
   return {'closed', 'closed', moved, 0}
 end
 
@@ -59,7 +82,9 @@ if ARGV[1] == 'ok' then
   if state == 'closed' then
     return {'closed', '', 0, 0}
   end
-  return {'closed', 'closed', drain(), 0}
+  local moved = drain()
+  announce('closed', moved)
+  return {'closed', 'closed', moved, 0}
 end
 
 -- 'fail'
@@ -76,6 +101,7 @@ if state == 'closed' then
   end
   redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', now, 'interval', base, 'next_probe', now + base)
   redis.call('HDEL', KEYS[1], 'probe_deadline')
+  announce('open', redis.call('LLEN', KEYS[2]))
   return {'open', 'opened', base, failures}
 end
 if state == 'half_open' and ARGV[8] == '1' then
@@ -96,7 +122,9 @@ if state == 'half_open' and ARGV[8] == '1' then
     if redis.call('LLEN', KEYS[2]) > 0 then
       redis.call('ZADD', KEYS[5], now + 86400000, ARGV[2])
     end
-    return {'disabled', 'disabled', redis.call('LLEN', KEYS[2]), failures}
+    local kept = redis.call('LLEN', KEYS[2])
+    announce('disabled', kept)
+    return {'disabled', 'disabled', kept, failures}
   end
   local interval = math.min(tonumber(redis.call('HGET', KEYS[1], 'interval') or base) * 2, tonumber(ARGV[5]))
   redis.call('HSET', KEYS[1], 'state', 'open', 'interval', interval, 'next_probe', now + interval)

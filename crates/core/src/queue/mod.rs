@@ -39,6 +39,16 @@ pub use dead_letter::{
 use crate::keys::KeySpace;
 use crate::redis_conn::{RedisConfig, connect};
 
+/// What acknowledging a delivered job found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acked {
+    Done,
+    /// Done; the endpoint's breaker is open or half-open: report the success to close it.
+    BreakerOpen,
+    /// The job was no longer on the worker's list (its lease ran out).
+    LeaseLost,
+}
+
 /// Most jobs one promoter call moves.
 pub const PROMOTE_CHUNK: usize = 500;
 
@@ -323,6 +333,32 @@ impl Queue {
         Ok(done == 1)
     }
 
+    /// Finishes a delivered job, and in the same step clears its endpoint's count of failures
+    /// in a row (a success ends the run, whichever worker counted it).
+    pub async fn ack_delivered(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        endpoint: &crate::ids::EndpointId,
+    ) -> Result<Acked, QueueError> {
+        let mut conn = self.conn.clone();
+        let done: i64 = self
+            .scripts
+            .ack
+            .key(self.keys.processing(worker.as_str()))
+            .key(self.keys.ready())
+            .key(self.keys.breaker(endpoint.as_str()))
+            .arg(raw)
+            .arg(0)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match done {
+            0 => Acked::LeaseLost,
+            2 => Acked::BreakerOpen,
+            _ => Acked::Done,
+        })
+    }
+
     /// Replaces a job by `next`, due after `delay`. `false` if the lease was lost.
     pub async fn retry_later(
         &self,
@@ -468,10 +504,12 @@ impl Queue {
     }
 
     /// Tells an endpoint's circuit breaker how an attempt ended (or resets it), and says what
-    /// it did. See `breaker.lua`.
+    /// it did. A state change is announced, in the same step, by an `endpoint.health_changed`
+    /// event naming the endpoint `name` (`None`: no announcement). See `breaker.lua`.
     pub async fn breaker_report(
         &self,
         endpoint: &crate::ids::EndpointId,
+        name: Option<&str>,
         report: crate::breaker::Report<'_>,
         settings: &crate::breaker::BreakerSettings,
     ) -> Result<crate::breaker::Answer, QueueError> {
@@ -501,6 +539,7 @@ impl Queue {
             .arg(ms(settings.disable_after))
             .arg(crate::breaker::cut_error(error))
             .arg(if probe { "1" } else { "0" })
+            .arg(name.map(|n| crate::breaker::announcement(endpoint, n, error)).unwrap_or_default())
             .invoke_async(&mut conn)
             .await?;
         Ok(crate::breaker::Answer::from_script(&state, &change, n, failures))

@@ -1,0 +1,200 @@
+//! One delivery job, from reading its endpoint to its recorded outcome: admission through the
+//! endpoint's [`Gate`] (or a park in its lane), one attempt through the [`Deliverer`], the
+//! breaker told how it ended, and the outcome recorded (acknowledged, re-scheduled, parked or
+//! dead-lettered).
+//!
+//! [`Deliverer`]: crate::delivery::Deliverer
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use entraguard_core::breaker::{BreakerState, Report};
+use entraguard_core::endpoint::Endpoint;
+use entraguard_core::job::{AttemptRecord, DeliveryJob, Job};
+use entraguard_core::queue::{Acked, DeadLetterDraft};
+use entraguard_core::store::StoreError;
+use tracing::{error, info, warn};
+
+use crate::context::Ctx;
+use crate::gate::{Admission, DISABLED_LOOK, Gate, LANE_SAFETY_LOOK};
+use crate::outcome::Outcome;
+use crate::persist::{persist, record};
+use crate::retry::{Next, decide};
+
+pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
+    let endpoint = match read_endpoint(ctx, &job).await {
+        EndpointRead::Found(endpoint) => endpoint,
+        EndpointRead::Deleted => {
+            let draft = DeadLetterDraft {
+                id: job.delivery_id.to_string(),
+                reason: format!("endpoint {} was deleted", job.endpoint_id),
+                delivery: Some(job),
+            };
+            warn!(reason = %draft.reason, "delivery dead-lettered");
+            record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
+            return;
+        }
+        EndpointRead::Unreadable(reason) => {
+            // Like any failed attempt: retried on the schedule (someone may fix the record or
+            // give this worker the key), then dead-lettered with the reason. No slot is held.
+            let at = entraguard_core::timestamp::Timestamp::now();
+            conclude(ctx, raw, job, Outcome::retryable(None, reason), at, Duration::ZERO, "unreadable").await;
+            return;
+        }
+    };
+    // An endpoint that cannot take it now (at its cap, paced, or its breaker open): the
+    // delivery waits in the endpoint's lane in Redis, not here (waiting here would hold a
+    // concurrency permit, and one hanging endpoint would starve the rest), and not in a loop
+    // through the delayed set.
+    let probe_deadline = Gate::probe_deadline(ctx.config.delivery_timeout);
+    let ticket = match persist("admit", || ctx.gate.admit(&ctx.queue, &endpoint, probe_deadline)).await {
+        Admission::Go(ticket) => ticket,
+        Admission::Park(wake_in) => {
+            tracing::debug!(wake_in = ?wake_in, "endpoint busy, paced or broken; delivery parked in its lane");
+            record(ctx, "park", || ctx.queue.park(&ctx.worker, raw, &endpoint.id, wake_in)).await;
+            ctx.promoter_wake.notify_one();
+            return;
+        }
+    };
+    let probe = ticket.is_probe();
+    let (outcome, at, elapsed) = ctx.deliverer.attempt(&job, &endpoint).await;
+    let channel = endpoint.channel.as_str();
+    match &outcome {
+        // Every retryable failure is reported to the breaker (it counts them).
+        Outcome::Retryable { error, .. } => {
+            let settings = *ctx.gate.breaker_settings();
+            let report = Report::Failure { error, probe };
+            let answer = persist("report to breaker", || {
+                ctx.queue.breaker_report(&endpoint.id, Some(&endpoint.name), report, &settings)
+            })
+            .await;
+            ctx.gate.learn(&endpoint.id, &answer);
+            if answer.changed {
+                warn!(state = %answer.state, parked = answer.parked, error = %error, "endpoint health changed; announced");
+            }
+            if answer.state != BreakerState::Closed {
+                // The endpoint is broken: this delivery waits in its lane with no attempt spent
+                // (a failed probe at the front: it stays the oldest), not toward a dead letter.
+                warn!(error = %error, state = %answer.state, probe, "attempt failed; endpoint's breaker is open: delivery parked");
+                crate::metrics::attempt(channel, "parked", elapsed);
+                let wake =
+                    if answer.state == BreakerState::Disabled { DISABLED_LOOK } else { answer.probe_in };
+                let wake = wake.max(Duration::from_millis(1));
+                record(ctx, "park", || ctx.queue.park_at(&ctx.worker, raw, &endpoint.id, wake, probe)).await;
+                ctx.promoter_wake.notify_one();
+                let _ = ticket.finish();
+                return;
+            }
+            conclude(ctx, raw, job, outcome.clone(), at, elapsed, channel).await;
+        }
+        Outcome::Delivered { .. } => {
+            // The acknowledgement clears a closed breaker's failure count in the same step; an
+            // explicit report (it closes the breaker, drains the lane and announces it) only
+            // for the probe, or when the acknowledgement found the breaker open: a healthy
+            // endpoint's successful delivery costs no extra command.
+            let breaker_open = conclude(ctx, raw, job, outcome.clone(), at, elapsed, channel).await;
+            if probe || breaker_open {
+                let settings = *ctx.gate.breaker_settings();
+                let answer = persist("report to breaker", || {
+                    ctx.queue.breaker_report(&endpoint.id, Some(&endpoint.name), Report::Success, &settings)
+                })
+                .await;
+                ctx.gate.learn(&endpoint.id, &answer);
+                if answer.changed {
+                    info!(
+                        released = answer.parked,
+                        "endpoint recovered: breaker closed, parked deliveries released; announced"
+                    );
+                }
+            }
+        }
+        // A permanent failure says nothing about the endpoint's health.
+        Outcome::Permanent { .. } => {
+            conclude(ctx, raw, job, outcome.clone(), at, elapsed, channel).await;
+        }
+    }
+    if ticket.finish() {
+        // The slot this delivery held goes to one that waits in the endpoint's lane.
+        persist("release lane", || ctx.queue.release_lane(endpoint.id.as_str(), 1, LANE_SAFETY_LOOK)).await;
+    }
+}
+
+/// What reading a delivery's endpoint found.
+enum EndpointRead {
+    Found(Box<Endpoint>),
+    Deleted,
+    /// The record is there but cannot be used: corrupt, or sealed with a key this process
+    /// lacks. The reason says which.
+    Unreadable(String),
+}
+
+/// Reads the delivery's endpoint, retrying only while Redis itself fails.
+async fn read_endpoint(ctx: &Ctx, job: &DeliveryJob) -> EndpointRead {
+    let read = persist("read endpoint", || async {
+        match ctx.store.get(&job.endpoint_id).await {
+            Err(StoreError::Redis(e)) => Err(e),
+            other => Ok(other),
+        }
+    })
+    .await;
+    match read {
+        Ok(Some(endpoint)) => EndpointRead::Found(Box::new(endpoint)),
+        Ok(None) => EndpointRead::Deleted,
+        Err(e) => EndpointRead::Unreadable(e.to_string()),
+    }
+}
+
+/// Records an attempt's outcome: acknowledged, re-scheduled, or dead-lettered. `true` when the
+/// acknowledgement of a delivered job found the endpoint's breaker open (the caller reports the
+/// success to close it).
+pub(crate) async fn conclude(
+    ctx: &Ctx,
+    raw: &[u8],
+    mut job: DeliveryJob,
+    outcome: Outcome,
+    at: entraguard_core::timestamp::Timestamp,
+    elapsed: Duration,
+    channel: &'static str,
+) -> bool {
+    let attempt = job.next_attempt();
+    job.attempts.push(AttemptRecord {
+        attempt,
+        at,
+        duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        status: outcome.status(),
+        error: outcome.error().map(str::to_owned),
+    });
+    let next = decide(&outcome, attempt, &ctx.config.retry_schedule, ctx.config.max_retry_after);
+    let result = match next {
+        Next::Done => "delivered",
+        Next::RetryIn(_) => "retry",
+        Next::Dead(_) => "dead",
+    };
+    crate::metrics::attempt(channel, result, elapsed);
+    match next {
+        Next::Done => {
+            tracing::debug!(status = ?outcome.status(), ms = elapsed.as_millis() as u64, channel, "delivered");
+            let breaker_open = AtomicBool::new(false);
+            record(ctx, "ack", || async {
+                let acked = ctx.queue.ack_delivered(&ctx.worker, raw, &job.endpoint_id).await?;
+                breaker_open.store(acked == Acked::BreakerOpen, Ordering::Relaxed);
+                Ok(acked != Acked::LeaseLost)
+            })
+            .await;
+            return breaker_open.load(Ordering::Relaxed);
+        }
+        Next::RetryIn(delay) => {
+            warn!(error = outcome.error().unwrap_or(""), retry_in = ?delay, "attempt failed; retry scheduled");
+            let next = Job::Delivery(job).encode();
+            record(ctx, "schedule retry", || ctx.queue.retry_later(&ctx.worker, raw, next.as_bytes(), delay))
+                .await;
+            ctx.promoter_wake.notify_one();
+        }
+        Next::Dead(reason) => {
+            error!(reason = %reason, "delivery dead-lettered");
+            let draft = DeadLetterDraft { id: job.delivery_id.to_string(), reason, delivery: Some(job) };
+            record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
+        }
+    }
+    false
+}

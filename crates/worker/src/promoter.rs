@@ -1,0 +1,69 @@
+//! The promoter: moves due retries (and due lanes' deliveries) to the ready lists, waking exactly
+//! when the next one is due.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use entraguard_core::queue::PROMOTE_CHUNK;
+use tracing::{info, warn};
+
+use crate::context::Ctx;
+use crate::gate::LANE_SAFETY_LOOK;
+use crate::shutdown::Shutdown;
+
+/// Longest the promoter sleeps when no retry is due sooner. Retries scheduled by another
+/// worker are that worker's to promote; if it dies, the reap that hands its jobs back wakes
+/// this promoter too, so this is only a safety net.
+const IDLE_PROMOTE: Duration = Duration::from_secs(60);
+
+/// How often the promoter reports what it moved, at most (it may move jobs thousands of times
+/// a minute while a backlog drains).
+const PROMOTE_REPORT_EVERY: Duration = Duration::from_secs(60);
+
+/// Moves due retries to ready. Sleeps until the earliest scheduled job is due, or until this
+/// worker schedules one or hands back a dead worker's jobs; looks again at least every
+/// `IDLE_PROMOTE`.
+pub(crate) async fn promoter(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
+    let idle = IDLE_PROMOTE;
+    let mut moved_since_report = 0usize;
+    let mut last_report = tokio::time::Instant::now();
+    loop {
+        let wait = match ctx.queue.promote_due().await {
+            Ok(p) => {
+                moved_since_report += p.moved;
+                for endpoint in &p.due_lanes {
+                    // One at a time: a paced endpoint takes one per send slot, and a lane
+                    // waiting for the in-flight cap is normally released by finishing
+                    // deliveries; this look is the safety net.
+                    if let Err(e) = ctx.queue.release_lane(endpoint, 1, LANE_SAFETY_LOOK).await {
+                        warn!(error = %e, endpoint, "releasing a lane failed");
+                    }
+                }
+                if p.moved >= PROMOTE_CHUNK || !p.due_lanes.is_empty() {
+                    // More due, or lanes whose next look was just set: look again at once.
+                    Duration::ZERO
+                } else {
+                    let next = match (p.next_due_in, p.next_lane_in) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    next.map_or(idle, |d| (d + Duration::from_millis(1)).min(idle))
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "promoting due retries failed");
+                Duration::from_secs(1)
+            }
+        };
+        if moved_since_report > 0 && last_report.elapsed() >= PROMOTE_REPORT_EVERY {
+            info!(moved = moved_since_report, over = ?last_report.elapsed(), "due retries moved to ready");
+            moved_since_report = 0;
+            last_report = tokio::time::Instant::now();
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ctx.promoter_wake.notified() => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+}
