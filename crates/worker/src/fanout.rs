@@ -38,7 +38,7 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], event: Event) {
         record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
         return;
     }
-    let routes = persist("read endpoints", || ctx.store.routes()).await;
+    let routes = persist("read endpoints", || ctx.endpoints.routes(&ctx.store)).await;
     let deliveries: Vec<String> =
         fan_out(&event, &routes).into_iter().map(|d| Job::Delivery(d).encode()).collect();
     let urgent = if event.is_urgent() { deliveries.len() } else { 0 };

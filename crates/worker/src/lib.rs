@@ -6,11 +6,13 @@
 //! [`gate`], the attempt through [`delivery`] (render with [`channel`], send with
 //! [`transport`]), the outcome with [`retry`]).
 
+mod acker;
 pub mod attempt;
 pub mod channel;
 pub mod config;
 mod context;
 pub mod delivery;
+pub mod endpoints;
 pub mod fanout;
 pub mod gate;
 pub mod health;
