@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod crypto;
 pub mod endpoint;
 pub mod event;
+pub mod history;
 pub mod ids;
 pub mod job;
 pub mod keys;

@@ -25,6 +25,7 @@
 //! Finished jobs are deleted; only dead letters stay, in their own documented structure.
 
 mod dead_letter;
+mod history;
 
 use std::time::Duration;
 
