@@ -339,7 +339,7 @@ async fn sigterm_lets_the_in_flight_delivery_finish_and_exits_zero() {
     assert!(exit.success(), "exit status {exit}");
     let s = stack.stats().await;
     assert_eq!(
-        (s.ready, s.processing, s.delayed, s.dead),
+        (s.ready, s.processing, s.scheduled, s.dead),
         (0, 0, 0, 0),
         "the delivery finished, nothing left behind"
     );

@@ -687,7 +687,7 @@ async fn stats_match_the_queue() {
     assert!(queue.retry_later(&worker, &later, &later, Duration::from_secs(600)).await.expect("retry"));
 
     let expected = serde_json::json!({
-        "ready": 2, "retrying": 0, "parked": 0, "processing": 1, "delayed": 1, "dead": 1, "workers": 1,
+        "ready": 2, "retrying": 0, "parked": 0, "processing": 1, "scheduled": 1, "dead": 1, "workers": 1,
         "endpoints": 2,
     });
     let stats = cli.run(&["--json", "stats"]).await.json();
@@ -702,6 +702,10 @@ async fn stats_match_the_queue() {
             vec!["2", "0", "0", "1", "1", "1", "1", "2"],
         ]
     );
+    // One name per figure: every column of the table is a key of the JSON (and of the API's).
+    for column in &lines[0] {
+        assert!(stats.get(*column).is_some(), "table column {column} is not a JSON field: {stats}");
+    }
 }
 
 #[tokio::test]

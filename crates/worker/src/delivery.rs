@@ -135,6 +135,7 @@ pub fn test_event() -> entraguard_core::event::Event {
 
 /// What Send test reports.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TestReport {
     pub delivered: bool,
     /// HTTP status or SMTP reply code.

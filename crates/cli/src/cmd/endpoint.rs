@@ -139,12 +139,10 @@ pub struct UpdateArgs {
     teams_format: Option<String>,
 }
 
+/// As given: `all` and the names are read by the validation the API shares
+/// (`entraguard_core::endpoint::parse_events`).
 fn expand_events(events: &[String]) -> Vec<String> {
-    if events.iter().any(|e| e.trim() == "all") {
-        EventKind::ALL.iter().map(|k| k.to_string()).collect()
-    } else {
-        events.iter().map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect()
-    }
+    events.to_vec()
 }
 
 fn parse_id(id: &str) -> Result<EndpointId, Failure> {
