@@ -798,3 +798,77 @@ async fn help_and_version_are_enough_to_start() {
     exec(dir.path(), &["endpoint", "add", "--channel", "slack"], None, &[]).await.fails(2, "--name");
     exec(dir.path(), &["frobnicate"], None, &[]).await.fails(2, "frobnicate");
 }
+
+#[tokio::test]
+async fn endpoint_deliveries_lists_recent_attempts_newest_first_with_signatures_masked() {
+    use entraguard_core::history::{AttemptResult, DeliveryRecord};
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let queue = queue(&redis).await;
+    let add = cli
+        .run(&[
+            "--json",
+            "endpoint",
+            "add",
+            "--name",
+            "SOAR",
+            "--channel",
+            "webhook",
+            "--target",
+            HOOK,
+            "--events",
+            "all",
+        ])
+        .await
+        .json();
+    let id: EndpointId = add["id"].as_str().expect("id").parse().expect("endpoint id");
+    let job = DeliveryJob::new(Event::from_json(SCAN_FAILED.as_bytes()).expect("event"), id.clone());
+    let attempt = |n: u32, status: u16| AttemptRecord {
+        attempt: n,
+        at: Timestamp::now(),
+        duration_ms: 40,
+        status: Some(status),
+        error: (status >= 300).then(|| format!("HTTP {status}")),
+    };
+    let sig = [("x-coderaft-signature", "sha256=SIGNATUREVALUE")];
+    queue
+        .record_history(
+            &id,
+            &[
+                DeliveryRecord::new(&job, &attempt(1, 503), AttemptResult::Retry, sig, Some("busy")),
+                DeliveryRecord::new(&job, &attempt(2, 200), AttemptResult::Delivered, sig, Some("ok")),
+            ],
+        )
+        .await
+        .expect("record");
+
+    let table = cli.run(&["endpoint", "deliveries", id.as_str()]).await;
+    let rows: Vec<&str> = table.ok().lines().collect();
+    assert!(rows[0].starts_with("AT") && rows[0].contains("RESULT"), "{}", table.stdout);
+    assert!(rows[1].contains("delivered") && rows[1].contains(" 200 "), "newest first: {}", table.stdout);
+    assert!(rows[2].contains("retry") && rows[2].contains("HTTP 503"), "{}", table.stdout);
+    let json = cli.run(&["--json", "endpoint", "deliveries", id.as_str(), "--limit", "1"]).await.json();
+    assert_eq!(json.as_array().map(Vec::len), Some(1));
+    assert_eq!(json[0]["delivery_id"], job.delivery_id.as_str());
+    assert_eq!(json[0]["request_headers"][0], serde_json::json!(["x-coderaft-signature", "****"]));
+    assert!(!json.to_string().contains("SIGNATUREVALUE"));
+    cli.run(&["endpoint", "deliveries", "ep_01JNOPENOPENOPENOPENOPENOP"]).await.fails(1, "not found");
+}
+
+#[tokio::test]
+async fn dlq_list_narrows_by_endpoint_and_since_like_replay() {
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let queue = queue(&redis).await;
+    let mine = deliver_and_die(&queue, &failed_delivery(&[500]), "gave up").await;
+    let mut other = failed_delivery(&[500]);
+    other.endpoint_id = "ep_01JOTHEROTHEROTHEROTHEROT".parse().expect("id");
+    deliver_and_die(&queue, &other, "gave up").await;
+    let list =
+        cli.run(&["--json", "dlq", "list", "--endpoint", "ep_01JTESTTESTTESTTESTTESTTES"]).await.json();
+    let ids: Vec<&str> = list.as_array().expect("array").iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids, vec![mine.as_str()]);
+    let none = cli.run(&["--json", "dlq", "list", "--since", "2999-01-01T00:00:00Z"]).await.json();
+    assert_eq!(none, serde_json::json!([]));
+    cli.run(&["dlq", "list", "--since", "yesterday"]).await.fails(2, "since");
+}

@@ -29,6 +29,19 @@ pub struct DeadLetterDraft {
     pub delivery: Option<DeliveryJob>,
 }
 
+impl DeadLetterDraft {
+    /// The `job` an entry keeps: the delivery as it died, with every attempt (its `attempts`
+    /// field lists the same ones), or the raw bytes of a job that could not be decoded. The job
+    /// taken from the processing list (`raw`) predates the last attempt, so storing it made
+    /// `dlq show` list one attempt more than the job it printed.
+    pub fn stored_job(&self, raw: &[u8]) -> Vec<u8> {
+        match &self.delivery {
+            Some(d) => crate::job::Job::Delivery(d.clone()).encode().into_bytes(),
+            None => raw.to_vec(),
+        }
+    }
+}
+
 /// Most bytes of a summary's `reason` and `last_error`; longer ones are cut and end in `…`.
 pub const SUMMARY_TEXT_MAX: usize = 1024;
 
@@ -208,7 +221,7 @@ impl Queue {
             ("id", draft.id.clone().into_bytes()),
             ("reason", draft.reason.clone().into_bytes()),
             ("failed_at", Timestamp::now().to_string().into_bytes()),
-            ("job", raw.to_vec()),
+            ("job", draft.stored_job(raw)),
         ];
         if let Some(d) = &draft.delivery {
             fields.push(("delivery_id", d.delivery_id.to_string().into_bytes()));
