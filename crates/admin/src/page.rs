@@ -116,6 +116,9 @@ table{width:100%;border-collapse:collapse;background:#fff}th,td{text-align:left;
 .target{font-family:ui-monospace,monospace;font-size:12px;word-break:break-all}.muted{color:#6b7280;font-size:13px}
 form.card,section.card{background:#fff;border:1px solid #e5e7eb;padding:16px;margin:16px 0}label{display:block;margin:8px 0 4px;font-size:13px;color:#374151}
 input[type=text],input[type=password],select{width:100%;padding:6px;box-sizing:border-box}button{padding:6px 12px;margin-right:6px;cursor:pointer}
+h3{font-size:14px;margin:16px 0 6px}dl.health{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;font-size:14px}dl.health dt{color:#6b7280}
+pre{background:#f3f4f6;padding:8px;font-size:12px;white-space:pre-wrap;word-break:break-all;max-height:300px;overflow:auto}.filters label{display:inline-block;margin-right:6px}.filters input,.filters select{width:auto;margin-right:12px}
+.pager{margin-top:8px}.mono{font-family:ui-monospace,monospace;font-size:12px}
 .ok{color:#15803d}.fail{color:#b91c1c}.warn{color:#b45309;font-size:12px}.events label{display:inline-block;margin-right:12px}";
 
 /// The sign-in page. Its form posts JSON through /login.js; without script it posts a form,
