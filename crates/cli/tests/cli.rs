@@ -19,8 +19,10 @@ use redis::AsyncCommands;
 const BIN: &str = env!("CARGO_BIN_EXE_entraguard-notify");
 
 /// Settings the binary reads from the environment; removed from every run unless a test sets them.
-const SETTINGS: [&str; 6] = [
+const SETTINGS: [&str; 8] = [
     "REDIS_URL",
+    "REDIS_CA_CERT",
+    "NOTIFY_REDIS_TIMEOUT",
     "NOTIFY_KEY_PREFIX",
     "NOTIFY_ALLOW_HTTP",
     "NOTIFY_JSON",
@@ -797,6 +799,47 @@ async fn help_and_version_are_enough_to_start() {
     assert_eq!(version.ok().trim(), format!("entraguard-notify {}", env!("CARGO_PKG_VERSION")));
     exec(dir.path(), &["endpoint", "add", "--channel", "slack"], None, &[]).await.fails(2, "--name");
     exec(dir.path(), &["frobnicate"], None, &[]).await.fails(2, "frobnicate");
+    // Exactly the settings the CLI reads: none of the workers' delivery or run-loop settings.
+    for unused in [
+        "--smtp-host",
+        "--delivery-timeout",
+        "--allow-private-targets",
+        "--lease",
+        "--concurrency",
+        "--log-format",
+    ] {
+        assert!(
+            !help.stdout.contains(unused),
+            "--help lists {unused}, which the CLI ignores:\n{}",
+            help.stdout
+        );
+    }
+}
+
+#[tokio::test]
+async fn booleans_read_1_0_yes_no_and_a_bad_one_names_the_variable() {
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let add = |name: &'static str| {
+        [
+            "endpoint",
+            "add",
+            "--name",
+            name,
+            "--channel",
+            "webhook",
+            "--target",
+            "http://127.0.0.1:9/hook",
+            "--events",
+            "all",
+        ]
+    };
+    cli.run_with(&add("one"), None, &[("NOTIFY_ALLOW_HTTP", "1")]).await.ok();
+    cli.run_with(&add("yes"), None, &[("NOTIFY_ALLOW_HTTP", "YES")]).await.ok();
+    cli.run_with(&add("zero"), None, &[("NOTIFY_ALLOW_HTTP", "0")]).await.fails(2, "https");
+    let bad = cli.run_with(&["endpoint", "list"], None, &[("NOTIFY_ALLOW_HTTP", "maybe")]).await;
+    bad.fails(2, "NOTIFY_ALLOW_HTTP");
+    assert!(bad.stderr.contains("--allow-http"), "the flag is named too: {}", bad.stderr);
 }
 
 #[tokio::test]

@@ -18,6 +18,8 @@ pub mod retry;
 #[cfg(test)]
 mod robustness;
 pub mod secret;
+#[cfg(feature = "settings")]
+pub mod settings;
 pub mod store;
 pub mod timestamp;
 

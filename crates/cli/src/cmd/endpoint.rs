@@ -320,7 +320,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             print_one(global, &ep, false);
         }
         Command::Reseal => {
-            if global.encryption_key.is_none() {
+            if global.sealing.encryption_key.is_none() {
                 return Err(usage(anyhow::anyhow!(
                     "set NOTIFY_ENCRYPTION_KEY (32 bytes, base64) to seal endpoints"
                 )));
