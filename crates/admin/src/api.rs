@@ -28,12 +28,24 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use crate::error::ErrorBody;
 use crate::{ApiError, AppState, auth};
 
-/// One route: its method and path (as in its `#[utoipa::path]`) and its handler.
+/// One route: its method and path (as in its `#[utoipa::path]`) and its handler. `documented`
+/// is false only for the page and its scripts (HTML and JavaScript, not API).
 pub struct Route {
     #[allow(dead_code)] // read by the test that holds the routes and the document to each other
     pub method: Method,
     pub path: &'static str,
-    handler: fn() -> MethodRouter<AppState>,
+    pub handler: fn() -> MethodRouter<AppState>,
+    #[allow(dead_code)] // the same
+    pub documented: bool,
+}
+
+/// Builds a router from route tables: the only way routes are added.
+pub fn router(table: Vec<Route>) -> Router<AppState> {
+    let mut r = Router::new();
+    for route in table {
+        r = r.route(route.path, (route.handler)());
+    }
+    r
 }
 
 /// The axum method router for a method name.
@@ -56,7 +68,12 @@ macro_rules! method_fn {
 pub fn routes_table() -> Vec<Route> {
     macro_rules! r {
         ($method:ident, $path:literal, $handler:ident) => {
-            Route { method: Method::$method, path: $path, handler: || method_fn!($method)($handler) }
+            Route {
+                method: Method::$method,
+                path: $path,
+                handler: || method_fn!($method)($handler),
+                documented: true,
+            }
         };
     }
     vec![
@@ -83,11 +100,7 @@ pub fn routes_table() -> Vec<Route> {
 }
 
 pub fn routes(state: AppState) -> Router<AppState> {
-    let mut api = Router::new();
-    for route in routes_table() {
-        api = api.route(route.path, (route.handler)());
-    }
-    api.layer(middleware::from_fn_with_state(state, require_auth))
+    router(routes_table()).layer(middleware::from_fn_with_state(state, require_auth))
 }
 
 /// The OpenAPI document, from the handlers below and the types they use.
@@ -100,7 +113,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
     paths(
         list_endpoints, create_endpoint, get_endpoint, update_endpoint, delete_endpoint, enable, disable,
         send_test, list_deliveries, redeliver, endpoint_health, list_dead, purge_all, replay_many, get_dead,
-        purge_one, replay_one, stats, openapi
+        purge_one, replay_one, stats, openapi, crate::page::healthz, crate::page::login, crate::page::logout
     ),
     components(schemas(ErrorBody, AttemptResult, AttemptRecord)),
     modifiers(&Bearer),
@@ -512,8 +525,17 @@ mod tests {
     /// Every routed (method, path) is documented, and every documented operation is routed.
     #[test]
     fn every_route_is_in_the_openapi_document_and_back() {
-        let routed: BTreeSet<(String, String)> =
-            routes_table().iter().map(|r| (r.method.as_str().to_lowercase(), r.path.to_owned())).collect();
+        let all: Vec<Route> = routes_table().into_iter().chain(crate::page::routes_table()).collect();
+        let key = |r: &Route| (r.method.as_str().to_lowercase(), r.path.to_owned());
+        let routed: BTreeSet<(String, String)> = all.iter().filter(|r| r.documented).map(key).collect();
+        // The only routes left out: the page and its scripts, which are not API.
+        let pages: BTreeSet<(String, String)> = all.iter().filter(|r| !r.documented).map(key).collect();
+        let expected_pages: BTreeSet<(String, String)> =
+            ["/", "/login", "/login.js", "/settings/webhooks", "/settings/webhooks.js"]
+                .iter()
+                .map(|p| ("get".to_owned(), (*p).to_owned()))
+                .collect();
+        assert_eq!(pages, expected_pages, "only the page and its scripts go undocumented");
         let doc = serde_json::to_value(ApiDoc::openapi()).expect("document serializes");
         let mut documented = BTreeSet::new();
         for (path, item) in doc["paths"].as_object().expect("paths") {
@@ -527,7 +549,7 @@ mod tests {
         let unrouted: Vec<_> = documented.difference(&routed).collect();
         assert!(undocumented.is_empty(), "routes missing from the OpenAPI document: {undocumented:?}");
         assert!(unrouted.is_empty(), "documented operations with no route: {unrouted:?}");
-        assert_eq!(routed.len(), routes_table().len(), "a route is registered twice");
+        assert_eq!(routed.len() + pages.len(), all.len(), "a route is registered twice");
     }
 
     #[test]
