@@ -32,3 +32,6 @@ mod security;
 
 /// Health, readiness and metrics of a worker process.
 mod operations;
+
+/// Recent Deliveries in Redis: bounds, expiry, Redeliver, in-flight counts.
+mod history;

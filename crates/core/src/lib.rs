@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod crypto;
 pub mod endpoint;
 pub mod event;
+pub mod history;
 pub mod ids;
 pub mod job;
 pub mod keys;
@@ -17,6 +18,8 @@ pub mod retry;
 #[cfg(test)]
 mod robustness;
 pub mod secret;
+#[cfg(feature = "settings")]
+pub mod settings;
 pub mod store;
 pub mod timestamp;
 

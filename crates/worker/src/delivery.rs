@@ -135,6 +135,7 @@ pub fn test_event() -> entraguard_core::event::Event {
 
 /// What Send test reports.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TestReport {
     pub delivered: bool,
     /// HTTP status or SMTP reply code.
@@ -162,12 +163,21 @@ impl Deliverer {
 
     /// The deliverer a worker with `config` uses.
     pub fn from_config(config: &crate::config::WorkerConfig) -> Result<Self, SetupError> {
+        Self::from_settings(&config.delivery_settings(), config.targets.allow_http)
+    }
+
+    /// The deliverer for these delivery settings: the worker's, and the admin server's for
+    /// Send test, so both take the same path.
+    pub fn from_settings(
+        settings: &crate::config::DeliverySettings,
+        allow_http: bool,
+    ) -> Result<Self, SetupError> {
         let http = HttpTransport::new(
-            crate::transport::guard::TargetGuard::new(config.allow_private_targets.clone()),
-            config.delivery_timeout,
+            crate::transport::guard::TargetGuard::new(settings.allow_private_targets.clone()),
+            settings.delivery_timeout,
         )?;
         let smtp =
-            crate::transport::smtp::SmtpTransport::from_settings(&config.smtp, config.delivery_timeout)?;
-        Ok(Self::new(http, smtp, config.allow_http))
+            crate::transport::smtp::SmtpTransport::from_settings(&settings.smtp, settings.delivery_timeout)?;
+        Ok(Self::new(http, smtp, allow_http))
     }
 }

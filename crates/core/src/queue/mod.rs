@@ -25,6 +25,7 @@
 //! Finished jobs are deleted; only dead letters stay, in their own documented structure.
 
 mod dead_letter;
+mod history;
 
 use std::time::Duration;
 
@@ -200,6 +201,7 @@ pub enum Published {
 }
 
 /// Queue depths, for `stats` and metrics.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct QueueStats {
     pub ready: u64,
@@ -208,7 +210,9 @@ pub struct QueueStats {
     /// Deliveries waiting in endpoint lanes (their endpoint at its cap or paced).
     pub parked: u64,
     pub processing: u64,
-    pub delayed: u64,
+    /// Retries waiting for their due time (the `delayed` set): one name, `scheduled`, in the CLI
+    /// table, its JSON, the API and the metric (`entraguard_queue_scheduled_retries`).
+    pub scheduled: u64,
     pub dead: u64,
     pub workers: u64,
     pub endpoints: u64,
@@ -762,7 +766,7 @@ impl Queue {
         let mut conn = self.conn.clone();
         let t: (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
         let now = t.0 * 1000 + t.1 / 1000;
-        let (ready, retrying, lanes, delayed, dead, endpoints, listed, live): (
+        let (ready, retrying, lanes, scheduled, dead, endpoints, listed, live): (
             u64,
             u64,
             Vec<String>,
@@ -796,7 +800,7 @@ impl Queue {
         };
         let processing = sum_of(listed.iter().map(|w| self.keys.processing(w)).collect()).await?;
         let parked = sum_of(lanes.iter().map(|e| self.keys.lane(e)).collect()).await?;
-        Ok(QueueStats { ready, retrying, parked, processing, delayed, dead, workers: live, endpoints })
+        Ok(QueueStats { ready, retrying, parked, processing, scheduled, dead, workers: live, endpoints })
     }
 }
 
