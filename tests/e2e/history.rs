@@ -99,3 +99,63 @@ async fn in_flight_counts_an_endpoints_deliveries_on_processing_lists() {
     assert_eq!(stack.queue.in_flight(&ep.id).await.expect("count"), 2);
     assert_eq!(stack.queue.in_flight(&other.id).await.expect("count"), 1);
 }
+
+/// The worker records every attempt in the endpoint's history as it records the outcome: a
+/// failed attempt (retry), the delivered retry, a dead letter and a parked attempt, each with
+/// the headers sent (signatures masked), the receiver's answer and the event, newest first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_records_every_attempt_with_what_was_sent_and_answered() {
+    let stack = Stack::start().await;
+    let receiver = HttpReceiver::with_default(Reply::status(200).body("thanks"));
+    receiver.push_replies([Reply::status(503).body("busy, come back")]);
+    let ep = stack
+        .add_endpoint("webhook", &receiver.url_for("/hook"), &["finding.new"], Some("s3cret-signing-key"))
+        .await;
+    let worker = stack.spawn_worker(&["--breaker-failures", "10000"]);
+    stack.producer.publish(&finding_event("t-history")).await.expect("published");
+    receiver.wait_for_requests(2, Duration::from_secs(60)).await;
+    stack.wait_drained(Duration::from_secs(60)).await;
+    let got = stack.queue.recent_deliveries(&ep.id, 10).await.expect("read");
+    assert_eq!(got.len(), 2, "{got:?}");
+    let (delivered, retried) = (&got[0], &got[1]);
+    assert_eq!(
+        (delivered.result, delivered.attempt, delivered.status),
+        (AttemptResult::Delivered, 2, Some(200))
+    );
+    assert_eq!((retried.result, retried.attempt, retried.status), (AttemptResult::Retry, 1, Some(503)));
+    assert_eq!(retried.response_body.as_deref(), Some("busy, come back"));
+    assert_eq!(delivered.response_body.as_deref(), Some("thanks"));
+    assert_eq!(delivered.delivery_id, retried.delivery_id);
+    let header = |r: &DeliveryRecord, name: &str| {
+        r.request_headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    };
+    assert_eq!(header(delivered, "x-coderaft-signature").as_deref(), Some("****"));
+    assert_eq!(header(delivered, "webhook-signature").as_deref(), Some("****"));
+    assert_eq!(header(delivered, "x-coderaft-attempt").as_deref(), Some("2"));
+    assert!(delivered.redeliverable(), "the event is kept for Redeliver");
+    assert_eq!(delivered.event.as_ref().map(|e| e.tenant_id.as_str()), Some("t-history"));
+    let raw: Vec<String> = stack
+        .redis
+        .connection()
+        .await
+        .lrange(format!("{{{PREFIX}}}:history:{}", ep.id), 0, -1)
+        .await
+        .expect("lrange");
+    assert!(
+        raw.iter().all(|r| !r.contains("s3cret") && !r.contains("sha256=")),
+        "no secret or signature stored"
+    );
+
+    // A delivery that fails to the end: each attempt is recorded, the last as dead.
+    receiver.set_default(Reply::status(400).body("bad request"));
+    stack.producer.publish(&finding_event("t-dead")).await.expect("published");
+    stack.wait_dead(1, Duration::from_secs(60)).await;
+    let got = stack.queue.recent_deliveries(&ep.id, 10).await.expect("read");
+    let dead = &got[0];
+    assert_eq!((dead.result, dead.status), (AttemptResult::Dead, Some(400)));
+    assert_eq!(dead.response_body.as_deref(), Some("bad request"));
+    let attempts = got.iter().filter(|r| r.delivery_id == dead.delivery_id).count();
+    assert_eq!(attempts, usize::try_from(dead.attempt).expect("small"), "one entry per attempt");
+    assert_eq!(got.len(), attempts + 2);
+    worker.stop().await;
+}

@@ -59,8 +59,21 @@ impl Queue {
         if entries.is_empty() {
             return Ok(());
         }
-        let key = self.keys.history(endpoint.as_str());
         let encoded: Vec<String> = entries.iter().map(DeliveryRecord::encode).collect();
+        self.record_history_encoded(endpoint, &encoded).await
+    }
+
+    /// [`Queue::record_history`] of entries already encoded (see
+    /// [`crate::history::encode_attempt`]).
+    pub async fn record_history_encoded(
+        &self,
+        endpoint: &EndpointId,
+        encoded: &[String],
+    ) -> Result<(), QueueError> {
+        if encoded.is_empty() {
+            return Ok(());
+        }
+        let key = self.keys.history(endpoint.as_str());
         let mut conn = self.conn.clone();
         let _: () = redis::pipe()
             .atomic()
