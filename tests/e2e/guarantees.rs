@@ -436,7 +436,6 @@ async fn a_long_run_leaves_redis_memory_where_it_started() {
     let stack = Stack::start().await;
     let receiver = HttpReceiver::start();
     let ep: Endpoint = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
-    let _ = ep;
     let before = stack.redis.info_used_memory().await;
     let mut w = stack.spawn_worker_process(&["--concurrency", "64"]);
     let evs = events(N, "soak");
@@ -449,9 +448,15 @@ async fn a_long_run_leaves_redis_memory_where_it_started() {
     let published = format!("{{{PREFIX}}}:published");
     let index: u64 =
         redis::cmd("MEMORY").arg("USAGE").arg(&published).query_async(&mut conn).await.expect("memory usage");
-    let after = stack.redis.info_used_memory().await.saturating_sub(index);
+    // So does the endpoint's Recent Deliveries: bounded to its last 200 attempts.
+    let history = format!("{{{PREFIX}}}:history:{}", ep.id);
+    let kept: u64 = conn.llen(&history).await.expect("llen");
+    assert_eq!(kept, entraguard_core::history::HISTORY_MAX_ENTRIES as u64, "history bounded");
+    let history_bytes: u64 =
+        redis::cmd("MEMORY").arg("USAGE").arg(&history).query_async(&mut conn).await.expect("memory usage");
+    let after = stack.redis.info_used_memory().await.saturating_sub(index + history_bytes);
     println!(
-        "figure: long_run deliveries={N} redis_used_memory before={before} after={after} (dedupe index {index} bytes apart)"
+        "figure: long_run deliveries={N} redis_used_memory before={before} after={after} (dedupe index {index} and history {history_bytes} bytes apart)"
     );
     // 20 000 finished jobs kept would be over 10 MB; allocator slack and client buffers are not.
     assert!(after < before + 1024 * 1024, "redis grew from {before} to {after} bytes: finished jobs pile up");
@@ -462,6 +467,7 @@ async fn a_long_run_leaves_redis_memory_where_it_started() {
         vec![
             format!("{{{PREFIX}}}:endpoints"),
             format!("{{{PREFIX}}}:endpoints:rev"),
+            history,
             format!("{{{PREFIX}}}:leases"),
             published,
             format!("{{{PREFIX}}}:sealing"),
