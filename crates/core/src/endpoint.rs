@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::EventKind;
 use crate::ids::EndpointId;
+use crate::rules::{Rules, RulesDraft};
 use crate::secret::{Secret, mask_url};
 use crate::timestamp::Timestamp;
 
@@ -162,6 +163,10 @@ pub struct Endpoint {
     /// Card format for Teams; `None` chooses from the URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teams_format: Option<TeamsFormat>,
+    /// Alert-fatigue rules (tenants, severity floor, dedupe, digest, quiet hours); routing data,
+    /// never sealed. Absent in records stored before rules existed: the defaults.
+    #[serde(default, skip_serializing_if = "Rules::is_default")]
+    pub rules: Rules,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -229,6 +234,8 @@ pub struct EndpointView {
     pub previous_secret_until: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teams_format: Option<TeamsFormat>,
+    #[serde(skip_serializing_if = "Rules::is_default")]
+    pub rules: Rules,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -247,6 +254,7 @@ impl Endpoint {
             has_secret: self.secret.is_some(),
             previous_secret_until: self.previous_secret.as_ref().and(self.previous_secret_until),
             teams_format: self.teams_format,
+            rules: self.rules.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
             warnings: self.warnings(),
@@ -269,6 +277,7 @@ impl Endpoint {
                 TeamsFormat::MessageCard => "message_card".to_owned(),
                 TeamsFormat::AdaptiveCard => "adaptive_card".to_owned(),
             }),
+            rules: self.rules.to_draft(),
         }
     }
 }
@@ -288,6 +297,9 @@ pub struct EndpointDraft {
     pub secret: Option<Secret>,
     #[serde(default)]
     pub teams_format: Option<String>,
+    /// Alert-fatigue rules; absent: none.
+    #[serde(default)]
+    pub rules: RulesDraft,
 }
 
 fn default_true() -> bool {
@@ -357,6 +369,7 @@ impl EndpointDraft {
             previous_secret: None,
             previous_secret_until: None,
             teams_format,
+            rules: self.rules.validate()?,
             created_at,
             updated_at: Timestamp::now(),
         })

@@ -50,16 +50,21 @@ pub enum EventKind {
     ComplianceReportReady,
     #[serde(rename = "endpoint.health_changed")]
     EndpointHealthChanged,
+    /// The notifier's own: findings collected per scan by an endpoint's digest rule, sent as one
+    /// message. Made by workers, never published.
+    #[serde(rename = "finding.digest")]
+    FindingDigest,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::ScanCompleted,
         EventKind::ScanFailed,
         EventKind::FindingNew,
         EventKind::FindingSeverityChanged,
         EventKind::ComplianceReportReady,
         EventKind::EndpointHealthChanged,
+        EventKind::FindingDigest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +75,7 @@ impl EventKind {
             EventKind::FindingSeverityChanged => "finding.severity_changed",
             EventKind::ComplianceReportReady => "compliance.report_ready",
             EventKind::EndpointHealthChanged => "endpoint.health_changed",
+            EventKind::FindingDigest => "finding.digest",
         }
     }
 }
@@ -83,7 +89,7 @@ impl fmt::Display for EventKind {
 /// An event name that is not one of ours.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown event kind {0:?}: expected one of scan.completed, scan.failed, finding.new, finding.severity_changed, compliance.report_ready, endpoint.health_changed"
+    "unknown event kind {0:?}: expected one of scan.completed, scan.failed, finding.new, finding.severity_changed, compliance.report_ready, endpoint.health_changed, finding.digest"
 )]
 pub struct UnknownEventKind(pub String);
 
@@ -325,6 +331,8 @@ pub enum EventBody {
     ComplianceReportReady { report: Report },
     #[serde(rename = "endpoint.health_changed")]
     EndpointHealthChanged { endpoint: EndpointHealth },
+    #[serde(rename = "finding.digest")]
+    FindingDigest { digest: crate::digest::Digest },
 }
 
 /// One event: the envelope and its body.
@@ -376,6 +384,7 @@ impl Event {
             EventBody::FindingSeverityChanged { .. } => EventKind::FindingSeverityChanged,
             EventBody::ComplianceReportReady { .. } => EventKind::ComplianceReportReady,
             EventBody::EndpointHealthChanged { .. } => EventKind::EndpointHealthChanged,
+            EventBody::FindingDigest { .. } => EventKind::FindingDigest,
         }
     }
 
@@ -418,6 +427,7 @@ impl Event {
                 Some(finding.severity)
             }
             EventBody::ScanCompleted { scan } => scan.new_findings.highest(),
+            EventBody::FindingDigest { digest } => digest.counts.highest(),
             _ => None,
         }
     }
@@ -483,6 +493,13 @@ impl Event {
                 if let Some(e) = &endpoint.last_error {
                     text("endpoint.last_error", e, false)?;
                 }
+            }
+            // Workers make digests from findings validated when they were published.
+            EventBody::FindingDigest { .. } => {
+                return Err(field_err(
+                    "event",
+                    "finding.digest is made by the notifier from collected findings and cannot be published",
+                ));
             }
         }
         Ok(())

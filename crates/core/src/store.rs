@@ -260,7 +260,13 @@ impl EndpointStore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// The routing fields parse.
-    Known { id: EndpointId, enabled: bool, events: std::collections::BTreeSet<crate::event::EventKind> },
+    Known {
+        id: EndpointId,
+        enabled: bool,
+        events: std::collections::BTreeSet<crate::event::EventKind>,
+        /// Tenants, severity floor, dedupe, digest, quiet hours (defaults when not stored).
+        rules: Box<crate::rules::Rules>,
+    },
     /// Not even the routing fields parse (a corrupt record): every event is routed to it, so
     /// each delivery records why it cannot be made.
     Unreadable { id: EndpointId, reason: String },
@@ -280,6 +286,14 @@ impl Route {
             Route::Unreadable { .. } => true,
         }
     }
+
+    /// The endpoint's rules; an unreadable record has none (everything goes to it).
+    pub fn rules(&self) -> Option<&crate::rules::Rules> {
+        match self {
+            Route::Known { rules, .. } => Some(rules),
+            Route::Unreadable { .. } => None,
+        }
+    }
 }
 
 /// The fields of the stored JSON that routing reads (never sealed).
@@ -287,6 +301,8 @@ impl Route {
 struct RoutingFields {
     enabled: bool,
     events: std::collections::BTreeSet<crate::event::EventKind>,
+    #[serde(default)]
+    rules: crate::rules::Rules,
 }
 
 impl EndpointStore {
@@ -302,17 +318,28 @@ impl EndpointStore {
                     tracing::error!(field = %field.chars().take(80).collect::<String>(), "a field of the endpoints hash is not an endpoint id; ignored");
                     return None;
                 };
-                Some(match serde_json::from_slice::<RoutingFields>(&json) {
-                    Ok(f) => Route::Known { id, enabled: f.enabled, events: f.events },
-                    Err(e) => Route::Unreadable {
-                        reason: format!("endpoint {id} in Redis is unreadable: {}", describe_json_error(&e)),
-                        id,
-                    },
-                })
+                Some(route_of(id, &json))
             })
             .collect();
         routes.sort_by(|a, b| a.id().cmp(b.id()));
         Ok(routes)
+    }
+
+    /// The route of one endpoint, `None` if there is no such id.
+    pub async fn route(&self, id: &EndpointId) -> Result<Option<Route>, StoreError> {
+        let mut conn = self.conn.clone();
+        let json: Option<Vec<u8>> = conn.hget(self.keys.endpoints(), id.as_str()).await?;
+        Ok(json.map(|j| route_of(id.clone(), &j)))
+    }
+}
+
+fn route_of(id: EndpointId, json: &[u8]) -> Route {
+    match serde_json::from_slice::<RoutingFields>(json) {
+        Ok(f) => Route::Known { id, enabled: f.enabled, events: f.events, rules: Box::new(f.rules) },
+        Err(e) => Route::Unreadable {
+            reason: format!("endpoint {id} in Redis is unreadable: {}", describe_json_error(&e)),
+            id,
+        },
     }
 }
 
