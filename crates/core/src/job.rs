@@ -18,6 +18,26 @@ pub enum Job {
     /// One (event, endpoint) delivery.
     #[serde(rename = "delivery.v1")]
     Delivery(DeliveryJob),
+    /// A digest's longest wait ran out (scheduled in the delayed set when it began): flush it
+    /// if its scan has not ended meanwhile.
+    #[serde(rename = "digest_due.v1")]
+    DigestDue(DigestDueJob),
+    /// A flushed digest: turn its collected findings into one `finding.digest` delivery.
+    #[serde(rename = "digest.v1")]
+    Digest(DigestJob),
+}
+
+/// See [`Job::DigestDue`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestDueJob {
+    pub digest: crate::digest::DigestRef,
+}
+
+/// See [`Job::Digest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestJob {
+    pub digest: crate::digest::DigestRef,
+    pub reason: crate::digest::DigestReason,
 }
 
 impl Job {

@@ -11,6 +11,7 @@ pub mod channel;
 pub mod config;
 mod context;
 pub mod delivery;
+mod digest;
 pub mod fanout;
 pub mod gate;
 pub mod health;

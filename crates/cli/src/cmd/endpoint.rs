@@ -90,6 +90,8 @@ pub struct AddArgs {
     /// Create it disabled.
     #[arg(long)]
     disabled: bool,
+    #[command(flatten)]
+    rules: super::rules::RulesArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,6 +139,8 @@ pub struct UpdateArgs {
     /// Teams card: message_card or adaptive_card.
     #[arg(long)]
     teams_format: Option<String>,
+    #[command(flatten)]
+    rules: super::rules::RulesArgs,
 }
 
 fn expand_events(events: &[String]) -> Vec<String> {
@@ -155,7 +159,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
     let (queue, store) = global.store().await?;
     match command {
         Command::Add(a) => {
-            let draft = EndpointDraft {
+            let mut draft = EndpointDraft {
                 name: a.name,
                 channel: a.channel,
                 target: a.target,
@@ -163,7 +167,9 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 enabled: !a.disabled,
                 secret: a.secret.resolve()?,
                 teams_format: a.teams_format,
+                rules: Default::default(),
             };
+            a.rules.apply(&mut draft.rules).map_err(|e| usage(anyhow::anyhow!(e)))?;
             let ep = draft.validate(global.policy()).map_err(usage)?;
             store.put(&ep).await?;
             print_one(global, &ep, true);
@@ -240,6 +246,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             if let Some(f) = u.teams_format {
                 draft.teams_format = Some(f);
             }
+            u.rules.apply(&mut draft.rules).map_err(|e| usage(anyhow::anyhow!(e)))?;
             let mut ep =
                 draft.validate_as(current.id.clone(), current.created_at, global.policy()).map_err(usage)?;
             if ep.secret == current.secret {
@@ -374,6 +381,7 @@ fn print_one(global: &Global, ep: &Endpoint, show_warnings: bool) {
     if let Some(f) = v.teams_format {
         println!("teams:     {f:?}");
     }
+    super::rules::print(&v.rules);
     println!("created:   {}", v.created_at);
     println!("updated:   {}", v.updated_at);
     if show_warnings {

@@ -25,6 +25,7 @@
 //! Finished jobs are deleted; only dead letters stay, in their own documented structure.
 
 mod dead_letter;
+mod fatigue;
 
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ pub use dead_letter::{
     DeadLetter, DeadLetterDraft, DeadLetterSummary, JOB_SHOW_MAX, ReplayFilter, ReplayOutcome, ReplaySummary,
     SUMMARY_TEXT_MAX,
 };
+pub use fatigue::{Dedupe, RouteStep, Routed};
 
 use crate::keys::KeySpace;
 use crate::redis_conn::{RedisConfig, connect};
