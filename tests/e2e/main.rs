@@ -32,3 +32,7 @@ mod security;
 
 /// Health, readiness and metrics of a worker process.
 mod operations;
+
+/// Alert-fatigue rules per endpoint: tenants, severity floors, dedupe windows, scan digests
+/// (flushed by the scan's end, by timeout, across a SIGKILL) and quiet hours.
+mod routing;

@@ -9,6 +9,10 @@ use crate::event::{Event, EventBody, EventKind, Finding, Severity, SeverityCount
 use crate::ids::{EndpointId, EventId};
 use crate::timestamp::Timestamp;
 
+/// How long after its scan's end a digest is sent: findings of the scan that other workers are
+/// still fanning out join it.
+pub const SCAN_END_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Findings a digest lists in full; the rest are counted ("and N more").
 pub const DIGEST_LISTED: usize = 50;
 

@@ -13,7 +13,7 @@ use crate::persist::{persist, record};
 
 /// A digest's longest wait ran out: flush it, unless its scan's end flushed it already.
 pub(crate) async fn due(ctx: &Ctx, raw: &[u8], job: DigestDueJob) {
-    let build = Job::Digest(DigestJob { digest: job.digest.clone(), reason: DigestReason::MaxWait }).encode();
+    let build = Job::Digest(DigestJob { digest: job.digest.clone(), reason: job.reason }).encode();
     record(ctx, "flush digest", || async {
         Ok(ctx.queue.digest_due(&ctx.worker, raw, &job.digest, &build).await?.is_some())
     })

@@ -11,9 +11,9 @@
 //!
 //! [`Queue::route`]: entraguard_core::queue::Queue::route
 
-use entraguard_core::digest::{DigestItem, DigestReason, DigestRef};
+use entraguard_core::digest::{DigestItem, DigestReason, DigestRef, SCAN_END_GRACE};
 use entraguard_core::event::{Event, EventKind};
-use entraguard_core::job::{DeliveryJob, DigestDueJob, DigestJob, Job};
+use entraguard_core::job::{DeliveryJob, DigestDueJob, Job};
 use entraguard_core::queue::{DeadLetterDraft, Dedupe, RouteStep};
 use entraguard_core::store::Route;
 use tracing::error;
@@ -73,8 +73,8 @@ pub fn plan(event: &Event, routes: &[Route], now_ms: Option<i64>) -> Vec<RouteSt
             && rules.admits(event)
         {
             let digest = DigestRef::new(id.clone(), event, scan);
-            let job = Job::Digest(DigestJob { digest: digest.clone(), reason }).encode();
-            steps.push(RouteStep::Flush { digest, job });
+            let timer = Job::DigestDue(DigestDueJob { digest: digest.clone(), reason }).encode();
+            steps.push(RouteStep::Flush { digest, timer, grace: SCAN_END_GRACE });
         }
         if !route.wants(event.kind()) || about == Some(id.as_str()) || !rules.admits(event) {
             continue;
@@ -85,7 +85,8 @@ pub fn plan(event: &Event, routes: &[Route], now_ms: Option<i64>) -> Vec<RouteSt
                 (&rules.digest, &event.scan_id, DigestItem::of(event))
         {
             let digest = DigestRef::new(id.clone(), event, scan);
-            let timer = Job::DigestDue(DigestDueJob { digest: digest.clone() }).encode();
+            let timer =
+                Job::DigestDue(DigestDueJob { digest: digest.clone(), reason: DigestReason::MaxWait }).encode();
             let item = serde_json::to_string(&item).unwrap_or_default();
             steps.push(RouteStep::Collect { digest, item, timer, max_wait: rule.max_wait, dedupe });
             continue;
@@ -148,6 +149,10 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], event: Event) {
         crate::metrics::fanned_out();
         if let Some(r) = routed.into_inner().ok().flatten() {
             crate::metrics::routed(&r);
+            if r.held + r.collected + r.flushed > 0 {
+                // New in the delayed set, perhaps due before what the promoter waits for.
+                ctx.promoter_wake.notify_one();
+            }
             tracing::debug!(
                 sent = r.sent,
                 held = r.held,

@@ -27,8 +27,9 @@ pub enum RouteStep {
     /// Append a finding to a digest; a new digest is flushed after `max_wait` at the latest by
     /// `timer` (a `digest_due.v1` job).
     Collect { digest: DigestRef, item: String, timer: String, max_wait: Duration, dedupe: Option<Dedupe> },
-    /// Flush a digest (its scan ended) with `job` (a `digest.v1` job).
-    Flush { digest: DigestRef, job: String },
+    /// A digest's scan ended: flush it after `grace` with `timer` (a `digest_due.v1` job), so
+    /// findings of the scan other workers are still fanning out join it.
+    Flush { digest: DigestRef, timer: String, grace: Duration },
 }
 
 /// A dedupe check: `member` (see `rules::dedupe_member`) seen within `window` skips the step.
@@ -46,7 +47,7 @@ pub struct Routed {
     pub held: u64,
     /// Findings added to digests.
     pub collected: u64,
-    /// Digests flushed by their scan's end.
+    /// Digests whose scan ended (flushed after a short grace).
     pub flushed: u64,
     /// Skipped by a dedupe window.
     pub suppressed: u64,
@@ -119,11 +120,11 @@ impl Queue {
                         wait,
                     )
                 }
-                RouteStep::Flush { digest, job } => {
+                RouteStep::Flush { digest, timer, grace } => {
                     let id = digest.id();
                     let ka = key(k.digest(&id));
-                    let kb = key(k.digest_flushed(&id, &digest.flush));
-                    ("flush", digest.endpoint_id.to_string(), &None, ka, kb, id, job.as_str(), "", 0)
+                    let grace = i64::try_from(ms(*grace)).unwrap_or(i64::MAX);
+                    ("flush", digest.endpoint_id.to_string(), &None, ka, 0, id, timer.as_str(), "", grace)
                 }
             };
             let (dk, member, window) = match dedupe {

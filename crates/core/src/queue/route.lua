@@ -5,8 +5,10 @@
 --            its quiet hours end (an absolute due time, Unix ms, computed from Redis's clock);
 --   collect: append a finding to its digest list; a new digest gets its deadline in the digests
 --            zset and a timer job (digest_due.v1) in the delayed set, due at that deadline;
---   flush:   (its scan ended) rename the digest list to its flushed key, forget its deadline and
---            push a digest.v1 job that turns it into one finding.digest delivery.
+--   flush:   (its scan ended) bring the digest's deadline forward to a short grace from now and
+--            schedule a timer job for it (digest_due.v1 with the scan's end as its reason), so
+--            findings of the scan still being fanned out by other workers join the digest; the
+--            timer then flushes it (digest_due.lua).
 -- A send or collect step with a dedupe key is skipped when its member was seen within the
 -- window (counted in the suppressed hash); otherwise the member is recorded now, entries older
 -- than the window are trimmed and the key expires a window after its last entry.
@@ -15,9 +17,10 @@
 -- KEYS[1] processing, KEYS[2] ready, KEYS[3] delayed, KEYS[4] digests zset, KEYS[5] suppressed
 -- hash, KEYS[6..] the steps' keys; ARGV[1] raw job, ARGV[2] number of steps, then 11 values a
 -- step: op, endpoint id, dedupe key index (0: none), dedupe member, window ms, key index A
--- (collect, flush: the digest list), key index B (flush: the flushed key), digest id (send: '1'
--- for urgent), payload (send: the delivery job; collect: the finding; flush: the digest.v1
--- job), extra (collect: the timer job), number (send: due time or 0; collect: longest wait ms).
+-- (collect, flush: the digest list), key index B (unused), digest id (send: '1' for urgent),
+-- payload (send: the delivery job; collect: the finding; flush: the timer job), extra
+-- (collect: the timer job), number (send: due time or 0; collect: longest wait ms; flush:
+-- grace ms).
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   return {-1}
 end
@@ -69,9 +72,14 @@ for s = 0, steps - 1 do
     collected = collected + 1
   elseif op == 'flush' then
     if redis.call('EXISTS', KEYS[ka]) == 1 then
-      redis.call('RENAME', KEYS[ka], KEYS[kb])
-      redis.call('ZREM', KEYS[4], id)
-      redis.call('RPUSH', KEYS[2], payload)
+      local due = now + n
+      local deadline = tonumber(redis.call('ZSCORE', KEYS[4], id) or due)
+      if due < deadline then
+        redis.call('ZADD', KEYS[4], due, id)
+      else
+        due = deadline
+      end
+      redis.call('ZADD', KEYS[3], due, payload)
       flushed = flushed + 1
     end
   end
