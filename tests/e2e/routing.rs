@@ -155,7 +155,9 @@ async fn dedupe_skips_a_repeat_inside_the_window_and_sends_it_after() {
 fn digest_of(reqs: &[Recorded]) -> Vec<serde_json::Value> {
     reqs.iter()
         .map(Recorded::json)
-        .filter(|b| b["text"].as_str().is_some_and(|t| t.contains("digest")) || b["event"] == "finding.digest")
+        .filter(|b| {
+            b["text"].as_str().is_some_and(|t| t.contains("digest")) || b["event"] == "finding.digest"
+        })
         .collect()
 }
 
@@ -163,8 +165,14 @@ fn digest_of(reqs: &[Recorded]) -> Vec<serde_json::Value> {
 async fn a_scan_of_500_low_and_3_high_to_slack_is_3_messages_and_1_digest_in_seconds() {
     let stack = Stack::start().await;
     let slack = HttpReceiver::start();
-    add(&stack, "slack", &slack.url_for("/services/T0/B0/x"), &["finding.new"], r#"{"digest":["low","medium"]}"#)
-        .await;
+    add(
+        &stack,
+        "slack",
+        &slack.url_for("/services/T0/B0/x"),
+        &["finding.new"],
+        r#"{"digest":["low","medium"]}"#,
+    )
+    .await;
     let worker = stack.spawn_worker(&["--concurrency", "8"]);
     let started = Instant::now();
     let mut events: Vec<Event> =
@@ -201,7 +209,11 @@ async fn a_digest_whose_scan_never_ends_is_sent_after_its_longest_wait_and_a_fai
     add(&stack, "webhook", &rx.url(), &["finding.new"], r#"{"digest":["low"],"digest_max_wait":"3s"}"#).await;
     let worker = stack.spawn_worker(&[]);
     for i in 0..5 {
-        stack.producer.publish(&finding("finding.new", "t", &format!("L-{i}"), "low", None, "scan-x")).await.expect("p");
+        stack
+            .producer
+            .publish(&finding("finding.new", "t", &format!("L-{i}"), "low", None, "scan-x"))
+            .await
+            .expect("p");
     }
     let got = rx.wait_for_requests(1, LONG).await;
     let body = got[0].json();
@@ -210,12 +222,19 @@ async fn a_digest_whose_scan_never_ends_is_sent_after_its_longest_wait_and_a_fai
     assert_eq!(body["digest"]["total"], 5);
     // A failed scan flushes too.
     for i in 0..2 {
-        stack.producer.publish(&finding("finding.new", "t", &format!("M-{i}"), "low", None, "scan-y")).await.expect("p");
+        stack
+            .producer
+            .publish(&finding("finding.new", "t", &format!("M-{i}"), "low", None, "scan-y"))
+            .await
+            .expect("p");
     }
     stack.producer.publish(&scan_failed("t", "scan-y")).await.expect("p");
     let got = rx.wait_for_requests(2, LONG).await;
     let body = got[1].json();
-    assert_eq!((body["digest"]["reason"].as_str(), body["digest"]["total"].as_u64()), (Some("scan.failed"), Some(2)));
+    assert_eq!(
+        (body["digest"]["reason"].as_str(), body["digest"]["total"].as_u64()),
+        (Some("scan.failed"), Some(2))
+    );
     stack.wait_drained(LONG).await;
     assert_eq!(rx.requests().len(), 2);
     worker.stop().await;
@@ -232,7 +251,8 @@ async fn collected_findings_survive_a_sigkilled_worker_and_the_digest_is_sent_on
     stack.producer.publish_batch(&events).await.expect("published");
     stack.producer.publish(&scan_completed("t", "scan-k")).await.expect("published");
     // Kill it as soon as the scan's end is being handled (or has been): mid-digest.
-    let digest_key = format!("{{{PREFIX}}}:digest:{}", entraguard_core::digest::digest_id(&ep.id, "t", "scan-k"));
+    let digest_key =
+        format!("{{{PREFIX}}}:digest:{}", entraguard_core::digest::digest_id(&ep.id, "t", "scan-k"));
     wait_until(LONG, "findings collected", || {
         let mut c = stack.queue.connection();
         let key = digest_key.clone();

@@ -152,6 +152,12 @@ impl KeySpace {
         format!("{}:digests", self.tag)
     }
 
+    /// HASH of open digest id → its timer job (`digest_due.v1`) in the delayed set, so a flush
+    /// can take the timer it no longer needs out of the delayed set.
+    pub fn digest_timers(&self) -> String {
+        format!("{}:digest_timers", self.tag)
+    }
+
     /// The field of one endpoint in [`KeySpace::endpoints`].
     pub fn endpoint_field(id: &EndpointId) -> &str {
         id.as_str()
@@ -191,6 +197,7 @@ mod tests {
             k.digest("ep_1:ab"),
             k.digest_flushed("ep_1:ab", "f"),
             k.digests(),
+            k.digest_timers(),
         ] {
             assert!(key.starts_with("{acme}:"), "{key}");
         }

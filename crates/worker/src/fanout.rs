@@ -86,7 +86,8 @@ pub fn plan(event: &Event, routes: &[Route], now_ms: Option<i64>) -> Vec<RouteSt
         {
             let digest = DigestRef::new(id.clone(), event, scan);
             let timer =
-                Job::DigestDue(DigestDueJob { digest: digest.clone(), reason: DigestReason::MaxWait }).encode();
+                Job::DigestDue(DigestDueJob { digest: digest.clone(), reason: DigestReason::MaxWait })
+                    .encode();
             let item = serde_json::to_string(&item).unwrap_or_default();
             steps.push(RouteStep::Collect { digest, item, timer, max_wait: rule.max_wait, dedupe });
             continue;

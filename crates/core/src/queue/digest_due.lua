@@ -5,7 +5,7 @@
 -- flushed key, forget its deadline and push the digest.v1 job, in one step.
 -- Returns 0 when the lease was lost, 1 when there was nothing to flush, 2 when flushed.
 -- KEYS[1] processing, KEYS[2] ready, KEYS[3] digests zset, KEYS[4] digest list, KEYS[5] flushed
--- key; ARGV[1] raw job, ARGV[2] digest id, ARGV[3] digest.v1 job.
+-- key, KEYS[6] digest timers hash; ARGV[1] raw job, ARGV[2] digest id, ARGV[3] digest.v1 job.
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   return 0
 end
@@ -15,7 +15,11 @@ local deadline = redis.call('ZSCORE', KEYS[3], ARGV[2])
 if deadline and tonumber(deadline) <= now + 1000 and redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('RENAME', KEYS[4], KEYS[5])
   redis.call('ZREM', KEYS[3], ARGV[2])
+  redis.call('HDEL', KEYS[6], ARGV[2])
   redis.call('RPUSH', KEYS[2], ARGV[3])
   return 2
+end
+if redis.call('HGET', KEYS[6], ARGV[2]) == ARGV[1] then
+  redis.call('HDEL', KEYS[6], ARGV[2])
 end
 return 1

@@ -74,8 +74,14 @@ impl Queue {
         steps: &[RouteStep],
     ) -> Result<Option<Routed>, QueueError> {
         let k = &self.keys;
-        let mut keys: Vec<String> =
-            vec![k.processing(worker.as_str()), k.ready(), k.delayed(), k.digests(), k.suppressed()];
+        let mut keys: Vec<String> = vec![
+            k.processing(worker.as_str()),
+            k.ready(),
+            k.delayed(),
+            k.digests(),
+            k.suppressed(),
+            k.digest_timers(),
+        ];
         let mut key = |name: String| {
             keys.push(name);
             keys.len()
@@ -181,6 +187,7 @@ impl Queue {
             .key(k.digests())
             .key(k.digest(&id))
             .key(k.digest_flushed(&id, &digest.flush))
+            .key(k.digest_timers())
             .arg(raw)
             .arg(&id)
             .arg(job)

@@ -15,7 +15,7 @@
 -- Returns {sent, held, collected, flushed, suppressed}, or {-1} when the job is no longer on
 -- the list (the lease was lost; nothing is done).
 -- KEYS[1] processing, KEYS[2] ready, KEYS[3] delayed, KEYS[4] digests zset, KEYS[5] suppressed
--- hash, KEYS[6..] the steps' keys; ARGV[1] raw job, ARGV[2] number of steps, then 11 values a
+-- hash, KEYS[6] digest timers hash (digest id → its timer job), KEYS[7..] the steps' keys; ARGV[1] raw job, ARGV[2] number of steps, then 11 values a
 -- step: op, endpoint id, dedupe key index (0: none), dedupe member, window ms, key index A
 -- (collect, flush: the digest list), key index B (unused), digest id (send: '1' for urgent),
 -- payload (send: the delivery job; collect: the finding; flush: the timer job), extra
@@ -68,18 +68,23 @@ for s = 0, steps - 1 do
       local deadline = now + n
       redis.call('ZADD', KEYS[4], deadline, id)
       redis.call('ZADD', KEYS[3], deadline, extra)
+      redis.call('HSET', KEYS[6], id, extra)
     end
     collected = collected + 1
   elseif op == 'flush' then
     if redis.call('EXISTS', KEYS[ka]) == 1 then
       local due = now + n
-      local deadline = tonumber(redis.call('ZSCORE', KEYS[4], id) or due)
+      local deadline = tonumber(redis.call('ZSCORE', KEYS[4], id) or (due + 1))
       if due < deadline then
+        -- The new timer replaces the longest-wait one, which would only find nothing later.
+        local old = redis.call('HGET', KEYS[6], id)
+        if old then
+          redis.call('ZREM', KEYS[3], old)
+        end
         redis.call('ZADD', KEYS[4], due, id)
-      else
-        due = deadline
+        redis.call('ZADD', KEYS[3], due, payload)
+        redis.call('HSET', KEYS[6], id, payload)
       end
-      redis.call('ZADD', KEYS[3], due, payload)
       flushed = flushed + 1
     end
   end
