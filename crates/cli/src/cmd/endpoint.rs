@@ -91,7 +91,7 @@ pub struct AddArgs {
     #[arg(long)]
     disabled: bool,
     #[command(flatten)]
-    rules: super::rules::RulesArgs,
+    rules: Box<super::rules::RulesArgs>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -140,7 +140,7 @@ pub struct UpdateArgs {
     #[arg(long)]
     teams_format: Option<String>,
     #[command(flatten)]
-    rules: super::rules::RulesArgs,
+    rules: Box<super::rules::RulesArgs>,
 }
 
 fn expand_events(events: &[String]) -> Vec<String> {
