@@ -22,6 +22,7 @@ pub const QUEUE_PROCESSING: &str = "entraguard_queue_processing";
 pub const QUEUE_SCHEDULED: &str = "entraguard_queue_scheduled_retries";
 pub const QUEUE_DEAD: &str = "entraguard_queue_dead_letters";
 pub const WORKERS: &str = "entraguard_workers";
+pub const QUEUE_DIGESTS: &str = "entraguard_queue_digests";
 pub const REDIS_FULL: &str = "entraguard_redis_full";
 pub const BREAKER_OPEN: &str = "entraguard_endpoint_breaker_open";
 pub const ENDPOINT_PARKED: &str = "entraguard_endpoint_parked";
@@ -91,6 +92,7 @@ pub fn queue(stats: &QueueStats) {
     gauge!(QUEUE_SCHEDULED).set(stats.delayed as f64);
     gauge!(QUEUE_DEAD).set(stats.dead as f64);
     gauge!(WORKERS).set(stats.workers as f64);
+    gauge!(QUEUE_DIGESTS).set(stats.digests as f64);
 }
 
 /// Per endpoint, read at scrape time: 1 while its breaker is not closed (open, half-open or

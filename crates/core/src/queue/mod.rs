@@ -209,6 +209,9 @@ pub struct QueueStats {
     pub dead: u64,
     pub workers: u64,
     pub endpoints: u64,
+    /// Scan digests collecting findings (their findings wait in Redis until the scan ends).
+    #[serde(default)]
+    pub digests: u64,
 }
 
 /// A handle on the queue of one key space. Cheap to clone; all clones share one multiplexed,
@@ -777,7 +780,18 @@ impl Queue {
         };
         let processing = sum_of(listed.iter().map(|w| self.keys.processing(w)).collect()).await?;
         let parked = sum_of(lanes.iter().map(|e| self.keys.lane(e)).collect()).await?;
-        Ok(QueueStats { ready, retrying, parked, processing, delayed, dead, workers: live, endpoints })
+        let digests = self.open_digests().await?;
+        Ok(QueueStats {
+            ready,
+            retrying,
+            parked,
+            processing,
+            delayed,
+            dead,
+            workers: live,
+            endpoints,
+            digests,
+        })
     }
 }
 
