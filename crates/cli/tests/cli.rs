@@ -794,3 +794,53 @@ async fn help_and_version_are_enough_to_start() {
     exec(dir.path(), &["endpoint", "add", "--channel", "slack"], None, &[]).await.fails(2, "--name");
     exec(dir.path(), &["frobnicate"], None, &[]).await.fails(2, "frobnicate");
 }
+
+/// Rules from the command line: set on add, changed one flag at a time on update (the others
+/// kept), shown, and refused with the field named.
+#[tokio::test]
+async fn endpoint_rules_from_flags_are_kept_across_updates_and_validated() {
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let add = [
+        "endpoint",
+        "add",
+        "--name",
+        "A",
+        "--channel",
+        "webhook",
+        "--target",
+        "https://a.example/x",
+        "--events",
+        "all",
+        "--tenants",
+        "tenant-a",
+        "--digest",
+        "low,medium",
+        "--quiet-hours",
+        "20:00-07:00",
+        "--quiet-tz",
+        "Europe/Berlin",
+        "--json",
+    ];
+    let ep = cli.run(&add).await.json();
+    assert_eq!(ep["rules"]["tenants"], serde_json::json!(["tenant-a"]));
+    assert_eq!(ep["rules"]["quiet_hours"]["from"], "20:00");
+    let id = ep["id"].as_str().expect("id").to_owned();
+    let updated = cli.run(&["endpoint", "update", &id, "--min-severity", "high", "--json"]).await.json();
+    assert_eq!(updated["rules"]["min_severity"], "high");
+    assert_eq!(updated["rules"]["digest"]["severities"], serde_json::json!(["medium", "low"]), "kept");
+    let cleared = cli
+        .run(&["endpoint", "update", &id, "--quiet-hours", "off", "--digest", "off", "--json"])
+        .await
+        .json();
+    assert!(
+        cleared["rules"].get("quiet_hours").is_none() && cleared["rules"].get("digest").is_none(),
+        "{cleared}"
+    );
+    let shown = cli.run(&["endpoint", "show", &id]).await;
+    assert!(shown.ok().contains("floor:     high and above"), "{}", shown.all());
+    cli.run(&["endpoint", "update", &id, "--quiet-hours", "20:00-07:00", "--quiet-tz", "Nowhere/Land"])
+        .await
+        .fails(2, "rules.quiet_hours.time_zone");
+    cli.run(&["endpoint", "update", &id, "--quiet-tz", "UTC"]).await.fails(2, "--quiet-hours");
+}

@@ -221,4 +221,73 @@ mod tests {
         assert_eq!(jobs.len(), 1);
         assert_eq!(&jobs[0].endpoint_id, routes[1].id());
     }
+
+    fn ruled(events: &[EventKind], rules: &str) -> Route {
+        let rules = serde_json::from_str::<entraguard_core::rules::RulesDraft>(rules)
+            .expect("draft")
+            .validate()
+            .expect("valid rules");
+        Route::Known {
+            id: EndpointId::generate(),
+            enabled: true,
+            events: events.iter().copied().collect(),
+            rules: Box::new(rules),
+        }
+    }
+
+    fn finding(severity: &str) -> Event {
+        Event::from_json(
+            format!(
+                r#"{{"event":"finding.new","tenant_id":"t","scan_id":"s1","finding":{{"id":"F","title":"t",
+                "severity":"{severity}","category":"c","remediation_url":"https://x.example/findings/F"}}}}"#
+            )
+            .as_bytes(),
+        )
+        .expect("valid event")
+    }
+
+    #[test]
+    fn the_plan_collects_digested_findings_sends_the_rest_and_a_scan_end_flushes_unsubscribed_digests() {
+        let digesting = ruled(&[EventKind::FindingNew], r#"{"digest":["low"],"dedupe_window":"1h"}"#);
+        let other_tenant = ruled(
+            &[EventKind::FindingNew, EventKind::ScanCompleted],
+            r#"{"tenants":["u"],"digest":["low"]}"#,
+        );
+        let plain = route(&[EventKind::FindingNew], true);
+        let routes = vec![digesting.clone(), other_tenant, plain];
+        let steps = plan(&finding("low"), &routes, None);
+        assert_eq!(steps.len(), 2, "{steps:?}");
+        assert!(
+            matches!(&steps[0], RouteStep::Collect { dedupe: Some(_), digest, .. } if &digest.endpoint_id == digesting.id())
+        );
+        assert!(matches!(&steps[1], RouteStep::Send { dedupe: None, hold_until: None, .. }));
+        let steps = plan(&finding("high"), &routes, None);
+        assert!(matches!(&steps[0], RouteStep::Send { urgent: true, dedupe: Some(_), .. }), "{steps:?}");
+        let end = Event::from_json(
+            br#"{"event":"scan.completed","tenant_id":"t","scan_id":"s1","scan":{"run_id":"r","kind":"full","environment":"e","score":90,"grade":"A"}}"#,
+        )
+        .expect("valid");
+        let steps = plan(&end, &routes, None);
+        assert_eq!(steps.len(), 1, "only the digesting endpoint of this tenant flushes: {steps:?}");
+        assert!(
+            matches!(&steps[0], RouteStep::Flush { digest, grace, .. } if &digest.endpoint_id == digesting.id() && *grace == SCAN_END_GRACE)
+        );
+    }
+
+    #[test]
+    fn quiet_hours_hold_sends_by_redis_time() {
+        let quiet = ruled(
+            &[EventKind::FindingNew],
+            r#"{"quiet_hours":{"time_zone":"UTC","from":"22:00","to":"06:00"}}"#,
+        );
+        assert!(needs_clock(&finding("low"), std::slice::from_ref(&quiet)));
+        let at_23 = 1_768_604_400_000; // 2026-01-16T23:00:00Z
+        let steps = plan(&finding("low"), std::slice::from_ref(&quiet), Some(at_23));
+        assert!(
+            matches!(&steps[0], RouteStep::Send { hold_until: Some(t), .. } if *t == at_23 + 7 * 3_600_000),
+            "{steps:?}"
+        );
+        let steps = plan(&finding("critical"), std::slice::from_ref(&quiet), Some(at_23));
+        assert!(matches!(&steps[0], RouteStep::Send { hold_until: None, .. }));
+    }
 }

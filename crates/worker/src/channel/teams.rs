@@ -306,4 +306,21 @@ mod tests {
         ));
         assert!(matches!(classify(502, "", None), Outcome::Retryable { .. }));
     }
+
+    #[test]
+    fn a_digest_of_fifty_long_findings_stays_within_the_card_limit() {
+        let mut e = samples::finding_digest();
+        if let entraguard_core::event::EventBody::FindingDigest { digest } = &mut e.body {
+            for f in &mut digest.findings {
+                f.title = "T".repeat(4000);
+                f.id = "I".repeat(4000);
+            }
+        }
+        for format in [TeamsFormat::MessageCard, TeamsFormat::AdaptiveCard] {
+            let n = serde_json::to_vec(&render(&e, format)).expect("json").len();
+            assert!(n <= MAX_CARD_BYTES, "{format:?}: {n} bytes");
+        }
+        let slack = serde_json::to_vec(&crate::channel::slack::render(&e)).expect("json").len();
+        assert!(slack < 40_000, "slack: {slack} bytes");
+    }
 }
