@@ -305,3 +305,38 @@ async fn quiet_hours_hold_a_delivery_until_the_window_ends_and_critical_goes_at_
     assert_eq!(rx.requests().len(), 1);
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_across_midnight_hold_until_the_next_morning_by_redis_time() {
+    let stack = Stack::start().await;
+    let rx = HttpReceiver::start();
+    // A zone where Redis's now is 23:xx local (fixed offsets: Etc/GMT-N is UTC+N), and a window
+    // 22:00-02:00 there: the delivery is held past midnight until 02:00 local.
+    let now = stack.queue.redis_time_ms().await.expect("redis time");
+    let utc_hour = (now / 3_600_000).rem_euclid(24);
+    let mut offset = (23 - utc_hour).rem_euclid(24);
+    if offset > 14 {
+        offset -= 24;
+    }
+    let zone = match offset {
+        0 => "Etc/GMT".to_owned(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    };
+    let rules = format!(r#"{{"quiet_hours":{{"time_zone":"{zone}","from":"22:00","to":"02:00"}}}}"#);
+    add(&stack, "webhook", &rx.url(), &["finding.new"], &rules).await;
+    let worker = stack.spawn_worker(&[]);
+    stack.producer.publish(&finding("finding.new", "t", "LOW-1", "low", None, "s")).await.expect("p");
+    wait_until(LONG, "the finding held in the delayed set", || async {
+        stack.queue.stats().await.is_ok_and(|s| s.delayed == 1 && s.ready == 0 && s.processing == 0)
+    })
+    .await;
+    let mut conn = stack.queue.connection();
+    let held: Vec<(String, f64)> =
+        conn.zrange_withscores(format!("{{{PREFIX}}}:delayed"), 0, -1).await.expect("readable");
+    // 02:00 local is the start of the UTC hour 3 hours after the local 23:00 hour began.
+    let local_23_start = now / 3_600_000 * 3_600_000;
+    assert_eq!(held[0].1 as i64, local_23_start + 3 * 3_600_000, "held until 02:00 local ({zone})");
+    assert!(rx.requests().is_empty());
+    worker.stop().await;
+}
