@@ -136,6 +136,7 @@ async fn dedupe_skips_a_repeat_inside_the_window_and_sends_it_after() {
     let suppressed: Option<u64> =
         conn.hget(format!("{{{PREFIX}}}:suppressed"), ep.id.as_str()).await.expect("readable");
     assert_eq!(suppressed, Some(1), "the repeat is counted as suppressed");
+    assert_eq!(stack.queue.suppressed_count(&ep.id).await.expect("readable"), 1);
     assert_eq!(rx.requests().len(), 2, "the repeat is not sent; the other severity is");
     // The window's key expires a window after its last entry: then the finding is new again.
     let key = format!("{{{PREFIX}}}:dedupe:{}", ep.id);

@@ -74,13 +74,14 @@ async fn create_endpoint(
 }
 
 /// One endpoint, with its circuit breaker (`breaker`: state, consecutive failures, last error,
-/// parked deliveries).
+/// parked deliveries) and `suppressed` (finding events its dedupe window kept from it).
 async fn get_endpoint(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
     let ep = s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
     let breaker = s.queue.breaker_status(&id).await?;
     let mut v = serde_json::to_value(ep.view()).map_err(ApiError::internal)?;
     v["breaker"] = serde_json::to_value(breaker).map_err(ApiError::internal)?;
+    v["suppressed"] = s.queue.suppressed_count(&id).await?.into();
     Ok(Json(v))
 }
 

@@ -688,7 +688,7 @@ async fn stats_match_the_queue() {
 
     let expected = serde_json::json!({
         "ready": 2, "retrying": 0, "parked": 0, "processing": 1, "delayed": 1, "dead": 1, "workers": 1,
-        "endpoints": 2,
+        "endpoints": 2, "digests": 0,
     });
     let stats = cli.run(&["--json", "stats"]).await.json();
     assert_eq!(stats, expected);
@@ -698,8 +698,18 @@ async fn stats_match_the_queue() {
     assert_eq!(
         lines,
         vec![
-            vec!["ready", "retrying", "parked", "processing", "scheduled", "dead", "workers", "endpoints"],
-            vec!["2", "0", "0", "1", "1", "1", "1", "2"],
+            vec![
+                "ready",
+                "retrying",
+                "parked",
+                "processing",
+                "scheduled",
+                "dead",
+                "workers",
+                "endpoints",
+                "digests"
+            ],
+            vec!["2", "0", "0", "1", "1", "1", "1", "2", "0"],
         ]
     );
 }

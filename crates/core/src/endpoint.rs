@@ -339,6 +339,12 @@ impl EndpointDraft {
             .iter()
             .map(|e| e.parse::<EventKind>().map_err(|err| bad("events", err.to_string())))
             .collect::<Result<BTreeSet<_>, _>>()?;
+        if events.contains(&EventKind::FindingDigest) {
+            return Err(bad(
+                "events",
+                "finding.digest is not subscribed to: set the endpoint's digest rule (rules.digest) instead",
+            ));
+        }
         let secret = match &self.secret {
             Some(s) if s.expose().is_empty() => None,
             Some(s) if s.expose().len() < 16 || s.expose().len() > 512 => {

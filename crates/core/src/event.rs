@@ -57,6 +57,17 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The kinds an endpoint may subscribe to (`--events all`): every kind but `finding.digest`,
+    /// which an endpoint's digest rule sends.
+    pub const SUBSCRIBABLE: [EventKind; 6] = [
+        EventKind::ScanCompleted,
+        EventKind::ScanFailed,
+        EventKind::FindingNew,
+        EventKind::FindingSeverityChanged,
+        EventKind::ComplianceReportReady,
+        EventKind::EndpointHealthChanged,
+    ];
+
     pub const ALL: [EventKind; 7] = [
         EventKind::ScanCompleted,
         EventKind::ScanFailed,

@@ -358,4 +358,16 @@ mod tests {
         assert!(!described.contains("SECRETTOKEN"), "{described}");
         assert!(described.contains("wrong shape"), "{described}");
     }
+
+    #[test]
+    fn a_record_stored_before_rules_existed_routes_with_the_defaults() {
+        let old = br#"{"id":"ep_01JSAMPLE0000000000000000","name":"x","channel":"webhook","target":{"url":"https://a.example/x"},
+            "events":["finding.new"],"enabled":true,"created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}"#;
+        let id: EndpointId = "ep_01JSAMPLE0000000000000000".parse().expect("id");
+        let Route::Known { rules, .. } = route_of(id, old) else { panic!("routable") };
+        assert!(rules.is_default());
+        let ep: Endpoint = serde_json::from_slice(old).expect("the endpoint reads too");
+        assert!(ep.rules.is_default());
+        assert!(!serde_json::to_string(&ep).expect("json").contains("rules"), "defaults are not written");
+    }
 }

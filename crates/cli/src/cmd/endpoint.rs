@@ -145,7 +145,7 @@ pub struct UpdateArgs {
 
 fn expand_events(events: &[String]) -> Vec<String> {
     if events.iter().any(|e| e.trim() == "all") {
-        EventKind::ALL.iter().map(|k| k.to_string()).collect()
+        EventKind::SUBSCRIBABLE.iter().map(|k| k.to_string()).collect()
     } else {
         events.iter().map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect()
     }
@@ -200,13 +200,18 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             let id = parse_id(&id)?;
             let ep = store.get(&id).await?.ok_or_else(|| anyhow::anyhow!("endpoint {id} not found"))?;
             let breaker = queue.breaker_status(&id).await?;
+            let suppressed = queue.suppressed_count(&id).await?;
             if global.json {
                 let mut v = serde_json::to_value(ep.view()).map_err(anyhow::Error::from)?;
                 v["breaker"] = serde_json::to_value(&breaker).map_err(anyhow::Error::from)?;
+                v["suppressed"] = suppressed.into();
                 output::json(&v);
             } else {
                 print_one(global, &ep, false);
                 print_breaker(&breaker);
+                if ep.rules.dedupe_window.is_some() || suppressed > 0 {
+                    println!("suppressed: {suppressed} finding event(s) kept back by the dedupe window");
+                }
             }
         }
         Command::Reset { id } => {

@@ -140,7 +140,7 @@ impl Queue {
             for v in [
                 op.to_owned(),
                 endpoint,
-                dk.saturating_sub(0).to_string(),
+                dk.to_string(),
                 member,
                 window.to_string(),
                 ka.to_string(),
@@ -252,6 +252,17 @@ impl Queue {
     pub async fn suppressed_counts(&self) -> Result<Vec<(String, u64)>, QueueError> {
         let mut conn = self.conn.clone();
         Ok(redis::cmd("HGETALL").arg(self.keys.suppressed()).query_async(&mut conn).await?)
+    }
+
+    /// How many finding events one endpoint's dedupe window kept from it.
+    pub async fn suppressed_count(&self, endpoint: &crate::ids::EndpointId) -> Result<u64, QueueError> {
+        let mut conn = self.conn.clone();
+        let n: Option<u64> = redis::cmd("HGET")
+            .arg(self.keys.suppressed())
+            .arg(endpoint.as_str())
+            .query_async(&mut conn)
+            .await?;
+        Ok(n.unwrap_or(0))
     }
 
     /// How many digests are collecting findings.
