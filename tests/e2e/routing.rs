@@ -341,3 +341,65 @@ async fn quiet_hours_across_midnight_hold_until_the_next_morning_by_redis_time()
     assert!(rx.requests().is_empty());
     worker.stop().await;
 }
+
+/// A worker that dies holding a flushed digest's job (after reading its findings, before making
+/// the delivery) leaves it on its processing list: the others hand it back when its lease runs
+/// out, and the digest is made once, with every finding. The dying worker is played step by
+/// step through the queue's own operations (the same the worker runs), so the crash lands
+/// exactly mid-digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_dying_mid_digest_loses_no_finding_and_the_digest_is_sent_once() {
+    use entraguard_core::job::{DigestJob, Job};
+    use entraguard_core::queue::WorkerId;
+
+    let stack = Stack::start().await;
+    let rx = HttpReceiver::start();
+    add(&stack, "webhook", &rx.url(), &["finding.new"], r#"{"digest":["low"]}"#).await;
+    let mut events: Vec<Event> =
+        (0..30).map(|i| finding("finding.new", "t", &format!("L-{i}"), "low", None, "scan-m")).collect();
+    events.push(scan_completed("t", "scan-m"));
+    stack.producer.publish_batch(&events).await.expect("published");
+
+    // The doomed worker fans every event out, as fan-out does.
+    let doomed = WorkerId::generate();
+    stack.queue.heartbeat(&doomed, Duration::from_secs(1)).await.expect("lease");
+    let mut fetcher = stack.queue.fetcher(&doomed, Duration::from_millis(100)).await.expect("fetcher");
+    let routes = stack.store.routes().await.expect("routes");
+    while let Some(raw) = fetcher.try_fetch().await.expect("fetch") {
+        let Ok(Job::Event(job)) = Job::decode(&raw) else { panic!("an event job") };
+        let steps = entraguard_worker::fanout::plan(&job.event, &routes, None);
+        stack.queue.route(&doomed, &raw, &steps).await.expect("route").expect("lease held");
+    }
+    // The scan's end is due after its grace: the timer flushes the digest.
+    stack.queue.heartbeat(&doomed, Duration::from_secs(1)).await.expect("lease");
+    wait_until(LONG, "the scan-end timer promoted", || async {
+        stack.queue.promote_due().await.is_ok_and(|p| p.moved > 0)
+    })
+    .await;
+    stack.queue.heartbeat(&doomed, Duration::from_secs(1)).await.expect("lease");
+    let raw = fetcher.try_fetch().await.expect("fetch").expect("the timer job");
+    let Ok(Job::DigestDue(due)) = Job::decode(&raw) else { panic!("a digest timer") };
+    let build = Job::Digest(DigestJob { digest: due.digest.clone(), reason: due.reason }).encode();
+    assert_eq!(stack.queue.digest_due(&doomed, &raw, &due.digest, &build).await.expect("flush"), Some(true));
+    // It takes the flushed digest, reads its findings ... and dies.
+    let raw = fetcher.try_fetch().await.expect("fetch").expect("the digest job");
+    let Ok(Job::Digest(digest)) = Job::decode(&raw) else { panic!("a digest job") };
+    assert_eq!(stack.queue.digest_items(&digest.digest).await.expect("read").len(), 30);
+    drop(fetcher);
+    assert!(rx.requests().is_empty());
+
+    let worker = stack.spawn_worker(&[]);
+    let got = rx.wait_for_requests(1, LONG).await;
+    stack.wait_drained(LONG).await;
+    let body = got[0].json();
+    assert_eq!(body["event"], "finding.digest");
+    assert_eq!(
+        (body["digest"]["total"].as_u64(), body["digest"]["reason"].as_str()),
+        (Some(30), Some("scan.completed"))
+    );
+    assert_eq!(rx.requests().len(), 1, "the digest is sent once");
+    let mut conn = stack.queue.connection();
+    let left: Vec<String> = conn.keys(format!("{{{PREFIX}}}:digest*")).await.expect("keys");
+    assert!(left.is_empty(), "nothing of the digest left in Redis: {left:?}");
+    worker.stop().await;
+}
