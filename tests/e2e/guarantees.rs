@@ -461,6 +461,7 @@ async fn a_long_run_leaves_redis_memory_where_it_started() {
         keys,
         vec![
             format!("{{{PREFIX}}}:endpoints"),
+            format!("{{{PREFIX}}}:endpoints:rev"),
             format!("{{{PREFIX}}}:leases"),
             published,
             format!("{{{PREFIX}}}:sealing"),

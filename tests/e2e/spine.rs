@@ -345,3 +345,66 @@ async fn sigterm_lets_the_in_flight_delivery_finish_and_exits_zero() {
     );
     assert_eq!(receiver.requests().len(), 1);
 }
+
+/// The worker caches endpoints (issue 13) and still applies every change to every delivery
+/// fetched after it was written: a new URL, a rotated secret (with no grace, the old one stops
+/// signing at once), a disabled and a deleted endpoint. The fetch reads the endpoints' revision
+/// in the same step as the jobs; a cache without it served the old URL and secret here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_changes_reach_every_delivery_fetched_after_them() {
+    let stack = Stack::start().await;
+    let a = HttpReceiver::start();
+    let b = HttpReceiver::start();
+    let mut ep = stack.add_endpoint("webhook", &a.url_for("/a"), &["finding.new"], Some(SECRET)).await;
+    let worker = stack.spawn_worker(&[]);
+    let batch = |tag: &str| (0..20).map(|i| finding_event(&format!("{tag}-{i}"))).collect::<Vec<_>>();
+    let sign = |secret: &str, body: &[u8]| {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+
+    // Warm: the worker has read (and cached) the endpoint.
+    stack.producer.publish_batch(&batch("warm")).await.expect("published");
+    a.wait_for_requests(20, Duration::from_secs(60)).await;
+    stack.wait_drained(Duration::from_secs(60)).await;
+
+    // A new URL.
+    ep.target = crate::harness::endpoint("webhook", &b.url_for("/b"), &["finding.new"], None).target;
+    stack.store.put(&ep).await.expect("updated");
+    stack.producer.publish_batch(&batch("moved")).await.expect("published");
+    b.wait_for_requests(20, Duration::from_secs(60)).await;
+    stack.wait_drained(Duration::from_secs(60)).await;
+    assert_eq!(a.requests().len(), 20, "nothing fetched after the change went to the old URL");
+
+    // A rotated secret, no grace: only the new one signs.
+    const NEW: &str = "whsec_rotated_fedcba9876543210";
+    ep.rotate_secret(entraguard_core::secret::Secret::new(NEW), Duration::ZERO);
+    stack.store.put(&ep).await.expect("rotated");
+    stack.producer.publish_batch(&batch("rotated")).await.expect("published");
+    let got = b.wait_for_requests(40, Duration::from_secs(60)).await;
+    stack.wait_drained(Duration::from_secs(60)).await;
+    for r in &got[20..] {
+        assert_eq!(r.header("x-coderaft-signature"), Some(sign(NEW, &r.body).as_str()));
+        let standard = r.header("webhook-signature").expect("standard signature");
+        assert_eq!(standard.split(' ').count(), 1, "the old secret no longer signs: {standard}");
+    }
+
+    // Disabled: no new fan-out to it.
+    stack.store.set_enabled(&ep.id, false).await.expect("disabled");
+    stack.producer.publish_batch(&batch("disabled")).await.expect("published");
+    stack.wait_drained(Duration::from_secs(60)).await;
+    assert_eq!(b.requests().len(), 40, "a disabled endpoint gets no new deliveries");
+
+    // Enabled again, then deleted.
+    stack.store.set_enabled(&ep.id, true).await.expect("enabled");
+    stack.producer.publish_batch(&batch("again")).await.expect("published");
+    b.wait_for_requests(60, Duration::from_secs(60)).await;
+    stack.wait_drained(Duration::from_secs(60)).await;
+    assert!(stack.store.delete(&ep.id).await.expect("deleted"));
+    stack.producer.publish_batch(&batch("deleted")).await.expect("published");
+    stack.wait_drained(Duration::from_secs(60)).await;
+    assert_eq!(b.requests().len(), 60, "a deleted endpoint gets no new deliveries");
+    assert_eq!(stack.stats().await.dead, 0);
+    worker.stop().await;
+}

@@ -23,6 +23,10 @@ pub struct Args {
     /// Small counts and short runs, to check the benchmark works.
     #[arg(long)]
     pub smoke: bool,
+    /// `appendfsync` of the benchmark's own Redis (`everysec` or `always`); ignored with
+    /// `--redis-url`. Figures vary with the disk's fsync speed far more under `always`.
+    #[arg(long, default_value = "everysec", value_parser = ["everysec", "always", "no"])]
+    pub appendfsync: String,
     /// Only these metrics (comma-separated names); all by default.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

@@ -40,7 +40,7 @@ impl Env {
         let (own, url) = match &args.redis_url {
             Some(u) => (None, u.clone()),
             None => {
-                let r = RedisServer::start();
+                let r = RedisServer::builder().appendfsync(&args.appendfsync).start();
                 let u = r.url();
                 (Some(r), u)
             }
@@ -68,6 +68,18 @@ impl Env {
             let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await?;
         }
         Ok(())
+    }
+
+    /// Redis's own CPU time so far (`INFO cpu`: used_cpu_user + used_cpu_sys).
+    async fn redis_cpu(&self) -> anyhow::Result<Duration> {
+        let mut conn = self.queue.connection();
+        let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await?;
+        let secs: f64 = info
+            .lines()
+            .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
+            .filter_map(|l| l.split(':').nth(1)?.trim().parse::<f64>().ok())
+            .sum();
+        Ok(Duration::from_secs_f64(secs))
     }
 
     async fn command_count(&self) -> anyhow::Result<u64> {
@@ -141,6 +153,32 @@ async fn stop(mut worker: Child) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(30), worker.wait()).await;
     let _ = worker.kill().await;
     Ok(())
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields are counted after its last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_micros(ticks * 1_000_000 / clock_ticks_per_sec()))
+}
+
+/// `sysconf(_SC_CLK_TCK)`: 100 on every Linux we run on; asked of `getconf` to be sure.
+fn clock_ticks_per_sec() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
 }
 
 /// Peak resident set of a process, in MiB.
@@ -244,6 +282,9 @@ async fn drain(env: &Env, n: usize, c: usize) -> anyhow::Result<()> {
         env.queue.push(chunk).await?;
     }
     let before = env.command_count().await?;
+    let redis_before = env.redis_cpu().await?;
+    let me = std::process::id();
+    let sink_before = cpu_time(me).unwrap_or_default();
     let worker = env.worker(c, &[])?;
     let pid = worker.id();
     sink.wait_for(n, Duration::from_secs(600)).await?;
@@ -254,7 +295,24 @@ async fn drain(env: &Env, n: usize, c: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let after = env.command_count().await?;
+    // CPU time is far steadier than throughput on a shared machine. The worker's includes its
+    // start-up (a few ms); the sink's is this whole process (the sink, and the polling above).
+    let worker_cpu = pid.and_then(cpu_time).unwrap_or_default();
+    let redis_cpu = env.redis_cpu().await?.saturating_sub(redis_before);
+    let sink_cpu = cpu_time(me).unwrap_or_default().saturating_sub(sink_before);
     report(&format!("drain_c{c}"), n as f64 / span, "jobs/s");
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    report(&format!("worker_cpu_us_per_delivery_c{c}"), per(worker_cpu), "us");
+    if c == 50 {
+        // The headline figures are at concurrency 50.
+        report("worker_cpu_us_per_delivery", per(worker_cpu), "us");
+        report("redis_cpu_us_per_job", per(redis_cpu), "us");
+    }
+    report(&format!("redis_cpu_us_per_job_c{c}"), per(redis_cpu), "us");
+    let total = (worker_cpu + redis_cpu + sink_cpu).as_secs_f64();
+    if total > 0.0 {
+        report(&format!("sink_cpu_share_c{c}"), sink_cpu.as_secs_f64() / total, "share");
+    }
     if c == 50 {
         // Minus the two INFO calls and the stats reads of this function.
         report("redis_cmds_per_job", after.saturating_sub(before) as f64 / n as f64, "cmds");

@@ -106,6 +106,13 @@ impl KeySpace {
         format!("{}:endpoints", self.tag)
     }
 
+    /// STRING (integer): the endpoints' revision, raised by every write to the endpoints hash
+    /// (in the same step). Workers cache endpoints and read it with every fetch: a change
+    /// reaches every delivery fetched after it.
+    pub fn endpoints_rev(&self) -> String {
+        format!("{}:endpoints:rev", self.tag)
+    }
+
     /// STRING: which key seals this deployment's endpoint URLs and secrets — a key id
     /// (`Cipher::key_id`, 8 hex digits), or `none` for a deployment that stores them in clear.
     /// Written by the first endpoint write, moved by `reseal`; a writer with another key (or

@@ -142,7 +142,14 @@ impl EndpointStore {
     async fn write(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
         let json = self.encode(endpoint)?;
         let mut conn = self.conn.clone();
-        let _: () = conn.hset(self.keys.endpoints(), endpoint.id.as_str(), json).await?;
+        let _: () = redis::pipe()
+            .atomic()
+            .hset(self.keys.endpoints(), endpoint.id.as_str(), json)
+            .ignore()
+            .incr(self.keys.endpoints_rev(), 1)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
         Ok(())
     }
 
@@ -178,6 +185,14 @@ impl EndpointStore {
             recorded,
             ours: self.cipher.as_ref().map(|c| c.key_id().to_owned()),
         })
+    }
+
+    /// The endpoints' revision ([`KeySpace::endpoints_rev`]): it changes whenever any endpoint
+    /// does.
+    pub async fn revision(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let rev: Option<u64> = conn.get(self.keys.endpoints_rev()).await?;
+        Ok(rev.unwrap_or(0))
     }
 
     /// One endpoint, or `None` if there is no such id.
@@ -249,7 +264,12 @@ impl EndpointStore {
     /// Deletes an endpoint. `false` if there was none.
     pub async fn delete(&self, id: &EndpointId) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let n: i64 = conn.hdel(self.keys.endpoints(), id.as_str()).await?;
+        let (n, _): (i64, i64) = redis::pipe()
+            .atomic()
+            .hdel(self.keys.endpoints(), id.as_str())
+            .incr(self.keys.endpoints_rev(), 1)
+            .query_async(&mut conn)
+            .await?;
         Ok(n > 0)
     }
 }

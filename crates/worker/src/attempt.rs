@@ -5,6 +5,7 @@
 //!
 //! [`Deliverer`]: crate::delivery::Deliverer
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -121,7 +122,7 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
 
 /// What reading a delivery's endpoint found.
 enum EndpointRead {
-    Found(Box<Endpoint>),
+    Found(Arc<Endpoint>),
     Deleted,
     /// The record is there but cannot be used: corrupt, or sealed with a key this process
     /// lacks. The reason says which.
@@ -131,14 +132,14 @@ enum EndpointRead {
 /// Reads the delivery's endpoint, retrying only while Redis itself fails.
 async fn read_endpoint(ctx: &Ctx, job: &DeliveryJob) -> EndpointRead {
     let read = persist("read endpoint", || async {
-        match ctx.store.get(&job.endpoint_id).await {
+        match ctx.endpoints.get(&ctx.store, &job.endpoint_id).await {
             Err(StoreError::Redis(e)) => Err(e),
             other => Ok(other),
         }
     })
     .await;
     match read {
-        Ok(Some(endpoint)) => EndpointRead::Found(Box::new(endpoint)),
+        Ok(Some(endpoint)) => EndpointRead::Found(endpoint),
         Ok(None) => EndpointRead::Deleted,
         Err(e) => EndpointRead::Unreadable(e.to_string()),
     }
@@ -176,7 +177,7 @@ pub(crate) async fn conclude(
             tracing::debug!(status = ?outcome.status(), ms = elapsed.as_millis() as u64, channel, "delivered");
             let breaker_open = AtomicBool::new(false);
             record(ctx, "ack", || async {
-                let acked = ctx.queue.ack_delivered(&ctx.worker, raw, &job.endpoint_id).await?;
+                let acked = ctx.acker.ack(raw, &job.endpoint_id).await?;
                 breaker_open.store(acked == Acked::BreakerOpen, Ordering::Relaxed);
                 Ok(acked != Acked::LeaseLost)
             })

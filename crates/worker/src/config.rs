@@ -42,6 +42,13 @@ pub struct WorkerConfig {
     #[arg(long, env = "NOTIFY_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
 
+    /// Threads of this process's async runtime. 1 (the default) runs everything on one thread:
+    /// no work stealing, no cross-thread wake-ups, about half the CPU per delivery of a
+    /// multi-threaded runtime (see the README's performance section). Scale out with more
+    /// worker processes (replicas), or raise this to use more cores from one process.
+    #[arg(long, env = "NOTIFY_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: u16,
+
     /// Deliveries to one endpoint this process runs at once. A slow or hanging endpoint holds at
     /// most this many slots; its other deliveries wait in Redis, so the others are not starved.
     #[arg(long, env = "NOTIFY_ENDPOINT_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]

@@ -5,8 +5,10 @@ use entraguard_core::queue::{Queue, WorkerId};
 use entraguard_core::store::EndpointStore;
 use tokio::sync::Notify;
 
+use crate::acker::Acker;
 use crate::config::WorkerConfig;
 use crate::delivery::Deliverer;
+use crate::endpoints::EndpointCache;
 use crate::gate::Gate;
 use crate::running::Running;
 
@@ -21,6 +23,10 @@ pub(crate) struct Ctx {
     pub(crate) promoter_wake: Notify,
     /// Admission per endpoint: in-flight cap and Slack pacing; what cannot run waits in lanes.
     pub(crate) gate: Gate,
+    /// Acknowledges delivered jobs in batches.
+    pub(crate) acker: Acker,
+    /// Endpoints and routes, cached and kept current by the endpoints' revision.
+    pub(crate) endpoints: EndpointCache,
     /// The jobs this process runs: what its processing list should hold.
     pub(crate) running: Running,
 }

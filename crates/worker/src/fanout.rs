@@ -113,7 +113,7 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], event: Event) {
         record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
         return;
     }
-    let routes = persist("read endpoints", || ctx.store.routes()).await;
+    let routes = persist("read endpoints", || ctx.endpoints.routes(&ctx.store)).await;
     let now_ms = if needs_clock(&event, &routes) {
         Some(persist("read redis time", || ctx.queue.redis_time_ms()).await)
     } else {

@@ -6,12 +6,14 @@
 //! [`gate`], the attempt through [`delivery`] (render with [`channel`], send with
 //! [`transport`]), the outcome with [`retry`]).
 
+mod acker;
 pub mod attempt;
 pub mod channel;
 pub mod config;
 mod context;
 pub mod delivery;
 mod digest;
+pub mod endpoints;
 pub mod fanout;
 pub mod gate;
 pub mod health;

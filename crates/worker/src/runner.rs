@@ -26,6 +26,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::config::{ConfigError, WorkerConfig};
 use crate::context::Ctx;
 use crate::delivery::Deliverer;
+use crate::endpoints::EndpointCache;
 use crate::gate::Gate;
 use crate::persist::{Backoff, persist, record, until_ok};
 use crate::reconcile::Reconciler;
@@ -107,7 +108,9 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
             return Err(ConfigError::SmtpMissing(email.join(", ")).into());
         }
     }
+    let acker = crate::acker::Acker::spawn(queue.clone(), worker.clone());
     let ctx = Arc::new(Ctx {
+        acker,
         store,
         queue,
         deliverer,
@@ -115,6 +118,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
         config,
         promoter_wake: Notify::new(),
         gate: Gate::new(config_endpoint_cap, slack_pace, breaker),
+        endpoints: EndpointCache::default(),
         running: Running::default(),
     });
     let maintenance = tokio::spawn(crate::lease::maintenance(ctx.clone(), shutdown.clone()));
@@ -166,8 +170,14 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
             }
         };
         match fetched {
-            Ok(Fetched { jobs, oversized }) => {
+            Ok(Fetched { jobs, oversized, endpoints_rev }) => {
                 backoff.reset();
+                // Before the jobs run: they see every endpoint change written before their fetch.
+                match endpoints_rev {
+                    Some(rev) => ctx.endpoints.observe(rev),
+                    None if !jobs.is_empty() => ctx.endpoints.forget(),
+                    None => {}
+                }
                 crate::metrics::redis_full(false);
                 for _ in 0..oversized {
                     dead_letter_oversized(&ctx).await;

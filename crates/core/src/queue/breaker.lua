@@ -19,7 +19,7 @@
 -- list, so a change is never recorded without its news, nor news sent for a change that did
 -- not happen (whichever worker's answer is lost).
 -- KEYS[1] breaker hash, KEYS[2] lane, KEYS[3] ready list, KEYS[4] retry list, KEYS[5] lanes zset,
--- KEYS[6] endpoints hash; ARGV[2] endpoint id, ARGV[7] the error, ARGV[8] '1' for the probe,
+-- KEYS[6] endpoints hash, KEYS[7] endpoints revision (raised when it disables one); ARGV[2] endpoint id, ARGV[7] the error, ARGV[8] '1' for the probe,
 -- ARGV[9] the announcement ('' for none).
 -- Returns {state, change, n, failures}: state after ('closed', 'open', 'disabled'); change is
 -- 'opened', 'closed', 'disabled' or '' (no state change); n is, for 'open', ms until the next
@@ -116,6 +116,7 @@ if state == 'half_open' and ARGV[8] == '1' then
       local s, e = string.find(json, '"enabled":true', 1, true)
       if s then
         redis.call('HSET', KEYS[6], ARGV[2], string.sub(json, 1, s - 1) .. '"enabled":false' .. string.sub(json, e + 1))
+        redis.call('INCR', KEYS[7])
       end
     end
     -- The lane keeps its deliveries; it is looked at once a day, and released on `enable`.

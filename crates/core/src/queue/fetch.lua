@@ -7,9 +7,11 @@
 -- deliver them either, and delivering is what frees memory; publishes are refused meanwhile.
 -- First attempts (the ready list) go before retries and replays (the retry list), so a retry
 -- backlog never holds up a fresh alert.
--- KEYS[1] ready list, KEYS[2] processing list, KEYS[3] retry list;
+-- The answer starts with the endpoints' revision (KEYS[4]; 0 when never written), so a worker
+-- knows in the same round trip whether its cached endpoints are still current.
+-- KEYS[1] ready list, KEYS[2] processing list, KEYS[3] retry list, KEYS[4] endpoints revision;
 -- ARGV[1] max jobs, ARGV[2] max job bytes.
-local out = {}
+local out = {tonumber(redis.call('GET', KEYS[4]) or '0')}
 local max_bytes = tonumber(ARGV[2])
 local from = KEYS[1]
 for _ = 1, tonumber(ARGV[1]) do

@@ -63,7 +63,7 @@ pub const DEAD_JOB_KEPT_BYTES: usize = 16 * 1024;
 
 /// A Redis failure while talking to the queue. Callers retry with back-off; the worker loop
 /// never ends on one.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
@@ -130,6 +130,7 @@ struct Scripts {
     release: Script,
     breaker: Script,
     breaker_admit: Script,
+    ack_delivered: Script,
 }
 
 impl Scripts {
@@ -152,6 +153,7 @@ impl Scripts {
             release: Script::new(include_str!("release.lua")),
             breaker: Script::new(include_str!("breaker.lua")),
             breaker_admit: Script::new(include_str!("breaker_admit.lua")),
+            ack_delivered: Script::new(include_str!("ack_delivered.lua")),
         }
     }
 }
@@ -185,6 +187,9 @@ pub struct Fetched {
     /// Jobs over [`MAX_JOB_BYTES`], also on the processing list, not read: dead-letter them
     /// with [`Queue::dead_letter_oversized`].
     pub oversized: usize,
+    /// The endpoints' revision when the jobs were taken ([`KeySpace::endpoints_rev`]); `None`
+    /// from the blocking fetch, which cannot read it in the same step.
+    pub endpoints_rev: Option<u64>,
 }
 
 /// What a batch publish did, per event, in the order given.
@@ -296,6 +301,7 @@ impl Queue {
             ready: self.keys.ready(),
             retry: self.keys.retry(),
             processing: self.keys.processing(worker.as_str()),
+            endpoints_rev: self.keys.endpoints_rev(),
             block,
             fetch: self.scripts.fetch.clone(),
         })
@@ -346,22 +352,36 @@ impl Queue {
         raw: &[u8],
         endpoint: &crate::ids::EndpointId,
     ) -> Result<Acked, QueueError> {
+        let answers = self.ack_delivered_many(worker, &[(raw, endpoint)]).await?;
+        Ok(answers.into_iter().next().unwrap_or(Acked::LeaseLost))
+    }
+
+    /// [`Queue::ack_delivered`] for many jobs of one worker, in one step; one answer per job.
+    pub async fn ack_delivered_many(
+        &self,
+        worker: &WorkerId,
+        jobs: &[(&[u8], &crate::ids::EndpointId)],
+    ) -> Result<Vec<Acked>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut conn = self.conn.clone();
-        let done: i64 = self
-            .scripts
-            .ack
-            .key(self.keys.processing(worker.as_str()))
-            .key(self.keys.ready())
-            .key(self.keys.breaker(endpoint.as_str()))
-            .arg(raw)
-            .arg(0)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(match done {
-            0 => Acked::LeaseLost,
-            2 => Acked::BreakerOpen,
-            _ => Acked::Done,
-        })
+        let mut inv = self.scripts.ack_delivered.key(self.keys.processing(worker.as_str()));
+        for (_, endpoint) in jobs {
+            inv.key(self.keys.breaker(endpoint.as_str()));
+        }
+        for (raw, _) in jobs {
+            inv.arg(*raw);
+        }
+        let done: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        Ok(done
+            .into_iter()
+            .map(|d| match d {
+                0 => Acked::LeaseLost,
+                2 => Acked::BreakerOpen,
+                _ => Acked::Done,
+            })
+            .collect())
     }
 
     /// Replaces a job by `next`, due after `delay`. `false` if the lease was lost.
@@ -536,6 +556,7 @@ impl Queue {
             .key(self.keys.retry())
             .key(self.keys.lanes())
             .key(self.keys.endpoints())
+            .key(self.keys.endpoints_rev())
             .arg(op)
             .arg(id)
             .arg(settings.failures.max(1))
@@ -802,6 +823,7 @@ pub struct Fetcher {
     ready: String,
     retry: String,
     processing: String,
+    endpoints_rev: String,
     block: Duration,
     fetch: Script,
 }
@@ -829,9 +851,9 @@ impl Fetcher {
                 if let Ok(conn) = connect(&self.config, self.conn_timeout()).await {
                     self.conn = conn;
                 }
-                Fetched { jobs: Vec::new(), oversized: 1 }
+                Fetched { jobs: Vec::new(), oversized: 1, endpoints_rev: None }
             }
-            Some(j) => Fetched { jobs: vec![j], oversized: 0 },
+            Some(j) => Fetched { jobs: vec![j], oversized: 0, endpoints_rev: None },
             None => Fetched::default(),
         })
     }
@@ -858,11 +880,16 @@ impl Fetcher {
             .key(&self.ready)
             .key(&self.processing)
             .key(&self.retry)
+            .key(&self.endpoints_rev)
             .arg(max)
             .arg(MAX_JOB_BYTES)
             .invoke_async(&mut self.conn)
             .await?;
         let mut out = Fetched::default();
+        let mut answer = answer.into_iter();
+        if let Some(redis::Value::Int(rev)) = answer.next() {
+            out.endpoints_rev = u64::try_from(rev).ok();
+        }
         for v in answer {
             match v {
                 redis::Value::BulkString(b) => out.jobs.push(b),
