@@ -123,10 +123,10 @@ impl Stack {
         // A failed read (the test's own connection reconnecting after a Redis restart) is "not yet".
         wait_until(
             deadline,
-            "queue drained (ready, retrying, parked, processing and delayed all 0)",
+            "queue drained (ready, retrying, parked, processing and scheduled all 0)",
             || async {
                 self.queue.stats().await.is_ok_and(|s| {
-                    s.ready == 0 && s.retrying == 0 && s.parked == 0 && s.processing == 0 && s.delayed == 0
+                    s.ready == 0 && s.retrying == 0 && s.parked == 0 && s.processing == 0 && s.scheduled == 0
                 })
             },
         )

@@ -293,7 +293,7 @@ async fn quiet_hours_hold_a_delivery_until_the_window_ends_and_critical_goes_at_
     let got = rx.wait_for_requests(1, LONG).await;
     assert_eq!(got[0].json()["finding"]["id"], "CRIT-1");
     wait_until(LONG, "the low finding held in the delayed set", || async {
-        stack.queue.stats().await.is_ok_and(|s| s.delayed == 1 && s.ready == 0 && s.processing == 0)
+        stack.queue.stats().await.is_ok_and(|s| s.scheduled == 1 && s.ready == 0 && s.processing == 0)
     })
     .await;
     let mut conn = stack.queue.connection();
@@ -329,7 +329,7 @@ async fn quiet_hours_across_midnight_hold_until_the_next_morning_by_redis_time()
     let worker = stack.spawn_worker(&[]);
     stack.producer.publish(&finding("finding.new", "t", "LOW-1", "low", None, "s")).await.expect("p");
     wait_until(LONG, "the finding held in the delayed set", || async {
-        stack.queue.stats().await.is_ok_and(|s| s.delayed == 1 && s.ready == 0 && s.processing == 0)
+        stack.queue.stats().await.is_ok_and(|s| s.scheduled == 1 && s.ready == 0 && s.processing == 0)
     })
     .await;
     let mut conn = stack.queue.connection();

@@ -127,6 +127,13 @@ async fn exhausted_delivery_is_dead_lettered_with_every_attempt_then_replayed_wi
     assert_eq!(dl.attempts.len(), 4);
     assert!(dl.attempts.iter().all(|a| a.status == Some(500)));
     assert_eq!(dl.attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    // The stored job is the delivery as it died: the same four attempts `dlq show` lists.
+    let Ok(entraguard_core::job::Job::Delivery(stored)) =
+        entraguard_core::job::Job::decode(dl.job.as_bytes())
+    else {
+        panic!("the stored job is a delivery: {}", dl.job)
+    };
+    assert_eq!(stored.attempts, dl.attempts, "dlq show's attempts and the stored job's agree");
     assert!(dl.replayable);
 
     receiver.set_default(Reply::status(200));
@@ -339,7 +346,7 @@ async fn sigterm_lets_the_in_flight_delivery_finish_and_exits_zero() {
     assert!(exit.success(), "exit status {exit}");
     let s = stack.stats().await;
     assert_eq!(
-        (s.ready, s.processing, s.delayed, s.dead),
+        (s.ready, s.processing, s.scheduled, s.dead),
         (0, 0, 0, 0),
         "the delivery finished, nothing left behind"
     );

@@ -1,37 +1,136 @@
 //! The JSON API under `/api`, described by the OpenAPI document at `/api/openapi.json` (behind
 //! the token like the rest). State changes take `Content-Type: application/json` (see `guard`).
+//!
+//! The document is generated from the handlers' `#[utoipa::path]` attributes and the types they
+//! take and return ([`ApiDoc`]); the router is built from one table ([`ROUTES`]), and a test holds
+//! the two to each other: every route is documented, every documented operation is routed.
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use axum::{Json, Router};
+use entraguard_core::breaker::BreakerStatus;
 use entraguard_core::endpoint::{EndpointDraft, EndpointView};
-use entraguard_core::ids::EndpointId;
-use entraguard_core::queue::{DeadLetter, DeadLetterSummary, ReplayFilter, ReplayOutcome, ReplaySummary};
+use entraguard_core::history::{AttemptResult, DeliveryRecord, HISTORY_MAX_ENTRIES, HistoryHealth};
+use entraguard_core::ids::{DeliveryId, EndpointId};
+use entraguard_core::job::{AttemptRecord, DeliveryJob};
+use entraguard_core::queue::{
+    DeadLetter, DeadLetterSummary, QueueStats, ReplayFilter, ReplayOutcome, ReplaySummary,
+};
 use entraguard_core::timestamp::Timestamp;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use entraguard_worker::delivery::TestReport;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use crate::error::ErrorBody;
 use crate::{ApiError, AppState, auth};
 
+/// One route: its method and path (as in its `#[utoipa::path]`) and its handler. `documented`
+/// is false only for the page and its scripts (HTML and JavaScript, not API).
+pub struct Route {
+    #[allow(dead_code)] // read by the test that holds the routes and the document to each other
+    pub method: Method,
+    pub path: &'static str,
+    pub handler: fn() -> MethodRouter<AppState>,
+    #[allow(dead_code)] // the same
+    pub documented: bool,
+}
+
+/// Builds a router from route tables: the only way routes are added.
+pub fn router(table: Vec<Route>) -> Router<AppState> {
+    let mut r = Router::new();
+    for route in table {
+        r = r.route(route.path, (route.handler)());
+    }
+    r
+}
+
+/// The axum method router for a method name.
+macro_rules! method_fn {
+    (GET) => {
+        get
+    };
+    (POST) => {
+        post
+    };
+    (PUT) => {
+        put
+    };
+    (DELETE) => {
+        delete
+    };
+}
+
+/// Every API route. The router is built from this table alone.
+pub fn routes_table() -> Vec<Route> {
+    macro_rules! r {
+        ($method:ident, $path:literal, $handler:ident) => {
+            Route {
+                method: Method::$method,
+                path: $path,
+                handler: || method_fn!($method)($handler),
+                documented: true,
+            }
+        };
+    }
+    vec![
+        r!(GET, "/api/endpoints", list_endpoints),
+        r!(POST, "/api/endpoints", create_endpoint),
+        r!(GET, "/api/endpoints/{id}", get_endpoint),
+        r!(PUT, "/api/endpoints/{id}", update_endpoint),
+        r!(DELETE, "/api/endpoints/{id}", delete_endpoint),
+        r!(POST, "/api/endpoints/{id}/enable", enable),
+        r!(POST, "/api/endpoints/{id}/disable", disable),
+        r!(POST, "/api/endpoints/{id}/test", send_test),
+        r!(GET, "/api/endpoints/{id}/deliveries", list_deliveries),
+        r!(POST, "/api/endpoints/{id}/deliveries/{delivery_id}/redeliver", redeliver),
+        r!(GET, "/api/endpoints/{id}/health", endpoint_health),
+        r!(GET, "/api/dlq", list_dead),
+        r!(DELETE, "/api/dlq", purge_all),
+        r!(POST, "/api/dlq/replay", replay_many),
+        r!(GET, "/api/dlq/{id}", get_dead),
+        r!(DELETE, "/api/dlq/{id}", purge_one),
+        r!(POST, "/api/dlq/{id}/replay", replay_one),
+        r!(GET, "/api/stats", stats),
+        r!(GET, "/api/openapi.json", openapi),
+    ]
+}
+
 pub fn routes(state: AppState) -> Router<AppState> {
-    let api = Router::new()
-        .route("/api/endpoints", get(list_endpoints).post(create_endpoint))
-        .route("/api/endpoints/{id}", get(get_endpoint).put(update_endpoint).delete(delete_endpoint))
-        .route("/api/endpoints/{id}/enable", post(enable))
-        .route("/api/endpoints/{id}/disable", post(disable))
-        .route("/api/endpoints/{id}/test", post(send_test))
-        .route("/api/dlq", get(list_dead).delete(purge_all))
-        .route("/api/dlq/replay", post(replay_many))
-        .route("/api/dlq/{id}", get(get_dead).delete(purge_one))
-        .route("/api/dlq/{id}/replay", post(replay_one))
-        .route("/api/stats", get(stats))
-        .route("/api/openapi.json", get(openapi))
-        .layer(middleware::from_fn_with_state(state, require_auth));
-    Router::new().merge(api)
+    router(routes_table()).layer(middleware::from_fn_with_state(state, require_auth))
+}
+
+/// The OpenAPI document, from the handlers below and the types they use.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "EntraGuard Notify admin API",
+        description = "Endpoints, Send test, Recent Deliveries and Redeliver, endpoint health, the dead-letter queue and queue stats. Every call needs `Authorization: Bearer <NOTIFY_ADMIN_TOKEN>` (this document too) or the page's session. Every POST, PUT and DELETE takes `Content-Type: application/json`, with `{}` when there is nothing to say (415 otherwise); a request whose `Origin` is not this server's is 403; 5 wrong tokens a minute from one address (20 overall) make further token checks 429 with `Retry-After`. Targets are masked (scheme, host, port and a plain-word first path segment stay; other path segments and query values are `****`), signature header values are `****`, and secrets are never returned."
+    ),
+    paths(
+        list_endpoints, create_endpoint, get_endpoint, update_endpoint, delete_endpoint, enable, disable,
+        send_test, list_deliveries, redeliver, endpoint_health, list_dead, purge_all, replay_many, get_dead,
+        purge_one, replay_one, stats, openapi, crate::page::healthz, crate::page::login, crate::page::logout
+    ),
+    components(schemas(ErrorBody, AttemptResult, AttemptRecord)),
+    modifiers(&Bearer),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl utoipa::Modify for Bearer {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        doc.components.get_or_insert_with(Default::default).add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
 }
 
 /// A bearer token or a live session; wrong bearer tokens count as failed sign-ins, so guessing
@@ -58,43 +157,69 @@ fn parse_id(id: &str) -> Result<EndpointId, ApiError> {
     id.parse().map_err(|_| ApiError::NotFound(format!("endpoint {id}")))
 }
 
+fn invalid(field: &str, reason: impl std::fmt::Display) -> ApiError {
+    ApiError::Validation { field: field.into(), reason: reason.to_string() }
+}
+
+/// The endpoints, targets masked.
+#[utoipa::path(get, path = "/api/endpoints", tag = "endpoints",
+    responses((status = 200, body = Vec<EndpointView>), (status = 401, body = ErrorBody)))]
 async fn list_endpoints(State(s): State<AppState>) -> Result<Json<Vec<EndpointView>>, ApiError> {
     Ok(Json(s.store.list().await?.iter().map(|e| e.view()).collect()))
 }
 
+/// Creates an endpoint. `events` takes event kinds or `["all"]`, like the CLI's `--events`.
+#[utoipa::path(post, path = "/api/endpoints", tag = "endpoints", request_body = EndpointDraft,
+    responses((status = 201, body = EndpointView), (status = 422, body = ErrorBody),
+              (status = 409, description = "endpoints are sealed with another key", body = ErrorBody)))]
 async fn create_endpoint(
     State(s): State<AppState>,
     body: Result<Json<EndpointDraft>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
-    let Json(draft) =
-        body.map_err(|e| ApiError::Validation { field: "body".into(), reason: e.body_text() })?;
+    let Json(draft) = body.map_err(|e| invalid("body", e.body_text()))?;
     let ep = draft.validate(s.policy)?;
     s.store.put(&ep).await?;
     Ok((StatusCode::CREATED, Json(ep.view())))
 }
 
+/// One endpoint with its circuit breaker.
+#[derive(Debug, Serialize, ToSchema)]
+struct EndpointDetail {
+    #[serde(flatten)]
+    endpoint: EndpointView,
+    /// State, consecutive failures, last error, parked deliveries.
+    breaker: BreakerStatus,
+    /// Finding events this endpoint's dedupe window kept from it.
+    suppressed: u64,
+}
+
 /// One endpoint, with its circuit breaker (`breaker`: state, consecutive failures, last error,
 /// parked deliveries) and `suppressed` (finding events its dedupe window kept from it).
-async fn get_endpoint(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/endpoints/{id}", tag = "endpoints", params(("id" = String, Path)),
+    responses((status = 200, body = EndpointDetail), (status = 404, body = ErrorBody)))]
+async fn get_endpoint(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<EndpointDetail>, ApiError> {
     let id = parse_id(&id)?;
     let ep = s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
     let breaker = s.queue.breaker_status(&id).await?;
-    let mut v = serde_json::to_value(ep.view()).map_err(ApiError::internal)?;
-    v["breaker"] = serde_json::to_value(breaker).map_err(ApiError::internal)?;
-    v["suppressed"] = s.queue.suppressed_count(&id).await?.into();
-    Ok(Json(v))
+    let suppressed = s.queue.suppressed_count(&id).await?;
+    Ok(Json(EndpointDetail { endpoint: ep.view(), breaker, suppressed }))
 }
 
 /// Replaces an endpoint. A body without `secret` keeps the current one (the page never sees
 /// it); `"secret": ""` removes it.
+#[utoipa::path(put, path = "/api/endpoints/{id}", tag = "endpoints", params(("id" = String, Path)),
+    request_body = EndpointDraft,
+    responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_endpoint(
     State(s): State<AppState>,
     Path(id): Path<String>,
     body: Result<Json<EndpointDraft>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<EndpointView>, ApiError> {
     let id = parse_id(&id)?;
-    let Json(mut draft) =
-        body.map_err(|e| ApiError::Validation { field: "body".into(), reason: e.body_text() })?;
+    let Json(mut draft) = body.map_err(|e| invalid("body", e.body_text()))?;
     let current = s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
     if draft.secret.is_none() {
         draft.secret = current.secret.clone();
@@ -108,6 +233,9 @@ async fn update_endpoint(
     Ok(Json(ep.view()))
 }
 
+/// Deletes an endpoint; its pending deliveries go to the dead-letter queue when they run.
+#[utoipa::path(delete, path = "/api/endpoints/{id}", tag = "endpoints", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete_endpoint(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
     if s.store.delete(&id).await? {
@@ -118,43 +246,192 @@ async fn delete_endpoint(State(s): State<AppState>, Path(id): Path<String>) -> R
 }
 
 /// Enables an endpoint; its circuit breaker is reset and its parked deliveries released.
+#[utoipa::path(post, path = "/api/endpoints/{id}/enable", tag = "endpoints", params(("id" = String, Path)),
+    responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody)))]
 async fn enable(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<EndpointView>, ApiError> {
     let (ep, _) = entraguard_core::breaker::enable_endpoint(&s.store, &s.queue, &parse_id(&id)?).await?;
     Ok(Json(ep.view()))
 }
 
+/// Disables an endpoint: no new fan-out to it.
+#[utoipa::path(post, path = "/api/endpoints/{id}/disable", tag = "endpoints", params(("id" = String, Path)),
+    responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody)))]
 async fn disable(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<EndpointView>, ApiError> {
     Ok(Json(s.store.set_enabled(&parse_id(&id)?, false).await?.view()))
 }
 
-async fn send_test(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// Send test: one attempt of a test event through the production path, no retry. Recorded in
+/// the endpoint's Recent Deliveries as a `test`.
+#[utoipa::path(post, path = "/api/endpoints/{id}/test", tag = "endpoints", params(("id" = String, Path)),
+    responses((status = 200, body = TestReport), (status = 404, body = ErrorBody)))]
+async fn send_test(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<TestReport>, ApiError> {
     let id = parse_id(&id)?;
     let ep = s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
+    let at = Timestamp::now();
     let report = s.deliverer.send_test(&ep).await;
     tracing::info!(endpoint_id = %id, delivered = report.delivered, status = ?report.status, "send test");
-    Ok(Json(serde_json::to_value(report).map_err(ApiError::internal)?))
+    let mut job = DeliveryJob::new(entraguard_worker::delivery::test_event(), id.clone());
+    if let Ok(d) = report.delivery_id.parse::<DeliveryId>() {
+        job.delivery_id = d;
+    }
+    let attempt = AttemptRecord {
+        attempt: 1,
+        at,
+        duration_ms: report.latency_ms,
+        status: report.status,
+        error: report.error.clone(),
+    };
+    let record = DeliveryRecord::new(&job, &attempt, AttemptResult::Test, [], None);
+    if let Err(e) = s.queue.record_history(&id, &[record]).await {
+        tracing::warn!(endpoint_id = %id, error = %e, "send test not recorded in recent deliveries");
+    }
+    Ok(Json(report))
 }
 
-#[derive(Debug, Deserialize)]
-struct Page {
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct HistoryQuery {
+    /// How many of the newest attempts (default 50, at most 200).
+    limit: Option<usize>,
+}
+
+/// Recent Deliveries: the endpoint's attempts, newest first (the last 200 within 7 days).
+#[utoipa::path(get, path = "/api/endpoints/{id}/deliveries", tag = "deliveries",
+    params(("id" = String, Path), HistoryQuery),
+    responses((status = 200, body = Vec<DeliveryRecord>), (status = 404, body = ErrorBody)))]
+async fn list_deliveries(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<Vec<DeliveryRecord>>, ApiError> {
+    let id = parse_id(&id)?;
+    s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
+    let limit = q.limit.unwrap_or(50).min(HISTORY_MAX_ENTRIES);
+    Ok(Json(s.queue.recent_deliveries(&id, limit).await?))
+}
+
+/// What Redeliver did.
+#[derive(Debug, Serialize, ToSchema)]
+struct Redelivered {
+    /// The delivery id, the same as the recorded one (receivers drop duplicates by it).
+    delivery_id: String,
+    /// Always true: the delivery was enqueued (it runs like a replay, behind fresh alerts).
+    enqueued: bool,
+}
+
+/// Redeliver: enqueues the recorded delivery again with the same delivery id and a fresh
+/// attempt count, like a dead-letter replay; the worker sends it with the endpoint's current URL
+/// and secret.
+#[utoipa::path(post, path = "/api/endpoints/{id}/deliveries/{delivery_id}/redeliver", tag = "deliveries",
+    params(("id" = String, Path), ("delivery_id" = String, Path)),
+    responses((status = 202, body = Redelivered), (status = 404, body = ErrorBody),
+              (status = 422, description = "the event was too large to keep (over 16 KiB), or it was a Send test", body = ErrorBody)))]
+async fn redeliver(
+    State(s): State<AppState>,
+    Path((id, delivery)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Redelivered>), ApiError> {
+    let id = parse_id(&id)?;
+    s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
+    let not_found = || ApiError::NotFound(format!("delivery {delivery} of endpoint {id}"));
+    let delivery_id: DeliveryId = delivery.parse().map_err(|_| not_found())?;
+    let records = s.queue.recent_deliveries(&id, HISTORY_MAX_ENTRIES).await?;
+    let mine: Vec<&DeliveryRecord> = records.iter().filter(|r| r.delivery_id == delivery_id).collect();
+    if mine.is_empty() {
+        return Err(not_found());
+    }
+    let job = mine
+        .iter()
+        .filter(|r| r.redeliverable())
+        .find_map(|r| r.redelivery_job())
+        .ok_or_else(|| {
+            invalid(
+                "delivery_id",
+                "this delivery cannot be redelivered: it was a Send test, or its event was larger than 16 KiB and not kept",
+            )
+        })?;
+    s.queue.redeliver(&job).await?;
+    tracing::info!(endpoint_id = %id, delivery_id = %delivery_id, "redeliver");
+    Ok((StatusCode::ACCEPTED, Json(Redelivered { delivery_id: delivery_id.to_string(), enqueued: true })))
+}
+
+/// An endpoint's health, as the page shows it.
+#[derive(Debug, Serialize, ToSchema)]
+struct EndpointHealthView {
+    /// Success rate, attempts and last error over the recorded history (Send tests not counted).
+    #[serde(flatten)]
+    history: HistoryHealth,
+    /// Deliveries to it that workers are running now.
+    in_flight: u64,
+    /// Deliveries waiting in its lane (its in-flight cap reached, paced, or its breaker open).
+    waiting: u64,
+    breaker: BreakerStatus,
+}
+
+/// Endpoint health: success rate over 24 h (from Recent Deliveries), last error, in-flight and
+/// waiting counts, the circuit breaker's state and parked count.
+#[utoipa::path(get, path = "/api/endpoints/{id}/health", tag = "deliveries", params(("id" = String, Path)),
+    responses((status = 200, body = EndpointHealthView), (status = 404, body = ErrorBody)))]
+async fn endpoint_health(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<EndpointHealthView>, ApiError> {
+    let id = parse_id(&id)?;
+    s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
+    let records = s.queue.recent_deliveries(&id, HISTORY_MAX_ENTRIES).await?;
+    let breaker = s.queue.breaker_status(&id).await?;
+    let mut history = HistoryHealth::from_records(&records, Timestamp::now());
+    if history.last_error.is_none() {
+        history.last_error = breaker.last_error.clone();
+    }
+    Ok(Json(EndpointHealthView {
+        history,
+        in_flight: s.queue.in_flight(&id).await?,
+        waiting: breaker.parked,
+        breaker,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DeadQuery {
+    /// How many of the newest to skip.
     #[serde(default)]
     offset: usize,
-    #[serde(default = "default_limit")]
-    limit: usize,
+    /// How many to return (default 50, at most 1000).
+    limit: Option<usize>,
+    /// Only this endpoint's (`ep_…`).
+    endpoint_id: Option<String>,
+    /// Only those that failed at or after this time (RFC 3339).
+    since: Option<String>,
 }
 
-fn default_limit() -> usize {
-    50
+/// The shared reading of `endpoint_id` and `since` (list and bulk replay).
+fn filter(endpoint_id: Option<String>, since: Option<String>) -> Result<ReplayFilter, ApiError> {
+    Ok(ReplayFilter {
+        endpoint_id: endpoint_id
+            .map(|e| e.parse::<EndpointId>())
+            .transpose()
+            .map_err(|e| invalid("endpoint_id", e))?,
+        since: since.map(|t| t.parse::<Timestamp>()).transpose().map_err(|e| invalid("since", e))?,
+    })
 }
 
-/// Summaries only: the job stays in Redis (`GET /api/dlq/{id}` shows its start).
+/// Dead letters, newest first, as summaries without the job; `endpoint_id` and `since` narrow
+/// the list like `dlq list --endpoint --since`.
+#[utoipa::path(get, path = "/api/dlq", tag = "dead letters", params(DeadQuery),
+    responses((status = 200, body = Vec<DeadLetterSummary>), (status = 422, body = ErrorBody)))]
 async fn list_dead(
     State(s): State<AppState>,
-    Query(p): Query<Page>,
+    Query(q): Query<DeadQuery>,
 ) -> Result<Json<Vec<DeadLetterSummary>>, ApiError> {
-    Ok(Json(s.queue.dead_letter_summaries(p.offset, p.limit.min(1000)).await?))
+    let f = filter(q.endpoint_id, q.since)?;
+    let limit = q.limit.unwrap_or(50).min(1000);
+    Ok(Json(s.queue.dead_letter_summaries_matching(&f, q.offset, limit).await?))
 }
 
+/// One dead letter in full: every attempt, the reason, the job (its first 64 KiB).
+#[utoipa::path(get, path = "/api/dlq/{id}", tag = "dead letters", params(("id" = String, Path)),
+    responses((status = 200, body = DeadLetter), (status = 404, body = ErrorBody)))]
 async fn get_dead(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<DeadLetter>, ApiError> {
     s.queue
         .dead_letter_by_id(&id)
@@ -163,48 +440,49 @@ async fn get_dead(State(s): State<AppState>, Path(id): Path<String>) -> Result<J
         .ok_or_else(|| ApiError::NotFound(format!("dead letter {id}")))
 }
 
-async fn replay_one(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// What replaying one did.
+#[derive(Debug, Serialize, ToSchema)]
+struct Replayed {
+    replayed: usize,
+}
+
+/// Replays one dead letter: the same delivery id, a fresh attempt count.
+#[utoipa::path(post, path = "/api/dlq/{id}/replay", tag = "dead letters", params(("id" = String, Path)),
+    responses((status = 200, body = Replayed), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn replay_one(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Replayed>, ApiError> {
     match s.queue.replay(&id).await? {
-        ReplayOutcome::Replayed => Ok(Json(json!({ "replayed": 1 }))),
+        ReplayOutcome::Replayed => Ok(Json(Replayed { replayed: 1 })),
         ReplayOutcome::NotFound => Err(ApiError::NotFound(format!("dead letter {id}"))),
-        ReplayOutcome::NotReplayable => Err(ApiError::Validation {
-            field: "id".into(),
-            reason: "this dead letter holds a job that could not be decoded; it cannot be replayed".into(),
-        }),
+        ReplayOutcome::NotReplayable => Err(invalid(
+            "id",
+            "this dead letter holds a job that could not be decoded; it cannot be replayed",
+        )),
     }
 }
 
 /// The body of `POST /api/dlq/replay`: every dead letter, or those of one endpoint, or those that
 /// failed since a time.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 struct ReplayBody {
     endpoint_id: Option<String>,
     since: Option<String>,
 }
 
+/// Replays every dead letter, or those `endpoint_id` and `since` pick, each once per call.
+#[utoipa::path(post, path = "/api/dlq/replay", tag = "dead letters", request_body = ReplayBody,
+    responses((status = 200, body = ReplaySummary), (status = 422, body = ErrorBody)))]
 async fn replay_many(State(s): State<AppState>, body: Bytes) -> Result<Json<ReplaySummary>, ApiError> {
     let body: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
         ReplayBody::default()
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::Validation { field: "body".into(), reason: e.to_string() })?
+        serde_json::from_slice(&body).map_err(|e| invalid("body", e))?
     };
-    let invalid = |field: &str, reason: String| ApiError::Validation { field: field.into(), reason };
-    let filter = ReplayFilter {
-        endpoint_id: body
-            .endpoint_id
-            .map(|e| e.parse::<EndpointId>())
-            .transpose()
-            .map_err(|e| invalid("endpoint_id", e.to_string()))?,
-        since: body
-            .since
-            .map(|t| t.parse::<Timestamp>())
-            .transpose()
-            .map_err(|e| invalid("since", e.to_string()))?,
-    };
-    Ok(Json(s.queue.replay_matching(&filter).await?))
+    Ok(Json(s.queue.replay_matching(&filter(body.endpoint_id, body.since)?).await?))
 }
 
+/// Deletes one dead letter.
+#[utoipa::path(delete, path = "/api/dlq/{id}", tag = "dead letters", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn purge_one(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     if s.queue.purge(&id).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -213,14 +491,104 @@ async fn purge_one(State(s): State<AppState>, Path(id): Path<String>) -> Result<
     }
 }
 
-async fn purge_all(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "purged": s.queue.purge_all().await? })))
+/// What purging all did.
+#[derive(Debug, Serialize, ToSchema)]
+struct Purged {
+    purged: usize,
 }
 
-async fn stats(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(serde_json::to_value(s.queue.stats().await?).map_err(ApiError::internal)?))
+/// Deletes every dead letter.
+#[utoipa::path(delete, path = "/api/dlq", tag = "dead letters", responses((status = 200, body = Purged)))]
+async fn purge_all(State(s): State<AppState>) -> Result<Json<Purged>, ApiError> {
+    Ok(Json(Purged { purged: s.queue.purge_all().await? }))
 }
 
-async fn openapi() -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "application/json")], include_str!("openapi.json"))
+/// Queue depths, named as in `entraguard-notify stats` (table and JSON).
+#[utoipa::path(get, path = "/api/stats", tag = "stats", responses((status = 200, body = QueueStats)))]
+async fn stats(State(s): State<AppState>) -> Result<Json<QueueStats>, ApiError> {
+    Ok(Json(s.queue.stats().await?))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "stats",
+    responses((status = 200, description = "the OpenAPI 3.1 document", content_type = "application/json")))]
+async fn openapi() -> Response {
+    match ApiDoc::openapi().to_pretty_json() {
+        Ok(doc) => ([(axum::http::header::CONTENT_TYPE, "application/json")], doc).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Every routed (method, path) is documented, and every documented operation is routed.
+    #[test]
+    fn every_route_is_in_the_openapi_document_and_back() {
+        let all: Vec<Route> = routes_table().into_iter().chain(crate::page::routes_table()).collect();
+        let key = |r: &Route| (r.method.as_str().to_lowercase(), r.path.to_owned());
+        let routed: BTreeSet<(String, String)> = all.iter().filter(|r| r.documented).map(key).collect();
+        // The only routes left out: the page and its scripts, which are not API.
+        let pages: BTreeSet<(String, String)> = all.iter().filter(|r| !r.documented).map(key).collect();
+        let expected_pages: BTreeSet<(String, String)> =
+            ["/", "/login", "/login.js", "/settings/webhooks", "/settings/webhooks.js"]
+                .iter()
+                .map(|p| ("get".to_owned(), (*p).to_owned()))
+                .collect();
+        assert_eq!(pages, expected_pages, "only the page and its scripts go undocumented");
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("document serializes");
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("path item").keys() {
+                if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                    documented.insert((method.clone(), path.clone()));
+                }
+            }
+        }
+        let undocumented: Vec<_> = routed.difference(&documented).collect();
+        let unrouted: Vec<_> = documented.difference(&routed).collect();
+        assert!(undocumented.is_empty(), "routes missing from the OpenAPI document: {undocumented:?}");
+        assert!(unrouted.is_empty(), "documented operations with no route: {unrouted:?}");
+        assert_eq!(routed.len() + pages.len(), all.len(), "a route is registered twice");
+    }
+
+    #[test]
+    fn the_document_names_its_schemas_and_security() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("document serializes");
+        assert_eq!(doc["openapi"], "3.1.0");
+        for schema in
+            ["EndpointView", "EndpointDraft", "DeliveryRecord", "DeadLetter", "QueueStats", "ErrorBody"]
+        {
+            assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema} missing");
+        }
+        assert!(doc["components"]["schemas"]["QueueStats"]["properties"]["scheduled"].is_object());
+        assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    }
+
+    /// The alert-fatigue rules are documented where the API takes and returns them: `rules` on
+    /// the endpoint (view and draft), `suppressed` on one endpoint, `digests` in the stats, and
+    /// `finding.digest` among the event kinds.
+    #[test]
+    fn the_document_describes_rules_suppressed_and_digests() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("document serializes");
+        let schemas = &doc["components"]["schemas"];
+        for schema in ["Rules", "RulesDraft", "QuietHoursDraft", "QuietHours", "DigestRule", "Severity"] {
+            assert!(schemas[schema].is_object(), "schema {schema} missing");
+        }
+        let props = |schema: &str| schemas[schema]["properties"].clone();
+        assert!(props("EndpointView")["rules"].is_object(), "{}", schemas["EndpointView"]);
+        assert!(props("EndpointDraft")["rules"].is_object(), "{}", schemas["EndpointDraft"]);
+        assert!(props("QueueStats")["digests"].is_object(), "{}", schemas["QueueStats"]);
+        for field in ["tenants", "min_severity", "dedupe_window", "digest", "quiet_hours"] {
+            assert!(props("Rules")[field].is_object(), "Rules.{field}: {}", schemas["Rules"]);
+            assert!(props("RulesDraft")[field].is_object(), "RulesDraft.{field}: {}", schemas["RulesDraft"]);
+        }
+        assert!(props("RulesDraft")["digest_max_wait"].is_object(), "{}", schemas["RulesDraft"]);
+        let detail = schemas["EndpointDetail"].to_string();
+        assert!(detail.contains("\"suppressed\"") && detail.contains("\"breaker\""), "{detail}");
+        assert!(schemas["EventKind"].to_string().contains("finding.digest"), "{}", schemas["EventKind"]);
+    }
 }

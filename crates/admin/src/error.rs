@@ -10,6 +10,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// The body of every error answer.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// `validation`, `not_found`, `unauthorized`, `forbidden`, `unsupported_media_type`,
+    /// `too_many_requests`, `sealing_key_mismatch`, `internal`.
+    pub error: String,
+    /// The input field at fault (`validation` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    pub reason: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("invalid {field}: {reason}")]

@@ -9,12 +9,13 @@ use clap::Parser;
 use entraguard_admin::{AppState, serve};
 use entraguard_core::queue::Queue;
 use entraguard_core::secret::Secret;
+use entraguard_core::settings::{LogSettings, RedisSettings, SealingSettings, TargetSettings, parse_bool};
 use entraguard_core::store::EndpointStore;
-use entraguard_worker::WorkerConfig;
+use entraguard_worker::config::DeliverySettings;
 use entraguard_worker::delivery::Deliverer;
 
-/// EntraGuard Notify admin server: endpoints API, Send test, dead letters, and the
-/// Settings → Webhooks page. Delivery settings (SSRF allow-list, HTTPS rule, timeout, SMTP,
+/// EntraGuard Notify admin server: endpoints API, Send test, Recent Deliveries, dead letters, and
+/// the Settings → Webhooks page. Delivery settings (SSRF allow-list, HTTPS rule, timeout, SMTP,
 /// encryption key) are the workers', so Send test takes exactly the production path.
 #[derive(Debug, Parser)]
 #[command(name = "entraguard-admin", version, about, long_about = None, args_override_self = true)]
@@ -28,8 +29,8 @@ struct AdminConfig {
     token: Option<Secret>,
 
     /// Mark the page's session cookie Secure even when requests do not carry
-    /// `X-Forwarded-Proto: https` (a TLS proxy that does not set it).
-    #[arg(long, env = "NOTIFY_ADMIN_SECURE_COOKIE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    /// `X-Forwarded-Proto: https` (a TLS proxy that does not set it): 1/0, true/false, yes/no.
+    #[arg(long, env = "NOTIFY_ADMIN_SECURE_COOKIE", default_value = "false", value_parser = parse_bool, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     secure_cookie: bool,
 
     /// Run without a token, listening on 127.0.0.1 only (a developer's machine).
@@ -37,7 +38,19 @@ struct AdminConfig {
     insecure_local_only: bool,
 
     #[command(flatten)]
-    worker: WorkerConfig,
+    redis: RedisSettings,
+
+    #[command(flatten)]
+    sealing: SealingSettings,
+
+    #[command(flatten)]
+    targets: TargetSettings,
+
+    #[command(flatten)]
+    delivery: DeliverySettings,
+
+    #[command(flatten)]
+    log: LogSettings,
 }
 
 fn main() -> ExitCode {
@@ -47,13 +60,8 @@ fn main() -> ExitCode {
         eprintln!("error: cannot read .env: {e}");
         return ExitCode::from(2);
     }
-    let config = AdminConfig::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let config: AdminConfig = entraguard_core::settings::parse();
+    entraguard_worker::logging::init(config.log.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -85,15 +93,14 @@ async fn run(mut config: AdminConfig) -> anyhow::Result<()> {
             "NOTIFY_ADMIN_TOKEN is not set: set a token of 16+ characters, or start with --insecure-local-only on a developer machine"
         ),
     };
-    let w = &config.worker;
-    w.validate()?;
-    let redis = w.redis()?;
-    let queue = Queue::connect(&redis, w.key_prefix.clone())
+    config.delivery.validate()?;
+    let prefix = config.redis.key_prefix.clone();
+    let queue = Queue::connect(&config.redis.config()?, prefix.clone())
         .await
-        .with_context(|| format!("cannot reach Redis at {}", w.redis_url))?;
-    let store = EndpointStore::new(queue.connection(), w.key_prefix.clone()).with_cipher(w.cipher()?);
-    let deliverer = Deliverer::from_config(w)?;
-    let mut state = AppState::new(queue, store, deliverer, w.target_policy(), token);
+        .with_context(|| format!("cannot reach Redis at {}", config.redis.redis_url))?;
+    let store = EndpointStore::new(queue.connection(), prefix).with_cipher(config.sealing.cipher()?);
+    let deliverer = Deliverer::from_settings(&config.delivery, config.targets.allow_http)?;
+    let mut state = AppState::new(queue, store, deliverer, config.targets.policy(), token);
     state.secure_cookie = config.secure_cookie;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

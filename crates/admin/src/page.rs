@@ -8,23 +8,53 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::Method;
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use serde::Deserialize;
 
+use crate::api::Route;
+use crate::error::ErrorBody;
 use crate::{ApiError, AppState, auth};
 
 pub fn routes(_state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/", get(|| async { Redirect::to("/settings/webhooks") }))
+    crate::api::router(routes_table())
+}
+
+/// The page's routes. Sign-in, sign-out and the probe are JSON or plain text and documented in
+/// the OpenAPI document; the page and its scripts are not API.
+pub fn routes_table() -> Vec<Route> {
+    let page = |method: Method, path: &'static str, handler: fn() -> MethodRouter<AppState>| Route {
+        method,
+        path,
+        handler,
+        documented: false,
+    };
+    let api = |method: Method, path: &'static str, handler: fn() -> MethodRouter<AppState>| Route {
+        method,
+        path,
+        handler,
+        documented: true,
+    };
+    vec![
+        page(Method::GET, "/", || get(|| async { Redirect::to("/settings/webhooks") })),
         // Liveness and readiness probes, without the token (the OpenAPI document is behind it).
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/login", get(login_page).post(login))
-        .route("/login.js", get(|| async { script(LOGIN_JS) }))
-        .route("/logout", post(logout))
-        .route("/settings/webhooks", get(webhooks_page))
-        .route("/settings/webhooks.js", get(|| async { script(WEBHOOKS_JS) }))
+        api(Method::GET, "/healthz", || get(healthz)),
+        page(Method::GET, "/login", || get(login_page)),
+        api(Method::POST, "/login", || post(login)),
+        page(Method::GET, "/login.js", || get(|| async { script(LOGIN_JS) })),
+        api(Method::POST, "/logout", || post(logout)),
+        page(Method::GET, "/settings/webhooks", || get(webhooks_page)),
+        page(Method::GET, "/settings/webhooks.js", || get(|| async { script(WEBHOOKS_JS) })),
+    ]
+}
+
+/// Liveness and readiness probe: `ok`, without the token.
+#[utoipa::path(get, path = "/healthz", tag = "session", security(()),
+    responses((status = 200, description = "ok", body = String, content_type = "text/plain")))]
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
 }
 
 fn html(status: StatusCode, body: String) -> Response {
@@ -39,14 +69,22 @@ async fn login_page() -> Response {
     html(StatusCode::OK, LOGIN_PAGE.clone())
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub(crate) struct LoginBody {
     token: String,
 }
 
 /// `POST /login {"token"}`: `204` with the session cookie, `401`, or `429` with `Retry-After`
 /// after 5 failed tries in a minute from one address (20 overall; wrong bearer tokens count too).
-async fn login(State(s): State<AppState>, ext: Extensions, headers: HeaderMap, body: Bytes) -> Response {
+#[utoipa::path(post, path = "/login", tag = "session", security(()), request_body = LoginBody,
+    responses((status = 204, description = "signed in: the session cookie is set"),
+              (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn login(
+    State(s): State<AppState>,
+    ext: Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let ip = auth::client_ip(&ext);
     let now = Instant::now();
     if let Err(e) = auth::rate_limited(&s, ip, now) {
@@ -87,7 +125,9 @@ fn secure(s: &AppState, headers: &HeaderMap) -> bool {
 }
 
 /// `POST /logout {}`: ends the session in Redis and clears the cookie; `204`.
-async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
+#[utoipa::path(post, path = "/logout", tag = "session", security(()),
+    responses((status = 204, description = "signed out: the session is deleted in Redis")))]
+pub(crate) async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(id) = auth::session_id(&headers)
         && let Err(e) = auth::revoke_session(&s, id).await
     {
@@ -116,6 +156,9 @@ table{width:100%;border-collapse:collapse;background:#fff}th,td{text-align:left;
 .target{font-family:ui-monospace,monospace;font-size:12px;word-break:break-all}.muted{color:#6b7280;font-size:13px}
 form.card,section.card{background:#fff;border:1px solid #e5e7eb;padding:16px;margin:16px 0}label{display:block;margin:8px 0 4px;font-size:13px;color:#374151}
 input[type=text],input[type=password],select{width:100%;padding:6px;box-sizing:border-box}button{padding:6px 12px;margin-right:6px;cursor:pointer}
+h3{font-size:14px;margin:16px 0 6px}dl.health{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;font-size:14px}dl.health dt{color:#6b7280}
+pre{background:#f3f4f6;padding:8px;font-size:12px;white-space:pre-wrap;word-break:break-all;max-height:300px;overflow:auto}.filters label{display:inline-block;margin-right:6px}.filters input,.filters select{width:auto;margin-right:12px}
+.pager{margin-top:8px}.mono{font-family:ui-monospace,monospace;font-size:12px}
 .ok{color:#15803d}.fail{color:#b91c1c}.warn{color:#b45309;font-size:12px}.events label{display:inline-block;margin-right:12px}";
 
 /// The sign-in page. Its form posts JSON through /login.js; without script it posts a form,

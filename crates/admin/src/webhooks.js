@@ -51,6 +51,7 @@ async function api(method, path, body) {
 }
 function cell(text, cls) { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; return td; }
 let endpoints = [];
+let current = null; // the endpoint whose deliveries and health are shown
 const results = {}; // Send test outcomes survive a re-render of the table
 async function load() {
   endpoints = await api("GET", "/api/endpoints");
@@ -78,10 +79,16 @@ async function load() {
     const edit = document.createElement("button"); edit.textContent = "Edit"; edit.className = "edit"; edit.addEventListener("click", () => fill(e));
     const del = document.createElement("button"); del.textContent = "Delete"; del.className = "delete";
     del.addEventListener("click", async () => { if (confirm(`Delete ${e.name}? Its pending deliveries go to the dead-letter queue.`)) { await api("DELETE", `/api/endpoints/${e.id}`); await load(); } });
-    act.append(test, edit, del, out);
+    const details = document.createElement("button"); details.textContent = "Deliveries & health"; details.className = "details";
+    details.addEventListener("click", () => showDetails(e));
+    act.append(test, edit, del, details, out);
     if (e.warnings) for (const w of e.warnings) { const p = document.createElement("div"); p.className = "warn"; p.textContent = w; act.append(p); }
     tr.append(act); tb.append(tr);
   }
+  const sel = $("#dlq-endpoint"); const keep = sel.value;
+  sel.replaceChildren(new Option("All endpoints", ""), ...endpoints.map((e) => new Option(`${e.name} (${e.id})`, e.id)));
+  sel.value = keep;
+  if (current && !endpoints.some((e) => e.id === current.id)) { current = null; $("#endpoint-details").hidden = true; }
 }
 function fill(e) {
   $("#form-title").textContent = e ? `Edit ${e.name}` : "Add an endpoint";
@@ -112,4 +119,110 @@ $("#endpoint-form").addEventListener("submit", async (evt) => {
     await load();
   } catch (err) { $("#form-error").textContent = err.message; }
 });
-load();
+
+// Endpoint details: health and Recent Deliveries, with Redeliver.
+function el(tag, text, cls) { const x = document.createElement(tag); if (text !== undefined && text !== null) x.textContent = text; if (cls) x.className = cls; return x; }
+async function showDetails(e) {
+  current = e; $("#endpoint-details").hidden = false; $("#details-title").textContent = `${e.name} · ${e.id}`;
+  await Promise.all([loadHealth(), loadDeliveries()]);
+  $("#endpoint-details").scrollIntoView();
+}
+async function loadHealth() {
+  if (!current) return;
+  const h = await api("GET", `/api/endpoints/${current.id}/health`);
+  const rate = h.success_rate_24h == null ? "no attempts in 24 h" : `${Math.round(h.success_rate_24h * 1000) / 10} % (${h.delivered_24h} of ${h.attempts_24h})`;
+  const rows = [["Success rate, 24 h", rate, "health-rate"], ["Last error", h.last_error ? `${h.last_error}${h.last_error_at ? " · " + h.last_error_at : ""}` : "none", "health-error"],
+    ["In flight", String(h.in_flight), "health-in-flight"], ["Waiting", String(h.waiting), "health-waiting"],
+    ["Circuit breaker", h.breaker.state + (h.breaker.consecutive_failures ? ` · ${h.breaker.consecutive_failures} failures in a row` : ""), "health-breaker"],
+    ["Parked", String(h.breaker.parked), "health-parked"]];
+  $("#health").replaceChildren(...rows.flatMap(([k, v, id]) => { const dd = el("dd", v); dd.id = id; return [el("dt", k), dd]; }));
+}
+async function loadDeliveries() {
+  if (!current) return;
+  const id = current.id;
+  const list = await api("GET", `/api/endpoints/${id}/deliveries?limit=50`);
+  const tb = $("#deliveries tbody"); tb.replaceChildren(); $("#deliveries-empty").hidden = list.length > 0;
+  for (const d of list) {
+    const tr = document.createElement("tr"); tr.dataset.delivery = d.delivery_id;
+    tr.append(cell(d.at), cell(d.event_kind), cell(d.delivery_id, "mono"), cell(String(d.attempt)), cell(d.result, "result " + (d.result === "delivered" ? "ok" : d.result === "test" ? "muted" : "fail")),
+      cell(d.status == null ? "-" : String(d.status)), cell(`${d.duration_ms} ms`));
+    const act = document.createElement("td");
+    const more = el("details"); more.append(el("summary", "Request / response"));
+    more.append(el("div", "Request headers", "muted"), el("pre", d.request_headers.length ? d.request_headers.map(([k, v]) => `${k}: ${v}`).join("\n") : "(none recorded)", "request-headers"));
+    more.append(el("div", "Response body" + (d.response_truncated ? " (first KiB)" : ""), "muted"), el("pre", d.response_body || "(none)", "response-body"));
+    if (d.error) more.append(el("div", "Error", "muted"), el("pre", d.error, "error"));
+    act.append(more);
+    if (d.event && d.result !== "test") {
+      const b = el("button", "Redeliver", "redeliver"); const out = el("div", "", "redeliver-result");
+      b.addEventListener("click", async () => {
+        out.className = "redeliver-result muted"; out.textContent = "queueing…";
+        try { const r = await api("POST", `/api/endpoints/${id}/deliveries/${d.delivery_id}/redeliver`); out.className = "redeliver-result ok"; out.textContent = `Redelivery queued · ${r.delivery_id}`; }
+        catch (err) { out.className = "redeliver-result fail"; out.textContent = err.message; }
+      });
+      act.append(b, out);
+    } else if (d.event_omitted) act.append(el("div", "event too large to keep: cannot redeliver", "muted"));
+    tr.append(act); tb.append(tr);
+  }
+}
+$("#deliveries-refresh").addEventListener("click", () => Promise.all([loadHealth(), loadDeliveries()]));
+
+// Dead letters: list (newest first, paged), show, replay one or all matching, purge.
+const PAGE = 20; let dlqOffset = 0;
+function dlqQuery() {
+  const q = new URLSearchParams(); const ep = $("#dlq-endpoint").value; const since = $("#dlq-since").value.trim();
+  if (ep) q.set("endpoint_id", ep); if (since) q.set("since", since); return q;
+}
+function dlqMessage(text, cls) { const m = $("#dlq-message"); m.className = cls || "muted"; m.textContent = text; }
+async function loadDead() {
+  const q = dlqQuery(); q.set("offset", dlqOffset); q.set("limit", PAGE);
+  let list;
+  try { list = await api("GET", `/api/dlq?${q}`); } catch (err) { dlqMessage(err.message, "fail"); return; }
+  const tb = $("#dlq tbody"); tb.replaceChildren(); $("#dlq-empty").hidden = list.length > 0;
+  $("#dlq-page").textContent = list.length ? ` ${dlqOffset + 1}–${dlqOffset + list.length} ` : " ";
+  $("#dlq-newer").disabled = dlqOffset === 0; $("#dlq-older").disabled = list.length < PAGE;
+  for (const d of list) {
+    const tr = document.createElement("tr"); tr.dataset.id = d.id;
+    tr.append(cell(d.id, "mono"), cell(d.failed_at), cell(d.event_kind || "-"), cell(d.endpoint_id || "-", "mono"), cell(String(d.attempt_count)),
+      cell(d.last_status == null ? "-" : String(d.last_status)), cell(d.reason, "reason"));
+    const act = document.createElement("td");
+    const show = el("button", "Show", "dlq-show"); show.addEventListener("click", () => showDead(d.id));
+    const replay = el("button", "Replay", "dlq-replay"); replay.disabled = !d.replayable;
+    replay.addEventListener("click", async () => {
+      try { await api("POST", `/api/dlq/${d.id}/replay`); dlqMessage(`Replayed ${d.id}`, "ok"); } catch (err) { dlqMessage(err.message, "fail"); }
+      await loadDead();
+    });
+    const purge = el("button", "Purge", "dlq-purge");
+    purge.addEventListener("click", async () => {
+      if (!confirm(`Purge dead letter ${d.id}? It cannot be replayed afterwards.`)) return;
+      try { await api("DELETE", `/api/dlq/${d.id}`); dlqMessage(`Purged ${d.id}`, "ok"); } catch (err) { dlqMessage(err.message, "fail"); }
+      await loadDead();
+    });
+    act.append(show, replay, purge); tr.append(act); tb.append(tr);
+  }
+}
+async function showDead(id) {
+  const box = $("#dlq-detail"); box.hidden = false;
+  let d;
+  try { d = await api("GET", `/api/dlq/${id}`); } catch (err) { box.replaceChildren(el("p", err.message, "fail")); return; }
+  const attempts = el("table"); attempts.id = "dlq-attempts";
+  attempts.append(...d.attempts.map((a) => { const tr = document.createElement("tr"); tr.append(cell(`#${a.attempt}`), cell(a.at), cell(`${a.duration_ms} ms`), cell(a.status == null ? "-" : String(a.status)), cell(a.error || "")); return tr; }));
+  let job = d.job; try { job = JSON.stringify(JSON.parse(d.job), null, 2); } catch (_) { /* a poison job, or cut: shown as it is */ }
+  box.replaceChildren(el("h3", `Dead letter ${d.id}`), el("p", `Reason: ${d.reason}`, "dlq-reason"), el("p", `Failed at ${d.failed_at} · event ${d.event_kind || "-"} ${d.event_id || ""} · endpoint ${d.endpoint_id || "-"}`, "muted"),
+    el("h3", `Attempts (${d.attempts.length})`), attempts, el("h3", d.job_truncated ? `Job with its event (first ${d.job.length} of ${d.job_bytes} bytes)` : "Job with its event"), el("pre", job, "dlq-job"));
+}
+$("#dlq-refresh").addEventListener("click", () => { dlqOffset = 0; loadDead(); });
+$("#dlq-newer").addEventListener("click", () => { dlqOffset = Math.max(0, dlqOffset - PAGE); loadDead(); });
+$("#dlq-older").addEventListener("click", () => { dlqOffset += PAGE; loadDead(); });
+$("#dlq-replay-all").addEventListener("click", async () => {
+  const body = {}; const ep = $("#dlq-endpoint").value; const since = $("#dlq-since").value.trim();
+  if (ep) body.endpoint_id = ep; if (since) body.since = since;
+  try { const r = await api("POST", "/api/dlq/replay", body); dlqMessage(`Replayed ${r.replayed}` + (r.not_replayable ? `; ${r.not_replayable} could not be replayed` : ""), "ok"); }
+  catch (err) { dlqMessage(err.message, "fail"); }
+  dlqOffset = 0; await loadDead();
+});
+$("#dlq-purge-all").addEventListener("click", async () => {
+  if (!confirm("Purge every dead letter? They cannot be replayed afterwards.")) return;
+  try { const r = await api("DELETE", "/api/dlq"); dlqMessage(`Purged ${r.purged}`, "ok"); } catch (err) { dlqMessage(err.message, "fail"); }
+  dlqOffset = 0; $("#dlq-detail").hidden = true; await loadDead();
+});
+load().then(loadDead);

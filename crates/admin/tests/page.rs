@@ -24,14 +24,31 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let slack = HttpReceiver::start();
+    in_chromium("entraguard-webhooks-page-failure.png", |browser| {
+        use_the_page(browser, admin.base.clone(), slack)
+    })
+    .await;
+}
+
+/// One browser session at a time in this binary: Chromium is heavy on a busy two-core machine.
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Starts chromedriver and a headless Chromium, runs `steps` in a task of its own (so a failed
+/// step still lets this take a screenshot, named `shot`, and shut Chromium down before its temp
+/// dir goes), then re-raises the steps' panic.
+async fn in_chromium<F, Fut>(shot: &str, steps: F)
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     assert!(
         std::path::Path::new(CHROMEDRIVER).exists() && std::path::Path::new(CHROMIUM).exists(),
         "this test needs Debian's chromium and chromium-driver (./dev test installs them)"
     );
-    let redis = RedisServer::start();
-    let admin = start(&redis).await;
-    let slack = HttpReceiver::start();
-
+    let _one_at_a_time = BROWSER.lock().await;
     // Declared before the driver, so it is dropped (removed) after the driver is killed.
     let tmp = tempfile::Builder::new().prefix("entraguard-chromium-").tempdir().expect("temp dir");
     let profile = tmp.path().join("profile");
@@ -66,11 +83,9 @@ async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
         .await
         .expect("browser session");
 
-    // The steps run in a task of their own so that a failed step still lets this function take a
-    // screenshot and shut Chromium down before the temp dir goes.
-    let outcome = tokio::spawn(use_the_page(browser.clone(), admin.base.clone(), slack)).await;
+    let outcome = tokio::spawn(steps(browser.clone())).await;
     if outcome.is_err() {
-        match screenshot(&browser).await {
+        match screenshot(&browser, shot).await {
             Ok(path) => eprintln!("the page when the test failed: {}", path.display()),
             Err(e) => eprintln!("no screenshot of the page: {e}"),
         }
@@ -87,9 +102,9 @@ async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
 }
 
 /// Saves a screenshot of the page in the target directory (not the temp dir, which is removed).
-async fn screenshot(browser: &Client) -> Result<PathBuf, String> {
+async fn screenshot(browser: &Client, name: &str) -> Result<PathBuf, String> {
     let png = browser.screenshot().await.map_err(|e| e.to_string())?;
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("entraguard-webhooks-page-failure.png");
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::write(&path, png).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
 }
@@ -254,4 +269,319 @@ async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
     wait().for_element(Locator::Id("login-form")).await.expect("sign-in form after sign-out");
     browser.goto(&format!("{base}/settings/webhooks")).await.expect("goto");
     wait().for_element(Locator::Id("login-form")).await.expect("signed out: sent to sign in");
+}
+
+/// A bearer-token API call with a JSON body (or none for GET); the answer as JSON.
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let mut req = http.request(method, url).bearer_auth(TOKEN);
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b.to_string());
+    }
+    let text = req.send().await.expect("request").text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}"))
+}
+
+/// Text of the element matched by `css`, or "" while it is not there.
+async fn text_of(browser: &Client, css: &str) -> String {
+    match browser.find(Locator::Css(css)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits until the element matched by `css` shows text that `want` accepts; says what it saw.
+async fn wait_text(browser: &Client, css: &str, what: &str, want: impl Fn(&str) -> bool) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let t = text_of(browser, css).await;
+            if want(&t) {
+                return;
+            }
+            *seen.lock().expect("lock") = t;
+            // Re-check, like wait_until, until the deadline: the page sends no notification.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "{what}: {css} shows {:?}", seen.lock().expect("lock"));
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} on the page: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+async fn sign_in(browser: &Client, base: &str) {
+    browser.goto(&format!("{base}/settings/webhooks")).await.expect("goto");
+    let wait = || browser.wait().at_most(Duration::from_secs(30));
+    wait().for_element(Locator::Id("token")).await.expect("login form").send_keys(TOKEN).await.expect("type");
+    browser.find(Locator::Id("login")).await.expect("button").click().await.expect("click");
+    wait().for_element(Locator::Css("#endpoints tbody tr")).await.expect("the endpoints listed");
+}
+
+/// Dead-letters a delivery of `event` to `endpoint` through the queue's own path (push, take,
+/// give up) after two failed attempts; returns its id.
+async fn dead_letter(queue: &entraguard_core::queue::Queue, endpoint: &str, reason: &str) -> String {
+    use entraguard_core::job::{AttemptRecord, DeliveryJob, Job};
+    use entraguard_core::queue::{DeadLetterDraft, WorkerId};
+    let worker = WorkerId::generate();
+    let mut job = DeliveryJob::new(entraguard_worker::delivery::test_event(), endpoint.parse().expect("id"));
+    let raw = Job::Delivery(job.clone()).encode();
+    queue.push(std::slice::from_ref(&raw)).await.expect("push");
+    let mut fetcher = queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
+    let taken = fetcher.try_fetch().await.expect("fetch").expect("job");
+    job.attempts = (1..=2)
+        .map(|n| AttemptRecord {
+            attempt: n,
+            at: entraguard_core::timestamp::Timestamp::now(),
+            duration_ms: 30,
+            status: Some(503),
+            error: Some("HTTP 503: maintenance".into()),
+        })
+        .collect();
+    let id = job.delivery_id.to_string();
+    let draft = DeadLetterDraft { id: id.clone(), reason: reason.into(), delivery: Some(job) };
+    assert!(queue.dead_letter(&worker, &taken, &draft).await.expect("dead letter"));
+    id
+}
+
+/// Recent Deliveries with request and response and Redeliver; health; dead letters listed,
+/// filtered by endpoint, shown with every attempt, replayed, purged one and all — on the page,
+/// with a worker delivering what the page sends again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_reads_recent_deliveries_redelivers_and_works_the_dead_letters_in_the_browser() {
+    use entraguard_core::history::{AttemptResult, DeliveryRecord};
+    use entraguard_core::job::{AttemptRecord, DeliveryJob};
+    use entraguard_core::timestamp::Timestamp;
+
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let soar = std::sync::Arc::new(HttpReceiver::with_default(
+        entraguard_testkit::Reply::status(200).body("accepted by SOAR"),
+    ));
+    let http = reqwest::Client::new();
+    let create = async |name: &str, path: &str| {
+        let body = json!({"name": name, "channel": "webhook", "target": soar.url_for(path), "events": ["all"],
+                          "secret": "a-long-random-signing-secret"});
+        let v =
+            call(&http, reqwest::Method::POST, &format!("{}/api/endpoints", admin.base), Some(body)).await;
+        v["id"].as_str().unwrap_or_else(|| panic!("created: {v}")).to_owned()
+    };
+    let ours = create("SOAR", "/soar").await;
+    let other = create("ITSM", "/itsm").await;
+
+    // Two attempts of one delivery recorded as the worker records them: a 503, then a 200.
+    let endpoint_id = ours.parse().expect("endpoint id");
+    let job = DeliveryJob::new(entraguard_worker::delivery::test_event(), Clone::clone(&endpoint_id));
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-coderaft-delivery", job.delivery_id.as_str()),
+        ("x-coderaft-signature", "sha256=SIGNATURESIGNATURE"),
+    ];
+    let at = Timestamp::now();
+    let failed = AttemptRecord {
+        attempt: 1,
+        at,
+        duration_ms: 80,
+        status: Some(503),
+        error: Some("HTTP 503: maintenance".into()),
+    };
+    let ok = AttemptRecord { attempt: 2, at, duration_ms: 20, status: Some(200), error: None };
+    admin
+        .queue
+        .record_history(
+            &endpoint_id,
+            &[
+                DeliveryRecord::new(
+                    &job,
+                    &failed,
+                    AttemptResult::Retry,
+                    headers,
+                    Some("down for maintenance"),
+                ),
+                DeliveryRecord::new(&job, &ok, AttemptResult::Delivered, headers, Some("accepted by SOAR")),
+            ],
+        )
+        .await
+        .expect("history");
+    let ours_dead = [
+        dead_letter(&admin.queue, &ours, "gave up after 2 attempts: HTTP 503").await,
+        dead_letter(&admin.queue, &ours, "gave up after 2 attempts: HTTP 503").await,
+    ];
+    let others_dead = [
+        dead_letter(&admin.queue, &other, "permanent: HTTP 410").await,
+        dead_letter(&admin.queue, &other, "permanent: HTTP 410").await,
+    ];
+
+    // A worker delivers what the page sends again.
+    let config = entraguard_worker::WorkerConfig::from_args([
+        "entraguard-worker",
+        "--redis-url",
+        &redis.url(),
+        "--allow-http=true",
+        "--allow-private-targets",
+        "127.0.0.1/32",
+        "--fetch-block",
+        "1s",
+    ])
+    .expect("worker config");
+    let (stop_worker, shutdown) = entraguard_worker::Shutdown::new();
+    let worker = tokio::spawn(entraguard_worker::run(config, shutdown));
+
+    let base = admin.base.clone();
+    let delivery = job.delivery_id.to_string();
+    let receiver = soar.clone();
+    let queue = admin.queue.clone();
+    in_chromium("entraguard-deliveries-page-failure.png", move |browser| async move {
+        sign_in(&browser, &base).await;
+
+        // Health and Recent Deliveries of our endpoint.
+        click(&browser, &format!("#endpoints tbody tr[data-id='{ours}'] button.details")).await;
+        wait_text(&browser, "#health-rate", "success rate over 24 h", |t| t.starts_with("50 % (1 of 2)")).await;
+        wait_text(&browser, "#health-error", "last error", |t| t.contains("HTTP 503: maintenance")).await;
+        wait_text(&browser, "#health-breaker", "breaker state", |t| t.starts_with("closed")).await;
+        wait_text(&browser, "#health-in-flight", "in flight", |t| t == "0").await;
+        wait_text(&browser, "#health-waiting", "waiting", |t| t == "0").await;
+        wait_text(&browser, "#health-parked", "parked", |t| t == "0").await;
+        let rows = browser.find_all(Locator::Css("#deliveries tbody tr")).await.expect("rows");
+        assert_eq!(rows.len(), 2, "both attempts listed");
+        let newest = rows[0].text().await.expect("text");
+        assert!(newest.contains("delivered") && newest.contains("200") && newest.contains(&delivery), "{newest}");
+        // Request and response of the failed attempt.
+        click(&browser, "#deliveries tbody tr:nth-child(2) details summary").await;
+        wait_text(&browser, "#deliveries tbody tr:nth-child(2) pre.request-headers", "request headers", |t| {
+            t.contains("x-coderaft-signature: ****") && t.contains(&format!("x-coderaft-delivery: {delivery}"))
+        })
+        .await;
+        let page = browser.source().await.expect("source");
+        assert!(!page.contains("SIGNATURESIGNATURE"), "the signature value never reaches the page");
+        wait_text(&browser, "#deliveries tbody tr:nth-child(2) pre.response-body", "response body", |t| {
+            t == "down for maintenance"
+        })
+        .await;
+
+        // Redeliver: queued on the page, delivered by the worker with the same delivery id.
+        click(&browser, "#deliveries tbody tr:nth-child(1) button.redeliver").await;
+        wait_text(&browser, "#deliveries tbody tr:nth-child(1) .redeliver-result", "redeliver outcome", |t| {
+            t.starts_with("Redelivery queued")
+        })
+        .await;
+        wait_until(Duration::from_secs(60), "the redelivery at the receiver", || {
+            let (r, d) = (receiver.clone(), delivery.clone());
+            async move { r.requests().iter().any(|q| q.header("x-coderaft-delivery") == Some(d.as_str())) }
+        })
+        .await;
+
+        // Dead letters: all four, newest first.
+        click(&browser, "#dlq-refresh").await;
+        wait_until(Duration::from_secs(30), "four dead letters listed", || {
+            let b = browser.clone();
+            async move { b.find_all(Locator::Css("#dlq tbody tr")).await.map(|r| r.len()).unwrap_or(0) == 4 }
+        })
+        .await;
+        let first = browser.find(Locator::Css("#dlq tbody tr")).await.expect("row").attr("data-id").await.expect("attr");
+        assert_eq!(first.as_deref(), Some(others_dead[1].as_str()), "newest first");
+
+        // Show one: reason, every attempt, the event.
+        click(&browser, &format!("#dlq tbody tr[data-id='{}'] button.dlq-show", ours_dead[0])).await;
+        wait_text(&browser, "#dlq-detail", "the dead letter shown", |t| {
+            t.contains("Reason: gave up after 2 attempts: HTTP 503") && t.contains("Attempts (2)") && t.contains("TEST-001")
+        })
+        .await;
+        assert_eq!(browser.find_all(Locator::Css("#dlq-attempts tr")).await.expect("attempts").len(), 2);
+
+        // Only our endpoint's, then replay them all: the worker delivers both.
+        click(&browser, &format!("#dlq-endpoint option[value='{ours}']")).await;
+        click(&browser, "#dlq-refresh").await;
+        wait_until(Duration::from_secs(30), "our two dead letters listed", || {
+            let b = browser.clone();
+            async move { b.find_all(Locator::Css("#dlq tbody tr")).await.map(|r| r.len()).unwrap_or(0) == 2 }
+        })
+        .await;
+        click(&browser, "#dlq-replay-all").await;
+        wait_text(&browser, "#dlq-message", "replay outcome", |t| t.starts_with("Replayed 2")).await;
+        for id in &ours_dead {
+            wait_until(Duration::from_secs(60), "a replayed dead letter at the receiver", || {
+                let (r, d) = (receiver.clone(), id.clone());
+                async move { r.requests().iter().any(|q| q.header("x-coderaft-delivery") == Some(d.as_str())) }
+            })
+            .await;
+        }
+
+        // Purge one of the other endpoint's, with confirmation, then all.
+        click(&browser, "#dlq-endpoint option[value='']").await;
+        click(&browser, "#dlq-refresh").await;
+        let purge_one = format!("#dlq tbody tr[data-id='{}'] button.dlq-purge", others_dead[0]);
+        click(&browser, &purge_one).await;
+        browser.accept_alert().await.expect("confirm");
+        wait_text(&browser, "#dlq-message", "purge outcome", |t| t == format!("Purged {}", others_dead[0])).await;
+        click(&browser, "#dlq-purge-all").await;
+        browser.accept_alert().await.expect("confirm");
+        wait_text(&browser, "#dlq-message", "purge-all outcome", |t| t == "Purged 1").await;
+        wait_until(Duration::from_secs(30), "no dead letters left", || {
+            let q = queue.clone();
+            async move { q.stats().await.is_ok_and(|s| s.dead == 0) }
+        })
+        .await;
+        let empty = browser.find(Locator::Id("dlq-empty")).await.expect("empty note");
+        assert!(empty.is_displayed().await.expect("displayed"), "the page says there are no dead letters");
+    })
+    .await;
+    stop_worker.trigger();
+    let _ = tokio::time::timeout(Duration::from_secs(30), worker).await;
+}
+
+/// A page on another origin (here another port of the same host: the same site, so the
+/// SameSite=Strict session cookie does travel) tries to disable an endpoint through the
+/// signed-in admin's browser: every attempt fails and the endpoint stays enabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_origin_cannot_change_anything_through_the_signed_in_browser() {
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let http = reqwest::Client::new();
+    let body =
+        json!({"name": "SOC", "channel": "webhook", "target": "http://127.0.0.1:9/x", "events": ["all"]});
+    let created =
+        call(&http, reqwest::Method::POST, &format!("{}/api/endpoints", admin.base), Some(body)).await;
+    let id = created["id"].as_str().unwrap_or_else(|| panic!("created: {created}")).to_owned();
+    let target = format!("{}/api/endpoints/{id}/disable", admin.base);
+    let attacker_html = format!(
+        r#"<!DOCTYPE html><html><body><p id="state">running</p><script>
+const t = {target:?};
+const tries = [
+  fetch(t, {{method: "POST", mode: "no-cors", credentials: "include", headers: {{"content-type": "text/plain"}}, body: "{{}}"}}),
+  fetch(t, {{method: "POST", credentials: "include", headers: {{"content-type": "application/json"}}, body: "{{}}"}}),
+];
+Promise.allSettled(tries).then((r) => {{ document.getElementById("state").textContent = "done " + r.map((x) => x.status).join(","); }});
+</script></body></html>"#
+    );
+    let attacker = HttpReceiver::with_default(
+        entraguard_testkit::Reply::status(200).header("content-type", "text/html").body(attacker_html),
+    );
+    let base = admin.base.clone();
+    let (http2, list) = (http.clone(), format!("{}/api/endpoints/{id}", admin.base));
+    in_chromium("entraguard-csrf-failure.png", move |browser| async move {
+        sign_in(&browser, &base).await;
+        browser.goto(&attacker.url_for("/evil")).await.expect("goto the other origin");
+        wait_text(&browser, "#state", "the other origin's attempts settled", |t| t.starts_with("done")).await;
+        let shown = call(&http2, reqwest::Method::GET, &list, None).await;
+        assert_eq!(shown["enabled"], true, "the endpoint is still enabled: {shown}");
+        // The page still works for its own origin: the session was not the problem.
+        browser.goto(&format!("{base}/settings/webhooks")).await.expect("back");
+        wait_text(&browser, "#endpoints tbody tr", "the endpoint listed", |t| t.contains("SOC")).await;
+    })
+    .await;
 }

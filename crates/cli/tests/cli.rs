@@ -19,8 +19,10 @@ use redis::AsyncCommands;
 const BIN: &str = env!("CARGO_BIN_EXE_entraguard-notify");
 
 /// Settings the binary reads from the environment; removed from every run unless a test sets them.
-const SETTINGS: [&str; 6] = [
+const SETTINGS: [&str; 8] = [
     "REDIS_URL",
+    "REDIS_CA_CERT",
+    "NOTIFY_REDIS_TIMEOUT",
     "NOTIFY_KEY_PREFIX",
     "NOTIFY_ALLOW_HTTP",
     "NOTIFY_JSON",
@@ -687,7 +689,7 @@ async fn stats_match_the_queue() {
     assert!(queue.retry_later(&worker, &later, &later, Duration::from_secs(600)).await.expect("retry"));
 
     let expected = serde_json::json!({
-        "ready": 2, "retrying": 0, "parked": 0, "processing": 1, "delayed": 1, "dead": 1, "workers": 1,
+        "ready": 2, "retrying": 0, "parked": 0, "processing": 1, "scheduled": 1, "dead": 1, "workers": 1,
         "endpoints": 2, "digests": 0,
     });
     let stats = cli.run(&["--json", "stats"]).await.json();
@@ -712,6 +714,10 @@ async fn stats_match_the_queue() {
             vec!["2", "0", "0", "1", "1", "1", "1", "2", "0"],
         ]
     );
+    // One name per figure: every column of the table is a key of the JSON (and of the API's).
+    for column in &lines[0] {
+        assert!(stats.get(*column).is_some(), "table column {column} is not a JSON field: {stats}");
+    }
 }
 
 #[tokio::test]
@@ -803,6 +809,121 @@ async fn help_and_version_are_enough_to_start() {
     assert_eq!(version.ok().trim(), format!("entraguard-notify {}", env!("CARGO_PKG_VERSION")));
     exec(dir.path(), &["endpoint", "add", "--channel", "slack"], None, &[]).await.fails(2, "--name");
     exec(dir.path(), &["frobnicate"], None, &[]).await.fails(2, "frobnicate");
+    // Exactly the settings the CLI reads: none of the workers' delivery or run-loop settings.
+    for unused in [
+        "--smtp-host",
+        "--delivery-timeout",
+        "--allow-private-targets",
+        "--lease",
+        "--concurrency",
+        "--log-format",
+    ] {
+        assert!(
+            !help.stdout.contains(unused),
+            "--help lists {unused}, which the CLI ignores:\n{}",
+            help.stdout
+        );
+    }
+}
+
+#[tokio::test]
+async fn booleans_read_1_0_yes_no_and_a_bad_one_names_the_variable() {
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let add = |name: &'static str| {
+        [
+            "endpoint",
+            "add",
+            "--name",
+            name,
+            "--channel",
+            "webhook",
+            "--target",
+            "http://127.0.0.1:9/hook",
+            "--events",
+            "all",
+        ]
+    };
+    cli.run_with(&add("one"), None, &[("NOTIFY_ALLOW_HTTP", "1")]).await.ok();
+    cli.run_with(&add("yes"), None, &[("NOTIFY_ALLOW_HTTP", "YES")]).await.ok();
+    cli.run_with(&add("zero"), None, &[("NOTIFY_ALLOW_HTTP", "0")]).await.fails(2, "https");
+    let bad = cli.run_with(&["endpoint", "list"], None, &[("NOTIFY_ALLOW_HTTP", "maybe")]).await;
+    bad.fails(2, "NOTIFY_ALLOW_HTTP");
+    assert!(bad.stderr.contains("--allow-http"), "the flag is named too: {}", bad.stderr);
+}
+
+#[tokio::test]
+async fn endpoint_deliveries_lists_recent_attempts_newest_first_with_signatures_masked() {
+    use entraguard_core::history::{AttemptResult, DeliveryRecord};
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let queue = queue(&redis).await;
+    let add = cli
+        .run(&[
+            "--json",
+            "endpoint",
+            "add",
+            "--name",
+            "SOAR",
+            "--channel",
+            "webhook",
+            "--target",
+            HOOK,
+            "--events",
+            "all",
+        ])
+        .await
+        .json();
+    let id: EndpointId = add["id"].as_str().expect("id").parse().expect("endpoint id");
+    let job = DeliveryJob::new(Event::from_json(SCAN_FAILED.as_bytes()).expect("event"), id.clone());
+    let attempt = |n: u32, status: u16| AttemptRecord {
+        attempt: n,
+        at: Timestamp::now(),
+        duration_ms: 40,
+        status: Some(status),
+        error: (status >= 300).then(|| format!("HTTP {status}")),
+    };
+    let sig = [("x-coderaft-signature", "sha256=SIGNATUREVALUE")];
+    queue
+        .record_history(
+            &id,
+            &[
+                DeliveryRecord::new(&job, &attempt(1, 503), AttemptResult::Retry, sig, Some("busy")),
+                DeliveryRecord::new(&job, &attempt(2, 200), AttemptResult::Delivered, sig, Some("ok")),
+            ],
+        )
+        .await
+        .expect("record");
+
+    let table = cli.run(&["endpoint", "deliveries", id.as_str()]).await;
+    let rows: Vec<&str> = table.ok().lines().collect();
+    assert!(rows[0].starts_with("AT") && rows[0].contains("RESULT"), "{}", table.stdout);
+    assert!(rows[1].contains("delivered") && rows[1].contains(" 200 "), "newest first: {}", table.stdout);
+    assert!(rows[2].contains("retry") && rows[2].contains("HTTP 503"), "{}", table.stdout);
+    let json = cli.run(&["--json", "endpoint", "deliveries", id.as_str(), "--limit", "1"]).await.json();
+    assert_eq!(json.as_array().map(Vec::len), Some(1));
+    assert_eq!(json[0]["delivery_id"], job.delivery_id.as_str());
+    assert_eq!(json[0]["request_headers"][0], serde_json::json!(["x-coderaft-signature", "****"]));
+    assert!(!json.to_string().contains("SIGNATUREVALUE"));
+    cli.run(&["endpoint", "deliveries", "ep_01JNOPENOPENOPENOPENOPENOP"]).await.fails(1, "not found");
+}
+
+#[tokio::test]
+async fn dlq_list_narrows_by_endpoint_and_since_like_replay() {
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let queue = queue(&redis).await;
+    let mine = deliver_and_die(&queue, &failed_delivery(&[500]), "gave up").await;
+    let mut other = failed_delivery(&[500]);
+    other.endpoint_id = "ep_01JOTHEROTHEROTHEROTHEROT".parse().expect("id");
+    deliver_and_die(&queue, &other, "gave up").await;
+    let list =
+        cli.run(&["--json", "dlq", "list", "--endpoint", "ep_01JTESTTESTTESTTESTTESTTES"]).await.json();
+    let ids: Vec<&str> = list.as_array().expect("array").iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids, vec![mine.as_str()]);
+    let none = cli.run(&["--json", "dlq", "list", "--since", "2999-01-01T00:00:00Z"]).await.json();
+    assert_eq!(none, serde_json::json!([]));
+    cli.run(&["dlq", "list", "--since", "yesterday"]).await.fails(2, "since");
 }
 
 /// Rules from the command line: set on add, changed one flag at a time on update (the others

@@ -79,6 +79,7 @@ pub enum Admit {
 }
 
 /// A breaker state, as shown and as carried by `endpoint.health_changed`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
@@ -143,6 +144,7 @@ impl Answer {
 }
 
 /// An endpoint's breaker as `endpoint show`, the admin API and metrics see it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BreakerStatus {
     pub state: BreakerState,
@@ -154,9 +156,11 @@ pub struct BreakerStatus {
     pub parked: u64,
     /// When it opened.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub since: Option<Timestamp>,
     /// When the next probe may go.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub next_probe: Option<Timestamp>,
 }
 

@@ -19,6 +19,7 @@ pub const MAX_NAME: usize = 200;
 pub const MAX_URL: usize = 2048;
 
 /// How an endpoint receives its messages.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
@@ -60,6 +61,7 @@ impl FromStr for Channel {
 }
 
 /// Which card a Teams endpoint gets. Chosen from the URL unless set on the endpoint.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TeamsFormat {
@@ -219,8 +221,10 @@ impl Endpoint {
 
 /// An endpoint as shown to people (CLI, admin API, page): the target masked, the secret only as
 /// whether there is one. The one place that decides what of an endpoint may be shown.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EndpointView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: EndpointId,
     pub name: String,
     pub channel: Channel,
@@ -231,12 +235,16 @@ pub struct EndpointView {
     pub has_secret: bool,
     /// Until when the previous secret still signs, during a rotation.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub previous_secret_until: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teams_format: Option<TeamsFormat>,
+    /// Alert-fatigue rules; absent when there are none.
     #[serde(skip_serializing_if = "Rules::is_default")]
     pub rules: Rules,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub updated_at: Timestamp,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -284,6 +292,7 @@ impl Endpoint {
 
 /// The fields a person supplies to create or replace an endpoint. Validated into an
 /// [`Endpoint`] by [`EndpointDraft::validate`], the one validation the CLI and the API share.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointDraft {
     pub name: String,
@@ -294,6 +303,7 @@ pub struct EndpointDraft {
     #[serde(default = "default_true")]
     pub enabled: bool,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub secret: Option<Secret>,
     #[serde(default)]
     pub teams_format: Option<String>,
@@ -304,6 +314,31 @@ pub struct EndpointDraft {
 
 fn default_true() -> bool {
     true
+}
+
+/// The event kinds an endpoint subscribes to, as the CLI (`--events a,b` or `--events all`) and
+/// the API (`["a","b"]` or `["all"]`) give them: `all` (anywhere in the list) means every
+/// subscribable kind ([`EventKind::SUBSCRIBABLE`]); names are trimmed, empty ones ignored; at
+/// least one is needed. `finding.digest` is refused: an endpoint's digest rule sends it.
+pub fn parse_events(events: &[String]) -> Result<BTreeSet<EventKind>, EndpointError> {
+    let names: Vec<&str> = events.iter().map(|e| e.trim()).filter(|e| !e.is_empty()).collect();
+    if names.is_empty() {
+        return Err(bad("events", "must name at least one event kind, or all"));
+    }
+    if names.contains(&"all") {
+        return Ok(EventKind::SUBSCRIBABLE.into_iter().collect());
+    }
+    let events = names
+        .iter()
+        .map(|e| e.parse::<EventKind>().map_err(|err| bad("events", err.to_string())))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    if events.contains(&EventKind::FindingDigest) {
+        return Err(bad(
+            "events",
+            "finding.digest is not subscribed to: set the endpoint's digest rule (rules.digest) instead",
+        ));
+    }
+    Ok(events)
 }
 
 impl EndpointDraft {
@@ -331,20 +366,7 @@ impl EndpointDraft {
             Channel::Email => Target::Email(validate_email(&self.target)?),
             _ => Target::Url(validate_url(&self.target, policy)?),
         };
-        if self.events.is_empty() {
-            return Err(bad("events", "must name at least one event kind"));
-        }
-        let events = self
-            .events
-            .iter()
-            .map(|e| e.parse::<EventKind>().map_err(|err| bad("events", err.to_string())))
-            .collect::<Result<BTreeSet<_>, _>>()?;
-        if events.contains(&EventKind::FindingDigest) {
-            return Err(bad(
-                "events",
-                "finding.digest is not subscribed to: set the endpoint's digest rule (rules.digest) instead",
-            ));
-        }
+        let events = parse_events(&self.events)?;
         let secret = match &self.secret {
             Some(s) if s.expose().is_empty() => None,
             Some(s) if s.expose().len() < 16 || s.expose().len() > 512 => {
@@ -476,6 +498,12 @@ mod tests {
         assert!(draft("email", "oncall@contoso.com").validate(p).is_ok());
         assert_eq!(draft("pager", "https://x.example/").validate(p).expect_err("x").field(), "channel");
         let mut d = draft("webhook", "https://x.example/");
+        d.events = vec!["all".into()];
+        let every = d.validate(p).expect("all is every subscribable kind").events;
+        assert_eq!(every.len(), EventKind::SUBSCRIBABLE.len());
+        assert!(!every.contains(&EventKind::FindingDigest), "a digest rule sends finding.digest");
+        d.events = vec!["finding.new".into(), "finding.digest".into()];
+        assert_eq!(d.validate(p).expect_err("x").field(), "events");
         d.events = vec!["scan.exploded".into()];
         assert_eq!(d.validate(p).expect_err("x").field(), "events");
         d.events.clear();

@@ -36,6 +36,7 @@ fn field_err(field: &'static str, reason: impl Into<String>) -> EventError {
 }
 
 /// The event kinds, named exactly as on the wire.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum EventKind {
     #[serde(rename = "scan.completed")]
@@ -115,6 +116,7 @@ impl FromStr for EventKind {
 }
 
 /// Finding severity, most severe first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {

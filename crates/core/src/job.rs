@@ -95,9 +95,11 @@ impl DeliveryJob {
 }
 
 /// One attempt: when, how long, and what came back.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub attempt: u32,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub at: Timestamp,
     pub duration_ms: u64,
     /// HTTP status, or SMTP reply code, when the receiver answered.

@@ -101,6 +101,13 @@ impl KeySpace {
         format!("{}:pace:{endpoint}", self.tag)
     }
 
+    /// LIST of one endpoint's recent delivery attempts ([`crate::history::DeliveryRecord`] JSON),
+    /// newest first: `LPUSH`, `LTRIM` to [`crate::history::HISTORY_MAX_ENTRIES`] and `PEXPIRE`
+    /// [`crate::history::HISTORY_MAX_AGE`] on every write; readers skip entries older than that.
+    pub fn history(&self, endpoint: &str) -> String {
+        format!("{}:history:{endpoint}", self.tag)
+    }
+
     /// HASH of endpoint id to endpoint JSON.
     pub fn endpoints(&self) -> String {
         format!("{}:endpoints", self.tag)
@@ -205,6 +212,7 @@ mod tests {
             k.digest_flushed("ep_1:ab", "f"),
             k.digests(),
             k.digest_timers(),
+            k.history("ep_1"),
         ] {
             assert!(key.starts_with("{acme}:"), "{key}");
         }

@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod digest;
 pub mod endpoint;
 pub mod event;
+pub mod history;
 pub mod ids;
 pub mod job;
 pub mod keys;
@@ -19,6 +20,8 @@ pub mod retry;
 mod robustness;
 pub mod rules;
 pub mod secret;
+#[cfg(feature = "settings")]
+pub mod settings;
 pub mod store;
 pub mod timestamp;
 

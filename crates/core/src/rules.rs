@@ -30,6 +30,7 @@ fn bad(field: &'static str, reason: impl Into<String>) -> EndpointError {
 }
 
 /// A day of the week, as quiet hours name them (`mon` … `sun`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Weekday {
@@ -165,10 +166,13 @@ mod human {
 
 /// Findings of these severities are collected per (endpoint, tenant, scan) and sent as one
 /// `finding.digest` when the scan ends, or after `max_wait`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DigestRule {
     pub severities: BTreeSet<Severity>,
+    /// Longest a digest waits for its scan to end, e.g. `1h`.
     #[serde(with = "human", default = "default_max_wait")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "1h"))]
     pub max_wait: Duration,
 }
 
@@ -179,11 +183,16 @@ fn default_max_wait() -> Duration {
 /// A daily window in one time zone during which deliveries below `at_once` are held (as
 /// scheduled jobs) until the window ends. A window that ends at or before it starts runs past
 /// midnight into the next day; `days` are the days a window starts on.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuietHours {
     /// IANA time zone name, e.g. `Europe/Berlin`.
     pub time_zone: String,
+    /// Start, `HH:MM` local time.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "20:00"))]
     pub from: ClockTime,
+    /// End, `HH:MM` local time (at or before `from`: the next day).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "07:00"))]
     pub to: ClockTime,
     #[serde(default = "all_days")]
     pub days: BTreeSet<Weekday>,
@@ -235,6 +244,7 @@ impl QuietHours {
 
 /// One endpoint's rules. `Default` is "no rule": every tenant, every severity, no dedupe, no
 /// digest, no quiet hours.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rules {
     /// `None`: every tenant.
@@ -247,6 +257,7 @@ pub struct Rules {
     /// A finding event whose (tenant, finding, kind, severity) was sent to this endpoint within
     /// the window is not sent again.
     #[serde(default, with = "human::option", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "24h"))]
     pub dedupe_window: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<DigestRule>,
@@ -344,6 +355,7 @@ pub fn dedupe_member(tenant: &str, finding: &str, kind: EventKind, severity: Sev
 }
 
 /// Quiet hours as people type them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuietHoursDraft {
     pub time_zone: String,
@@ -358,6 +370,7 @@ pub struct QuietHoursDraft {
 }
 
 /// Rules as people type them: every field optional, absent meaning the default.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RulesDraft {

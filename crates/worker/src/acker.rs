@@ -16,6 +16,8 @@ const MAX_BATCH: usize = 256;
 struct Item {
     raw: Vec<u8>,
     endpoint: EndpointId,
+    /// The attempt's Recent Deliveries entry.
+    entry: String,
     answer: oneshot::Sender<Result<Acked, QueueError>>,
 }
 
@@ -40,9 +42,9 @@ impl Acker {
     }
 
     /// Acknowledges one delivered job (see [`Queue::ack_delivered`]), in the next batch.
-    pub async fn ack(&self, raw: &[u8], endpoint: &EndpointId) -> Result<Acked, QueueError> {
+    pub async fn ack(&self, raw: &[u8], endpoint: &EndpointId, entry: &str) -> Result<Acked, QueueError> {
         let (answer, rx) = oneshot::channel();
-        let item = Item { raw: raw.to_vec(), endpoint: endpoint.clone(), answer };
+        let item = Item { raw: raw.to_vec(), endpoint: endpoint.clone(), entry: entry.to_owned(), answer };
         if let Err(mpsc::error::SendError(item)) = self.tx.send(item) {
             // The batching task is gone (shutting down): acknowledge directly.
             drop(item);
@@ -67,7 +69,8 @@ async fn run(queue: Queue, worker: WorkerId, mut rx: mpsc::UnboundedReceiver<Ite
                 Err(_) => break,
             }
         }
-        let jobs: Vec<(&[u8], &EndpointId)> = batch.iter().map(|i| (i.raw.as_slice(), &i.endpoint)).collect();
+        let jobs: Vec<(&[u8], &EndpointId, &str)> =
+            batch.iter().map(|i| (i.raw.as_slice(), &i.endpoint, i.entry.as_str())).collect();
         let result = queue.ack_delivered_many(&worker, &jobs).await;
         drop(jobs);
         match result {

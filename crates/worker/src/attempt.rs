@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use entraguard_core::breaker::{BreakerState, Report};
 use entraguard_core::endpoint::Endpoint;
+use entraguard_core::history::{AttemptResult, encode_attempt};
 use entraguard_core::job::{AttemptRecord, DeliveryJob, Job};
 use entraguard_core::queue::{Acked, DeadLetterDraft};
 use entraguard_core::store::StoreError;
 use tracing::{error, info, warn};
 
 use crate::context::Ctx;
+use crate::delivery::Attempted;
 use crate::gate::{Admission, DISABLED_LOOK, Gate, LANE_SAFETY_LOOK};
 use crate::outcome::Outcome;
 use crate::persist::{persist, record};
@@ -38,8 +40,14 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
         EndpointRead::Unreadable(reason) => {
             // Like any failed attempt: retried on the schedule (someone may fix the record or
             // give this worker the key), then dead-lettered with the reason. No slot is held.
-            let at = entraguard_core::timestamp::Timestamp::now();
-            conclude(ctx, raw, job, Outcome::retryable(None, reason), at, Duration::ZERO, "unreadable").await;
+            let attempted = Attempted {
+                outcome: Outcome::retryable(None, reason),
+                at: entraguard_core::timestamp::Timestamp::now(),
+                elapsed: Duration::ZERO,
+                request_headers: Vec::new(),
+                response_body: None,
+            };
+            conclude(ctx, raw, job, &attempted, "unreadable").await;
             return;
         }
     };
@@ -58,9 +66,10 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
         }
     };
     let probe = ticket.is_probe();
-    let (outcome, at, elapsed) = ctx.deliverer.attempt(&job, &endpoint).await;
+    let attempted = ctx.deliverer.attempt(&job, &endpoint).await;
+    let elapsed = attempted.elapsed;
     let channel = endpoint.channel.as_str();
-    match &outcome {
+    match &attempted.outcome {
         // Every retryable failure is reported to the breaker (it counts them).
         Outcome::Retryable { error, .. } => {
             let settings = *ctx.gate.breaker_settings();
@@ -81,19 +90,27 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
                 let wake =
                     if answer.state == BreakerState::Disabled { DISABLED_LOOK } else { answer.probe_in };
                 let wake = wake.max(Duration::from_millis(1));
-                record(ctx, "park", || ctx.queue.park_at(&ctx.worker, raw, &endpoint.id, wake, probe)).await;
+                if record(ctx, "park", || ctx.queue.park_at(&ctx.worker, raw, &endpoint.id, wake, probe))
+                    .await
+                {
+                    let attempt = attempt_record(&job, &attempted);
+                    let entry = history_entry(raw, &job, &attempt, AttemptResult::Parked, &attempted);
+                    if let Err(e) = ctx.queue.record_history_encoded(&endpoint.id, &[entry]).await {
+                        warn!(error = %e, "recording the parked attempt in the endpoint's history failed");
+                    }
+                }
                 ctx.promoter_wake.notify_one();
                 let _ = ticket.finish();
                 return;
             }
-            conclude(ctx, raw, job, outcome.clone(), at, elapsed, channel).await;
+            conclude(ctx, raw, job, &attempted, channel).await;
         }
         Outcome::Delivered { .. } => {
             // The acknowledgement clears a closed breaker's failure count in the same step; an
             // explicit report (it closes the breaker, drains the lane and announces it) only
             // for the probe, or when the acknowledgement found the breaker open: a healthy
             // endpoint's successful delivery costs no extra command.
-            let breaker_open = conclude(ctx, raw, job, outcome.clone(), at, elapsed, channel).await;
+            let breaker_open = conclude(ctx, raw, job, &attempted, channel).await;
             if probe || breaker_open {
                 let settings = *ctx.gate.breaker_settings();
                 let answer = persist("report to breaker", || {
@@ -111,7 +128,7 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
         }
         // A permanent failure says nothing about the endpoint's health.
         Outcome::Permanent { .. } => {
-            conclude(ctx, raw, job, outcome.clone(), at, elapsed, channel).await;
+            conclude(ctx, raw, job, &attempted, channel).await;
         }
     }
     if ticket.finish() {
@@ -145,6 +162,28 @@ async fn read_endpoint(ctx: &Ctx, job: &DeliveryJob) -> EndpointRead {
     }
 }
 
+/// The record of `attempted` as the job's next attempt.
+fn attempt_record(job: &DeliveryJob, attempted: &Attempted) -> AttemptRecord {
+    AttemptRecord {
+        attempt: job.next_attempt(),
+        at: attempted.at,
+        duration_ms: u64::try_from(attempted.elapsed.as_millis()).unwrap_or(u64::MAX),
+        status: attempted.outcome.status(),
+        error: attempted.outcome.error().map(str::to_owned),
+    }
+}
+
+/// The endpoint's Recent Deliveries entry for one attempt.
+fn history_entry(
+    raw: &[u8],
+    job: &DeliveryJob,
+    attempt: &AttemptRecord,
+    result: AttemptResult,
+    attempted: &Attempted,
+) -> String {
+    encode_attempt(raw, job, attempt, result, &attempted.request_headers, attempted.response_body.as_deref())
+}
+
 /// Records an attempt's outcome: acknowledged, re-scheduled, or dead-lettered. `true` when the
 /// acknowledgement of a delivered job found the endpoint's breaker open (the caller reports the
 /// success to close it).
@@ -152,20 +191,16 @@ pub(crate) async fn conclude(
     ctx: &Ctx,
     raw: &[u8],
     mut job: DeliveryJob,
-    outcome: Outcome,
-    at: entraguard_core::timestamp::Timestamp,
-    elapsed: Duration,
+    attempted: &Attempted,
     channel: &'static str,
 ) -> bool {
-    let attempt = job.next_attempt();
-    job.attempts.push(AttemptRecord {
-        attempt,
-        at,
-        duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-        status: outcome.status(),
-        error: outcome.error().map(str::to_owned),
-    });
-    let next = decide(&outcome, attempt, &ctx.config.retry_schedule, ctx.config.max_retry_after);
+    let outcome = &attempted.outcome;
+    let elapsed = attempted.elapsed;
+    let record_now = attempt_record(&job, attempted);
+    let attempt = record_now.attempt;
+    job.attempts.push(record_now);
+    let next = decide(outcome, attempt, &ctx.config.retry_schedule, ctx.config.max_retry_after);
+    let recorded = job.attempts.last().cloned().unwrap_or_else(|| attempt_record(&job, attempted));
     let result = match next {
         Next::Done => "delivered",
         Next::RetryIn(_) => "retry",
@@ -175,9 +210,10 @@ pub(crate) async fn conclude(
     match next {
         Next::Done => {
             tracing::debug!(status = ?outcome.status(), ms = elapsed.as_millis() as u64, channel, "delivered");
+            let entry = history_entry(raw, &job, &recorded, AttemptResult::Delivered, attempted);
             let breaker_open = AtomicBool::new(false);
             record(ctx, "ack", || async {
-                let acked = ctx.acker.ack(raw, &job.endpoint_id).await?;
+                let acked = ctx.acker.ack(raw, &job.endpoint_id, &entry).await?;
                 breaker_open.store(acked == Acked::BreakerOpen, Ordering::Relaxed);
                 Ok(acked != Acked::LeaseLost)
             })
@@ -186,15 +222,31 @@ pub(crate) async fn conclude(
         }
         Next::RetryIn(delay) => {
             warn!(error = outcome.error().unwrap_or(""), retry_in = ?delay, "attempt failed; retry scheduled");
+            let entry = history_entry(raw, &job, &recorded, AttemptResult::Retry, attempted);
+            let endpoint = job.endpoint_id.clone();
             let next = Job::Delivery(job).encode();
-            record(ctx, "schedule retry", || ctx.queue.retry_later(&ctx.worker, raw, next.as_bytes(), delay))
-                .await;
+            record(ctx, "schedule retry", || {
+                ctx.queue.retry_later_recorded(
+                    &ctx.worker,
+                    raw,
+                    next.as_bytes(),
+                    delay,
+                    Some((&endpoint, &entry)),
+                )
+            })
+            .await;
             ctx.promoter_wake.notify_one();
         }
         Next::Dead(reason) => {
             error!(reason = %reason, "delivery dead-lettered");
+            let entry = history_entry(raw, &job, &recorded, AttemptResult::Dead, attempted);
+            let endpoint = job.endpoint_id.clone();
             let draft = DeadLetterDraft { id: job.delivery_id.to_string(), reason, delivery: Some(job) };
-            record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
+            if record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await
+                && let Err(e) = ctx.queue.record_history_encoded(&endpoint, &[entry]).await
+            {
+                warn!(error = %e, "recording the dead-lettered attempt in the endpoint's history failed");
+            }
         }
     }
     false

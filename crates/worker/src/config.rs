@@ -9,19 +9,22 @@ use entraguard_core::endpoint::TargetPolicy;
 use entraguard_core::keys::KeySpace;
 use entraguard_core::redis_conn::{RedisConfig, RedisUrl};
 use entraguard_core::retry::RetrySchedule;
+pub use entraguard_core::settings::{
+    LogFormat, LogSettings, SealingSettings, TargetSettings, parse_duration,
+};
+use entraguard_core::settings::{RedisSettings, parse_prefix, parse_redis_url};
 use ipnet::IpNet;
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
 
 /// EntraGuard Notify worker: delivers events to Slack, Teams, email and webhooks.
 ///
 /// Every option can also be set by its environment variable, or in a `.env` file in the
 /// working directory.
+///
+/// The shared groups (sealing, targets, logs, SMTP) are flattened from the settings layer
+/// (`entraguard_core::settings`, [`DeliverySettings`]). The Redis settings, the delivery timeout
+/// and the private-target allow-list are still fields of their own here, because the run loop
+/// reads them by name; a test holds them to the shared groups' definitions (same flag, variable,
+/// default).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "entraguard-worker", version, about, long_about = None, args_override_self = true)]
 pub struct WorkerConfig {
@@ -83,9 +86,8 @@ pub struct WorkerConfig {
     #[arg(long, env = "NOTIFY_DELIVERY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub delivery_timeout: Duration,
 
-    /// Allow plain http:// targets (local tests only).
-    #[arg(long, env = "NOTIFY_ALLOW_HTTP", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub allow_http: bool,
+    #[command(flatten)]
+    pub targets: TargetSettings,
 
     /// Private, loopback or link-local networks that targets may resolve to, as CIDRs
     /// (e.g. 127.0.0.1/32,10.20.0.0/16). Cloud metadata addresses stay refused.
@@ -119,21 +121,44 @@ pub struct WorkerConfig {
     #[arg(long, env = "NOTIFY_HEALTH_ADDR")]
     pub health_addr: Option<std::net::SocketAddr>,
 
-    /// Key that seals endpoint URLs and signing secrets in Redis: 32 bytes, base64
-    /// (`openssl rand -base64 32`). Without it they are stored in clear (a warning at start-up).
-    #[arg(long, env = "NOTIFY_ENCRYPTION_KEY", hide_env_values = true)]
-    pub encryption_key: Option<entraguard_core::secret::Secret>,
-
-    /// Earlier keys, comma-separated, still accepted for reading during a key rotation.
-    #[arg(long, env = "NOTIFY_ENCRYPTION_OLD_KEYS", value_delimiter = ',', hide_env_values = true)]
-    pub encryption_old_keys: Vec<entraguard_core::secret::Secret>,
+    #[command(flatten)]
+    pub sealing: SealingSettings,
 
     #[command(flatten)]
     pub smtp: SmtpSettings,
 
-    /// Log format: text for people, json for log pipelines.
-    #[arg(long, env = "NOTIFY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub log: LogSettings,
+}
+
+/// How a delivery is made: its time limit, the private networks targets may resolve to, the
+/// SMTP relay. The worker and the admin server (Send test) take the same.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Delivery")]
+pub struct DeliverySettings {
+    /// Time limit of one delivery attempt (connect, send, read the answer).
+    #[arg(long, env = "NOTIFY_DELIVERY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub delivery_timeout: Duration,
+
+    /// Private, loopback or link-local networks that targets may resolve to, as CIDRs
+    /// (e.g. 127.0.0.1/32,10.20.0.0/16). Cloud metadata addresses stay refused.
+    #[arg(long, env = "NOTIFY_ALLOW_PRIVATE_TARGETS", value_delimiter = ',', value_parser = parse_cidr)]
+    pub allow_private_targets: Vec<IpNet>,
+
+    #[command(flatten)]
+    pub smtp: SmtpSettings,
+}
+
+impl DeliverySettings {
+    /// Checks the settings against each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.delivery_timeout < Duration::from_millis(100)
+            || self.delivery_timeout > Duration::from_secs(600)
+        {
+            return Err(ConfigError::DeliveryTimeout(self.delivery_timeout));
+        }
+        self.smtp.validate()
+    }
 }
 
 /// How the SMTP connection is secured.
@@ -190,6 +215,21 @@ impl SmtpSettings {
         })
     }
 
+    /// Checks the SMTP settings against each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.host.is_some() {
+            if self.from.is_none() {
+                return Err(ConfigError::SmtpIncomplete("SMTP_FROM"));
+            }
+            match (&self.user, &self.password) {
+                (Some(_), None) => return Err(ConfigError::SmtpCredentials("SMTP_PASSWORD")),
+                (None, Some(_)) => return Err(ConfigError::SmtpCredentials("SMTP_USER")),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the email channel is configured at all.
     pub fn is_configured(&self) -> bool {
         self.host.is_some()
@@ -226,7 +266,7 @@ impl WorkerConfig {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        <Self as Parser>::try_parse_from(args)
+        entraguard_core::settings::try_parse_from(args)
     }
 
     /// Checks the settings against each other.
@@ -242,17 +282,7 @@ impl WorkerConfig {
         {
             return Err(ConfigError::DeliveryTimeout(self.delivery_timeout));
         }
-        if self.smtp.host.is_some() {
-            if self.smtp.from.is_none() {
-                return Err(ConfigError::SmtpIncomplete("SMTP_FROM"));
-            }
-            match (&self.smtp.user, &self.smtp.password) {
-                (Some(_), None) => return Err(ConfigError::SmtpCredentials("SMTP_PASSWORD")),
-                (None, Some(_)) => return Err(ConfigError::SmtpCredentials("SMTP_USER")),
-                _ => {}
-            }
-        }
-        Ok(())
+        self.smtp.validate()
     }
 
     pub fn redis(&self) -> Result<RedisConfig, ConfigError> {
@@ -265,17 +295,30 @@ impl WorkerConfig {
 
     /// The cipher for stored secrets, when a key is set.
     pub fn cipher(&self) -> Result<Option<std::sync::Arc<entraguard_core::crypto::Cipher>>, ConfigError> {
-        match &self.encryption_key {
-            Some(k) => Ok(Some(std::sync::Arc::new(entraguard_core::crypto::Cipher::new(
-                k,
-                &self.encryption_old_keys,
-            )?))),
-            None => Ok(None),
-        }
+        Ok(self.sealing.cipher()?)
     }
 
     pub fn target_policy(&self) -> TargetPolicy {
-        TargetPolicy { allow_http: self.allow_http }
+        self.targets.policy()
+    }
+
+    /// The Redis settings as the shared group holds them (for code shared with the admin server).
+    pub fn redis_settings(&self) -> RedisSettings {
+        RedisSettings {
+            redis_url: self.redis_url.clone(),
+            redis_ca_cert: self.redis_ca_cert.clone(),
+            key_prefix: self.key_prefix.clone(),
+            redis_timeout: self.redis_timeout,
+        }
+    }
+
+    /// The delivery settings as the shared group holds them (Send test uses the same).
+    pub fn delivery_settings(&self) -> DeliverySettings {
+        DeliverySettings {
+            delivery_timeout: self.delivery_timeout,
+            allow_private_targets: self.allow_private_targets.clone(),
+            smtp: self.smtp.clone(),
+        }
     }
 
     /// How often the lease is renewed and dead workers are looked for.
@@ -294,20 +337,7 @@ impl WorkerConfig {
     }
 }
 
-fn parse_redis_url(s: &str) -> Result<RedisUrl, String> {
-    RedisUrl::parse(s).map_err(|e| e.to_string())
-}
-
-fn parse_prefix(s: &str) -> Result<KeySpace, String> {
-    KeySpace::new(s).map_err(|e| e.to_string())
-}
-
-/// Durations like `10s`, `1m`, `250ms`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} (expected e.g. 10s, 1m, 250ms)"))
-}
-
-fn parse_cidr(s: &str) -> Result<IpNet, String> {
+pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
@@ -327,7 +357,7 @@ mod tests {
         let c = parse(&[]).expect("defaults parse");
         assert_eq!(c.retry_schedule, RetrySchedule::default());
         assert_eq!(c.delivery_timeout, Duration::from_secs(10));
-        assert!(!c.allow_http);
+        assert!(!c.targets.allow_http);
         assert!(c.allow_private_targets.is_empty());
         assert!(c.lease > c.heartbeat_interval());
         c.validate().expect("defaults are consistent");
@@ -341,6 +371,35 @@ mod tests {
         assert!(err.contains("allow-private-targets"), "{err}");
         let err = parse(&["--redis-url", "http://x"]).expect_err("refused").to_string();
         assert!(err.contains("redis-url"), "{err}");
+    }
+
+    /// The worker's own Redis, delivery-timeout and allow-list flags are the shared groups' (same
+    /// flag, variable and default), so the three binaries cannot drift apart.
+    #[test]
+    fn the_workers_own_fields_match_the_shared_groups() {
+        #[derive(Debug, clap::Parser)]
+        struct Shared {
+            #[command(flatten)]
+            redis: RedisSettings,
+            #[command(flatten)]
+            delivery: DeliverySettings,
+        }
+        let worker = <WorkerConfig as clap::CommandFactory>::command();
+        let shared = <Shared as clap::CommandFactory>::command();
+        let describe = |a: &clap::Arg| {
+            (
+                a.get_long().map(str::to_owned),
+                a.get_env().map(|e| e.to_os_string()),
+                a.get_default_values().to_vec(),
+            )
+        };
+        for arg in shared.get_arguments() {
+            let mine = worker
+                .get_arguments()
+                .find(|w| w.get_long() == arg.get_long())
+                .unwrap_or_else(|| panic!("the worker lacks --{:?}", arg.get_long()));
+            assert_eq!(describe(mine), describe(arg));
+        }
     }
 
     #[test]

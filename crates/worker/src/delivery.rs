@@ -39,14 +39,12 @@ impl Deliverer {
         self.smtp.is_some()
     }
 
-    /// Makes one attempt of `job` to `endpoint`. Returns the outcome and when it started.
-    pub async fn attempt(
-        &self,
-        job: &DeliveryJob,
-        endpoint: &Endpoint,
-    ) -> (Outcome, Timestamp, std::time::Duration) {
+    /// Makes one attempt of `job` to `endpoint`.
+    pub async fn attempt(&self, job: &DeliveryJob, endpoint: &Endpoint) -> Attempted {
         let at = Timestamp::now();
         let started = Instant::now();
+        let mut request_headers = Vec::new();
+        let mut response_body = None;
         let outcome = match (channel::render(&job.event, endpoint), &endpoint.target) {
             (Payload::Json { .. }, Target::Url(url)) if url.scheme() != "https" && !self.allow_http => {
                 Outcome::permanent(
@@ -55,9 +53,13 @@ impl Deliverer {
                 )
             }
             (Payload::Json { body, style }, Target::Url(url)) => {
-                let headers = http_headers(job, endpoint, style, &body, at);
-                match self.http.post(url, headers, body).await {
-                    Ok(answer) => style.classify(answer.status, &answer.body, answer.retry_after),
+                request_headers = http_headers(job, endpoint, style, &body, at);
+                match self.http.post(url, headers(&request_headers), body).await {
+                    Ok(answer) => {
+                        let outcome = style.classify(answer.status, &answer.body, answer.retry_after);
+                        response_body = Some(answer.body);
+                        outcome
+                    }
                     Err(e @ HttpError::Refused(_)) | Err(e @ HttpError::Client(_)) => {
                         Outcome::permanent(None, e.to_string())
                     }
@@ -79,8 +81,21 @@ impl Deliverer {
                 format!("endpoint {} has a target that does not fit its channel", endpoint.id),
             ),
         };
-        (outcome, at, started.elapsed())
+        Attempted { outcome, at, elapsed: started.elapsed(), request_headers, response_body }
     }
+}
+
+/// One attempt, as made.
+#[derive(Debug)]
+pub struct Attempted {
+    pub outcome: Outcome,
+    /// When it started.
+    pub at: Timestamp,
+    pub elapsed: std::time::Duration,
+    /// The request headers sent (HTTP channels; signature values are masked when recorded).
+    pub request_headers: Vec<(&'static str, String)>,
+    /// The start of the answer's body (HTTP channels).
+    pub response_body: Option<String>,
 }
 
 /// The headers of an HTTP delivery. The delivery id stays the same across retries and replays
@@ -91,7 +106,7 @@ fn http_headers(
     style: HttpStyle,
     body: &[u8],
     at: Timestamp,
-) -> reqwest::header::HeaderMap {
+) -> Vec<(&'static str, String)> {
     let ts = at.unix_seconds();
     let mut pairs: Vec<(&'static str, String)> = vec![
         ("content-type", "application/json".to_owned()),
@@ -110,7 +125,7 @@ fn http_headers(
         pairs.push(("webhook-timestamp", ts.to_string()));
         pairs.push(("webhook-signature", standard_signature(&secrets, id, ts, body)));
     }
-    headers(&pairs)
+    pairs
 }
 
 /// The event Send test delivers: a `finding.new` every channel renders, plainly marked as a test.
@@ -135,6 +150,7 @@ pub fn test_event() -> entraguard_core::event::Event {
 
 /// What Send test reports.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TestReport {
     pub delivered: bool,
     /// HTTP status or SMTP reply code.
@@ -150,7 +166,7 @@ impl Deliverer {
     /// (rendering, signing, SSRF and HTTPS rules, timeout), no retry.
     pub async fn send_test(&self, endpoint: &Endpoint) -> TestReport {
         let job = DeliveryJob::new(test_event(), endpoint.id.clone());
-        let (outcome, _, elapsed) = self.attempt(&job, endpoint).await;
+        let Attempted { outcome, elapsed, .. } = self.attempt(&job, endpoint).await;
         TestReport {
             delivered: matches!(outcome, Outcome::Delivered { .. }),
             status: outcome.status(),
@@ -162,12 +178,21 @@ impl Deliverer {
 
     /// The deliverer a worker with `config` uses.
     pub fn from_config(config: &crate::config::WorkerConfig) -> Result<Self, SetupError> {
+        Self::from_settings(&config.delivery_settings(), config.targets.allow_http)
+    }
+
+    /// The deliverer for these delivery settings: the worker's, and the admin server's for
+    /// Send test, so both take the same path.
+    pub fn from_settings(
+        settings: &crate::config::DeliverySettings,
+        allow_http: bool,
+    ) -> Result<Self, SetupError> {
         let http = HttpTransport::new(
-            crate::transport::guard::TargetGuard::new(config.allow_private_targets.clone()),
-            config.delivery_timeout,
+            crate::transport::guard::TargetGuard::new(settings.allow_private_targets.clone()),
+            settings.delivery_timeout,
         )?;
         let smtp =
-            crate::transport::smtp::SmtpTransport::from_settings(&config.smtp, config.delivery_timeout)?;
-        Ok(Self::new(http, smtp, config.allow_http))
+            crate::transport::smtp::SmtpTransport::from_settings(&settings.smtp, settings.delivery_timeout)?;
+        Ok(Self::new(http, smtp, allow_http))
     }
 }

@@ -18,6 +18,7 @@ pub mod fanout;
 pub mod gate;
 pub mod health;
 mod lease;
+pub mod logging;
 pub mod metrics;
 pub mod outcome;
 mod persist;

@@ -2,8 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use entraguard_worker::config::{LogFormat, WorkerConfig};
+use entraguard_worker::config::WorkerConfig;
 use entraguard_worker::{Shutdown, run, shutdown};
 
 fn main() -> ExitCode {
@@ -14,8 +13,8 @@ fn main() -> ExitCode {
         eprintln!("error: cannot read .env: {e}");
         return ExitCode::from(2);
     }
-    let config = WorkerConfig::parse();
-    init_tracing(config.log_format);
+    let config: WorkerConfig = entraguard_core::settings::parse();
+    entraguard_worker::logging::init(config.log.log_format);
     // One thread by default: half the CPU per delivery of a work-stealing runtime (measured in
     // the benchmark); replicas scale out.
     let mut builder = if config.worker_threads <= 1 {
@@ -46,18 +45,6 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {:#}", anyhow::Error::from(e));
             ExitCode::FAILURE
-        }
-    }
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => {
-            builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init()
         }
     }
 }

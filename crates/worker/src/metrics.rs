@@ -89,7 +89,7 @@ pub fn queue(stats: &QueueStats) {
     gauge!(QUEUE_RETRYING).set(stats.retrying as f64);
     gauge!(QUEUE_PARKED).set(stats.parked as f64);
     gauge!(QUEUE_PROCESSING).set(stats.processing as f64);
-    gauge!(QUEUE_SCHEDULED).set(stats.delayed as f64);
+    gauge!(QUEUE_SCHEDULED).set(stats.scheduled as f64);
     gauge!(QUEUE_DEAD).set(stats.dead as f64);
     gauge!(WORKERS).set(stats.workers as f64);
     gauge!(QUEUE_DIGESTS).set(stats.digests as f64);

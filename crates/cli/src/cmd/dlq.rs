@@ -18,6 +18,12 @@ pub enum Command {
         /// How many of the newest to skip.
         #[arg(long, default_value_t = 0)]
         offset: usize,
+        /// Only dead letters of this endpoint (`ep_…`), like `dlq replay --all --endpoint`.
+        #[arg(long, value_parser = parse_endpoint)]
+        endpoint: Option<EndpointId>,
+        /// Only dead letters that failed at or after this time (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<Timestamp>,
     },
     /// Show one dead letter: reason, every attempt, the job (its first 64 KiB).
     Show { id: String },
@@ -55,12 +61,9 @@ pub enum Command {
 pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
     let queue = global.queue().await?;
     match command {
-        Command::List { limit, offset } => {
-            // Work-around: core's `dead_letters` sends an empty pipeline, which Redis refuses,
-            // when the page holds no ids; ask for a page only when there is one.
-            let total = usize::try_from(queue.stats().await?.dead).unwrap_or(usize::MAX);
-            let dead =
-                if offset < total { queue.dead_letter_summaries(offset, limit).await? } else { Vec::new() };
+        Command::List { limit, offset, endpoint, since } => {
+            let filter = ReplayFilter { endpoint_id: endpoint, since };
+            let dead = queue.dead_letter_summaries_matching(&filter, offset, limit).await?;
             if global.json {
                 output::json(&dead);
                 return Ok(());

@@ -32,8 +32,8 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> Result<(), Failure> {
     let raw = read_input(args.file.as_ref())?;
     let events = parse(&raw).map_err(usage)?;
-    let mut config = ProducerConfig::from_url(global.redis_url.expose()).map_err(usage)?;
-    config.keys = global.key_prefix.clone();
+    let mut config = ProducerConfig::from_url(global.redis.redis_url.expose()).map_err(usage)?;
+    config.keys = global.redis.key_prefix.clone();
     let producer = Producer::connect(&config).await?;
     let ids = producer.publish_batch(&events).await?;
     if global.json {

@@ -25,7 +25,7 @@ pub async fn run(global: &Global) -> Result<(), Failure> {
                 stats.retrying.to_string(),
                 stats.parked.to_string(),
                 stats.processing.to_string(),
-                stats.delayed.to_string(),
+                stats.scheduled.to_string(),
                 stats.dead.to_string(),
                 stats.workers.to_string(),
                 stats.endpoints.to_string(),

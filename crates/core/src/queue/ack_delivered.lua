@@ -5,22 +5,48 @@
 -- lease ran out), then clear its endpoint's breaker when closed (a success ends a run of
 -- failures, whichever worker counted them), or answer 2 when the breaker is open or half-open
 -- (the worker then reports the success, which closes it and drains the lane); 1 otherwise.
--- KEYS[1] processing list, KEYS[1 + i] breaker hash of job i's endpoint; ARGV[i] job i.
--- Returns one answer per job, in order.
+-- Each finished job's attempt joins its endpoint's Recent Deliveries (newest first, the last
+-- ARGV[1] entries, kept ARGV[2] ms), with one LPUSH, LTRIM and PEXPIRE per endpoint and batch.
+-- KEYS[1] processing list, KEYS[1 + i] breaker hash of job i's endpoint, KEYS[1 + n + i] its
+-- history list; ARGV[1] history length, ARGV[2] history ms, ARGV[2 + i] job i, ARGV[2 + n + i]
+-- job i's history entry ('' for none). Returns one answer per job, in order.
+local n = (#ARGV - 2) / 2
 local out = {}
-for i = 1, #ARGV do
-  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 0 then
+local history = {}
+local order = {}
+for i = 1, n do
+  if redis.call('LREM', KEYS[1], 1, ARGV[2 + i]) == 0 then
     out[i] = 0
   else
-    local state = redis.call('HGET', KEYS[i + 1], 'state')
+    local state = redis.call('HGET', KEYS[1 + i], 'state')
     if state == 'closed' then
-      redis.call('DEL', KEYS[i + 1])
+      redis.call('DEL', KEYS[1 + i])
       out[i] = 1
     elseif state == 'open' or state == 'half_open' then
       out[i] = 2
     else
       out[i] = 1
     end
+    local entry = ARGV[2 + n + i]
+    if entry ~= '' then
+      local key = KEYS[1 + n + i]
+      if not history[key] then
+        history[key] = {}
+        order[#order + 1] = key
+      end
+      table.insert(history[key], entry)
+    end
   end
+end
+for _, key in ipairs(order) do
+  local entries = history[key]
+  local i = 1
+  while i <= #entries do
+    local j = math.min(i + 499, #entries)
+    redis.call('LPUSH', key, unpack(entries, i, j))
+    i = j + 1
+  end
+  redis.call('LTRIM', key, 0, tonumber(ARGV[1]) - 1)
+  redis.call('PEXPIRE', key, ARGV[2])
 end
 return out

@@ -29,6 +29,19 @@ pub struct DeadLetterDraft {
     pub delivery: Option<DeliveryJob>,
 }
 
+impl DeadLetterDraft {
+    /// The `job` an entry keeps: the delivery as it died, with every attempt (its `attempts`
+    /// field lists the same ones), or the raw bytes of a job that could not be decoded. The job
+    /// taken from the processing list (`raw`) predates the last attempt, so storing it made
+    /// `dlq show` list one attempt more than the job it printed.
+    pub fn stored_job(&self, raw: &[u8]) -> Vec<u8> {
+        match &self.delivery {
+            Some(d) => crate::job::Job::Delivery(d.clone()).encode().into_bytes(),
+            None => raw.to_vec(),
+        }
+    }
+}
+
 /// Most bytes of a summary's `reason` and `last_error`; longer ones are cut and end in `…`.
 pub const SUMMARY_TEXT_MAX: usize = 1024;
 
@@ -40,6 +53,7 @@ const SUMMARY_FIELDS: [&str; 7] =
     ["reason", "failed_at", "delivery_id", "event_id", "event_kind", "endpoint_id", "attempts"];
 
 /// A dead letter as read back from Redis, its job cut to [`JOB_SHOW_MAX`] bytes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeadLetter {
     pub id: String,
@@ -63,6 +77,7 @@ pub struct DeadLetter {
 
 /// One line of a dead-letter list: what failed, when, why, and how the last attempt ended —
 /// never the job itself.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeadLetterSummary {
     pub id: String,
@@ -92,8 +107,8 @@ pub enum ReplayOutcome {
     NotReplayable,
 }
 
-/// Which dead letters a bulk replay takes: every one, or those of one endpoint, or those that
-/// failed at or after a time, or both.
+/// Which dead letters a bulk replay (or a filtered list) takes: every one, or those of one
+/// endpoint, or those that failed at or after a time, or both.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplayFilter {
     pub endpoint_id: Option<EndpointId>,
@@ -101,7 +116,8 @@ pub struct ReplayFilter {
 }
 
 impl ReplayFilter {
-    fn is_empty(&self) -> bool {
+    /// Whether it picks every dead letter.
+    pub fn is_empty(&self) -> bool {
         self.endpoint_id.is_none() && self.since.is_none()
     }
 
@@ -116,6 +132,7 @@ impl ReplayFilter {
 }
 
 /// What a bulk replay did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ReplaySummary {
     /// Entries put back on the ready list.
@@ -204,7 +221,7 @@ impl Queue {
             ("id", draft.id.clone().into_bytes()),
             ("reason", draft.reason.clone().into_bytes()),
             ("failed_at", Timestamp::now().to_string().into_bytes()),
-            ("job", raw.to_vec()),
+            ("job", draft.stored_job(raw)),
         ];
         if let Some(d) = &draft.delivery {
             fields.push(("delivery_id", d.delivery_id.to_string().into_bytes()));
@@ -242,6 +259,57 @@ impl Queue {
         count: usize,
     ) -> Result<Vec<DeadLetterSummary>, QueueError> {
         let ids = self.dead_letter_ids(offset, count).await?;
+        self.summaries_of(ids).await
+    }
+
+    /// Summaries of the dead letters `filter` picks (an endpoint, failed since a time), newest
+    /// first, `count` of them from `offset` among the matching: what `dlq list --endpoint
+    /// --since` and `GET /api/dlq?endpoint_id=&since=` show. Reads the id list and two fields per
+    /// entry (in chunks), then the page's summaries.
+    pub async fn dead_letter_summaries_matching(
+        &self,
+        filter: &ReplayFilter,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<DeadLetterSummary>, QueueError> {
+        if filter.is_empty() {
+            return self.dead_letter_summaries(offset, count).await;
+        }
+        let ids = self.matching_ids(filter).await?;
+        self.summaries_of(ids.into_iter().skip(offset).take(count).collect()).await
+    }
+
+    /// The ids of the dead letters `filter` picks, newest first, each once.
+    async fn matching_ids(&self, filter: &ReplayFilter) -> Result<Vec<String>, QueueError> {
+        let mut conn = self.conn.clone();
+        let mut ids: Vec<String> = conn.lrange(self.keys.dlq(), 0, -1).await?;
+        let mut seen = HashSet::new();
+        ids.retain(|id| seen.insert(id.clone()));
+        if filter.is_empty() {
+            return Ok(ids);
+        }
+        let mut out = Vec::new();
+        for chunk in ids.chunks(FILTER_CHUNK) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.hmget(self.keys.dlq_entry(id), &["endpoint_id", "failed_at"]);
+            }
+            let fields: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
+            out.extend(
+                chunk
+                    .iter()
+                    .zip(fields)
+                    .filter(|(_, (endpoint, failed_at))| {
+                        filter.matches(endpoint.as_deref(), failed_at.as_deref())
+                    })
+                    .map(|(id, _)| id.clone()),
+            );
+        }
+        Ok(out)
+    }
+
+    /// The summaries of these entries, in this order (entries gone since are left out).
+    async fn summaries_of(&self, ids: Vec<String>) -> Result<Vec<DeadLetterSummary>, QueueError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -343,35 +411,12 @@ impl Queue {
     /// a replayed delivery that fails again while this runs goes back to the head of the list,
     /// and must wait for the next call rather than be replayed again by this one.
     pub async fn replay_matching(&self, filter: &ReplayFilter) -> Result<ReplaySummary, QueueError> {
-        let mut conn = self.conn.clone();
-        let mut ids: Vec<String> = conn.lrange(self.keys.dlq(), 0, -1).await?;
-        let mut seen = HashSet::new();
-        ids.retain(|id| seen.insert(id.clone()));
         let mut summary = ReplaySummary::default();
-        for chunk in ids.chunks(FILTER_CHUNK) {
-            let matching: Vec<&String> = if filter.is_empty() {
-                chunk.iter().collect()
-            } else {
-                let mut pipe = redis::pipe();
-                for id in chunk {
-                    pipe.hmget(self.keys.dlq_entry(id), &["endpoint_id", "failed_at"]);
-                }
-                let fields: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
-                chunk
-                    .iter()
-                    .zip(fields)
-                    .filter(|(_, (endpoint, failed_at))| {
-                        filter.matches(endpoint.as_deref(), failed_at.as_deref())
-                    })
-                    .map(|(id, _)| id)
-                    .collect()
-            };
-            for id in matching {
-                match self.replay(id).await? {
-                    ReplayOutcome::Replayed => summary.replayed += 1,
-                    ReplayOutcome::NotReplayable => summary.not_replayable += 1,
-                    ReplayOutcome::NotFound => {}
-                }
+        for id in self.matching_ids(filter).await? {
+            match self.replay(&id).await? {
+                ReplayOutcome::Replayed => summary.replayed += 1,
+                ReplayOutcome::NotReplayable => summary.not_replayable += 1,
+                ReplayOutcome::NotFound => {}
             }
         }
         Ok(summary)

@@ -26,6 +26,7 @@
 
 mod dead_letter;
 mod fatigue;
+mod history;
 
 use std::time::Duration;
 
@@ -202,6 +203,7 @@ pub enum Published {
 }
 
 /// Queue depths, for `stats` and metrics.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct QueueStats {
     pub ready: u64,
@@ -210,7 +212,10 @@ pub struct QueueStats {
     /// Deliveries waiting in endpoint lanes (their endpoint at its cap or paced).
     pub parked: u64,
     pub processing: u64,
-    pub delayed: u64,
+    /// Retries waiting for their due time (the `delayed` set, which also holds quiet-hour holds
+    /// and digest timers): one name, `scheduled`, in the CLI table, its JSON, the API and the
+    /// metric (`entraguard_queue_scheduled_retries`).
+    pub scheduled: u64,
     pub dead: u64,
     pub workers: u64,
     pub endpoints: u64,
@@ -352,26 +357,36 @@ impl Queue {
         raw: &[u8],
         endpoint: &crate::ids::EndpointId,
     ) -> Result<Acked, QueueError> {
-        let answers = self.ack_delivered_many(worker, &[(raw, endpoint)]).await?;
+        let answers = self.ack_delivered_many(worker, &[(raw, endpoint, "")]).await?;
         Ok(answers.into_iter().next().unwrap_or(Acked::LeaseLost))
     }
 
     /// [`Queue::ack_delivered`] for many jobs of one worker, in one step; one answer per job.
+    /// Each job's history entry (see [`crate::history::encode_attempt`]; `""` for none) joins
+    /// its endpoint's Recent Deliveries in the same step.
     pub async fn ack_delivered_many(
         &self,
         worker: &WorkerId,
-        jobs: &[(&[u8], &crate::ids::EndpointId)],
+        jobs: &[(&[u8], &crate::ids::EndpointId, &str)],
     ) -> Result<Vec<Acked>, QueueError> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.ack_delivered.key(self.keys.processing(worker.as_str()));
-        for (_, endpoint) in jobs {
+        for (_, endpoint, _) in jobs {
             inv.key(self.keys.breaker(endpoint.as_str()));
         }
-        for (raw, _) in jobs {
+        for (_, endpoint, _) in jobs {
+            inv.key(self.keys.history(endpoint.as_str()));
+        }
+        inv.arg(crate::history::HISTORY_MAX_ENTRIES)
+            .arg(u64::try_from(crate::history::HISTORY_MAX_AGE.as_millis()).unwrap_or(u64::MAX));
+        for (raw, _, _) in jobs {
             inv.arg(*raw);
+        }
+        for (_, _, entry) in jobs {
+            inv.arg(*entry);
         }
         let done: Vec<i64> = inv.invoke_async(&mut conn).await?;
         Ok(done
@@ -392,17 +407,33 @@ impl Queue {
         next: &[u8],
         delay: Duration,
     ) -> Result<bool, QueueError> {
+        self.retry_later_recorded(worker, raw, next, delay, None).await
+    }
+
+    /// [`Queue::retry_later`], and the failed attempt's history entry (see
+    /// [`crate::history::encode_attempt`]) joins the endpoint's Recent Deliveries in the same
+    /// step.
+    pub async fn retry_later_recorded(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        next: &[u8],
+        delay: Duration,
+        history: Option<(&crate::ids::EndpointId, &str)>,
+    ) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
-        let due: i64 = self
-            .scripts
-            .retry
-            .key(self.keys.processing(worker.as_str()))
-            .key(self.keys.delayed())
+        let mut inv = self.scripts.retry.key(self.keys.processing(worker.as_str()));
+        inv.key(self.keys.delayed())
             .arg(raw)
             .arg(next)
-            .arg(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX))
-            .invoke_async(&mut conn)
-            .await?;
+            .arg(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        if let Some((endpoint, entry)) = history {
+            inv.key(self.keys.history(endpoint.as_str()))
+                .arg(entry)
+                .arg(crate::history::HISTORY_MAX_ENTRIES)
+                .arg(u64::try_from(crate::history::HISTORY_MAX_AGE.as_millis()).unwrap_or(u64::MAX));
+        }
+        let due: i64 = inv.invoke_async(&mut conn).await?;
         Ok(due != 0)
     }
 
@@ -767,7 +798,7 @@ impl Queue {
         let mut conn = self.conn.clone();
         let t: (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
         let now = t.0 * 1000 + t.1 / 1000;
-        let (ready, retrying, lanes, delayed, dead, endpoints, listed, live): (
+        let (ready, retrying, lanes, scheduled, dead, endpoints, listed, live): (
             u64,
             u64,
             Vec<String>,
@@ -807,7 +838,7 @@ impl Queue {
             retrying,
             parked,
             processing,
-            delayed,
+            scheduled,
             dead,
             workers: live,
             endpoints,

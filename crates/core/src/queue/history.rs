@@ -1,0 +1,150 @@
+//! Reading and writing an endpoint's Recent Deliveries (`{p}:history:<endpoint>`, see
+//! [`crate::history`]), redelivering one of them, and counting an endpoint's deliveries in
+//! flight, for the admin page and the CLI.
+
+use std::sync::LazyLock;
+
+use redis::{AsyncCommands, Script};
+
+use super::{Queue, QueueError};
+use crate::history::{DeliveryRecord, HISTORY_MAX_AGE, HISTORY_MAX_ENTRIES};
+use crate::ids::{DeliveryId, EndpointId};
+use crate::job::{DeliveryJob, Job};
+use crate::timestamp::Timestamp;
+
+/// Pushes a job to the retry list, or to the ready list when that is empty (so a waiting worker
+/// wakes): where a dead-letter replay goes (`replay.lua`), so a redelivery waits behind fresh
+/// alerts like a replay. KEYS[1] ready, KEYS[2] retry; ARGV[1] the job.
+static REQUEUE_ONE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "#!lua flags=allow-oom
+if redis.call('LLEN', KEYS[1]) == 0 then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+else
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+end
+return 1",
+    )
+});
+
+/// Counts the delivery jobs of one endpoint on the given processing lists, inside Redis (jobs
+/// never cross the wire). A delivery job's JSON starts `{"type":"delivery.v1","delivery_id":…,
+/// "endpoint_id":…`, so only its first 160 bytes are looked at. KEYS processing lists;
+/// ARGV[1] `"endpoint_id":"<id>"`.
+static COUNT_IN_FLIGHT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "#!lua flags=no-writes
+local n = 0
+for _, key in ipairs(KEYS) do
+  for _, job in ipairs(redis.call('LRANGE', key, 0, -1)) do
+    if string.find(string.sub(job, 1, 160), ARGV[1], 1, true) then
+      n = n + 1
+    end
+  end
+end
+return n",
+    )
+});
+
+impl Queue {
+    /// Records attempts in an endpoint's history: `LPUSH` (in the order given, so the last one
+    /// given is the newest), `LTRIM` to [`HISTORY_MAX_ENTRIES`], `PEXPIRE` [`HISTORY_MAX_AGE`], in
+    /// one `MULTI`. The worker records in its delivery scripts instead; this is for Send test and
+    /// tests.
+    pub async fn record_history(
+        &self,
+        endpoint: &EndpointId,
+        entries: &[DeliveryRecord],
+    ) -> Result<(), QueueError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let encoded: Vec<String> = entries.iter().map(DeliveryRecord::encode).collect();
+        self.record_history_encoded(endpoint, &encoded).await
+    }
+
+    /// [`Queue::record_history`] of entries already encoded (see
+    /// [`crate::history::encode_attempt`]).
+    pub async fn record_history_encoded(
+        &self,
+        endpoint: &EndpointId,
+        encoded: &[String],
+    ) -> Result<(), QueueError> {
+        if encoded.is_empty() {
+            return Ok(());
+        }
+        let key = self.keys.history(endpoint.as_str());
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .lpush(&key, encoded)
+            .ignore()
+            .ltrim(&key, 0, HISTORY_MAX_ENTRIES as isize - 1)
+            .ignore()
+            .pexpire(&key, HISTORY_MAX_AGE.as_millis() as i64)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// An endpoint's recorded attempts, newest first, at most `limit` (and at most
+    /// [`HISTORY_MAX_ENTRIES`]); entries older than [`HISTORY_MAX_AGE`] or unreadable are skipped.
+    pub async fn recent_deliveries(
+        &self,
+        endpoint: &EndpointId,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, QueueError> {
+        let limit = limit.min(HISTORY_MAX_ENTRIES);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let raw: Vec<Vec<u8>> =
+            conn.lrange(self.keys.history(endpoint.as_str()), 0, limit as isize - 1).await?;
+        let now = Timestamp::now();
+        Ok(raw.iter().filter_map(|r| DeliveryRecord::decode(r)).filter(|r| r.is_fresh(now)).collect())
+    }
+
+    /// The newest recorded attempt of `delivery` to `endpoint` that Redeliver can use.
+    pub async fn delivery_record(
+        &self,
+        endpoint: &EndpointId,
+        delivery: &DeliveryId,
+    ) -> Result<Option<DeliveryRecord>, QueueError> {
+        Ok(self
+            .recent_deliveries(endpoint, HISTORY_MAX_ENTRIES)
+            .await?
+            .into_iter()
+            .find(|r| &r.delivery_id == delivery && r.redeliverable()))
+    }
+
+    /// Enqueues `job` again the way a dead-letter replay does (`dlq replay`): the same delivery
+    /// id, onto the retry list (the ready list when that is empty); the worker then admits it
+    /// like any delivery (lanes, breaker, pacing).
+    pub async fn redeliver(&self, job: &DeliveryJob) -> Result<(), QueueError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = REQUEUE_ONE
+            .key(self.keys.ready())
+            .key(self.keys.retry())
+            .arg(Job::Delivery(job.clone()).encode())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// How many deliveries to `endpoint` the workers hold now (on their processing lists).
+    pub async fn in_flight(&self, endpoint: &EndpointId) -> Result<u64, QueueError> {
+        let mut conn = self.conn.clone();
+        let workers: Vec<String> = conn.zrange(self.keys.leases(), 0, -1).await?;
+        if workers.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = COUNT_IN_FLIGHT.prepare_invoke();
+        for w in &workers {
+            inv.key(self.keys.processing(w));
+        }
+        inv.arg(format!("\"endpoint_id\":\"{}\"", endpoint.as_str()));
+        Ok(inv.invoke_async(&mut conn).await?)
+    }
+}
