@@ -189,6 +189,7 @@ pub fn endpoint(channel: &str, target: &str, events: &[&str], secret: Option<&st
         enabled: true,
         secret: secret.map(Secret::new),
         teams_format: None,
+        rules: Default::default(),
     }
     .validate(TargetPolicy { allow_http: true })
     .expect("valid endpoint")

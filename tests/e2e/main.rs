@@ -33,5 +33,9 @@ mod security;
 /// Health, readiness and metrics of a worker process.
 mod operations;
 
+/// Alert-fatigue rules per endpoint: tenants, severity floors, dedupe windows, scan digests
+/// (flushed by the scan's end, by timeout, across a SIGKILL) and quiet hours.
+mod routing;
+
 /// Recent Deliveries in Redis: bounds, expiry, Redeliver, in-flight counts.
 mod history;

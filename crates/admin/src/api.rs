@@ -189,10 +189,12 @@ struct EndpointDetail {
     endpoint: EndpointView,
     /// State, consecutive failures, last error, parked deliveries.
     breaker: BreakerStatus,
+    /// Finding events this endpoint's dedupe window kept from it.
+    suppressed: u64,
 }
 
 /// One endpoint, with its circuit breaker (`breaker`: state, consecutive failures, last error,
-/// parked deliveries).
+/// parked deliveries) and `suppressed` (finding events its dedupe window kept from it).
 #[utoipa::path(get, path = "/api/endpoints/{id}", tag = "endpoints", params(("id" = String, Path)),
     responses((status = 200, body = EndpointDetail), (status = 404, body = ErrorBody)))]
 async fn get_endpoint(
@@ -202,7 +204,8 @@ async fn get_endpoint(
     let id = parse_id(&id)?;
     let ep = s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
     let breaker = s.queue.breaker_status(&id).await?;
-    Ok(Json(EndpointDetail { endpoint: ep.view(), breaker }))
+    let suppressed = s.queue.suppressed_count(&id).await?;
+    Ok(Json(EndpointDetail { endpoint: ep.view(), breaker, suppressed }))
 }
 
 /// Replaces an endpoint. A body without `secret` keeps the current one (the page never sees
@@ -563,5 +566,29 @@ mod tests {
         }
         assert!(doc["components"]["schemas"]["QueueStats"]["properties"]["scheduled"].is_object());
         assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    }
+
+    /// The alert-fatigue rules are documented where the API takes and returns them: `rules` on
+    /// the endpoint (view and draft), `suppressed` on one endpoint, `digests` in the stats, and
+    /// `finding.digest` among the event kinds.
+    #[test]
+    fn the_document_describes_rules_suppressed_and_digests() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("document serializes");
+        let schemas = &doc["components"]["schemas"];
+        for schema in ["Rules", "RulesDraft", "QuietHoursDraft", "QuietHours", "DigestRule", "Severity"] {
+            assert!(schemas[schema].is_object(), "schema {schema} missing");
+        }
+        let props = |schema: &str| schemas[schema]["properties"].clone();
+        assert!(props("EndpointView")["rules"].is_object(), "{}", schemas["EndpointView"]);
+        assert!(props("EndpointDraft")["rules"].is_object(), "{}", schemas["EndpointDraft"]);
+        assert!(props("QueueStats")["digests"].is_object(), "{}", schemas["QueueStats"]);
+        for field in ["tenants", "min_severity", "dedupe_window", "digest", "quiet_hours"] {
+            assert!(props("Rules")[field].is_object(), "Rules.{field}: {}", schemas["Rules"]);
+            assert!(props("RulesDraft")[field].is_object(), "RulesDraft.{field}: {}", schemas["RulesDraft"]);
+        }
+        assert!(props("RulesDraft")["digest_max_wait"].is_object(), "{}", schemas["RulesDraft"]);
+        let detail = schemas["EndpointDetail"].to_string();
+        assert!(detail.contains("\"suppressed\"") && detail.contains("\"breaker\""), "{detail}");
+        assert!(schemas["EventKind"].to_string().contains("finding.digest"), "{}", schemas["EventKind"]);
     }
 }

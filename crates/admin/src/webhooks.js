@@ -2,7 +2,42 @@
 const KINDS = ["scan.completed","scan.failed","finding.new","finding.severity_changed","compliance.report_ready","endpoint.health_changed"];
 const $ = (s, el = document) => el.querySelector(s);
 const ev = $("#events");
-for (const k of KINDS) { const l = document.createElement("label"); l.innerHTML = `<input type="checkbox" name="events" value="${k}"> `; l.append(k); ev.append(l); }
+function boxes(el, name, values) { for (const k of values) { const l = document.createElement("label"); l.innerHTML = `<input type="checkbox" name="${name}" value="${k}"> `; l.append(k); el.append(l); } }
+boxes(ev, "events", KINDS);
+const SEVERITIES = ["critical","high","medium","low","info"], DAYS = ["mon","tue","wed","thu","fri","sat","sun"];
+boxes($("#rules-digest"), "digest", SEVERITIES); boxes($("#rules-quiet-days"), "days", DAYS);
+const checked = (el) => [...el.querySelectorAll("input:checked")].map((c) => c.value);
+// The rules as the API takes them (the server validates; its 422 names the field).
+function rulesOf() {
+  const r = { tenants: $("#rules-tenants").value.split(",").map((t) => t.trim()).filter(Boolean),
+    min_severity: $("#rules-floor").value, dedupe_window: $("#rules-dedupe").value.trim() || null,
+    digest: checked($("#rules-digest")), digest_max_wait: $("#rules-digest-wait").value.trim() || null };
+  const tz = $("#rules-quiet-tz").value.trim();
+  if (tz) r.quiet_hours = { time_zone: tz, from: $("#rules-quiet-from").value, to: $("#rules-quiet-to").value,
+    days: checked($("#rules-quiet-days")), at_once: $("#rules-quiet-at-once").value };
+  return r;
+}
+function fillRules(r) {
+  r = r || {}; const q = r.quiet_hours || {}, d = r.digest || {};
+  $("#rules-tenants").value = (r.tenants || []).join(", "); $("#rules-floor").value = r.min_severity || "info";
+  $("#rules-dedupe").value = r.dedupe_window || ""; $("#rules-digest-wait").value = d.max_wait || "";
+  for (const c of $("#rules-digest").querySelectorAll("input")) c.checked = (d.severities || []).includes(c.value);
+  $("#rules-quiet-tz").value = q.time_zone || ""; $("#rules-quiet-from").value = q.from || ""; $("#rules-quiet-to").value = q.to || "";
+  for (const c of $("#rules-quiet-days").querySelectorAll("input")) c.checked = (q.days || []).length < 7 && (q.days || []).includes(c.value);
+  $("#rules-quiet-at-once").value = q.at_once || "critical";
+  $("#rules").open = Object.keys(r).length > 0;
+}
+// One line per endpoint in the table: what its rules do, in short.
+function rulesText(r) {
+  if (!r) return "";
+  const p = [];
+  if (r.tenants) p.push(`tenants ${r.tenants.join(", ")}`);
+  if (r.min_severity) p.push(`${r.min_severity}+`);
+  if (r.dedupe_window) p.push(`dedupe ${r.dedupe_window}`);
+  if (r.digest) p.push(`digest ${r.digest.severities.join(",")}`);
+  if (r.quiet_hours) p.push(`quiet ${r.quiet_hours.from}-${r.quiet_hours.to} ${r.quiet_hours.time_zone}`);
+  return p.length ? " · " + p.join(" · ") : "";
+}
 // Every state change is same-origin JSON (`{}` when there is nothing to say): the server refuses
 // anything else, so another site's form cannot ride on the session cookie.
 async function api(method, path, body) {
@@ -24,7 +59,7 @@ async function load() {
   $("#empty").hidden = endpoints.length > 0;
   for (const e of endpoints) {
     const tr = document.createElement("tr"); tr.dataset.id = e.id;
-    tr.append(cell(e.name, "name"), cell(e.channel), cell(e.target, "target"), cell(e.events.join(", "), "muted"));
+    tr.append(cell(e.name, "name"), cell(e.channel), cell(e.target, "target"), cell(e.events.join(", ") + rulesText(e.rules), "muted"));
     const on = document.createElement("td"); const t = document.createElement("input"); t.type = "checkbox"; t.className = "toggle"; t.checked = e.enabled;
     t.addEventListener("change", async () => { await api("POST", `/api/endpoints/${e.id}/${t.checked ? "enable" : "disable"}`); await load(); });
     on.append(t); tr.append(on);
@@ -61,6 +96,7 @@ function fill(e) {
   $("#target").value = ""; $("#target").placeholder = e ? `${e.target} (paste again to change)` : "https://hooks.slack.com/services/…";
   $("#secret").value = ""; $("#form-error").textContent = ""; $("#form-warning").textContent = "";
   for (const c of ev.querySelectorAll("input")) c.checked = e ? e.events.includes(c.value) : false;
+  fillRules(e ? e.rules : null);
 }
 $("#logout").addEventListener("click", async () => {
   await fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "content-type": "application/json" }, body: "{}" });
@@ -71,7 +107,7 @@ $("#endpoint-form").addEventListener("submit", async (evt) => {
   evt.preventDefault();
   const id = $("#edit-id").value;
   const body = { name: $("#name").value, channel: $("#channel").value, target: $("#target").value,
-    events: [...ev.querySelectorAll("input:checked")].map((c) => c.value), enabled: true };
+    events: checked(ev), enabled: true, rules: rulesOf() };
   if ($("#secret").value) body.secret = $("#secret").value;
   try {
     let saved;

@@ -358,6 +358,59 @@ async fn endpoint_writes_without_the_deployments_sealing_key_are_409() {
     assert_eq!(api.call(M::GET, "/api/endpoints", None).await.1, json!([]));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_rules_are_set_shown_replaced_and_validated() {
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let api = Api { http: reqwest::Client::new(), base: admin.base.clone() };
+    use reqwest::Method as M;
+    let base = json!({
+        "name": "Tenant A Teams", "channel": "teams", "target": "https://contoso.webhook.office.com/webhookb2/x",
+        "events": ["finding.new"],
+    });
+    let with = |rules: Value| {
+        let mut b = base.clone();
+        b["rules"] = rules;
+        b
+    };
+    for (rules, field) in [
+        (json!({"min_severity": "urgent"}), "rules.min_severity"),
+        (json!({"digest": ["low"], "digest_max_wait": "soon"}), "rules.digest_max_wait"),
+        (
+            json!({"quiet_hours": {"time_zone": "Mars/Olympus", "from": "20:00", "to": "07:00"}}),
+            "rules.quiet_hours.time_zone",
+        ),
+    ] {
+        let (status, v) = api.call(M::POST, "/api/endpoints", Some(with(rules))).await;
+        assert_eq!((status, v["field"].clone()), (422, json!(field)), "{v}");
+    }
+    let (status, ep) = api
+        .call(
+            M::POST,
+            "/api/endpoints",
+            Some(with(json!({
+                "tenants": ["tenant-a"], "min_severity": "medium", "dedupe_window": "24h", "digest": ["low", "medium"],
+                "quiet_hours": {"time_zone": "Europe/Berlin", "from": "20:00", "to": "07:00", "days": ["mon", "fri"]},
+            }))),
+        )
+        .await;
+    assert_eq!(status, 201, "{ep}");
+    let rules = &ep["rules"];
+    assert_eq!(rules["tenants"], json!(["tenant-a"]));
+    assert_eq!(rules["min_severity"], "medium");
+    assert_eq!(rules["dedupe_window"], "1day");
+    assert_eq!(rules["digest"], json!({"severities": ["medium", "low"], "max_wait": "1h"}));
+    assert_eq!(rules["quiet_hours"]["days"], json!(["mon", "fri"]));
+    assert_eq!(rules["quiet_hours"]["at_once"], "critical");
+    let id = ep["id"].as_str().expect("id").to_owned();
+    let (_, shown) = api.call(M::GET, &format!("/api/endpoints/{id}"), None).await;
+    assert_eq!(shown["rules"], *rules);
+    // PUT replaces: without rules, none are left.
+    let (status, replaced) = api.call(M::PUT, &format!("/api/endpoints/{id}"), Some(base.clone())).await;
+    assert_eq!(status, 200, "{replaced}");
+    assert!(replaced.get("rules").is_none(), "{replaced}");
+}
+
 /// Recent Deliveries as the worker records them, Redeliver onto the queue with the same
 /// delivery id, Send test in the history, health figures; `["all"]` for events like the CLI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -156,10 +156,30 @@ async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
         .click()
         .await
         .expect("tick");
+    // Rules: only tenant A, its low findings as one digest per scan.
+    browser.find(Locator::Css("#rules summary")).await.expect("rules").click().await.expect("open");
+    browser
+        .find(Locator::Id("rules-tenants"))
+        .await
+        .expect("tenants")
+        .send_keys("tenant-a")
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Css("#rules-digest input[value='low']"))
+        .await
+        .expect("digest severity")
+        .click()
+        .await
+        .expect("tick");
     browser.find(Locator::Id("save")).await.expect("save").click().await.expect("click");
     let row = wait().for_element(Locator::Css("#endpoints tbody tr")).await.expect("a row");
     let row_text = row.text().await.expect("text");
     assert!(row_text.contains("SOC Slack") && row_text.contains("slack"), "{row_text}");
+    assert!(
+        row_text.contains("tenants tenant-a") && row_text.contains("digest low"),
+        "the rules shown: {row_text}"
+    );
     assert!(!row_text.contains("SLACKTOKEN"), "the page shows the URL masked: {row_text}");
 
     // Send test: the receiver's status shows inline.

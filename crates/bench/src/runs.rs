@@ -106,6 +106,7 @@ impl Env {
             enabled: true,
             secret: Some(entraguard_core::secret::Secret::new("bench-signing-secret-0123456789")),
             teams_format: None,
+            rules: Default::default(),
         }
         .validate(TargetPolicy { allow_http: true })?;
         self.store.put(&ep).await?;

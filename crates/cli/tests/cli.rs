@@ -690,7 +690,7 @@ async fn stats_match_the_queue() {
 
     let expected = serde_json::json!({
         "ready": 2, "retrying": 0, "parked": 0, "processing": 1, "scheduled": 1, "dead": 1, "workers": 1,
-        "endpoints": 2,
+        "endpoints": 2, "digests": 0,
     });
     let stats = cli.run(&["--json", "stats"]).await.json();
     assert_eq!(stats, expected);
@@ -700,8 +700,18 @@ async fn stats_match_the_queue() {
     assert_eq!(
         lines,
         vec![
-            vec!["ready", "retrying", "parked", "processing", "scheduled", "dead", "workers", "endpoints"],
-            vec!["2", "0", "0", "1", "1", "1", "1", "2"],
+            vec![
+                "ready",
+                "retrying",
+                "parked",
+                "processing",
+                "scheduled",
+                "dead",
+                "workers",
+                "endpoints",
+                "digests"
+            ],
+            vec!["2", "0", "0", "1", "1", "1", "1", "2", "0"],
         ]
     );
     // One name per figure: every column of the table is a key of the JSON (and of the API's).
@@ -914,4 +924,54 @@ async fn dlq_list_narrows_by_endpoint_and_since_like_replay() {
     let none = cli.run(&["--json", "dlq", "list", "--since", "2999-01-01T00:00:00Z"]).await.json();
     assert_eq!(none, serde_json::json!([]));
     cli.run(&["dlq", "list", "--since", "yesterday"]).await.fails(2, "since");
+}
+
+/// Rules from the command line: set on add, changed one flag at a time on update (the others
+/// kept), shown, and refused with the field named.
+#[tokio::test]
+async fn endpoint_rules_from_flags_are_kept_across_updates_and_validated() {
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let add = [
+        "endpoint",
+        "add",
+        "--name",
+        "A",
+        "--channel",
+        "webhook",
+        "--target",
+        "https://a.example/x",
+        "--events",
+        "all",
+        "--tenants",
+        "tenant-a",
+        "--digest",
+        "low,medium",
+        "--quiet-hours",
+        "20:00-07:00",
+        "--quiet-tz",
+        "Europe/Berlin",
+        "--json",
+    ];
+    let ep = cli.run(&add).await.json();
+    assert_eq!(ep["rules"]["tenants"], serde_json::json!(["tenant-a"]));
+    assert_eq!(ep["rules"]["quiet_hours"]["from"], "20:00");
+    let id = ep["id"].as_str().expect("id").to_owned();
+    let updated = cli.run(&["endpoint", "update", &id, "--min-severity", "high", "--json"]).await.json();
+    assert_eq!(updated["rules"]["min_severity"], "high");
+    assert_eq!(updated["rules"]["digest"]["severities"], serde_json::json!(["medium", "low"]), "kept");
+    let cleared = cli
+        .run(&["endpoint", "update", &id, "--quiet-hours", "off", "--digest", "off", "--json"])
+        .await
+        .json();
+    assert!(
+        cleared["rules"].get("quiet_hours").is_none() && cleared["rules"].get("digest").is_none(),
+        "{cleared}"
+    );
+    let shown = cli.run(&["endpoint", "show", &id]).await;
+    assert!(shown.ok().contains("floor:     high and above"), "{}", shown.all());
+    cli.run(&["endpoint", "update", &id, "--quiet-hours", "20:00-07:00", "--quiet-tz", "Nowhere/Land"])
+        .await
+        .fails(2, "rules.quiet_hours.time_zone");
+    cli.run(&["endpoint", "update", &id, "--quiet-tz", "UTC"]).await.fails(2, "--quiet-hours");
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::EventKind;
 use crate::ids::EndpointId;
+use crate::rules::{Rules, RulesDraft};
 use crate::secret::{Secret, mask_url};
 use crate::timestamp::Timestamp;
 
@@ -164,6 +165,10 @@ pub struct Endpoint {
     /// Card format for Teams; `None` chooses from the URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teams_format: Option<TeamsFormat>,
+    /// Alert-fatigue rules (tenants, severity floor, dedupe, digest, quiet hours); routing data,
+    /// never sealed. Absent in records stored before rules existed: the defaults.
+    #[serde(default, skip_serializing_if = "Rules::is_default")]
+    pub rules: Rules,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -234,6 +239,9 @@ pub struct EndpointView {
     pub previous_secret_until: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teams_format: Option<TeamsFormat>,
+    /// Alert-fatigue rules; absent when there are none.
+    #[serde(skip_serializing_if = "Rules::is_default")]
+    pub rules: Rules,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub created_at: Timestamp,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
@@ -254,6 +262,7 @@ impl Endpoint {
             has_secret: self.secret.is_some(),
             previous_secret_until: self.previous_secret.as_ref().and(self.previous_secret_until),
             teams_format: self.teams_format,
+            rules: self.rules.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
             warnings: self.warnings(),
@@ -276,6 +285,7 @@ impl Endpoint {
                 TeamsFormat::MessageCard => "message_card".to_owned(),
                 TeamsFormat::AdaptiveCard => "adaptive_card".to_owned(),
             }),
+            rules: self.rules.to_draft(),
         }
     }
 }
@@ -297,6 +307,9 @@ pub struct EndpointDraft {
     pub secret: Option<Secret>,
     #[serde(default)]
     pub teams_format: Option<String>,
+    /// Alert-fatigue rules; absent: none.
+    #[serde(default)]
+    pub rules: RulesDraft,
 }
 
 fn default_true() -> bool {
@@ -304,17 +317,28 @@ fn default_true() -> bool {
 }
 
 /// The event kinds an endpoint subscribes to, as the CLI (`--events a,b` or `--events all`) and
-/// the API (`["a","b"]` or `["all"]`) give them: `all` (anywhere in the list) means every kind;
-/// names are trimmed, empty ones ignored; at least one is needed.
+/// the API (`["a","b"]` or `["all"]`) give them: `all` (anywhere in the list) means every
+/// subscribable kind ([`EventKind::SUBSCRIBABLE`]); names are trimmed, empty ones ignored; at
+/// least one is needed. `finding.digest` is refused: an endpoint's digest rule sends it.
 pub fn parse_events(events: &[String]) -> Result<BTreeSet<EventKind>, EndpointError> {
     let names: Vec<&str> = events.iter().map(|e| e.trim()).filter(|e| !e.is_empty()).collect();
     if names.is_empty() {
         return Err(bad("events", "must name at least one event kind, or all"));
     }
     if names.contains(&"all") {
-        return Ok(EventKind::ALL.into_iter().collect());
+        return Ok(EventKind::SUBSCRIBABLE.into_iter().collect());
     }
-    names.iter().map(|e| e.parse::<EventKind>().map_err(|err| bad("events", err.to_string()))).collect()
+    let events = names
+        .iter()
+        .map(|e| e.parse::<EventKind>().map_err(|err| bad("events", err.to_string())))
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    if events.contains(&EventKind::FindingDigest) {
+        return Err(bad(
+            "events",
+            "finding.digest is not subscribed to: set the endpoint's digest rule (rules.digest) instead",
+        ));
+    }
+    Ok(events)
 }
 
 impl EndpointDraft {
@@ -373,6 +397,7 @@ impl EndpointDraft {
             previous_secret: None,
             previous_secret_until: None,
             teams_format,
+            rules: self.rules.validate()?,
             created_at,
             updated_at: Timestamp::now(),
         })
@@ -474,7 +499,11 @@ mod tests {
         assert_eq!(draft("pager", "https://x.example/").validate(p).expect_err("x").field(), "channel");
         let mut d = draft("webhook", "https://x.example/");
         d.events = vec!["all".into()];
-        assert_eq!(d.validate(p).expect("all is every kind").events.len(), EventKind::ALL.len());
+        let every = d.validate(p).expect("all is every subscribable kind").events;
+        assert_eq!(every.len(), EventKind::SUBSCRIBABLE.len());
+        assert!(!every.contains(&EventKind::FindingDigest), "a digest rule sends finding.digest");
+        d.events = vec!["finding.new".into(), "finding.digest".into()];
+        assert_eq!(d.validate(p).expect_err("x").field(), "events");
         d.events = vec!["scan.exploded".into()];
         assert_eq!(d.validate(p).expect_err("x").field(), "events");
         d.events.clear();

@@ -51,16 +51,32 @@ pub enum EventKind {
     ComplianceReportReady,
     #[serde(rename = "endpoint.health_changed")]
     EndpointHealthChanged,
+    /// The notifier's own: findings collected per scan by an endpoint's digest rule, sent as one
+    /// message. Made by workers, never published.
+    #[serde(rename = "finding.digest")]
+    FindingDigest,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    /// The kinds an endpoint may subscribe to (`--events all`): every kind but `finding.digest`,
+    /// which an endpoint's digest rule sends.
+    pub const SUBSCRIBABLE: [EventKind; 6] = [
         EventKind::ScanCompleted,
         EventKind::ScanFailed,
         EventKind::FindingNew,
         EventKind::FindingSeverityChanged,
         EventKind::ComplianceReportReady,
         EventKind::EndpointHealthChanged,
+    ];
+
+    pub const ALL: [EventKind; 7] = [
+        EventKind::ScanCompleted,
+        EventKind::ScanFailed,
+        EventKind::FindingNew,
+        EventKind::FindingSeverityChanged,
+        EventKind::ComplianceReportReady,
+        EventKind::EndpointHealthChanged,
+        EventKind::FindingDigest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +87,7 @@ impl EventKind {
             EventKind::FindingSeverityChanged => "finding.severity_changed",
             EventKind::ComplianceReportReady => "compliance.report_ready",
             EventKind::EndpointHealthChanged => "endpoint.health_changed",
+            EventKind::FindingDigest => "finding.digest",
         }
     }
 }
@@ -84,7 +101,7 @@ impl fmt::Display for EventKind {
 /// An event name that is not one of ours.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown event kind {0:?}: expected one of scan.completed, scan.failed, finding.new, finding.severity_changed, compliance.report_ready, endpoint.health_changed"
+    "unknown event kind {0:?}: expected one of scan.completed, scan.failed, finding.new, finding.severity_changed, compliance.report_ready, endpoint.health_changed, finding.digest"
 )]
 pub struct UnknownEventKind(pub String);
 
@@ -99,6 +116,7 @@ impl FromStr for EventKind {
 }
 
 /// Finding severity, most severe first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -326,6 +344,8 @@ pub enum EventBody {
     ComplianceReportReady { report: Report },
     #[serde(rename = "endpoint.health_changed")]
     EndpointHealthChanged { endpoint: EndpointHealth },
+    #[serde(rename = "finding.digest")]
+    FindingDigest { digest: crate::digest::Digest },
 }
 
 /// One event: the envelope and its body.
@@ -377,6 +397,7 @@ impl Event {
             EventBody::FindingSeverityChanged { .. } => EventKind::FindingSeverityChanged,
             EventBody::ComplianceReportReady { .. } => EventKind::ComplianceReportReady,
             EventBody::EndpointHealthChanged { .. } => EventKind::EndpointHealthChanged,
+            EventBody::FindingDigest { .. } => EventKind::FindingDigest,
         }
     }
 
@@ -419,6 +440,7 @@ impl Event {
                 Some(finding.severity)
             }
             EventBody::ScanCompleted { scan } => scan.new_findings.highest(),
+            EventBody::FindingDigest { digest } => digest.counts.highest(),
             _ => None,
         }
     }
@@ -484,6 +506,13 @@ impl Event {
                 if let Some(e) = &endpoint.last_error {
                     text("endpoint.last_error", e, false)?;
                 }
+            }
+            // Workers make digests from findings validated when they were published.
+            EventBody::FindingDigest { .. } => {
+                return Err(field_err(
+                    "event",
+                    "finding.digest is made by the notifier from collected findings and cannot be published",
+                ));
             }
         }
         Ok(())

@@ -18,6 +18,33 @@ pub enum Job {
     /// One (event, endpoint) delivery.
     #[serde(rename = "delivery.v1")]
     Delivery(DeliveryJob),
+    /// A digest is due (its longest wait ran out, or its scan ended a short grace ago): flush it
+    /// if its deadline is still this one.
+    #[serde(rename = "digest_due.v1")]
+    DigestDue(DigestDueJob),
+    /// A flushed digest: turn its collected findings into one `finding.digest` delivery.
+    #[serde(rename = "digest.v1")]
+    Digest(DigestJob),
+}
+
+/// See [`Job::DigestDue`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestDueJob {
+    pub digest: crate::digest::DigestRef,
+    /// Why it is due: the longest wait ran out (default), or the scan ended.
+    #[serde(default = "max_wait")]
+    pub reason: crate::digest::DigestReason,
+}
+
+fn max_wait() -> crate::digest::DigestReason {
+    crate::digest::DigestReason::MaxWait
+}
+
+/// See [`Job::Digest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestJob {
+    pub digest: crate::digest::DigestRef,
+    pub reason: crate::digest::DigestReason,
 }
 
 impl Job {

@@ -136,6 +136,42 @@ impl KeySpace {
         format!("{}:session:{id_sha256}", self.tag)
     }
 
+    /// ZSET of one endpoint's dedupe window: finding key (hash of tenant, finding id, kind and
+    /// severity) → when it was last sent there (Unix ms, Redis clock). Entries older than the
+    /// window are trimmed on each add, and the key expires a window after the last one.
+    pub fn dedupe(&self, endpoint: &str) -> String {
+        format!("{}:dedupe:{endpoint}", self.tag)
+    }
+
+    /// HASH of endpoint id → finding events its dedupe window kept from it (a counter).
+    pub fn suppressed(&self) -> String {
+        format!("{}:suppressed", self.tag)
+    }
+
+    /// LIST of the findings one digest has collected (`<endpoint>:<hash of tenant and scan>`),
+    /// oldest first.
+    pub fn digest(&self, id: &str) -> String {
+        format!("{}:digest:{id}", self.tag)
+    }
+
+    /// LIST of a flushed digest's findings, renamed from [`KeySpace::digest`] by the flush so
+    /// that later findings start a new digest; deleted by the step that makes its delivery.
+    pub fn digest_flushed(&self, id: &str, flush: &str) -> String {
+        format!("{}:digest:{id}:{flush}", self.tag)
+    }
+
+    /// ZSET of open digests: digest id → when it is sent at the latest (Unix ms, Redis clock),
+    /// if its scan never ends.
+    pub fn digests(&self) -> String {
+        format!("{}:digests", self.tag)
+    }
+
+    /// HASH of open digest id → its timer job (`digest_due.v1`) in the delayed set, so a flush
+    /// can take the timer it no longer needs out of the delayed set.
+    pub fn digest_timers(&self) -> String {
+        format!("{}:digest_timers", self.tag)
+    }
+
     /// The field of one endpoint in [`KeySpace::endpoints`].
     pub fn endpoint_field(id: &EndpointId) -> &str {
         id.as_str()
@@ -170,6 +206,12 @@ mod tests {
             k.endpoints(),
             k.sealing(),
             k.session("abc"),
+            k.dedupe("ep_1"),
+            k.suppressed(),
+            k.digest("ep_1:ab"),
+            k.digest_flushed("ep_1:ab", "f"),
+            k.digests(),
+            k.digest_timers(),
             k.history("ep_1"),
         ] {
             assert!(key.starts_with("{acme}:"), "{key}");

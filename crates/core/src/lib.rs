@@ -6,6 +6,7 @@
 
 pub mod breaker;
 pub mod crypto;
+pub mod digest;
 pub mod endpoint;
 pub mod event;
 pub mod history;
@@ -17,6 +18,7 @@ pub mod redis_conn;
 pub mod retry;
 #[cfg(test)]
 mod robustness;
+pub mod rules;
 pub mod secret;
 #[cfg(feature = "settings")]
 pub mod settings;

@@ -280,7 +280,13 @@ impl EndpointStore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// The routing fields parse.
-    Known { id: EndpointId, enabled: bool, events: std::collections::BTreeSet<crate::event::EventKind> },
+    Known {
+        id: EndpointId,
+        enabled: bool,
+        events: std::collections::BTreeSet<crate::event::EventKind>,
+        /// Tenants, severity floor, dedupe, digest, quiet hours (defaults when not stored).
+        rules: Box<crate::rules::Rules>,
+    },
     /// Not even the routing fields parse (a corrupt record): every event is routed to it, so
     /// each delivery records why it cannot be made.
     Unreadable { id: EndpointId, reason: String },
@@ -300,6 +306,14 @@ impl Route {
             Route::Unreadable { .. } => true,
         }
     }
+
+    /// The endpoint's rules; an unreadable record has none (everything goes to it).
+    pub fn rules(&self) -> Option<&crate::rules::Rules> {
+        match self {
+            Route::Known { rules, .. } => Some(rules),
+            Route::Unreadable { .. } => None,
+        }
+    }
 }
 
 /// The fields of the stored JSON that routing reads (never sealed).
@@ -307,6 +321,8 @@ impl Route {
 struct RoutingFields {
     enabled: bool,
     events: std::collections::BTreeSet<crate::event::EventKind>,
+    #[serde(default)]
+    rules: crate::rules::Rules,
 }
 
 impl EndpointStore {
@@ -322,17 +338,28 @@ impl EndpointStore {
                     tracing::error!(field = %field.chars().take(80).collect::<String>(), "a field of the endpoints hash is not an endpoint id; ignored");
                     return None;
                 };
-                Some(match serde_json::from_slice::<RoutingFields>(&json) {
-                    Ok(f) => Route::Known { id, enabled: f.enabled, events: f.events },
-                    Err(e) => Route::Unreadable {
-                        reason: format!("endpoint {id} in Redis is unreadable: {}", describe_json_error(&e)),
-                        id,
-                    },
-                })
+                Some(route_of(id, &json))
             })
             .collect();
         routes.sort_by(|a, b| a.id().cmp(b.id()));
         Ok(routes)
+    }
+
+    /// The route of one endpoint, `None` if there is no such id.
+    pub async fn route(&self, id: &EndpointId) -> Result<Option<Route>, StoreError> {
+        let mut conn = self.conn.clone();
+        let json: Option<Vec<u8>> = conn.hget(self.keys.endpoints(), id.as_str()).await?;
+        Ok(json.map(|j| route_of(id.clone(), &j)))
+    }
+}
+
+fn route_of(id: EndpointId, json: &[u8]) -> Route {
+    match serde_json::from_slice::<RoutingFields>(json) {
+        Ok(f) => Route::Known { id, enabled: f.enabled, events: f.events, rules: Box::new(f.rules) },
+        Err(e) => Route::Unreadable {
+            reason: format!("endpoint {id} in Redis is unreadable: {}", describe_json_error(&e)),
+            id,
+        },
     }
 }
 
@@ -350,5 +377,17 @@ mod tests {
         let described = StoreError::Corrupt { id: "ep_x".into(), source: e }.to_string();
         assert!(!described.contains("SECRETTOKEN"), "{described}");
         assert!(described.contains("wrong shape"), "{described}");
+    }
+
+    #[test]
+    fn a_record_stored_before_rules_existed_routes_with_the_defaults() {
+        let old = br#"{"id":"ep_01JSAMPLE0000000000000000","name":"x","channel":"webhook","target":{"url":"https://a.example/x"},
+            "events":["finding.new"],"enabled":true,"created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}"#;
+        let id: EndpointId = "ep_01JSAMPLE0000000000000000".parse().expect("id");
+        let Route::Known { rules, .. } = route_of(id, old) else { panic!("routable") };
+        assert!(rules.is_default());
+        let ep: Endpoint = serde_json::from_slice(old).expect("the endpoint reads too");
+        assert!(ep.rules.is_default());
+        assert!(!serde_json::to_string(&ep).expect("json").contains("rules"), "defaults are not written");
     }
 }

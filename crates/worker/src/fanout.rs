@@ -1,27 +1,102 @@
 //! Fan-out: one event becomes one delivery job per enabled endpoint subscribed to its kind, so
 //! endpoints fail, retry and dead-letter independently. Routing reads only the endpoint's
-//! subscription, never its sealed URL or secret: an endpoint this worker cannot open still gets
-//! its delivery, which then fails with the reason instead of being skipped.
+//! subscription and rules, never its sealed URL or secret: an endpoint this worker cannot open
+//! still gets its delivery, which then fails with the reason instead of being skipped.
+//!
+//! An endpoint's rules (`entraguard_core::rules`) make the plan: tenants and the severity floor
+//! filter; a dedupe window, quiet hours and a scan digest turn a delivery into a checked send, a
+//! held send or a collected finding, and a scan's end flushes its digests. The plan is carried
+//! out with the event's acknowledgement in one Redis step ([`Queue::route`]); an event no rule
+//! touches takes the plain acknowledgement, at the same cost as before rules existed.
+//!
+//! [`Queue::route`]: entraguard_core::queue::Queue::route
 
-use entraguard_core::event::Event;
-use entraguard_core::job::{DeliveryJob, Job};
-use entraguard_core::queue::DeadLetterDraft;
+use entraguard_core::digest::{DigestItem, DigestReason, DigestRef, SCAN_END_GRACE};
+use entraguard_core::event::{Event, EventKind};
+use entraguard_core::job::{DeliveryJob, DigestDueJob, Job};
+use entraguard_core::queue::{DeadLetterDraft, Dedupe, RouteStep};
 use entraguard_core::store::Route;
 use tracing::error;
 
 use crate::context::Ctx;
 use crate::persist::{persist, record};
 
-/// The deliveries `event` needs, given every stored endpoint's route. An
-/// `endpoint.health_changed` event never goes to the endpoint it is about (a broken endpoint
-/// would only park news of its own breakage).
+/// The deliveries `event` needs, given every stored endpoint's route, without the rules that
+/// need Redis (dedupe, quiet hours, digests: see [`plan`]). An `endpoint.health_changed` event
+/// never goes to the endpoint it is about (a broken endpoint would only park news of its own
+/// breakage).
 pub fn fan_out(event: &Event, routes: &[Route]) -> Vec<DeliveryJob> {
     let about = event.about_endpoint();
     routes
         .iter()
         .filter(|r| r.wants(event.kind()) && about != Some(r.id().as_str()))
+        .filter(|r| r.rules().is_none_or(|rules| rules.admits(event)))
         .map(|r| DeliveryJob::new(event.clone(), r.id().clone()))
         .collect()
+}
+
+/// Whether planning `event` needs Redis's clock (an endpoint it goes to keeps quiet hours).
+pub fn needs_clock(event: &Event, routes: &[Route]) -> bool {
+    routes.iter().any(|r| r.wants(event.kind()) && r.rules().is_some_and(|rules| rules.quiet_hours.is_some()))
+}
+
+/// What fan-out does for `event` at `now_ms` (Redis's clock; `None` when no endpoint keeps
+/// quiet hours): per endpoint, a send (checked against its dedupe window, held through its
+/// quiet hours), a finding collected into its scan's digest, or nothing (other tenant, below
+/// the floor, not subscribed); and, for a scan's end, a flush of every digest of that scan.
+pub fn plan(event: &Event, routes: &[Route], now_ms: Option<i64>) -> Vec<RouteStep> {
+    let about = event.about_endpoint();
+    let urgent = event.is_urgent();
+    let scan_end = match event.kind() {
+        EventKind::ScanCompleted => Some(DigestReason::ScanCompleted),
+        EventKind::ScanFailed => Some(DigestReason::ScanFailed),
+        _ => None,
+    };
+    let mut steps = Vec::new();
+    for route in routes {
+        let id = route.id();
+        let Some(rules) = route.rules() else {
+            if route.wants(event.kind()) {
+                let job = Job::Delivery(DeliveryJob::new(event.clone(), id.clone())).encode();
+                steps.push(RouteStep::Send {
+                    endpoint: id.to_string(),
+                    job,
+                    urgent,
+                    hold_until: None,
+                    dedupe: None,
+                });
+            }
+            continue;
+        };
+        // The end of a scan flushes its digests, whether or not the endpoint hears of scans.
+        if let (Some(reason), Some(scan), Some(_)) = (scan_end, &event.scan_id, &rules.digest)
+            && rules.admits(event)
+        {
+            let digest = DigestRef::new(id.clone(), event, scan);
+            let timer = Job::DigestDue(DigestDueJob { digest: digest.clone(), reason }).encode();
+            steps.push(RouteStep::Flush { digest, timer, grace: SCAN_END_GRACE });
+        }
+        if !route.wants(event.kind()) || about == Some(id.as_str()) || !rules.admits(event) {
+            continue;
+        }
+        let dedupe = rules.dedupe(event).map(|(member, window)| Dedupe { member, window });
+        if rules.digests(event)
+            && let (Some(rule), Some(scan), Some(item)) =
+                (&rules.digest, &event.scan_id, DigestItem::of(event))
+        {
+            let digest = DigestRef::new(id.clone(), event, scan);
+            let timer =
+                Job::DigestDue(DigestDueJob { digest: digest.clone(), reason: DigestReason::MaxWait })
+                    .encode();
+            let item = serde_json::to_string(&item).unwrap_or_default();
+            steps.push(RouteStep::Collect { digest, item, timer, max_wait: rule.max_wait, dedupe });
+            continue;
+        }
+        let hold_until = now_ms.and_then(|now| rules.hold_until(event, now));
+        let job = Job::Delivery(DeliveryJob::new(event.clone(), id.clone())).encode();
+        steps.push(RouteStep::Send { endpoint: id.to_string(), job, urgent, hold_until, dedupe });
+    }
+    steps
 }
 
 /// The fan-out step: an event job is replaced by its deliveries, in one step (an invalid event
@@ -39,12 +114,55 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], event: Event) {
         return;
     }
     let routes = persist("read endpoints", || ctx.endpoints.routes(&ctx.store)).await;
-    let deliveries: Vec<String> =
-        fan_out(&event, &routes).into_iter().map(|d| Job::Delivery(d).encode()).collect();
-    let urgent = if event.is_urgent() { deliveries.len() } else { 0 };
-    if record(ctx, "fan-out", || ctx.queue.ack(&ctx.worker, raw, urgent, &deliveries)).await {
+    let now_ms = if needs_clock(&event, &routes) {
+        Some(persist("read redis time", || ctx.queue.redis_time_ms()).await)
+    } else {
+        None
+    };
+    let steps = plan(&event, &routes, now_ms);
+    let plain = steps.iter().all(|s| matches!(s, RouteStep::Send { hold_until: None, dedupe: None, .. }));
+    if plain {
+        // No rule needs Redis: the plain acknowledgement, as cheap as before rules existed.
+        let deliveries: Vec<String> = steps
+            .into_iter()
+            .filter_map(|s| match s {
+                RouteStep::Send { job, .. } => Some(job),
+                _ => None,
+            })
+            .collect();
+        let urgent = if event.is_urgent() { deliveries.len() } else { 0 };
+        if record(ctx, "fan-out", || ctx.queue.ack(&ctx.worker, raw, urgent, &deliveries)).await {
+            crate::metrics::fanned_out();
+            tracing::debug!(deliveries = deliveries.len(), "event fanned out");
+        }
+        return;
+    }
+    let routed = std::sync::Mutex::new(None);
+    let done = record(ctx, "fan-out", || async {
+        let r = ctx.queue.route(&ctx.worker, raw, &steps).await?;
+        if let Ok(mut slot) = routed.lock() {
+            *slot = r;
+        }
+        Ok(r.is_some())
+    })
+    .await;
+    if done {
         crate::metrics::fanned_out();
-        tracing::debug!(deliveries = deliveries.len(), "event fanned out");
+        if let Some(r) = routed.into_inner().ok().flatten() {
+            crate::metrics::routed(&r);
+            if r.held + r.collected + r.flushed > 0 {
+                // New in the delayed set, perhaps due before what the promoter waits for.
+                ctx.promoter_wake.notify_one();
+            }
+            tracing::debug!(
+                sent = r.sent,
+                held = r.held,
+                collected = r.collected,
+                flushed = r.flushed,
+                suppressed = r.suppressed,
+                "event fanned out with rules"
+            );
+        }
     }
 }
 
@@ -55,7 +173,12 @@ mod tests {
     use entraguard_core::ids::EndpointId;
 
     fn route(events: &[EventKind], enabled: bool) -> Route {
-        Route::Known { id: EndpointId::generate(), enabled, events: events.iter().copied().collect() }
+        Route::Known {
+            id: EndpointId::generate(),
+            enabled,
+            events: events.iter().copied().collect(),
+            rules: Box::default(),
+        }
     }
 
     #[test]
@@ -97,5 +220,74 @@ mod tests {
         let jobs = fan_out(&event, &routes);
         assert_eq!(jobs.len(), 1);
         assert_eq!(&jobs[0].endpoint_id, routes[1].id());
+    }
+
+    fn ruled(events: &[EventKind], rules: &str) -> Route {
+        let rules = serde_json::from_str::<entraguard_core::rules::RulesDraft>(rules)
+            .expect("draft")
+            .validate()
+            .expect("valid rules");
+        Route::Known {
+            id: EndpointId::generate(),
+            enabled: true,
+            events: events.iter().copied().collect(),
+            rules: Box::new(rules),
+        }
+    }
+
+    fn finding(severity: &str) -> Event {
+        Event::from_json(
+            format!(
+                r#"{{"event":"finding.new","tenant_id":"t","scan_id":"s1","finding":{{"id":"F","title":"t",
+                "severity":"{severity}","category":"c","remediation_url":"https://x.example/findings/F"}}}}"#
+            )
+            .as_bytes(),
+        )
+        .expect("valid event")
+    }
+
+    #[test]
+    fn the_plan_collects_digested_findings_sends_the_rest_and_a_scan_end_flushes_unsubscribed_digests() {
+        let digesting = ruled(&[EventKind::FindingNew], r#"{"digest":["low"],"dedupe_window":"1h"}"#);
+        let other_tenant = ruled(
+            &[EventKind::FindingNew, EventKind::ScanCompleted],
+            r#"{"tenants":["u"],"digest":["low"]}"#,
+        );
+        let plain = route(&[EventKind::FindingNew], true);
+        let routes = vec![digesting.clone(), other_tenant, plain];
+        let steps = plan(&finding("low"), &routes, None);
+        assert_eq!(steps.len(), 2, "{steps:?}");
+        assert!(
+            matches!(&steps[0], RouteStep::Collect { dedupe: Some(_), digest, .. } if &digest.endpoint_id == digesting.id())
+        );
+        assert!(matches!(&steps[1], RouteStep::Send { dedupe: None, hold_until: None, .. }));
+        let steps = plan(&finding("high"), &routes, None);
+        assert!(matches!(&steps[0], RouteStep::Send { urgent: true, dedupe: Some(_), .. }), "{steps:?}");
+        let end = Event::from_json(
+            br#"{"event":"scan.completed","tenant_id":"t","scan_id":"s1","scan":{"run_id":"r","kind":"full","environment":"e","score":90,"grade":"A"}}"#,
+        )
+        .expect("valid");
+        let steps = plan(&end, &routes, None);
+        assert_eq!(steps.len(), 1, "only the digesting endpoint of this tenant flushes: {steps:?}");
+        assert!(
+            matches!(&steps[0], RouteStep::Flush { digest, grace, .. } if &digest.endpoint_id == digesting.id() && *grace == SCAN_END_GRACE)
+        );
+    }
+
+    #[test]
+    fn quiet_hours_hold_sends_by_redis_time() {
+        let quiet = ruled(
+            &[EventKind::FindingNew],
+            r#"{"quiet_hours":{"time_zone":"UTC","from":"22:00","to":"06:00"}}"#,
+        );
+        assert!(needs_clock(&finding("low"), std::slice::from_ref(&quiet)));
+        let at_23 = 1_768_604_400_000; // 2026-01-16T23:00:00Z
+        let steps = plan(&finding("low"), std::slice::from_ref(&quiet), Some(at_23));
+        assert!(
+            matches!(&steps[0], RouteStep::Send { hold_until: Some(t), .. } if *t == at_23 + 7 * 3_600_000),
+            "{steps:?}"
+        );
+        let steps = plan(&finding("critical"), std::slice::from_ref(&quiet), Some(at_23));
+        assert!(matches!(&steps[0], RouteStep::Send { hold_until: None, .. }));
     }
 }

@@ -12,6 +12,7 @@ pub mod channel;
 pub mod config;
 mod context;
 pub mod delivery;
+mod digest;
 pub mod endpoints;
 pub mod fanout;
 pub mod gate;

@@ -22,10 +22,15 @@ pub const QUEUE_PROCESSING: &str = "entraguard_queue_processing";
 pub const QUEUE_SCHEDULED: &str = "entraguard_queue_scheduled_retries";
 pub const QUEUE_DEAD: &str = "entraguard_queue_dead_letters";
 pub const WORKERS: &str = "entraguard_workers";
+pub const QUEUE_DIGESTS: &str = "entraguard_queue_digests";
 pub const REDIS_FULL: &str = "entraguard_redis_full";
 pub const BREAKER_OPEN: &str = "entraguard_endpoint_breaker_open";
 pub const ENDPOINT_PARKED: &str = "entraguard_endpoint_parked";
 pub const HANDED_BACK: &str = "entraguard_stranded_jobs_handed_back_total";
+pub const SUPPRESSED: &str = "entraguard_deliveries_suppressed_total";
+pub const HELD: &str = "entraguard_deliveries_held_total";
+pub const DIGESTED: &str = "entraguard_findings_digested_total";
+pub const DIGESTS_SENT: &str = "entraguard_digests_total";
 
 /// The process-wide recorder, installed on first use (tests run several workers in one process).
 pub fn handle() -> &'static PrometheusHandle {
@@ -87,6 +92,7 @@ pub fn queue(stats: &QueueStats) {
     gauge!(QUEUE_SCHEDULED).set(stats.scheduled as f64);
     gauge!(QUEUE_DEAD).set(stats.dead as f64);
     gauge!(WORKERS).set(stats.workers as f64);
+    gauge!(QUEUE_DIGESTS).set(stats.digests as f64);
 }
 
 /// Per endpoint, read at scrape time: 1 while its breaker is not closed (open, half-open or
@@ -96,5 +102,22 @@ pub fn breakers(overview: &[(String, entraguard_core::breaker::BreakerState, u64
         let open = *state != entraguard_core::breaker::BreakerState::Closed;
         gauge!(BREAKER_OPEN, "endpoint" => id.clone()).set(if open { 1.0 } else { 0.0 });
         gauge!(ENDPOINT_PARKED, "endpoint" => id.clone()).set(*parked as f64);
+    }
+}
+
+/// What fan-out with rules did: sends kept back by a dedupe window, held through quiet hours,
+/// findings collected into digests.
+pub fn routed(r: &entraguard_core::queue::Routed) {
+    counter!(SUPPRESSED, "reason" => "dedupe").increment(r.suppressed);
+    counter!(HELD, "reason" => "quiet_hours").increment(r.held);
+    counter!(DIGESTED).increment(r.collected);
+}
+
+/// A digest became its delivery (`reason`: `scan.completed`, `scan.failed`, `max_wait`); `held`
+/// when quiet hours hold it.
+pub fn digest_sent(reason: &'static str, held: bool) {
+    counter!(DIGESTS_SENT, "reason" => reason).increment(1);
+    if held {
+        counter!(HELD, "reason" => "quiet_hours").increment(1);
     }
 }

@@ -322,6 +322,15 @@ async fn handle_job(ctx: &Ctx, raw: &[u8]) {
             );
             crate::attempt::deliver(ctx, raw, job).instrument(span).await;
         }
+        Ok(Job::DigestDue(job)) => {
+            let span = info_span!("digest_due", endpoint_id = %job.digest.endpoint_id, scan_id = %job.digest.scan_id);
+            crate::digest::due(ctx, raw, job).instrument(span).await;
+        }
+        Ok(Job::Digest(job)) => {
+            let span =
+                info_span!("digest", endpoint_id = %job.digest.endpoint_id, scan_id = %job.digest.scan_id);
+            crate::digest::send(ctx, raw, job).instrument(span).await;
+        }
     }
 }
 

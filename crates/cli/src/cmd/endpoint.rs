@@ -99,6 +99,8 @@ pub struct AddArgs {
     /// Create it disabled.
     #[arg(long)]
     disabled: bool,
+    #[command(flatten)]
+    rules: Box<super::rules::RulesArgs>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,6 +148,8 @@ pub struct UpdateArgs {
     /// Teams card: message_card or adaptive_card.
     #[arg(long)]
     teams_format: Option<String>,
+    #[command(flatten)]
+    rules: Box<super::rules::RulesArgs>,
 }
 
 fn parse_id(id: &str) -> Result<EndpointId, Failure> {
@@ -156,7 +160,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
     let (queue, store) = global.store().await?;
     match command {
         Command::Add(a) => {
-            let draft = EndpointDraft {
+            let mut draft = EndpointDraft {
                 name: a.name,
                 channel: a.channel,
                 target: a.target,
@@ -166,7 +170,9 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 enabled: !a.disabled,
                 secret: a.secret.resolve()?,
                 teams_format: a.teams_format,
+                rules: Default::default(),
             };
+            a.rules.apply(&mut draft.rules).map_err(|e| usage(anyhow::anyhow!(e)))?;
             let ep = draft.validate(global.policy()).map_err(usage)?;
             store.put(&ep).await?;
             print_one(global, &ep, true);
@@ -197,13 +203,18 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             let id = parse_id(&id)?;
             let ep = store.get(&id).await?.ok_or_else(|| anyhow::anyhow!("endpoint {id} not found"))?;
             let breaker = queue.breaker_status(&id).await?;
+            let suppressed = queue.suppressed_count(&id).await?;
             if global.json {
                 let mut v = serde_json::to_value(ep.view()).map_err(anyhow::Error::from)?;
                 v["breaker"] = serde_json::to_value(&breaker).map_err(anyhow::Error::from)?;
+                v["suppressed"] = suppressed.into();
                 output::json(&v);
             } else {
                 print_one(global, &ep, false);
                 print_breaker(&breaker);
+                if ep.rules.dedupe_window.is_some() || suppressed > 0 {
+                    println!("suppressed: {suppressed} finding event(s) kept back by the dedupe window");
+                }
             }
         }
         Command::Reset { id } => {
@@ -243,6 +254,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             if let Some(f) = u.teams_format {
                 draft.teams_format = Some(f);
             }
+            u.rules.apply(&mut draft.rules).map_err(|e| usage(anyhow::anyhow!(e)))?;
             let mut ep =
                 draft.validate_as(current.id.clone(), current.created_at, global.policy()).map_err(usage)?;
             if ep.secret == current.secret {
@@ -407,6 +419,7 @@ fn print_one(global: &Global, ep: &Endpoint, show_warnings: bool) {
     if let Some(f) = v.teams_format {
         println!("teams:     {f:?}");
     }
+    super::rules::print(&v.rules);
     println!("created:   {}", v.created_at);
     println!("updated:   {}", v.updated_at);
     if show_warnings {

@@ -3,4 +3,5 @@
 pub mod dlq;
 pub mod endpoint;
 pub mod publish;
+pub mod rules;
 pub mod stats;

@@ -9,7 +9,17 @@ pub async fn run(global: &Global) -> Result<(), Failure> {
         output::json(&stats);
     } else {
         output::table(
-            &["ready", "retrying", "parked", "processing", "scheduled", "dead", "workers", "endpoints"],
+            &[
+                "ready",
+                "retrying",
+                "parked",
+                "processing",
+                "scheduled",
+                "dead",
+                "workers",
+                "endpoints",
+                "digests",
+            ],
             &[vec![
                 stats.ready.to_string(),
                 stats.retrying.to_string(),
@@ -19,6 +29,7 @@ pub async fn run(global: &Global) -> Result<(), Failure> {
                 stats.dead.to_string(),
                 stats.workers.to_string(),
                 stats.endpoints.to_string(),
+                stats.digests.to_string(),
             ]],
         );
     }

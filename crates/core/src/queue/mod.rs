@@ -25,6 +25,7 @@
 //! Finished jobs are deleted; only dead letters stay, in their own documented structure.
 
 mod dead_letter;
+mod fatigue;
 mod history;
 
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub use dead_letter::{
     DeadLetter, DeadLetterDraft, DeadLetterSummary, JOB_SHOW_MAX, ReplayFilter, ReplayOutcome, ReplaySummary,
     SUMMARY_TEXT_MAX,
 };
+pub use fatigue::{Dedupe, RouteStep, Routed};
 
 use crate::keys::KeySpace;
 use crate::redis_conn::{RedisConfig, connect};
@@ -210,12 +212,16 @@ pub struct QueueStats {
     /// Deliveries waiting in endpoint lanes (their endpoint at its cap or paced).
     pub parked: u64,
     pub processing: u64,
-    /// Retries waiting for their due time (the `delayed` set): one name, `scheduled`, in the CLI
-    /// table, its JSON, the API and the metric (`entraguard_queue_scheduled_retries`).
+    /// Retries waiting for their due time (the `delayed` set, which also holds quiet-hour holds
+    /// and digest timers): one name, `scheduled`, in the CLI table, its JSON, the API and the
+    /// metric (`entraguard_queue_scheduled_retries`).
     pub scheduled: u64,
     pub dead: u64,
     pub workers: u64,
     pub endpoints: u64,
+    /// Scan digests collecting findings (their findings wait in Redis until the scan ends).
+    #[serde(default)]
+    pub digests: u64,
 }
 
 /// A handle on the queue of one key space. Cheap to clone; all clones share one multiplexed,
@@ -826,7 +832,18 @@ impl Queue {
         };
         let processing = sum_of(listed.iter().map(|w| self.keys.processing(w)).collect()).await?;
         let parked = sum_of(lanes.iter().map(|e| self.keys.lane(e)).collect()).await?;
-        Ok(QueueStats { ready, retrying, parked, processing, scheduled, dead, workers: live, endpoints })
+        let digests = self.open_digests().await?;
+        Ok(QueueStats {
+            ready,
+            retrying,
+            parked,
+            processing,
+            scheduled,
+            dead,
+            workers: live,
+            endpoints,
+            digests,
+        })
     }
 }
 

@@ -57,6 +57,17 @@ fn subject(event: &Event, s: &Summary) -> String {
                 report.framework, report.score
             )
         }
+        EventBody::FindingDigest { digest } => format!(
+            "[EntraGuard] Digest for {tenant}: {} finding{}{}{}",
+            digest.total,
+            if digest.total == 1 { "" } else { "s" },
+            digest
+                .counts
+                .highest()
+                .map(|h| format!(", highest {}", h.as_str().to_uppercase()))
+                .unwrap_or_default(),
+            event.scan_id.as_ref().map(|s| format!(" in scan {s}")).unwrap_or_default()
+        ),
         EventBody::EndpointHealthChanged { endpoint } => format!(
             "[EntraGuard] Endpoint {} is {}: {} deliver{} parked",
             endpoint.name,
@@ -79,6 +90,15 @@ fn text(s: &Summary) -> String {
         out.push_str("\nAffected:\n");
         for a in shown {
             out.push_str(&format!("  - {a}\n"));
+        }
+        if *more > 0 {
+            out.push_str(&format!("  … and {more} more\n"));
+        }
+    }
+    if let Some((lines, more)) = &s.findings {
+        out.push_str("\nFindings:\n");
+        for l in lines {
+            out.push_str(&format!("  {}\n", l.text()));
         }
         if *more > 0 {
             out.push_str(&format!("  … and {more} more\n"));
@@ -125,6 +145,28 @@ fn html(s: &Summary) -> String {
             affected.push_str(&format!("<li>… and {more} more</li>"));
         }
         affected.push_str("</ul>");
+    }
+    if let Some((lines, more)) = &s.findings {
+        let cell = "padding:4px 12px 4px 0;border-bottom:1px solid #e5e7eb;vertical-align:top";
+        affected.push_str(&format!(
+            "<table style=\"border-collapse:collapse;margin-top:16px\"><tr><th style=\"{cell};text-align:left\">Severity</th><th style=\"{cell};text-align:left\">Finding</th><th style=\"{cell};text-align:left\">Title</th></tr>"
+        ));
+        for l in lines {
+            let change = l.change.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
+            affected.push_str(&format!(
+                "<tr><td style=\"{cell};color:#{}\">{}</td><td style=\"{cell}\"><a href=\"{}\">{}</a></td><td style=\"{cell}\">{}{}</td></tr>",
+                super::summary::severity_colour(l.severity),
+                esc(l.severity.as_str()),
+                esc(&l.url),
+                esc(&l.id),
+                esc(&l.title),
+                esc(&change)
+            ));
+        }
+        if *more > 0 {
+            affected.push_str(&format!("<tr><td colspan=\"3\" style=\"{cell}\">… and {more} more</td></tr>"));
+        }
+        affected.push_str("</table>");
     }
     let button = s
         .link

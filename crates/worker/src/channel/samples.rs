@@ -113,8 +113,41 @@ pub(crate) fn all() -> Vec<(&'static str, Event)> {
         finding_severity_changed(),
         compliance_report_ready(),
         endpoint_health_changed(),
+        finding_digest(),
     ]
     .into_iter()
     .map(|e| (e.kind().as_str(), e))
     .collect()
+}
+
+/// A digest of one scan: one medium and 52 low findings (50 listed, "and 3 more").
+pub(crate) fn finding_digest() -> Event {
+    let item = |i: usize, severity: Severity| entraguard_core::digest::DigestItem {
+        kind: entraguard_core::event::EventKind::FindingNew,
+        id: format!("APP-{i:03}"),
+        title: format!("Application with unused credentials #{i}"),
+        severity,
+        previous_severity: None,
+        category: "applications".into(),
+        affected_count: 1,
+        remediation_url: url(&format!("https://entraguard.example.com/api/entraguard/findings/APP-{i:03}")),
+    };
+    let mut items: Vec<_> = (1..=52).map(|i| item(i, Severity::Low)).collect();
+    items.insert(7, item(100, Severity::Medium));
+    let template = envelope(EventBody::ScanFailed {
+        scan: ScanFailed {
+            run_id: "r".into(),
+            kind: ScanKind::Full,
+            environment: "e".into(),
+            error: ScanError { kind: ScanErrorKind::Network, message: "m".into() },
+        },
+    });
+    let r = entraguard_core::digest::DigestRef::new(
+        "ep_01JSAMPLE0000000000000000".parse().expect("sample endpoint id"),
+        &template,
+        "scan_2026-04-28T07:00Z",
+    );
+    let built =
+        entraguard_core::digest::build(&r, entraguard_core::digest::DigestReason::ScanCompleted, items);
+    envelope(built.body)
 }

@@ -33,6 +33,25 @@ fn render_summary(s: &Summary, event: &Event) -> Value {
     if let Some(affected) = s.affected_text("\n") {
         fields.push(json!({ "title": "Affected", "value": esc(&affected), "short": false }));
     }
+    if let Some((lines, more)) = &s.findings {
+        let mut list: Vec<String> = lines
+            .iter()
+            .map(|l| {
+                let change = l.change.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
+                format!(
+                    "• *{}* {} {}{}",
+                    l.severity.as_str().to_uppercase(),
+                    esc(&l.id),
+                    esc(&l.title),
+                    esc(&change)
+                )
+            })
+            .collect();
+        if *more > 0 {
+            list.push(format!("… and {more} more"));
+        }
+        fields.push(json!({ "title": "Findings", "value": list.join("\n"), "short": false }));
+    }
     let mut attachment = json!({
         "color": format!("#{}", s.colour),
         "fallback": s.headline(),

@@ -31,7 +31,34 @@ pub struct Summary {
     pub affected: Option<(Vec<String>, usize)>,
     /// (label, URL) of the deep link.
     pub link: Option<(&'static str, String)>,
+    /// A digest's findings, most severe first, and how many more there are.
+    pub findings: Option<(Vec<DigestLine>, u64)>,
 }
+
+/// One finding as a digest lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestLine {
+    pub severity: Severity,
+    pub id: String,
+    pub title: String,
+    /// "medium → high" for a severity change.
+    pub change: Option<String>,
+    pub url: String,
+}
+
+impl DigestLine {
+    /// "HIGH PIM-002 Excessive permanent privileged roles (medium → high)".
+    pub fn text(&self) -> String {
+        let mut t = format!("{} {} {}", self.severity.as_str().to_uppercase(), self.id, self.title);
+        if let Some(c) = &self.change {
+            t.push_str(&format!(" ({c})"));
+        }
+        t
+    }
+}
+
+/// Longest finding title a digest line shows.
+pub const MAX_DIGEST_TITLE: usize = 120;
 
 impl Summary {
     /// "EntraGuard finding — PIM-002 Excessive permanent privileged roles (medium → high)".
@@ -127,6 +154,7 @@ pub fn summarize(event: &Event) -> Summary {
             facts: finding_facts(event, finding, finding.severity.to_string()),
             affected: affected(finding),
             link: Some(("View finding", finding.remediation_url.to_string())),
+            findings: None,
         },
         EventBody::FindingSeverityChanged { finding } => {
             let prev = finding.previous_severity.unwrap_or(finding.severity);
@@ -149,6 +177,7 @@ pub fn summarize(event: &Event) -> Summary {
                 facts: finding_facts(event, finding, format!("{prev} → {}", finding.severity)),
                 affected: affected(finding),
                 link: Some(("View finding", finding.remediation_url.to_string())),
+                findings: None,
             }
         }
         EventBody::ScanCompleted { scan } => Summary {
@@ -167,6 +196,7 @@ pub fn summarize(event: &Event) -> Summary {
             ],
             affected: None,
             link: None,
+            findings: None,
         },
         EventBody::ScanFailed { scan } => Summary {
             emoji: ":x:",
@@ -183,6 +213,7 @@ pub fn summarize(event: &Event) -> Summary {
             ],
             affected: None,
             link: None,
+            findings: None,
         },
         EventBody::ComplianceReportReady { report } => Summary {
             emoji: ":clipboard:",
@@ -200,6 +231,7 @@ pub fn summarize(event: &Event) -> Summary {
             ],
             affected: None,
             link: Some(("Open report", report.url.to_string())),
+            findings: None,
         },
         EventBody::EndpointHealthChanged { endpoint } => {
             let (emoji, colour, detail) = match endpoint.state {
@@ -231,6 +263,39 @@ pub fn summarize(event: &Event) -> Summary {
                 facts,
                 affected: None,
                 link: None,
+                findings: None,
+            }
+        }
+        EventBody::FindingDigest { digest } => {
+            let highest = digest.counts.highest();
+            let mut facts = vec![("Findings", counts_text(&digest.counts)), ("Tenant", tenant.clone())];
+            if let Some(scan) = &event.scan_id {
+                facts.push(("Scan", scan.clone()));
+            }
+            facts.push(("Sent because", digest.reason.as_str().to_owned()));
+            let lines = digest
+                .findings
+                .iter()
+                .map(|f| DigestLine {
+                    severity: f.severity,
+                    id: cut(&f.id, 100),
+                    title: cut(&f.title, MAX_DIGEST_TITLE),
+                    change: f.previous_severity.map(|p| format!("{p} → {}", f.severity)),
+                    url: f.remediation_url.to_string(),
+                })
+                .collect();
+            Summary {
+                emoji: ":bookmark_tabs:",
+                label: "EntraGuard findings digest".into(),
+                subject: format!("{} finding{}", digest.total, if digest.total == 1 { "" } else { "s" }),
+                detail: event.scan_id.as_ref().map(|s| format!("in scan {s}")),
+                colour: highest.map_or(GREY, severity_colour),
+                severity: highest,
+                tenant: tenant.clone(),
+                facts,
+                affected: None,
+                link: digest.scan_url.as_ref().map(|u| ("View scan", u.to_string())),
+                findings: Some((lines, digest.more)),
             }
         }
     };

@@ -65,6 +65,10 @@ pub fn render(event: &Event, format: TeamsFormat) -> Value {
     let mut small = s.clone();
     small.facts = small.facts.into_iter().map(|(k, v)| (k, super::summary::cut(&v, 200))).collect();
     small.affected = small.affected.map(|(shown, more)| (shown.into_iter().take(3).collect(), more + 7));
+    small.findings = small.findings.map(|(lines, more)| {
+        let cut = lines.len().saturating_sub(10) as u64;
+        (lines.into_iter().take(10).collect(), more + cut)
+    });
     match format {
         TeamsFormat::MessageCard => message_card(&small),
         TeamsFormat::AdaptiveCard => adaptive_card(&small),
@@ -97,6 +101,16 @@ fn facts(s: &Summary) -> Vec<(String, String)> {
     f
 }
 
+/// A digest's findings as a markdown list, one line each, then "… and N more".
+fn findings_text(s: &Summary) -> Option<String> {
+    let (lines, more) = s.findings.as_ref()?;
+    let mut out: Vec<String> = lines.iter().map(|l| format!("- {}", esc(&l.text()))).collect();
+    if *more > 0 {
+        out.push(format!("- … and {more} more"));
+    }
+    Some(out.join("\n"))
+}
+
 fn message_card(s: &Summary) -> Value {
     let facts: Vec<Value> =
         facts(s).into_iter().map(|(name, value)| json!({ "name": name, "value": value })).collect();
@@ -111,6 +125,9 @@ fn message_card(s: &Summary) -> Value {
             "facts": facts,
         }],
     });
+    if let (Some(text), Some(sections)) = (findings_text(s), card["sections"].as_array_mut()) {
+        sections.push(json!({ "title": "Findings", "text": text }));
+    }
     if let Some((label, url)) = &s.link {
         card["potentialAction"] =
             json!([{ "@type": "OpenUri", "name": label, "targets": [{ "os": "default", "uri": url }] }]);
@@ -138,6 +155,10 @@ fn adaptive_card(s: &Summary) -> Value {
             { "type": "FactSet", "facts": facts },
         ],
     });
+    if let (Some(text), Some(body)) = (findings_text(s), content["body"].as_array_mut()) {
+        body.push(json!({ "type": "TextBlock", "text": "Findings", "weight": "Bolder", "wrap": true }));
+        body.push(json!({ "type": "TextBlock", "text": text, "wrap": true, "spacing": "Small" }));
+    }
     if let Some((label, url)) = &s.link {
         content["actions"] = json!([{ "type": "Action.OpenUrl", "title": label, "url": url }]);
     }
@@ -197,6 +218,7 @@ mod tests {
             enabled: true,
             secret: None,
             teams_format: format.map(str::to_owned),
+            rules: Default::default(),
         }
         .validate(TargetPolicy::default())
         .expect("valid")
@@ -283,5 +305,22 @@ mod tests {
             Outcome::Retryable { retry_after: Some(_), .. }
         ));
         assert!(matches!(classify(502, "", None), Outcome::Retryable { .. }));
+    }
+
+    #[test]
+    fn a_digest_of_fifty_long_findings_stays_within_the_card_limit() {
+        let mut e = samples::finding_digest();
+        if let entraguard_core::event::EventBody::FindingDigest { digest } = &mut e.body {
+            for f in &mut digest.findings {
+                f.title = "T".repeat(4000);
+                f.id = "I".repeat(4000);
+            }
+        }
+        for format in [TeamsFormat::MessageCard, TeamsFormat::AdaptiveCard] {
+            let n = serde_json::to_vec(&render(&e, format)).expect("json").len();
+            assert!(n <= MAX_CARD_BYTES, "{format:?}: {n} bytes");
+        }
+        let slack = serde_json::to_vec(&crate::channel::slack::render(&e)).expect("json").len();
+        assert!(slack < 40_000, "slack: {slack} bytes");
     }
 }

@@ -1,0 +1,273 @@
+//! The Redis side of the alert-fatigue rules (issue 15): fan-out with dedupe, quiet-hour holds
+//! and digest collection in one step with the event's acknowledgement, and a digest's flush and
+//! delivery, each one step. Scripts live beside this file; they declare `allow-oom` like every
+//! script a worker runs.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Script;
+
+use super::{Queue, QueueError, WorkerId};
+use crate::digest::DigestRef;
+
+static ROUTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("route.lua")));
+static DIGEST_DUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("digest_due.lua")));
+static DIGEST_SEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("digest_send.lua")));
+
+/// Most findings of one digest a worker reads in one command.
+const DIGEST_READ_CHUNK: isize = 1000;
+
+/// One thing fan-out does for one endpoint (see `route.lua`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteStep {
+    /// Push a delivery job now (urgent: to the front), or hold it until `hold_until` (Unix ms,
+    /// Redis clock).
+    Send { endpoint: String, job: String, urgent: bool, hold_until: Option<i64>, dedupe: Option<Dedupe> },
+    /// Append a finding to a digest; a new digest is flushed after `max_wait` at the latest by
+    /// `timer` (a `digest_due.v1` job).
+    Collect { digest: DigestRef, item: String, timer: String, max_wait: Duration, dedupe: Option<Dedupe> },
+    /// A digest's scan ended: flush it after `grace` with `timer` (a `digest_due.v1` job), so
+    /// findings of the scan other workers are still fanning out join it.
+    Flush { digest: DigestRef, timer: String, grace: Duration },
+}
+
+/// A dedupe check: `member` (see `rules::dedupe_member`) seen within `window` skips the step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dedupe {
+    pub member: String,
+    pub window: Duration,
+}
+
+/// What one fan-out step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Routed {
+    pub sent: u64,
+    /// Held until quiet hours end.
+    pub held: u64,
+    /// Findings added to digests.
+    pub collected: u64,
+    /// Digests whose scan ended (flushed after a short grace).
+    pub flushed: u64,
+    /// Skipped by a dedupe window.
+    pub suppressed: u64,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl Queue {
+    /// Redis's clock, Unix ms (quiet hours are computed from it, not the worker's).
+    pub async fn redis_time_ms(&self) -> Result<i64, QueueError> {
+        let mut conn = self.conn.clone();
+        let (s, us): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        Ok(s * 1000 + us / 1000)
+    }
+
+    /// Acknowledges an event job and carries out its fan-out `steps`, in one atomic step.
+    /// `None` if the lease was lost (nothing was done).
+    pub async fn route(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        steps: &[RouteStep],
+    ) -> Result<Option<Routed>, QueueError> {
+        let k = &self.keys;
+        let mut keys: Vec<String> = vec![
+            k.processing(worker.as_str()),
+            k.ready(),
+            k.delayed(),
+            k.digests(),
+            k.suppressed(),
+            k.digest_timers(),
+        ];
+        let mut key = |name: String| {
+            keys.push(name);
+            keys.len()
+        };
+        let mut args: Vec<Vec<u8>> = vec![raw.to_vec(), steps.len().to_string().into_bytes()];
+        for step in steps {
+            let (op, endpoint, dedupe, ka, kb, id, payload, extra, n): (
+                _,
+                String,
+                _,
+                usize,
+                usize,
+                String,
+                &str,
+                &str,
+                i64,
+            ) = match step {
+                RouteStep::Send { endpoint, job, urgent, hold_until, dedupe } => (
+                    "send",
+                    endpoint.clone(),
+                    dedupe,
+                    0,
+                    0,
+                    if *urgent { "1" } else { "0" }.to_owned(),
+                    job.as_str(),
+                    "",
+                    hold_until.unwrap_or(0),
+                ),
+                RouteStep::Collect { digest, item, timer, max_wait, dedupe } => {
+                    let id = digest.id();
+                    let ka = key(k.digest(&id));
+                    let wait = i64::try_from(ms(*max_wait)).unwrap_or(i64::MAX);
+                    (
+                        "collect",
+                        digest.endpoint_id.to_string(),
+                        dedupe,
+                        ka,
+                        0,
+                        id,
+                        item.as_str(),
+                        timer.as_str(),
+                        wait,
+                    )
+                }
+                RouteStep::Flush { digest, timer, grace } => {
+                    let id = digest.id();
+                    let ka = key(k.digest(&id));
+                    let grace = i64::try_from(ms(*grace)).unwrap_or(i64::MAX);
+                    ("flush", digest.endpoint_id.to_string(), &None, ka, 0, id, timer.as_str(), "", grace)
+                }
+            };
+            let (dk, member, window) = match dedupe {
+                Some(d) => (key(k.dedupe(&endpoint)), d.member.clone(), ms(d.window)),
+                None => (0, String::new(), 0),
+            };
+            for v in [
+                op.to_owned(),
+                endpoint,
+                dk.to_string(),
+                member,
+                window.to_string(),
+                ka.to_string(),
+                kb.to_string(),
+                id,
+            ] {
+                args.push(v.into_bytes());
+            }
+            args.push(payload.as_bytes().to_vec());
+            args.push(extra.as_bytes().to_vec());
+            args.push(n.to_string().into_bytes());
+        }
+        let mut inv = ROUTE.prepare_invoke();
+        for name in &keys {
+            inv.key(name);
+        }
+        for a in &args {
+            inv.arg(a.as_slice());
+        }
+        let mut conn = self.conn.clone();
+        let out: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        if out.first() == Some(&-1) {
+            return Ok(None);
+        }
+        let at = |i: usize| u64::try_from(out.get(i).copied().unwrap_or(0)).unwrap_or(0);
+        Ok(Some(Routed { sent: at(0), held: at(1), collected: at(2), flushed: at(3), suppressed: at(4) }))
+    }
+
+    /// A digest's timer came due: flush it with `job` (a `digest.v1` job) if it is still open
+    /// and its deadline has come. `None` if the lease was lost, else whether it was flushed.
+    pub async fn digest_due(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        digest: &DigestRef,
+        job: &str,
+    ) -> Result<Option<bool>, QueueError> {
+        let k = &self.keys;
+        let id = digest.id();
+        let mut conn = self.conn.clone();
+        let done: i64 = DIGEST_DUE
+            .key(k.processing(worker.as_str()))
+            .key(k.ready())
+            .key(k.digests())
+            .key(k.digest(&id))
+            .key(k.digest_flushed(&id, &digest.flush))
+            .key(k.digest_timers())
+            .arg(raw)
+            .arg(&id)
+            .arg(job)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match done {
+            0 => None,
+            2 => Some(true),
+            _ => Some(false),
+        })
+    }
+
+    /// The findings of a flushed digest, oldest first.
+    pub async fn digest_items(&self, digest: &DigestRef) -> Result<Vec<Vec<u8>>, QueueError> {
+        let key = self.keys.digest_flushed(&digest.id(), &digest.flush);
+        let mut conn = self.conn.clone();
+        let mut out = Vec::new();
+        let mut from = 0isize;
+        loop {
+            let chunk: Vec<Vec<u8>> = redis::cmd("LRANGE")
+                .arg(&key)
+                .arg(from)
+                .arg(from + DIGEST_READ_CHUNK - 1)
+                .query_async(&mut conn)
+                .await?;
+            let n = chunk.len();
+            out.extend(chunk);
+            if n < usize::try_from(DIGEST_READ_CHUNK).unwrap_or(0) {
+                return Ok(out);
+            }
+            from += DIGEST_READ_CHUNK;
+        }
+    }
+
+    /// Finishes a flushed digest: its delivery job (`None`: nothing to send) pushed now or held
+    /// until `hold_until`, the findings deleted, the `digest.v1` job acknowledged, in one step.
+    /// `false` if the lease was lost.
+    pub async fn digest_send(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        digest: &DigestRef,
+        delivery: Option<&str>,
+        hold_until: Option<i64>,
+    ) -> Result<bool, QueueError> {
+        let k = &self.keys;
+        let mut conn = self.conn.clone();
+        let done: i64 = DIGEST_SEND
+            .key(k.processing(worker.as_str()))
+            .key(k.ready())
+            .key(k.delayed())
+            .key(k.digest_flushed(&digest.id(), &digest.flush))
+            .arg(raw)
+            .arg(delivery.unwrap_or(""))
+            .arg(hold_until.unwrap_or(0))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(done == 1)
+    }
+
+    /// How many finding events each endpoint's dedupe window kept from it.
+    pub async fn suppressed_counts(&self) -> Result<Vec<(String, u64)>, QueueError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("HGETALL").arg(self.keys.suppressed()).query_async(&mut conn).await?)
+    }
+
+    /// How many finding events one endpoint's dedupe window kept from it.
+    pub async fn suppressed_count(&self, endpoint: &crate::ids::EndpointId) -> Result<u64, QueueError> {
+        let mut conn = self.conn.clone();
+        let n: Option<u64> = redis::cmd("HGET")
+            .arg(self.keys.suppressed())
+            .arg(endpoint.as_str())
+            .query_async(&mut conn)
+            .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// How many digests are collecting findings.
+    pub async fn open_digests(&self) -> Result<u64, QueueError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("ZCARD").arg(self.keys.digests()).query_async(&mut conn).await?)
+    }
+}
