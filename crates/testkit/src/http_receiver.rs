@@ -200,6 +200,14 @@ impl HttpReceiver {
         lock(&self.shared.log).default = reply;
     }
 
+    /// [`HttpReceiver::set_default`], returning how many requests arrived before the switch (in
+    /// the same step: every later request gets the new answer, every earlier one the old).
+    pub fn switch_default(&self, reply: Reply) -> usize {
+        let mut log = lock(&self.shared.log);
+        log.default = reply;
+        log.requests.len()
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
