@@ -98,6 +98,15 @@ impl Env {
     }
 
     async fn endpoint_for(&self, url: &str, event: &str) -> anyhow::Result<Endpoint> {
+        self.endpoint_with(url, event, Default::default()).await
+    }
+
+    async fn endpoint_with(
+        &self,
+        url: &str,
+        event: &str,
+        rules: entraguard_core::rules::RulesDraft,
+    ) -> anyhow::Result<Endpoint> {
         let ep = EndpointDraft {
             name: "bench sink".into(),
             channel: "webhook".into(),
@@ -106,7 +115,7 @@ impl Env {
             enabled: true,
             secret: Some(entraguard_core::secret::Secret::new("bench-signing-secret-0123456789")),
             teams_format: None,
-            rules: Default::default(),
+            rules,
         }
         .validate(TargetPolicy { allow_http: true })?;
         self.store.put(&ep).await?;
@@ -241,6 +250,9 @@ pub async fn all(args: &Args) -> anyhow::Result<()> {
         }
         if want("fresh_behind_backlog") {
             fresh_behind_backlog(&env, if args.smoke { 5_000 } else { 200_000 }).await?;
+        }
+        if want("fanout") {
+            fanout(&env, if args.smoke { 1_000 } else { 50_000 }).await?;
         }
         anyhow::Ok(())
     }
@@ -527,4 +539,50 @@ async fn breaker(env: &Env, down_secs: u64, parked: usize) -> anyhow::Result<()>
     report("breaker_drain_duplicates", sink.duplicates() as f64, "deliveries");
     stop(worker).await?;
     env.cleanup().await
+}
+
+/// `n` events through fan-out to one endpoint, one worker at concurrency 50, without and then
+/// with rules on the endpoint (a tenant list, a severity floor, a dedupe window, a digest of
+/// `info` findings; every event passes them, so both runs deliver the same): what the rules
+/// cost. Reports `fanout_c50` and `fanout_rules_c50` (events delivered/s) and their Redis
+/// commands per event.
+async fn fanout(env: &Env, n: usize) -> anyhow::Result<()> {
+    let rules = entraguard_core::rules::RulesDraft {
+        tenants: vec!["8d6310d1-5e4b-4e1c-9d7a-3f0f7a4f2b11".into(), "another-tenant".into()],
+        min_severity: Some("low".into()),
+        dedupe_window: Some("1h".into()),
+        digest: vec!["info".into()],
+        ..Default::default()
+    };
+    for (name, rules) in [("fanout_c50", Default::default()), ("fanout_rules_c50", rules)] {
+        let sink = Sink::start(Mode::Accept).await?;
+        env.endpoint_with(&sink.url, "finding.new", rules).await?;
+        // Distinct finding ids, so the dedupe window lets every event through.
+        let events: Vec<Event> = (0..n)
+            .map(|i| {
+                let mut e = event(&format!("fanout-{i}"));
+                if let entraguard_core::event::EventBody::FindingNew { finding } = &mut e.body {
+                    finding.id = format!("F-{i}");
+                }
+                e
+            })
+            .collect();
+        for chunk in events.chunks(1_000) {
+            env.producer.publish_batch(chunk).await?;
+        }
+        let before = env.command_count().await?;
+        let worker = env.worker(50, &[])?;
+        sink.wait_for(n, Duration::from_secs(600)).await?;
+        let span = sink.span_secs();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while env.queue.stats().await?.processing > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let after = env.command_count().await?;
+        report(name, n as f64 / span, "events/s");
+        report(&format!("{name}_cmds_per_event"), after.saturating_sub(before) as f64 / n as f64, "cmds");
+        stop(worker).await?;
+        env.cleanup().await?;
+    }
+    Ok(())
 }
