@@ -150,6 +150,15 @@ async fn the_worker_records_every_attempt_with_what_was_sent_and_answered() {
     receiver.set_default(Reply::status(400).body("bad request"));
     stack.producer.publish(&finding_event("t-dead")).await.expect("published");
     stack.wait_dead(1, Duration::from_secs(60)).await;
+    // The dead-lettered attempt's entry is written right after the dead letter itself.
+    entraguard_testkit::wait_until(Duration::from_secs(60), "the dead attempt recorded", || async {
+        stack
+            .queue
+            .recent_deliveries(&ep.id, 1)
+            .await
+            .is_ok_and(|r| r.first().is_some_and(|e| e.result == AttemptResult::Dead))
+    })
+    .await;
     let got = stack.queue.recent_deliveries(&ep.id, 10).await.expect("read");
     let dead = &got[0];
     assert_eq!((dead.result, dead.status), (AttemptResult::Dead, Some(400)));

@@ -70,6 +70,16 @@ impl Env {
         Ok(())
     }
 
+    /// Lets the last acknowledgements land (nothing left on a processing list, or 10 s), so
+    /// what is counted next covers the whole run.
+    async fn settle(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.queue.stats().await?.processing > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
     /// Redis's own CPU time so far (`INFO cpu`: used_cpu_user + used_cpu_sys).
     async fn redis_cpu(&self) -> anyhow::Result<Duration> {
         let mut conn = self.queue.connection();
@@ -301,11 +311,7 @@ async fn drain(env: &Env, n: usize, c: usize) -> anyhow::Result<()> {
     let pid = worker.id();
     sink.wait_for(n, Duration::from_secs(600)).await?;
     let span = sink.span_secs();
-    // Let the last acknowledgements land, then count.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while env.queue.stats().await?.processing > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    env.settle().await?;
     let after = env.command_count().await?;
     // CPU time is far steadier than throughput on a shared machine. The worker's includes its
     // start-up (a few ms); the sink's is this whole process (the sink, and the polling above).
@@ -574,10 +580,7 @@ async fn fanout(env: &Env, n: usize) -> anyhow::Result<()> {
         let worker = env.worker(50, &[])?;
         sink.wait_for(n, Duration::from_secs(600)).await?;
         let span = sink.span_secs();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while env.queue.stats().await?.processing > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        env.settle().await?;
         let after = env.command_count().await?;
         report(name, n as f64 / span, "events/s");
         report(&format!("{name}_cmds_per_event"), after.saturating_sub(before) as f64 / n as f64, "cmds");
