@@ -155,7 +155,7 @@ fn init_test_tracing() {
 
 /// The defaults with `overrides` applied: a flag given in `overrides` replaces the default's
 /// value (list flags would otherwise add to it).
-fn merge_args(defaults: Vec<String>, overrides: &[&str]) -> Vec<String> {
+pub fn merge_args(defaults: Vec<String>, overrides: &[&str]) -> Vec<String> {
     let flag_of = |a: &str| a.split('=').next().unwrap_or(a).to_owned();
     let overridden: Vec<String> =
         overrides.iter().filter(|a| a.starts_with("--")).map(|a| flag_of(a)).collect();

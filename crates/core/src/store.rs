@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
+use crate::redis_conn::RedisConn;
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use serde_json::Value;
 
 use crate::crypto::{Cipher, CryptoError, open_with};
@@ -81,13 +81,13 @@ const SECRET_FIELDS: [&str; 2] = ["secret", "previous_secret"];
 /// Reads and writes endpoints.
 #[derive(Clone)]
 pub struct EndpointStore {
-    conn: ConnectionManager,
+    conn: RedisConn,
     keys: KeySpace,
     cipher: Option<Arc<Cipher>>,
 }
 
 impl EndpointStore {
-    pub fn new(conn: ConnectionManager, keys: KeySpace) -> Self {
+    pub fn new(conn: RedisConn, keys: KeySpace) -> Self {
         Self { conn, keys, cipher: None }
     }
 

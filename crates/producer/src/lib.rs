@@ -70,6 +70,10 @@ pub enum PublishError {
     RedisFull,
     #[error("a batch holds at most {max} events; this one has {got}: publish it in parts")]
     BatchTooLarge { got: usize, max: usize },
+    #[error(
+        "Redis holds the job, but only {got} of {wanted} replicas confirmed it within {timeout:?} (NOTIFY_PUBLISH_REPLICAS): a failover now could lose it; publishing it again is safe (the event id is deduplicated)"
+    )]
+    NotReplicated { wanted: u32, got: u32, timeout: Duration },
     #[error("Redis refused the job: {0}")]
     Redis(#[from] QueueError),
 }
@@ -91,6 +95,10 @@ pub struct ProducerConfig {
     /// acknowledged without a second job. Redis keeps one small entry per event for this long
     /// (about 100 bytes: some 36 MB for a steady 100 events/s over the default hour).
     pub dedupe_window: Duration,
+    /// `NOTIFY_PUBLISH_REPLICAS`: a publish answers only once this many replicas hold the job
+    /// (`WAIT`), so a failover to one of them cannot lose it. 0 (the default): once the primary
+    /// holds it (replication is asynchronous; see the README's "Scaling past one Redis").
+    pub publish_replicas: u32,
 }
 
 impl ProducerConfig {
@@ -103,7 +111,15 @@ impl ProducerConfig {
             keys: KeySpace::default(),
             timeout: Duration::from_secs(5),
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            publish_replicas: 0,
         })
+    }
+
+    /// Waits for `n` replicas to hold every publish (`NOTIFY_PUBLISH_REPLICAS`); see
+    /// [`ProducerConfig::publish_replicas`].
+    pub fn with_publish_replicas(mut self, n: u32) -> Self {
+        self.publish_replicas = n;
+        self
     }
 
     /// Uses another key prefix (`NOTIFY_KEY_PREFIX`).
@@ -119,6 +135,7 @@ pub struct Producer {
     queue: Queue,
     timeout: Duration,
     dedupe_window: Duration,
+    publish_replicas: u32,
 }
 
 impl Producer {
@@ -129,7 +146,12 @@ impl Producer {
         let queue = Queue::connect(&redis, config.keys.clone())
             .await
             .map_err(|source| PublishError::Connect { url: config.redis.url.to_string(), source })?;
-        Ok(Self { queue, timeout: config.timeout, dedupe_window: config.dedupe_window })
+        Ok(Self {
+            queue,
+            timeout: config.timeout,
+            dedupe_window: config.dedupe_window,
+            publish_replicas: config.publish_replicas,
+        })
     }
 
     /// Validates and enqueues one event; returns its id once Redis holds the job (or held it
@@ -174,9 +196,20 @@ impl Producer {
             .iter()
             .map(|e| (e.id.to_string(), e.is_urgent(), Job::Event(EventJob { event: e.clone() }).encode()))
             .collect();
-        match tokio::time::timeout(self.timeout, self.queue.publish(&jobs, self.dedupe_window)).await {
+        // The WAIT gets half the publish timeout, so a missing replica is reported as such
+        // rather than as a timeout.
+        let replicated = (self.publish_replicas > 0).then(|| (self.publish_replicas, self.timeout / 2));
+        match tokio::time::timeout(
+            self.timeout,
+            self.queue.publish_replicated(&jobs, self.dedupe_window, replicated),
+        )
+        .await
+        {
             Ok(Ok(flags)) => Ok(flags),
             Ok(Err(e)) if e.is_out_of_memory() => Err(PublishError::RedisFull),
+            Ok(Err(QueueError::NotReplicated { wanted, got, timeout })) => {
+                Err(PublishError::NotReplicated { wanted, got, timeout })
+            }
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(PublishError::Timeout(self.timeout)),
         }

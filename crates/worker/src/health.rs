@@ -44,9 +44,9 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
         return (StatusCode::SERVICE_UNAVAILABLE, "connecting to redis");
     };
     let mut conn = queue.connection();
+    let at = queue.keys().ready();
     let ping =
-        tokio::time::timeout(Duration::from_secs(2), redis::cmd("PING").query_async::<String>(&mut conn))
-            .await;
+        tokio::time::timeout(Duration::from_secs(2), conn.query_at::<String>(&redis::cmd("PING"), &at)).await;
     if !matches!(ping, Ok(Ok(_))) {
         return (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable");
     }

@@ -9,7 +9,9 @@ use entraguard_core::settings::{LogFormat, log_colours};
 /// Installs the global subscriber.
 pub fn init(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // The cluster client warns once per failed reconnect (hundreds a second while a failover
+        // runs); our own "redis unavailable" lines say what matters.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,redis::cluster_handling=error"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder

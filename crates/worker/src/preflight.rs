@@ -7,8 +7,10 @@ use tracing::{error, info, warn};
 /// refuse CONFIG GET; then there is nothing to check.
 pub(crate) async fn check_redis_settings(queue: &Queue) {
     let mut conn = queue.connection();
+    // On a Redis Cluster, the node that holds the queue's keys is the one whose settings matter.
+    let at = queue.keys().ready();
     // The queue's scripts declare flags (`#!lua flags=allow-oom`), which Redis reads from 7.0 on.
-    if let Ok(info) = redis::cmd("INFO").arg("server").query_async::<String>(&mut conn).await
+    if let Ok(info) = conn.query_at::<String>(redis::cmd("INFO").arg("server"), &at).await
         && let Some(version) = info.lines().find_map(|l| l.strip_prefix("redis_version:"))
         && version.trim().split('.').next().and_then(|m| m.parse::<u32>().ok()).is_some_and(|m| m < 7)
     {
@@ -17,12 +19,11 @@ pub(crate) async fn check_redis_settings(queue: &Queue) {
             "redis is older than 7.0: the queue's scripts need 7.0 or later and will be refused"
         );
     }
-    let got: Result<Vec<String>, _> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("appendonly")
-        .arg("appendfsync")
-        .arg("maxmemory-policy")
-        .query_async(&mut conn)
+    let got: Result<Vec<String>, _> = conn
+        .query_at(
+            redis::cmd("CONFIG").arg("GET").arg("appendonly").arg("appendfsync").arg("maxmemory-policy"),
+            &at,
+        )
         .await;
     let Ok(pairs) = got else {
         info!("CONFIG GET refused; cannot check appendonly and maxmemory-policy");

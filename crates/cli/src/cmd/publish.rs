@@ -27,6 +27,11 @@ Example:
 pub struct Args {
     /// JSON file to read; `-` or nothing reads stdin.
     pub file: Option<PathBuf>,
+
+    /// Answer only once this many replicas hold the events (`WAIT`), so a failover cannot lose
+    /// them; 0: once the primary holds them.
+    #[arg(long, env = "NOTIFY_PUBLISH_REPLICAS", default_value_t = 0)]
+    pub publish_replicas: u32,
 }
 
 pub async fn run(global: &Global, args: Args) -> Result<(), Failure> {
@@ -34,6 +39,7 @@ pub async fn run(global: &Global, args: Args) -> Result<(), Failure> {
     let events = parse(&raw).map_err(usage)?;
     let mut config = ProducerConfig::from_url(global.redis.redis_url.expose()).map_err(usage)?;
     config.keys = global.redis.key_prefix.clone();
+    config.publish_replicas = args.publish_replicas;
     let producer = Producer::connect(&config).await?;
     let ids = producer.publish_batch(&events).await?;
     if global.json {

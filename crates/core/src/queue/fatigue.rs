@@ -61,7 +61,7 @@ impl Queue {
     /// Redis's clock, Unix ms (quiet hours are computed from it, not the worker's).
     pub async fn redis_time_ms(&self) -> Result<i64, QueueError> {
         let mut conn = self.conn.clone();
-        let (s, us): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        let (s, us): (i64, i64) = conn.query_at(&redis::cmd("TIME"), &self.keys.delayed()).await?;
         Ok(s * 1000 + us / 1000)
     }
 

@@ -30,7 +30,7 @@ mod history;
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::redis_conn::RedisConn;
 use redis::{AsyncCommands, Script};
 
 pub use dead_letter::{
@@ -66,8 +66,13 @@ pub const DEAD_JOB_KEPT_BYTES: usize = 16 * 1024;
 /// never ends on one.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
-    #[error("redis: {0}")]
+    #[error("redis: {0}{hint}", hint = crate::redis_conn::cluster_hint(.0))]
     Redis(#[from] redis::RedisError),
+    /// The primary applied the write, but fewer replicas than asked confirmed it in time (`WAIT`):
+    /// a failover now could lose it. Writing it again is safe where the write is idempotent (a
+    /// publish is, by event id).
+    #[error("only {got} of {wanted} replicas confirmed the write within {timeout:?}")]
+    NotReplicated { wanted: u32, got: u32, timeout: Duration },
 }
 
 impl QueueError {
@@ -75,6 +80,7 @@ impl QueueError {
     pub fn is_out_of_memory(&self) -> bool {
         match self {
             QueueError::Redis(e) => e.code() == Some("OOM"),
+            QueueError::NotReplicated { .. } => false,
         }
     }
 
@@ -82,6 +88,7 @@ impl QueueError {
     pub fn is_ambiguous(&self) -> bool {
         match self {
             QueueError::Redis(e) => e.is_timeout() || e.is_io_error() || e.is_connection_dropped(),
+            QueueError::NotReplicated { .. } => true,
         }
     }
 }
@@ -228,7 +235,7 @@ pub struct QueueStats {
 /// self-reconnecting connection.
 #[derive(Clone)]
 pub struct Queue {
-    conn: ConnectionManager,
+    conn: RedisConn,
     config: RedisConfig,
     keys: KeySpace,
     scripts: std::sync::Arc<Scripts>,
@@ -246,7 +253,7 @@ impl Queue {
     }
 
     /// The shared connection, for callers that read or write endpoints.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
     }
 
@@ -276,6 +283,19 @@ impl Queue {
         jobs: &[(String, bool, String)],
         window: Duration,
     ) -> Result<Vec<Published>, QueueError> {
+        self.publish_replicated(jobs, window, None).await
+    }
+
+    /// [`Queue::publish`], then, with `Some((n, timeout))`, `WAIT n timeout`: answers only once
+    /// `n` replicas hold the jobs, so a failover that promotes one of them cannot lose them;
+    /// [`QueueError::NotReplicated`] when fewer confirm in time (the primary has them; publishing
+    /// again is safe).
+    pub async fn publish_replicated(
+        &self,
+        jobs: &[(String, bool, String)],
+        window: Duration,
+        replicated: Option<(u32, Duration)>,
+    ) -> Result<Vec<Published>, QueueError> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -286,6 +306,16 @@ impl Queue {
             inv.arg(id).arg(if *urgent { "1" } else { "0" }).arg(job);
         }
         let flags: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        if let Some((replicas, timeout)) = replicated {
+            // WAIT counts the replicas that have every write this connection sent so far, the
+            // publish included (on a cluster, the queue's primary and its replicas).
+            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+            let got: u32 =
+                conn.query_at(redis::cmd("WAIT").arg(replicas).arg(ms), &self.keys.ready()).await?;
+            if got < replicas {
+                return Err(QueueError::NotReplicated { wanted: replicas, got, timeout });
+            }
+        }
         Ok(flags
             .into_iter()
             .map(|f| if f == 1 { Published::Enqueued } else { Published::Duplicate })
@@ -657,7 +687,7 @@ impl Queue {
         forget_after: Duration,
     ) -> Result<(usize, bool), QueueError> {
         let mut conn = self.conn.clone();
-        let t: (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        let t: (i64, i64) = conn.query_at(&redis::cmd("TIME"), &self.keys.leases()).await?;
         let now = t.0 * 1000 + t.1 / 1000;
         let dead: Vec<String> = conn.zrangebyscore(self.keys.leases(), "-inf", now).await?;
         let mut moved = 0;
@@ -782,7 +812,7 @@ impl Queue {
     /// Whether Redis is at its `maxmemory` (with `noeviction` it then refuses publishes).
     pub async fn memory_full(&self) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
-        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await?;
+        let info: String = conn.query_at(redis::cmd("INFO").arg("memory"), &self.keys.ready()).await?;
         let field = |name: &str| {
             info.lines()
                 .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
@@ -796,7 +826,7 @@ impl Queue {
     /// Queue depths.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
         let mut conn = self.conn.clone();
-        let t: (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        let t: (i64, i64) = conn.query_at(&redis::cmd("TIME"), &self.keys.leases()).await?;
         let now = t.0 * 1000 + t.1 / 1000;
         let (ready, retrying, lanes, scheduled, dead, endpoints, listed, live): (
             u64,
@@ -849,7 +879,7 @@ impl Queue {
 
 /// A worker's blocking fetch connection.
 pub struct Fetcher {
-    conn: ConnectionManager,
+    conn: RedisConn,
     config: RedisConfig,
     ready: String,
     retry: String,
