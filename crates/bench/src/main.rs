@@ -27,6 +27,10 @@ pub struct Args {
     /// `--redis-url`. Figures vary with the disk's fsync speed far more under `always`.
     #[arg(long, default_value = "everysec", value_parser = ["everysec", "always", "no"])]
     pub appendfsync: String,
+    /// Run against a Redis Cluster of our own (3 primaries + 3 replicas on this machine)
+    /// instead of one redis-server; the queue's keys share one slot, so one primary serves them.
+    #[arg(long)]
+    pub cluster: bool,
     /// Only these metrics (comma-separated names); all by default.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,

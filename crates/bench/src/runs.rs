@@ -12,7 +12,7 @@ use entraguard_core::queue::Queue;
 use entraguard_core::redis_conn::{RedisConfig, RedisUrl};
 use entraguard_core::store::EndpointStore;
 use entraguard_producer::{Event, Producer, ProducerConfig};
-use entraguard_testkit::{RedisServer, bin_path};
+use entraguard_testkit::{RedisCluster, RedisServer, bin_path};
 use tokio::process::{Child, Command};
 
 use crate::Args;
@@ -26,8 +26,14 @@ fn report(metric: &str, value: f64, unit: &str) {
     );
 }
 
+/// The Redis the benchmark started, kept alive for the run.
+enum OwnRedis {
+    Server { _server: RedisServer },
+    Cluster { _cluster: RedisCluster },
+}
+
 struct Env {
-    _own: Option<RedisServer>,
+    _own: Option<OwnRedis>,
     url: String,
     prefix: String,
     queue: Queue,
@@ -39,10 +45,15 @@ impl Env {
     async fn new(args: &Args) -> anyhow::Result<Env> {
         let (own, url) = match &args.redis_url {
             Some(u) => (None, u.clone()),
+            None if args.cluster => {
+                let c = RedisCluster::start_with(&args.appendfsync);
+                let u = c.url();
+                (Some(OwnRedis::Cluster { _cluster: c }), u)
+            }
             None => {
                 let r = RedisServer::builder().appendfsync(&args.appendfsync).start();
                 let u = r.url();
-                (Some(r), u)
+                (Some(OwnRedis::Server { _server: r }), u)
             }
         };
         // A private prefix: on a shared Redis the benchmark touches only its own keys.
@@ -57,13 +68,23 @@ impl Env {
     async fn cleanup(&self) -> anyhow::Result<()> {
         let mut conn = self.queue.connection();
         let pattern = format!("{{{}}}:*", self.prefix);
-        let mut iter: redis::AsyncIter<String> =
-            redis::AsyncCommands::scan_match(&mut conn, &pattern).await?;
+        // Every key of the prefix is in one slot: SCAN the node that holds it (on a cluster too).
+        let at = self.queue.keys().ready();
         let mut keys = Vec::new();
-        while let Some(k) = iter.next_item().await {
-            keys.push(k?);
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = conn
+                .query_at(
+                    redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000),
+                    &at,
+                )
+                .await?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
         }
-        drop(iter);
         for chunk in keys.chunks(500) {
             let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await?;
         }
@@ -83,7 +104,7 @@ impl Env {
     /// Redis's own CPU time so far (`INFO cpu`: used_cpu_user + used_cpu_sys).
     async fn redis_cpu(&self) -> anyhow::Result<Duration> {
         let mut conn = self.queue.connection();
-        let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await?;
+        let info: String = conn.query_at(redis::cmd("INFO").arg("cpu"), &self.queue.keys().ready()).await?;
         let secs: f64 = info
             .lines()
             .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
@@ -94,7 +115,8 @@ impl Env {
 
     async fn command_count(&self) -> anyhow::Result<u64> {
         let mut conn = self.queue.connection();
-        let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await?;
+        let info: String =
+            conn.query_at(redis::cmd("INFO").arg("commandstats"), &self.queue.keys().ready()).await?;
         Ok(info
             .lines()
             .filter_map(|l| l.split("calls=").nth(1))

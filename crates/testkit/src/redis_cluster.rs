@@ -40,9 +40,15 @@ impl RedisCluster {
     /// primaries with one replica each; returns once every slot is served and every node says
     /// `cluster_state:ok`.
     pub fn start() -> RedisCluster {
+        Self::start_with("always")
+    }
+
+    /// [`RedisCluster::start`] with every node's `appendfsync` set to `policy`.
+    pub fn start_with(policy: &str) -> RedisCluster {
         let nodes: Vec<RedisServer> = (0..6)
             .map(|_| {
                 RedisServer::builder()
+                    .appendfsync(policy)
                     .arg("--cluster-enabled")
                     .arg("yes")
                     .arg("--cluster-config-file")
