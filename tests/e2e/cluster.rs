@@ -304,3 +304,53 @@ async fn failover_run(replicas: u32) -> usize {
     }
     lost
 }
+
+/// TLS and a password on every node (client links, cluster bus, replication): the producer, the
+/// queue and a worker process reach the cluster through `rediss+cluster://default:…@` with the
+/// private CA, as they reach one server over TLS; without the CA nothing connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_a_password_on_the_cluster() {
+    use entraguard_testkit::TestCa;
+    let ca = TestCa::new();
+    let cluster = {
+        let builder = RedisCluster::builder().tls(&ca).password("s3cret-pw");
+        tokio::task::spawn_blocking(move || builder.start()).await.expect("cluster starts")
+    };
+    let url = cluster.url();
+    assert!(url.starts_with("rediss+cluster://default:s3cret-pw@127.0.0.1:"), "{url}");
+
+    let untrusted = Queue::connect(&RedisConfig::new(RedisUrl::parse(&url).expect("url")), keys()).await;
+    assert!(untrusted.is_err(), "connected without trusting the CA");
+
+    let mut config = RedisConfig::new(RedisUrl::parse(&url).expect("url"));
+    config.ca_cert = Some(ca.ca_pem.clone());
+    let queue = Queue::connect(&config, keys()).await.expect("TLS connect with the CA");
+    let store = EndpointStore::new(queue.connection(), keys());
+    let receiver = HttpReceiver::start();
+    store.put(&endpoint("webhook", &receiver.url(), &["finding.new"], None)).await.expect("stored");
+    let mut pcfg = ProducerConfig::from_url(&url).expect("url");
+    pcfg.redis.ca_cert = Some(ca.ca_pem.clone());
+    let producer = Producer::connect(&pcfg).await.expect("producer over TLS");
+
+    let ca_path = ca.ca_path().to_string_lossy().into_owned();
+    let mut worker = Command::new(bin_path("entraguard-worker"))
+        .args(merge_args(Stack::worker_args_for(&url), &["--redis-ca-cert", &ca_path]))
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", test_log_filter())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("worker binary starts");
+    let sent = events(5, "tls");
+    producer.publish_batch(&sent).await.expect("published over TLS");
+    let got = receiver.wait_for_requests(5, Duration::from_secs(60)).await;
+    let ids: HashSet<String> = got.iter().map(event_id).collect();
+    assert_eq!(ids, sent.iter().map(|e| e.id.to_string()).collect::<HashSet<_>>());
+    wait_until(Duration::from_secs(30), "drained", || async {
+        queue.stats().await.is_ok_and(|s| s.ready == 0 && s.processing == 0)
+    })
+    .await;
+    worker.kill().await.expect("worker stopped");
+    drop(cluster);
+}

@@ -17,7 +17,7 @@ pub use bins::bin_path;
 pub use http_receiver::{HttpReceiver, Recorded, Reply};
 pub use log::{TEST_LOG_VAR, test_log_filter};
 pub use net::free_port;
-pub use redis_cluster::RedisCluster;
+pub use redis_cluster::{RedisCluster, RedisClusterBuilder};
 pub use redis_server::{RedisServer, RedisServerBuilder};
 pub use smtp_receiver::{ReceivedMail, SmtpReceiver, SmtpStage};
 pub use tls::TestCa;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::net::free_port;
 use crate::redis_server::RedisServer;
+use crate::tls::TestCa;
 
 /// How long the cluster may take to form (every slot served, every replica attached).
 const FORM_DEADLINE: Duration = Duration::from_secs(60);
@@ -18,6 +19,8 @@ const SLOTS: u16 = 16384;
 /// A running 3 + 3 Redis Cluster on 127.0.0.1; every node is killed on drop.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    password: Option<String>,
+    tls: bool,
 }
 
 impl std::fmt::Debug for RedisCluster {
@@ -35,38 +38,54 @@ struct NodeLine {
     slots: Vec<(u16, u16)>,
 }
 
-impl RedisCluster {
+/// Options for [`RedisCluster`]; start from [`RedisCluster::builder`].
+#[derive(Default)]
+pub struct RedisClusterBuilder {
+    appendfsync: Option<String>,
+    tls: Option<(Vec<u8>, std::path::PathBuf, std::path::PathBuf)>,
+    ca_file: Option<tempfile::NamedTempFile>,
+    password: Option<String>,
+}
+
+impl RedisClusterBuilder {
+    /// Every node's `appendfsync` (default `always`).
+    pub fn appendfsync(mut self, policy: &str) -> Self {
+        self.appendfsync = Some(policy.to_owned());
+        self
+    }
+
+    /// TLS only, between clients and nodes, on the cluster bus and for replication, with
+    /// certificates signed by `ca`; `url()` becomes `rediss+cluster://…`.
+    pub fn tls(mut self, ca: &TestCa) -> Self {
+        self.tls = Some((ca.ca_pem.clone(), ca.cert_path(), ca.key_path()));
+        let mut f = tempfile::NamedTempFile::new().expect("a temp file for the CA");
+        std::io::Write::write_all(&mut f, &ca.ca_pem).expect("write the CA");
+        self.ca_file = Some(f);
+        self
+    }
+
+    /// `requirepass` (and `masterauth`, so replicas can follow) on every node; `url()` carries
+    /// `default:<password>@`.
+    pub fn password(mut self, password: &str) -> Self {
+        self.password = Some(password.to_owned());
+        self
+    }
+
     /// Starts six `redis-server --cluster-enabled yes` and joins them into a cluster of three
     /// primaries with one replica each; returns once every slot is served and every node says
     /// `cluster_state:ok`.
-    pub fn start() -> RedisCluster {
-        Self::start_with("always")
-    }
-
-    /// [`RedisCluster::start`] with every node's `appendfsync` set to `policy`.
-    pub fn start_with(policy: &str) -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..6)
-            .map(|_| {
-                RedisServer::builder()
-                    .appendfsync(policy)
-                    .arg("--cluster-enabled")
-                    .arg("yes")
-                    .arg("--cluster-config-file")
-                    .arg("nodes.conf")
-                    .arg("--cluster-node-timeout")
-                    .arg(NODE_TIMEOUT.as_millis().to_string())
-                    // The bus port is chosen, not derived (port + 10000 may be taken or > 65535).
-                    .arg("--cluster-port")
-                    .arg(free_port().to_string())
-                    // A replica always may take over, however long its link was down.
-                    .arg("--cluster-replica-validity-factor")
-                    .arg("0")
-                    .start()
-            })
-            .collect();
-        let cluster = RedisCluster { nodes };
+    pub fn start(self) -> RedisCluster {
+        let nodes: Vec<RedisServer> = (0..6).map(|_| self.node()).collect();
+        let mut cli = std::process::Command::new("redis-cli");
+        if let Some(f) = &self.ca_file {
+            cli.arg("--tls").arg("--cacert").arg(f.path());
+        }
+        if let Some(pw) = &self.password {
+            cli.arg("-a").arg(pw).arg("--no-auth-warning");
+        }
+        let cluster = RedisCluster { nodes, password: self.password.clone(), tls: self.tls.is_some() };
         let addrs: Vec<String> = cluster.ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        let out = std::process::Command::new("redis-cli")
+        let out = cli
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
@@ -83,15 +102,69 @@ impl RedisCluster {
         cluster
     }
 
+    fn node(&self) -> RedisServer {
+        let mut b = RedisServer::builder().appendfsync(self.appendfsync.as_deref().unwrap_or("always"));
+        if let Some(pw) = &self.password {
+            b = b.password(pw).arg("--masterauth").arg(pw);
+        }
+        if let Some((ca_pem, cert, key)) = &self.tls {
+            b = b
+                .tls_files(ca_pem, cert, key)
+                .arg("--tls-cluster")
+                .arg("yes")
+                .arg("--tls-replication")
+                .arg("yes");
+        }
+        b.arg("--cluster-enabled")
+            .arg("yes")
+            .arg("--cluster-enabled")
+            .arg("yes")
+            .arg("--cluster-config-file")
+            .arg("nodes.conf")
+            .arg("--cluster-node-timeout")
+            .arg(NODE_TIMEOUT.as_millis().to_string())
+            // The bus port is chosen, not derived (port + 10000 may be taken or > 65535).
+            .arg("--cluster-port")
+            .arg(free_port().to_string())
+            // A replica always may take over, however long its link was down.
+            .arg("--cluster-replica-validity-factor")
+            .arg("0")
+            .start()
+    }
+}
+
+impl RedisCluster {
+    /// A plain 3 + 3 cluster with `appendfsync always`.
+    pub fn start() -> RedisCluster {
+        Self::builder().start()
+    }
+
+    pub fn builder() -> RedisClusterBuilder {
+        RedisClusterBuilder::default()
+    }
+
+    /// [`RedisCluster::start`] with every node's `appendfsync` set to `policy`.
+    pub fn start_with(policy: &str) -> RedisCluster {
+        Self::builder().appendfsync(policy).start()
+    }
+
     /// `redis+cluster://127.0.0.1:<p1>,…` listing every node started (any of them is a seed).
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self.ports().iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        format!("redis+cluster://{}", hosts.join(","))
+        self.url_for(&hosts.join(","))
     }
 
     /// `redis+cluster://` with one seed node only: the client must learn the rest from it.
     pub fn url_via(&self, node: usize) -> String {
-        format!("redis+cluster://127.0.0.1:{}", self.nodes[node].port())
+        self.url_for(&format!("127.0.0.1:{}", self.nodes[node].port()))
+    }
+
+    fn url_for(&self, hosts: &str) -> String {
+        let scheme = if self.tls { "rediss+cluster" } else { "redis+cluster" };
+        match &self.password {
+            Some(pw) => format!("{scheme}://default:{pw}@{hosts}"),
+            None => format!("{scheme}://{hosts}"),
+        }
     }
 
     pub fn ports(&self) -> Vec<u16> {
@@ -154,7 +227,7 @@ impl RedisCluster {
     fn healthy(&self) -> bool {
         let running: Vec<&RedisServer> = self.nodes.iter().filter(|n| n.is_running()).collect();
         let ok = running.iter().all(|n| {
-            sync_conn(n.port())
+            sync_conn(n)
                 .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query::<String>(&mut c))
                 .is_ok_and(|info| info.contains("cluster_state:ok"))
         });
@@ -198,7 +271,7 @@ impl RedisCluster {
         self.nodes
             .iter()
             .filter(|n| n.is_running())
-            .find_map(|n| sync_conn(n.port()).ok())
+            .find_map(|n| sync_conn(n).ok())
             .expect("a running cluster node")
     }
 
@@ -209,9 +282,8 @@ impl RedisCluster {
     }
 }
 
-fn sync_conn(port: u16) -> redis::RedisResult<redis::Connection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))?;
-    let conn = client.get_connection_with_timeout(Duration::from_millis(500))?;
+fn sync_conn(node: &RedisServer) -> redis::RedisResult<redis::Connection> {
+    let conn = node.client().get_connection_with_timeout(Duration::from_millis(500))?;
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     conn.set_write_timeout(Some(Duration::from_secs(2)))?;
     Ok(conn)

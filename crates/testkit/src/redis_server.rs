@@ -84,6 +84,16 @@ impl RedisServerBuilder {
         self
     }
 
+    /// [`RedisServerBuilder::tls`] from the PEM of the CA and the paths of the server's
+    /// certificate and key (for a caller that keeps them past the `TestCa`).
+    pub fn tls_files(mut self, ca_pem: &[u8], cert: &Path, key: &Path) -> Self {
+        let read = |path: &Path| {
+            std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+        };
+        self.tls = Some(TlsFiles { ca_pem: ca_pem.to_vec(), cert_pem: read(cert), key_pem: read(key) });
+        self
+    }
+
     /// `requirepass`: clients must authenticate; `url()` carries `default:<password>@`.
     pub fn password(mut self, password: &str) -> Self {
         self.password = Some(password.to_owned());
