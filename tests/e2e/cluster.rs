@@ -144,6 +144,32 @@ async fn every_binary_works_through_a_seed_node_that_does_not_own_the_queue() {
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("stats JSON");
     assert_eq!(stats["endpoints"], 1, "{stats}");
 
+    // The admin server too: its API reads the cluster (stats and the endpoint list).
+    let admin_addr = format!("127.0.0.1:{}", entraguard_testkit::free_port());
+    let mut admin = Command::new(bin_path("entraguard-admin"))
+        .args(["--redis-url", &stack.url, "--insecure-local-only"])
+        .env_remove("REDIS_URL")
+        .env("NOTIFY_ADMIN_ADDR", &admin_addr)
+        .env("RUST_LOG", test_log_filter())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("admin binary starts");
+    let api = format!("http://{admin_addr}/api/endpoints");
+    wait_until(Duration::from_secs(60), "the admin API lists the endpoint from the cluster", || async {
+        match reqwest::get(&api).await {
+            Ok(r) if r.status().is_success() => {
+                let body = r.text().await.unwrap_or_default();
+                serde_json::from_str::<serde_json::Value>(&body)
+                    .is_ok_and(|v| v.as_array().is_some_and(|a| a.len() == 1))
+            }
+            _ => false,
+        }
+    })
+    .await;
+    admin.kill().await.expect("admin stopped");
+
     let mut worker = stack.spawn_worker_process(&[]);
     let sent = events(20, "seed");
     stack.producer.publish_batch(&sent).await.expect("published to the cluster");
