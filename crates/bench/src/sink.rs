@@ -168,9 +168,8 @@ async fn answer(s: Arc<SinkState>, req: Request<Incoming>) -> Result<Response<Em
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
-    let delivery = || {
-        parts.headers.get("x-coderaft-delivery").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
-    };
+    let delivery =
+        || parts.headers.get("x-coderaft-delivery").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let status = handle(&s, delivery, &body).await;
     let mut response = Response::new(Empty::new());
     *response.status_mut() = status;

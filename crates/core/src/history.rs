@@ -306,7 +306,9 @@ pub fn encode_attempt(
         event_omitted: keep.is_none(),
     };
     // One buffer sized for the whole record up front (the event is most of it): no regrowing.
-    let size = 512 + keep.map_or(0, |e| e.get().len()) + response_body.map_or(0, |b| b.len().min(RESPONSE_BODY_KEPT));
+    let size = 512
+        + keep.map_or(0, |e| e.get().len())
+        + response_body.map_or(0, |b| b.len().min(RESPONSE_BODY_KEPT));
     let mut buf = Vec::with_capacity(size);
     if serde_json::to_writer(&mut buf, &out).is_err() {
         return String::new();
