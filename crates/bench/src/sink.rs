@@ -1,17 +1,23 @@
 //! A minimal HTTP receiver on 127.0.0.1 for the benchmark: answers at once (keep-alive), counts
 //! requests, and keeps only what the figures need (arrival times, the publish stamp carried in
 //! the event, first-attempt times for retried deliveries), so it costs little next to the worker.
+//!
+//! It is hyper's HTTP/1 server without a router, on a one-thread runtime of its own thread: the
+//! benchmark's own runtime (two threads) cost it cross-thread wake-ups on every request, and the
+//! sink's CPU counts in `sink_cpu_share`. It stops when the [`Sink`] is dropped.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use tokio::sync::{Mutex, watch};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::sync::{Mutex, oneshot, watch};
 
 /// What the sink does with each delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +36,8 @@ pub struct Sink {
     pub url: String,
     pub started: Instant,
     state: Arc<SinkState>,
+    /// Dropped with the sink: its thread stops serving.
+    _stop: oneshot::Sender<()>,
 }
 
 struct SinkState {
@@ -72,13 +80,21 @@ impl Sink {
             first_attempts: Mutex::new(HashMap::new()),
             retry_gaps_us: Mutex::new(Vec::new()),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let url = format!("http://{}/hook", listener.local_addr()?);
-        let app = Router::new().fallback(handle).with_state(state.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Sink { url, started, state })
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (stop, stopped) = oneshot::channel();
+        let serving = state.clone();
+        std::thread::Builder::new().name("bench-sink".into()).spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    r = serve(listener, serving) => r,
+                    _ = stopped => Ok(()),
+                }
+            })
+        })?;
+        Ok(Sink { url, started, state, _stop: stop })
     }
 
     /// For [`Mode::Down`]: answer 200 from now on.
@@ -130,7 +146,37 @@ pub fn stamp(started: Instant) -> String {
     format!("bench-{}", started.elapsed().as_micros())
 }
 
-async fn handle(State(s): State<Arc<SinkState>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+/// Accepts connections and serves each with hyper's HTTP/1 (keep-alive) until stopped.
+async fn serve(listener: std::net::TcpListener, state: Arc<SinkState>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        stream.set_nodelay(true)?;
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| answer(state.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn answer(s: Arc<SinkState>, req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let delivery =
+        || parts.headers.get("x-coderaft-delivery").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    let status = handle(&s, delivery, &body).await;
+    let mut response = Response::new(Empty::new());
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+async fn handle(s: &SinkState, delivery: impl Fn() -> String, body: &[u8]) -> StatusCode {
     let now_ns = u64::try_from(s.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     s.first_ns.fetch_min(now_ns, Ordering::Relaxed);
     s.last_ns.fetch_max(now_ns, Ordering::Relaxed);
@@ -139,8 +185,7 @@ async fn handle(State(s): State<Arc<SinkState>>, headers: HeaderMap, body: Bytes
             s.refused.fetch_add(1, Ordering::Relaxed);
             return StatusCode::SERVICE_UNAVAILABLE;
         }
-        let id = headers.get("x-coderaft-delivery").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        if !s.delivered_ids.lock().await.insert(id) {
+        if !s.delivered_ids.lock().await.insert(delivery()) {
             s.duplicates.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -151,7 +196,7 @@ async fn handle(State(s): State<Arc<SinkState>>, headers: HeaderMap, body: Bytes
         return StatusCode::OK;
     }
     if s.mode == Mode::FailFirst {
-        let id = headers.get("x-coderaft-delivery").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let id = delivery();
         let mut firsts = s.first_attempts.lock().await;
         match firsts.get(&id) {
             None => {
@@ -165,9 +210,10 @@ async fn handle(State(s): State<Arc<SinkState>>, headers: HeaderMap, body: Bytes
             }
         }
     }
-    // Only parse the body when latency is measured: the drain runs skip it.
-    if let Some(pos) = memchr(&body, b"\"scan_id\":\"bench-") {
-        let rest = &body[pos + 17..];
+    // Only events stamped by the benchmark carry a publish time: the drain runs skip this.
+    const STAMP: &[u8] = b"\"scan_id\":\"bench-";
+    if let Some(pos) = find(body, STAMP) {
+        let rest = &body[pos + STAMP.len()..];
         let end = rest.iter().position(|b| *b == b'"').unwrap_or(0);
         if let Some(published) = std::str::from_utf8(&rest[..end]).ok().and_then(|t| t.parse::<u64>().ok()) {
             let now_us = now_ns / 1000;
@@ -179,6 +225,29 @@ async fn handle(State(s): State<Arc<SinkState>>, headers: HeaderMap, body: Bytes
     StatusCode::OK
 }
 
-fn memchr(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// Where `needle` (non-empty) first occurs in `hay`: jumps from one occurrence of its first byte
+/// to the next instead of comparing at every position.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    let (&first, _) = needle.split_first()?;
+    let mut from = 0;
+    while let Some(i) = hay.get(from..)?.iter().position(|b| *b == first) {
+        let at = from + i;
+        if hay.get(at..at + needle.len())? == needle {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find;
+
+    #[test]
+    fn finds_the_stamp() {
+        assert_eq!(find(b"xx\"scan_id\":\"bench-12\"", b"\"scan_id\":\"bench-"), Some(2));
+        assert_eq!(find(b"\"scan_id\":\"drain\"", b"\"scan_id\":\"bench-"), None);
+        assert_eq!(find(b"ab", b"abc"), None);
+    }
 }

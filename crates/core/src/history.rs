@@ -305,7 +305,16 @@ pub fn encode_attempt(
         event: keep,
         event_omitted: keep.is_none(),
     };
-    serde_json::to_string(&out).unwrap_or_default()
+    // One buffer sized for the whole record up front (the event is most of it): no regrowing.
+    let size = 512
+        + keep.map_or(0, |e| e.get().len())
+        + response_body.map_or(0, |b| b.len().min(RESPONSE_BODY_KEPT));
+    let mut buf = Vec::with_capacity(size);
+    if serde_json::to_writer(&mut buf, &out).is_err() {
+        return String::new();
+    }
+    // serde_json writes only UTF-8.
+    String::from_utf8(buf).unwrap_or_default()
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.

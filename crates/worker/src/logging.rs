@@ -5,20 +5,45 @@
 use std::io::IsTerminal;
 
 use entraguard_core::settings::{LogFormat, log_colours};
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Installs the global subscriber.
 pub fn init(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        // The cluster client warns once per failed reconnect (hundreds a second while a failover
-        // runs); our own "redis unavailable" lines say what matters.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,redis::cluster_handling=error"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A usable `RUST_LOG` is read by `EnvFilter`. Without one, the default `info` is a static
+    // per-target filter: the same lines, without `EnvFilter`'s bookkeeping of spans (a lock and a
+    // map lookup each time a span is entered or left, i.e. on every poll of every delivery). The
+    // cluster client warns once per failed reconnect (hundreds a second while a failover runs);
+    // our own "redis unavailable" lines say what matters, so it logs errors only.
+    let (env, targets) = match EnvFilter::try_from_default_env() {
+        Ok(filter) => (Some(filter), None),
+        Err(_) => (
+            None,
+            Some(
+                Targets::new()
+                    .with_default(LevelFilter::INFO)
+                    .with_target("redis::cluster_handling", LevelFilter::ERROR),
+            ),
+        ),
+    };
+    let registry = tracing_subscriber::registry().with(env).with(targets);
     match format {
-        LogFormat::Text => builder
-            .with_ansi(log_colours(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR").as_deref()))
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(log_colours(
+                std::io::stderr().is_terminal(),
+                std::env::var_os("NO_COLOR").as_deref(),
+            )))
             .init(),
-        LogFormat::Json => {
-            builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init()
-        }
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
+            .init(),
     }
 }

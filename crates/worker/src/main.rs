@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use entraguard_worker::config::WorkerConfig;
 use entraguard_worker::{Shutdown, run, shutdown};
 
+/// A delivery allocates a few dozen small blocks; mimalloc serves them from per-thread free
+/// lists (glibc's malloc was 15 % of the worker's CPU per delivery, issue 13).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Settings come from flags, the environment, and a `.env` file (the environment wins).
     if let Err(e) = dotenvy::dotenv()

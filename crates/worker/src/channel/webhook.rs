@@ -22,8 +22,16 @@ pub fn render(event: &Event, endpoint: &Endpoint) -> Payload {
 
 /// The envelope bytes: what is signed and sent.
 pub fn body(event: &Event) -> Vec<u8> {
-    serde_json::to_vec(event).unwrap_or_default()
+    // Room for a typical event up front: no regrowing (and copying) while writing.
+    let mut out = Vec::with_capacity(TYPICAL_BODY);
+    match serde_json::to_writer(&mut out, event) {
+        Ok(()) => out,
+        Err(_) => Vec::new(),
+    }
 }
+
+/// A finding event's envelope is well under this; larger ones grow the buffer as usual.
+const TYPICAL_BODY: usize = 1024;
 
 /// Any 2xx delivers; everything else is retried (the receiver may be redeploying), with
 /// `Retry-After` honoured.

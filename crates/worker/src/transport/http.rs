@@ -207,7 +207,7 @@ pub fn parse_retry_after(v: &HeaderValue, date: Option<&HeaderValue>) -> Option<
 /// Builds a header map from trusted (name, value) pairs; values that are not valid header
 /// text are dropped.
 pub fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
-    let mut map = HeaderMap::new();
+    let mut map = HeaderMap::with_capacity(pairs.len());
     for (name, value) in pairs {
         if let Ok(v) = HeaderValue::from_str(value) {
             map.insert(HeaderName::from_static(name), v);
