@@ -342,6 +342,137 @@ async fn quiet_hours_across_midnight_hold_until_the_next_morning_by_redis_time()
     worker.stop().await;
 }
 
+/// One batched fan-out step (`route.lua` with many events): each event's acknowledgement and
+/// steps stay its own (an event whose lease is gone does nothing, the others go on), a repeat
+/// of a finding in the same batch is suppressed like one in Redis already, each dedupe window
+/// is read and written once for the batch, and urgent deliveries go to the front in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_fan_outs_keeps_each_event_apart_and_dedupes_within_the_batch() {
+    use entraguard_core::job::Job;
+    use entraguard_core::queue::WorkerId;
+
+    let stack = Stack::start().await;
+    let rx = HttpReceiver::start();
+    add(&stack, "webhook", &rx.url(), &["finding.new"], r#"{"dedupe_window":"1h"}"#).await;
+    let events = [
+        finding("finding.new", "t", "A", "low", None, "s"),
+        finding("finding.new", "t", "A", "low", None, "s"),
+        finding("finding.new", "t", "B", "high", None, "s"),
+        finding("finding.new", "t", "C", "critical", None, "s"),
+        finding("finding.new", "t", "D", "low", None, "s"),
+    ];
+    stack.producer.publish_batch(&events).await.expect("published");
+    let worker = WorkerId::generate();
+    stack.queue.heartbeat(&worker, Duration::from_secs(30)).await.expect("lease");
+    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_millis(100)).await.expect("fetcher");
+    let routes = stack.store.routes().await.expect("routes");
+    let mut fetched = Vec::new();
+    while let Some(raw) = fetcher.try_fetch().await.expect("fetch") {
+        let Ok(Job::Event(job)) = Job::decode(&raw) else { panic!("an event job") };
+        let steps = entraguard_worker::fanout::plan(&job.event, &routes, None);
+        let id = job.event.finding().map(|f| f.id.clone()).unwrap_or_default();
+        fetched.push((id, raw, steps));
+    }
+    assert_eq!(fetched.len(), 5);
+    // D's lease is gone: its job is no longer on this worker's processing list.
+    let mut conn = stack.queue.connection();
+    let d = fetched.iter().find(|(id, _, _)| id == "D").expect("D fetched");
+    let _: i64 = conn.lrem(format!("{{{PREFIX}}}:processing:{worker}"), 1, &d.1).await.expect("lrem");
+    // The script loaded (the first call loads it: SCRIPT LOAD and a second EVALSHA); a batch of
+    // one job that is not on the list does nothing.
+    let warm = stack.queue.route_many(&worker, &[(b"not a job".as_slice(), &[])]).await.expect("routed");
+    assert_eq!(warm, [None]);
+    // What counting costs by itself (its INFO, its connection's handshake).
+    let idle = stack.redis.command_count().await;
+    let before = stack.redis.command_count().await;
+    let counting = before - idle;
+    let batch: Vec<(&[u8], &[entraguard_core::queue::RouteStep])> =
+        fetched.iter().map(|(_, raw, steps)| (raw.as_slice(), steps.as_slice())).collect();
+    let answers = stack.queue.route_many(&worker, &batch).await.expect("routed");
+    let spent = stack.redis.command_count().await - before - counting;
+    // In the order fetched: urgent events were published to the front (B, C, A, A, D).
+    let mut counts: Vec<(&str, Option<(u64, u64)>)> = fetched
+        .iter()
+        .zip(&answers)
+        .map(|((id, _, _), a)| (id.as_str(), a.map(|r| (r.sent, r.suppressed))))
+        .collect();
+    let first_a = counts.iter().position(|(id, _)| *id == "A").expect("A");
+    assert_eq!(counts[first_a].1, Some((1, 0)), "the first A of the batch is sent");
+    counts.sort();
+    assert_eq!(
+        counts,
+        [("A", Some((0, 1))), ("A", Some((1, 0))), ("B", Some((1, 0))), ("C", Some((1, 0))), ("D", None)],
+        "A sent, its repeat suppressed, B and C sent, D's lease lost"
+    );
+    // EVALSHA, 5 LREM, TIME, ZMSCORE, HINCRBY, ZADD, ZREMRANGEBYSCORE, PEXPIRE, LPUSH, RPUSH.
+    assert_eq!(spent, 14, "commands for the batch");
+    let ready: Vec<String> = conn.lrange(format!("{{{PREFIX}}}:ready"), 0, -1).await.expect("ready");
+    let ids: Vec<String> = ready
+        .iter()
+        .filter_map(|j| match Job::decode(j.as_bytes()) {
+            Ok(Job::Delivery(d)) => d.event.finding().map(|f| f.id.clone()),
+            _ => None,
+        })
+        .collect();
+    let urgent: Vec<&str> =
+        fetched.iter().map(|(id, _, _)| id.as_str()).filter(|id| ["B", "C"].contains(id)).collect();
+    assert_eq!(ids, [urgent[0], urgent[1], "A"], "urgent first, in the batch's order, then the rest");
+    let ep_key = format!("{{{PREFIX}}}:dedupe:{}", routes[0].id());
+    let recorded: u64 = conn.zcard(&ep_key).await.expect("zcard");
+    assert_eq!(recorded, 3, "A, B and C recorded once each");
+    let suppressed: u64 = stack.queue.suppressed_count(routes[0].id()).await.expect("count");
+    assert_eq!(suppressed, 1);
+}
+
+/// Quiet hours on a daylight-saving day, on a real Redis whose clock is set to that day
+/// (`RedisServer::fake_clock`, Redis's clock being what quiet hours are decided by): a `low`
+/// finding published at `redis_at` (Unix s) into a window of `zone` that ends at `to` (local)
+/// is held until `end` (Unix ms: `to` converted with the offset in force *then*, not the
+/// window's start's) and delivered when Redis's clock reaches it, not before.
+async fn held_across_a_dst_change(zone: &str, from: &str, to: &str, redis_at: i64, end: i64) {
+    let stack = Stack::on(entraguard_testkit::RedisServer::builder().fake_clock(redis_at).start()).await;
+    let rx = HttpReceiver::start();
+    let rules = format!(r#"{{"quiet_hours":{{"time_zone":"{zone}","from":"{from}","to":"{to}"}}}}"#);
+    add(&stack, "webhook", &rx.url(), &["finding.new"], &rules).await;
+    let worker = stack.spawn_worker(&[]);
+    stack.producer.publish(&finding("finding.new", "t", "LOW-1", "low", None, "s")).await.expect("p");
+    wait_until(LONG, "the finding held in the delayed set", || async {
+        stack.queue.stats().await.is_ok_and(|s| s.scheduled == 1 && s.processing == 0)
+    })
+    .await;
+    let mut conn = stack.queue.connection();
+    let held: Vec<(String, f64)> =
+        conn.zrange_withscores(format!("{{{PREFIX}}}:delayed"), 0, -1).await.expect("readable");
+    let now = stack.queue.redis_time_ms().await.expect("redis time");
+    assert!(now < end, "the set-up took until {now}, past the window's end {end}: nothing was tested");
+    assert_eq!(held[0].1 as i64, end, "held until {to} {zone} on the DST day");
+    let got = rx.wait_for_requests(1, LONG + Duration::from_secs(60)).await;
+    let arrived = stack.queue.redis_time_ms().await.expect("redis time");
+    assert!(arrived >= end, "delivered at {arrived} by Redis's clock, before the window's end {end}");
+    assert!(arrived < end + 30_000, "delivered at {arrived}, long after the window's end {end}");
+    assert_eq!(got[0].json()["finding"]["id"], "LOW-1");
+    worker.stop().await;
+}
+
+/// Europe/Berlin springs forward on 2026-03-29 at 02:00 CET (01:00 UTC) to 03:00 CEST. A window
+/// 22:00-03:00 that began at 22:00 CET ends at 03:00 CEST = 01:00 UTC; read at the window's
+/// start offset (+1) it would be 02:00 UTC, an hour late. Redis's clock starts at 01:59:15 CET.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_spanning_the_spring_forward_end_at_local_time_after_the_change() {
+    let at = 1_774_745_955; // 2026-03-29T00:59:15Z, 01:59:15 CET
+    held_across_a_dst_change("Europe/Berlin", "22:00", "03:00", at, 1_774_746_000_000).await;
+}
+
+/// America/New_York falls back on 2026-11-01 at 02:00 EDT (06:00 UTC) to 01:00 EST. A window
+/// 22:00-02:00 that began at 22:00 EDT ends at 02:00 EST = 07:00 UTC (02:00 comes once, after
+/// the repeated hour); read at the window's start offset (-4) it would have ended at 06:00 UTC,
+/// and a finding at 01:59:15 EST would go at once. Redis's clock starts at 01:59:15 EST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_spanning_the_fall_back_end_at_local_time_after_the_repeated_hour() {
+    let at = 1_793_516_355; // 2026-11-01T06:59:15Z, 01:59:15 EST
+    held_across_a_dst_change("America/New_York", "22:00", "02:00", at, 1_793_516_400_000).await;
+}
+
 /// A worker that dies holding a flushed digest's job (after reading its findings, before making
 /// the delivery) leaves it on its processing list: the others hand it back when its lease runs
 /// out, and the digest is made once, with every finding. The dying worker is played step by

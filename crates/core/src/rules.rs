@@ -210,12 +210,17 @@ fn default_at_once() -> Severity {
 }
 
 impl QuietHours {
+    /// Whether a delivery of `severity` can be held at all (it is below `at_once`).
+    pub fn may_hold(&self, severity: Severity) -> bool {
+        severity > self.at_once
+    }
+
     /// When a delivery of `severity` made at `now_ms` (Unix ms, Redis's clock) may go: `None`
     /// for at once, or the end of the quiet window it falls in (Unix ms). Local times that a
     /// daylight-saving change skips are read as the time after the gap, and repeated ones as
     /// their first occurrence.
     pub fn hold_until(&self, now_ms: i64, severity: Severity) -> Option<i64> {
-        if severity <= self.at_once {
+        if !self.may_hold(severity) {
             return None;
         }
         let tz = jiff::tz::TimeZone::get(&self.time_zone).ok()?;

@@ -1,7 +1,8 @@
 //! A real `redis-server` of the test's own: a free 127.0.0.1 port, its own temp dir, AOF on,
 //! optionally TLS-only and password-protected like a managed Redis. It can be killed, shut down
 //! and restarted on the same port and dir (the AOF is reloaded), and it only ever signals the
-//! process it started — never port 6379, never a Redis it did not start.
+//! process it started — never port 6379, never a Redis it did not start. Its clock can be set
+//! to another day ([`RedisServerBuilder::fake_clock`]), for what Redis's `TIME` decides.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -27,6 +28,15 @@ pub struct RedisServerBuilder {
     extra: Vec<OsString>,
     tls: Option<TlsFiles>,
     password: Option<String>,
+    fake_clock: Option<FakeClock>,
+}
+
+/// A clock set to `unix_secs` when the server first started (`set_at`), running at the real
+/// pace from there, restarts included.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct FakeClock {
+    unix_secs: i64,
+    set_at: Option<std::time::SystemTime>,
 }
 
 /// The PEM files a TLS server needs, copied out of the [`TestCa`] so the server can restart
@@ -45,13 +55,20 @@ impl fmt::Debug for RedisServerBuilder {
             .field("extra", &self.extra)
             .field("tls", &self.tls.is_some())
             .field("password", &self.password.as_ref().map(|_| "****"))
+            .field("fake_clock", &self.fake_clock)
             .finish()
     }
 }
 
 impl Default for RedisServerBuilder {
     fn default() -> Self {
-        Self { appendfsync: "always".to_owned(), extra: Vec::new(), tls: None, password: None }
+        Self {
+            appendfsync: "always".to_owned(),
+            extra: Vec::new(),
+            tls: None,
+            password: None,
+            fake_clock: None,
+        }
     }
 }
 
@@ -100,8 +117,25 @@ impl RedisServerBuilder {
         self
     }
 
+    /// The server's wall clock (what `TIME`, key expiry and scripts read) starts at `unix_secs`
+    /// (Unix seconds) and runs at the real pace from there; a restart keeps it running. For
+    /// what depends on the calendar, e.g. quiet hours on a daylight-saving day.
+    ///
+    /// It runs redis-server under `datefudge` (Debian: `apt-get install datefudge`), which
+    /// preloads a library shifting `time`, `gettimeofday` and `clock_gettime(CLOCK_REALTIME)`
+    /// by a fixed offset. (`faketime`, which could also speed the clock up, hangs at start-up
+    /// with Redis's jemalloc: libfaketime's `clock_gettime` recurses into itself while jemalloc
+    /// initialises.)
+    pub fn fake_clock(mut self, unix_secs: i64) -> Self {
+        self.fake_clock = Some(FakeClock { unix_secs, set_at: None });
+        self
+    }
+
     /// Starts the server and waits until it answers PING; panics with its log when it can't.
-    pub fn start(self) -> RedisServer {
+    pub fn start(mut self) -> RedisServer {
+        if let Some(clock) = &mut self.fake_clock {
+            clock.set_at = Some(std::time::SystemTime::now());
+        }
         let dir = tempfile::Builder::new()
             .prefix("entraguard-redis-")
             .tempdir()
@@ -315,7 +349,18 @@ fn spawn_ready(
         .open(&log_path)
         .unwrap_or_else(|e| panic!("cannot open {}: {e}", log_path.display()));
     let log_err = log.try_clone().expect("clone the redis-server log handle");
-    let mut cmd = Command::new("redis-server");
+    let mut cmd = match &options.fake_clock {
+        None => Command::new("redis-server"),
+        Some(clock) => {
+            let since = clock
+                .set_at
+                .and_then(|at| at.elapsed().ok())
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+            let mut cmd = Command::new("datefudge");
+            cmd.arg(format!("@{}", clock.unix_secs + since)).arg("redis-server");
+            cmd
+        }
+    };
     cmd.args(["--bind", "127.0.0.1"]);
     match &options.tls {
         None => {
@@ -355,7 +400,7 @@ fn spawn_ready(
     let mut child = cmd.spawn().unwrap_or_else(|e| {
         panic!(
             "cannot start redis-server ({e}); it must be on PATH (Debian: apt-get install \
-             redis-server)"
+             redis-server), and datefudge too for a fake clock (apt-get install datefudge)"
         )
     });
     match wait_ready(&mut child, &client_for(options, port)) {
@@ -620,6 +665,23 @@ mod tests {
         redis.restart();
         let mut conn = redis.connection().await;
         assert_eq!(get(&mut conn, "k").await.as_deref(), Some("over tls"));
+    }
+
+    #[tokio::test]
+    async fn a_fake_clock_starts_where_it_was_set_and_keeps_running_across_a_restart() {
+        let set = 1_774_745_940; // 2026-03-29T00:59:00Z
+        let mut redis = RedisServer::builder().fake_clock(set).start();
+        let time = |conn: &mut redis::Connection| -> i64 {
+            let (s, _us): (i64, i64) = redis::cmd("TIME").query(conn).expect("TIME");
+            s
+        };
+        let mut conn = sync_connection(&redis.client()).expect("connect");
+        let first = time(&mut conn);
+        assert!((set..set + 60).contains(&first), "TIME says {first}, set to {set}");
+        redis.restart();
+        let mut conn = sync_connection(&redis.client()).expect("connect");
+        let again = time(&mut conn);
+        assert!((first..set + 60).contains(&again), "after a restart TIME says {again}, first {first}");
     }
 
     #[test]

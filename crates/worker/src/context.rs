@@ -6,10 +6,12 @@ use entraguard_core::store::EndpointStore;
 use tokio::sync::Notify;
 
 use crate::acker::Acker;
+use crate::clock::RedisClock;
 use crate::config::WorkerConfig;
 use crate::delivery::Deliverer;
 use crate::endpoints::EndpointCache;
 use crate::gate::Gate;
+use crate::router::Router;
 use crate::running::Running;
 
 /// What every task of one worker process shares.
@@ -25,6 +27,10 @@ pub(crate) struct Ctx {
     pub(crate) gate: Gate,
     /// Acknowledges delivered jobs in batches.
     pub(crate) acker: Acker,
+    /// Acknowledges fanned-out events with their steps, in batches.
+    pub(crate) router: Router,
+    /// Redis's clock, read now and then (quiet hours are decided by it).
+    pub(crate) clock: RedisClock,
     /// Endpoints and routes, cached and kept current by the endpoints' revision.
     pub(crate) endpoints: EndpointCache,
     /// The jobs this process runs: what its processing list should hold.

@@ -6,15 +6,20 @@
 //! An endpoint's rules (`entraguard_core::rules`) make the plan: tenants and the severity floor
 //! filter; a dedupe window, quiet hours and a scan digest turn a delivery into a checked send, a
 //! held send or a collected finding, and a scan's end flushes its digests. The plan is carried
-//! out with the event's acknowledgement in one Redis step ([`Queue::route`]); an event no rule
-//! touches takes the plain acknowledgement, at the same cost as before rules existed.
+//! out with the event's acknowledgement in one Redis step ([`Queue::route_many`]), batched with
+//! the other events this worker finished planning meanwhile ([`crate::router`]): a batch shares
+//! one round trip, one read and one write of each dedupe window and one read of Redis's clock.
+//! Quiet hours are decided by Redis's clock as this worker estimates it ([`crate::clock`]), read
+//! afresh when the event is within the estimate's error of a window's start or end, and never
+//! read for an event they cannot hold.
 //!
-//! [`Queue::route`]: entraguard_core::queue::Queue::route
+//! [`Queue::route_many`]: entraguard_core::queue::Queue::route_many
 
 use entraguard_core::digest::{DigestItem, DigestReason, DigestRef, SCAN_END_GRACE};
 use entraguard_core::event::{Event, EventKind};
 use entraguard_core::job::{DeliveryJob, DigestDueJob, Job};
 use entraguard_core::queue::{DeadLetterDraft, Dedupe, RouteStep};
+use entraguard_core::rules::quiet_severity;
 use entraguard_core::store::Route;
 use tracing::error;
 
@@ -35,9 +40,25 @@ pub fn fan_out(event: &Event, routes: &[Route]) -> Vec<DeliveryJob> {
         .collect()
 }
 
-/// Whether planning `event` needs Redis's clock (an endpoint it goes to keeps quiet hours).
+/// Whether planning `event` needs Redis's clock: an endpoint it goes to keeps quiet hours that
+/// could hold it (it is below their `at_once` severity).
 pub fn needs_clock(event: &Event, routes: &[Route]) -> bool {
-    routes.iter().any(|r| r.wants(event.kind()) && r.rules().is_some_and(|rules| rules.quiet_hours.is_some()))
+    let severity = quiet_severity(event);
+    routes.iter().any(|r| {
+        r.wants(event.kind())
+            && r.rules().is_some_and(|rules| rules.quiet_hours.as_ref().is_some_and(|q| q.may_hold(severity)))
+    })
+}
+
+/// Whether every quiet-hours decision for `event` is the same anywhere within `margin` of
+/// `now_ms`: then an estimate of Redis's clock that close is as good as reading it.
+pub fn settled(event: &Event, routes: &[Route], now_ms: i64, margin: std::time::Duration) -> bool {
+    let m = i64::try_from(margin.as_millis()).unwrap_or(i64::MAX);
+    routes.iter().filter(|r| r.wants(event.kind())).filter_map(|r| r.rules()).all(|rules| {
+        let at = rules.hold_until(event, now_ms);
+        at == rules.hold_until(event, now_ms.saturating_sub(m))
+            && at == rules.hold_until(event, now_ms.saturating_add(m))
+    })
 }
 
 /// What fan-out does for `event` at `now_ms` (Redis's clock; `None` when no endpoint keeps
@@ -114,32 +135,12 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], event: Event) {
         return;
     }
     let routes = persist("read endpoints", || ctx.endpoints.routes(&ctx.store)).await;
-    let now_ms = if needs_clock(&event, &routes) {
-        Some(persist("read redis time", || ctx.queue.redis_time_ms()).await)
-    } else {
-        None
-    };
+    let now_ms =
+        if needs_clock(&event, &routes) { Some(redis_now(ctx, &event, &routes).await) } else { None };
     let steps = plan(&event, &routes, now_ms);
-    let plain = steps.iter().all(|s| matches!(s, RouteStep::Send { hold_until: None, dedupe: None, .. }));
-    if plain {
-        // No rule needs Redis: the plain acknowledgement, as cheap as before rules existed.
-        let deliveries: Vec<String> = steps
-            .into_iter()
-            .filter_map(|s| match s {
-                RouteStep::Send { job, .. } => Some(job),
-                _ => None,
-            })
-            .collect();
-        let urgent = if event.is_urgent() { deliveries.len() } else { 0 };
-        if record(ctx, "fan-out", || ctx.queue.ack(&ctx.worker, raw, urgent, &deliveries)).await {
-            crate::metrics::fanned_out();
-            tracing::debug!(deliveries = deliveries.len(), "event fanned out");
-        }
-        return;
-    }
     let routed = std::sync::Mutex::new(None);
     let done = record(ctx, "fan-out", || async {
-        let r = ctx.queue.route(&ctx.worker, raw, &steps).await?;
+        let r = ctx.router.route(raw, &steps).await?;
         if let Ok(mut slot) = routed.lock() {
             *slot = r;
         }
@@ -160,10 +161,27 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], event: Event) {
                 collected = r.collected,
                 flushed = r.flushed,
                 suppressed = r.suppressed,
-                "event fanned out with rules"
+                "event fanned out"
             );
         }
     }
+}
+
+/// Redis's clock for planning `event`: the worker's estimate when no quiet-hours decision
+/// could change within its error, else a fresh reading (`TIME`).
+async fn redis_now(ctx: &Ctx, event: &Event, routes: &[Route]) -> i64 {
+    if let Some(now) = ctx.clock.estimate()
+        && settled(event, routes, now, crate::clock::MARGIN)
+    {
+        return now;
+    }
+    let (sent, now) = persist("read redis time", || async {
+        let sent = tokio::time::Instant::now();
+        ctx.queue.redis_time_ms().await.map(|now| (sent, now))
+    })
+    .await;
+    ctx.clock.observe(sent, tokio::time::Instant::now(), now);
+    now
 }
 
 #[cfg(test)]
@@ -289,5 +307,26 @@ mod tests {
         );
         let steps = plan(&finding("critical"), std::slice::from_ref(&quiet), Some(at_23));
         assert!(matches!(&steps[0], RouteStep::Send { hold_until: None, .. }));
+    }
+
+    #[test]
+    fn the_clock_is_read_only_for_events_quiet_hours_can_hold_and_afresh_near_a_window_edge() {
+        let quiet = ruled(
+            &[EventKind::FindingNew],
+            r#"{"quiet_hours":{"time_zone":"UTC","from":"22:00","to":"06:00","at_once":"high"}}"#,
+        );
+        let routes = std::slice::from_ref(&quiet);
+        assert!(needs_clock(&finding("medium"), routes));
+        assert!(!needs_clock(&finding("high"), routes), "high goes at once: no clock needed");
+        let margin = std::time::Duration::from_secs(5);
+        let at_22 = 1_768_600_800_000; // 2026-01-16T22:00:00Z
+        let low = finding("low");
+        assert!(settled(&low, routes, at_22 + 60_000, margin), "a minute into the window");
+        assert!(settled(&low, routes, at_22 - 60_000, margin), "a minute before it");
+        assert!(!settled(&low, routes, at_22 - 2_000, margin), "2 s before it starts");
+        assert!(!settled(&low, routes, at_22 + 2_000, margin), "2 s after it started");
+        let at_06 = at_22 + 8 * 3_600_000;
+        assert!(!settled(&low, routes, at_06 - 4_000, margin), "4 s before it ends");
+        assert!(settled(&low, routes, at_06 + 6_000, margin), "6 s after it ended");
     }
 }

@@ -9,6 +9,7 @@
 mod acker;
 pub mod attempt;
 pub mod channel;
+mod clock;
 pub mod config;
 mod context;
 pub mod delivery;
@@ -26,6 +27,7 @@ mod preflight;
 mod promoter;
 mod reconcile;
 pub mod retry;
+mod router;
 pub mod runner;
 pub mod running;
 pub mod shutdown;

@@ -109,8 +109,11 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
         }
     }
     let acker = crate::acker::Acker::spawn(queue.clone(), worker.clone());
+    let router = crate::router::Router::spawn(queue.clone(), worker.clone());
     let ctx = Arc::new(Ctx {
         acker,
+        router,
+        clock: crate::clock::RedisClock::default(),
         store,
         queue,
         deliverer,

@@ -5,7 +5,8 @@
 -- pushes nothing, when the job is no longer on the list (the worker lost its lease and the job
 -- went back to ready: whoever holds it now finishes it, so the job keeps a single line of
 -- descent).
--- (Delivered jobs are finished by `ack_delivered.lua`, which also tells the breaker.)
+-- (Delivered jobs are finished by `ack_delivered.lua`, which also tells the breaker; the worker
+-- fans events out through `route.lua`, in batches, which does this for many events at once.)
 -- KEYS[1] processing list, KEYS[2] ready list;
 -- ARGV[1] the raw job, ARGV[2] how many successors are urgent, ARGV[3..] successor jobs
 -- (urgent ones first).

@@ -73,6 +73,21 @@ impl Queue {
         raw: &[u8],
         steps: &[RouteStep],
     ) -> Result<Option<Routed>, QueueError> {
+        let answers = self.route_many(worker, &[(raw, steps)]).await?;
+        Ok(answers.into_iter().next().flatten())
+    }
+
+    /// [`Queue::route`] for many event jobs of one worker, in one script run: each event's
+    /// acknowledgement and steps stay one atomic step; each dedupe key is read and written once
+    /// for the batch. One answer per event, in order.
+    pub async fn route_many(
+        &self,
+        worker: &WorkerId,
+        events: &[(&[u8], &[RouteStep])],
+    ) -> Result<Vec<Option<Routed>>, QueueError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         let k = &self.keys;
         let mut keys: Vec<String> = vec![
             k.processing(worker.as_str()),
@@ -82,76 +97,21 @@ impl Queue {
             k.suppressed(),
             k.digest_timers(),
         ];
+        // Each key once: the script groups a batch's dedupe checks by key index.
+        let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         let mut key = |name: String| {
-            keys.push(name);
-            keys.len()
+            *index.entry(name).or_insert_with_key(|name| {
+                keys.push(name.clone());
+                keys.len()
+            })
         };
-        let mut args: Vec<Vec<u8>> = vec![raw.to_vec(), steps.len().to_string().into_bytes()];
-        for step in steps {
-            let (op, endpoint, dedupe, ka, kb, id, payload, extra, n): (
-                _,
-                String,
-                _,
-                usize,
-                usize,
-                String,
-                &str,
-                &str,
-                i64,
-            ) = match step {
-                RouteStep::Send { endpoint, job, urgent, hold_until, dedupe } => (
-                    "send",
-                    endpoint.clone(),
-                    dedupe,
-                    0,
-                    0,
-                    if *urgent { "1" } else { "0" }.to_owned(),
-                    job.as_str(),
-                    "",
-                    hold_until.unwrap_or(0),
-                ),
-                RouteStep::Collect { digest, item, timer, max_wait, dedupe } => {
-                    let id = digest.id();
-                    let ka = key(k.digest(&id));
-                    let wait = i64::try_from(ms(*max_wait)).unwrap_or(i64::MAX);
-                    (
-                        "collect",
-                        digest.endpoint_id.to_string(),
-                        dedupe,
-                        ka,
-                        0,
-                        id,
-                        item.as_str(),
-                        timer.as_str(),
-                        wait,
-                    )
-                }
-                RouteStep::Flush { digest, timer, grace } => {
-                    let id = digest.id();
-                    let ka = key(k.digest(&id));
-                    let grace = i64::try_from(ms(*grace)).unwrap_or(i64::MAX);
-                    ("flush", digest.endpoint_id.to_string(), &None, ka, 0, id, timer.as_str(), "", grace)
-                }
-            };
-            let (dk, member, window) = match dedupe {
-                Some(d) => (key(k.dedupe(&endpoint)), d.member.clone(), ms(d.window)),
-                None => (0, String::new(), 0),
-            };
-            for v in [
-                op.to_owned(),
-                endpoint,
-                dk.to_string(),
-                member,
-                window.to_string(),
-                ka.to_string(),
-                kb.to_string(),
-                id,
-            ] {
-                args.push(v.into_bytes());
+        let mut args: Vec<Vec<u8>> = vec![events.len().to_string().into_bytes()];
+        for (raw, steps) in events {
+            args.push(raw.to_vec());
+            args.push(steps.len().to_string().into_bytes());
+            for step in *steps {
+                step_args(k, step, &mut key, &mut args);
             }
-            args.push(payload.as_bytes().to_vec());
-            args.push(extra.as_bytes().to_vec());
-            args.push(n.to_string().into_bytes());
         }
         let mut inv = ROUTE.prepare_invoke();
         for name in &keys {
@@ -162,11 +122,19 @@ impl Queue {
         }
         let mut conn = self.conn.clone();
         let out: Vec<i64> = inv.invoke_async(&mut conn).await?;
-        if out.first() == Some(&-1) {
-            return Ok(None);
-        }
         let at = |i: usize| u64::try_from(out.get(i).copied().unwrap_or(0)).unwrap_or(0);
-        Ok(Some(Routed { sent: at(0), held: at(1), collected: at(2), flushed: at(3), suppressed: at(4) }))
+        Ok((0..events.len())
+            .map(|e| {
+                let b = e * 5;
+                (out.get(b).is_some_and(|&sent| sent >= 0)).then(|| Routed {
+                    sent: at(b),
+                    held: at(b + 1),
+                    collected: at(b + 2),
+                    flushed: at(b + 3),
+                    suppressed: at(b + 4),
+                })
+            })
+            .collect())
     }
 
     /// A digest's timer came due: flush it with `job` (a `digest.v1` job) if it is still open
@@ -270,4 +238,66 @@ impl Queue {
         let mut conn = self.conn.clone();
         Ok(redis::cmd("ZCARD").arg(self.keys.digests()).query_async(&mut conn).await?)
     }
+}
+
+/// The 11 script arguments of one step (see `route.lua`); `key` gives a key's index in KEYS.
+fn step_args(
+    k: &crate::keys::KeySpace,
+    step: &RouteStep,
+    key: &mut impl FnMut(String) -> usize,
+    args: &mut Vec<Vec<u8>>,
+) {
+    let (op, endpoint, dedupe, ka, id, payload, extra, n): (_, String, _, usize, String, &str, &str, i64) =
+        match step {
+            RouteStep::Send { endpoint, job, urgent, hold_until, dedupe } => (
+                "send",
+                endpoint.clone(),
+                dedupe,
+                0,
+                if *urgent { "1" } else { "0" }.to_owned(),
+                job.as_str(),
+                "",
+                hold_until.unwrap_or(0),
+            ),
+            RouteStep::Collect { digest, item, timer, max_wait, dedupe } => {
+                let id = digest.id();
+                let ka = key(k.digest(&id));
+                let wait = i64::try_from(ms(*max_wait)).unwrap_or(i64::MAX);
+                (
+                    "collect",
+                    digest.endpoint_id.to_string(),
+                    dedupe,
+                    ka,
+                    id,
+                    item.as_str(),
+                    timer.as_str(),
+                    wait,
+                )
+            }
+            RouteStep::Flush { digest, timer, grace } => {
+                let id = digest.id();
+                let ka = key(k.digest(&id));
+                let grace = i64::try_from(ms(*grace)).unwrap_or(i64::MAX);
+                ("flush", digest.endpoint_id.to_string(), &None, ka, id, timer.as_str(), "", grace)
+            }
+        };
+    let (dk, member, window) = match dedupe {
+        Some(d) => (key(k.dedupe(&endpoint)), d.member.clone(), ms(d.window)),
+        None => (0, String::new(), 0),
+    };
+    for v in [
+        op.to_owned(),
+        endpoint,
+        dk.to_string(),
+        member,
+        window.to_string(),
+        ka.to_string(),
+        "0".to_owned(),
+        id,
+    ] {
+        args.push(v.into_bytes());
+    }
+    args.push(payload.as_bytes().to_vec());
+    args.push(extra.as_bytes().to_vec());
+    args.push(n.to_string().into_bytes());
 }

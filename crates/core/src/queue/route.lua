@@ -1,6 +1,9 @@
 #!lua flags=allow-oom
--- Fan-out with an endpoint's rules, in one step with the event job's acknowledgement: take the
--- event job off the worker's processing list and, for each step Rust planned,
+-- Fan-out of a batch of event jobs of one worker, each in one step with its acknowledgement
+-- (one script run, one round trip and one AOF write for every event that finished planning
+-- while the previous batch was on its way). For each event job: take it off the worker's
+-- processing list (when it is no longer there the lease was lost: nothing is done for it) and,
+-- for each step Rust planned,
 --   send:    push a delivery job (urgent ones to the front), or hold it in the delayed set until
 --            its quiet hours end (an absolute due time, Unix ms, computed from Redis's clock);
 --   collect: append a finding to its digest list; a new digest gets its deadline in the digests
@@ -10,87 +13,190 @@
 --            findings of the scan still being fanned out by other workers join the digest; the
 --            timer then flushes it (digest_due.lua).
 -- A send or collect step with a dedupe key is skipped when its member was seen within the
--- window (counted in the suppressed hash); otherwise the member is recorded now, entries older
--- than the window are trimmed and the key expires a window after its last entry.
--- Returns {sent, held, collected, flushed, suppressed}, or {-1} when the job is no longer on
--- the list (the lease was lost; nothing is done).
+-- window (or earlier in this batch; counted in the suppressed hash); otherwise the member is
+-- recorded now. Each dedupe key is read once (ZMSCORE) and written once (ZADD, then entries
+-- older than the window trimmed and the key set to expire a window after its last entry) per
+-- batch, whatever the number of events; Redis's clock (TIME) is read once, and only when a
+-- step needs it. A plain send costs its share of one RPUSH (or LPUSH) per batch.
+-- Returns 5 numbers per event, {sent, held, collected, flushed, suppressed}, or {-1, 0, 0, 0, 0}
+-- for an event whose job is no longer on the list.
 -- KEYS[1] processing, KEYS[2] ready, KEYS[3] delayed, KEYS[4] digests zset, KEYS[5] suppressed
--- hash, KEYS[6] digest timers hash (digest id → its timer job), KEYS[7..] the steps' keys; ARGV[1] raw job, ARGV[2] number of steps, then 11 values a
--- step: op, endpoint id, dedupe key index (0: none), dedupe member, window ms, key index A
--- (collect, flush: the digest list), key index B (unused), digest id (send: '1' for urgent),
--- payload (send: the delivery job; collect: the finding; flush: the timer job), extra
+-- hash, KEYS[6] digest timers hash (digest id → its timer job), KEYS[7..] the steps' keys (each
+-- once); ARGV[1] number of events, then per event: its raw job, its number of steps, then 11
+-- values a step: op, endpoint id, dedupe key index (0: none), dedupe member, window ms, key
+-- index A (collect, flush: the digest list), key index B (unused), digest id (send: '1' for
+-- urgent), payload (send: the delivery job; collect: the finding; flush: the timer job), extra
 -- (collect: the timer job), number (send: due time or 0; collect: longest wait ms; flush:
 -- grace ms).
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
-  return {-1}
+local now = nil
+local function clock()
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local sent, held, collected, flushed, suppressed = 0, 0, 0, 0, 0
-local urgent = {}
-local function duplicate(k, member, window)
-  if k == 0 then
+
+-- Parse, and take every event job off the processing list.
+local events = {}
+local p = 2
+for e = 1, tonumber(ARGV[1]) do
+  local raw, n = ARGV[p], tonumber(ARGV[p + 1])
+  events[e] = { first = p + 2, steps = n, live = redis.call('LREM', KEYS[1], 1, raw) == 1 }
+  p = p + 2 + n * 11
+end
+
+-- Read every dedupe key once, for the members of live events.
+local seen = {} -- key index -> member -> last recorded (ms) or false
+local asked = {} -- key index -> members, in order
+local window_of = {} -- key index -> longest window among its steps
+for _, ev in ipairs(events) do
+  if ev.live then
+    for s = 0, ev.steps - 1 do
+      local b = ev.first + s * 11
+      local dk = tonumber(ARGV[b + 2])
+      if dk > 0 and ARGV[b] ~= 'flush' then
+        if not asked[dk] then
+          asked[dk] = {}
+          seen[dk] = {}
+          window_of[dk] = 0
+        end
+        local member = ARGV[b + 3]
+        if seen[dk][member] == nil then
+          seen[dk][member] = false
+          table.insert(asked[dk], member)
+        end
+        window_of[dk] = math.max(window_of[dk], tonumber(ARGV[b + 4]))
+      end
+    end
+  end
+end
+for dk, members in pairs(asked) do
+  local i = 1
+  while i <= #members do
+    local j = math.min(i + 499, #members)
+    local scores = redis.call('ZMSCORE', KEYS[dk], unpack(members, i, j))
+    for m = i, j do
+      local score = scores[m - i + 1]
+      if score then
+        seen[dk][members[m]] = tonumber(score)
+      end
+    end
+    i = j + 1
+  end
+end
+
+local recorded = {} -- key index -> members recorded now, in order
+local function duplicate(dk, member, window)
+  if dk == 0 then
     return false
   end
-  local key = KEYS[k]
-  local seen = redis.call('ZSCORE', key, member)
-  if seen and tonumber(seen) > now - window then
+  local last = seen[dk][member]
+  if last and last > clock() - window then
     return true
   end
-  redis.call('ZADD', key, now, member)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  redis.call('PEXPIRE', key, window)
+  seen[dk][member] = clock()
+  if not recorded[dk] then
+    recorded[dk] = {}
+  end
+  table.insert(recorded[dk], member)
   return false
 end
-local steps = tonumber(ARGV[2])
-for s = 0, steps - 1 do
-  local b = 3 + s * 11
-  local op, endpoint = ARGV[b], ARGV[b + 1]
-  local dk, member, window = tonumber(ARGV[b + 2]), ARGV[b + 3], tonumber(ARGV[b + 4])
-  local ka, kb, id = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6]), ARGV[b + 7]
-  local payload, extra, n = ARGV[b + 8], ARGV[b + 9], tonumber(ARGV[b + 10])
-  if (op == 'send' or op == 'collect') and duplicate(dk, member, window) then
-    redis.call('HINCRBY', KEYS[5], endpoint, 1)
-    suppressed = suppressed + 1
-  elseif op == 'send' then
-    if n > now then
-      redis.call('ZADD', KEYS[3], n, payload)
-      held = held + 1
-    elseif id == '1' then
-      urgent[#urgent + 1] = payload
-      sent = sent + 1
-    else
-      redis.call('RPUSH', KEYS[2], payload)
-      sent = sent + 1
-    end
-  elseif op == 'collect' then
-    if redis.call('RPUSH', KEYS[ka], payload) == 1 then
-      local deadline = now + n
-      redis.call('ZADD', KEYS[4], deadline, id)
-      redis.call('ZADD', KEYS[3], deadline, extra)
-      redis.call('HSET', KEYS[6], id, extra)
-    end
-    collected = collected + 1
-  elseif op == 'flush' then
-    if redis.call('EXISTS', KEYS[ka]) == 1 then
-      local due = now + n
-      local deadline = tonumber(redis.call('ZSCORE', KEYS[4], id) or (due + 1))
-      if due < deadline then
-        -- The new timer replaces the longest-wait one, which would only find nothing later.
-        local old = redis.call('HGET', KEYS[6], id)
-        if old then
-          redis.call('ZREM', KEYS[3], old)
+
+local out = {}
+local urgent, tail = {}, {}
+for _, ev in ipairs(events) do
+  local sent, held, collected, flushed, suppressed = 0, 0, 0, 0, 0
+  if ev.live then
+    for s = 0, ev.steps - 1 do
+      local b = ev.first + s * 11
+      local op, endpoint = ARGV[b], ARGV[b + 1]
+      local dk, member, window = tonumber(ARGV[b + 2]), ARGV[b + 3], tonumber(ARGV[b + 4])
+      local ka, id = tonumber(ARGV[b + 5]), ARGV[b + 7]
+      local payload, extra, n = ARGV[b + 8], ARGV[b + 9], tonumber(ARGV[b + 10])
+      if (op == 'send' or op == 'collect') and duplicate(dk, member, window) then
+        redis.call('HINCRBY', KEYS[5], endpoint, 1)
+        suppressed = suppressed + 1
+      elseif op == 'send' then
+        if n > 0 and n > clock() then
+          redis.call('ZADD', KEYS[3], n, payload)
+          held = held + 1
+        elseif id == '1' then
+          urgent[#urgent + 1] = payload
+          sent = sent + 1
+        else
+          tail[#tail + 1] = payload
+          sent = sent + 1
         end
-        redis.call('ZADD', KEYS[4], due, id)
-        redis.call('ZADD', KEYS[3], due, payload)
-        redis.call('HSET', KEYS[6], id, payload)
+      elseif op == 'collect' then
+        if redis.call('RPUSH', KEYS[ka], payload) == 1 then
+          local deadline = clock() + n
+          redis.call('ZADD', KEYS[4], deadline, id)
+          redis.call('ZADD', KEYS[3], deadline, extra)
+          redis.call('HSET', KEYS[6], id, extra)
+        end
+        collected = collected + 1
+      elseif op == 'flush' then
+        if redis.call('EXISTS', KEYS[ka]) == 1 then
+          local due = clock() + n
+          local deadline = tonumber(redis.call('ZSCORE', KEYS[4], id) or (due + 1))
+          if due < deadline then
+            -- The new timer replaces the longest-wait one, which would only find nothing later.
+            local old = redis.call('HGET', KEYS[6], id)
+            if old then
+              redis.call('ZREM', KEYS[3], old)
+            end
+            redis.call('ZADD', KEYS[4], due, id)
+            redis.call('ZADD', KEYS[3], due, payload)
+            redis.call('HSET', KEYS[6], id, payload)
+          end
+          flushed = flushed + 1
+        end
       end
-      flushed = flushed + 1
     end
+    out[#out + 1] = sent
+  else
+    out[#out + 1] = -1
   end
+  out[#out + 1] = held
+  out[#out + 1] = collected
+  out[#out + 1] = flushed
+  out[#out + 1] = suppressed
 end
--- LPUSH puts each at the front in turn: push the urgent ones last to first.
-for i = #urgent, 1, -1 do
-  redis.call('LPUSH', KEYS[2], urgent[i])
+
+-- Record what was let through, once per dedupe key.
+for dk, members in pairs(recorded) do
+  local args = {}
+  for _, m in ipairs(members) do
+    args[#args + 1] = now
+    args[#args + 1] = m
+  end
+  local i = 1
+  while i <= #args do
+    local j = math.min(i + 499, #args)
+    redis.call('ZADD', KEYS[dk], unpack(args, i, j))
+    i = j + 1
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[dk], '-inf', now - window_of[dk])
+  redis.call('PEXPIRE', KEYS[dk], window_of[dk])
 end
-return {sent, held, collected, flushed, suppressed}
+
+-- LPUSH puts each at the front in turn: push the urgent ones last to first, in bounded chunks
+-- (Lua's stack caps how many values one call may take).
+local j = #urgent
+while j >= 1 do
+  local i = math.max(1, j - 499)
+  local chunk = {}
+  for k = j, i, -1 do
+    chunk[#chunk + 1] = urgent[k]
+  end
+  redis.call('LPUSH', KEYS[2], unpack(chunk))
+  j = i - 1
+end
+local i = 1
+while i <= #tail do
+  local k = math.min(i + 499, #tail)
+  redis.call('RPUSH', KEYS[2], unpack(tail, i, k))
+  i = k + 1
+end
+return out
