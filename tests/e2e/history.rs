@@ -150,15 +150,8 @@ async fn the_worker_records_every_attempt_with_what_was_sent_and_answered() {
     receiver.set_default(Reply::status(400).body("bad request"));
     stack.producer.publish(&finding_event("t-dead")).await.expect("published");
     stack.wait_dead(1, Duration::from_secs(60)).await;
-    // The dead-lettered attempt's entry is written right after the dead letter itself.
-    entraguard_testkit::wait_until(Duration::from_secs(60), "the dead attempt recorded", || async {
-        stack
-            .queue
-            .recent_deliveries(&ep.id, 1)
-            .await
-            .is_ok_and(|r| r.first().is_some_and(|e| e.result == AttemptResult::Dead))
-    })
-    .await;
+    // The dead-lettered attempt's entry is written in the dead-letter step itself: it is there
+    // as soon as the dead letter is.
     let got = stack.queue.recent_deliveries(&ep.id, 10).await.expect("read");
     let dead = &got[0];
     assert_eq!((dead.result, dead.status), (AttemptResult::Dead, Some(400)));
@@ -167,4 +160,86 @@ async fn the_worker_records_every_attempt_with_what_was_sent_and_answered() {
     assert_eq!(attempts, usize::try_from(dead.attempt).expect("small"), "one entry per attempt");
     assert_eq!(got.len(), attempts + 2);
     worker.stop().await;
+}
+
+/// A dead letter and its last attempt's history entry are one step, and so are a parked delivery
+/// and the failed attempt that parked it: both written, or (the lease lost) neither. Before, the
+/// entry was written by a second command after the step, which a worker killed in between lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_or_a_parked_delivery_and_its_history_entry_are_one_step() {
+    use entraguard_core::job::Job;
+    use entraguard_core::queue::{DeadLetterDraft, WorkerId};
+    let stack = Stack::start().await;
+    let ep = stack.add_endpoint("webhook", "http://127.0.0.1:9/hook", &["finding.new"], None).await;
+    let worker = WorkerId::generate();
+    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
+    let entry = |job: &DeliveryJob, result: AttemptResult| {
+        let mut r = record(job, 1, Timestamp::now());
+        r.result = result;
+        r.encode()
+    };
+
+    // Lease lost (the job is not on this worker's list): nothing is written, not even the entry.
+    let lost = DeliveryJob::new(finding_event("t-lost"), ep.id.clone());
+    let raw = Job::Delivery(lost.clone()).encode();
+    let draft = DeadLetterDraft {
+        id: lost.delivery_id.to_string(),
+        reason: "gave up".into(),
+        delivery: Some(lost.clone()),
+    };
+    let done = stack
+        .queue
+        .dead_letter_recorded(
+            &worker,
+            raw.as_bytes(),
+            &draft,
+            Some((&ep.id, &entry(&lost, AttemptResult::Dead))),
+        )
+        .await
+        .expect("script ran");
+    assert!(!done);
+    assert!(
+        stack.queue.recent_deliveries(&ep.id, 10).await.expect("read").is_empty(),
+        "no entry without its step"
+    );
+
+    // Taken: the dead letter and its entry together.
+    let dead = DeliveryJob::new(finding_event("t-dead"), ep.id.clone());
+    stack.queue.push(&[Job::Delivery(dead.clone()).encode()]).await.expect("push");
+    let taken = fetcher.try_fetch().await.expect("fetch").expect("job");
+    let draft = DeadLetterDraft {
+        id: dead.delivery_id.to_string(),
+        reason: "gave up".into(),
+        delivery: Some(dead.clone()),
+    };
+    assert!(
+        stack
+            .queue
+            .dead_letter_recorded(&worker, &taken, &draft, Some((&ep.id, &entry(&dead, AttemptResult::Dead))))
+            .await
+            .expect("dead")
+    );
+    let got = stack.queue.recent_deliveries(&ep.id, 10).await.expect("read");
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].result, got[0].delivery_id.as_str()),
+        (AttemptResult::Dead, dead.delivery_id.as_str())
+    );
+
+    // Parked: the lane holds the delivery and the history its failed attempt.
+    let parked = DeliveryJob::new(finding_event("t-park"), ep.id.clone());
+    stack.queue.push(&[Job::Delivery(parked.clone()).encode()]).await.expect("push");
+    let taken = fetcher.try_fetch().await.expect("fetch").expect("job");
+    let e = entry(&parked, AttemptResult::Parked);
+    assert!(
+        stack
+            .queue
+            .park_at_recorded(&worker, &taken, &ep.id, Duration::from_secs(60), true, Some(&e))
+            .await
+            .expect("park")
+    );
+    let got = stack.queue.recent_deliveries(&ep.id, 10).await.expect("read");
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].result, AttemptResult::Parked);
+    assert_eq!(stack.stats().await.parked, 1);
 }

@@ -90,15 +90,13 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
                 let wake =
                     if answer.state == BreakerState::Disabled { DISABLED_LOOK } else { answer.probe_in };
                 let wake = wake.max(Duration::from_millis(1));
-                if record(ctx, "park", || ctx.queue.park_at(&ctx.worker, raw, &endpoint.id, wake, probe))
-                    .await
-                {
-                    let attempt = attempt_record(&job, &attempted);
-                    let entry = history_entry(raw, &job, &attempt, AttemptResult::Parked, &attempted);
-                    if let Err(e) = ctx.queue.record_history_encoded(&endpoint.id, &[entry]).await {
-                        warn!(error = %e, "recording the parked attempt in the endpoint's history failed");
-                    }
-                }
+                // The failed attempt joins the endpoint's history in the parking step itself.
+                let attempt = attempt_record(&job, &attempted);
+                let entry = history_entry(raw, &job, &attempt, AttemptResult::Parked, &attempted);
+                record(ctx, "park", || {
+                    ctx.queue.park_at_recorded(&ctx.worker, raw, &endpoint.id, wake, probe, Some(&entry))
+                })
+                .await;
                 ctx.promoter_wake.notify_one();
                 let _ = ticket.finish();
                 return;
@@ -242,11 +240,11 @@ pub(crate) async fn conclude(
             let entry = history_entry(raw, &job, &recorded, AttemptResult::Dead, attempted);
             let endpoint = job.endpoint_id.clone();
             let draft = DeadLetterDraft { id: job.delivery_id.to_string(), reason, delivery: Some(job) };
-            if record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await
-                && let Err(e) = ctx.queue.record_history_encoded(&endpoint, &[entry]).await
-            {
-                warn!(error = %e, "recording the dead-lettered attempt in the endpoint's history failed");
-            }
+            // The last attempt joins the endpoint's history in the dead-letter step itself.
+            record(ctx, "dead-letter", || {
+                ctx.queue.dead_letter_recorded(&ctx.worker, raw, &draft, Some((&endpoint, &entry)))
+            })
+            .await;
         }
     }
     false

@@ -217,6 +217,19 @@ impl Queue {
         raw: &[u8],
         draft: &DeadLetterDraft,
     ) -> Result<bool, QueueError> {
+        self.dead_letter_recorded(worker, raw, draft, None).await
+    }
+
+    /// [`Queue::dead_letter`], and the last attempt's history entry (see
+    /// [`crate::history::encode_attempt`]) joins the endpoint's Recent Deliveries in the same
+    /// step.
+    pub async fn dead_letter_recorded(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        draft: &DeadLetterDraft,
+        history: Option<(&crate::ids::EndpointId, &str)>,
+    ) -> Result<bool, QueueError> {
         let mut fields: Vec<(&str, Vec<u8>)> = vec![
             ("id", draft.id.clone().into_bytes()),
             ("reason", draft.reason.clone().into_bytes()),
@@ -234,6 +247,17 @@ impl Queue {
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.dead.key(self.keys.processing(worker.as_str()));
         inv.key(self.keys.dlq()).key(self.keys.dlq_entry(&draft.id)).arg(raw).arg(&draft.id);
+        match history {
+            Some((endpoint, entry)) => {
+                inv.key(self.keys.history(endpoint.as_str()))
+                    .arg(entry)
+                    .arg(crate::history::HISTORY_MAX_ENTRIES)
+                    .arg(u64::try_from(crate::history::HISTORY_MAX_AGE.as_millis()).unwrap_or(u64::MAX));
+            }
+            None => {
+                inv.arg("").arg(0).arg(0);
+            }
+        }
         for (k, v) in &fields {
             inv.arg(*k).arg(v);
         }

@@ -523,19 +523,36 @@ impl Queue {
         wake_in: Duration,
         front: bool,
     ) -> Result<bool, QueueError> {
+        self.park_at_recorded(worker, raw, endpoint, wake_in, front, None).await
+    }
+
+    /// [`Queue::park_at`], and the failed attempt that parked it (its history entry, see
+    /// [`crate::history::encode_attempt`]) joins the endpoint's Recent Deliveries in the same
+    /// step.
+    pub async fn park_at_recorded(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        endpoint: &crate::ids::EndpointId,
+        wake_in: Duration,
+        front: bool,
+        history: Option<&str>,
+    ) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
-        let done: i64 = self
-            .scripts
-            .park
-            .key(self.keys.processing(worker.as_str()))
-            .key(self.keys.lane(endpoint.as_str()))
+        let mut inv = self.scripts.park.key(self.keys.processing(worker.as_str()));
+        inv.key(self.keys.lane(endpoint.as_str()))
             .key(self.keys.lanes())
             .arg(raw)
             .arg(endpoint.as_str())
             .arg(u64::try_from(wake_in.as_millis()).unwrap_or(u64::MAX))
-            .arg(if front { "1" } else { "0" })
-            .invoke_async(&mut conn)
-            .await?;
+            .arg(if front { "1" } else { "0" });
+        if let Some(entry) = history {
+            inv.key(self.keys.history(endpoint.as_str()))
+                .arg(entry)
+                .arg(crate::history::HISTORY_MAX_ENTRIES)
+                .arg(u64::try_from(crate::history::HISTORY_MAX_AGE.as_millis()).unwrap_or(u64::MAX));
+        }
+        let done: i64 = inv.invoke_async(&mut conn).await?;
         Ok(done == 1)
     }
 

@@ -7,7 +7,9 @@
 -- the job is no longer on the processing list (the lease was lost).
 -- KEYS[1] processing list, KEYS[2] lane list, KEYS[3] lanes zset;
 -- ARGV[1] raw job, ARGV[2] endpoint id, ARGV[3] wake up after ms, ARGV[4] '1' to park at the
--- front (a failed probe: the oldest delivery stays the oldest).
+-- front (a failed probe: the oldest delivery stays the oldest). The failed attempt that parked
+-- it joins its endpoint's Recent Deliveries in the same step when KEYS[4] (history list) and
+-- ARGV[5] (the entry; ARGV[6] entries kept, ARGV[7] ms kept) are given.
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   return 0
 end
@@ -20,4 +22,9 @@ local t = redis.call('TIME')
 local wake = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
 -- An earlier wake-up already set stays (LT: only ever moved earlier).
 redis.call('ZADD', KEYS[3], 'LT', wake, ARGV[2])
+if KEYS[4] and ARGV[5] and ARGV[5] ~= '' then
+  redis.call('LPUSH', KEYS[4], ARGV[5])
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[6]) - 1)
+  redis.call('PEXPIRE', KEYS[4], ARGV[7])
+end
 return 1
