@@ -71,8 +71,25 @@ async fn redeliver_sends_the_same_delivery_id_again_through_the_worker() {
     let job = DeliveryJob::new(finding_event("t-redeliver"), ep.id.clone());
     stack.queue.record_history(&ep.id, &[record(&job, 1, Timestamp::now())]).await.expect("record");
 
-    let rec = stack.queue.delivery_record(&ep.id, &job.delivery_id).await.expect("read").expect("recorded");
-    stack.queue.redeliver(&rec.redelivery_job().expect("event kept")).await.expect("redeliver");
+    // The CLI's Redeliver (the API's and the page's take the same path in the queue).
+    let cli = |args: Vec<String>| {
+        let url = stack.redis.url();
+        async move {
+            tokio::process::Command::new(entraguard_testkit::bin_path("entraguard-notify"))
+                .args(["--redis-url", &url, "endpoint", "redeliver"])
+                .args(args)
+                .env_remove("REDIS_URL")
+                .output()
+                .await
+                .expect("cli runs")
+        }
+    };
+    let unknown = cli(vec![ep.id.to_string(), "dlv_01J0000000000000000000000".into()]).await;
+    assert_eq!(unknown.status.code(), Some(1), "{}", String::from_utf8_lossy(&unknown.stderr));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("not found"));
+    let out = cli(vec![ep.id.to_string(), job.delivery_id.to_string()]).await;
+    assert!(out.status.success(), "redeliver: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("redelivering {}", job.delivery_id));
     let worker = stack.spawn_worker(&[]);
     let got = receiver.wait_for_requests(1, Duration::from_secs(60)).await;
     assert_eq!(got[0].header("x-coderaft-delivery"), Some(job.delivery_id.as_str()), "same delivery id");

@@ -18,7 +18,7 @@ use entraguard_core::history::{AttemptResult, DeliveryRecord, HISTORY_MAX_ENTRIE
 use entraguard_core::ids::{DeliveryId, EndpointId};
 use entraguard_core::job::{AttemptRecord, DeliveryJob};
 use entraguard_core::queue::{
-    DeadLetter, DeadLetterSummary, QueueStats, ReplayFilter, ReplayOutcome, ReplaySummary,
+    DeadLetter, DeadLetterSummary, QueueStats, Redelivery, ReplayFilter, ReplayOutcome, ReplaySummary,
 };
 use entraguard_core::timestamp::Timestamp;
 use entraguard_worker::delivery::TestReport;
@@ -334,22 +334,16 @@ async fn redeliver(
     s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
     let not_found = || ApiError::NotFound(format!("delivery {delivery} of endpoint {id}"));
     let delivery_id: DeliveryId = delivery.parse().map_err(|_| not_found())?;
-    let records = s.queue.recent_deliveries(&id, HISTORY_MAX_ENTRIES).await?;
-    let mine: Vec<&DeliveryRecord> = records.iter().filter(|r| r.delivery_id == delivery_id).collect();
-    if mine.is_empty() {
-        return Err(not_found());
-    }
-    let job = mine
-        .iter()
-        .filter(|r| r.redeliverable())
-        .find_map(|r| r.redelivery_job())
-        .ok_or_else(|| {
-            invalid(
+    match s.queue.redeliver_recorded(&id, &delivery_id).await? {
+        Redelivery::Enqueued => {}
+        Redelivery::NotFound => return Err(not_found()),
+        Redelivery::NotRedeliverable => {
+            return Err(invalid(
                 "delivery_id",
                 "this delivery cannot be redelivered: it was a Send test, or its event was larger than 16 KiB and not kept",
-            )
-        })?;
-    s.queue.redeliver(&job).await?;
+            ));
+        }
+    }
     tracing::info!(endpoint_id = %id, delivery_id = %delivery_id, "redeliver");
     Ok((StatusCode::ACCEPTED, Json(Redelivered { delivery_id: delivery_id.to_string(), enqueued: true })))
 }

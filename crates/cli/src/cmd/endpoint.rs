@@ -4,6 +4,7 @@
 use anyhow::Context;
 use entraguard_core::endpoint::{Endpoint, EndpointDraft};
 use entraguard_core::ids::EndpointId;
+use entraguard_core::queue::Redelivery;
 use entraguard_core::secret::Secret;
 
 use crate::config::Global;
@@ -60,6 +61,15 @@ pub enum Command {
         /// How many of the newest to show (at most 200).
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Redeliver: send a recorded delivery (see `deliveries`) again, with the same delivery id
+    /// and a fresh attempt count, through the workers like any delivery (lanes, breaker,
+    /// pacing). Not for Send tests, nor for events over 16 KiB (their event is not kept).
+    Redeliver {
+        /// The endpoint's id (`ep_…`).
+        id: String,
+        /// The delivery's id (`dlv_…`), as `deliveries` lists it.
+        delivery_id: String,
     },
     /// Give a webhook endpoint a new signing secret; the old one keeps signing beside it
     /// (`webhook-signature` carries both) for the grace period.
@@ -315,6 +325,32 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                     &["AT", "EVENT", "DELIVERY", "ATTEMPT", "RESULT", "STATUS", "DURATION", "ERROR"],
                     &rows,
                 );
+            }
+        }
+        Command::Redeliver { id, delivery_id } => {
+            let id = parse_id(&id)?;
+            if store.get(&id).await?.is_none() {
+                return Err(anyhow::anyhow!("endpoint {id} not found").into());
+            }
+            let not_found = || {
+                Failure::from(anyhow::anyhow!(
+                    "delivery {delivery_id} of endpoint {id} not found in its Recent Deliveries"
+                ))
+            };
+            let delivery: entraguard_core::ids::DeliveryId = delivery_id.parse().map_err(|_| not_found())?;
+            match queue.redeliver_recorded(&id, &delivery).await? {
+                Redelivery::Enqueued if global.json => {
+                    output::json(
+                        &serde_json::json!({ "delivery_id": delivery.to_string(), "enqueued": true }),
+                    );
+                }
+                Redelivery::Enqueued => println!("redelivering {delivery}"),
+                Redelivery::NotFound => return Err(not_found()),
+                Redelivery::NotRedeliverable => {
+                    return Err(usage(anyhow::anyhow!(
+                        "delivery {delivery} cannot be redelivered: it was a Send test, or its event was larger than 16 KiB and not kept"
+                    )));
+                }
             }
         }
         Command::RotateSecret { id, secret, grace } => {

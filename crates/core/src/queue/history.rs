@@ -46,6 +46,17 @@ return n",
     )
 });
 
+/// What [`Queue::redeliver_recorded`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redelivery {
+    /// Enqueued again, with the same delivery id.
+    Enqueued,
+    /// No attempt of that delivery to that endpoint is recorded (within the last 200 and 7 days).
+    NotFound,
+    /// Recorded, but a Send test, or its event was over 16 KiB and not kept.
+    NotRedeliverable,
+}
+
 impl Queue {
     /// Records attempts in an endpoint's history: `LPUSH` (in the order given, so the last one
     /// given is the newest), `LTRIM` to [`HISTORY_MAX_ENTRIES`], `PEXPIRE` [`HISTORY_MAX_AGE`], in
@@ -117,6 +128,35 @@ impl Queue {
             .await?
             .into_iter()
             .find(|r| &r.delivery_id == delivery && r.redeliverable()))
+    }
+
+    /// Redeliver: enqueues the newest recorded attempt of `delivery` to `endpoint` again, with the
+    /// same delivery id (see [`Queue::redeliver`]). The one path of the API, the page and the CLI.
+    pub async fn redeliver_recorded(
+        &self,
+        endpoint: &EndpointId,
+        delivery: &DeliveryId,
+    ) -> Result<Redelivery, QueueError> {
+        let records = self.recent_deliveries(endpoint, HISTORY_MAX_ENTRIES).await?;
+        let mut found = false;
+        let mut job = None;
+        for r in records.into_iter().filter(|r| &r.delivery_id == delivery) {
+            found = true;
+            if r.redeliverable() {
+                job = r.redelivery_job();
+                if job.is_some() {
+                    break;
+                }
+            }
+        }
+        match job {
+            Some(job) => {
+                self.redeliver(&job).await?;
+                Ok(Redelivery::Enqueued)
+            }
+            None if found => Ok(Redelivery::NotRedeliverable),
+            None => Ok(Redelivery::NotFound),
+        }
     }
 
     /// Enqueues `job` again the way a dead-letter replay does (`dlq replay`): the same delivery

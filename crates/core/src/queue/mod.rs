@@ -38,6 +38,7 @@ pub use dead_letter::{
     SUMMARY_TEXT_MAX,
 };
 pub use fatigue::{Dedupe, RouteStep, Routed};
+pub use history::Redelivery;
 
 use crate::keys::KeySpace;
 use crate::redis_conn::{RedisConfig, connect};
