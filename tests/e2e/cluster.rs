@@ -15,7 +15,7 @@ use entraguard_producer::{Event, Producer, ProducerConfig, PublishError};
 use entraguard_testkit::{HttpReceiver, RedisCluster, Reply, bin_path, test_log_filter, wait_until};
 use tokio::process::{Child, Command};
 
-use crate::harness::{Stack, endpoint, finding_event, keys, merge_args};
+use crate::harness::{endpoint, finding_event, keys, spawn_worker_binary};
 
 /// The key whose slot holds the whole queue (every key shares the `{entraguard}` hash tag).
 const QUEUE_KEY: &str = "{entraguard}:ready";
@@ -47,15 +47,7 @@ impl ClusterStack {
     }
 
     fn spawn_worker_process(&self, overrides: &[&str]) -> Child {
-        Command::new(bin_path("entraguard-worker"))
-            .args(merge_args(Stack::worker_args_for(&self.url), overrides))
-            .env_remove("REDIS_URL")
-            .env("RUST_LOG", test_log_filter())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("worker binary starts")
+        spawn_worker_binary(&self.url, overrides)
     }
 
     async fn add_endpoint(&self, target: &str) -> Endpoint {
@@ -359,15 +351,7 @@ async fn tls_and_a_password_on_the_cluster() {
     let producer = Producer::connect(&pcfg).await.expect("producer over TLS");
 
     let ca_path = ca.ca_path().to_string_lossy().into_owned();
-    let mut worker = Command::new(bin_path("entraguard-worker"))
-        .args(merge_args(Stack::worker_args_for(&url), &["--redis-ca-cert", &ca_path]))
-        .env_remove("REDIS_URL")
-        .env("RUST_LOG", test_log_filter())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("worker binary starts");
+    let mut worker = spawn_worker_binary(&url, &["--redis-ca-cert", &ca_path]);
     let sent = events(5, "tls");
     producer.publish_batch(&sent).await.expect("published over TLS");
     let got = receiver.wait_for_requests(5, Duration::from_secs(60)).await;

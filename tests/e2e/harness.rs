@@ -90,16 +90,7 @@ impl Stack {
     /// Runs the real `entraguard-worker` binary. It logs at `ENTRAGUARD_TEST_LOG` (default
     /// `warn`) to the test's stderr, so a failing test shows what its workers said.
     pub fn spawn_worker_process(&self, overrides: &[&str]) -> Child {
-        let args = merge_args(self.worker_args(), overrides);
-        Command::new(bin_path("entraguard-worker"))
-            .args(args)
-            .env_remove("REDIS_URL")
-            .env("RUST_LOG", test_log_filter())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("worker binary starts")
+        spawn_worker_binary(&self.redis.url(), overrides)
     }
 
     pub async fn add_endpoint(
@@ -155,6 +146,21 @@ fn init_test_tracing() {
 
 /// The defaults with `overrides` applied: a flag given in `overrides` replaces the default's
 /// value (list flags would otherwise add to it).
+/// Runs the real `entraguard-worker` binary against `redis_url` with the test settings plus
+/// `overrides`. It logs at `ENTRAGUARD_TEST_LOG` (default `warn`) to the test's stderr, so a
+/// failing test shows what its workers said.
+pub fn spawn_worker_binary(redis_url: &str, overrides: &[&str]) -> Child {
+    Command::new(bin_path("entraguard-worker"))
+        .args(merge_args(Stack::worker_args_for(redis_url), overrides))
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", test_log_filter())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("worker binary starts")
+}
+
 pub fn merge_args(defaults: Vec<String>, overrides: &[&str]) -> Vec<String> {
     let flag_of = |a: &str| a.split('=').next().unwrap_or(a).to_owned();
     let overridden: Vec<String> =

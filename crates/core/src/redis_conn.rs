@@ -70,6 +70,9 @@ impl RedisUrl {
         let masked = crate::secret::mask_url(raw);
         if let Some((_, node_scheme)) = CLUSTER_SCHEMES.iter().find(|(c, _)| raw.starts_with(c)) {
             let url = Self(raw.to_owned());
+            // A seed list is no URL the generic masking reads: show it as Display does (hosts
+            // kept, credentials hidden).
+            let masked = url.to_string();
             let nodes = url.cluster_nodes().unwrap_or_default();
             if nodes.is_empty() {
                 return Err(RedisUrlError { masked, reason: "no seed node (host:port) listed".into() });
@@ -339,5 +342,8 @@ mod tests {
         for bad in ["redis+cluster://", "redis+cluster://:7000", "redis+cluster://127.0.0.1:7000/3"] {
             assert!(RedisUrl::parse(bad).is_err(), "{bad} accepted");
         }
+        let err = RedisUrl::parse("rediss+cluster://app:s3cret@10.0.0.1:7000,:7001").expect_err("refused");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        assert!(err.to_string().contains("10.0.0.1:7000"), "says which URL: {err}");
     }
 }

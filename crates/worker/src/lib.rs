@@ -8,6 +8,7 @@
 
 mod acker;
 pub mod attempt;
+mod batch;
 pub mod channel;
 mod clock;
 pub mod config;

@@ -249,10 +249,7 @@ impl Queue {
         inv.key(self.keys.dlq()).key(self.keys.dlq_entry(&draft.id)).arg(raw).arg(&draft.id);
         match history {
             Some((endpoint, entry)) => {
-                inv.key(self.keys.history(endpoint.as_str()))
-                    .arg(entry)
-                    .arg(crate::history::HISTORY_MAX_ENTRIES)
-                    .arg(u64::try_from(crate::history::HISTORY_MAX_AGE.as_millis()).unwrap_or(u64::MAX));
+                super::history::history_args(&mut inv, self.keys.history(endpoint.as_str()), entry);
             }
             None => {
                 inv.arg("").arg(0).arg(0);

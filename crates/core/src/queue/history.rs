@@ -46,6 +46,20 @@ return n",
     )
 });
 
+/// How many entries a history list keeps and for how many ms: the two ARGV every script that
+/// writes one takes after the entry.
+pub(super) fn history_bounds() -> (usize, u64) {
+    (HISTORY_MAX_ENTRIES, u64::try_from(HISTORY_MAX_AGE.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Adds an attempt's entry to a script call that records it in the same step (`retry.lua`,
+/// `dead.lua`, `park.lua`): the history list as the next key, then the entry and the bounds as
+/// the next ARGV.
+pub(super) fn history_args(inv: &mut redis::ScriptInvocation<'_>, list: String, entry: &str) {
+    let (keep, ms) = history_bounds();
+    inv.key(list).arg(entry).arg(keep).arg(ms);
+}
+
 /// What [`Queue::redeliver_recorded`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Redelivery {

@@ -411,8 +411,8 @@ impl Queue {
         for (_, endpoint, _) in jobs {
             inv.key(self.keys.history(endpoint.as_str()));
         }
-        inv.arg(crate::history::HISTORY_MAX_ENTRIES)
-            .arg(u64::try_from(crate::history::HISTORY_MAX_AGE.as_millis()).unwrap_or(u64::MAX));
+        let (keep, ms) = history::history_bounds();
+        inv.arg(keep).arg(ms);
         for (raw, _, _) in jobs {
             inv.arg(*raw);
         }
@@ -459,10 +459,7 @@ impl Queue {
             .arg(next)
             .arg(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
         if let Some((endpoint, entry)) = history {
-            inv.key(self.keys.history(endpoint.as_str()))
-                .arg(entry)
-                .arg(crate::history::HISTORY_MAX_ENTRIES)
-                .arg(u64::try_from(crate::history::HISTORY_MAX_AGE.as_millis()).unwrap_or(u64::MAX));
+            history::history_args(&mut inv, self.keys.history(endpoint.as_str()), entry);
         }
         let due: i64 = inv.invoke_async(&mut conn).await?;
         Ok(due != 0)
@@ -548,10 +545,7 @@ impl Queue {
             .arg(u64::try_from(wake_in.as_millis()).unwrap_or(u64::MAX))
             .arg(if front { "1" } else { "0" });
         if let Some(entry) = history {
-            inv.key(self.keys.history(endpoint.as_str()))
-                .arg(entry)
-                .arg(crate::history::HISTORY_MAX_ENTRIES)
-                .arg(u64::try_from(crate::history::HISTORY_MAX_AGE.as_millis()).unwrap_or(u64::MAX));
+            history::history_args(&mut inv, self.keys.history(endpoint.as_str()), entry);
         }
         let done: i64 = inv.invoke_async(&mut conn).await?;
         Ok(done == 1)

@@ -1,0 +1,74 @@
+//! The batching both acknowledgement paths share ([`crate::acker`] for delivered jobs,
+//! [`crate::router`] for fanned-out events): callers submit one item each and await their own
+//! answer; one task sends everything that queued up while the previous batch was on its way to
+//! Redis as one script call. Under load that is one round trip, one script run and one AOF write
+//! for many items; with one item at a time it is exactly the single call.
+
+use entraguard_core::queue::QueueError;
+use tokio::sync::{mpsc, oneshot};
+
+/// One submitted item and where its answer goes.
+pub(crate) type Submitted<I, A> = (I, oneshot::Sender<Result<A, QueueError>>);
+
+/// Sends `item` to the batching task behind `tx` and waits for its answer. When the task is
+/// gone (shutting down) the caller gets an error and retries on its own, as after a failed batch.
+pub(crate) async fn submit<I, A>(
+    tx: &mpsc::UnboundedSender<Submitted<I, A>>,
+    item: I,
+    what: &'static str,
+) -> Result<A, QueueError> {
+    let (answer, rx) = oneshot::channel();
+    if tx.send((item, answer)).is_err() {
+        return Err(gone(what));
+    }
+    rx.await.unwrap_or_else(|_| Err(gone(what)))
+}
+
+/// The batching task: takes whatever queued up (at most `max`), flushes it with one call, and
+/// hands each caller its answer (`missing` for an item the answer did not cover, each caller
+/// the error when the call failed). Ends when every sender is dropped.
+pub(crate) async fn run<I, A, F>(
+    mut rx: mpsc::UnboundedReceiver<Submitted<I, A>>,
+    max: usize,
+    missing: A,
+    mut flush: F,
+) where
+    A: Clone,
+    F: AsyncFnMut(&[I]) -> Result<Vec<A>, QueueError>,
+{
+    let mut items: Vec<I> = Vec::with_capacity(max);
+    let mut answers: Vec<oneshot::Sender<Result<A, QueueError>>> = Vec::with_capacity(max);
+    while let Some((item, answer)) = rx.recv().await {
+        items.push(item);
+        answers.push(answer);
+        while items.len() < max {
+            match rx.try_recv() {
+                Ok((item, answer)) => {
+                    items.push(item);
+                    answers.push(answer);
+                }
+                Err(_) => break,
+            }
+        }
+        match flush(&items).await {
+            Ok(got) => {
+                for (answer, a) in
+                    answers.drain(..).zip(got.into_iter().chain(std::iter::repeat(missing.clone())))
+                {
+                    let _ = answer.send(Ok(a));
+                }
+            }
+            Err(e) => {
+                for answer in answers.drain(..) {
+                    let _ = answer.send(Err(e.clone()));
+                }
+            }
+        }
+        items.clear();
+    }
+}
+
+/// An error for an item that was never sent.
+fn gone(what: &'static str) -> QueueError {
+    QueueError::Redis(redis::RedisError::from((redis::ErrorKind::Client, what)))
+}
