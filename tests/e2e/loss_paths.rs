@@ -376,7 +376,7 @@ async fn a_huge_poison_job_is_dead_lettered_with_a_prefix_and_the_worker_stays_s
     // …and one by a batch fetch, behind ordinary events.
     let mut batch: Vec<Vec<u8>> = events(20, "behind")
         .into_iter()
-        .map(|event| Job::Event(entraguard_core::job::EventJob { event }).encode().into_bytes())
+        .map(|event| Job::Event(entraguard_core::job::EventJob::new(event)).encode().into_bytes())
         .collect();
     batch.push(huge);
     let _: () = conn.rpush(ready_key(), &batch).await.expect("push batch");

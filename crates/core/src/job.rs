@@ -51,6 +51,13 @@ pub struct DigestJob {
 /// internally tagged enum's tag first).
 const DELIVERY_V1_START: &[u8] = br#"{"type":"delivery.v1","#;
 
+impl EventJob {
+    /// A published event's job.
+    pub fn new(event: Event) -> Self {
+        Self { event, endpoints: None }
+    }
+}
+
 impl Job {
     /// Decodes a job read from Redis. An error here marks a poison job.
     pub fn decode(raw: &[u8]) -> Result<Job, serde_json::Error> {
@@ -73,6 +80,12 @@ impl Job {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventJob {
     pub event: Event,
+    /// Queue shards: set on the copy another shard's fan-out forwarded to this one (see
+    /// [`crate::shards`]): only these endpoints (those homed here when it was routed) get it.
+    /// Absent on a published event, which goes to every subscribed endpoint of its shard and is
+    /// forwarded to the other shards' endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Vec<EndpointId>>,
 }
 
 /// The state of one delivery, carried from attempt to attempt.
@@ -171,7 +184,7 @@ mod tests {
     #[test]
     fn other_jobs_and_poison_take_the_general_path() {
         let event = delivery().event;
-        let job = Job::Event(EventJob { event });
+        let job = Job::Event(EventJob::new(event));
         assert_eq!(Job::decode(job.encode().as_bytes()).expect("decodes"), job);
         assert!(Job::decode(br#"{"type":"delivery.v1","delivery_id":"dlv_1"}"#).is_err());
         assert!(Job::decode(br#"{"type":"delivery.v1","#).is_err());

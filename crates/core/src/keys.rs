@@ -1,12 +1,14 @@
-//! The Redis key layout: every key under one hash tag (`{entraguard}:…`) so a Redis Cluster
-//! keeps them in one slot and the Lua scripts may touch them together. The README's key table
-//! is written from this file.
+//! The Redis key layout: every key of one queue shard under one hash tag (`{entraguard}:…` for
+//! shard 0) so a Redis Cluster keeps them in one slot and the Lua scripts may touch them
+//! together; other shards use their own tag ([`crate::shards`]). The README's key table is
+//! written from this file.
 
 use crate::ids::EndpointId;
 
 /// The key names of one deployment (one `NOTIFY_KEY_PREFIX`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySpace {
+    prefix: String,
     tag: String,
 }
 
@@ -25,7 +27,38 @@ impl KeySpace {
         if !ok {
             return Err(KeyPrefixError(prefix.to_owned()));
         }
-        Ok(Self { tag: format!("{{{prefix}}}") })
+        Ok(Self { prefix: prefix.to_owned(), tag: format!("{{{prefix}}}") })
+    }
+
+    /// The deployment's prefix (`NOTIFY_KEY_PREFIX`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The hash tag of every key of this key space (`{entraguard}`, or a shard's: see
+    /// [`crate::shards::ShardLayout`]).
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// The key space of one queue shard: the same prefix under another hash tag (`{prefix:…}`),
+    /// so its keys hash to their own slot of a Redis Cluster.
+    pub(crate) fn shard(&self, tag_body: &str) -> Self {
+        Self { prefix: self.prefix.clone(), tag: format!("{{{tag_body}}}") }
+    }
+
+    /// ZSET of event jobs this shard routed to endpoints homed in shard `target`, scored by
+    /// when (Unix ms, Redis clock): written with the event's acknowledgement, moved into the
+    /// target shard's ready list by the worker that routed it (or, if it died, by any worker
+    /// after [`crate::shards::OUTBOX_SWEEP_AGE`]), removed once moved.
+    pub fn outbox(&self, target: usize) -> String {
+        format!("{}:outbox:{target}", self.tag)
+    }
+
+    /// ZSET of event id → when a forwarded copy was accepted from another shard's outbox (Unix
+    /// ms, Redis clock), so moving the same outbox entry twice enqueues it once.
+    pub fn forwarded(&self) -> String {
+        format!("{}:forwarded", self.tag)
     }
 
     /// LIST of job JSON waiting to be taken (FIFO: pushed right, taken left).
@@ -180,7 +213,7 @@ impl KeySpace {
 
 impl Default for KeySpace {
     fn default() -> Self {
-        Self { tag: format!("{{{}}}", Self::DEFAULT_PREFIX) }
+        Self { prefix: Self::DEFAULT_PREFIX.to_owned(), tag: format!("{{{}}}", Self::DEFAULT_PREFIX) }
     }
 }
 
@@ -213,6 +246,8 @@ mod tests {
             k.digests(),
             k.digest_timers(),
             k.history("ep_1"),
+            k.outbox(2),
+            k.forwarded(),
         ] {
             assert!(key.starts_with("{acme}:"), "{key}");
         }

@@ -22,6 +22,7 @@ pub mod rules;
 pub mod secret;
 #[cfg(feature = "settings")]
 pub mod settings;
+pub mod shards;
 pub mod store;
 pub mod timestamp;
 

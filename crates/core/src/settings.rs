@@ -32,12 +32,30 @@ pub struct RedisSettings {
     #[arg(long, global = true, env = "NOTIFY_KEY_PREFIX", default_value = KeySpace::DEFAULT_PREFIX, value_parser = parse_prefix)]
     pub key_prefix: KeySpace,
 
+    /// Queue shards: the queue's keys split over this many hash tags, so a Redis Cluster spreads
+    /// them over its primaries (events placed by event id, deliveries by endpoint). The same for
+    /// producers, workers, admin and CLI; see the README's "Scaling past one Redis".
+    #[arg(long, global = true, env = "NOTIFY_QUEUE_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::shards::MAX_SHARDS)))]
+    pub queue_shards: u16,
+
+    /// After changing NOTIFY_QUEUE_SHARDS: the earlier count, whose shards are still served
+    /// (and counted by `stats`) until their work is done; nothing new goes into them.
+    #[arg(long, global = true, env = "NOTIFY_DRAIN_SHARDS", value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::shards::MAX_SHARDS)))]
+    pub drain_shards: Option<u16>,
+
     /// Redis command timeout (a worker's blocked fetch gets its block time on top).
     #[arg(long, global = true, env = "NOTIFY_REDIS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub redis_timeout: Duration,
 }
 
 impl RedisSettings {
+    /// The queue shards (`NOTIFY_QUEUE_SHARDS`, `NOTIFY_DRAIN_SHARDS`) of `NOTIFY_KEY_PREFIX`.
+    pub fn layout(&self) -> crate::shards::ShardLayout {
+        // Both counts were range-checked when parsed.
+        crate::shards::ShardLayout::new(&self.key_prefix, self.queue_shards, self.drain_shards)
+            .unwrap_or_else(|_| crate::shards::ShardLayout::single(self.key_prefix.clone()))
+    }
+
     /// The connection settings; fails when `REDIS_CA_CERT` cannot be read.
     pub fn config(&self) -> Result<RedisConfig, SettingError> {
         let mut c = RedisConfig::new(self.redis_url.clone())

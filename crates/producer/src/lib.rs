@@ -41,8 +41,9 @@ use std::time::Duration;
 
 use entraguard_core::job::{EventJob, Job};
 use entraguard_core::keys::KeyPrefixError;
-use entraguard_core::queue::{Queue, QueueError};
+use entraguard_core::queue::{QueueError, Shards};
 use entraguard_core::redis_conn::{RedisConfig, RedisUrl, RedisUrlError};
+use entraguard_core::shards::{ShardCountError, ShardLayout};
 
 pub use entraguard_core::event::{Event, EventError, EventKind, Severity};
 pub use entraguard_core::ids::EventId;
@@ -58,6 +59,8 @@ pub enum PublishError {
     InvalidRedisUrl(#[from] RedisUrlError),
     #[error(transparent)]
     InvalidKeyPrefix(#[from] KeyPrefixError),
+    #[error(transparent)]
+    InvalidShardCount(#[from] ShardCountError),
     #[error("cannot reach Redis at {url}: {source}")]
     Connect { url: String, source: QueueError },
     #[error(
@@ -99,6 +102,9 @@ pub struct ProducerConfig {
     /// (`WAIT`), so a failover to one of them cannot lose it. 0 (the default): once the primary
     /// holds it (replication is asynchronous; see the README's "Scaling past one Redis").
     pub publish_replicas: u32,
+    /// Queue shards (`NOTIFY_QUEUE_SHARDS`, the workers' count): each event goes into the shard
+    /// its id names. A batch is then one atomic step per shard.
+    pub queue_shards: u16,
 }
 
 impl ProducerConfig {
@@ -112,7 +118,15 @@ impl ProducerConfig {
             timeout: Duration::from_secs(5),
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
             publish_replicas: 0,
+            queue_shards: 1,
         })
+    }
+
+    /// Publishes into `n` queue shards (`NOTIFY_QUEUE_SHARDS`; the workers' count).
+    pub fn with_queue_shards(mut self, n: u16) -> Result<Self, PublishError> {
+        ShardLayout::new(&self.keys, n, None)?;
+        self.queue_shards = n;
+        Ok(self)
     }
 
     /// Waits for `n` replicas to hold every publish (`NOTIFY_PUBLISH_REPLICAS`); see
@@ -132,7 +146,7 @@ impl ProducerConfig {
 /// A connection to the notification queue. Cheap to clone; clones share one connection.
 #[derive(Clone)]
 pub struct Producer {
-    queue: Queue,
+    shards: Shards,
     timeout: Duration,
     dedupe_window: Duration,
     publish_replicas: u32,
@@ -143,11 +157,12 @@ impl Producer {
     pub async fn connect(config: &ProducerConfig) -> Result<Self, PublishError> {
         let mut redis = config.redis.clone();
         redis.response_timeout = Some(config.timeout);
-        let queue = Queue::connect(&redis, config.keys.clone())
+        let layout = ShardLayout::new(&config.keys, config.queue_shards, None)?;
+        let shards = Shards::connect(&redis, layout)
             .await
             .map_err(|source| PublishError::Connect { url: config.redis.url.to_string(), source })?;
         Ok(Self {
-            queue,
+            shards,
             timeout: config.timeout,
             dedupe_window: config.dedupe_window,
             publish_replicas: config.publish_replicas,
@@ -194,17 +209,12 @@ impl Producer {
     async fn enqueue(&self, events: &[Event]) -> Result<Vec<Published>, PublishError> {
         let jobs: Vec<(String, bool, String)> = events
             .iter()
-            .map(|e| (e.id.to_string(), e.is_urgent(), Job::Event(EventJob { event: e.clone() }).encode()))
+            .map(|e| (e.id.to_string(), e.is_urgent(), Job::Event(EventJob::new(e.clone())).encode()))
             .collect();
         // The WAIT gets half the publish timeout, so a missing replica is reported as such
         // rather than as a timeout.
         let replicated = (self.publish_replicas > 0).then(|| (self.publish_replicas, self.timeout / 2));
-        match tokio::time::timeout(
-            self.timeout,
-            self.queue.publish_replicated(&jobs, self.dedupe_window, replicated),
-        )
-        .await
-        {
+        match tokio::time::timeout(self.timeout, self.publish_sharded(&jobs, replicated)).await {
             Ok(Ok(flags)) => Ok(flags),
             Ok(Err(e)) if e.is_out_of_memory() => Err(PublishError::RedisFull),
             Ok(Err(QueueError::NotReplicated { wanted, got, timeout })) => {
@@ -213,5 +223,31 @@ impl Producer {
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(PublishError::Timeout(self.timeout)),
         }
+    }
+
+    /// Publishes each job into its event's shard: one step per shard, in shard order; the
+    /// answers in the jobs' order.
+    async fn publish_sharded(
+        &self,
+        jobs: &[(String, bool, String)],
+        replicated: Option<(u32, Duration)>,
+    ) -> Result<Vec<Published>, QueueError> {
+        if self.shards.count() == 1 {
+            return self.shards.home().publish_replicated(jobs, self.dedupe_window, replicated).await;
+        }
+        let mut flags = vec![Published::Duplicate; jobs.len()];
+        for (i, queue) in self.shards.served().iter().enumerate() {
+            let mine: Vec<usize> =
+                (0..jobs.len()).filter(|j| self.shards.layout().of_event(&jobs[*j].0) == i).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let part: Vec<(String, bool, String)> = mine.iter().map(|j| jobs[*j].clone()).collect();
+            let answers = queue.publish_replicated(&part, self.dedupe_window, replicated).await?;
+            for (j, f) in mine.into_iter().zip(answers) {
+                flags[j] = f;
+            }
+        }
+        Ok(flags)
     }
 }

@@ -41,6 +41,17 @@ pub struct WorkerConfig {
     #[arg(long, env = "NOTIFY_KEY_PREFIX", default_value = KeySpace::DEFAULT_PREFIX, value_parser = parse_prefix)]
     pub key_prefix: KeySpace,
 
+    /// Queue shards: the queue's keys split over this many hash tags, so a Redis Cluster spreads
+    /// them over its primaries. Every worker serves every shard; the same count for producers,
+    /// admin and CLI (see the README's "Scaling past one Redis").
+    #[arg(long, env = "NOTIFY_QUEUE_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(entraguard_core::shards::MAX_SHARDS)))]
+    pub queue_shards: u16,
+
+    /// After changing NOTIFY_QUEUE_SHARDS: the earlier count, whose shards are still served
+    /// until their work is done; nothing new goes into them.
+    #[arg(long, env = "NOTIFY_DRAIN_SHARDS", value_parser = clap::value_parser!(u16).range(1..=i64::from(entraguard_core::shards::MAX_SHARDS)))]
+    pub drain_shards: Option<u16>,
+
     /// Deliveries this process runs at once.
     #[arg(long, env = "NOTIFY_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
@@ -308,6 +319,8 @@ impl WorkerConfig {
             redis_url: self.redis_url.clone(),
             redis_ca_cert: self.redis_ca_cert.clone(),
             key_prefix: self.key_prefix.clone(),
+            queue_shards: self.queue_shards,
+            drain_shards: self.drain_shards,
             redis_timeout: self.redis_timeout,
         }
     }

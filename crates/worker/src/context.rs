@@ -1,7 +1,10 @@
-//! What every task of one worker process shares: the queue, the endpoint store, the deliverer,
-//! the admission gate and the set of running jobs.
+//! What the tasks serving one queue shard share: that shard's queue, acknowledgement batchers,
+//! clock and running jobs; and, shared by every shard of the process, the endpoint store and
+//! its cache, the deliverer and the admission gate.
 
-use entraguard_core::queue::{Queue, WorkerId};
+use std::sync::Arc;
+
+use entraguard_core::queue::{Queue, Shards, WorkerId};
 use entraguard_core::store::EndpointStore;
 use tokio::sync::Notify;
 
@@ -14,9 +17,14 @@ use crate::gate::Gate;
 use crate::router::Router;
 use crate::running::Running;
 
-/// What every task of one worker process shares.
+/// What the tasks serving one queue shard share.
 pub(crate) struct Ctx {
+    /// The shard this context serves.
     pub(crate) queue: Queue,
+    /// Every shard (fan-out forwards to other shards' endpoints through them).
+    pub(crate) shards: Shards,
+    /// The index of [`Ctx::queue`] in [`Shards::served`].
+    pub(crate) shard: usize,
     pub(crate) store: EndpointStore,
     pub(crate) deliverer: Deliverer,
     pub(crate) worker: WorkerId,
@@ -32,7 +40,7 @@ pub(crate) struct Ctx {
     /// Redis's clock, read now and then (quiet hours are decided by it).
     pub(crate) clock: RedisClock,
     /// Endpoints and routes, cached and kept current by the endpoints' revision.
-    pub(crate) endpoints: EndpointCache,
+    pub(crate) endpoints: Arc<EndpointCache>,
     /// The jobs this process runs: what its processing list should hold.
     pub(crate) running: Running,
 }

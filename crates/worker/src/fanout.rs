@@ -17,11 +17,13 @@
 
 use entraguard_core::digest::{DigestItem, DigestReason, DigestRef, SCAN_END_GRACE};
 use entraguard_core::event::{Event, EventKind};
-use entraguard_core::job::{DeliveryJob, DigestDueJob, Job};
+use std::sync::Arc;
+
+use entraguard_core::job::{DeliveryJob, DigestDueJob, EventJob, Job};
 use entraguard_core::queue::{DeadLetterDraft, Dedupe, RouteStep};
 use entraguard_core::rules::quiet_severity;
 use entraguard_core::store::Route;
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::context::Ctx;
 use crate::persist::{persist, record};
@@ -120,9 +122,50 @@ pub fn plan(event: &Event, routes: &[Route], now_ms: Option<i64>) -> Vec<RouteSt
     steps
 }
 
+/// Which routes this shard plans for `job`, and the forward steps handing the event to the
+/// other shards' endpoints (see `entraguard_core::shards`). With one shard: every route, no
+/// forward. A copy forwarded here: the endpoints it names, no forward.
+fn split(ctx: &Ctx, job: &EventJob, routes: &Arc<Vec<Route>>) -> (Arc<Vec<Route>>, Vec<RouteStep>) {
+    if let Some(only) = &job.endpoints {
+        let mine = routes.iter().filter(|r| only.contains(r.id())).cloned().collect();
+        return (Arc::new(mine), Vec::new());
+    }
+    let count = ctx.shards.count();
+    if count == 1 {
+        return (routes.clone(), Vec::new());
+    }
+    let mut per_shard: Vec<Vec<&Route>> = vec![Vec::new(); count];
+    for r in routes.iter() {
+        per_shard[ctx.shards.index_of_endpoint(r.id())].push(r);
+    }
+    let mut mine = Vec::new();
+    let mut forwards = Vec::new();
+    for (shard, shard_routes) in per_shard.into_iter().enumerate() {
+        if shard == ctx.shard {
+            mine = shard_routes.into_iter().cloned().collect();
+            continue;
+        }
+        // Only endpoints this event makes a step for (with no clock: holding is the target's
+        // decision), so a shard without one gets nothing.
+        let ids: Vec<_> = shard_routes
+            .into_iter()
+            .filter(|r| !plan(&job.event, std::slice::from_ref(*r), None).is_empty())
+            .map(|r| r.id().clone())
+            .collect();
+        if !ids.is_empty() {
+            let copy = EventJob { event: job.event.clone(), endpoints: Some(ids) };
+            forwards.push(RouteStep::Forward { shard, job: Job::Event(copy).encode() });
+        }
+    }
+    (Arc::new(mine), forwards)
+}
+
 /// The fan-out step: an event job is replaced by its deliveries, in one step (an invalid event
 /// goes to the dead-letter queue with the reason). Urgent events' deliveries go to the front.
-pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], event: Event) {
+/// With queue shards, the deliveries of endpoints homed in other shards go through this shard's
+/// outbox in the same step, and are moved right after.
+pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], job: EventJob) {
+    let event = &job.event;
     if let Err(e) = event.validate() {
         crate::metrics::poison();
         let draft = DeadLetterDraft {
@@ -134,10 +177,11 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], event: Event) {
         record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
         return;
     }
-    let routes = persist("read endpoints", || ctx.endpoints.routes(&ctx.store)).await;
-    let now_ms =
-        if needs_clock(&event, &routes) { Some(redis_now(ctx, &event, &routes).await) } else { None };
-    let steps = plan(&event, &routes, now_ms);
+    let all = persist("read endpoints", || ctx.endpoints.routes(&ctx.store)).await;
+    let (routes, forwards) = split(ctx, &job, &all);
+    let now_ms = if needs_clock(event, &routes) { Some(redis_now(ctx, event, &routes).await) } else { None };
+    let mut steps = plan(event, &routes, now_ms);
+    steps.extend(forwards.iter().cloned());
     let routed = std::sync::Mutex::new(None);
     let done = record(ctx, "fan-out", || async {
         let r = ctx.router.route(raw, &steps).await?;
@@ -161,8 +205,24 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], event: Event) {
                 collected = r.collected,
                 flushed = r.flushed,
                 suppressed = r.suppressed,
+                forwarded = r.forwarded,
                 "event fanned out"
             );
+        }
+        move_forwards(ctx, forwards).await;
+    }
+}
+
+/// Moves this event's outbox entries into their shards now. They are safe in the outbox
+/// already: a failure here leaves them to the sweep ([`crate::lease`]).
+async fn move_forwards(ctx: &Ctx, forwards: Vec<RouteStep>) {
+    for step in forwards {
+        let RouteStep::Forward { shard, job } = step else { continue };
+        match ctx.shards.forward(ctx.shard, shard, std::slice::from_ref(&job)).await {
+            Ok(f) => crate::metrics::forwarded(f.moved),
+            Err(e) => {
+                warn!(error = %e, shard, "moving a fanned-out event to its shard failed; the outbox sweep will")
+            }
         }
     }
 }

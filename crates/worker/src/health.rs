@@ -9,12 +9,12 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use entraguard_core::queue::Queue;
+use entraguard_core::queue::Shards;
 
 use crate::shutdown::Shutdown;
 
 /// The queue, once the worker has connected (the server answers `/healthz` before that).
-pub type QueueCell = Arc<OnceLock<Queue>>;
+pub type QueueCell = Arc<OnceLock<Shards>>;
 
 #[derive(Clone)]
 struct AppState {
@@ -40,18 +40,25 @@ pub async fn serve(
 }
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    let Some(queue) = state.queue.get() else {
+    let Some(shards) = state.queue.get() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "connecting to redis");
     };
-    let mut conn = queue.connection();
-    let at = queue.keys().ready();
-    let ping =
-        tokio::time::timeout(Duration::from_secs(2), conn.query_at::<String>(&redis::cmd("PING"), &at)).await;
-    if !matches!(ping, Ok(Ok(_))) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable");
+    // Every shard's node answers (on a cluster, shards may live on different primaries).
+    let mut full = false;
+    for queue in shards.served() {
+        let mut conn = queue.connection();
+        let at = queue.keys().ready();
+        let ping =
+            tokio::time::timeout(Duration::from_secs(2), conn.query_at::<String>(&redis::cmd("PING"), &at))
+                .await;
+        if !matches!(ping, Ok(Ok(_))) {
+            return (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable");
+        }
+        full |=
+            matches!(tokio::time::timeout(Duration::from_secs(2), queue.memory_full()).await, Ok(Ok(true)));
     }
-    match tokio::time::timeout(Duration::from_secs(2), queue.memory_full()).await {
-        Ok(Ok(true)) => {
+    match full {
+        true => {
             crate::metrics::redis_full(true);
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -65,13 +72,14 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
 async fn metrics(
     State(state): State<AppState>,
 ) -> (StatusCode, [(axum::http::HeaderName, &'static str); 1], String) {
-    if let Some(queue) = state.queue.get()
-        && let Ok(Ok(stats)) = tokio::time::timeout(Duration::from_secs(2), queue.stats()).await
+    if let Some(shards) = state.queue.get()
+        && let Ok(Ok(stats)) = tokio::time::timeout(Duration::from_secs(2), shards.shard_stats()).await
     {
-        crate::metrics::queue(&stats);
+        crate::metrics::queue(shards, &stats);
     }
-    if let Some(queue) = state.queue.get()
-        && let Ok(Ok(overview)) = tokio::time::timeout(Duration::from_secs(2), queue.breaker_overview()).await
+    if let Some(shards) = state.queue.get()
+        && let Ok(Ok(overview)) =
+            tokio::time::timeout(Duration::from_secs(2), shards.breaker_overview()).await
     {
         crate::metrics::breakers(&overview);
     }

@@ -6,6 +6,10 @@ use std::time::Duration;
 use tracing::warn;
 
 use crate::context::Ctx;
+
+/// How often a worker sweeps each shard's outboxes: entries are swept once older than
+/// `OUTBOX_SWEEP_AGE`, so one left behind moves within about 40 s.
+const OUTBOX_SWEEP_EVERY: Duration = Duration::from_secs(30);
 use crate::shutdown::Shutdown;
 
 /// Renews the lease every third of it, and hands back the jobs of workers whose lease ran out:
@@ -18,6 +22,10 @@ pub(crate) async fn maintenance(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
     let forget_after = ctx.config.lease * 10;
     let mut next_beat = Instant::now() + every;
     let mut next_expiry: Option<Instant> = None;
+    // Queue shards: this shard's outboxes are swept for entries whose worker died before
+    // moving them (none with one shard).
+    let sweeping = ctx.shards.count() > 1;
+    let mut next_sweep = Instant::now() + OUTBOX_SWEEP_EVERY;
     // Look once at start-up: workers may have died while none was running.
     let mut reap = true;
     loop {
@@ -33,10 +41,31 @@ pub(crate) async fn maintenance(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
                 Err(e) => warn!(error = %e, "handing back dead workers' jobs failed"),
             }
         }
-        let wake = next_expiry.map_or(next_beat, |e| e.min(next_beat));
+        let mut wake = next_expiry.map_or(next_beat, |e| e.min(next_beat));
+        if sweeping {
+            wake = wake.min(next_sweep);
+        }
         tokio::select! {
             _ = tokio::time::sleep_until(wake) => {}
             _ = shutdown.wait() => return,
+        }
+        if sweeping && Instant::now() >= next_sweep {
+            next_sweep = Instant::now() + OUTBOX_SWEEP_EVERY;
+            match ctx.shards.sweep_outbox(ctx.shard).await {
+                Ok(f) if f.moved + f.duplicates > 0 => {
+                    crate::metrics::forwarded(f.moved);
+                    tracing::info!(
+                        moved = f.moved,
+                        duplicates = f.duplicates,
+                        "outbox entries left behind moved to their shards"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "sweeping the outbox failed"),
+            }
+            if Instant::now() < next_beat {
+                continue;
+            }
         }
         match ctx.queue.heartbeat(&ctx.worker, ctx.config.lease).await {
             Ok(hb) => {

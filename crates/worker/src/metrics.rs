@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use entraguard_core::queue::QueueStats;
+use entraguard_core::queue::{QueueStats, Shards};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -23,6 +23,13 @@ pub const QUEUE_SCHEDULED: &str = "entraguard_queue_scheduled_retries";
 pub const QUEUE_DEAD: &str = "entraguard_queue_dead_letters";
 pub const WORKERS: &str = "entraguard_workers";
 pub const QUEUE_DIGESTS: &str = "entraguard_queue_digests";
+pub const QUEUE_FORWARDING: &str = "entraguard_queue_forwarding";
+pub const SHARD_READY: &str = "entraguard_shard_ready";
+pub const SHARD_RETRYING: &str = "entraguard_shard_retrying";
+pub const SHARD_PROCESSING: &str = "entraguard_shard_processing";
+pub const SHARD_FORWARDING: &str = "entraguard_shard_forwarding";
+pub const SHARD_DEAD: &str = "entraguard_shard_dead_letters";
+pub const FORWARDED: &str = "entraguard_events_forwarded_total";
 pub const REDIS_FULL: &str = "entraguard_redis_full";
 pub const BREAKER_OPEN: &str = "entraguard_endpoint_breaker_open";
 pub const ENDPOINT_PARKED: &str = "entraguard_endpoint_parked";
@@ -83,8 +90,30 @@ pub fn in_flight(n: usize) {
     gauge!(IN_FLIGHT).set(n as f64);
 }
 
-/// Queue depths as read at scrape time.
-pub fn queue(stats: &QueueStats) {
+/// Queue depths as read at scrape time: the deployment's totals, and with several queue shards
+/// each shard's (labelled by its hash tag).
+pub fn queue(shards: &Shards, per_shard: &[QueueStats]) {
+    let total = Shards::total(per_shard);
+    totals(&total);
+    if per_shard.len() > 1 {
+        for (queue, s) in shards.served().iter().zip(per_shard) {
+            let tag = queue.keys().tag().to_owned();
+            gauge!(SHARD_READY, "shard" => tag.clone()).set(s.ready as f64);
+            gauge!(SHARD_RETRYING, "shard" => tag.clone()).set(s.retrying as f64);
+            gauge!(SHARD_PROCESSING, "shard" => tag.clone()).set(s.processing as f64);
+            gauge!(SHARD_FORWARDING, "shard" => tag.clone()).set(s.forwarding as f64);
+            gauge!(SHARD_DEAD, "shard" => tag).set(s.dead as f64);
+        }
+    }
+}
+
+/// Events handed to other queue shards' endpoints (moved from an outbox into their shard).
+pub fn forwarded(n: usize) {
+    counter!(FORWARDED).increment(n as u64);
+}
+
+fn totals(stats: &QueueStats) {
+    gauge!(QUEUE_FORWARDING).set(stats.forwarding as f64);
     gauge!(QUEUE_READY).set(stats.ready as f64);
     gauge!(QUEUE_RETRYING).set(stats.retrying as f64);
     gauge!(QUEUE_PARKED).set(stats.parked as f64);

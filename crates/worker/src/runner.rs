@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use entraguard_core::endpoint::Channel;
 use entraguard_core::job::Job;
-use entraguard_core::queue::{DeadLetterDraft, Fetched, Queue, QueueError, WorkerId};
+use entraguard_core::queue::{DeadLetterDraft, Fetched, QueueError, Shards, WorkerId};
 use entraguard_core::store::EndpointStore;
 use futures_util::FutureExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -68,22 +68,14 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
         None => None,
     };
     let redis = config.redis()?;
-    let Some(queue) =
-        until_ok(&mut shutdown, "connect to redis", || Queue::connect(&redis, config.key_prefix.clone()))
-            .await
+    let layout = config.redis_settings().layout();
+    let Some(shards) =
+        until_ok(&mut shutdown, "connect to redis", || Shards::connect(&redis, layout.clone())).await
     else {
         return Ok(());
     };
-    crate::preflight::check_redis_settings(&queue).await;
-    let _ = queue_cell.set(queue.clone());
-    let Some(mut fetcher) =
-        until_ok(&mut shutdown, "open fetch connection", || queue.fetcher(&worker, config.fetch_block)).await
-    else {
-        return Ok(());
-    };
-    if until_ok(&mut shutdown, "register worker", || queue.heartbeat(&worker, config.lease)).await.is_none() {
-        return Ok(());
-    }
+    crate::preflight::check_redis_settings(shards.home()).await;
+    let _ = queue_cell.set(shards.clone());
 
     let cipher = config.cipher()?;
     if cipher.is_none() {
@@ -91,10 +83,9 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
             "NOTIFY_ENCRYPTION_KEY is not set: endpoint URLs and signing secrets are stored in clear in Redis"
         );
     }
-    let store = EndpointStore::new(queue.connection(), config.key_prefix.clone()).with_cipher(cipher);
+    let store = EndpointStore::new(shards.connection(), shards.home().keys().clone()).with_cipher(cipher);
     let config_endpoint_cap = usize::try_from(config.endpoint_concurrency).unwrap_or(1);
-    let slack_pace = config.slack_pace;
-    let breaker = config.breaker();
+    let gate = Gate::new(config_endpoint_cap, config.slack_pace, config.breaker());
     if !deliverer.has_smtp() {
         let Some(endpoints) = until_ok(&mut shutdown, "read endpoints", || store.list()).await else {
             return Ok(());
@@ -108,29 +99,66 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
             return Err(ConfigError::SmtpMissing(email.join(", ")).into());
         }
     }
-    let acker = crate::acker::Acker::spawn(queue.clone(), worker.clone());
-    let router = crate::router::Router::spawn(queue.clone(), worker.clone());
-    let ctx = Arc::new(Ctx {
-        acker,
-        router,
-        clock: crate::clock::RedisClock::default(),
-        store,
-        queue,
-        deliverer,
-        worker,
-        config,
-        promoter_wake: Notify::new(),
-        gate: Gate::new(config_endpoint_cap, slack_pace, breaker),
-        endpoints: EndpointCache::default(),
-        running: Running::default(),
-    });
+    let endpoints = Arc::new(EndpointCache::default());
+    let concurrency = usize::try_from(config.concurrency).unwrap_or(1);
+    // One pool of permits for every shard: a shard with a backlog takes what the others leave.
+    let permits = Arc::new(Semaphore::new(concurrency));
+    info!(
+        worker = %worker,
+        concurrency,
+        shards = shards.served().len(),
+        redis = %config.redis_url,
+        "worker started"
+    );
+    let mut served = JoinSet::new();
+    for (index, queue) in shards.served().iter().enumerate() {
+        let ctx = Arc::new(Ctx {
+            acker: crate::acker::Acker::spawn(queue.clone(), worker.clone()),
+            router: crate::router::Router::spawn(queue.clone(), worker.clone()),
+            clock: crate::clock::RedisClock::default(),
+            store: store.clone(),
+            queue: queue.clone(),
+            shards: shards.clone(),
+            shard: index,
+            deliverer: deliverer.clone(),
+            worker: worker.clone(),
+            config: config.clone(),
+            promoter_wake: Notify::new(),
+            gate: gate.clone(),
+            endpoints: endpoints.clone(),
+            running: Running::default(),
+        });
+        served.spawn(serve(ctx, permits.clone(), shutdown.clone()));
+    }
+    while served.join_next().await.is_some() {}
+    if let Some(h) = health {
+        h.abort();
+    }
+    Ok(())
+}
+
+/// Serves one queue shard until shutdown: hold a lease in it, fetch its jobs while a permit is
+/// free, run them, and on shutdown let in-flight ones finish within the grace period and hand
+/// back the rest.
+async fn serve(ctx: Arc<Ctx>, permits: Arc<Semaphore>, mut shutdown: Shutdown) {
+    let queue = &ctx.queue;
+    let shard = queue.keys().tag().to_owned();
+    let Some(mut fetcher) = until_ok(&mut shutdown, "open fetch connection", || {
+        queue.fetcher(&ctx.worker, ctx.config.fetch_block)
+    })
+    .await
+    else {
+        return;
+    };
+    if until_ok(&mut shutdown, "register worker", || queue.heartbeat(&ctx.worker, ctx.config.lease))
+        .await
+        .is_none()
+    {
+        return;
+    }
     let maintenance = tokio::spawn(crate::lease::maintenance(ctx.clone(), shutdown.clone()));
     let promoter = tokio::spawn(crate::promoter::promoter(ctx.clone(), shutdown.clone()));
-    let concurrency = usize::try_from(ctx.config.concurrency).unwrap_or(1);
-    let permits = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
-    info!(worker = %ctx.worker, concurrency, redis = %ctx.config.redis_url, "worker started");
-
     let mut backoff = Backoff::new();
     let mut reconciler = Reconciler::new(&ctx.config);
     // How many jobs the next non-blocking fetch asks for: grows while batches come back full (a
@@ -178,8 +206,13 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
                 // Before the jobs run: they see every endpoint change written before their fetch.
                 match endpoints_rev {
                     Some(rev) => ctx.endpoints.observe(rev),
-                    None if !jobs.is_empty() => ctx.endpoints.forget(),
-                    None => {}
+                    None if jobs.is_empty() => {}
+                    // Another shard than the endpoints': their revision, read after the fetch.
+                    None if !ctx.queue.is_home() => match ctx.store.revision().await {
+                        Ok(rev) => ctx.endpoints.observe(rev),
+                        Err(_) => ctx.endpoints.forget(),
+                    },
+                    None => ctx.endpoints.forget(),
                 }
                 crate::metrics::redis_full(false);
                 for _ in 0..oversized {
@@ -234,7 +267,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     }
 
     let in_flight = tasks.len();
-    info!(in_flight, grace = ?ctx.config.shutdown_grace, "shutting down: no new jobs; finishing in-flight deliveries");
+    info!(shard, in_flight, grace = ?ctx.config.shutdown_grace, "shutting down: no new jobs; finishing in-flight deliveries");
     let drained =
         tokio::time::timeout(ctx.config.shutdown_grace, async { while tasks.join_next().await.is_some() {} })
             .await;
@@ -245,9 +278,6 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     }
     maintenance.abort();
     promoter.abort();
-    if let Some(h) = health {
-        h.abort();
-    }
     // Anything still on our processing list (a job fetched just as shutdown came, or one whose
     // delivery was cut off) goes back to the front of the ready list.
     let mut released = None;
@@ -264,12 +294,11 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
         }
     }
     match released {
-        Some(n) => info!(handed_back = n, "worker stopped"),
+        Some(n) => info!(shard, handed_back = n, "worker stopped"),
         None => {
             warn!("worker stopped without reaching redis; its jobs return to ready when its lease expires")
         }
     }
-    Ok(())
 }
 
 /// Handles one fetched job; a panic is caught and dead-letters the job instead of leaving it
@@ -313,7 +342,7 @@ async fn handle_job(ctx: &Ctx, raw: &[u8]) {
         }
         Ok(Job::Event(job)) => {
             let span = info_span!("fanout", event_id = %job.event.id, event = %job.event.kind());
-            crate::fanout::fan_out_job(ctx, raw, job.event).instrument(span).await;
+            crate::fanout::fan_out_job(ctx, raw, job).instrument(span).await;
         }
         Ok(Job::Delivery(job)) => {
             let span = info_span!(

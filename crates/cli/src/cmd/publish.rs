@@ -40,6 +40,7 @@ pub async fn run(global: &Global, args: Args) -> Result<(), Failure> {
     let mut config = ProducerConfig::from_url(global.redis.redis_url.expose()).map_err(usage)?;
     config.keys = global.redis.key_prefix.clone();
     config.publish_replicas = args.publish_replicas;
+    config.queue_shards = global.redis.queue_shards;
     let producer = Producer::connect(&config).await?;
     let ids = producer.publish_batch(&events).await?;
     if global.json {

@@ -30,6 +30,10 @@ pub enum RouteStep {
     /// A digest's scan ended: flush it after `grace` with `timer` (a `digest_due.v1` job), so
     /// findings of the scan other workers are still fanning out join it.
     Flush { digest: DigestRef, timer: String, grace: Duration },
+    /// Queue shards: hand the event to the endpoints homed in shard `shard` through this
+    /// shard's outbox (`job` is the `event.v1` job scoped to that shard; see
+    /// [`crate::shards`]).
+    Forward { shard: usize, job: String },
 }
 
 /// A dedupe check: `member` (see `rules::dedupe_member`) seen within `window` skips the step.
@@ -51,6 +55,8 @@ pub struct Routed {
     pub flushed: u64,
     /// Skipped by a dedupe window.
     pub suppressed: u64,
+    /// Handed to other queue shards through the outbox.
+    pub forwarded: u64,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -125,13 +131,14 @@ impl Queue {
         let at = |i: usize| u64::try_from(out.get(i).copied().unwrap_or(0)).unwrap_or(0);
         Ok((0..events.len())
             .map(|e| {
-                let b = e * 5;
+                let b = e * 6;
                 (out.get(b).is_some_and(|&sent| sent >= 0)).then(|| Routed {
                     sent: at(b),
                     held: at(b + 1),
                     collected: at(b + 2),
                     flushed: at(b + 3),
                     suppressed: at(b + 4),
+                    forwarded: at(b + 5),
                 })
             })
             .collect())
@@ -279,6 +286,10 @@ fn step_args(
                 let ka = key(k.digest(&id));
                 let grace = i64::try_from(ms(*grace)).unwrap_or(i64::MAX);
                 ("flush", digest.endpoint_id.to_string(), &None, ka, id, timer.as_str(), "", grace)
+            }
+            RouteStep::Forward { shard, job } => {
+                let ka = key(k.outbox(*shard));
+                ("forward", String::new(), &None, ka, String::new(), job.as_str(), "", 0)
             }
         };
     let (dk, member, window) = match dedupe {

@@ -8,10 +8,14 @@
 -- First attempts (the ready list) go before retries and replays (the retry list), so a retry
 -- backlog never holds up a fresh alert.
 -- The answer starts with the endpoints' revision (KEYS[4]; 0 when never written), so a worker
--- knows in the same round trip whether its cached endpoints are still current.
+-- knows in the same round trip whether its cached endpoints are still current; -1 without
+-- KEYS[4] (a queue shard other than shard 0, which holds the endpoints).
 -- KEYS[1] ready list, KEYS[2] processing list, KEYS[3] retry list, KEYS[4] endpoints revision;
 -- ARGV[1] max jobs, ARGV[2] max job bytes.
-local out = {tonumber(redis.call('GET', KEYS[4]) or '0')}
+local out = {-1}
+if KEYS[4] then
+  out[1] = tonumber(redis.call('GET', KEYS[4]) or '0')
+end
 local max_bytes = tonumber(ARGV[2])
 local from = KEYS[1]
 for _ = 1, tonumber(ARGV[1]) do

@@ -27,6 +27,7 @@
 mod dead_letter;
 mod fatigue;
 mod history;
+mod shards;
 
 use std::time::Duration;
 
@@ -39,6 +40,7 @@ pub use dead_letter::{
 };
 pub use fatigue::{Dedupe, RouteStep, Routed};
 pub use history::Redelivery;
+pub use shards::{Forwarded, Shards};
 
 use crate::keys::KeySpace;
 use crate::redis_conn::{RedisConfig, connect};
@@ -230,6 +232,10 @@ pub struct QueueStats {
     /// Scan digests collecting findings (their findings wait in Redis until the scan ends).
     #[serde(default)]
     pub digests: u64,
+    /// Queue shards: events routed to another shard's endpoints, waiting in an outbox to be
+    /// moved there (0 with one shard).
+    #[serde(default)]
+    pub forwarding: u64,
 }
 
 /// A handle on the queue of one key space. Cheap to clone; all clones share one multiplexed,
@@ -239,6 +245,8 @@ pub struct Queue {
     conn: RedisConn,
     config: RedisConfig,
     keys: KeySpace,
+    /// Whether this is shard 0, which also holds the endpoint store (see [`crate::shards`]).
+    home: bool,
     scripts: std::sync::Arc<Scripts>,
 }
 
@@ -246,7 +254,23 @@ impl Queue {
     /// Connects to Redis. Fails when Redis cannot be reached within the connect timeout.
     pub async fn connect(config: &RedisConfig, keys: KeySpace) -> Result<Self, QueueError> {
         let conn = connect(config, config.response_timeout).await?;
-        Ok(Self { conn, config: config.clone(), keys, scripts: std::sync::Arc::new(Scripts::load()) })
+        Ok(Self {
+            conn,
+            config: config.clone(),
+            keys,
+            home: true,
+            scripts: std::sync::Arc::new(Scripts::load()),
+        })
+    }
+
+    /// The queue of another shard (`keys`), on the same connection; `home` for shard 0.
+    pub fn for_shard(&self, keys: KeySpace, home: bool) -> Self {
+        Self { keys, home, ..self.clone() }
+    }
+
+    /// Whether this is shard 0 (or the only shard), which holds the endpoint store.
+    pub fn is_home(&self) -> bool {
+        self.home
     }
 
     pub fn keys(&self) -> &KeySpace {
@@ -297,12 +321,24 @@ impl Queue {
         window: Duration,
         replicated: Option<(u32, Duration)>,
     ) -> Result<Vec<Published>, QueueError> {
+        self.publish_with(jobs, window, self.keys.published(), replicated).await
+    }
+
+    /// [`Queue::publish_replicated`] with the dedupe window kept in `dedupe` (the published set,
+    /// or the forwarded set for events moved in from another shard's outbox).
+    pub(crate) async fn publish_with(
+        &self,
+        jobs: &[(String, bool, String)],
+        window: Duration,
+        dedupe: String,
+        replicated: Option<(u32, Duration)>,
+    ) -> Result<Vec<Published>, QueueError> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.publish.key(self.keys.ready());
-        inv.key(self.keys.published()).arg(u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1));
+        inv.key(dedupe).arg(u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1));
         for (id, urgent, job) in jobs {
             inv.arg(id).arg(if *urgent { "1" } else { "0" }).arg(job);
         }
@@ -337,7 +373,7 @@ impl Queue {
             ready: self.keys.ready(),
             retry: self.keys.retry(),
             processing: self.keys.processing(worker.as_str()),
-            endpoints_rev: self.keys.endpoints_rev(),
+            endpoints_rev: self.home.then(|| self.keys.endpoints_rev()),
             block,
             fetch: self.scripts.fetch.clone(),
         })
@@ -669,8 +705,22 @@ impl Queue {
     pub async fn breaker_overview(
         &self,
     ) -> Result<Vec<(String, crate::breaker::BreakerState, u64)>, QueueError> {
+        let ids = self.endpoint_ids().await?;
+        self.breaker_overview_of(ids).await
+    }
+
+    /// The ids of every stored endpoint (shard 0's endpoints hash).
+    pub async fn endpoint_ids(&self) -> Result<Vec<String>, QueueError> {
         let mut conn = self.conn.clone();
-        let ids: Vec<String> = conn.hkeys(self.keys.endpoints()).await?;
+        Ok(conn.hkeys(self.keys.endpoints()).await?)
+    }
+
+    /// [`Queue::breaker_overview`] of these endpoints, read in this shard.
+    pub async fn breaker_overview_of(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<Vec<(String, crate::breaker::BreakerState, u64)>, QueueError> {
+        let mut conn = self.conn.clone();
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -885,6 +935,7 @@ impl Queue {
             workers: live,
             endpoints,
             digests,
+            forwarding: 0,
         })
     }
 }
@@ -896,7 +947,8 @@ pub struct Fetcher {
     ready: String,
     retry: String,
     processing: String,
-    endpoints_rev: String,
+    /// `None` on a shard other than shard 0 (see [`crate::shards`]).
+    endpoints_rev: Option<String>,
     block: Duration,
     fetch: Script,
 }
@@ -948,16 +1000,12 @@ impl Fetcher {
         if max == 0 {
             return Ok(Fetched::default());
         }
-        let answer: Vec<redis::Value> = self
-            .fetch
-            .key(&self.ready)
-            .key(&self.processing)
-            .key(&self.retry)
-            .key(&self.endpoints_rev)
-            .arg(max)
-            .arg(MAX_JOB_BYTES)
-            .invoke_async(&mut self.conn)
-            .await?;
+        let mut inv = self.fetch.key(&self.ready);
+        inv.key(&self.processing).key(&self.retry);
+        if let Some(rev) = &self.endpoints_rev {
+            inv.key(rev);
+        }
+        let answer: Vec<redis::Value> = inv.arg(max).arg(MAX_JOB_BYTES).invoke_async(&mut self.conn).await?;
         let mut out = Fetched::default();
         let mut answer = answer.into_iter();
         if let Some(redis::Value::Int(rev)) = answer.next() {

@@ -1,0 +1,303 @@
+//! The queue over every shard a process serves ([`crate::shards`]): where an event or an
+//! endpoint's work goes, the outbox mover, and the reads that span shards (stats, dead
+//! letters). With one shard every call is the one-server call, with nothing added.
+
+use super::{
+    DeadLetter, DeadLetterSummary, Queue, QueueError, QueueStats, ReplayFilter, ReplayOutcome, ReplaySummary,
+};
+use crate::ids::EndpointId;
+use crate::job::Job;
+use crate::redis_conn::{RedisConfig, RedisConn};
+use crate::shards::{FORWARD_DEDUPE_WINDOW, OUTBOX_SWEEP_AGE, ShardLayout};
+use std::sync::Arc;
+
+/// Most outbox entries one sweep moves per target shard.
+const SWEEP_CHUNK: usize = 200;
+
+/// The queue shards of one deployment. Cheap to clone; every shard shares one connection.
+#[derive(Clone)]
+pub struct Shards {
+    layout: Arc<ShardLayout>,
+    /// In [`ShardLayout::served`] order: the placed shards (shard 0 first), then draining ones.
+    queues: Arc<[Queue]>,
+}
+
+/// What one outbox move did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forwarded {
+    /// Entries enqueued in their target shard now.
+    pub moved: usize,
+    /// Entries the target shard had taken already (a move repeated after a crash or by two
+    /// sweepers): removed from the outbox, not enqueued twice.
+    pub duplicates: usize,
+}
+
+impl Shards {
+    /// Connects to Redis (one connection for every shard).
+    pub async fn connect(config: &RedisConfig, layout: ShardLayout) -> Result<Self, QueueError> {
+        let queue = Queue::connect(config, layout.home().clone()).await?;
+        Ok(Self::on(&queue, layout))
+    }
+
+    /// The shards of `layout` on `queue`'s connection.
+    pub fn on(queue: &Queue, layout: ShardLayout) -> Self {
+        let queues = layout.served().enumerate().map(|(i, k)| queue.for_shard(k.clone(), i == 0)).collect();
+        Self { layout: Arc::new(layout), queues }
+    }
+
+    /// One shard: `queue` itself.
+    pub fn single(queue: Queue) -> Self {
+        let layout = ShardLayout::single(queue.keys().clone());
+        Self { layout: Arc::new(layout), queues: Arc::from([queue]) }
+    }
+
+    pub fn layout(&self) -> &ShardLayout {
+        &self.layout
+    }
+
+    /// Shard 0: the endpoint store's shard.
+    pub fn home(&self) -> &Queue {
+        &self.queues[0]
+    }
+
+    /// Every served shard: the placed ones by index, then the draining ones.
+    pub fn served(&self) -> &[Queue] {
+        &self.queues
+    }
+
+    /// How many shards new work is placed in.
+    pub fn count(&self) -> usize {
+        self.layout.count()
+    }
+
+    /// The shard an event is published into.
+    pub fn for_event(&self, event_id: &str) -> &Queue {
+        &self.queues[self.layout.of_event(event_id)]
+    }
+
+    /// The shard an endpoint's deliveries, breaker, lane, history and dedupe windows live in.
+    pub fn for_endpoint(&self, endpoint: &EndpointId) -> &Queue {
+        &self.queues[self.layout.of_endpoint(endpoint.as_str())]
+    }
+
+    /// The index of `endpoint`'s shard.
+    pub fn index_of_endpoint(&self, endpoint: &EndpointId) -> usize {
+        self.layout.of_endpoint(endpoint.as_str())
+    }
+
+    /// The shared connection.
+    pub fn connection(&self) -> RedisConn {
+        self.home().connection()
+    }
+
+    /// Moves outbox entries of served shard `from` (`jobs`, as `route.lua` added them) into
+    /// placed shard `target`'s ready list, deduplicated there by event id, then removes them from
+    /// the outbox. Repeating a move (a worker killed between the two steps, two sweepers) enqueues
+    /// nothing twice.
+    pub async fn forward(
+        &self,
+        from: usize,
+        target: usize,
+        jobs: &[String],
+    ) -> Result<Forwarded, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Forwarded::default());
+        }
+        let source = &self.queues[from];
+        let dest = &self.queues[target.min(self.layout.count() - 1)];
+        let entries: Vec<(String, bool, String)> = jobs
+            .iter()
+            .map(|raw| match Job::decode(raw.as_bytes()) {
+                Ok(Job::Event(e)) => (e.event.id.to_string(), e.event.is_urgent(), raw.clone()),
+                // Not ours to read: moved as it is, named by itself (the target's fan-out
+                // dead-letters it with the reason).
+                _ => (raw.clone(), false, raw.clone()),
+            })
+            .collect();
+        let flags = dest.publish_with(&entries, FORWARD_DEDUPE_WINDOW, dest.keys().forwarded(), None).await?;
+        let moved = flags.iter().filter(|f| matches!(f, super::Published::Enqueued)).count();
+        let mut conn = source.connection();
+        let _: i64 =
+            redis::cmd("ZREM").arg(source.keys().outbox(target)).arg(jobs).query_async(&mut conn).await?;
+        Ok(Forwarded { moved, duplicates: jobs.len() - moved })
+    }
+
+    /// Moves the entries of served shard `from`'s outboxes that were added more than
+    /// [`OUTBOX_SWEEP_AGE`] ago: those whose worker died (or lost Redis) before moving them.
+    pub async fn sweep_outbox(&self, from: usize) -> Result<Forwarded, QueueError> {
+        let mut total = Forwarded::default();
+        if self.layout.count() == 1 {
+            return Ok(total);
+        }
+        let source = &self.queues[from];
+        let now = source.redis_time_ms().await?;
+        let before = now - i64::try_from(OUTBOX_SWEEP_AGE.as_millis()).unwrap_or(0);
+        for target in 0..self.layout.count() {
+            if target == from {
+                continue;
+            }
+            let mut conn = source.connection();
+            let jobs: Vec<String> = redis::cmd("ZRANGE")
+                .arg(source.keys().outbox(target))
+                .arg("-inf")
+                .arg(before)
+                .arg("BYSCORE")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(SWEEP_CHUNK)
+                .query_async(&mut conn)
+                .await?;
+            let f = self.forward(from, target, &jobs).await?;
+            total.moved += f.moved;
+            total.duplicates += f.duplicates;
+        }
+        Ok(total)
+    }
+
+    /// Every served shard's depths, summed: what `stats` shows for the deployment. Endpoints
+    /// are counted in shard 0; workers are the most any shard lists (each serves every shard).
+    pub async fn stats(&self) -> Result<QueueStats, QueueError> {
+        Ok(Self::total(&self.shard_stats().await?))
+    }
+
+    /// The deployment's depths from each shard's ([`Shards::shard_stats`]).
+    pub fn total(per_shard: &[QueueStats]) -> QueueStats {
+        let mut total = QueueStats::default();
+        for (i, s) in per_shard.iter().enumerate() {
+            total.ready += s.ready;
+            total.retrying += s.retrying;
+            total.parked += s.parked;
+            total.processing += s.processing;
+            total.scheduled += s.scheduled;
+            total.dead += s.dead;
+            total.digests += s.digests;
+            total.forwarding += s.forwarding;
+            total.workers = total.workers.max(s.workers);
+            if i == 0 {
+                total.endpoints = s.endpoints;
+            }
+        }
+        total
+    }
+
+    /// Every endpoint's breaker state and parked count, each read in its endpoint's shard.
+    pub async fn breaker_overview(
+        &self,
+    ) -> Result<Vec<(String, crate::breaker::BreakerState, u64)>, QueueError> {
+        if self.queues.len() == 1 {
+            return self.home().breaker_overview().await;
+        }
+        let ids = self.home().endpoint_ids().await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (i, q) in self.queues.iter().enumerate().take(self.count()) {
+            let mine: Vec<String> =
+                ids.iter().filter(|id| self.layout.of_endpoint(id) == i).cloned().collect();
+            out.extend(q.breaker_overview_of(mine).await?);
+        }
+        Ok(out)
+    }
+
+    /// Each served shard's depths, in [`Shards::served`] order.
+    pub async fn shard_stats(&self) -> Result<Vec<QueueStats>, QueueError> {
+        let mut out = Vec::with_capacity(self.queues.len());
+        for q in self.queues.iter() {
+            let mut s = q.stats().await?;
+            s.forwarding = q.outbox_len(self.layout.count()).await?;
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    /// Dead-letter summaries of every shard, newest first (by failure time), `count` from
+    /// `offset` among those `filter` picks.
+    pub async fn dead_letter_summaries_matching(
+        &self,
+        filter: &ReplayFilter,
+        offset: usize,
+        count: usize,
+    ) -> Result<Vec<DeadLetterSummary>, QueueError> {
+        if self.queues.len() == 1 {
+            return self.home().dead_letter_summaries_matching(filter, offset, count).await;
+        }
+        let mut all = Vec::new();
+        for q in self.queues.iter() {
+            all.extend(q.dead_letter_summaries_matching(filter, 0, offset.saturating_add(count)).await?);
+        }
+        // Timestamps are written in one canonical RFC 3339 form: text order is time order.
+        all.sort_by(|a, b| b.failed_at.cmp(&a.failed_at));
+        Ok(all.into_iter().skip(offset).take(count).collect())
+    }
+
+    /// The shard holding dead letter `id`, if any.
+    pub async fn dead_letter_shard(&self, id: &str) -> Result<Option<&Queue>, QueueError> {
+        for q in self.queues.iter() {
+            let mut conn = q.connection();
+            let exists: bool =
+                redis::cmd("EXISTS").arg(q.keys().dlq_entry(id)).query_async(&mut conn).await?;
+            if exists {
+                return Ok(Some(q));
+            }
+        }
+        Ok(None)
+    }
+
+    /// One dead letter by id, from whichever shard holds it.
+    pub async fn dead_letter_by_id(&self, id: &str) -> Result<Option<DeadLetter>, QueueError> {
+        match self.dead_letter_shard(id).await? {
+            Some(q) => q.dead_letter_by_id(id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Replays one dead letter in the shard that holds it (its endpoint's shard when it died).
+    pub async fn replay(&self, id: &str) -> Result<ReplayOutcome, QueueError> {
+        match self.dead_letter_shard(id).await? {
+            Some(q) => q.replay(id).await,
+            None => Ok(ReplayOutcome::NotFound),
+        }
+    }
+
+    /// [`Queue::replay_matching`] in every shard.
+    pub async fn replay_matching(&self, filter: &ReplayFilter) -> Result<ReplaySummary, QueueError> {
+        let mut total = ReplaySummary::default();
+        for q in self.queues.iter() {
+            let s = q.replay_matching(filter).await?;
+            total.replayed += s.replayed;
+            total.not_replayable += s.not_replayable;
+        }
+        Ok(total)
+    }
+
+    /// Deletes one dead letter, wherever it is. `false` if there was none.
+    pub async fn purge(&self, id: &str) -> Result<bool, QueueError> {
+        match self.dead_letter_shard(id).await? {
+            Some(q) => q.purge(id).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Deletes every dead letter of every shard; returns how many.
+    pub async fn purge_all(&self) -> Result<usize, QueueError> {
+        let mut n = 0;
+        for q in self.queues.iter() {
+            n += q.purge_all().await?;
+        }
+        Ok(n)
+    }
+}
+
+impl Queue {
+    /// How many forwarded events wait in this shard's outboxes (for `count` shards).
+    pub async fn outbox_len(&self, count: usize) -> Result<u64, QueueError> {
+        if count <= 1 {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for t in 0..count {
+            pipe.zcard(self.keys.outbox(t));
+        }
+        let mut conn = self.conn.clone();
+        let lens: Vec<u64> = pipe.query_async(&mut conn).await?;
+        Ok(lens.iter().sum())
+    }
+}
