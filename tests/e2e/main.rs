@@ -43,3 +43,4 @@ mod history;
 /// The queue on a real local Redis Cluster (3 + 3): every binary through any seed node, the
 /// spine and the guarantees, and a primary killed while events flow (failover).
 mod cluster;
+mod shards;

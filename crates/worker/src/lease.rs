@@ -23,9 +23,9 @@ pub(crate) async fn maintenance(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
     let mut next_beat = Instant::now() + every;
     let mut next_expiry: Option<Instant> = None;
     // Queue shards: this shard's outboxes are swept for entries whose worker died before
-    // moving them (none with one shard).
+    // moving them (none with one shard), first at start-up, like the reap.
     let sweeping = ctx.shards.count() > 1;
-    let mut next_sweep = Instant::now() + OUTBOX_SWEEP_EVERY;
+    let mut next_sweep = Instant::now();
     // Look once at start-up: workers may have died while none was running.
     let mut reap = true;
     loop {
