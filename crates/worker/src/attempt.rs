@@ -81,6 +81,9 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
             ctx.gate.learn(&endpoint.id, &answer);
             if answer.changed {
                 warn!(state = %answer.state, parked = answer.parked, error = %error, "endpoint health changed; announced");
+                if answer.state == BreakerState::Disabled && !ctx.queue.is_home() {
+                    disable_record(ctx, &endpoint.id).await;
+                }
             }
             if answer.state != BreakerState::Closed {
                 // The endpoint is broken: this delivery waits in its lane with no attempt spent
@@ -248,4 +251,20 @@ pub(crate) async fn conclude(
         }
     }
     false
+}
+
+/// Queue shards: a breaker that disabled its endpoint in a shard other than 0 could not write
+/// the endpoint's record (it lives in shard 0) in the same step; it is written right after. The
+/// breaker's `disabled` state already holds every delivery back; this makes the record, the page
+/// and the CLI say so too.
+async fn disable_record(ctx: &Ctx, id: &entraguard_core::ids::EndpointId) {
+    for _ in 0..5 {
+        match ctx.store.set_enabled(id, false).await {
+            Ok(_) => return,
+            Err(e) => {
+                warn!(error = %e, "marking the disabled endpoint's record failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
