@@ -640,4 +640,34 @@ mod tests {
         assert!(detail.contains("\"suppressed\"") && detail.contains("\"breaker\""), "{detail}");
         assert!(schemas["EventKind"].to_string().contains("finding.digest"), "{}", schemas["EventKind"]);
     }
+
+    /// `GET /api/stats` is documented with the totals (`QueueStats`, `forwarding` among them) and
+    /// the per-shard rows.
+    #[test]
+    fn the_document_describes_stats_per_queue_shard() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("document serializes");
+        let schemas = &doc["components"]["schemas"];
+        assert!(schemas["QueueStats"]["properties"]["forwarding"].is_object(), "{}", schemas["QueueStats"]);
+        for field in [
+            "shard",
+            "draining",
+            "ready",
+            "retrying",
+            "parked",
+            "processing",
+            "scheduled",
+            "dead",
+            "forwarding",
+        ] {
+            assert!(
+                schemas["ShardStats"]["properties"][field].is_object(),
+                "ShardStats.{field}: {}",
+                schemas["ShardStats"]
+            );
+        }
+        let view = schemas["StatsView"].to_string();
+        assert!(view.contains("#/components/schemas/QueueStats") && view.contains("\"shards\""), "{view}");
+        let ok = &doc["paths"]["/api/stats"]["get"]["responses"]["200"];
+        assert!(ok.to_string().contains("#/components/schemas/StatsView"), "{ok}");
+    }
 }
