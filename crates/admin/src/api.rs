@@ -18,7 +18,7 @@ use entraguard_core::history::{AttemptResult, DeliveryRecord, HISTORY_MAX_ENTRIE
 use entraguard_core::ids::{DeliveryId, EndpointId};
 use entraguard_core::job::{AttemptRecord, DeliveryJob};
 use entraguard_core::queue::{
-    DeadLetter, DeadLetterSummary, QueueStats, Redelivery, ReplayFilter, ReplayOutcome, ReplaySummary,
+    DeadLetter, DeadLetterSummary, QueueStats, Redelivery, ReplayFilter, ReplayOutcome, ReplaySummary, Shards,
 };
 use entraguard_core::timestamp::Timestamp;
 use entraguard_worker::delivery::TestReport;
@@ -203,8 +203,9 @@ async fn get_endpoint(
 ) -> Result<Json<EndpointDetail>, ApiError> {
     let id = parse_id(&id)?;
     let ep = s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
-    let breaker = s.queue.breaker_status(&id).await?;
-    let suppressed = s.queue.suppressed_count(&id).await?;
+    let queue = s.queue_of(&id);
+    let breaker = queue.breaker_status(&id).await?;
+    let suppressed = queue.suppressed_count(&id).await?;
     Ok(Json(EndpointDetail { endpoint: ep.view(), breaker, suppressed }))
 }
 
@@ -249,7 +250,8 @@ async fn delete_endpoint(State(s): State<AppState>, Path(id): Path<String>) -> R
 #[utoipa::path(post, path = "/api/endpoints/{id}/enable", tag = "endpoints", params(("id" = String, Path)),
     responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody)))]
 async fn enable(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<EndpointView>, ApiError> {
-    let (ep, _) = entraguard_core::breaker::enable_endpoint(&s.store, &s.queue, &parse_id(&id)?).await?;
+    let id = parse_id(&id)?;
+    let (ep, _) = entraguard_core::breaker::enable_endpoint(&s.store, s.queue_of(&id), &id).await?;
     Ok(Json(ep.view()))
 }
 
@@ -262,6 +264,9 @@ async fn disable(State(s): State<AppState>, Path(id): Path<String>) -> Result<Js
 
 /// Send test: one attempt of a test event through the production path, no retry. Recorded in
 /// the endpoint's Recent Deliveries as a `test`.
+///
+/// Sent here, synchronously, not through the queue; only the record goes to Redis, in the
+/// endpoint's queue shard (where its Recent Deliveries are).
 #[utoipa::path(post, path = "/api/endpoints/{id}/test", tag = "endpoints", params(("id" = String, Path)),
     responses((status = 200, body = TestReport), (status = 404, body = ErrorBody)))]
 async fn send_test(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<TestReport>, ApiError> {
@@ -282,7 +287,7 @@ async fn send_test(State(s): State<AppState>, Path(id): Path<String>) -> Result<
         error: report.error.clone(),
     };
     let record = DeliveryRecord::new(&job, &attempt, AttemptResult::Test, [], None);
-    if let Err(e) = s.queue.record_history(&id, &[record]).await {
+    if let Err(e) = s.queue_of(&id).record_history(&id, &[record]).await {
         tracing::warn!(endpoint_id = %id, error = %e, "send test not recorded in recent deliveries");
     }
     Ok(Json(report))
@@ -307,7 +312,7 @@ async fn list_deliveries(
     let id = parse_id(&id)?;
     s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
     let limit = q.limit.unwrap_or(50).min(HISTORY_MAX_ENTRIES);
-    Ok(Json(s.queue.recent_deliveries(&id, limit).await?))
+    Ok(Json(s.queue_of(&id).recent_deliveries(&id, limit).await?))
 }
 
 /// What Redeliver did.
@@ -334,7 +339,7 @@ async fn redeliver(
     s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
     let not_found = || ApiError::NotFound(format!("delivery {delivery} of endpoint {id}"));
     let delivery_id: DeliveryId = delivery.parse().map_err(|_| not_found())?;
-    match s.queue.redeliver_recorded(&id, &delivery_id).await? {
+    match s.queue_of(&id).redeliver_recorded(&id, &delivery_id).await? {
         Redelivery::Enqueued => {}
         Redelivery::NotFound => return Err(not_found()),
         Redelivery::NotRedeliverable => {
@@ -371,15 +376,16 @@ async fn endpoint_health(
 ) -> Result<Json<EndpointHealthView>, ApiError> {
     let id = parse_id(&id)?;
     s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
-    let records = s.queue.recent_deliveries(&id, HISTORY_MAX_ENTRIES).await?;
-    let breaker = s.queue.breaker_status(&id).await?;
+    let queue = s.queue_of(&id);
+    let records = queue.recent_deliveries(&id, HISTORY_MAX_ENTRIES).await?;
+    let breaker = queue.breaker_status(&id).await?;
     let mut history = HistoryHealth::from_records(&records, Timestamp::now());
     if history.last_error.is_none() {
         history.last_error = breaker.last_error.clone();
     }
     Ok(Json(EndpointHealthView {
         history,
-        in_flight: s.queue.in_flight(&id).await?,
+        in_flight: queue.in_flight(&id).await?,
         waiting: breaker.parked,
         breaker,
     }))
@@ -420,14 +426,14 @@ async fn list_dead(
 ) -> Result<Json<Vec<DeadLetterSummary>>, ApiError> {
     let f = filter(q.endpoint_id, q.since)?;
     let limit = q.limit.unwrap_or(50).min(1000);
-    Ok(Json(s.queue.dead_letter_summaries_matching(&f, q.offset, limit).await?))
+    Ok(Json(s.shards.dead_letter_summaries_matching(&f, q.offset, limit).await?))
 }
 
 /// One dead letter in full: every attempt, the reason, the job (its first 64 KiB).
 #[utoipa::path(get, path = "/api/dlq/{id}", tag = "dead letters", params(("id" = String, Path)),
     responses((status = 200, body = DeadLetter), (status = 404, body = ErrorBody)))]
 async fn get_dead(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<DeadLetter>, ApiError> {
-    s.queue
+    s.shards
         .dead_letter_by_id(&id)
         .await?
         .map(Json)
@@ -444,7 +450,7 @@ struct Replayed {
 #[utoipa::path(post, path = "/api/dlq/{id}/replay", tag = "dead letters", params(("id" = String, Path)),
     responses((status = 200, body = Replayed), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn replay_one(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Replayed>, ApiError> {
-    match s.queue.replay(&id).await? {
+    match s.shards.replay(&id).await? {
         ReplayOutcome::Replayed => Ok(Json(Replayed { replayed: 1 })),
         ReplayOutcome::NotFound => Err(ApiError::NotFound(format!("dead letter {id}"))),
         ReplayOutcome::NotReplayable => Err(invalid(
@@ -471,14 +477,14 @@ async fn replay_many(State(s): State<AppState>, body: Bytes) -> Result<Json<Repl
     } else {
         serde_json::from_slice(&body).map_err(|e| invalid("body", e))?
     };
-    Ok(Json(s.queue.replay_matching(&filter(body.endpoint_id, body.since)?).await?))
+    Ok(Json(s.shards.replay_matching(&filter(body.endpoint_id, body.since)?).await?))
 }
 
 /// Deletes one dead letter.
 #[utoipa::path(delete, path = "/api/dlq/{id}", tag = "dead letters", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn purge_one(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    if s.queue.purge(&id).await? {
+    if s.shards.purge(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("dead letter {id}")))
@@ -494,13 +500,62 @@ struct Purged {
 /// Deletes every dead letter.
 #[utoipa::path(delete, path = "/api/dlq", tag = "dead letters", responses((status = 200, body = Purged)))]
 async fn purge_all(State(s): State<AppState>) -> Result<Json<Purged>, ApiError> {
-    Ok(Json(Purged { purged: s.queue.purge_all().await? }))
+    Ok(Json(Purged { purged: s.shards.purge_all().await? }))
 }
 
-/// Queue depths, named as in `entraguard-notify stats` (table and JSON).
-#[utoipa::path(get, path = "/api/stats", tag = "stats", responses((status = 200, body = QueueStats)))]
-async fn stats(State(s): State<AppState>) -> Result<Json<QueueStats>, ApiError> {
-    Ok(Json(s.queue.stats().await?))
+/// One queue shard's depths, named as in the totals.
+#[derive(Debug, Serialize, ToSchema)]
+struct ShardStats {
+    /// The shard's hash tag, e.g. `{entraguard:1}`.
+    shard: String,
+    /// An earlier count's shard (`NOTIFY_DRAIN_SHARDS`): served until empty, nothing new placed
+    /// in it.
+    draining: bool,
+    ready: u64,
+    retrying: u64,
+    parked: u64,
+    processing: u64,
+    scheduled: u64,
+    dead: u64,
+    /// Events routed to other shards' endpoints, waiting in this shard's outbox.
+    forwarding: u64,
+}
+
+/// The deployment's queue depths (every served shard summed), and with more than one queue
+/// shard each shard's.
+#[derive(Debug, Serialize, ToSchema)]
+struct StatsView {
+    #[serde(flatten)]
+    total: QueueStats,
+    /// Only with more than one queue shard served (`NOTIFY_QUEUE_SHARDS`, `NOTIFY_DRAIN_SHARDS`):
+    /// each shard's depths, shard 0 first, then the placed ones, then the draining ones.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    shards: Vec<ShardStats>,
+}
+
+/// Queue depths, named as in `entraguard-notify stats` (table and JSON): every served queue
+/// shard's summed, and with more than one shard each shard's (`shards`).
+#[utoipa::path(get, path = "/api/stats", tag = "stats", responses((status = 200, body = StatsView)))]
+async fn stats(State(s): State<AppState>) -> Result<Json<StatsView>, ApiError> {
+    let per_shard = s.shards.shard_stats().await?;
+    let total = Shards::total(&per_shard);
+    let mut shards = Vec::new();
+    if per_shard.len() > 1 {
+        for (i, (q, st)) in s.shards.served().iter().zip(&per_shard).enumerate() {
+            shards.push(ShardStats {
+                shard: q.keys().tag().to_owned(),
+                draining: i >= s.shards.count(),
+                ready: st.ready,
+                retrying: st.retrying,
+                parked: st.parked,
+                processing: st.processing,
+                scheduled: st.scheduled,
+                dead: st.dead,
+                forwarding: st.forwarding,
+            });
+        }
+    }
+    Ok(Json(StatsView { total, shards }))
 }
 
 /// This document.
@@ -584,5 +639,35 @@ mod tests {
         let detail = schemas["EndpointDetail"].to_string();
         assert!(detail.contains("\"suppressed\"") && detail.contains("\"breaker\""), "{detail}");
         assert!(schemas["EventKind"].to_string().contains("finding.digest"), "{}", schemas["EventKind"]);
+    }
+
+    /// `GET /api/stats` is documented with the totals (`QueueStats`, `forwarding` among them) and
+    /// the per-shard rows.
+    #[test]
+    fn the_document_describes_stats_per_queue_shard() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("document serializes");
+        let schemas = &doc["components"]["schemas"];
+        assert!(schemas["QueueStats"]["properties"]["forwarding"].is_object(), "{}", schemas["QueueStats"]);
+        for field in [
+            "shard",
+            "draining",
+            "ready",
+            "retrying",
+            "parked",
+            "processing",
+            "scheduled",
+            "dead",
+            "forwarding",
+        ] {
+            assert!(
+                schemas["ShardStats"]["properties"][field].is_object(),
+                "ShardStats.{field}: {}",
+                schemas["ShardStats"]
+            );
+        }
+        let view = schemas["StatsView"].to_string();
+        assert!(view.contains("#/components/schemas/QueueStats") && view.contains("\"shards\""), "{view}");
+        let ok = &doc["paths"]["/api/stats"]["get"]["responses"]["200"];
+        assert!(ok.to_string().contains("#/components/schemas/StatsView"), "{ok}");
     }
 }

@@ -103,7 +103,7 @@ fn now_ms() -> u64 {
 }
 
 fn session_key(state: &AppState, id: &str) -> String {
-    state.queue.keys().session(&sha256_hex(id))
+    state.home().keys().session(&sha256_hex(id))
 }
 
 /// Starts a session; answers its id (the cookie's value, never stored).
@@ -116,7 +116,7 @@ pub async fn new_session(state: &AppState) -> Result<String, ApiError> {
         .arg(ends)
         .arg("PX")
         .arg(SESSION_IDLE.as_millis() as u64)
-        .exec_async(&mut state.queue.connection())
+        .exec_async(&mut state.home().connection())
         .await
         .map_err(ApiError::internal)?;
     Ok(id)
@@ -125,7 +125,7 @@ pub async fn new_session(state: &AppState) -> Result<String, ApiError> {
 /// Whether session `id` is live; pushes its idle expiry back (never past its absolute end).
 async fn touch_session(state: &AppState, id: &str) -> Result<bool, ApiError> {
     let key = session_key(state, id);
-    let mut conn = state.queue.connection();
+    let mut conn = state.home().connection();
     let ends: Option<u64> =
         redis::cmd("GET").arg(&key).query_async(&mut conn).await.map_err(ApiError::internal)?;
     let Some(ends) = ends else { return Ok(false) };
@@ -143,7 +143,7 @@ async fn touch_session(state: &AppState, id: &str) -> Result<bool, ApiError> {
 pub async fn revoke_session(state: &AppState, id: &str) -> Result<(), ApiError> {
     redis::cmd("DEL")
         .arg(session_key(state, id))
-        .exec_async(&mut state.queue.connection())
+        .exec_async(&mut state.home().connection())
         .await
         .map_err(ApiError::internal)
 }

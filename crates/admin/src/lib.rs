@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use entraguard_core::endpoint::TargetPolicy;
-use entraguard_core::queue::Queue;
+use entraguard_core::ids::EndpointId;
+use entraguard_core::queue::{Queue, Shards};
 use entraguard_core::secret::Secret;
 use entraguard_core::store::EndpointStore;
 use entraguard_worker::delivery::Deliverer;
@@ -26,7 +27,10 @@ pub use error::ApiError;
 /// What every request handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    pub queue: Queue,
+    /// The queue shards (`NOTIFY_QUEUE_SHARDS`) on one connection: the endpoint store and the
+    /// sessions are in shard 0 ([`AppState::home`]), each endpoint's breaker, lane, history and
+    /// dedupe counters in its own shard ([`AppState::queue_of`]).
+    pub shards: Shards,
     pub store: EndpointStore,
     pub deliverer: Deliverer,
     pub policy: TargetPolicy,
@@ -40,15 +44,16 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// `store` must be on `shards.home()`'s keys (where the workers read endpoints).
     pub fn new(
-        queue: Queue,
+        shards: Shards,
         store: EndpointStore,
         deliverer: Deliverer,
         policy: TargetPolicy,
         token: Option<Arc<Secret>>,
     ) -> Self {
         Self {
-            queue,
+            shards,
             store,
             deliverer,
             policy,
@@ -56,6 +61,16 @@ impl AppState {
             secure_cookie: false,
             login_limiter: Arc::new(LoginLimiter::default()),
         }
+    }
+
+    /// Shard 0: the endpoint store's and the sessions' shard.
+    pub fn home(&self) -> &Queue {
+        self.shards.home()
+    }
+
+    /// The shard of `endpoint`'s deliveries, breaker, lane, history and dedupe counters.
+    pub fn queue_of(&self, endpoint: &EndpointId) -> &Queue {
+        self.shards.for_endpoint(endpoint)
     }
 }
 

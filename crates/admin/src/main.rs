@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use entraguard_admin::{AppState, serve};
-use entraguard_core::queue::Queue;
+use entraguard_core::queue::Shards;
 use entraguard_core::secret::Secret;
 use entraguard_core::settings::{LogSettings, RedisSettings, SealingSettings, TargetSettings, parse_bool};
 use entraguard_core::store::EndpointStore;
@@ -94,13 +94,14 @@ async fn run(mut config: AdminConfig) -> anyhow::Result<()> {
         ),
     };
     config.delivery.validate()?;
-    let prefix = config.redis.key_prefix.clone();
-    let queue = Queue::connect(&config.redis.config()?, prefix.clone())
+    let shards = Shards::connect(&config.redis.config()?, config.redis.layout())
         .await
         .with_context(|| format!("cannot reach Redis at {}", config.redis.redis_url))?;
-    let store = EndpointStore::new(queue.connection(), prefix).with_cipher(config.sealing.cipher()?);
+    let home = shards.home();
+    let store =
+        EndpointStore::new(home.connection(), home.keys().clone()).with_cipher(config.sealing.cipher()?);
     let deliverer = Deliverer::from_settings(&config.delivery, config.targets.allow_http)?;
-    let mut state = AppState::new(queue, store, deliverer, config.targets.policy(), token);
+    let mut state = AppState::new(shards, store, deliverer, config.targets.policy(), token);
     state.secure_cookie = config.secure_cookie;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

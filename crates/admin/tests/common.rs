@@ -2,7 +2,7 @@
 
 use entraguard_admin::AppState;
 use entraguard_core::keys::KeySpace;
-use entraguard_core::queue::Queue;
+use entraguard_core::queue::{Queue, Shards};
 use entraguard_core::secret::Secret;
 use entraguard_core::store::EndpointStore;
 use entraguard_testkit::RedisServer;
@@ -16,6 +16,9 @@ pub struct Admin {
     // Each test file compiles this module on its own; the page test does not use the queue.
     #[allow(dead_code)]
     pub queue: Queue,
+    /// The server's queue shards (`queue` is shard 0).
+    #[allow(dead_code)]
+    pub shards: Shards,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -25,6 +28,18 @@ pub async fn start(redis: &RedisServer) -> Admin {
 
 /// An admin server with `token`, or none (as `--insecure-local-only` runs it).
 pub async fn start_with(redis: &RedisServer, token: Option<&str>) -> Admin {
+    start_config(redis, token, 1).await
+}
+
+/// An admin server whose queue has `shards` shards (`NOTIFY_QUEUE_SHARDS`), on one redis-server:
+/// shards are key tags, which one server holds as well as a cluster.
+#[allow(dead_code)]
+pub async fn start_sharded(redis: &RedisServer, shards: u16) -> Admin {
+    start_config(redis, Some(TOKEN), shards).await
+}
+
+async fn start_config(redis: &RedisServer, token: Option<&str>, shards: u16) -> Admin {
+    let count = shards.to_string();
     let w = WorkerConfig::from_args([
         "entraguard-worker",
         "--redis-url",
@@ -34,11 +49,16 @@ pub async fn start_with(redis: &RedisServer, token: Option<&str>) -> Admin {
         "127.0.0.1/32",
         "--delivery-timeout",
         "2s",
+        "--queue-shards",
+        &count,
     ])
     .expect("config");
-    let queue = Queue::connect(&w.redis().expect("redis config"), KeySpace::default()).await.expect("redis");
+    let layout = w.redis_settings().layout();
+    assert_eq!(layout.home(), &KeySpace::default(), "shard 0 keeps the one-server keys");
+    let shards = Shards::connect(&w.redis().expect("redis config"), layout).await.expect("redis");
+    let queue = shards.home().clone();
     let state = AppState::new(
-        queue.clone(),
+        shards.clone(),
         EndpointStore::new(queue.connection(), KeySpace::default()),
         Deliverer::from_config(&w).expect("deliverer"),
         w.target_policy(),
@@ -50,5 +70,5 @@ pub async fn start_with(redis: &RedisServer, token: Option<&str>) -> Admin {
     tokio::spawn(entraguard_admin::serve(listener, state, async move {
         let _ = rx.await;
     }));
-    Admin { base, queue, _stop: tx }
+    Admin { base, queue, shards, _stop: tx }
 }

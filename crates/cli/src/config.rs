@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use entraguard_core::endpoint::TargetPolicy;
-use entraguard_core::queue::Queue;
+use entraguard_core::queue::Shards;
 use entraguard_core::redis_conn::RedisConfig;
 use entraguard_core::settings::{RedisSettings, SealingSettings, TargetSettings};
 use entraguard_core::store::EndpointStore;
@@ -34,17 +34,22 @@ impl Global {
         Ok(c)
     }
 
-    pub async fn queue(&self) -> anyhow::Result<Queue> {
-        Queue::connect(&self.redis()?, self.redis.key_prefix.clone())
+    /// The queue shards (`NOTIFY_QUEUE_SHARDS`, `NOTIFY_DRAIN_SHARDS`) on one connection: an
+    /// endpoint's state is read and written in [`Shards::for_endpoint`], the endpoint store and
+    /// sessions in [`Shards::home`], dead letters and stats across every served shard.
+    pub async fn shards(&self) -> anyhow::Result<Shards> {
+        Shards::connect(&self.redis()?, self.redis.layout())
             .await
             .with_context(|| format!("cannot reach Redis at {}", self.redis.redis_url))
     }
 
-    pub async fn store(&self) -> anyhow::Result<(Queue, EndpointStore)> {
-        let queue = self.queue().await?;
+    /// The shards and the endpoint store (in shard 0, on the shards' connection).
+    pub async fn store(&self) -> anyhow::Result<(Shards, EndpointStore)> {
+        let shards = self.shards().await?;
         let cipher = self.sealing.cipher()?;
-        let store = EndpointStore::new(queue.connection(), self.redis.key_prefix.clone()).with_cipher(cipher);
-        Ok((queue, store))
+        let home = shards.home();
+        let store = EndpointStore::new(home.connection(), home.keys().clone()).with_cipher(cipher);
+        Ok((shards, store))
     }
 
     pub fn policy(&self) -> TargetPolicy {

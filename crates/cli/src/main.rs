@@ -44,7 +44,8 @@ enum Command {
     /// List, show, replay and purge dead letters.
     #[command(subcommand)]
     Dlq(cmd::dlq::Command),
-    /// Queue depths: ready, in flight, scheduled retries, dead letters, workers, endpoints.
+    /// Queue depths: ready, in flight, scheduled retries, dead letters, workers, endpoints; with
+    /// queue shards (NOTIFY_QUEUE_SHARDS), events forwarding between shards and each shard's depths.
     Stats,
 }
 

@@ -1,5 +1,6 @@
 //! `dlq …`: the dead-letter queue. Replay re-enqueues with the same delivery id and a fresh
-//! attempt count.
+//! attempt count. With queue shards, every served shard's dead letters (a dead letter stays in
+//! the shard of its endpoint, and is replayed there).
 
 use entraguard_core::ids::EndpointId;
 use entraguard_core::queue::{ReplayFilter, ReplayOutcome};
@@ -59,11 +60,12 @@ pub enum Command {
 }
 
 pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
-    let queue = global.queue().await?;
+    // Every served shard's dead letters: listed merged newest first, found by id wherever they are.
+    let shards = global.shards().await?;
     match command {
         Command::List { limit, offset, endpoint, since } => {
             let filter = ReplayFilter { endpoint_id: endpoint, since };
-            let dead = queue.dead_letter_summaries_matching(&filter, offset, limit).await?;
+            let dead = shards.dead_letter_summaries_matching(&filter, offset, limit).await?;
             if global.json {
                 output::json(&dead);
                 return Ok(());
@@ -84,7 +86,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             output::table(&["ID", "FAILED AT", "EVENT", "ENDPOINT", "ATTEMPTS", "REASON"], &rows);
         }
         Command::Show { id } => {
-            let d = queue
+            let d = shards
                 .dead_letter_by_id(&id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("dead letter {id} not found"))?;
@@ -128,7 +130,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             }
         }
         Command::Replay { all: true, endpoint, since, .. } => {
-            let summary = queue.replay_matching(&ReplayFilter { endpoint_id: endpoint, since }).await?;
+            let summary = shards.replay_matching(&ReplayFilter { endpoint_id: endpoint, since }).await?;
             if global.json {
                 output::json(&summary);
             } else {
@@ -138,7 +140,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 );
             }
         }
-        Command::Replay { id: Some(id), .. } => match queue.replay(&id).await? {
+        Command::Replay { id: Some(id), .. } => match shards.replay(&id).await? {
             ReplayOutcome::Replayed => {
                 if global.json {
                     output::json(&serde_json::json!({ "replayed": 1 }));
@@ -161,7 +163,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                     "`dlq purge --all` deletes every dead letter: add --yes to confirm"
                 )));
             }
-            let n = queue.purge_all().await?;
+            let n = shards.purge_all().await?;
             if global.json {
                 output::json(&serde_json::json!({ "purged": n }));
             } else {
@@ -169,7 +171,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             }
         }
         Command::Purge { id: Some(id), .. } => {
-            if !queue.purge(&id).await? {
+            if !shards.purge(&id).await? {
                 return Err(anyhow::anyhow!("dead letter {id} not found").into());
             }
             if global.json {

@@ -167,7 +167,9 @@ fn parse_id(id: &str) -> Result<EndpointId, Failure> {
 }
 
 pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
-    let (queue, store) = global.store().await?;
+    // The endpoint records are in shard 0; each endpoint's breaker, lane, history and dedupe
+    // counters in its own shard (`shards.for_endpoint`).
+    let (shards, store) = global.store().await?;
     match command {
         Command::Add(a) => {
             let mut draft = EndpointDraft {
@@ -212,6 +214,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
         Command::Show { id } => {
             let id = parse_id(&id)?;
             let ep = store.get(&id).await?.ok_or_else(|| anyhow::anyhow!("endpoint {id} not found"))?;
+            let queue = shards.for_endpoint(&id);
             let breaker = queue.breaker_status(&id).await?;
             let suppressed = queue.suppressed_count(&id).await?;
             if global.json {
@@ -232,7 +235,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             let Some(ep) = store.get(&id).await? else {
                 return Err(anyhow::anyhow!("endpoint {id} not found").into());
             };
-            let released = entraguard_core::breaker::reset(&queue, &ep).await?;
+            let released = entraguard_core::breaker::reset(shards.for_endpoint(&ep.id), &ep).await?;
             if global.json {
                 output::json(&serde_json::json!({ "reset": id, "released": released }));
             } else {
@@ -277,7 +280,13 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
         }
         Command::Enable { id } => {
             let id = parse_id(&id)?;
-            let (ep, released) = match entraguard_core::breaker::enable_endpoint(&store, &queue, &id).await {
+            let (ep, released) = match entraguard_core::breaker::enable_endpoint(
+                &store,
+                shards.for_endpoint(&id),
+                &id,
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(entraguard_core::breaker::BreakerError::Store(
                     entraguard_core::store::StoreError::NotFound(id),
@@ -302,7 +311,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             if store.get(&id).await?.is_none() {
                 return Err(anyhow::anyhow!("endpoint {id} not found").into());
             }
-            let records = queue.recent_deliveries(&id, limit).await?;
+            let records = shards.for_endpoint(&id).recent_deliveries(&id, limit).await?;
             if global.json {
                 output::json(&records);
             } else {
@@ -338,7 +347,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 ))
             };
             let delivery: entraguard_core::ids::DeliveryId = delivery_id.parse().map_err(|_| not_found())?;
-            match queue.redeliver_recorded(&id, &delivery).await? {
+            match shards.for_endpoint(&id).redeliver_recorded(&id, &delivery).await? {
                 Redelivery::Enqueued if global.json => {
                     output::json(
                         &serde_json::json!({ "delivery_id": delivery.to_string(), "enqueued": true }),
