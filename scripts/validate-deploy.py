@@ -5,6 +5,7 @@ one the binaries read; ports, binaries and the KEDA key agree with the code; kus
 (when kubectl is installed). Prints what it checked and exits non-zero on the first mismatch."""
 
 import glob
+import json
 import os
 import re
 import shutil
@@ -130,12 +131,25 @@ def main():
     if "PodDisruptionBudget" not in docs:
         fail("no PodDisruptionBudget")
     so = docs["ScaledObject"][0][1]
-    # Work waiting for a worker sits in two lists: first attempts (ready) and due retries and
-    # replays (retry). One trigger each; KEDA scales on the larger demand.
-    watched = sorted(t["metadata"]["listName"] for t in so["spec"]["triggers"] if t["type"] == "redis")
-    want = sorted("{" + cm["NOTIFY_KEY_PREFIX"] + "}:" + name for name in ("ready", "retry"))
+    # Work waiting for a worker sits in two lists per queue shard: first attempts (ready) and
+    # due retries and replays (retry). One trigger each; KEDA scales on the largest demand. The
+    # shards' tags come from the CLI (`entraguard-notify shards`), which computes them as the
+    # workers do.
+    shards = cm.get("NOTIFY_QUEUE_SHARDS", "1")
+    out = subprocess.run(
+        ["cargo", "run", "--quiet", "-p", "entraguard-notify", "--",
+         "--key-prefix", cm["NOTIFY_KEY_PREFIX"], "--queue-shards", shards, "--json", "shards"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    if out.returncode != 0:
+        fail(f"entraguard-notify shards: {out.stderr.strip()}")
+    layout = json.loads(out.stdout)
+    watched = sorted(
+        t["metadata"]["listName"] for t in so["spec"]["triggers"] if t["type"] in ("redis", "redis-cluster")
+    )
+    want = sorted(row[name] for row in layout for name in ("ready", "retry"))
     if watched != want:
-        fail(f"KEDA triggers must watch the redis lists {want}, not {watched}")
+        fail(f"KEDA triggers must watch the redis lists {want} ({shards} queue shard(s)), not {watched}")
     if so["spec"]["scaleTargetRef"]["name"] != deploy["metadata"]["name"]:
         fail("ScaledObject targets another Deployment")
     for trig in so["spec"]["triggers"]:
@@ -147,7 +161,7 @@ def main():
     for name in ("ready", "retry"):
         if '"{}:' + name + '"' not in keys_rs:
             fail(f"crates/core/src/keys.rs no longer names the {name} list `{{prefix}}:{name}`")
-    print("deploy/: settings, probes, grace periods, PDB, KEDA key ok")
+    print(f"deploy/: settings, probes, grace periods, PDB, KEDA keys of {shards} queue shard(s) ok")
 
     kubectl = shutil.which("kubectl")
     if kubectl:

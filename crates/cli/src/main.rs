@@ -47,6 +47,9 @@ enum Command {
     /// Queue depths: ready, in flight, scheduled retries, dead letters, workers, endpoints; with
     /// queue shards (NOTIFY_QUEUE_SHARDS), events forwarding between shards and each shard's depths.
     Stats,
+    /// The queue shards (NOTIFY_QUEUE_SHARDS) without reaching Redis: each one's hash tag, its
+    /// Redis Cluster slot and the lists a KEDA trigger watches.
+    Shards,
 }
 
 const LONG_ABOUT: &str = "\
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
             Command::Endpoint(c) => cmd::endpoint::run(&cli.global, c).await,
             Command::Dlq(c) => cmd::dlq::run(&cli.global, c).await,
             Command::Stats => cmd::stats::run(&cli.global).await,
+            Command::Shards => cmd::shards::run(&cli.global),
         }
     });
     match result {

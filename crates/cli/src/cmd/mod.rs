@@ -4,4 +4,5 @@ pub mod dlq;
 pub mod endpoint;
 pub mod publish;
 pub mod rules;
+pub mod shards;
 pub mod stats;
