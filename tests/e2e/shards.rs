@@ -349,3 +349,88 @@ async fn an_idle_worker_sends_each_shard_at_most_one_command_a_second() {
     }
     worker.kill().await.expect("worker stopped");
 }
+
+/// Going from 3 shards to 4 (the README's procedure; shard 1's tag moves, so one old shard is
+/// no longer placed in): events published with the old count wait in that shard; a worker with
+/// only the new count leaves them there, and one given `NOTIFY_DRAIN_SHARDS` = the old count
+/// delivers them, with the events published under the new count, each once to every endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_shard_count_drains_the_old_shards_with_drain_shards() {
+    let redis = RedisServer::start();
+    let d = Sharded::on(redis.url()).await;
+    let config = RedisConfig::new(RedisUrl::parse(&d.url).expect("url"));
+    let new = ShardLayout::new(&keys(), 4, None).expect("layout");
+    let new_shards = Shards::connect(&config, new.clone()).await.expect("shards");
+    let gone: Vec<_> = (0..d.layout.count())
+        .map(|i| d.layout.keys(i).clone())
+        .filter(|k| !(0..new.count()).any(|j| new.keys(j) == k))
+        .collect();
+    assert!(!gone.is_empty(), "the old count has a shard the new one lacks");
+    let receivers: Vec<HttpReceiver> = (0..3).map(|_| HttpReceiver::start()).collect();
+    for (shard, r) in receivers.iter().enumerate() {
+        d.endpoint_in(shard, &r.url(), "{}").await;
+    }
+    let before: Vec<Event> = (0..30).map(|i| finding_event(&format!("t-old-{i}"))).collect();
+    d.producer.publish_batch(&before).await.expect("published under the old count");
+    let waiting_in_gone = || async {
+        let mut n = 0;
+        for k in &gone {
+            n += d.int(redis::cmd("LLEN").arg(k.ready())).await;
+        }
+        n
+    };
+    let stranded = waiting_in_gone().await;
+    assert!(stranded > 0, "some events went to a shard the new count lacks");
+
+    // The new count alone: whatever it serves is delivered, the old shard's events stay.
+    let new_worker = |extra: &[&str]| {
+        let mut args = vec!["--queue-shards", "4"];
+        args.extend_from_slice(extra);
+        spawn_worker_binary(&d.url, &args)
+    };
+    let mut new_only = new_worker(&[]);
+    let served_by_new = before.len() - usize::try_from(stranded).unwrap_or(0);
+    for r in &receivers {
+        r.wait_for_requests(served_by_new, Duration::from_secs(60)).await;
+    }
+    // Finished and acknowledged before it goes, so nothing of it is taken over twice.
+    wait_until(Duration::from_secs(60), "the new count's shards drained", || async {
+        new_shards.stats().await.is_ok_and(|s| s.ready == 0 && s.processing == 0 && s.forwarding == 0)
+    })
+    .await;
+    assert_eq!(
+        waiting_in_gone().await,
+        stranded,
+        "a worker without NOTIFY_DRAIN_SHARDS leaves the old shard alone"
+    );
+    new_only.kill().await.expect("worker stopped");
+
+    let mut draining = new_worker(&["--drain-shards", "3"]);
+    let producer = Producer::connect(
+        &ProducerConfig::from_url(&d.url).expect("url").with_queue_shards(4).expect("count"),
+    )
+    .await
+    .expect("producer");
+    let after: Vec<Event> = (0..30).map(|i| finding_event(&format!("t-new-{i}"))).collect();
+    producer.publish_batch(&after).await.expect("published under the new count");
+    let want: HashSet<String> = before.iter().chain(&after).map(|e| e.id.to_string()).collect();
+    for r in &receivers {
+        let got = r.wait_for_requests(60, Duration::from_secs(90)).await;
+        let ids: HashSet<String> = got.iter().map(event_id).collect();
+        assert_eq!(ids, want, "every event, old count or new, reached the endpoint");
+    }
+    let with_drain = Shards::connect(&config, ShardLayout::new(&keys(), 4, Some(3)).expect("layout"))
+        .await
+        .expect("shards");
+    wait_until(Duration::from_secs(60), "old and new shards drained", || async {
+        with_drain.stats().await.is_ok_and(|s| {
+            s.ready == 0 && s.retrying == 0 && s.processing == 0 && s.scheduled == 0 && s.forwarding == 0
+        })
+    })
+    .await;
+    assert_eq!(waiting_in_gone().await, 0);
+    for r in &receivers {
+        assert_eq!(r.requests().len(), 60, "nothing twice");
+    }
+    draining.kill().await.expect("worker stopped");
+}
