@@ -8,8 +8,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use entraguard_core::endpoint::Endpoint;
-use entraguard_core::queue::{Queue, QueueStats};
+use entraguard_core::queue::{Queue, QueueStats, Shards};
 use entraguard_core::redis_conn::{RedisConfig, RedisUrl};
+use entraguard_core::shards::ShardLayout;
 use entraguard_core::store::EndpointStore;
 use entraguard_producer::{Event, Producer, ProducerConfig, PublishError};
 use entraguard_testkit::{HttpReceiver, RedisCluster, Reply, bin_path, test_log_filter, wait_until};
@@ -227,7 +228,7 @@ async fn a_worker_killed_mid_delivery_loses_nothing_on_the_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_primary_killed_while_events_flow_fails_over_and_loses_no_replicated_publish() {
     for replicas in [0u32, 1] {
-        let lost = failover_run(replicas).await;
+        let lost = failover_run(replicas, 1).await;
         println!(
             "figure: failover with NOTIFY_PUBLISH_REPLICAS={replicas}: {lost} acknowledged publishes lost"
         );
@@ -237,18 +238,42 @@ async fn a_primary_killed_while_events_flow_fails_over_and_loses_no_replicated_p
     }
 }
 
-async fn failover_run(replicas: u32) -> usize {
+/// With `shards` queue shards (`NOTIFY_QUEUE_SHARDS`): events spread over every shard, the
+/// endpoint homed in shard 1 (so every delivery crosses shards through an outbox), and the
+/// primary killed is the one owning shard 1.
+pub(crate) async fn failover_run(replicas: u32, shards: u16) -> usize {
     const TOTAL: usize = 5_000;
     const BATCH: usize = 50;
     let mut stack = ClusterStack::start().await;
+    let layout = ShardLayout::new(&keys(), shards, None).expect("layout");
+    let target = usize::from(shards > 1);
     let producer = Producer::connect(
-        &ProducerConfig::from_url(&stack.url).expect("url").with_publish_replicas(replicas),
+        &ProducerConfig::from_url(&stack.url)
+            .expect("url")
+            .with_publish_replicas(replicas)
+            .with_queue_shards(shards)
+            .expect("count"),
     )
     .await
     .expect("producer");
+    let all_shards =
+        Shards::connect(&RedisConfig::new(RedisUrl::parse(&stack.url).expect("url")), layout.clone())
+            .await
+            .expect("shards");
     let receiver = HttpReceiver::start();
-    stack.add_endpoint(&receiver.url()).await;
-    let mut workers = [stack.spawn_worker_process(&[]), stack.spawn_worker_process(&[])];
+    loop {
+        let ep = endpoint("webhook", &receiver.url(), &["finding.new"], None);
+        if layout.of_endpoint(ep.id.as_str()) == target {
+            stack.store.put(&ep).await.expect("endpoint stored on the cluster");
+            break;
+        }
+    }
+    let count = shards.to_string();
+    let mut workers = [
+        stack.spawn_worker_process(&["--queue-shards", &count]),
+        stack.spawn_worker_process(&["--queue-shards", &count]),
+    ];
+    let queue_key = layout.keys(target).ready();
 
     // The scanner's side: publishes batch after batch, retrying a refused or unanswered one as
     // a scanner would (the event id makes a retry of one that did land harmless). Only events
@@ -289,12 +314,12 @@ async fn failover_run(replicas: u32) -> usize {
         acked.lock().expect("lock").len() >= TOTAL / 3
     })
     .await;
-    let owner = stack.cluster.primary_for(QUEUE_KEY);
+    let owner = stack.cluster.primary_for(&queue_key);
     let killed_at = Instant::now();
     stack.cluster.node_mut(owner).kill();
     let new_owner = {
         let c = &stack.cluster;
-        tokio::task::block_in_place(|| c.wait_failover(QUEUE_KEY, owner, Duration::from_secs(60)))
+        tokio::task::block_in_place(|| c.wait_failover(&queue_key, owner, Duration::from_secs(60)))
     };
     let failover = killed_at.elapsed();
     // The orchestrator restarts the dead node; it rejoins as the new primary's replica (until
@@ -304,14 +329,24 @@ async fn failover_run(replicas: u32) -> usize {
     let acked: HashSet<String> = acked.lock().expect("lock").iter().cloned().collect();
 
     // Nothing stuck: the queue drains on the promoted replica, with the same worker processes.
-    stack.wait_drained(Duration::from_secs(120)).await;
+    wait_until(Duration::from_secs(120), "every shard drained after the failover", || async {
+        all_shards.stats().await.is_ok_and(|s| {
+            s.ready == 0
+                && s.retrying == 0
+                && s.parked == 0
+                && s.processing == 0
+                && s.scheduled == 0
+                && s.forwarding == 0
+        })
+    })
+    .await;
     for w in &mut workers {
         assert!(w.try_wait().expect("worker status").is_none(), "a worker exited during the failover");
     }
     let delivered: HashSet<String> = receiver.requests().iter().map(event_id).collect();
     let lost = acked.difference(&delivered).count();
     println!(
-        "figure: failover ({replicas} replicas): primary {owner} killed, node {new_owner} promoted after {failover:?}; \
+        "figure: failover ({replicas} replicas, {shards} shards): primary {owner} killed, node {new_owner} promoted after {failover:?}; \
          {} acknowledged, {} delivered (unique), {} requests, {lost} acknowledged but lost",
         acked.len(),
         delivered.len(),
