@@ -24,7 +24,7 @@ pub(crate) async fn maintenance(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
     let mut next_expiry: Option<Instant> = None;
     // Queue shards: this shard's outboxes are swept for entries whose worker died before
     // moving them (none with one shard), first at start-up, like the reap.
-    let sweeping = ctx.shards.count() > 1;
+    let sweeping = ctx.shards.served().len() > 1;
     let mut next_sweep = Instant::now();
     // Look once at start-up: workers may have died while none was running.
     let mut reap = true;

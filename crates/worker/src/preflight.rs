@@ -1,7 +1,25 @@
 //! Start-up checks of the Redis the worker was given.
 
-use entraguard_core::queue::Queue;
+use entraguard_core::queue::{Queue, Shards};
 use tracing::{error, info, warn};
+
+/// [`check_redis_settings`] once per Redis node holding a served shard (on a cluster, shards
+/// live on different primaries; on one server, one check).
+pub(crate) async fn check_shards(shards: &Shards) {
+    let mut seen = std::collections::HashSet::new();
+    for queue in shards.served() {
+        let mut conn = queue.connection();
+        let at = queue.keys().ready();
+        let node =
+            conn.query_at::<String>(redis::cmd("INFO").arg("server"), &at).await.ok().and_then(|info| {
+                info.lines().find_map(|l| l.strip_prefix("run_id:")).map(|id| id.trim().to_owned())
+            });
+        // A node that does not answer INFO is checked (and reported) shard by shard.
+        if node.is_none_or(|id| seen.insert(id)) {
+            check_redis_settings(queue).await;
+        }
+    }
+}
 
 /// Warns about Redis settings the guarantees rely on (spec §5). Managed Redis services often
 /// refuse CONFIG GET; then there is nothing to check.

@@ -74,7 +74,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     else {
         return Ok(());
     };
-    crate::preflight::check_redis_settings(shards.home()).await;
+    crate::preflight::check_shards(&shards).await;
     let _ = queue_cell.set(shards.clone());
 
     let cipher = config.cipher()?;

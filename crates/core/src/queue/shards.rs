@@ -85,6 +85,16 @@ impl Shards {
         self.layout.of_endpoint(endpoint.as_str())
     }
 
+    /// How many outbox indexes a shard may hold entries for: the placed count, or more while
+    /// shards of a larger earlier count drain (as many as served shards, at least).
+    fn outbox_targets(&self) -> usize {
+        if self.layout.count() == 1 && self.queues.len() == 1 {
+            1
+        } else {
+            self.queues.len().max(self.layout.count())
+        }
+    }
+
     /// The shared connection.
     pub fn connection(&self) -> RedisConn {
         self.home().connection()
@@ -126,16 +136,15 @@ impl Shards {
     /// [`OUTBOX_SWEEP_AGE`] ago: those whose worker died (or lost Redis) before moving them.
     pub async fn sweep_outbox(&self, from: usize) -> Result<Forwarded, QueueError> {
         let mut total = Forwarded::default();
-        if self.layout.count() == 1 {
+        if self.queues.len() == 1 {
             return Ok(total);
         }
         let source = &self.queues[from];
         let now = source.redis_time_ms().await?;
         let before = now - i64::try_from(OUTBOX_SWEEP_AGE.as_millis()).unwrap_or(0);
-        for target in 0..self.layout.count() {
-            if target == from {
-                continue;
-            }
+        // Outboxes are named by the target's index in the layout that wrote them; after a change
+        // of count a draining shard's may name indexes past the new count: look at those too.
+        for target in 0..self.outbox_targets() {
             let mut conn = source.connection();
             let jobs: Vec<String> = redis::cmd("ZRANGE")
                 .arg(source.keys().outbox(target))
@@ -202,7 +211,7 @@ impl Shards {
         let mut out = Vec::with_capacity(self.queues.len());
         for q in self.queues.iter() {
             let mut s = q.stats().await?;
-            s.forwarding = q.outbox_len(self.layout.count()).await?;
+            s.forwarding = q.outbox_len(self.outbox_targets()).await?;
             out.push(s);
         }
         Ok(out)
