@@ -1250,3 +1250,29 @@ async fn endpoint_state_is_read_and_written_in_its_shard() {
     assert!(enabled.ok().contains(&format!("enabled {id}")), "{}", enabled.stdout);
     assert_eq!(q.breaker_status(&id).await.expect("status").state, BreakerState::Closed);
 }
+
+/// `shards` names each shard's tag, slot and lists without reaching Redis (none runs here): the
+/// lists a KEDA trigger watches. Three shards land in three thirds of the slot range.
+#[tokio::test]
+async fn shards_are_named_without_redis() {
+    let out = tokio::process::Command::new(BIN)
+        .args(["--redis-url", "redis://127.0.0.1:1", "--queue-shards", "3", "--json", "shards"])
+        .env_remove("REDIS_URL")
+        .env_remove("NOTIFY_QUEUE_SHARDS")
+        .env_remove("NOTIFY_DRAIN_SHARDS")
+        .output()
+        .await
+        .expect("cli runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["ready"], "{entraguard}:ready");
+    let mut thirds: Vec<u64> = rows.iter().map(|r| r["slot"].as_u64().expect("slot") * 3 / 16384).collect();
+    thirds.sort_unstable();
+    assert_eq!(thirds, vec![0, 1, 2], "{rows:?}");
+    for r in rows {
+        let tag = r["tag"].as_str().expect("tag");
+        assert_eq!(r["retry"], format!("{tag}:retry"));
+    }
+}
