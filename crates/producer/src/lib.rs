@@ -178,7 +178,9 @@ impl Producer {
     }
 
     /// Validates every event first, then enqueues them all in one atomic step: either every
-    /// event is enqueued (or was already, by id), or none is.
+    /// event is enqueued (or was already, by id), or none is. With queue shards it is one atomic
+    /// step per shard: on an error some shards may hold their part, and publishing the batch
+    /// again is safe (dedupe by id).
     pub async fn publish_batch(&self, events: &[Event]) -> Result<Vec<EventId>, PublishError> {
         if events.len() > MAX_BATCH_EVENTS {
             return Err(PublishError::BatchTooLarge { got: events.len(), max: MAX_BATCH_EVENTS });
