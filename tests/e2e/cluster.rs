@@ -330,14 +330,7 @@ pub(crate) async fn failover_run(replicas: u32, shards: u16) -> usize {
 
     // Nothing stuck: the queue drains on the promoted replica, with the same worker processes.
     wait_until(Duration::from_secs(120), "every shard drained after the failover", || async {
-        all_shards.stats().await.is_ok_and(|s| {
-            s.ready == 0
-                && s.retrying == 0
-                && s.parked == 0
-                && s.processing == 0
-                && s.scheduled == 0
-                && s.forwarding == 0
-        })
+        all_shards.stats().await.is_ok_and(|s| s.is_drained())
     })
     .await;
     for w in &mut workers {

@@ -87,14 +87,7 @@ impl Sharded {
 
     async fn wait_drained(&self, deadline: Duration) {
         wait_until(deadline, "every shard drained, outboxes empty", || async {
-            self.shards.stats().await.is_ok_and(|s| {
-                s.ready == 0
-                    && s.retrying == 0
-                    && s.parked == 0
-                    && s.processing == 0
-                    && s.scheduled == 0
-                    && s.forwarding == 0
-            })
+            self.shards.stats().await.is_ok_and(|s| s.is_drained())
         })
         .await;
     }

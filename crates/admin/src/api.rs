@@ -18,7 +18,7 @@ use entraguard_core::history::{AttemptResult, DeliveryRecord, HISTORY_MAX_ENTRIE
 use entraguard_core::ids::{DeliveryId, EndpointId};
 use entraguard_core::job::{AttemptRecord, DeliveryJob};
 use entraguard_core::queue::{
-    DeadLetter, DeadLetterSummary, QueueStats, Redelivery, ReplayFilter, ReplayOutcome, ReplaySummary, Shards,
+    DeadLetter, DeadLetterSummary, Redelivery, ReplayFilter, ReplayOutcome, ReplaySummary, StatsReport,
 };
 use entraguard_core::timestamp::Timestamp;
 use entraguard_worker::delivery::TestReport;
@@ -503,59 +503,11 @@ async fn purge_all(State(s): State<AppState>) -> Result<Json<Purged>, ApiError> 
     Ok(Json(Purged { purged: s.shards.purge_all().await? }))
 }
 
-/// One queue shard's depths, named as in the totals.
-#[derive(Debug, Serialize, ToSchema)]
-struct ShardStats {
-    /// The shard's hash tag, e.g. `{entraguard:1}`.
-    shard: String,
-    /// An earlier count's shard (`NOTIFY_DRAIN_SHARDS`): served until empty, nothing new placed
-    /// in it.
-    draining: bool,
-    ready: u64,
-    retrying: u64,
-    parked: u64,
-    processing: u64,
-    scheduled: u64,
-    dead: u64,
-    /// Events routed to other shards' endpoints, waiting in this shard's outbox.
-    forwarding: u64,
-}
-
-/// The deployment's queue depths (every served shard summed), and with more than one queue
-/// shard each shard's.
-#[derive(Debug, Serialize, ToSchema)]
-struct StatsView {
-    #[serde(flatten)]
-    total: QueueStats,
-    /// Only with more than one queue shard served (`NOTIFY_QUEUE_SHARDS`, `NOTIFY_DRAIN_SHARDS`):
-    /// each shard's depths, shard 0 first, then the placed ones, then the draining ones.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    shards: Vec<ShardStats>,
-}
-
 /// Queue depths, named as in `entraguard-notify stats` (table and JSON): every served queue
 /// shard's summed, and with more than one shard each shard's (`shards`).
-#[utoipa::path(get, path = "/api/stats", tag = "stats", responses((status = 200, body = StatsView)))]
-async fn stats(State(s): State<AppState>) -> Result<Json<StatsView>, ApiError> {
-    let per_shard = s.shards.shard_stats().await?;
-    let total = Shards::total(&per_shard);
-    let mut shards = Vec::new();
-    if per_shard.len() > 1 {
-        for (i, (q, st)) in s.shards.served().iter().zip(&per_shard).enumerate() {
-            shards.push(ShardStats {
-                shard: q.keys().tag().to_owned(),
-                draining: i >= s.shards.count(),
-                ready: st.ready,
-                retrying: st.retrying,
-                parked: st.parked,
-                processing: st.processing,
-                scheduled: st.scheduled,
-                dead: st.dead,
-                forwarding: st.forwarding,
-            });
-        }
-    }
-    Ok(Json(StatsView { total, shards }))
+#[utoipa::path(get, path = "/api/stats", tag = "stats", responses((status = 200, body = StatsReport)))]
+async fn stats(State(s): State<AppState>) -> Result<Json<StatsReport>, ApiError> {
+    Ok(Json(s.shards.report().await?))
 }
 
 /// This document.
@@ -665,9 +617,9 @@ mod tests {
                 schemas["ShardStats"]
             );
         }
-        let view = schemas["StatsView"].to_string();
+        let view = schemas["StatsReport"].to_string();
         assert!(view.contains("#/components/schemas/QueueStats") && view.contains("\"shards\""), "{view}");
         let ok = &doc["paths"]["/api/stats"]["get"]["responses"]["200"];
-        assert!(ok.to_string().contains("#/components/schemas/StatsView"), "{ok}");
+        assert!(ok.to_string().contains("#/components/schemas/StatsReport"), "{ok}");
     }
 }

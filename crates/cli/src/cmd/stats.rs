@@ -1,36 +1,10 @@
 //! `stats`: queue depths. With one queue shard, one row of totals; with several (counting those
 //! still drained, `NOTIFY_DRAIN_SHARDS`), the totals with `forwarding` and then one row per shard.
 
-use entraguard_core::queue::{QueueStats, Shards};
-use serde::Serialize;
+use entraguard_core::queue::StatsReport;
 
 use crate::config::Global;
 use crate::{Failure, output};
-
-/// One shard's depths, named as in the totals.
-#[derive(Debug, Serialize)]
-struct ShardRow {
-    /// The shard's hash tag, e.g. `{entraguard:1}`.
-    shard: String,
-    /// Served until empty (`NOTIFY_DRAIN_SHARDS`), nothing new placed in it.
-    draining: bool,
-    ready: u64,
-    retrying: u64,
-    parked: u64,
-    processing: u64,
-    scheduled: u64,
-    dead: u64,
-    forwarding: u64,
-}
-
-/// What `stats --json` prints: the totals, and `shards` only when more than one is served.
-#[derive(Debug, Serialize)]
-struct StatsOut {
-    #[serde(flatten)]
-    total: QueueStats,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    shards: Vec<ShardRow>,
-}
 
 const TOTALS: [&str; 9] =
     ["ready", "retrying", "parked", "processing", "scheduled", "dead", "workers", "endpoints", "digests"];
@@ -40,33 +14,12 @@ const SHARD_COLUMNS: [&str; 8] =
 
 pub async fn run(global: &Global) -> Result<(), Failure> {
     let shards = global.shards().await?;
-    let per_shard = shards.shard_stats().await?;
-    let total = Shards::total(&per_shard);
-    let rows: Vec<ShardRow> = if per_shard.len() > 1 {
-        shards
-            .served()
-            .iter()
-            .zip(&per_shard)
-            .enumerate()
-            .map(|(i, (q, s))| ShardRow {
-                shard: q.keys().tag().to_owned(),
-                draining: i >= shards.count(),
-                ready: s.ready,
-                retrying: s.retrying,
-                parked: s.parked,
-                processing: s.processing,
-                scheduled: s.scheduled,
-                dead: s.dead,
-                forwarding: s.forwarding,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let report = shards.report().await?;
     if global.json {
-        output::json(&StatsOut { total, shards: rows });
+        output::json(&report);
         return Ok(());
     }
+    let StatsReport { total, shards: rows } = report;
     let mut header = TOTALS.to_vec();
     let mut cells = vec![
         total.ready.to_string(),

@@ -40,7 +40,7 @@ pub use dead_letter::{
 };
 pub use fatigue::{Dedupe, RouteStep, Routed};
 pub use history::Redelivery;
-pub use shards::{Forwarded, Shards};
+pub use shards::{Forwarded, ShardStats, Shards, StatsReport};
 
 use crate::keys::KeySpace;
 use crate::redis_conn::{RedisConfig, connect};
@@ -236,6 +236,19 @@ pub struct QueueStats {
     /// moved there (0 with one shard).
     #[serde(default)]
     pub forwarding: u64,
+}
+
+impl QueueStats {
+    /// Nothing ready, retrying, parked, in flight, scheduled or waiting to move between shards
+    /// (dead letters, workers, endpoints and open digests aside).
+    pub fn is_drained(&self) -> bool {
+        self.ready == 0
+            && self.retrying == 0
+            && self.parked == 0
+            && self.processing == 0
+            && self.scheduled == 0
+            && self.forwarding == 0
+    }
 }
 
 /// A handle on the queue of one key space. Cheap to clone; all clones share one multiplexed,

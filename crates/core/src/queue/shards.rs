@@ -14,6 +14,39 @@ use std::sync::Arc;
 /// Most outbox entries one sweep moves per target shard.
 const SWEEP_CHUNK: usize = 200;
 
+/// One queue shard's depths, named as in the totals ([`QueueStats`]).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShardStats {
+    /// The shard's hash tag, e.g. `{entraguard:2}`.
+    pub shard: String,
+    /// An earlier count's shard (`NOTIFY_DRAIN_SHARDS`): served until empty, nothing new placed
+    /// in it.
+    pub draining: bool,
+    pub ready: u64,
+    pub retrying: u64,
+    pub parked: u64,
+    pub processing: u64,
+    pub scheduled: u64,
+    pub dead: u64,
+    /// Events routed to other shards' endpoints, waiting in this shard's outbox.
+    pub forwarding: u64,
+}
+
+/// The deployment's queue depths (every served shard summed) and, with more than one shard
+/// served, each shard's: what `entraguard-notify stats --json` prints and `GET /api/stats`
+/// answers.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StatsReport {
+    #[serde(flatten)]
+    pub total: QueueStats,
+    /// Only with more than one queue shard served (`NOTIFY_QUEUE_SHARDS`, `NOTIFY_DRAIN_SHARDS`):
+    /// each shard's depths, shard 0 first, then the placed ones, then the draining ones.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardStats>,
+}
+
 /// The queue shards of one deployment. Cheap to clone; every shard shares one connection.
 #[derive(Clone)]
 pub struct Shards {
@@ -167,6 +200,29 @@ impl Shards {
     /// are counted in shard 0; workers are the most any shard lists (each serves every shard).
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
         Ok(Self::total(&self.shard_stats().await?))
+    }
+
+    /// The totals and, with more than one shard served, each shard's depths.
+    pub async fn report(&self) -> Result<StatsReport, QueueError> {
+        let per_shard = self.shard_stats().await?;
+        let total = Self::total(&per_shard);
+        let mut shards = Vec::new();
+        if per_shard.len() > 1 {
+            for (i, (q, s)) in self.queues.iter().zip(per_shard).enumerate() {
+                shards.push(ShardStats {
+                    shard: q.keys().tag().to_owned(),
+                    draining: i >= self.count(),
+                    ready: s.ready,
+                    retrying: s.retrying,
+                    parked: s.parked,
+                    processing: s.processing,
+                    scheduled: s.scheduled,
+                    dead: s.dead,
+                    forwarding: s.forwarding,
+                });
+            }
+        }
+        Ok(StatsReport { total, shards })
     }
 
     /// The deployment's depths from each shard's ([`Shards::shard_stats`]).
