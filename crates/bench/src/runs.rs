@@ -566,6 +566,12 @@ async fn drain(env: &Env, n: usize, c: usize) -> anyhow::Result<Drained> {
 /// and `…_shards{N}_shard{i}`), and every other count's mean throughput over the first's
 /// (`ratio_{N}_over_{first}`), with the ratio of each alternation (`…_round{k}`) when a count
 /// comes back.
+///
+/// Redis CPU and commands are those of the nodes holding a shard: with one shard on a cluster,
+/// one primary's; with three, three primaries' (the other nodes' cluster bus and replication are
+/// not counted in either). On a machine where the cluster's six nodes, the worker and the sink
+/// share a few cores, the ratio shows what spreading over several primaries costs (more
+/// processes awake, three shards polled), not the speed-up separate machines would give.
 async fn compare(args: &Args, counts: &[u16]) -> anyhow::Result<()> {
     let n = if args.smoke { 500 } else { 100_000 };
     let mut runs: Vec<(u16, Drained)> = Vec::new();
