@@ -5,6 +5,10 @@
 //! `{"peer":"entraguard","metric":"drain_c50","value":15234.1,"unit":"jobs/s"}`
 //!
 //! `--smoke` runs every figure with small counts (CI keeps it from rotting; no speed asserted).
+//!
+//! `--shards N` runs with `N` queue shards (`NOTIFY_QUEUE_SHARDS`); `--compare-shards 1,3`
+//! runs `drain_c50` once per listed count, each on a fresh Redis (cluster), and prints the
+//! ratio of the counts' throughputs (`--compare-shards 1,3,1,3` alternates them).
 
 mod runs;
 mod sink;
@@ -34,6 +38,15 @@ pub struct Args {
     /// Only these metrics (comma-separated names); all by default.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Queue shards (`NOTIFY_QUEUE_SHARDS`): the workers get `--queue-shards N`, and `drain`
+    /// spreads its jobs round-robin over one endpoint per shard.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(entraguard_core::shards::MAX_SHARDS)))]
+    pub shards: u16,
+    /// Run `drain_c50` once per listed shard count (e.g. `1,3`, or `1,3,1,3` to alternate), each
+    /// on a fresh Redis (a fresh cluster with `--cluster`), and print each count's figures and
+    /// the ratio of the last count's throughput over the first's. Ignores `--shards` and `--only`.
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=i64::from(entraguard_core::shards::MAX_SHARDS)))]
+    pub compare_shards: Vec<u16>,
 }
 
 fn main() -> ExitCode {

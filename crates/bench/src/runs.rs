@@ -9,7 +9,9 @@ use entraguard_core::endpoint::{Endpoint, EndpointDraft, TargetPolicy};
 use entraguard_core::job::{DeliveryJob, Job};
 use entraguard_core::keys::KeySpace;
 use entraguard_core::queue::Queue;
+use entraguard_core::queue::Shards;
 use entraguard_core::redis_conn::{RedisConfig, RedisUrl};
+use entraguard_core::shards::ShardLayout;
 use entraguard_core::store::EndpointStore;
 use entraguard_producer::{Event, Producer, ProducerConfig};
 use entraguard_testkit::{RedisCluster, RedisServer, bin_path};
@@ -36,13 +38,20 @@ struct Env {
     _own: Option<OwnRedis>,
     url: String,
     prefix: String,
+    /// Shard 0 (the only one without `--shards`): the endpoint store's.
     queue: Queue,
+    /// Every queue shard (`--shards`), shard 0 first.
+    shards: Shards,
+    /// The Redis nodes holding the shards (see [`Env::find_nodes`]).
+    nodes: Vec<(String, Vec<usize>)>,
     store: EndpointStore,
     producer: Producer,
 }
 
 impl Env {
-    async fn new(args: &Args) -> anyhow::Result<Env> {
+    async fn new(args: &Args, count: u16) -> anyhow::Result<Env> {
+        // The worker binary is built (if it must be) now, not while a run measures.
+        bin_path("entraguard-worker");
         let (own, url) = match &args.redis_url {
             Some(u) => (None, u.clone()),
             None if args.cluster => {
@@ -59,34 +68,42 @@ impl Env {
         // A private prefix: on a shared Redis the benchmark touches only its own keys.
         let prefix = format!("bench-{}", std::process::id());
         let keys = KeySpace::new(&prefix)?;
-        let queue = Queue::connect(&RedisConfig::new(RedisUrl::parse(&url)?), keys.clone()).await?;
+        let config = RedisConfig::new(RedisUrl::parse(&url)?);
+        let queue = Queue::connect(&config, keys.clone()).await?;
+        let shards = Shards::on(&queue, ShardLayout::new(&keys, count, None)?);
         let store = EndpointStore::new(queue.connection(), keys.clone());
-        let producer = Producer::connect(&ProducerConfig::from_url(&url)?.with_prefix(&prefix)?).await?;
-        Ok(Env { _own: own, url, prefix, queue, store, producer })
+        let producer = Producer::connect(
+            &ProducerConfig::from_url(&url)?.with_prefix(&prefix)?.with_queue_shards(count)?,
+        )
+        .await?;
+        let nodes = Self::find_nodes(&shards).await?;
+        Ok(Env { _own: own, url, prefix, queue, shards, nodes, store, producer })
     }
 
     async fn cleanup(&self) -> anyhow::Result<()> {
         let mut conn = self.queue.connection();
-        let pattern = format!("{{{}}}:*", self.prefix);
-        // Every key of the prefix is in one slot: SCAN the node that holds it (on a cluster too).
-        let at = self.queue.keys().ready();
-        let mut keys = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<String>) = conn
-                .query_at(
-                    redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000),
-                    &at,
-                )
-                .await?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 {
-                break;
+        for shard in self.shards.served() {
+            // Every key of a shard is in one slot: SCAN the node that holds it (on a cluster too).
+            let pattern = format!("{}:*", shard.keys().tag());
+            let at = shard.keys().ready();
+            let mut keys = Vec::new();
+            let mut cursor = 0u64;
+            loop {
+                let (next, batch): (u64, Vec<String>) = conn
+                    .query_at(
+                        redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000),
+                        &at,
+                    )
+                    .await?;
+                keys.extend(batch);
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
             }
-        }
-        for chunk in keys.chunks(500) {
-            let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await?;
+            for chunk in keys.chunks(500) {
+                let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await?;
+            }
         }
         Ok(())
     }
@@ -95,16 +112,51 @@ impl Env {
     /// what is counted next covers the whole run.
     async fn settle(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.queue.stats().await?.processing > 0 && Instant::now() < deadline {
+        while self.shards.stats().await?.processing > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         Ok(())
     }
 
-    /// Redis's own CPU time so far (`INFO cpu`: used_cpu_user + used_cpu_sys).
+    /// Which Redis node holds each served shard: one entry per node (its `run_id`), with the
+    /// shards it holds. One server: one node holding every shard; a cluster with as many
+    /// shards as primaries: one shard per node.
+    async fn find_nodes(shards: &Shards) -> anyhow::Result<Vec<(String, Vec<usize>)>> {
+        let mut conn = shards.connection();
+        let mut nodes: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, shard) in shards.served().iter().enumerate() {
+            let info: String = conn.query_at(redis::cmd("INFO").arg("server"), &shard.keys().ready()).await?;
+            let id = info
+                .lines()
+                .find_map(|l| l.strip_prefix("run_id:"))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default();
+            match nodes.iter_mut().find(|(n, _)| *n == id) {
+                Some((_, held)) => held.push(i),
+                None => nodes.push((id, vec![i])),
+            }
+        }
+        Ok(nodes)
+    }
+
+    /// The key that routes a command to the node holding each node's first shard.
+    fn node_key(&self, node: &(String, Vec<usize>)) -> String {
+        self.shards.served()[node.1[0]].keys().ready()
+    }
+
+    /// Redis's own CPU time so far (`INFO cpu`: used_cpu_user + used_cpu_sys), summed over the
+    /// nodes holding the queue's shards.
     async fn redis_cpu(&self) -> anyhow::Result<Duration> {
+        let mut total = Duration::ZERO;
+        for node in &self.nodes {
+            total += self.redis_cpu_at(&self.node_key(node)).await?;
+        }
+        Ok(total)
+    }
+
+    async fn redis_cpu_at(&self, key: &str) -> anyhow::Result<Duration> {
         let mut conn = self.queue.connection();
-        let info: String = conn.query_at(redis::cmd("INFO").arg("cpu"), &self.queue.keys().ready()).await?;
+        let info: String = conn.query_at(redis::cmd("INFO").arg("cpu"), key).await?;
         let secs: f64 = info
             .lines()
             .filter(|l| l.starts_with("used_cpu_user:") || l.starts_with("used_cpu_sys:"))
@@ -113,10 +165,23 @@ impl Env {
         Ok(Duration::from_secs_f64(secs))
     }
 
+    /// Commands run so far, summed over the nodes holding the queue's shards.
     async fn command_count(&self) -> anyhow::Result<u64> {
+        Ok(self.command_counts().await?.iter().sum())
+    }
+
+    /// Commands run so far on each node of [`Env::nodes`] (`INFO commandstats`), in that order.
+    async fn command_counts(&self) -> anyhow::Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for node in &self.nodes {
+            out.push(self.command_count_at(&self.node_key(node)).await?);
+        }
+        Ok(out)
+    }
+
+    async fn command_count_at(&self, key: &str) -> anyhow::Result<u64> {
         let mut conn = self.queue.connection();
-        let info: String =
-            conn.query_at(redis::cmd("INFO").arg("commandstats"), &self.queue.keys().ready()).await?;
+        let info: String = conn.query_at(redis::cmd("INFO").arg("commandstats"), key).await?;
         Ok(info
             .lines()
             .filter_map(|l| l.split("calls=").nth(1))
@@ -139,7 +204,26 @@ impl Env {
         event: &str,
         rules: entraguard_core::rules::RulesDraft,
     ) -> anyhow::Result<Endpoint> {
-        let ep = EndpointDraft {
+        let ep = Self::draft(url, event, rules)?;
+        self.store.put(&ep).await?;
+        Ok(ep)
+    }
+
+    /// An endpoint homed in shard `shard` (ids are drawn until one lands there), stored.
+    async fn endpoint_in_shard(&self, url: &str, shard: usize) -> anyhow::Result<Endpoint> {
+        for _ in 0..10_000 {
+            let ep = Self::draft(url, "finding.new", Default::default())?;
+            if self.shards.index_of_endpoint(&ep.id) == shard {
+                self.store.put(&ep).await?;
+                return Ok(ep);
+            }
+        }
+        anyhow::bail!("no endpoint id placed in shard {shard} out of 10 000 drawn")
+    }
+
+    /// A validated endpoint with a fresh id, not stored.
+    fn draft(url: &str, event: &str, rules: entraguard_core::rules::RulesDraft) -> anyhow::Result<Endpoint> {
+        Ok(EndpointDraft {
             name: "bench sink".into(),
             channel: "webhook".into(),
             target: url.into(),
@@ -149,9 +233,7 @@ impl Env {
             teams_format: None,
             rules,
         }
-        .validate(TargetPolicy { allow_http: true })?;
-        self.store.put(&ep).await?;
-        Ok(ep)
+        .validate(TargetPolicy { allow_http: true })?)
     }
 
     fn worker(&self, concurrency: usize, extra: &[&str]) -> anyhow::Result<Child> {
@@ -165,8 +247,10 @@ impl Env {
                 "--endpoint-concurrency",
                 &c,
             ])
+            .args(["--queue-shards", &self.shards.count().to_string()])
             .args(extra)
             .env_remove("REDIS_URL")
+            .env_remove("NOTIFY_QUEUE_SHARDS")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -178,7 +262,7 @@ impl Env {
     async fn wait_worker_ready(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if self.queue.stats().await?.workers > 0 {
+            if self.shards.stats().await?.workers > 0 {
                 return Ok(());
             }
             anyhow::ensure!(Instant::now() < deadline, "worker did not register within 30 s");
@@ -251,8 +335,11 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 }
 
 pub async fn all(args: &Args) -> anyhow::Result<()> {
+    if !args.compare_shards.is_empty() {
+        return compare(args, &args.compare_shards).await;
+    }
     let want = |m: &str| args.only.is_empty() || args.only.iter().any(|o| m.starts_with(o.as_str()));
-    let env = Env::new(args).await?;
+    let env = Env::new(args, args.shards).await?;
     let n = if args.smoke { 2_000 } else { 100_000 };
     let result = async {
         if want("enqueue") {
@@ -262,7 +349,7 @@ pub async fn all(args: &Args) -> anyhow::Result<()> {
             if want(&format!("drain_c{c}"))
                 || (c == 50 && (want("redis_cmds_per_job") || want("worker_rss_mb")))
             {
-                drain(&env, if args.smoke { n / 4 } else { n }, c).await?;
+                drain(&env, if args.smoke { n / 4 } else { n }, c).await?.report(c);
             }
         }
         if want("e2e") {
@@ -310,22 +397,112 @@ async fn enqueue(env: &Env, n: usize) -> anyhow::Result<()> {
     env.cleanup().await
 }
 
-/// `n` queued deliveries drained by one worker process at concurrency `c`.
-async fn drain(env: &Env, n: usize, c: usize) -> anyhow::Result<()> {
-    let sink = Sink::start(Mode::Accept).await?;
-    let ep = env.endpoint(&sink.url).await?;
-    let template = event("drain");
-    let jobs: Vec<String> = (0..n)
-        .map(|_| {
-            let mut e = template.clone();
-            e.id = entraguard_core::ids::EventId::generate();
-            Job::Delivery(DeliveryJob::new(e, ep.id.clone())).encode()
-        })
-        .collect();
-    for chunk in jobs.chunks(1_000) {
-        env.queue.push(chunk).await?;
+/// What one `drain` run measured.
+struct Drained {
+    /// Queue shards of the run.
+    shards: usize,
+    jobs_per_s: f64,
+    worker_cpu_us: f64,
+    redis_cpu_us: f64,
+    sink_cpu_share: Option<f64>,
+    /// Commands over every node holding a shard, per job.
+    cmds_per_job: f64,
+    /// Per node holding shards: the shards it holds and its commands per job of those shards.
+    cmds_per_node: Vec<(Vec<usize>, f64)>,
+    worker_rss_mb: Option<f64>,
+}
+
+impl Drained {
+    /// `(name, value)` of the per-shard command counts: `shard{i}` for a shard alone on its
+    /// node, `shards{i}+{j}…` for shards sharing one (their commands over all their jobs).
+    fn per_shard_cmds(&self) -> Vec<(String, f64)> {
+        if self.shards < 2 {
+            return Vec::new();
+        }
+        self.cmds_per_node
+            .iter()
+            .map(|(held, v)| {
+                let name = if held.len() == 1 {
+                    format!("shard{}", held[0])
+                } else {
+                    let list: Vec<String> = held.iter().map(usize::to_string).collect();
+                    format!("shards{}", list.join("+"))
+                };
+                (name, *v)
+            })
+            .collect()
     }
-    let before = env.command_count().await?;
+
+    /// Says on stderr when shards share a node (their commands cannot be told apart).
+    fn note_shared_nodes(&self) {
+        for (held, _) in self.cmds_per_node.iter().filter(|(held, _)| held.len() > 1) {
+            let list: Vec<String> = held.iter().map(usize::to_string).collect();
+            eprintln!(
+                "note: queue shards {} share one Redis node: their commands are counted together, \
+                 per job of those shards (on one server that is redis_cmds_per_job)",
+                list.join(",")
+            );
+        }
+    }
+
+    /// Prints the run's figures under today's names (`drain_c{c}`, …).
+    fn report(&self, c: usize) {
+        report(&format!("drain_c{c}"), self.jobs_per_s, "jobs/s");
+        report(&format!("worker_cpu_us_per_delivery_c{c}"), self.worker_cpu_us, "us");
+        if c == 50 {
+            // The issue's headline figures are at concurrency 50.
+            report("worker_cpu_us_per_delivery", self.worker_cpu_us, "us");
+            report("redis_cpu_us_per_job", self.redis_cpu_us, "us");
+        }
+        report(&format!("redis_cpu_us_per_job_c{c}"), self.redis_cpu_us, "us");
+        if let Some(share) = self.sink_cpu_share {
+            report(&format!("sink_cpu_share_c{c}"), share, "share");
+        }
+        if c == 50 {
+            report("redis_cmds_per_job", self.cmds_per_job, "cmds");
+            for (name, v) in self.per_shard_cmds() {
+                report(&format!("redis_cmds_per_job_{name}"), v, "cmds");
+            }
+            self.note_shared_nodes();
+            if let Some(rss) = self.worker_rss_mb {
+                report("worker_rss_mb", rss, "MiB");
+            }
+        }
+    }
+}
+
+/// `n` queued deliveries drained by one worker process at concurrency `c`. With several queue
+/// shards, one endpoint per shard takes the jobs round-robin, each pushed into its endpoint's
+/// shard, and commands are counted on each shard's node.
+async fn drain(env: &Env, n: usize, c: usize) -> anyhow::Result<Drained> {
+    let sink = Sink::start(Mode::Accept).await?;
+    let count = env.shards.count();
+    let mut endpoints = Vec::with_capacity(count);
+    for k in 0..count {
+        endpoints.push(if count == 1 {
+            env.endpoint(&sink.url).await?
+        } else {
+            env.endpoint_in_shard(&sink.url, k).await?
+        });
+    }
+    let template = event("drain");
+    // Per shard: its jobs (endpoint k is homed in shard k).
+    let mut jobs: Vec<Vec<String>> = vec![Vec::with_capacity(n / count + 1); count];
+    for j in 0..n {
+        let k = j % count;
+        let mut e = template.clone();
+        e.id = entraguard_core::ids::EventId::generate();
+        jobs[k].push(Job::Delivery(DeliveryJob::new(e, endpoints[k].id.clone())).encode());
+    }
+    for (k, shard_jobs) in jobs.iter().enumerate() {
+        for chunk in shard_jobs.chunks(1_000) {
+            env.shards.for_endpoint(&endpoints[k].id).push(chunk).await?;
+        }
+    }
+    let jobs_of: Vec<usize> = jobs.iter().map(Vec::len).collect();
+    drop(jobs);
+    let nodes = &env.nodes;
+    let before = env.command_counts().await?;
     let redis_before = env.redis_cpu().await?;
     let me = std::process::id();
     let sink_before = cpu_time(me).unwrap_or_default();
@@ -334,34 +511,133 @@ async fn drain(env: &Env, n: usize, c: usize) -> anyhow::Result<()> {
     sink.wait_for(n, Duration::from_secs(600)).await?;
     let span = sink.span_secs();
     env.settle().await?;
-    let after = env.command_count().await?;
+    let after = env.command_counts().await?;
     // CPU time is far steadier than throughput on a shared machine. The worker's includes its
     // start-up (a few ms); the sink's is this whole process (the sink, and the polling above).
     let worker_cpu = pid.and_then(cpu_time).unwrap_or_default();
     let redis_cpu = env.redis_cpu().await?.saturating_sub(redis_before);
     let sink_cpu = cpu_time(me).unwrap_or_default().saturating_sub(sink_before);
-    report(&format!("drain_c{c}"), n as f64 / span, "jobs/s");
-    let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
-    report(&format!("worker_cpu_us_per_delivery_c{c}"), per(worker_cpu), "us");
-    if c == 50 {
-        // The issue's headline figures are at concurrency 50.
-        report("worker_cpu_us_per_delivery", per(worker_cpu), "us");
-        report("redis_cpu_us_per_job", per(redis_cpu), "us");
-    }
-    report(&format!("redis_cpu_us_per_job_c{c}"), per(redis_cpu), "us");
-    let total = (worker_cpu + redis_cpu + sink_cpu).as_secs_f64();
-    if total > 0.0 {
-        report(&format!("sink_cpu_share_c{c}"), sink_cpu.as_secs_f64() / total, "share");
-    }
-    if c == 50 {
-        // Minus the two INFO calls and the stats reads of this function.
-        report("redis_cmds_per_job", after.saturating_sub(before) as f64 / n as f64, "cmds");
-        if let Some(rss) = pid.and_then(peak_rss_mb) {
-            report("worker_rss_mb", rss, "MiB");
+    let worker_rss_mb = pid.and_then(peak_rss_mb);
+    // Drained: nothing ready, being processed or waiting for a retry, in any shard.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = env.shards.stats().await?;
+        if s.ready + s.processing + s.retrying == 0 {
+            break;
         }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not drained: {} ready, {} processing, {} retrying",
+            s.ready,
+            s.processing,
+            s.retrying
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop(worker).await?;
-    env.cleanup().await
+    env.cleanup().await?;
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    let total = (worker_cpu + redis_cpu + sink_cpu).as_secs_f64();
+    // The counts include the INFO calls and the stats reads of this function (a few dozen).
+    let cmds: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a.saturating_sub(*b)).collect();
+    let cmds_per_node = nodes
+        .iter()
+        .zip(&cmds)
+        .map(|((_, held), c)| {
+            let carried: usize = held.iter().map(|i| jobs_of.get(*i).copied().unwrap_or(0)).sum();
+            (held.clone(), *c as f64 / carried.max(1) as f64)
+        })
+        .collect();
+    Ok(Drained {
+        shards: count,
+        jobs_per_s: n as f64 / span,
+        worker_cpu_us: per(worker_cpu),
+        redis_cpu_us: per(redis_cpu),
+        sink_cpu_share: (total > 0.0).then(|| sink_cpu.as_secs_f64() / total),
+        cmds_per_job: cmds.iter().sum::<u64>() as f64 / n as f64,
+        cmds_per_node,
+        worker_rss_mb,
+    })
+}
+
+/// `drain_c50` once per count of `counts`, in that order, each on a fresh Redis of its own
+/// (unless `--redis-url`): each run's figures (`…_shards{N}_run{k}`), each count's means
+/// (`drain_c50_shards{N}`, `worker_cpu_us_per_delivery_shards{N}`, `redis_cmds_per_job_shards{N}`
+/// and `…_shards{N}_shard{i}`), and every other count's mean throughput over the first's
+/// (`ratio_{N}_over_{first}`), with the ratio of each alternation (`…_round{k}`) when a count
+/// comes back.
+///
+/// Redis CPU and commands are those of the nodes holding a shard: with one shard on a cluster,
+/// one primary's; with three, three primaries' (the other nodes' cluster bus and replication are
+/// not counted in either). On a machine where the cluster's six nodes, the worker and the sink
+/// share a few cores, the ratio shows what spreading over several primaries costs (more
+/// processes awake, three shards polled), not the speed-up separate machines would give.
+async fn compare(args: &Args, counts: &[u16]) -> anyhow::Result<()> {
+    let n = if args.smoke { 500 } else { 100_000 };
+    let mut runs: Vec<(u16, Drained)> = Vec::new();
+    for (k, &count) in counts.iter().enumerate() {
+        let env = Env::new(args, count).await?;
+        let result = drain(&env, n, 50).await;
+        let cleaned = env.cleanup().await;
+        drop(env);
+        let d = result?;
+        cleaned?;
+        let tag = format!("shards{count}_run{}", k + 1);
+        report(&format!("drain_c50_{tag}"), d.jobs_per_s, "jobs/s");
+        report(&format!("worker_cpu_us_per_delivery_{tag}"), d.worker_cpu_us, "us");
+        report(&format!("redis_cpu_us_per_job_{tag}"), d.redis_cpu_us, "us");
+        report(&format!("redis_cmds_per_job_{tag}"), d.cmds_per_job, "cmds");
+        for (name, v) in d.per_shard_cmds() {
+            report(&format!("redis_cmds_per_job_{tag}_{name}"), v, "cmds");
+        }
+        d.note_shared_nodes();
+        runs.push((count, d));
+    }
+    let mut distinct: Vec<u16> = Vec::new();
+    for c in counts {
+        if !distinct.contains(c) {
+            distinct.push(*c);
+        }
+    }
+    let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+    let mut throughput = Vec::new();
+    for &count in &distinct {
+        let mine: Vec<&Drained> = runs.iter().filter(|(c, _)| *c == count).map(|(_, d)| d).collect();
+        let of = |f: &dyn Fn(&Drained) -> f64| mean(&mine.iter().map(|d| f(d)).collect::<Vec<_>>());
+        let jobs_per_s = of(&|d| d.jobs_per_s);
+        throughput.push(jobs_per_s);
+        report(&format!("drain_c50_shards{count}"), jobs_per_s, "jobs/s");
+        report(&format!("worker_cpu_us_per_delivery_shards{count}"), of(&|d| d.worker_cpu_us), "us");
+        report(&format!("redis_cpu_us_per_job_shards{count}"), of(&|d| d.redis_cpu_us), "us");
+        report(&format!("redis_cmds_per_job_shards{count}"), of(&|d| d.cmds_per_job), "cmds");
+        let names: Vec<String> = mine
+            .first()
+            .map(|d| d.per_shard_cmds())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        for name in names {
+            let vals: Vec<f64> = mine
+                .iter()
+                .filter_map(|d| d.per_shard_cmds().into_iter().find(|(n, _)| *n == name).map(|(_, v)| v))
+                .collect();
+            report(&format!("redis_cmds_per_job_shards{count}_{name}"), mean(&vals), "cmds");
+        }
+    }
+    let Some(&first) = distinct.first() else { return Ok(()) };
+    for (i, &count) in distinct.iter().enumerate().skip(1) {
+        report(&format!("ratio_{count}_over_{first}"), throughput[i] / throughput[0], "ratio");
+        // Each round: the k-th run of `count` over the k-th run of `first`.
+        let a: Vec<f64> = runs.iter().filter(|(c, _)| *c == first).map(|(_, d)| d.jobs_per_s).collect();
+        let b: Vec<f64> = runs.iter().filter(|(c, _)| *c == count).map(|(_, d)| d.jobs_per_s).collect();
+        if a.len() > 1 || b.len() > 1 {
+            for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+                report(&format!("ratio_{count}_over_{first}_round{}", k + 1), y / x, "ratio");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Publish → arrival latency at a steady 1 000 events/s.
@@ -418,8 +694,9 @@ async fn idle(env: &Env, secs: u64) -> anyhow::Result<()> {
     let before = env.command_count().await?;
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let after = env.command_count().await?;
-    // One of the counted commands is our own second INFO.
-    report("idle_cmds_per_s", after.saturating_sub(before + 1) as f64 / secs as f64, "cmds/s");
+    // One of the counted commands on each node is our own second INFO.
+    let ours = env.nodes.len() as u64;
+    report("idle_cmds_per_s", after.saturating_sub(before + ours) as f64 / secs as f64, "cmds/s");
     stop(worker).await?;
     env.cleanup().await
 }
@@ -439,7 +716,7 @@ async fn hang(env: &Env, secs: u64, pending: usize) -> anyhow::Result<()> {
                 .map(|i| Job::Delivery(DeliveryJob::new(event(&format!("hang-{i}")), ep.id.clone())).encode())
                 .collect();
             for chunk in jobs.chunks(1_000) {
-                env.queue.push(chunk).await?;
+                env.shards.for_endpoint(&ep.id).push(chunk).await?;
             }
         }
         let worker = env.worker(50, &["--endpoint-concurrency", "16", "--delivery-timeout", "10s"])?;
@@ -448,7 +725,7 @@ async fn hang(env: &Env, secs: u64, pending: usize) -> anyhow::Result<()> {
             // Steady state: the endpoint's slots taken, the rest of its backlog in its lane.
             hanging.wait_for(16, Duration::from_secs(30)).await?;
             let deadline = Instant::now() + Duration::from_secs(120);
-            while env.queue.stats().await?.parked < (pending - 16) as u64 {
+            while env.shards.stats().await?.parked < (pending - 16) as u64 {
                 anyhow::ensure!(Instant::now() < deadline, "the hanging endpoint's backlog never parked");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -488,7 +765,7 @@ async fn fresh_behind_backlog(env: &Env, backlog: usize) -> anyhow::Result<()> {
     let fresh = Sink::start(Mode::Accept).await?;
     env.endpoint(&fresh.url).await?;
     let mut conn = env.queue.connection();
-    let delayed = env.queue.keys().delayed();
+    let delayed = env.shards.for_endpoint(&ep.id).keys().delayed();
     let jobs: Vec<String> = (0..backlog)
         .map(|i| Job::Delivery(DeliveryJob::new(event(&format!("retry-{i}")), ep.id.clone())).encode())
         .collect();
@@ -521,7 +798,8 @@ async fn breaker(env: &Env, down_secs: u64, parked: usize) -> anyhow::Result<()>
         &["--endpoint-concurrency", "16", "--breaker-probe", "2s", "--retry-schedule", "10s,1m,5m"],
     )?;
     env.wait_worker_ready().await?;
-    let breaker_key = env.queue.keys().breaker(ep.id.as_str());
+    let home = env.shards.for_endpoint(&ep.id).keys();
+    let breaker_key = home.breaker(ep.id.as_str());
     let mut conn = env.queue.connection();
     let is_open =
         |state: Option<String>| state.as_deref() == Some("open") || state.as_deref() == Some("half_open");
@@ -545,7 +823,7 @@ async fn breaker(env: &Env, down_secs: u64, parked: usize) -> anyhow::Result<()>
     report("breaker_attempts_while_open", (sink.refused() - refused_at_open) as f64, "attempts");
     report("breaker_open_secs", down_secs as f64, "s");
     // Fill the lane to `parked`, then recover.
-    let lane = env.queue.keys().lane(ep.id.as_str());
+    let lane = home.lane(ep.id.as_str());
     let have: usize = redis::AsyncCommands::llen(&mut conn, &lane).await?;
     let more: Vec<String> = (have..parked)
         .map(|i| Job::Delivery(DeliveryJob::new(event(&format!("parked-{i}")), ep.id.clone())).encode())
@@ -558,7 +836,7 @@ async fn breaker(env: &Env, down_secs: u64, parked: usize) -> anyhow::Result<()>
     sink.recover();
     sink.wait_for(waiting, Duration::from_secs(600)).await?;
     let deadline = Instant::now() + Duration::from_secs(600);
-    while env.queue.stats().await?.parked > 0 {
+    while env.shards.stats().await?.parked > 0 {
         anyhow::ensure!(Instant::now() < deadline, "the lane never drained");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
