@@ -137,7 +137,7 @@ def main():
     # workers do.
     shards = cm.get("NOTIFY_QUEUE_SHARDS", "1")
     out = subprocess.run(
-        ["cargo", "run", "--quiet", "-p", "entraguard-notify", "--",
+        ["cargo", "run", "--quiet", "--locked", "-p", "entraguard-notify", "--",
          "--key-prefix", cm["NOTIFY_KEY_PREFIX"], "--queue-shards", shards, "--json", "shards"],
         cwd=ROOT, capture_output=True, text=True,
     )

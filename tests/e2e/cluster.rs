@@ -200,22 +200,44 @@ async fn retry_dead_letter_and_replay_on_the_cluster() {
 /// dead one's processing list, on the cluster as on one server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_delivery_loses_nothing_on_the_cluster() {
+    killed_worker_run(1).await;
+}
+
+/// With `shards` queue shards: the endpoint homed in shard 1 (its delivery crosses shards
+/// through an outbox) and the event placed wherever its id says.
+pub(crate) async fn killed_worker_run(shards: u16) {
     let stack = ClusterStack::start().await;
+    let layout = ShardLayout::new(&keys(), shards, None).expect("layout");
+    let producer = Producer::connect(
+        &ProducerConfig::from_url(&stack.url).expect("url").with_queue_shards(shards).expect("count"),
+    )
+    .await
+    .expect("producer");
+    let all_shards =
+        Shards::connect(&RedisConfig::new(RedisUrl::parse(&stack.url).expect("url")), layout.clone())
+            .await
+            .expect("shards");
     let receiver = HttpReceiver::start();
     receiver.push_replies([Reply::status(200).delay(Duration::from_secs(3))]);
-    stack.add_endpoint(&receiver.url()).await;
-    let mut victim = stack.spawn_worker_process(&[]);
-    stack.producer.publish(&finding_event("t-kill")).await.expect("published");
+    let mut ep = endpoint("webhook", &receiver.url(), &["finding.new"], None);
+    ep.id = layout.endpoint_id_in(usize::from(shards > 1));
+    stack.store.put(&ep).await.expect("endpoint stored on the cluster");
+    let count = shards.to_string();
+    let mut victim = stack.spawn_worker_process(&["--queue-shards", &count]);
+    producer.publish(&finding_event("t-kill")).await.expect("published");
     let first = receiver.wait_for_requests(1, Duration::from_secs(60)).await;
     victim.kill().await.expect("SIGKILL and reaped");
-    let mut replacement = stack.spawn_worker_process(&[]);
+    let mut replacement = stack.spawn_worker_process(&["--queue-shards", &count]);
     let got = receiver.wait_for_requests(2, Duration::from_secs(60)).await;
     assert_eq!(
         got[1].header("x-coderaft-delivery"),
         first[0].header("x-coderaft-delivery"),
         "the same delivery, taken over"
     );
-    stack.wait_drained(Duration::from_secs(30)).await;
+    wait_until(Duration::from_secs(30), "every shard drained", || async {
+        all_shards.stats().await.is_ok_and(|s| s.is_drained())
+    })
+    .await;
     replacement.kill().await.expect("worker stopped");
 }
 
@@ -261,13 +283,9 @@ pub(crate) async fn failover_run(replicas: u32, shards: u16) -> usize {
             .await
             .expect("shards");
     let receiver = HttpReceiver::start();
-    loop {
-        let ep = endpoint("webhook", &receiver.url(), &["finding.new"], None);
-        if layout.of_endpoint(ep.id.as_str()) == target {
-            stack.store.put(&ep).await.expect("endpoint stored on the cluster");
-            break;
-        }
-    }
+    let mut ep = endpoint("webhook", &receiver.url(), &["finding.new"], None);
+    ep.id = layout.endpoint_id_in(target);
+    stack.store.put(&ep).await.expect("endpoint stored on the cluster");
     let count = shards.to_string();
     let mut workers = [
         stack.spawn_worker_process(&["--queue-shards", &count]),

@@ -108,6 +108,15 @@ impl ShardLayout {
         self.place(endpoint_id)
     }
 
+    /// A fresh endpoint id whose endpoint lands in shard `shard` (tools and tests placing an
+    /// endpoint on purpose; ids are ULIDs, so about `count` tries).
+    pub fn endpoint_id_in(&self, shard: usize) -> crate::ids::EndpointId {
+        let shard = shard.min(self.placed.len() - 1);
+        std::iter::repeat_with(crate::ids::EndpointId::generate)
+            .find(|id| self.of_endpoint(id.as_str()) == shard)
+            .unwrap_or_else(crate::ids::EndpointId::generate)
+    }
+
     fn place(&self, id: &str) -> usize {
         if self.placed.len() == 1 {
             return 0;
