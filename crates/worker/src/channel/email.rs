@@ -5,6 +5,7 @@
 use entraguard_core::event::{Event, EventBody};
 
 use super::summary::{Summary, cut, summarize};
+use super::text::{html as esc, line};
 
 /// A rendered email.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,8 +77,7 @@ fn subject(event: &Event, s: &Summary) -> String {
             if endpoint.parked == 1 { "y" } else { "ies" }
         ),
     };
-    let one_line: String = raw.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    cut(&one_line, 200)
+    cut(&line(&raw), 200)
 }
 
 fn text(s: &Summary) -> String {
@@ -108,21 +108,6 @@ fn text(s: &Summary) -> String {
         out.push_str(&format!("\n{label}: {url}\n"));
     }
     out.push_str("\n-- \nEntraGuard Notify. Webhook payloads are notifications; the EntraGuard API is the system of record.\n");
-    out
-}
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
     out
 }
 

@@ -32,9 +32,14 @@ fn pretty(v: &serde_json::Value) -> String {
     s
 }
 
+/// The plain samples as `<kind>.<ext>`, the hostile ones (every string field an attacker's
+/// text: newlines forging list entries, `&amp;`, bidi controls, `<script>`, `|`, `*`, `_`, `~`,
+/// backticks, `<!here>`, markdown links; see `samples::HOSTILE`) as `<kind>.hostile.<ext>`.
 #[test]
 fn every_channel_and_event_kind_matches_its_golden_file() {
-    for (kind, event) in samples::all() {
+    let plain = samples::all().into_iter().map(|(kind, e)| (kind.to_owned(), e));
+    let hostile = samples::hostile_all().into_iter().map(|(kind, e)| (format!("{kind}.hostile"), e));
+    for (kind, event) in plain.chain(hostile) {
         check(&format!("slack/{kind}.json"), &pretty(&slack::render(&event)));
         check(
             &format!("teams-messagecard/{kind}.json"),

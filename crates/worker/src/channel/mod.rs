@@ -6,6 +6,7 @@ pub mod email;
 pub mod slack;
 pub mod summary;
 pub mod teams;
+pub mod text;
 pub mod webhook;
 
 #[cfg(test)]

@@ -151,3 +151,136 @@ pub(crate) fn finding_digest() -> Event {
         entraguard_core::digest::build(&r, entraguard_core::digest::DigestReason::ScanCompleted, items);
     envelope(built.body)
 }
+
+/// Event text an attacker could write, one case per entry: what the hostile goldens and the
+/// text-safety tests put in every string field (issue 24). Only `\n` and `\t` among control
+/// characters: the others are refused at publish.
+/// Thirteen, a prime: cycled over the four or five strings of each finding, every case reaches
+/// every field.
+pub(crate) const HOSTILE: [&str; 13] = [
+    "line one\n• *CRITICAL* FAKE-999 spoofed entry",
+    "line one\n- CRITICAL FAKE-999 spoofed entry\n\n# Heading",
+    "line one\n  CRITICAL FAKE-999 spoofed entry\n\tindented",
+    "&amp; and &lt;b&gt; shown as typed",
+    "invoice\u{202E}gnp.exe \u{2066}isolated\u{2069} \u{200F}marked\u{061C}",
+    "<script>alert(1)</script>",
+    "a|b <https://evil.example|click here>",
+    "*bold* _italic_ ~struck~ svc_backup",
+    "`code` ```block``` `",
+    "<!here> <!channel> <@U0123ABC>",
+    "[click](https://evil.example) ![img](https://evil.example/x.png)",
+    "- 1. > {{DATE(2017-02-14T06:08:39Z, SHORT)}}",
+    "line\u{2028}separator, paragraph\u{2029}separator",
+];
+
+/// `event` with every string field it carries (envelope and body; a digest's findings too)
+/// replaced by the next of `strings`, and every event-made URL given one as its last path
+/// segment. Severities, counts and the rest stay: the message's structure must not change.
+pub(crate) fn with_strings(event: &Event, strings: &mut dyn FnMut() -> String) -> Event {
+    let mut e = event.clone();
+    let url_with = |u: &url::Url, s: String| {
+        let mut u = u.clone();
+        if let Ok(mut segments) = u.path_segments_mut() {
+            segments.push(&s);
+        }
+        u
+    };
+    e.tenant_id = strings();
+    e.tenant_name = e.tenant_name.map(|_| strings());
+    e.scan_id = e.scan_id.map(|_| strings());
+    match &mut e.body {
+        EventBody::FindingNew { finding } | EventBody::FindingSeverityChanged { finding } => {
+            finding.id = strings();
+            finding.title = strings();
+            finding.category = strings();
+            for a in &mut finding.affected {
+                *a = strings();
+            }
+            finding.remediation_url = url_with(&finding.remediation_url, strings());
+        }
+        EventBody::ScanCompleted { scan } => {
+            scan.run_id = strings();
+            scan.environment = strings();
+        }
+        EventBody::ScanFailed { scan } => {
+            scan.run_id = strings();
+            scan.environment = strings();
+            scan.error.message = strings();
+        }
+        EventBody::ComplianceReportReady { report } => {
+            report.id = strings();
+            report.url = url_with(&report.url, strings());
+        }
+        EventBody::EndpointHealthChanged { endpoint } => {
+            endpoint.id = strings();
+            endpoint.name = strings();
+            endpoint.last_error = endpoint.last_error.take().map(|_| strings());
+        }
+        EventBody::FindingDigest { digest } => {
+            for f in &mut digest.findings {
+                f.id = strings();
+                f.title = strings();
+                f.category = strings();
+                f.remediation_url = url_with(&f.remediation_url, strings());
+            }
+            digest.scan_url = digest.scan_url.take().map(|u| url_with(&u, strings()));
+        }
+    }
+    e
+}
+
+/// A digest of `n` findings as the worker builds it (the most severe [`DIGEST_LISTED`] listed,
+/// the rest counted), severities cycling from critical to info, every string from `strings`.
+///
+/// [`DIGEST_LISTED`]: entraguard_core::digest::DIGEST_LISTED
+pub(crate) fn digest_of(n: usize, strings: &mut dyn FnMut() -> String) -> Event {
+    use entraguard_core::digest::{DigestItem, DigestReason, DigestRef, build};
+    let severities = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Info];
+    let base = url("https://entraguard.example.com/api/entraguard/findings/");
+    let items: Vec<DigestItem> = (0..n)
+        .map(|i| {
+            let severity = severities[i % severities.len()];
+            DigestItem {
+                kind: if i % 7 == 3 {
+                    entraguard_core::event::EventKind::FindingSeverityChanged
+                } else {
+                    entraguard_core::event::EventKind::FindingNew
+                },
+                id: format!("F-{i}"),
+                title: format!("finding {i}"),
+                severity,
+                previous_severity: (i % 7 == 3).then_some(Severity::Low),
+                category: "c".into(),
+                affected_count: 1,
+                remediation_url: base.join(&format!("F-{i}")).unwrap_or_else(|_| base.clone()),
+            }
+        })
+        .collect();
+    let template = scan_failed();
+    let r = DigestRef::new(
+        "ep_01JSAMPLE0000000000000000".parse().expect("sample endpoint id"),
+        &template,
+        "scan_2026-04-28T07:00Z",
+    );
+    let built = build(&r, DigestReason::ScanCompleted, items);
+    with_strings(&envelope(built.body), strings)
+}
+
+/// One event of every kind with the [`HOSTILE`] cases in its strings, in turn.
+pub(crate) fn hostile_all() -> Vec<(&'static str, Event)> {
+    let mut i = 0;
+    let mut next = || {
+        let s = HOSTILE[i % HOSTILE.len()].to_owned();
+        i += 1;
+        s
+    };
+    let mut out: Vec<(&'static str, Event)> =
+        all().into_iter().map(|(kind, e)| (kind, with_strings(&e, &mut next))).collect();
+    for (kind, e) in &mut out {
+        if *kind == "finding.digest" {
+            // Every title and id of a full digest hostile: 53 findings, 50 listed.
+            *e = digest_of(53, &mut next);
+        }
+    }
+    out
+}

@@ -8,12 +8,8 @@ use entraguard_core::event::Event;
 use serde_json::{Value, json};
 
 use super::summary::{Summary, summarize};
+use super::text::{slack as esc, slack_plain};
 use crate::outcome::Outcome;
-
-/// Slack escapes: `&`, `<` and `>` are control characters in mrkdwn.
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
 
 pub fn render(event: &Event) -> Value {
     render_summary(&summarize(event), event)
@@ -54,13 +50,13 @@ fn render_summary(s: &Summary, event: &Event) -> Value {
     }
     let mut attachment = json!({
         "color": format!("#{}", s.colour),
-        "fallback": s.headline(),
+        "fallback": slack_plain(&s.headline()),
         "fields": fields,
         "footer": "EntraGuard",
         "ts": event.timestamp.unix_seconds(),
     });
     if let Some((label, url)) = &s.link {
-        attachment["title"] = json!(format!("{label}: {}", s.subject));
+        attachment["title"] = json!(slack_plain(&format!("{label}: {}", s.subject)));
         attachment["title_link"] = json!(url);
     }
     json!({ "text": text, "attachments": [attachment] })

@@ -3,6 +3,7 @@
 //! every kind reads the same everywhere.
 
 use entraguard_core::breaker::BreakerState;
+use entraguard_core::digest::DIGEST_LISTED;
 use entraguard_core::event::{Event, EventBody, Finding, Severity, SeverityCounts};
 
 /// Longest value a fact may show; longer ones are cut with `…`.
@@ -273,8 +274,11 @@ pub fn summarize(event: &Event) -> Summary {
                 facts.push(("Scan", scan.clone()));
             }
             facts.push(("Sent because", digest.reason.as_str().to_owned()));
-            let lines = digest
-                .findings
+            // A digest lists at most DIGEST_LISTED (the worker builds it so); one made otherwise
+            // still shows no more, and counts the rest.
+            let listed = digest.findings.len().min(DIGEST_LISTED);
+            let unlisted = u64::try_from(digest.findings.len() - listed).unwrap_or(u64::MAX);
+            let lines = digest.findings[..listed]
                 .iter()
                 .map(|f| DigestLine {
                     severity: f.severity,
@@ -295,12 +299,43 @@ pub fn summarize(event: &Event) -> Summary {
                 facts,
                 affected: None,
                 link: digest.scan_url.as_ref().map(|u| ("View scan", u.to_string())),
-                findings: Some((lines, digest.more)),
+                findings: Some((lines, digest.more.saturating_add(unlisted))),
             }
         }
     };
+    one_line_each(&mut s);
     s.subject = cut(&s.subject, 300);
     s.tenant = cut(&s.tenant, 200);
     s.facts = s.facts.into_iter().map(|(k, v)| (k, cut(&v, MAX_FACT))).collect();
     s
+}
+
+/// The text-safety layer's first step on every string of the summary, all of which came from
+/// the event or are built around its values: one line of visible text each
+/// ([`text::line`](super::text::line)). Renderers then escape for their channel.
+fn one_line_each(s: &mut Summary) {
+    use super::text::line;
+    s.label = line(&s.label);
+    s.subject = line(&s.subject);
+    s.detail = s.detail.as_deref().map(line);
+    s.tenant = line(&s.tenant);
+    for (_, v) in &mut s.facts {
+        *v = line(v);
+    }
+    if let Some((shown, _)) = &mut s.affected {
+        for a in shown {
+            *a = line(a);
+        }
+    }
+    if let Some((lines, _)) = &mut s.findings {
+        for l in lines {
+            l.id = line(&l.id);
+            l.title = line(&l.title);
+            l.change = l.change.as_deref().map(line);
+            l.url = line(&l.url);
+        }
+    }
+    if let Some((_, url)) = &mut s.link {
+        *url = line(url);
+    }
 }

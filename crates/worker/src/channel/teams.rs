@@ -11,6 +11,10 @@ use entraguard_core::event::Event;
 use serde_json::{Value, json};
 
 use super::summary::{Summary, summarize};
+// Teams renders card text as markdown (and MessageCards some HTML): event text goes through the
+// text-safety layer's Teams escape, so `svc_backup` stays `svc_backup`, `&lt;b&gt;` stays that
+// text and a `[label](url)` in a title is not a link.
+use super::text::teams as esc;
 use crate::outcome::Outcome;
 
 /// Teams refuses messages over about 28 KB; stay well under.
@@ -73,24 +77,6 @@ pub fn render(event: &Event, format: TeamsFormat) -> Value {
         TeamsFormat::MessageCard => message_card(&small),
         TeamsFormat::AdaptiveCard => adaptive_card(&small),
     }
-}
-
-/// Teams renders card text as markdown (and MessageCards some HTML): event text is escaped so
-/// `svc_backup` stays `svc_backup` and a `[label](url)` in a title is not a link.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\\' | '*' | '_' | '[' | ']' | '`' | '~' | '#' | '|' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn facts(s: &Summary) -> Vec<(String, String)> {
