@@ -13,6 +13,8 @@ pub mod webhook;
 mod golden;
 #[cfg(test)]
 pub(crate) mod samples;
+#[cfg(test)]
+mod structure;
 
 use entraguard_core::endpoint::{Channel, Endpoint};
 use entraguard_core::event::Event;
