@@ -26,8 +26,17 @@ fn check(rel: &str, actual: &str) {
     );
 }
 
+/// Pretty JSON; bidi controls (only the webhook's raw event carries them) written as `\uXXXX`
+/// escapes, the same JSON, so no golden file reorders itself in an editor or a diff.
 fn pretty(v: &serde_json::Value) -> String {
-    let mut s = serde_json::to_string_pretty(v).expect("json");
+    let mut s = String::new();
+    for c in serde_json::to_string_pretty(v).expect("json").chars() {
+        if super::text::is_bidi_control(c) {
+            s.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            s.push(c);
+        }
+    }
     s.push('\n');
     s
 }
