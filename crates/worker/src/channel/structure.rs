@@ -418,3 +418,49 @@ proptest! {
         prop_assert!(list.ends_with("… and 4950 more"), "{}", list);
     }
 }
+
+/// Issue 24's digest: every listed title (and id, category, link) an attacker's text — newlines
+/// forging `• *CRITICAL* FAKE-999` / `- CRITICAL` / indented lines, `&lt;b&gt;`, bidi controls,
+/// `<script>`, `<!here>`, markdown links. Each channel lists exactly one entry per listed
+/// finding and then "… and 3 more".
+#[test]
+fn a_hostile_digest_lists_one_entry_per_finding_in_every_channel() {
+    let (_, digest) = samples::hostile_all()
+        .into_iter()
+        .find(|(kind, _)| *kind == "finding.digest")
+        .expect("a digest sample");
+    let listed = 50;
+
+    let slack = slack::render(&digest);
+    let fields = slack["attachments"][0]["fields"].as_array().expect("fields");
+    let list = fields.last().and_then(|f| f["value"].as_str()).expect("findings field");
+    let entries = list.lines().filter(|l| slack_mrkdwn(l)["lines"][0]["entry"] == true).count();
+    assert_eq!((entries, list.lines().count()), (listed, listed + 1), "slack:\n{list}");
+
+    for format in [TeamsFormat::MessageCard, TeamsFormat::AdaptiveCard] {
+        let card = teams::render(&digest, format);
+        let text = match format {
+            TeamsFormat::MessageCard => card["sections"][1]["text"].as_str(),
+            TeamsFormat::AdaptiveCard => card["attachments"][0]["content"]["body"][4]["text"].as_str(),
+        }
+        .expect("findings text");
+        let items = Parser::new(text).filter(|e| matches!(e, Md::End(TagEnd::Item))).count();
+        assert_eq!(items, listed + 1, "teams {format:?}:\n{text}");
+        assert!(markdown_shown(text).contains("&lt;b&gt;"), "teams shows &lt;b&gt; as typed:\n{text}");
+    }
+
+    let m = email::render(&digest);
+    let block: Vec<&str> = m
+        .text
+        .split("\nFindings:\n")
+        .nth(1)
+        .and_then(|t| t.split("\n\n").next())
+        .expect("findings block")
+        .lines()
+        .collect();
+    assert_eq!(block.len(), listed + 1, "email text:\n{}", m.text);
+    assert_eq!(m.html.matches("<tr>").count(), 4 + 1 + listed + 1, "facts, header, entries, more");
+    for rendered in [slack.to_string(), m.subject, m.text, m.html] {
+        assert!(!rendered.chars().any(is_bidi_control), "{rendered}");
+    }
+}
