@@ -76,6 +76,9 @@ pub enum QueueError {
     /// publish is, by event id).
     #[error("only {got} of {wanted} replicas confirmed the write within {timeout:?}")]
     NotReplicated { wanted: u32, got: u32, timeout: Duration },
+    /// This process's queue shard count is not the one the deployment records.
+    #[error(transparent)]
+    Layout(#[from] crate::shards::LayoutMismatch),
 }
 
 impl QueueError {
@@ -83,7 +86,7 @@ impl QueueError {
     pub fn is_out_of_memory(&self) -> bool {
         match self {
             QueueError::Redis(e) => e.code() == Some("OOM"),
-            QueueError::NotReplicated { .. } => false,
+            QueueError::NotReplicated { .. } | QueueError::Layout(_) => false,
         }
     }
 
@@ -92,6 +95,7 @@ impl QueueError {
         match self {
             QueueError::Redis(e) => e.is_timeout() || e.is_io_error() || e.is_connection_dropped(),
             QueueError::NotReplicated { .. } => true,
+            QueueError::Layout(_) => false,
         }
     }
 }
