@@ -226,9 +226,10 @@ pub struct QueueStats {
     /// Deliveries waiting in endpoint lanes (their endpoint at its cap or paced).
     pub parked: u64,
     pub processing: u64,
-    /// Retries waiting for their due time (the `delayed` set, which also holds quiet-hour holds
-    /// and digest timers): one name, `scheduled`, in the CLI table, its JSON, the API and the
-    /// metric (`entraguard_queue_scheduled_retries`).
+    /// Jobs waiting for their time in the `delayed` set: retries, deliveries held until their
+    /// endpoint's quiet hours end, and digest timers (one per open digest, `digests`), not
+    /// retries alone. One name, `scheduled`, in the CLI table, its JSON, the API and the metric
+    /// (`entraguard_queue_scheduled_retries`, named before holds and timers shared the set).
     pub scheduled: u64,
     pub dead: u64,
     pub workers: u64,
