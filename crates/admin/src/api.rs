@@ -178,6 +178,7 @@ async fn create_endpoint(
 ) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
     let Json(draft) = body.map_err(|e| invalid("body", e.body_text()))?;
     let ep = draft.validate(s.policy)?;
+    s.deliverer.check_target(&ep).map_err(|r| invalid("target", r))?;
     s.store.put(&ep).await?;
     Ok((StatusCode::CREATED, Json(ep.view())))
 }
@@ -226,6 +227,7 @@ async fn update_endpoint(
         draft.secret = current.secret.clone();
     }
     let mut ep = draft.validate_as(current.id.clone(), current.created_at, s.policy)?;
+    s.deliverer.check_target(&ep).map_err(|r| invalid("target", r))?;
     if ep.secret == current.secret {
         ep.previous_secret = current.previous_secret.clone();
         ep.previous_secret_until = current.previous_secret_until;

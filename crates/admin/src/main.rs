@@ -97,6 +97,16 @@ async fn run(mut config: AdminConfig) -> anyhow::Result<()> {
     let shards = Shards::connect(&config.redis.config()?, config.redis.layout())
         .await
         .with_context(|| format!("cannot reach Redis at {}", config.redis.redis_url))?;
+    // Refused when the deployment records another queue shard count: the page would show and
+    // reset the wrong shards' breakers and lanes.
+    let (shards, _) = match shards.checked(entraguard_core::shards::LayoutRole::Reader).await {
+        Ok(v) => v,
+        Err(entraguard_core::queue::QueueError::Layout(e)) => return Err(e.into()),
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("cannot read the shard layout at {}", config.redis.redis_url)));
+        }
+    };
     let home = shards.home();
     let store =
         EndpointStore::new(home.connection(), home.keys().clone()).with_cipher(config.sealing.cipher()?);

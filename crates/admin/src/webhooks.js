@@ -95,6 +95,8 @@ function fill(e) {
   $("#edit-id").value = e ? e.id : ""; $("#name").value = e ? e.name : ""; $("#channel").value = e ? e.channel : "slack";
   $("#target").value = ""; $("#target").placeholder = e ? `${e.target} (paste again to change)` : "https://hooks.slack.com/services/…";
   $("#secret").value = ""; $("#form-error").textContent = ""; $("#form-warning").textContent = "";
+  // Only an edit has a current secret to keep.
+  $("#secret-label").textContent = e ? "Signing secret (webhook channel, optional; leave empty to keep the current one)" : "Signing secret (webhook channel, optional)";
   for (const c of ev.querySelectorAll("input")) c.checked = e ? e.events.includes(c.value) : false;
   fillRules(e ? e.rules : null);
 }

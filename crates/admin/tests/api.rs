@@ -72,6 +72,19 @@ async fn endpoints_crud_validation_masking_and_send_test() {
             "name",
         ),
         (json!({"name":"x"}), "body"),
+        // What delivery would refuse anyway is refused here, naming the rule.
+        (
+            json!({"name":"x","channel":"webhook","target":"https://169.254.169.254/x","events":["finding.new"]}),
+            "target",
+        ),
+        (
+            json!({"name":"x","channel":"webhook","target":"https://10.1.2.3/x","events":["finding.new"]}),
+            "target",
+        ),
+        (
+            json!({"name":"x","channel":"teams","target":"https://contoso.webhook.office.com/\u{2026}","events":["finding.new"]}),
+            "target",
+        ),
     ] {
         let (status, v) = api.call(M::POST, "/api/endpoints", Some(body)).await;
         assert_eq!(status, 422, "{v}");

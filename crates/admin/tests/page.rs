@@ -132,6 +132,9 @@ async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
     browser.find(Locator::Id("token")).await.expect("field").send_keys(TOKEN).await.expect("type");
     browser.find(Locator::Id("login")).await.expect("button").click().await.expect("click");
     wait().for_element(Locator::Id("endpoint-form")).await.expect("webhooks page");
+    // A new endpoint has no current secret to keep: only an edit says so.
+    let label = text_of(&browser, "#secret-label").await;
+    assert!(label.starts_with("Signing secret") && !label.contains("keep the current"), "{label}");
 
     // Add a Slack endpoint pointing at the local fake.
     browser

@@ -22,7 +22,7 @@ use crate::sink::{Mode, Sink, stamp};
 
 fn report(metric: &str, value: f64, unit: &str) {
     let value = (value * 100.0).round() / 100.0;
-    println!(
+    entraguard_core::outln!(
         "{}",
         serde_json::json!({ "peer": "entraguard", "metric": metric, "value": value, "unit": unit })
     );

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use entraguard_core::endpoint::TargetPolicy;
-use entraguard_core::queue::Shards;
+use entraguard_core::queue::{QueueError, Shards};
 use entraguard_core::redis_conn::RedisConfig;
 use entraguard_core::settings::{RedisSettings, SealingSettings, TargetSettings};
+use entraguard_core::shards::LayoutRole;
 use entraguard_core::store::EndpointStore;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -37,10 +38,18 @@ impl Global {
     /// The queue shards (`NOTIFY_QUEUE_SHARDS`, `NOTIFY_DRAIN_SHARDS`) on one connection: an
     /// endpoint's state is read and written in [`Shards::for_endpoint`], the endpoint store and
     /// sessions in [`Shards::home`], dead letters and stats across every served shard.
+    /// Refused when the deployment records another shard count (the CLI would read and
+    /// change the wrong shards' breakers, lanes and depths).
     pub async fn shards(&self) -> anyhow::Result<Shards> {
-        Shards::connect(&self.redis()?, self.redis.layout())
+        let shards = Shards::connect(&self.redis()?, self.redis.layout())
             .await
-            .with_context(|| format!("cannot reach Redis at {}", self.redis.redis_url))
+            .with_context(|| format!("cannot reach Redis at {}", self.redis.redis_url))?;
+        match shards.checked(LayoutRole::Reader).await {
+            Ok((shards, _)) => Ok(shards),
+            Err(QueueError::Layout(e)) => Err(e.into()),
+            Err(e) => Err(anyhow::Error::new(e)
+                .context(format!("cannot read the shard layout at {}", self.redis.redis_url))),
+        }
     }
 
     /// The shards and the endpoint store (in shard 0, on the shards' connection).

@@ -44,7 +44,8 @@ enum Command {
     /// List, show, replay and purge dead letters.
     #[command(subcommand)]
     Dlq(cmd::dlq::Command),
-    /// Queue depths: ready, in flight, scheduled retries, dead letters, workers, endpoints; with
+    /// Queue depths: ready, in flight, scheduled (retries, quiet-hours holds and digest timers
+    /// waiting for their time), dead letters, workers, endpoints; with
     /// queue shards (NOTIFY_QUEUE_SHARDS), events forwarding between shards and each shard's depths.
     Stats,
     /// The queue shards (NOTIFY_QUEUE_SHARDS) without reaching Redis: each one's hash tag, its

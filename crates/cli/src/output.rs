@@ -5,7 +5,7 @@ use serde::Serialize;
 /// Prints `value` as pretty JSON.
 pub fn json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
+        Ok(s) => entraguard_core::outln!("{s}"),
         Err(e) => eprintln!("error: cannot print JSON: {e}"),
     }
 }
@@ -23,7 +23,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     let line = |cells: Vec<String>| {
         let padded: Vec<String> =
             cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
-        println!("{}", padded.join("  ").trim_end());
+        entraguard_core::outln!("{}", padded.join("  ").trim_end());
     };
     line(header.iter().map(|h| (*h).to_owned()).collect());
     for row in rows {

@@ -430,7 +430,47 @@ pub fn validate_url(raw: &str, policy: TargetPolicy) -> Result<url::Url, Endpoin
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad("target", "URL must not carry user:password credentials"));
     }
+    // Refused here what delivery would refuse anyway, naming the rule, rather than at the
+    // first send.
+    if raw.contains('\u{2026}') {
+        return Err(bad(
+            "target",
+            "contains `\u{2026}`: a placeholder from an example or a shortened display, not a whole URL; paste the full URL",
+        ));
+    }
+    if let Some(ip) = literal_ip(&url)
+        && is_cloud_metadata(ip)
+    {
+        return Err(bad(
+            "target",
+            format!(
+                "{ip} is a cloud metadata address: deliveries never go there (the worker's SSRF guard refuses it whatever NOTIFY_ALLOW_PRIVATE_TARGETS says)"
+            ),
+        ));
+    }
     Ok(url)
+}
+
+/// The IP address a URL's host is written as, if it is one (IPv4 in IPv6 as the IPv4 address).
+pub fn literal_ip(url: &url::Url) -> Option<std::net::IpAddr> {
+    use std::net::IpAddr;
+    match url.host()? {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+        url::Host::Ipv6(v6) => Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// Cloud metadata services (AWS, Azure, GCP `169.254.169.254`, Alibaba `100.100.100.200`, AWS's
+/// IPv6 `fd00:ec2::254`): never a delivery target, whatever is allow-listed (the worker's SSRF
+/// guard and endpoint validation share this list).
+pub fn is_cloud_metadata(addr: std::net::IpAddr) -> bool {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    const AWS_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+    match addr {
+        IpAddr::V4(v4) => v4 == Ipv4Addr::new(169, 254, 169, 254) || v4 == Ipv4Addr::new(100, 100, 100, 200),
+        IpAddr::V6(v6) => v6 == AWS_V6,
+    }
 }
 
 /// A syntactic check of one email address (`local@domain.tld`), no display names, no lists.
@@ -508,6 +548,22 @@ mod tests {
         assert_eq!(d.validate(p).expect_err("x").field(), "events");
         d.events.clear();
         assert_eq!(d.validate(p).expect_err("x").field(), "events");
+    }
+
+    #[test]
+    fn placeholders_and_cloud_metadata_are_refused_at_creation_naming_the_rule() {
+        let p = TargetPolicy::default();
+        let e = draft("teams", "https://contoso.webhook.office.com/webhookb2/\u{2026}")
+            .validate(p)
+            .expect_err("x");
+        assert!(e.to_string().contains("placeholder"), "{e}");
+        for target in
+            ["https://169.254.169.254/x", "https://[::ffff:169.254.169.254]/x", "https://[fd00:ec2::254]/x"]
+        {
+            let e = draft("webhook", target).validate(p).expect_err(target);
+            assert!(e.to_string().contains("cloud metadata"), "{target}: {e}");
+        }
+        assert!(draft("webhook", "https://169.254.169.253/x").validate(p).is_ok(), "the allow list decides");
     }
 
     #[test]

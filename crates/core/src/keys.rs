@@ -61,6 +61,15 @@ impl KeySpace {
         format!("{}:forwarded", self.tag)
     }
 
+    /// HASH (shard 0 only) of the deployment's queue shard layout: `count`, the shards new work
+    /// is placed in (`NOTIFY_QUEUE_SHARDS`), and `earlier`, the comma-separated counts it had
+    /// before (their shards may still hold work; `stats` counts them). Written by the first
+    /// producer or worker, changed only by a worker given `NOTIFY_DRAIN_SHARDS` = `count`; a
+    /// process set to another count refuses to run ([`crate::shards::LayoutMismatch`]).
+    pub fn layout(&self) -> String {
+        format!("{}:layout", self.tag)
+    }
+
     /// LIST of job JSON waiting to be taken (FIFO: pushed right, taken left).
     pub fn ready(&self) -> String {
         format!("{}:ready", self.tag)

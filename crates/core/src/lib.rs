@@ -23,6 +23,7 @@ pub mod secret;
 #[cfg(feature = "settings")]
 pub mod settings;
 pub mod shards;
+pub mod stdout;
 pub mod store;
 pub mod timestamp;
 

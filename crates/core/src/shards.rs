@@ -27,6 +27,13 @@
 //! Changing the count moves endpoints between shards. Work already in a shard stays there and
 //! is served by workers that list it in `NOTIFY_DRAIN_SHARDS` (the old count) until it is
 //! empty: see the README's "Scaling past one Redis".
+//!
+//! **The count is recorded in Redis** ([`KeySpace::layout`], in shard 0), so processes set to
+//! different counts cannot disagree silently (work placed with one count waits in shards the
+//! other never serves): the first producer or worker records its count; a process set to another
+//! count refuses to run ([`decide`], [`LayoutMismatch`]), except a worker whose
+//! `NOTIFY_DRAIN_SHARDS` names the recorded count: it records its own, the old one among the
+//! `earlier` counts, whose shards `stats` and `/metrics` keep counting.
 
 use std::time::Duration;
 
@@ -59,12 +66,15 @@ pub struct ShardLayout {
     /// Shards of an earlier count still served until empty (`NOTIFY_DRAIN_SHARDS`), not in
     /// `placed`.
     draining: Vec<KeySpace>,
+    /// Shards of earlier recorded counts ([`RecordedLayout::earlier`]) this process does not
+    /// serve: only counted (`stats`, `/metrics`), so work left in them is seen.
+    observed: Vec<KeySpace>,
 }
 
 impl ShardLayout {
     /// One shard: the one-server layout.
     pub fn single(keys: KeySpace) -> Self {
-        Self { placed: vec![keys], draining: Vec::new() }
+        Self { placed: vec![keys], draining: Vec::new(), observed: Vec::new() }
     }
 
     /// `count` shards of `keys`'s prefix; with `drain`, the shards of that earlier count are
@@ -75,7 +85,31 @@ impl ShardLayout {
             Some(d) => tags(keys, d)?.into_iter().filter(|k| !placed.contains(k)).collect(),
             None => Vec::new(),
         };
-        Ok(Self { placed, draining })
+        Ok(Self { placed, draining, observed: Vec::new() })
+    }
+
+    /// This layout, also counting (not serving) the shards of `counts` it does not serve.
+    pub fn observing(mut self, counts: &[u16]) -> Self {
+        let prefix = self.home().clone();
+        for c in counts {
+            for k in tags(&prefix, *c).unwrap_or_default() {
+                if !self.counted().any(|s| *s == k) {
+                    self.observed.push(k);
+                }
+            }
+        }
+        self
+    }
+
+    /// Every shard `stats` and `/metrics` count: the served ones, then those of earlier recorded
+    /// counts that are not served ([`ShardLayout::observing`]).
+    pub fn counted(&self) -> impl Iterator<Item = &KeySpace> {
+        self.served().chain(self.observed.iter())
+    }
+
+    /// How many shards are served (placed and draining).
+    pub fn served_count(&self) -> usize {
+        self.placed.len() + self.draining.len()
     }
 
     /// How many shards new work is placed in.
@@ -131,6 +165,123 @@ impl ShardLayout {
     }
 }
 
+/// The layout recorded in Redis ([`KeySpace::layout`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordedLayout {
+    /// The count new work is placed in; `None` before the first producer or worker ran.
+    pub count: Option<u16>,
+    /// Counts the deployment had before, oldest first: their shards may still hold work.
+    pub earlier: Vec<u16>,
+}
+
+impl RecordedLayout {
+    /// From the hash's `count` and `earlier` fields (unreadable parts are left out).
+    pub fn parse(count: Option<&str>, earlier: Option<&str>) -> Self {
+        let earlier = earlier
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|c| c.trim().parse::<u16>().ok())
+            .filter(|c| (1..=MAX_SHARDS).contains(c))
+            .collect();
+        Self { count: count.and_then(|c| c.trim().parse().ok()), earlier }
+    }
+
+    /// The `earlier` field's text.
+    pub fn earlier_field(&self) -> String {
+        self.earlier.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// What a process is, for the layout check ([`decide`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayoutRole {
+    /// Places events (the producer library, `entraguard-notify publish`): records its count on
+    /// a deployment's first start.
+    Producer,
+    /// A worker: records its count on a first start; with `NOTIFY_DRAIN_SHARDS` = the recorded
+    /// count, changes the recorded count to its own.
+    Worker { drain: Option<u16> },
+    /// Reads and manages (the CLI, the admin server): records nothing.
+    Reader,
+}
+
+impl LayoutRole {
+    fn name(self) -> &'static str {
+        match self {
+            LayoutRole::Producer => "producer",
+            LayoutRole::Worker { .. } => "worker",
+            LayoutRole::Reader => "process",
+        }
+    }
+}
+
+/// What to do with the recorded layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayoutDecision {
+    /// The recorded count is this process's.
+    Agree,
+    /// Nothing recorded, nothing to record (a reader before any producer or worker ran).
+    Unrecorded,
+    /// Nothing recorded yet: record this process's count (the deployment's first start).
+    Record,
+    /// A worker draining the recorded count `from`: record its own count, `from` among the
+    /// earlier ones (`earlier` is the new field).
+    Change { from: u16, earlier: Vec<u16> },
+}
+
+/// A process set to another queue shard count than the deployment records: it refuses to run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this {role} is set to {configured} queue shard(s) (NOTIFY_QUEUE_SHARDS={configured}) but the deployment records {recorded} in Redis ({key}){drain_note}: work placed with another count waits in shards no worker serves, and reads miss it. Set NOTIFY_QUEUE_SHARDS={recorded}, as for every producer, worker, CLI and admin server of this deployment; to change the count to {configured} on purpose, start the workers with NOTIFY_QUEUE_SHARDS={configured} NOTIFY_DRAIN_SHARDS={recorded}, then set {configured} everywhere else (README, \"Scaling past one Redis\")",
+    drain_note = match drain { Some(d) => format!(" and NOTIFY_DRAIN_SHARDS={d} is not the recorded count"), None => String::new() }
+)]
+pub struct LayoutMismatch {
+    pub role: &'static str,
+    /// The layout hash's key.
+    pub key: String,
+    pub recorded: u16,
+    pub configured: u16,
+    /// The worker's `NOTIFY_DRAIN_SHARDS`, when it names another count than the recorded one.
+    pub drain: Option<u16>,
+}
+
+/// Whether a process set to `configured` shards may run against `recorded` (read from `key`),
+/// and what it records.
+pub fn decide(
+    recorded: &RecordedLayout,
+    configured: u16,
+    role: LayoutRole,
+    key: &str,
+) -> Result<LayoutDecision, LayoutMismatch> {
+    let Some(count) = recorded.count else {
+        return Ok(match role {
+            LayoutRole::Reader => LayoutDecision::Unrecorded,
+            LayoutRole::Producer | LayoutRole::Worker { .. } => LayoutDecision::Record,
+        });
+    };
+    if count == configured {
+        return Ok(LayoutDecision::Agree);
+    }
+    match role {
+        LayoutRole::Worker { drain: Some(d) } if d == count => {
+            let mut earlier: Vec<u16> =
+                recorded.earlier.iter().copied().filter(|c| *c != count && *c != configured).collect();
+            earlier.push(count);
+            Ok(LayoutDecision::Change { from: count, earlier })
+        }
+        LayoutRole::Worker { drain } => {
+            Err(LayoutMismatch { role: role.name(), key: key.to_owned(), recorded: count, configured, drain })
+        }
+        _ => Err(LayoutMismatch {
+            role: role.name(),
+            key: key.to_owned(),
+            recorded: count,
+            configured,
+            drain: None,
+        }),
+    }
+}
+
 /// The key spaces of `count` shards of `keys`'s prefix (see the module docs for their tags).
 fn tags(keys: &KeySpace, count: u16) -> Result<Vec<KeySpace>, ShardCountError> {
     if count == 0 || count > MAX_SHARDS {
@@ -169,6 +320,70 @@ pub fn slot(tag_body: &str) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn recorded(count: Option<u16>, earlier: &[u16]) -> RecordedLayout {
+        RecordedLayout { count, earlier: earlier.to_vec() }
+    }
+
+    #[test]
+    fn the_first_producer_or_worker_records_its_count_and_readers_record_nothing() {
+        let none = recorded(None, &[]);
+        assert_eq!(decide(&none, 3, LayoutRole::Producer, "k"), Ok(LayoutDecision::Record));
+        assert_eq!(decide(&none, 1, LayoutRole::Worker { drain: None }, "k"), Ok(LayoutDecision::Record));
+        assert_eq!(decide(&none, 1, LayoutRole::Reader, "k"), Ok(LayoutDecision::Unrecorded));
+        assert_eq!(decide(&recorded(Some(3), &[]), 3, LayoutRole::Reader, "k"), Ok(LayoutDecision::Agree));
+    }
+
+    #[test]
+    fn another_count_is_refused_naming_both_counts_and_the_fix() {
+        for role in [LayoutRole::Producer, LayoutRole::Reader, LayoutRole::Worker { drain: None }] {
+            let e = decide(&recorded(Some(3), &[]), 1, role, "{entraguard}:layout").expect_err("refused");
+            let text = e.to_string();
+            for want in [
+                "NOTIFY_QUEUE_SHARDS=1",
+                "records 3",
+                "{entraguard}:layout",
+                "NOTIFY_QUEUE_SHARDS=3",
+                "NOTIFY_DRAIN_SHARDS=3",
+            ] {
+                assert!(text.contains(want), "{want:?} in {text}");
+            }
+        }
+        let e = decide(&recorded(Some(3), &[]), 4, LayoutRole::Worker { drain: Some(2) }, "k")
+            .expect_err("refused");
+        assert!(e.to_string().contains("NOTIFY_DRAIN_SHARDS=2 is not the recorded count"), "{e}");
+    }
+
+    #[test]
+    fn a_worker_draining_the_recorded_count_changes_it() {
+        let d = decide(&recorded(Some(3), &[4]), 4, LayoutRole::Worker { drain: Some(3) }, "k");
+        assert_eq!(d, Ok(LayoutDecision::Change { from: 3, earlier: vec![3] }));
+        let d = decide(&recorded(Some(3), &[1]), 4, LayoutRole::Worker { drain: Some(3) }, "k");
+        assert_eq!(d, Ok(LayoutDecision::Change { from: 3, earlier: vec![1, 3] }));
+        // Once changed, the same worker (restarted) agrees.
+        assert_eq!(
+            decide(&recorded(Some(4), &[3]), 4, LayoutRole::Worker { drain: Some(3) }, "k"),
+            Ok(LayoutDecision::Agree)
+        );
+        let parsed = RecordedLayout::parse(Some("4"), Some("1,3,x,0"));
+        assert_eq!(parsed, recorded(Some(4), &[1, 3]));
+        assert_eq!(parsed.earlier_field(), "1,3");
+    }
+
+    #[test]
+    fn observed_shards_are_counted_not_served() {
+        let layout = ShardLayout::new(&KeySpace::default(), 4, None).expect("valid").observing(&[3, 4, 1]);
+        assert_eq!(layout.served().count(), 4);
+        let three = ShardLayout::new(&KeySpace::default(), 3, None).expect("valid");
+        for k in three.served() {
+            assert!(layout.counted().any(|c| c == k), "{} counted", k.tag());
+        }
+        let mut tags: Vec<&str> = layout.counted().map(KeySpace::tag).collect();
+        let n = tags.len();
+        tags.sort_unstable();
+        tags.dedup();
+        assert_eq!(tags.len(), n, "each shard once");
+    }
 
     #[test]
     fn slots_match_redis_cluster() {

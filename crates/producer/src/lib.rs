@@ -43,7 +43,7 @@ use entraguard_core::job::{EventJob, Job};
 use entraguard_core::keys::KeyPrefixError;
 use entraguard_core::queue::{QueueError, Shards};
 use entraguard_core::redis_conn::{RedisConfig, RedisUrl, RedisUrlError};
-use entraguard_core::shards::{ShardCountError, ShardLayout};
+use entraguard_core::shards::{LayoutMismatch, LayoutRole, ShardCountError, ShardLayout};
 
 pub use entraguard_core::event::{Event, EventError, EventKind, Severity};
 pub use entraguard_core::ids::EventId;
@@ -61,6 +61,10 @@ pub enum PublishError {
     InvalidKeyPrefix(#[from] KeyPrefixError),
     #[error(transparent)]
     InvalidShardCount(#[from] ShardCountError),
+    /// `NOTIFY_QUEUE_SHARDS` is not the count the deployment records in Redis: nothing was
+    /// enqueued (it would wait in shards no worker serves).
+    #[error(transparent)]
+    ShardLayout(#[from] LayoutMismatch),
     #[error("cannot reach Redis at {url}: {source}")]
     Connect { url: String, source: QueueError },
     #[error(
@@ -84,6 +88,11 @@ pub enum PublishError {
 /// How long accepted event ids are remembered by default (`NOTIFY_PUBLISH_DEDUPE_WINDOW`).
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(3600);
 
+/// How often a producer checks again that its shard count is still the one the deployment
+/// records (a worker may have changed it on purpose since; see the README's "Scaling past one
+/// Redis"): one small read at most this often, before a publish.
+pub const LAYOUT_RECHECK: Duration = Duration::from_secs(10);
+
 /// Most events one [`Producer::publish_batch`] takes (one atomic step in Redis).
 pub const MAX_BATCH_EVENTS: usize = 10_000;
 
@@ -103,7 +112,9 @@ pub struct ProducerConfig {
     /// holds it (replication is asynchronous; see the README's "Scaling past one Redis").
     pub publish_replicas: u32,
     /// Queue shards (`NOTIFY_QUEUE_SHARDS`, the workers' count): each event goes into the shard
-    /// its id names. A batch is then one atomic step per shard.
+    /// its id names. A batch is then one atomic step per shard. It must be the count the
+    /// deployment records in Redis (the first producer or worker records its own):
+    /// [`Producer::connect`] and publishing refuse another with [`PublishError::ShardLayout`].
     pub queue_shards: u16,
 }
 
@@ -147,22 +158,31 @@ impl ProducerConfig {
 #[derive(Clone)]
 pub struct Producer {
     shards: Shards,
+    /// When the recorded shard layout was last found to agree ([`LAYOUT_RECHECK`]).
+    layout_checked: std::sync::Arc<std::sync::Mutex<tokio::time::Instant>>,
     timeout: Duration,
     dedupe_window: Duration,
     publish_replicas: u32,
 }
 
 impl Producer {
-    /// Connects to Redis; fails with a clear error when it is unreachable.
+    /// Connects to Redis; fails with a clear error when it is unreachable, and with
+    /// [`PublishError::ShardLayout`] when the deployment records another queue shard count
+    /// (on a deployment's first start, records this one).
     pub async fn connect(config: &ProducerConfig) -> Result<Self, PublishError> {
         let mut redis = config.redis.clone();
         redis.response_timeout = Some(config.timeout);
         let layout = ShardLayout::new(&config.keys, config.queue_shards, None)?;
-        let shards = Shards::connect(&redis, layout)
-            .await
-            .map_err(|source| PublishError::Connect { url: config.redis.url.to_string(), source })?;
+        let connect_error = |source| PublishError::Connect { url: config.redis.url.to_string(), source };
+        let shards = Shards::connect(&redis, layout).await.map_err(connect_error)?;
+        match shards.checked(LayoutRole::Producer).await {
+            Ok(_) => {}
+            Err(QueueError::Layout(e)) => return Err(e.into()),
+            Err(e) => return Err(connect_error(e)),
+        }
         Ok(Self {
             shards,
+            layout_checked: std::sync::Arc::new(std::sync::Mutex::new(tokio::time::Instant::now())),
             timeout: config.timeout,
             dedupe_window: config.dedupe_window,
             publish_replicas: config.publish_replicas,
@@ -208,7 +228,28 @@ impl Producer {
         Ok(events.iter().map(|e| e.id.clone()).zip(flags).collect())
     }
 
+    /// Checks again, at most every [`LAYOUT_RECHECK`], that the deployment still records this
+    /// producer's shard count.
+    async fn recheck_layout(&self) -> Result<(), PublishError> {
+        let due = self.layout_checked.lock().map(|t| t.elapsed() >= LAYOUT_RECHECK).unwrap_or(true);
+        if !due {
+            return Ok(());
+        }
+        match tokio::time::timeout(self.timeout, self.shards.checked(LayoutRole::Producer)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(QueueError::Layout(e))) => return Err(e.into()),
+            Ok(Err(e)) if e.is_out_of_memory() => return Err(PublishError::RedisFull),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(PublishError::Timeout(self.timeout)),
+        }
+        if let Ok(mut t) = self.layout_checked.lock() {
+            *t = tokio::time::Instant::now();
+        }
+        Ok(())
+    }
+
     async fn enqueue(&self, events: &[Event]) -> Result<Vec<Published>, PublishError> {
+        self.recheck_layout().await?;
         let jobs: Vec<(String, bool, String)> = events
             .iter()
             .map(|e| (e.id.to_string(), e.is_urgent(), Job::Event(EventJob::new(e.clone())).encode()))

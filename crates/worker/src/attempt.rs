@@ -210,7 +210,15 @@ pub(crate) async fn conclude(
     crate::metrics::attempt(channel, result, elapsed);
     match next {
         Next::Done => {
-            tracing::debug!(status = ?outcome.status(), ms = elapsed.as_millis() as u64, channel, "delivered");
+            crate::delivered::delivered(
+                job.delivery_id.as_str(),
+                job.endpoint_id.as_str(),
+                channel,
+                job.event.kind().as_str(),
+                outcome.status(),
+                elapsed.as_millis() as u64,
+                attempt,
+            );
             let entry = history_entry(raw, &job, &recorded, AttemptResult::Delivered, attempted);
             let breaker_open = AtomicBool::new(false);
             record(ctx, "ack", || async {

@@ -97,6 +97,8 @@ pub struct WorkerConfig {
     #[arg(long, env = "NOTIFY_DELIVERY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub delivery_timeout: Duration,
 
+    // Its `next_help_heading` ("Targets") would also head every option after it: those that
+    // are not about targets name their heading ("Options").
     #[command(flatten)]
     pub targets: TargetSettings,
 
@@ -106,30 +108,30 @@ pub struct WorkerConfig {
     pub allow_private_targets: Vec<IpNet>,
 
     /// Longest wait a receiver's Retry-After can impose on one retry.
-    #[arg(long, env = "NOTIFY_MAX_RETRY_AFTER", default_value = "1h", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Options", env = "NOTIFY_MAX_RETRY_AFTER", default_value = "1h", value_parser = parse_duration)]
     pub max_retry_after: Duration,
 
     /// Lease of this process on its jobs: renewed every third of it; when a process dies, others
     /// take its jobs back this long after its last renewal.
-    #[arg(long, env = "NOTIFY_LEASE", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Options", env = "NOTIFY_LEASE", default_value = "15s", value_parser = parse_duration)]
     pub lease: Duration,
 
     /// After SIGTERM, how long in-flight deliveries may run before they are handed back.
-    #[arg(long, env = "NOTIFY_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Options", env = "NOTIFY_SHUTDOWN_GRACE", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
     /// Longest a blocked fetch waits on Redis before it asks again (an idle worker sends one
     /// command per this interval).
-    #[arg(long, env = "NOTIFY_FETCH_BLOCK", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Options", env = "NOTIFY_FETCH_BLOCK", default_value = "5s", value_parser = parse_duration)]
     pub fetch_block: Duration,
 
     /// Redis command timeout (a blocked fetch gets the block time on top).
-    #[arg(long, env = "NOTIFY_REDIS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, help_heading = "Options", env = "NOTIFY_REDIS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub redis_timeout: Duration,
 
     /// Address of the health and metrics server (/healthz, /readyz, /metrics), e.g. 0.0.0.0:9464.
     /// Unset: no server.
-    #[arg(long, env = "NOTIFY_HEALTH_ADDR")]
+    #[arg(long, help_heading = "Options", env = "NOTIFY_HEALTH_ADDR")]
     pub health_addr: Option<std::net::SocketAddr>,
 
     #[command(flatten)]
@@ -363,6 +365,42 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<WorkerConfig, clap::Error> {
         WorkerConfig::try_parse_from(std::iter::once("entraguard-worker").chain(args.iter().copied()))
+    }
+
+    /// `--help`'s heading above `flag`.
+    fn heading_of(help: &str, flag: &str) -> String {
+        let mut heading = String::new();
+        for line in help.lines() {
+            if !line.starts_with(' ') && line.ends_with(':') {
+                heading = line.trim_end_matches(':').to_owned();
+            } else if line.trim_start().starts_with(&format!("{flag} "))
+                || line.trim_start().starts_with(&format!("{flag}["))
+            {
+                return heading;
+            }
+        }
+        panic!("{flag} not in --help:\n{help}")
+    }
+
+    #[test]
+    fn help_headings_say_what_each_option_is_about() {
+        use clap::CommandFactory;
+        let help = WorkerConfig::command().render_help().to_string();
+        for flag in [
+            "--lease",
+            "--shutdown-grace",
+            "--fetch-block",
+            "--redis-timeout",
+            "--health-addr",
+            "--max-retry-after",
+            "--concurrency",
+        ] {
+            assert_eq!(heading_of(&help, flag), "Options", "{flag}");
+        }
+        for flag in ["--allow-http", "--allow-private-targets"] {
+            assert_eq!(heading_of(&help, flag), "Targets", "{flag}");
+        }
+        assert_eq!(heading_of(&help, "--smtp-host"), "Email (SMTP)");
     }
 
     #[test]

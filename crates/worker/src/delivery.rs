@@ -39,6 +39,16 @@ impl Deliverer {
         self.smtp.is_some()
     }
 
+    /// Whether `endpoint`'s target is one delivery would refuse whatever it answers: an IP
+    /// address the SSRF guard refuses (endpoint creation refuses it, naming the rule, instead of
+    /// the first send).
+    pub fn check_target(&self, endpoint: &Endpoint) -> Result<(), crate::transport::guard::Refused> {
+        match &endpoint.target {
+            Target::Url(url) => self.http.guard().check_url(url),
+            _ => Ok(()),
+        }
+    }
+
     /// Makes one attempt of `job` to `endpoint`.
     pub async fn attempt(&self, job: &DeliveryJob, endpoint: &Endpoint) -> Attempted {
         let at = Timestamp::now();

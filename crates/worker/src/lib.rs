@@ -13,6 +13,7 @@ pub mod channel;
 mod clock;
 pub mod config;
 mod context;
+pub mod delivered;
 pub mod delivery;
 mod digest;
 pub mod endpoints;

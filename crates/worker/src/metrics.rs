@@ -96,7 +96,7 @@ pub fn queue(shards: &Shards, per_shard: &[QueueStats]) {
     let total = Shards::total(per_shard);
     totals(&total);
     if per_shard.len() > 1 {
-        for (queue, s) in shards.served().iter().zip(per_shard) {
+        for (queue, s) in shards.counted().iter().zip(per_shard) {
             let tag = queue.keys().tag().to_owned();
             gauge!(SHARD_READY, "shard" => tag.clone()).set(s.ready as f64);
             gauge!(SHARD_RETRYING, "shard" => tag.clone()).set(s.retrying as f64);

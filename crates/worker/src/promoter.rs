@@ -56,7 +56,7 @@ pub(crate) async fn promoter(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
             }
         };
         if moved_since_report > 0 && last_report.elapsed() >= PROMOTE_REPORT_EVERY {
-            info!(moved = moved_since_report, over = ?last_report.elapsed(), "due retries moved to ready");
+            info!(moved = moved_since_report, over = ?last_report.elapsed(), "scheduled jobs moved to ready (retries, deliveries held by quiet hours, digest timers)");
             moved_since_report = 0;
             last_report = tokio::time::Instant::now();
         }

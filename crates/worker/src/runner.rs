@@ -17,6 +17,7 @@ use std::time::Duration;
 use entraguard_core::endpoint::Channel;
 use entraguard_core::job::Job;
 use entraguard_core::queue::{DeadLetterDraft, Fetched, QueueError, Shards, WorkerId};
+use entraguard_core::shards::{LayoutDecision, LayoutRole};
 use entraguard_core::store::EndpointStore;
 use futures_util::FutureExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -48,6 +49,9 @@ pub enum RunError {
     Setup(#[from] crate::delivery::SetupError),
     #[error("cannot listen on NOTIFY_HEALTH_ADDR {addr}: {source}")]
     HealthAddr { addr: std::net::SocketAddr, source: std::io::Error },
+    /// `NOTIFY_QUEUE_SHARDS` is not the count the deployment records in Redis.
+    #[error(transparent)]
+    ShardLayout(#[from] entraguard_core::shards::LayoutMismatch),
 }
 
 /// Runs a worker until `shutdown` fires; returns once in-flight work is finished or handed back.
@@ -74,6 +78,40 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     else {
         return Ok(());
     };
+    // The deployment's recorded shard count: this worker records its own on a first start, or
+    // on purpose with NOTIFY_DRAIN_SHARDS = the recorded count; another count is refused (work
+    // would wait in shards nobody serves). Redis errors are retried like the connect.
+    let role = LayoutRole::Worker { drain: config.drain_shards };
+    let Some(checked) = until_ok(&mut shutdown, "read the queue shard layout", || async {
+        match shards.checked(role).await {
+            Ok(v) => Ok(Ok(v)),
+            Err(QueueError::Layout(e)) => Ok(Err(e)),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+    else {
+        return Ok(());
+    };
+    let (shards, decision) = checked?;
+    match decision {
+        LayoutDecision::Record => info!(shards = shards.count(), "recorded the queue shard count in redis"),
+        LayoutDecision::Change { from, .. } => warn!(
+            from,
+            to = shards.count(),
+            "changed the deployment's queue shard count; the old shards are drained by workers with NOTIFY_DRAIN_SHARDS={from}: set NOTIFY_QUEUE_SHARDS={} for every producer, worker, CLI and admin server",
+            shards.count()
+        ),
+        LayoutDecision::Agree | LayoutDecision::Unrecorded => {}
+    }
+    if shards.counted().len() > shards.served().len() {
+        let unserved: Vec<&str> =
+            shards.counted()[shards.served().len()..].iter().map(|q| q.keys().tag()).collect();
+        info!(
+            shards = ?unserved,
+            "shards of an earlier queue shard count are counted in stats and /metrics but not served (NOTIFY_DRAIN_SHARDS serves them)"
+        );
+    }
     crate::preflight::check_shards(&shards).await;
     let _ = queue_cell.set(shards.clone());
 

@@ -94,22 +94,22 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 output::json(&d);
                 return Ok(());
             }
-            println!("id:        {}", d.id);
-            println!("failed at: {}", d.failed_at);
-            println!("reason:    {}", d.reason);
-            println!(
+            entraguard_core::outln!("id:        {}", d.id);
+            entraguard_core::outln!("failed at: {}", d.failed_at);
+            entraguard_core::outln!("reason:    {}", d.reason);
+            entraguard_core::outln!(
                 "event:     {} {}",
                 d.event_kind.as_deref().unwrap_or("-"),
                 d.event_id.as_deref().unwrap_or("-")
             );
-            println!("endpoint:  {}", d.endpoint_id.as_deref().unwrap_or("-"));
-            println!(
+            entraguard_core::outln!("endpoint:  {}", d.endpoint_id.as_deref().unwrap_or("-"));
+            entraguard_core::outln!(
                 "replay:    {}",
                 if d.replayable { "possible" } else { "not possible (the job could not be decoded)" }
             );
-            println!("attempts:");
+            entraguard_core::outln!("attempts:");
             for a in &d.attempts {
-                println!(
+                entraguard_core::outln!(
                     "  #{} {} {:>6} ms  {}  {}",
                     a.attempt,
                     a.at,
@@ -119,14 +119,16 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 );
             }
             if d.job_truncated {
-                println!("job (the first {} of {} bytes):", d.job.len(), d.job_bytes);
-                println!("{}", d.job);
+                entraguard_core::outln!("job (the first {} of {} bytes):", d.job.len(), d.job_bytes);
+                entraguard_core::outln!("{}", d.job);
                 return Ok(());
             }
-            println!("job:");
+            entraguard_core::outln!("job:");
             match serde_json::from_str::<serde_json::Value>(&d.job) {
-                Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or(d.job.clone())),
-                Err(_) => println!("{}", d.job),
+                Ok(v) => {
+                    entraguard_core::outln!("{}", serde_json::to_string_pretty(&v).unwrap_or(d.job.clone()))
+                }
+                Err(_) => entraguard_core::outln!("{}", d.job),
             }
         }
         Command::Replay { all: true, endpoint, since, .. } => {
@@ -134,9 +136,10 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             if global.json {
                 output::json(&summary);
             } else {
-                println!(
+                entraguard_core::outln!(
                     "replayed {}; {} not replayable (undecodable jobs: inspect with `dlq show`, then `dlq purge`)",
-                    summary.replayed, summary.not_replayable
+                    summary.replayed,
+                    summary.not_replayable
                 );
             }
         }
@@ -145,7 +148,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 if global.json {
                     output::json(&serde_json::json!({ "replayed": 1 }));
                 } else {
-                    println!("replayed {id}");
+                    entraguard_core::outln!("replayed {id}");
                 }
             }
             ReplayOutcome::NotFound => {
@@ -167,7 +170,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             if global.json {
                 output::json(&serde_json::json!({ "purged": n }));
             } else {
-                println!("purged {n}");
+                entraguard_core::outln!("purged {n}");
             }
         }
         Command::Purge { id: Some(id), .. } => {
@@ -177,7 +180,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             if global.json {
                 output::json(&serde_json::json!({ "purged": 1 }));
             } else {
-                println!("purged {id}");
+                entraguard_core::outln!("purged {id}");
             }
         }
         Command::Replay { id: None, all: false, .. } | Command::Purge { id: None, all: false, .. } => {

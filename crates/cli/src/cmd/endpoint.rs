@@ -226,7 +226,9 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 print_one(global, &ep, false);
                 print_breaker(&breaker);
                 if ep.rules.dedupe_window.is_some() || suppressed > 0 {
-                    println!("suppressed: {suppressed} finding event(s) kept back by the dedupe window");
+                    entraguard_core::outln!(
+                        "suppressed: {suppressed} finding event(s) kept back by the dedupe window"
+                    );
                 }
             }
         }
@@ -239,7 +241,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             if global.json {
                 output::json(&serde_json::json!({ "reset": id, "released": released }));
             } else {
-                println!(
+                entraguard_core::outln!(
                     "breaker of {id} closed; {released} parked deliver{} released",
                     if released == 1 { "y" } else { "ies" }
                 );
@@ -298,7 +300,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             if global.json {
                 output::json(&ep.view());
             } else {
-                println!(
+                entraguard_core::outln!(
                     "enabled {}; {released} parked deliver{} released",
                     ep.id,
                     if released == 1 { "y" } else { "ies" }
@@ -353,7 +355,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                         &serde_json::json!({ "delivery_id": delivery.to_string(), "enqueued": true }),
                     );
                 }
-                Redelivery::Enqueued => println!("redelivering {delivery}"),
+                Redelivery::Enqueued => entraguard_core::outln!("redelivering {delivery}"),
                 Redelivery::NotFound => return Err(not_found()),
                 Redelivery::NotRedeliverable => {
                     return Err(usage(anyhow::anyhow!(
@@ -386,7 +388,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             if global.json {
                 output::json(&serde_json::json!({ "resealed": n }));
             } else {
-                println!("resealed {n} endpoint(s) with the current key");
+                entraguard_core::outln!("resealed {n} endpoint(s) with the current key");
             }
         }
         Command::Remove { id } => {
@@ -397,7 +399,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             if global.json {
                 output::json(&serde_json::json!({ "removed": id }));
             } else {
-                println!("removed {id}");
+                entraguard_core::outln!("removed {id}");
             }
         }
     }
@@ -421,28 +423,28 @@ async fn set_enabled(
     if global.json {
         output::json(&ep.view());
     } else {
-        println!("{} {}", if on { "enabled" } else { "disabled" }, ep.id);
+        entraguard_core::outln!("{} {}", if on { "enabled" } else { "disabled" }, ep.id);
     }
     Ok(())
 }
 
 fn print_breaker(b: &entraguard_core::breaker::BreakerStatus) {
-    println!(
+    entraguard_core::outln!(
         "breaker:   {} ({} consecutive failure{})",
         b.state,
         b.consecutive_failures,
         if b.consecutive_failures == 1 { "" } else { "s" }
     );
     if let Some(e) = &b.last_error {
-        println!("last error: {e}");
+        entraguard_core::outln!("last error: {e}");
     }
     if let Some(since) = b.since {
-        println!("since:     {since}");
+        entraguard_core::outln!("since:     {since}");
     }
     if let Some(p) = b.next_probe {
-        println!("next probe: {p}");
+        entraguard_core::outln!("next probe: {p}");
     }
-    println!("parked:    {}", b.parked);
+    entraguard_core::outln!("parked:    {}", b.parked);
 }
 
 fn print_one(global: &Global, ep: &Endpoint, show_warnings: bool) {
@@ -451,22 +453,25 @@ fn print_one(global: &Global, ep: &Endpoint, show_warnings: bool) {
         output::json(&v);
         return;
     }
-    println!("id:        {}", v.id);
-    println!("name:      {}", v.name);
-    println!("channel:   {}", v.channel);
-    println!("target:    {}", v.target);
-    println!("events:    {}", v.events.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "));
-    println!("enabled:   {}", if v.enabled { "yes" } else { "no" });
-    println!("secret:    {}", if v.has_secret { "set" } else { "none" });
+    entraguard_core::outln!("id:        {}", v.id);
+    entraguard_core::outln!("name:      {}", v.name);
+    entraguard_core::outln!("channel:   {}", v.channel);
+    entraguard_core::outln!("target:    {}", v.target);
+    entraguard_core::outln!(
+        "events:    {}",
+        v.events.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+    );
+    entraguard_core::outln!("enabled:   {}", if v.enabled { "yes" } else { "no" });
+    entraguard_core::outln!("secret:    {}", if v.has_secret { "set" } else { "none" });
     if let Some(until) = v.previous_secret_until {
-        println!("rotation:  the previous secret also signs until {until}");
+        entraguard_core::outln!("rotation:  the previous secret also signs until {until}");
     }
     if let Some(f) = v.teams_format {
-        println!("teams:     {f:?}");
+        entraguard_core::outln!("teams:     {f:?}");
     }
     super::rules::print(&v.rules);
-    println!("created:   {}", v.created_at);
-    println!("updated:   {}", v.updated_at);
+    entraguard_core::outln!("created:   {}", v.created_at);
+    entraguard_core::outln!("updated:   {}", v.updated_at);
     if show_warnings {
         for w in &v.warnings {
             eprintln!("warning: {w}");

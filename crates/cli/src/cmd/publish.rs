@@ -47,7 +47,7 @@ pub async fn run(global: &Global, args: Args) -> Result<(), Failure> {
         output::json(&ids.iter().map(|i| i.to_string()).collect::<Vec<_>>());
     } else {
         for id in ids {
-            println!("{id}");
+            entraguard_core::outln!("{id}");
         }
     }
     Ok(())

@@ -91,17 +91,17 @@ impl RulesArgs {
 /// The rules as `endpoint show` prints them, one line each; nothing for the defaults.
 pub fn print(rules: &entraguard_core::rules::Rules) {
     if let Some(t) = &rules.tenants {
-        println!("tenants:   {}", t.iter().cloned().collect::<Vec<_>>().join(", "));
+        entraguard_core::outln!("tenants:   {}", t.iter().cloned().collect::<Vec<_>>().join(", "));
     }
     if rules.min_severity != entraguard_core::event::Severity::Info {
-        println!("floor:     {} and above", rules.min_severity);
+        entraguard_core::outln!("floor:     {} and above", rules.min_severity);
     }
     if let Some(w) = rules.dedupe_window {
-        println!("dedupe:    {}", humantime::format_duration(w));
+        entraguard_core::outln!("dedupe:    {}", humantime::format_duration(w));
     }
     if let Some(d) = &rules.digest {
         let sev: Vec<String> = d.severities.iter().map(|s| s.to_string()).collect();
-        println!(
+        entraguard_core::outln!(
             "digest:    {} per scan (sent at the latest after {})",
             sev.join(","),
             humantime::format_duration(d.max_wait)
@@ -115,7 +115,7 @@ pub fn print(rules: &entraguard_core::rules::Rules) {
                 serde_json::to_value(d).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
             })
             .collect();
-        println!(
+        entraguard_core::outln!(
             "quiet:     {}-{} {} ({}); {} and above at once",
             q.from,
             q.to,

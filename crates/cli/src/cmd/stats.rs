@@ -40,7 +40,7 @@ pub async fn run(global: &Global) -> Result<(), Failure> {
     header.push("forwarding");
     cells.push(total.forwarding.to_string());
     output::table(&header, &[cells]);
-    println!();
+    entraguard_core::outln!();
     let per: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {

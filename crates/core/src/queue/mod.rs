@@ -76,6 +76,9 @@ pub enum QueueError {
     /// publish is, by event id).
     #[error("only {got} of {wanted} replicas confirmed the write within {timeout:?}")]
     NotReplicated { wanted: u32, got: u32, timeout: Duration },
+    /// This process's queue shard count is not the one the deployment records.
+    #[error(transparent)]
+    Layout(#[from] crate::shards::LayoutMismatch),
 }
 
 impl QueueError {
@@ -83,7 +86,7 @@ impl QueueError {
     pub fn is_out_of_memory(&self) -> bool {
         match self {
             QueueError::Redis(e) => e.code() == Some("OOM"),
-            QueueError::NotReplicated { .. } => false,
+            QueueError::NotReplicated { .. } | QueueError::Layout(_) => false,
         }
     }
 
@@ -92,6 +95,7 @@ impl QueueError {
         match self {
             QueueError::Redis(e) => e.is_timeout() || e.is_io_error() || e.is_connection_dropped(),
             QueueError::NotReplicated { .. } => true,
+            QueueError::Layout(_) => false,
         }
     }
 }
@@ -222,9 +226,10 @@ pub struct QueueStats {
     /// Deliveries waiting in endpoint lanes (their endpoint at its cap or paced).
     pub parked: u64,
     pub processing: u64,
-    /// Retries waiting for their due time (the `delayed` set, which also holds quiet-hour holds
-    /// and digest timers): one name, `scheduled`, in the CLI table, its JSON, the API and the
-    /// metric (`entraguard_queue_scheduled_retries`).
+    /// Jobs waiting for their time in the `delayed` set: retries, deliveries held until their
+    /// endpoint's quiet hours end, and digest timers (one per open digest, `digests`), not
+    /// retries alone. One name, `scheduled`, in the CLI table, its JSON, the API and the metric
+    /// (`entraguard_queue_scheduled_retries`, named before holds and timers shared the set).
     pub scheduled: u64,
     pub dead: u64,
     pub workers: u64,

@@ -8,8 +8,20 @@ use super::{
 use crate::ids::EndpointId;
 use crate::job::Job;
 use crate::redis_conn::{RedisConfig, RedisConn};
-use crate::shards::{FORWARD_DEDUPE_WINDOW, OUTBOX_SWEEP_AGE, ShardLayout};
+use crate::shards::{
+    FORWARD_DEDUPE_WINDOW, LayoutDecision, LayoutRole, OUTBOX_SWEEP_AGE, RecordedLayout, ShardLayout, decide,
+};
 use std::sync::Arc;
+
+/// Sets the recorded count to ARGV[2] and the earlier counts to ARGV[3] if the count is still
+/// ARGV[1]: 1 if it was.
+const CHANGE_LAYOUT: &str = r"
+if redis.call('HGET', KEYS[1], 'count') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'count', ARGV[2], 'earlier', ARGV[3])
+  return 1
+end
+return 0
+";
 
 /// Most outbox entries one sweep moves per target shard.
 const SWEEP_CHUNK: usize = 200;
@@ -51,7 +63,8 @@ pub struct StatsReport {
 #[derive(Clone)]
 pub struct Shards {
     layout: Arc<ShardLayout>,
-    /// In [`ShardLayout::served`] order: the placed shards (shard 0 first), then draining ones.
+    /// In [`ShardLayout::counted`] order: the placed shards (shard 0 first), then draining ones,
+    /// then those only counted (earlier recorded counts' shards this process does not serve).
     queues: Arc<[Queue]>,
 }
 
@@ -74,8 +87,67 @@ impl Shards {
 
     /// The shards of `layout` on `queue`'s connection.
     pub fn on(queue: &Queue, layout: ShardLayout) -> Self {
-        let queues = layout.served().enumerate().map(|(i, k)| queue.for_shard(k.clone(), i == 0)).collect();
+        let queues = layout.counted().enumerate().map(|(i, k)| queue.for_shard(k.clone(), i == 0)).collect();
         Self { layout: Arc::new(layout), queues }
+    }
+
+    /// The shard layout the deployment records in Redis ([`crate::keys::KeySpace::layout`]).
+    pub async fn recorded_layout(&self) -> Result<RecordedLayout, QueueError> {
+        let mut conn = self.connection();
+        let (count, earlier): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(self.home().keys().layout())
+            .arg("count")
+            .arg("earlier")
+            .query_async(&mut conn)
+            .await?;
+        Ok(RecordedLayout::parse(count.as_deref(), earlier.as_deref()))
+    }
+
+    /// Checks this process's shard count against the one the deployment records, records it on
+    /// a first start (producers and workers) or on a deliberate change (a worker whose
+    /// `NOTIFY_DRAIN_SHARDS` is the recorded count), and returns these shards also counting the
+    /// shards of the earlier recorded counts (for `stats` and `/metrics`).
+    /// [`QueueError::Layout`] when the counts disagree: the process must not run.
+    pub async fn checked(&self, role: LayoutRole) -> Result<(Self, LayoutDecision), QueueError> {
+        let key = self.home().keys().layout();
+        let configured = u16::try_from(self.count()).unwrap_or(u16::MAX);
+        // A compare-and-set: two processes starting at once with different counts record one,
+        // and the other then reads it and refuses.
+        for _ in 0..5 {
+            let recorded = self.recorded_layout().await?;
+            let decision = decide(&recorded, configured, role, &key)?;
+            let mut conn = self.connection();
+            let written = match &decision {
+                LayoutDecision::Agree | LayoutDecision::Unrecorded => true,
+                LayoutDecision::Record => {
+                    redis::cmd("HSETNX").arg(&key).arg("count").arg(configured).query_async(&mut conn).await?
+                }
+                LayoutDecision::Change { from, earlier } => {
+                    let field = RecordedLayout { count: None, earlier: earlier.clone() }.earlier_field();
+                    let done: i64 = redis::Script::new(CHANGE_LAYOUT)
+                        .key(&key)
+                        .arg(from)
+                        .arg(configured)
+                        .arg(field)
+                        .invoke_async(&mut conn)
+                        .await?;
+                    done == 1
+                }
+            };
+            if !written {
+                continue;
+            }
+            let earlier = match &decision {
+                LayoutDecision::Change { earlier, .. } => earlier.clone(),
+                _ => recorded.earlier,
+            };
+            let layout = (*self.layout).clone().observing(&earlier);
+            return Ok((Self::on(self.home(), layout), decision));
+        }
+        Err(QueueError::Redis(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "the recorded shard layout kept changing while it was read",
+        ))))
     }
 
     /// One shard: `queue` itself.
@@ -95,6 +167,12 @@ impl Shards {
 
     /// Every served shard: the placed ones by index, then the draining ones.
     pub fn served(&self) -> &[Queue] {
+        &self.queues[..self.layout.served_count().min(self.queues.len())]
+    }
+
+    /// Every counted shard: the served ones, then those of earlier recorded counts this process
+    /// does not serve ([`Shards::checked`]); `stats` and `/metrics` read them all.
+    pub fn counted(&self) -> &[Queue] {
         &self.queues
     }
 
@@ -124,6 +202,7 @@ impl Shards {
         if self.layout.count() == 1 && self.queues.len() == 1 {
             1
         } else {
+            // Counted shards of an earlier, larger count may hold outboxes up to its count.
             self.queues.len().max(self.layout.count())
         }
     }
@@ -169,7 +248,7 @@ impl Shards {
     /// [`OUTBOX_SWEEP_AGE`] ago: those whose worker died (or lost Redis) before moving them.
     pub async fn sweep_outbox(&self, from: usize) -> Result<Forwarded, QueueError> {
         let mut total = Forwarded::default();
-        if self.queues.len() == 1 {
+        if self.served().len() == 1 {
             return Ok(total);
         }
         let source = &self.queues[from];
@@ -196,7 +275,7 @@ impl Shards {
         Ok(total)
     }
 
-    /// Every served shard's depths, summed: what `stats` shows for the deployment. Endpoints
+    /// Every counted shard's depths, summed: what `stats` shows for the deployment. Endpoints
     /// are counted in shard 0; workers are the most any shard lists (each serves every shard).
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
         Ok(Self::total(&self.shard_stats().await?))
@@ -209,6 +288,12 @@ impl Shards {
         let mut shards = Vec::new();
         if per_shard.len() > 1 {
             for (i, (q, s)) in self.queues.iter().zip(per_shard).enumerate() {
+                // An earlier count's shard that no one serves is shown only while it holds work.
+                let empty =
+                    s.ready + s.retrying + s.parked + s.processing + s.scheduled + s.dead + s.forwarding == 0;
+                if i >= self.served().len() && empty {
+                    continue;
+                }
                 shards.push(ShardStats {
                     shard: q.keys().tag().to_owned(),
                     draining: i >= self.count(),
@@ -220,6 +305,9 @@ impl Shards {
                     dead: s.dead,
                     forwarding: s.forwarding,
                 });
+            }
+            if shards.len() == 1 {
+                shards.clear();
             }
         }
         Ok(StatsReport { total, shards })
@@ -262,7 +350,7 @@ impl Shards {
         Ok(out)
     }
 
-    /// Each served shard's depths, in [`Shards::served`] order.
+    /// Each counted shard's depths, in [`Shards::counted`] order.
     pub async fn shard_stats(&self) -> Result<Vec<QueueStats>, QueueError> {
         let mut out = Vec::with_capacity(self.queues.len());
         for q in self.queues.iter() {
@@ -281,11 +369,11 @@ impl Shards {
         offset: usize,
         count: usize,
     ) -> Result<Vec<DeadLetterSummary>, QueueError> {
-        if self.queues.len() == 1 {
+        if self.served().len() == 1 {
             return self.home().dead_letter_summaries_matching(filter, offset, count).await;
         }
         let mut all = Vec::new();
-        for q in self.queues.iter() {
+        for q in self.served() {
             all.extend(q.dead_letter_summaries_matching(filter, 0, offset.saturating_add(count)).await?);
         }
         // Timestamps are written in one canonical RFC 3339 form: text order is time order.
@@ -295,7 +383,7 @@ impl Shards {
 
     /// The shard holding dead letter `id`, if any.
     pub async fn dead_letter_shard(&self, id: &str) -> Result<Option<&Queue>, QueueError> {
-        for q in self.queues.iter() {
+        for q in self.served() {
             let mut conn = q.connection();
             let exists: bool =
                 redis::cmd("EXISTS").arg(q.keys().dlq_entry(id)).query_async(&mut conn).await?;
@@ -325,7 +413,7 @@ impl Shards {
     /// [`Queue::replay_matching`] in every shard.
     pub async fn replay_matching(&self, filter: &ReplayFilter) -> Result<ReplaySummary, QueueError> {
         let mut total = ReplaySummary::default();
-        for q in self.queues.iter() {
+        for q in self.served() {
             let s = q.replay_matching(filter).await?;
             total.replayed += s.replayed;
             total.not_replayable += s.not_replayable;
@@ -344,7 +432,7 @@ impl Shards {
     /// Deletes every dead letter of every shard; returns how many.
     pub async fn purge_all(&self) -> Result<usize, QueueError> {
         let mut n = 0;
-        for q in self.queues.iter() {
+        for q in self.served() {
             n += q.purge_all().await?;
         }
         Ok(n)

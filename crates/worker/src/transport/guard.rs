@@ -2,7 +2,7 @@
 //! returned, inside the HTTP client's resolver, so the address checked is the address used and
 //! DNS rebinding cannot slip past an earlier check. Literal-IP URLs get the same check.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -25,6 +25,13 @@ pub struct TargetGuard {
 impl TargetGuard {
     pub fn new(allow: Vec<IpNet>) -> Self {
         Self { allow: Arc::new(allow) }
+    }
+
+    /// Checks a target URL whose host is an IP address, as a delivery would (endpoint creation
+    /// refuses what delivery would refuse); a host name passes (it is checked after DNS, at
+    /// delivery).
+    pub fn check_url(&self, url: &url::Url) -> Result<(), Refused> {
+        entraguard_core::endpoint::literal_ip(url).map_or(Ok(()), |ip| self.check(ip))
     }
 
     /// Checks one address.
@@ -83,11 +90,7 @@ fn canonical(addr: IpAddr) -> IpAddr {
 }
 
 fn is_metadata(addr: IpAddr) -> bool {
-    const AWS_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
-    match addr {
-        IpAddr::V4(v4) => v4 == Ipv4Addr::new(169, 254, 169, 254) || v4 == Ipv4Addr::new(100, 100, 100, 200),
-        IpAddr::V6(v6) => v6 == AWS_V6,
-    }
+    entraguard_core::endpoint::is_cloud_metadata(addr)
 }
 
 /// The class of a non-public address, or `None` for a public one.

@@ -73,6 +73,11 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
+    /// The address policy deliveries are held to.
+    pub fn guard(&self) -> &TargetGuard {
+        &self.guard
+    }
+
     pub fn new(guard: TargetGuard, timeout: Duration) -> Result<Self, HttpError> {
         entraguard_core::redis_conn::ensure_crypto_provider();
         let client = reqwest::Client::builder()
