@@ -604,6 +604,11 @@ async fn a_breaker_with_failures_admits_only_what_cannot_overshoot() {
     let a = q.breaker_report_attempt(&ep.id, None, fail, &settings, trial).await.expect("report");
     assert_eq!((a.state, a.failures), (BreakerState::Closed, 2));
     assert_eq!(q.breaker_admit(&ep.id, deadline, 5, 0).await.expect("admit"), Admit::Trial { generation: 0 });
+    assert_eq!(q.breaker_admit(&ep.id, deadline, 5, 2).await.expect("admit"), Admit::Wait);
+    // A trial that ends without a failure report (a permanent failure) gives its slot back.
+    q.breaker_report_attempt(&ep.id, None, Report::Release, &settings, trial).await.expect("release");
+    assert_eq!(q.breaker_admit(&ep.id, deadline, 5, 2).await.expect("admit"), Admit::Trial { generation: 0 });
+    assert_eq!(q.breaker_status(&ep.id).await.expect("status").consecutive_failures, 2, "nothing counted");
 }
 
 /// Issue 22 (6): `NOTIFY_BREAKER_FAILURES=off` turns the breaker off (before: exit 2): a

@@ -80,6 +80,9 @@ pub enum Report<'a> {
     Success { probe: bool },
     /// Close by hand, whatever the state, and drain the lane.
     Reset,
+    /// Give a trial's slot back ([`AttemptFacts::trial`]), nothing counted: the attempt ended
+    /// in a permanent failure, or was never made.
+    Release,
 }
 
 /// What the reporting worker knows of the attempt, beyond how it ended.

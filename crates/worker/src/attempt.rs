@@ -170,9 +170,22 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
                 }
             }
         }
-        // A permanent failure says nothing about the endpoint's health.
+        // A permanent failure says nothing about the endpoint's health (a trial's slot is
+        // given back).
         Outcome::Permanent { .. } => {
             conclude(ctx, raw, job, &attempted, channel).await;
+            if ticket.facts(false).trial {
+                persist("report to breaker", || {
+                    ctx.queue.breaker_report_attempt(
+                        &endpoint.id,
+                        None,
+                        Report::Release,
+                        &settings,
+                        ticket.facts(false),
+                    )
+                })
+                .await;
+            }
         }
     }
     if ticket.finish() {

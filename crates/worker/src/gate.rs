@@ -221,6 +221,18 @@ impl Gate {
         if endpoint.channel == Channel::Slack && !self.inner.slack_pace.is_zero() {
             // Dropping the ticket on either early return frees the slot again.
             if let Some(wait) = queue.pace(&endpoint.id, self.inner.slack_pace).await? {
+                if ticket.run.trial {
+                    // The breaker's trial slot too (else it is forgotten at its deadline).
+                    let _ = queue
+                        .breaker_report_attempt(
+                            &endpoint.id,
+                            None,
+                            entraguard_core::breaker::Report::Release,
+                            &self.inner.breaker,
+                            ticket.facts(false),
+                        )
+                        .await;
+                }
                 return Ok(Admission::Park(wait));
             }
         }

@@ -13,7 +13,8 @@
 --   'ok'    a success: an open or half-open breaker closes, and its lane drains (below), only
 --           for the probe (ARGV[8] = '1'); any other success of an attempt that began before it
 --           opened changes nothing. A disabled one stays disabled (only `enable` or `reset`);
---   'reset' closes it whatever its state, and drains the lane.
+--   'reset' closes it whatever its state, and drains the lane;
+--   'release' gives a trial's slot back (ARGV[11]) and changes nothing else.
 -- Generations: `gen` goes up each time the breaker opens or closes. ARGV[10] is the generation
 -- the attempt was admitted under ('' for the current one); an attempt from an older generation
 -- began before the last change, so its failure counts toward nothing (the in-flight attempts of
@@ -155,6 +156,11 @@ if ARGV[11] == '1' and not stale and state == 'closed' then
   if tonumber(redis.call('HINCRBY', KEYS[1], 'trials', -1)) <= 0 then
     redis.call('HDEL', KEYS[1], 'trials', 'trials_until')
   end
+end
+-- 'release' only gives the slot back (a trial that ended without a report: a permanent failure,
+-- or parked for the send slot).
+if ARGV[1] == 'release' then
+  return {state, '', 0, tonumber(redis.call('HGET', KEYS[1], 'failures') or 0), gen, 0, quiet}
 end
 
 local function still_open()

@@ -715,6 +715,7 @@ impl Queue {
             Report::Failure { error, probe } => ("fail", error, probe),
             Report::Success { probe } => ("ok", "", probe),
             Report::Reset => ("reset", "", false),
+            Report::Release => ("release", "", false),
         };
         let mut conn = self.conn.clone();
         let id = endpoint.as_str();
