@@ -15,7 +15,9 @@ use redis::AsyncCommands;
 
 use crate::harness::{PREFIX, Stack, finding_event};
 
-const BREAKER: [&str; 4] = ["--breaker-probe", "300ms", "--retry-schedule", "50ms,100ms,150ms"];
+/// Probes spend attempts like any request, so the schedule leaves room for a few of them.
+const BREAKER: [&str; 4] =
+    ["--breaker-probe", "300ms", "--retry-schedule", "50ms,100ms,150ms,150ms,150ms,150ms,150ms,150ms,150ms"];
 
 async fn state(stack: &Stack, ep: &Endpoint) -> BreakerState {
     stack.queue.breaker_status(&ep.id).await.map(|s| s.state).unwrap_or(BreakerState::Closed)
@@ -121,6 +123,8 @@ async fn opens_after_five_failures_parks_while_open_and_drains_once_on_recovery(
     assert_eq!(delivered.len(), 22, "each parked delivery once: {delivered:?}");
     assert_eq!(unique, expected, "the original delivery ids");
     assert_eq!(stack.stats().await.dead, 0);
+    // Issue 24 (7): every request, probes included, carries its own attempt number.
+    assert_attempts_honest(&receiver.requests(), 10);
     worker.stop().await;
 }
 
@@ -206,8 +210,9 @@ async fn auto_disable_keeps_parked_work_and_enable_drains_it() {
     let worker = stack.spawn_worker(&[
         "--breaker-probe",
         "200ms",
+        // Probes spend attempts: room for the ones before it is disabled.
         "--retry-schedule",
-        "50ms,100ms,150ms",
+        "50ms,100ms,150ms,150ms,150ms,150ms,150ms,150ms,150ms",
         "--endpoint-disable-after",
         "1s",
     ]);
@@ -367,5 +372,340 @@ async fn a_state_change_and_its_announcement_are_one_step() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["endpoint"]["state"], "closed");
     assert_eq!(events[0]["endpoint"]["parked"], 2);
-    assert!(events[0]["endpoint"].get("last_error").is_none());
+    assert!(events[0]["endpoint"]["last_error"].is_null(), "present, and null: {events:?}");
+}
+
+/// Each delivery's requests carry distinct `X-Coderaft-Attempt` numbers (1, 2, 3 … in order)
+/// and there are no more of them than its attempts allow (`max`).
+fn assert_attempts_honest(requests: &[entraguard_testkit::Recorded], max: usize) {
+    let mut per: std::collections::HashMap<String, Vec<u32>> = std::collections::HashMap::new();
+    for r in requests {
+        let n = r.header("x-coderaft-attempt").and_then(|v| v.parse().ok()).unwrap_or(0);
+        per.entry(delivery_id(r)).or_default().push(n);
+    }
+    let worst = per.values().map(Vec::len).max().unwrap_or(0);
+    println!("figure: {} deliveries, at most {worst} requests for one", per.len());
+    for (id, seen) in &per {
+        assert!(seen.len() <= max, "{id} POSTed {} times, {max} allowed: attempts {seen:?}", seen.len());
+        let mut sorted = seen.clone();
+        sorted.sort_unstable();
+        let want: Vec<u32> = (1..=u32::try_from(seen.len()).unwrap_or(0)).collect();
+        assert_eq!(sorted, want, "{id}: one request per attempt number, each counted: {seen:?}");
+    }
+}
+
+/// Issue 22 (4): with 16 deliveries in flight to an endpoint that starts failing, the breaker
+/// opens at exactly its threshold: the in-flight attempts' failures are not added to the count
+/// (before: 16 to 18), and no new attempt is started once failures are counted beyond what
+/// could still open it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_at_exactly_n_failures_with_16_in_flight() {
+    let stack = Stack::start().await;
+    let receiver = HttpReceiver::with_default(Reply::status(503).delay(Duration::from_millis(400)));
+    let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
+    let worker = stack.spawn_worker(&[
+        "--endpoint-concurrency",
+        "16",
+        "--breaker-probe",
+        "60s",
+        "--retry-schedule",
+        "50ms,100ms,150ms",
+    ]);
+    publish(&stack, 40, "inflight").await;
+    wait_state(&stack, &ep, BreakerState::Open).await;
+    // Every delivery ends up waiting in the lane (none is dead: each spent one attempt).
+    wait_until(Duration::from_secs(60), "all 40 parked", || async {
+        stack.queue.breaker_status(&ep.id).await.is_ok_and(|s| s.parked == 40)
+    })
+    .await;
+    let status = stack.queue.breaker_status(&ep.id).await.expect("status");
+    let sent = receiver.requests().len();
+    println!("figure: opened with {} failures counted, {sent} requests sent", status.consecutive_failures);
+    assert_eq!(status.consecutive_failures, 5, "opens at N, the in-flight failures not added");
+    assert!(sent <= 16, "{sent} requests: nothing started beyond the 16 in flight");
+    assert_eq!(stack.stats().await.dead, 0);
+    assert_attempts_honest(&receiver.requests(), 4);
+    worker.stop().await;
+}
+
+/// Issue 22 (4) and issue 24 (7): a flapping receiver (5 failures, 1 success, repeat) with a
+/// 1 s probe. Before: 97 openings announced in 12 s, one delivery POSTed 14 times, 5 of them as
+/// attempt 1. Now: at most one opening (and its closing) announced per probe interval (2
+/// allowed), no delivery POSTed more than its 4 attempts allow, each request its own attempt
+/// number; everything ends delivered or dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_receiver_is_damped_and_attempts_are_counted_honestly() {
+    let stack = Stack::start().await;
+    let flapping = HttpReceiver::with_default(Reply::status(200));
+    let mut pattern = Vec::new();
+    for _ in 0..300 {
+        pattern.extend(std::iter::repeat_with(|| Reply::status(503)).take(5));
+        pattern.push(Reply::status(200));
+    }
+    flapping.push_replies(pattern);
+    let news = HttpReceiver::start();
+    let ep = stack
+        .add_endpoint("webhook", &flapping.url(), &["finding.new", "endpoint.health_changed"], None)
+        .await;
+    stack.add_endpoint("webhook", &news.url(), &["endpoint.health_changed"], None).await;
+    let probe = Duration::from_secs(1);
+    let worker = stack.spawn_worker(&[
+        "--endpoint-concurrency",
+        "16",
+        "--breaker-probe",
+        "1s",
+        "--retry-schedule",
+        "50ms,100ms,150ms",
+    ]);
+    let t0 = Instant::now();
+    // Events keep coming for 12 s, as the issue's run did.
+    while t0.elapsed() < Duration::from_secs(12) {
+        publish(&stack, 5, "flap").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = t0.elapsed();
+    let states: Vec<String> = news
+        .requests()
+        .iter()
+        .map(|r| r.json()["endpoint"]["state"].as_str().unwrap_or("").to_owned())
+        .collect();
+    let opened = states.iter().filter(|s| *s == "open").count();
+    let closed = states.iter().filter(|s| *s == "closed").count();
+    let intervals = (elapsed.as_secs_f64() / probe.as_secs_f64()).ceil() as usize;
+    println!(
+        "figure: {opened} openings and {closed} closings announced in {elapsed:?} ({intervals} probe intervals)"
+    );
+    assert!(opened >= 1, "the breaker opened and said so: {states:?}");
+    assert!(
+        opened <= 2 * intervals && closed <= 2 * intervals,
+        "{opened} openings, {closed} closings: {states:?}"
+    );
+    // No more than one pair in any probe interval (2 allowed): per pair of announcements.
+    let times: Vec<Instant> = news
+        .requests()
+        .iter()
+        .filter(|r| r.json()["endpoint"]["state"] == "open")
+        .map(|r| r.received_at)
+        .collect();
+    for w in times.windows(3) {
+        assert!(w[2] - w[0] >= probe, "three openings announced within one probe interval: {states:?}");
+    }
+    // Drain: the receiver recovers.
+    flapping.clear_replies();
+    stack.wait_drained(Duration::from_secs(180)).await;
+    let requests = flapping.requests();
+    let failed = stack.stats().await.dead;
+    println!("figure: {} requests, {failed} dead-lettered", requests.len());
+    assert_attempts_honest(&requests, 4);
+    assert_eq!(state(&stack, &ep).await, BreakerState::Closed);
+    worker.stop().await;
+}
+
+/// The announcements waiting on the ready list (taken off it).
+async fn take_announcements(stack: &Stack) -> Vec<serde_json::Value> {
+    let ready = format!("{{{PREFIX}}}:ready");
+    let mut conn = stack.redis.connection().await;
+    let jobs: Vec<Vec<u8>> = conn.lrange(&ready, 0, -1).await.expect("lrange");
+    let _: () = conn.del(&ready).await.expect("del");
+    jobs.iter()
+        .filter_map(|raw| match Job::decode(raw).expect("valid") {
+            Job::Event(e) => Some(serde_json::to_value(&e.event).expect("json")["endpoint"].clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 22 (4), in the breaker script itself: a success that began before the breaker opened
+/// does not close it (before: any success closed it, so 16 deliveries in flight closed it right
+/// after it opened); failures of attempts that began before it closed do not re-open it; a
+/// re-opening inside the probe interval after an announced one is not announced, and the first
+/// failed probe after that interval announces it, with the count of changes left unsaid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_outcomes_change_nothing_and_announcements_are_damped() {
+    use entraguard_core::breaker::{AttemptFacts, BreakerSettings, Report};
+    let stack = Stack::start().await;
+    let ep = stack.add_endpoint("webhook", "http://127.0.0.1:9/x", &["finding.new"], None).await;
+    let settings =
+        BreakerSettings { failures: 2, probe: Duration::from_millis(600), ..BreakerSettings::default() };
+    let q = &stack.queue;
+    let name = Some(ep.name.as_str());
+    let fail = Report::Failure { error: "HTTP 503", probe: false };
+    let at = |generation: u64| AttemptFacts { generation: Some(generation), ..AttemptFacts::default() };
+    // Generation 0: two failures open it (generation 1); a third in-flight one adds nothing.
+    q.breaker_report_attempt(&ep.id, name, fail, &settings, at(0)).await.expect("report");
+    let opened = q.breaker_report_attempt(&ep.id, name, fail, &settings, at(0)).await.expect("report");
+    assert!(opened.changed && opened.announced && opened.state == BreakerState::Open);
+    assert_eq!(opened.generation, 1);
+    q.breaker_report_attempt(&ep.id, name, fail, &settings, at(0)).await.expect("report");
+    assert_eq!(q.breaker_status(&ep.id).await.expect("status").consecutive_failures, 2);
+    // A success that began before it opened: still open.
+    let stale = Report::Success { probe: false };
+    let answer = q.breaker_report_attempt(&ep.id, name, stale, &settings, at(0)).await.expect("report");
+    assert_eq!((answer.state, answer.changed), (BreakerState::Open, false), "a stale success closes nothing");
+    // The probe's success closes it (generation 2), announced: its opening was.
+    let probe_ok = Report::Success { probe: true };
+    let closed = q.breaker_report_attempt(&ep.id, name, probe_ok, &settings, at(1)).await.expect("report");
+    assert!(closed.changed && closed.announced && closed.state == BreakerState::Closed);
+    // Failures of attempts from before the closing do not re-open it.
+    for g in [0, 1, 1] {
+        let a = q.breaker_report_attempt(&ep.id, name, fail, &settings, at(g)).await.expect("report");
+        assert_eq!(a.state, BreakerState::Closed, "a failure from generation {g} counts toward nothing");
+    }
+    let news = take_announcements(&stack).await;
+    assert_eq!(
+        news.iter().map(|n| n["state"].as_str().unwrap_or("").to_owned()).collect::<Vec<_>>(),
+        ["open", "closed"]
+    );
+    assert_eq!(news[1]["last_error"], serde_json::Value::Null, "present, and null: {news:?}");
+    // Two fresh failures re-open it within the probe interval: not announced.
+    q.breaker_report_attempt(&ep.id, name, fail, &settings, at(2)).await.expect("report");
+    let again = q.breaker_report_attempt(&ep.id, name, fail, &settings, at(2)).await.expect("report");
+    assert!(again.changed && !again.announced && again.state == BreakerState::Open);
+    assert!(take_announcements(&stack).await.is_empty(), "damped");
+    // Re-opening right after closing continues the back-off: the next probe is later.
+    assert!(again.probe_in > settings.probe, "{:?}", again.probe_in);
+    // The first failed probe after the interval announces the opening, with the changes left unsaid.
+    tokio::time::sleep(again.probe_in + Duration::from_millis(50)).await;
+    assert_eq!(
+        q.breaker_admit(&ep.id, Duration::from_secs(5), 2, 0).await.expect("admit"),
+        entraguard_core::breaker::Admit::Probe { generation: 3 }
+    );
+    let probe_fail = Report::Failure { error: "HTTP 503", probe: true };
+    let late = q.breaker_report_attempt(&ep.id, name, probe_fail, &settings, at(3)).await.expect("report");
+    assert!(late.announced && late.quiet == 1, "{late:?}");
+    let news = take_announcements(&stack).await;
+    assert_eq!(news.len(), 1, "{news:?}");
+    assert_eq!(news[0]["state"], "open");
+}
+
+/// Issue 22 (4): once a closed breaker has counted a failure, admissions are trials, let
+/// through only while failures + trials + the asking worker's attempts in flight stay under the
+/// threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_with_failures_admits_only_what_cannot_overshoot() {
+    use entraguard_core::breaker::{Admit, AttemptFacts, BreakerSettings, Report};
+    let stack = Stack::start().await;
+    let ep = stack.add_endpoint("webhook", "http://127.0.0.1:9/x", &["finding.new"], None).await;
+    let settings = BreakerSettings::default();
+    let q = &stack.queue;
+    let deadline = Duration::from_secs(5);
+    assert_eq!(
+        q.breaker_admit(&ep.id, deadline, 5, 15).await.expect("admit"),
+        Admit::Closed { generation: 0 }
+    );
+    let fail = Report::Failure { error: "HTTP 503", probe: false };
+    q.breaker_report(&ep.id, None, fail, &settings).await.expect("report");
+    // One failure counted, 3 others in flight here: one more may go.
+    assert_eq!(q.breaker_admit(&ep.id, deadline, 5, 3).await.expect("admit"), Admit::Trial { generation: 0 });
+    assert_eq!(q.breaker_admit(&ep.id, deadline, 5, 3).await.expect("admit"), Admit::Wait);
+    assert_eq!(q.breaker_admit(&ep.id, deadline, 5, 15).await.expect("admit"), Admit::Wait);
+    // The trial's failure gives its slot back and counts.
+    let trial = AttemptFacts { trial: true, ..AttemptFacts::default() };
+    let a = q.breaker_report_attempt(&ep.id, None, fail, &settings, trial).await.expect("report");
+    assert_eq!((a.state, a.failures), (BreakerState::Closed, 2));
+    assert_eq!(q.breaker_admit(&ep.id, deadline, 5, 0).await.expect("admit"), Admit::Trial { generation: 0 });
+    assert_eq!(q.breaker_admit(&ep.id, deadline, 5, 2).await.expect("admit"), Admit::Wait);
+    // A trial that ends without a failure report (a permanent failure) gives its slot back.
+    q.breaker_report_attempt(&ep.id, None, Report::Release, &settings, trial).await.expect("release");
+    assert_eq!(q.breaker_admit(&ep.id, deadline, 5, 2).await.expect("admit"), Admit::Trial { generation: 0 });
+    assert_eq!(q.breaker_status(&ep.id).await.expect("status").consecutive_failures, 2, "nothing counted");
+}
+
+/// Issue 22 (6): `NOTIFY_BREAKER_FAILURES=off` turns the breaker off (before: exit 2): a
+/// failing endpoint's deliveries retry on the schedule and are dead-lettered, nothing parks and
+/// the breaker never opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_can_be_turned_off() {
+    let stack = Stack::start().await;
+    let receiver = HttpReceiver::with_default(Reply::status(503));
+    let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
+    let worker = stack.spawn_worker(&["--breaker-failures", "off", "--retry-schedule", "50ms,100ms,150ms"]);
+    publish(&stack, 3, "off").await;
+    stack.wait_dead(3, Duration::from_secs(60)).await;
+    stack.wait_drained(Duration::from_secs(60)).await;
+    let status = stack.queue.breaker_status(&ep.id).await.expect("status");
+    assert_eq!((status.state, status.consecutive_failures), (BreakerState::Closed, 0));
+    assert_eq!(receiver.requests().len(), 12, "four attempts each, nothing parked");
+    assert_attempts_honest(&receiver.requests(), 4);
+    worker.stop().await;
+}
+
+/// Issue 24 (7): `endpoint.health_changed` carries every field the README lists in every state
+/// (`last_error: null` when closed), and the opening counts the failing delivery that parks
+/// with it (before: `parked 0`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_events_carry_every_field_in_every_state() {
+    let stack = Stack::start().await;
+    let broken = HttpReceiver::with_default(Reply::status(503));
+    let news = HttpReceiver::start();
+    let ep = stack.add_endpoint("webhook", &broken.url(), &["finding.new"], None).await;
+    stack.add_endpoint("webhook", &news.url(), &["endpoint.health_changed"], None).await;
+    let worker = stack.spawn_worker(&[
+        "--breaker-failures",
+        "1",
+        "--breaker-probe",
+        "200ms",
+        "--retry-schedule",
+        "50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms,50ms",
+        "--endpoint-disable-after",
+        "1s",
+    ]);
+    publish(&stack, 1, "fields").await;
+    wait_state(&stack, &ep, BreakerState::Disabled).await;
+    broken.set_default(Reply::status(200));
+    let out = cli(&stack, &["endpoint", "enable", ep.id.as_str()]).await.expect("cli runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    stack.wait_drained(Duration::from_secs(60)).await;
+    let got = news.wait_for_requests(3, Duration::from_secs(60)).await;
+    let bodies: Vec<serde_json::Value> = got.iter().map(|r| r.json()["endpoint"].clone()).collect();
+    println!("figure: {bodies:?}");
+    let states: Vec<&str> = bodies.iter().map(|b| b["state"].as_str().unwrap_or("")).collect();
+    assert_eq!(states, ["open", "disabled", "closed"]);
+    for b in &bodies {
+        for field in ["id", "name", "state", "last_error", "parked", "since"] {
+            assert!(b.get(field).is_some(), "{field} missing: {b}");
+        }
+        assert_eq!(b["id"], ep.id.as_str());
+    }
+    assert_eq!(bodies[0]["parked"], 1, "the failing delivery parks with the opening");
+    assert_eq!(bodies[0]["last_error"], "HTTP 503");
+    assert_eq!(bodies[1]["parked"], 1);
+    assert_eq!(bodies[2]["parked"], 1, "released");
+    assert_eq!(bodies[2]["last_error"], serde_json::Value::Null);
+    assert_attempts_honest(&broken.requests(), 16);
+    worker.stop().await;
+}
+
+/// Issue 22 (6): a health event no endpoint hears of (the only subscriber is the broken endpoint
+/// itself) is logged at `warn` with its text (before: nowhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unheard_health_news_is_logged_at_warn() {
+    let stack = Stack::start().await;
+    let broken = HttpReceiver::with_default(Reply::status(503));
+    let ep =
+        stack.add_endpoint("webhook", &broken.url(), &["finding.new", "endpoint.health_changed"], None).await;
+    let mut worker = tokio::process::Command::new(bin_path("entraguard-worker"))
+        .args(crate::harness::merge_args(stack.worker_args(), &["--breaker-failures", "1"]))
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", "warn")
+        .env("NOTIFY_LOG_FORMAT", "text")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("worker starts");
+    publish(&stack, 1, "unheard").await;
+    wait_state(&stack, &ep, BreakerState::Open).await;
+    wait_until(Duration::from_secs(60), "the news fanned out", || async {
+        let s = stack.stats().await;
+        s.ready == 0 && s.processing == 0
+    })
+    .await;
+    let _ = worker.start_kill();
+    let out = worker.wait_with_output().await.expect("worker output");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = log.lines().find(|l| l.contains("no endpoint is subscribed")).unwrap_or_default();
+    println!("figure: {line}");
+    assert!(line.contains("WARN"), "{log}");
+    assert!(line.contains(&format!("({}) is open", ep.id)) && line.contains("HTTP 503"), "{log}");
 }

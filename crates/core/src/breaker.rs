@@ -1,16 +1,27 @@
 //! The circuit breaker per endpoint, with its state in Redis ([`KeySpace::breaker`]) so every
 //! worker sees the same:
 //! - **closed**: deliveries run; `NOTIFY_BREAKER_FAILURES` retryable failures in a row (timeouts,
-//!   5xx, 429, connection errors; never a permanent 4xx) open it, a success clears the count;
-//! - **open**: the endpoint's deliveries park in its lane, no attempt spent, until the probe
-//!   time (`NOTIFY_BREAKER_PROBE`, doubled after each failed probe, up to 10 minutes);
+//!   5xx, 429, connection errors; never a permanent 4xx) open it, a success clears the count.
+//!   Once a failure is counted, deliveries are admitted one by one in Redis, only while the
+//!   failures plus the attempts in flight stay under the threshold, so it opens at its Nth
+//!   failure with nothing more sent, and failures of attempts that began before the last
+//!   opening or closing (its *generation*) count toward nothing;
+//! - **open**: the endpoint's deliveries park in its lane until the probe time
+//!   (`NOTIFY_BREAKER_PROBE`, doubled after each failed probe, up to 10 minutes; re-opening
+//!   soon after closing continues the doubling). A delivery whose attempt failed is parked with
+//!   that attempt spent, or dead-lettered when it was its last;
 //! - **half-open**: one delivery, the probe, was admitted; its success closes the breaker and
-//!   the lane drains oldest first, its failure re-opens it. A probe that never reports (its
-//!   worker died) is taken over after its deadline;
+//!   the lane drains oldest first (no other success closes it: one that began before it opened
+//!   says nothing of now), its failure re-opens it. A probe that never reports (its worker
+//!   died) is taken over after its deadline;
 //! - **disabled**: open longer than `NOTIFY_ENDPOINT_DISABLE_AFTER`: the endpoint is disabled (no
 //!   new fan-out to it); its lane keeps what was parked (at most what was fanned out to it while
 //!   it was enabled) until `endpoint enable` or `endpoint reset`, which call [`enable_endpoint`]
 //!   and [`reset`] here and drain it.
+//!
+//! Changes are announced by `endpoint.health_changed`, damped: at most one opening (and its
+//! closing) per probe interval; see `queue/breaker.lua`. `NOTIFY_BREAKER_FAILURES=off` turns the
+//! breaker off ([`BreakerSettings::is_off`]).
 //!
 //! [`KeySpace::breaker`]: crate::keys::KeySpace::breaker
 
@@ -31,7 +42,7 @@ pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(600);
 /// The breaker's settings, the same in every worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerSettings {
-    /// Retryable failures in a row that open it.
+    /// Retryable failures in a row that open it; 0: the breaker is off.
     pub failures: u32,
     /// First wait before a probe; doubled after each failed probe.
     pub probe: Duration,
@@ -52,26 +63,54 @@ impl Default for BreakerSettings {
     }
 }
 
+impl BreakerSettings {
+    /// `NOTIFY_BREAKER_FAILURES=off`: deliveries never park for the breaker and failures are not
+    /// counted; a breaker left open from before closes at the next success.
+    pub fn is_off(&self) -> bool {
+        self.failures == 0
+    }
+}
+
 /// What a worker tells the breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Report<'a> {
     /// A retryable failure; `probe` when the delivery was the admitted probe.
-    Failure {
-        error: &'a str,
-        probe: bool,
-    },
-    Success,
+    Failure { error: &'a str, probe: bool },
+    /// A success; only the probe's (`probe`) closes an open breaker.
+    Success { probe: bool },
     /// Close by hand, whatever the state, and drain the lane.
     Reset,
+    /// Give a trial's slot back ([`AttemptFacts::trial`]), nothing counted: the attempt ended
+    /// in a permanent failure, or was never made.
+    Release,
+}
+
+/// What the reporting worker knows of the attempt, beyond how it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AttemptFacts {
+    /// The breaker's generation the attempt was admitted under (`None`: the current one). An
+    /// attempt of an older generation began before the breaker last opened or closed: its
+    /// failure counts toward nothing and its success closes nothing.
+    pub generation: Option<u64>,
+    /// It was admitted as a trial ([`Admit::Trial`]): its slot is given back.
+    pub trial: bool,
+    /// The failing delivery parks when the breaker is not closed after this report: an opening
+    /// counts it among the parked.
+    pub parks: bool,
 }
 
 /// The breaker's answer to an admission question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
-    /// Run it. `failures` is the count so far (non-zero: the next success should clear it).
-    Closed { failures: u64 },
+    /// Run it: no failure counted. `generation` is the breaker's generation.
+    Closed { generation: u64 },
+    /// Run it, as one of the attempts a closed breaker with failures counted lets through;
+    /// report it with [`AttemptFacts::trial`].
+    Trial { generation: u64 },
+    /// Park it: the failures counted and the attempts in flight could open the breaker.
+    Wait,
     /// Run it: it is the probe.
-    Probe,
+    Probe { generation: u64 },
     /// Park it; a probe may be claimed after this.
     Open(Duration),
     /// Park it: the endpoint was disabled by the breaker.
@@ -127,11 +166,22 @@ pub struct Answer {
     /// Deliveries drained (closed) or kept in the lane (disabled).
     pub parked: u64,
     pub failures: u64,
+    /// The breaker's generation after it.
+    pub generation: u64,
+    /// This report's step announced a change (`endpoint.health_changed`); a change is left
+    /// unannounced while the announcements are damped.
+    pub announced: bool,
+    /// Changes left unannounced (damped) before this step.
+    pub quiet: u64,
 }
 
+/// What `breaker.lua` answers.
+pub(crate) type ScriptAnswer = (String, String, i64, i64, i64, i64, i64);
+
 impl Answer {
-    pub(crate) fn from_script(state: &str, change: &str, n: i64, failures: i64) -> Self {
-        let state = BreakerState::parse(state);
+    pub(crate) fn from_script(answer: ScriptAnswer) -> Self {
+        let (state, change, n, failures, generation, announced, quiet) = answer;
+        let state = BreakerState::parse(&state);
         let n = u64::try_from(n).unwrap_or(0);
         Answer {
             state,
@@ -139,6 +189,9 @@ impl Answer {
             probe_in: if state == BreakerState::Open { Duration::from_millis(n) } else { Duration::ZERO },
             parked: if state == BreakerState::Open { 0 } else { n },
             failures: u64::try_from(failures).unwrap_or(0),
+            generation: u64::try_from(generation).unwrap_or(0),
+            announced: announced == 1,
+            quiet: u64::try_from(quiet).unwrap_or(0),
         }
     }
 }
@@ -201,7 +254,8 @@ pub enum BreakerError {
 }
 
 /// The `endpoint.health_changed` job that announces a change of `id`'s breaker, built for state
-/// `open` with 0 parked: `breaker.lua` sets both when it records the change.
+/// `open` with 0 parked: `breaker.lua` sets both when it records the change. `error` is the
+/// failure reported (`""`: none, `last_error` is `null`, as in every closing).
 pub fn announcement(id: &EndpointId, name: &str, error: &str) -> String {
     let event = crate::event::Event::endpoint_health(crate::event::EndpointHealth {
         id: id.to_string(),

@@ -319,12 +319,34 @@ pub struct EndpointHealth {
     pub name: String,
     /// `open`, `closed` or `disabled`.
     pub state: crate::breaker::BreakerState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The failure that opened (or disabled) it; `null` for `closed`. Always present.
+    #[serde(default)]
     pub last_error: Option<String>,
-    /// Deliveries waiting in its lane (for `closed`: released to be delivered now).
+    /// Deliveries waiting in its lane, counting the failing delivery that parks as it opens
+    /// (for `closed`: released to be delivered now).
     pub parked: u64,
     /// Since when it is in this state.
     pub since: Timestamp,
+}
+
+impl EndpointHealth {
+    /// The news in one line, for a log: "endpoint Billing hook (ep_…) is open: 3 deliveries
+    /// parked, last error: HTTP 503, since 2026-…".
+    pub fn text(&self) -> String {
+        let mut t = format!(
+            "endpoint {} ({}) is {}: {} deliver{} parked",
+            self.name,
+            self.id,
+            self.state,
+            self.parked,
+            if self.parked == 1 { "y" } else { "ies" }
+        );
+        if let Some(e) = &self.last_error {
+            t.push_str(&format!(", last error: {e}"));
+        }
+        t.push_str(&format!(", since {}", self.since));
+        t
+    }
 }
 
 /// The tenant id of the notifier's own events (`endpoint.health_changed`).
@@ -624,5 +646,33 @@ mod tests {
         assert_eq!(back.kind(), EventKind::EndpointHealthChanged);
         assert_eq!(back.about_endpoint(), Some("ep_01JSAMPLE"));
         assert_eq!(serde_json::to_value(&back).expect("json")["endpoint"]["state"], "open");
+    }
+
+    /// Issue 24 (7): every field the README lists is present in every state; `last_error` is
+    /// `null` when there is none (a closing).
+    #[test]
+    fn a_health_event_carries_every_field_in_every_state() {
+        for state in [
+            crate::breaker::BreakerState::Open,
+            crate::breaker::BreakerState::Closed,
+            crate::breaker::BreakerState::Disabled,
+        ] {
+            let last_error = (state != crate::breaker::BreakerState::Closed).then(|| "HTTP 503".to_owned());
+            let e = Event::endpoint_health(EndpointHealth {
+                id: "ep_01JSAMPLE".into(),
+                name: "SOAR".into(),
+                state,
+                last_error,
+                parked: 1,
+                since: Timestamp::now(),
+            });
+            let v = serde_json::to_value(&e).expect("json");
+            for field in ["id", "name", "state", "last_error", "parked", "since"] {
+                assert!(v["endpoint"].get(field).is_some(), "{state}: {field} missing in {v}");
+            }
+            let EventBody::EndpointHealthChanged { endpoint } = &e.body else { unreachable!("health event") };
+            let text = endpoint.text();
+            assert!(text.contains(&format!("is {state}: 1 delivery parked")), "{text}");
+        }
     }
 }

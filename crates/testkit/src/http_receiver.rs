@@ -195,6 +195,14 @@ impl HttpReceiver {
         lock(&self.shared.log).queued.extend(replies);
     }
 
+    /// Drops the replies still queued (the default answers from now on); returns how many.
+    pub fn clear_replies(&self) -> usize {
+        let mut log = lock(&self.shared.log);
+        let n = log.queued.len();
+        log.queued.clear();
+        n
+    }
+
     /// Replaces the answer given when no queued reply is left.
     pub fn set_default(&self, reply: Reply) {
         lock(&self.shared.log).default = reply;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use entraguard_core::breaker::{BreakerState, Report};
+use entraguard_core::breaker::{Answer, BreakerState, Report};
 use entraguard_core::endpoint::Endpoint;
 use entraguard_core::history::{AttemptResult, encode_attempt};
 use entraguard_core::job::{AttemptRecord, DeliveryJob, Job};
@@ -69,35 +69,66 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
     let attempted = ctx.deliverer.attempt(&job, &endpoint).await;
     let elapsed = attempted.elapsed;
     let channel = endpoint.channel.as_str();
+    let settings = *ctx.gate.breaker_settings();
     match &attempted.outcome {
+        // The breaker is off: nothing counted, nothing parked.
+        Outcome::Retryable { .. } if settings.is_off() => {
+            conclude(ctx, raw, job, &attempted, channel).await;
+        }
         // Every retryable failure is reported to the breaker (it counts them).
         Outcome::Retryable { error, .. } => {
-            let settings = *ctx.gate.breaker_settings();
+            // The attempt is spent whatever the breaker says: if it was the delivery's last, the
+            // delivery is dead-lettered (below), else it parks while the breaker is open.
+            let last = matches!(
+                decide(
+                    &attempted.outcome,
+                    job.next_attempt(),
+                    &ctx.config.retry_schedule,
+                    ctx.config.max_retry_after
+                ),
+                Next::Dead(_)
+            );
             let report = Report::Failure { error, probe };
             let answer = persist("report to breaker", || {
-                ctx.queue.breaker_report(&endpoint.id, Some(&endpoint.name), report, &settings)
+                ctx.queue.breaker_report_attempt(
+                    &endpoint.id,
+                    Some(&endpoint.name),
+                    report,
+                    &settings,
+                    ticket.facts(!last),
+                )
             })
             .await;
             ctx.gate.learn(&endpoint.id, &answer);
-            if answer.changed {
-                warn!(state = %answer.state, parked = answer.parked, error = %error, "endpoint health changed; announced");
-                if answer.state == BreakerState::Disabled && !ctx.queue.is_home() {
-                    disable_record(ctx, &endpoint.id).await;
-                }
+            announced(&endpoint, &answer, error);
+            if answer.changed && answer.state == BreakerState::Disabled && !ctx.queue.is_home() {
+                disable_record(ctx, &endpoint.id).await;
             }
-            if answer.state != BreakerState::Closed {
-                // The endpoint is broken: this delivery waits in its lane with no attempt spent
-                // (a failed probe at the front: it stays the oldest), not toward a dead letter.
+            if answer.state != BreakerState::Closed && !last {
+                // The endpoint is broken: this delivery waits in its lane with this attempt
+                // recorded (a failed probe at the front: it stays the oldest), not on the
+                // retry schedule.
                 warn!(error = %error, state = %answer.state, probe, "attempt failed; endpoint's breaker is open: delivery parked");
                 crate::metrics::attempt(channel, "parked", elapsed);
                 let wake =
                     if answer.state == BreakerState::Disabled { DISABLED_LOOK } else { answer.probe_in };
                 let wake = wake.max(Duration::from_millis(1));
-                // The failed attempt joins the endpoint's history in the parking step itself.
+                let mut job = job;
                 let attempt = attempt_record(&job, &attempted);
+                job.attempts.push(attempt.clone());
+                // The failed attempt joins the endpoint's history in the parking step itself.
                 let entry = history_entry(raw, &job, &attempt, AttemptResult::Parked, &attempted);
+                let next = Job::Delivery(job).encode();
                 record(ctx, "park", || {
-                    ctx.queue.park_at_recorded(&ctx.worker, raw, &endpoint.id, wake, probe, Some(&entry))
+                    ctx.queue.park_spent(
+                        &ctx.worker,
+                        raw,
+                        Some(next.as_bytes()),
+                        &endpoint.id,
+                        wake,
+                        probe,
+                        Some(&entry),
+                    )
                 })
                 .await;
                 ctx.promoter_wake.notify_one();
@@ -109,32 +140,81 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
         Outcome::Delivered { .. } => {
             // The acknowledgement clears a closed breaker's failure count in the same step; an
             // explicit report (it closes the breaker, drains the lane and announces it) only
-            // for the probe, or when the acknowledgement found the breaker open: a healthy
-            // endpoint's successful delivery costs no extra command.
+            // for the probe: a success that began before the breaker opened says nothing of
+            // now, and a healthy endpoint's successful delivery costs no extra command. With the
+            // breaker off, a breaker left open from before is closed by hand.
             let breaker_open = conclude(ctx, raw, job, &attempted, channel).await;
-            if probe || breaker_open {
-                let settings = *ctx.gate.breaker_settings();
+            let report = match (probe, breaker_open && settings.is_off()) {
+                (true, _) => Some(Report::Success { probe: true }),
+                (false, true) => Some(Report::Reset),
+                (false, false) => None,
+            };
+            if let Some(report) = report {
                 let answer = persist("report to breaker", || {
-                    ctx.queue.breaker_report(&endpoint.id, Some(&endpoint.name), Report::Success, &settings)
+                    ctx.queue.breaker_report_attempt(
+                        &endpoint.id,
+                        Some(&endpoint.name),
+                        report,
+                        &settings,
+                        ticket.facts(false),
+                    )
                 })
                 .await;
                 ctx.gate.learn(&endpoint.id, &answer);
                 if answer.changed {
                     info!(
                         released = answer.parked,
-                        "endpoint recovered: breaker closed, parked deliveries released; announced"
+                        announced = answer.announced,
+                        "endpoint recovered: breaker closed, parked deliveries released"
                     );
                 }
             }
         }
-        // A permanent failure says nothing about the endpoint's health.
+        // A permanent failure says nothing about the endpoint's health (a trial's slot is
+        // given back).
         Outcome::Permanent { .. } => {
             conclude(ctx, raw, job, &attempted, channel).await;
+            if ticket.facts(false).trial {
+                persist("report to breaker", || {
+                    ctx.queue.breaker_report_attempt(
+                        &endpoint.id,
+                        None,
+                        Report::Release,
+                        &settings,
+                        ticket.facts(false),
+                    )
+                })
+                .await;
+            }
         }
     }
     if ticket.finish() {
         // The slot this delivery held goes to one that waits in the endpoint's lane.
         persist("release lane", || ctx.queue.release_lane(endpoint.id.as_str(), 1, LANE_SAFETY_LOOK)).await;
+    }
+}
+
+/// Logs what a failure report changed: the change, whether it was announced, and a summary of
+/// the changes left unannounced (damped) before it.
+fn announced(endpoint: &Endpoint, answer: &Answer, error: &str) {
+    if answer.changed || answer.announced {
+        warn!(
+            endpoint = %endpoint.id,
+            state = %answer.state,
+            // For an opening, `parked` is in the announcement (the answer carries the probe time).
+            parked = ?(answer.state != BreakerState::Open).then_some(answer.parked),
+            announced = answer.announced,
+            error = %error,
+            "endpoint health changed"
+        );
+    }
+    if answer.announced && answer.quiet > 0 {
+        warn!(
+            endpoint = %endpoint.id,
+            unannounced = answer.quiet,
+            "endpoint flapping: {} breaker changes since the previous announcement were not announced (at most one opening per probe interval is)",
+            answer.quiet
+        );
     }
 }
 

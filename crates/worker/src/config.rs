@@ -74,9 +74,10 @@ pub struct WorkerConfig {
     pub slack_pace: Duration,
 
     /// Retryable failures in a row (timeouts, 5xx, 429, connection errors) that open an
-    /// endpoint's circuit breaker: its deliveries then wait in its lane, spending no attempts,
-    /// while one probe at a time tests it.
-    #[arg(long, env = "NOTIFY_BREAKER_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// endpoint's circuit breaker: its deliveries then wait in its lane while one probe at a
+    /// time tests it. 1 to 10000, or "off" (or 0): no breaker, every delivery retries on the
+    /// schedule.
+    #[arg(long, env = "NOTIFY_BREAKER_FAILURES", default_value = "5", value_parser = parse_breaker_failures)]
     pub breaker_failures: u32,
 
     /// Wait before the first probe of an open breaker; doubled after each failed probe, up to
@@ -352,6 +353,18 @@ impl WorkerConfig {
     }
 }
 
+/// `NOTIFY_BREAKER_FAILURES`: 1 to 10000, or `off` (also `0`) for no breaker (0 internally).
+pub fn parse_breaker_failures(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(0);
+    }
+    match s.parse::<u32>() {
+        Ok(n) if n <= 10_000 => Ok(n),
+        _ => Err(format!("{s:?} is not a failure count: expected 1 to 10000, or \"off\" for no breaker")),
+    }
+}
+
 pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
     s.parse::<IpNet>()
@@ -412,6 +425,18 @@ mod tests {
         assert!(c.allow_private_targets.is_empty());
         assert!(c.lease > c.heartbeat_interval());
         c.validate().expect("defaults are consistent");
+    }
+
+    #[test]
+    fn the_breaker_can_be_turned_off() {
+        assert_eq!(parse(&[]).expect("defaults").breaker().failures, 5);
+        for off in ["off", "OFF", "0"] {
+            let c = parse(&["--breaker-failures", off]).expect("off parses");
+            assert!(c.breaker().is_off(), "{off}");
+        }
+        assert_eq!(parse(&["--breaker-failures", "7"]).expect("7").breaker().failures, 7);
+        let err = parse(&["--breaker-failures", "10001"]).expect_err("refused").to_string();
+        assert!(err.contains("breaker-failures") && err.contains("off"), "{err}");
     }
 
     #[test]

@@ -182,6 +182,14 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], job: EventJob) {
     let now_ms = if needs_clock(event, &routes) { Some(redis_now(ctx, event, &routes).await) } else { None };
     let mut steps = plan(event, &routes, now_ms);
     steps.extend(forwards.iter().cloned());
+    // The notifier's own news that no endpoint hears of (the only subscriber may be the broken
+    // endpoint itself) still reaches a person: the log.
+    if let entraguard_core::event::EventBody::EndpointHealthChanged { endpoint } = &event.body
+        && job.endpoints.is_none()
+        && steps.is_empty()
+    {
+        warn!(endpoint = %endpoint.id, state = %endpoint.state, "endpoint health news no endpoint is subscribed to: {}", endpoint.text());
+    }
     let routed = std::sync::Mutex::new(None);
     let done = record(ctx, "fan-out", || async {
         let r = ctx.router.route(raw, &steps).await?;

@@ -19,12 +19,15 @@
 //! delivery), an open one not before its probe time. The process learns "open" from its own
 //! failure report's answer, or from that cached read. While open, deliveries park in the lane
 //! with its next look at the probe time; when it comes, admission claims the probe in Redis.
+//! Once a closed breaker has counted a failure, every admission asks Redis, which lets a
+//! delivery through only while failures, trials out and this process's attempts in flight stay
+//! under the threshold (the rest park until a finishing delivery releases one).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use entraguard_core::breaker::{Admit, Answer, BreakerSettings, BreakerState};
+use entraguard_core::breaker::{Admit, Answer, AttemptFacts, BreakerSettings, BreakerState};
 use entraguard_core::endpoint::{Channel, Endpoint};
 use entraguard_core::ids::EndpointId;
 use entraguard_core::queue::{Queue, QueueError};
@@ -67,7 +70,7 @@ struct Inner {
 enum Known {
     /// Closed as of the last read (a success clears its failure count through the
     /// acknowledgement itself).
-    Closed { until: Instant },
+    Closed { until: Instant, generation: u64 },
     /// Open (or disabled, or someone else's probe is out): park until `until`.
     Open { until: Instant },
 }
@@ -75,6 +78,8 @@ enum Known {
 #[derive(Debug, Default)]
 struct Counts {
     in_flight: usize,
+    /// Of those, admitted as breaker trials (counted in Redis).
+    trials: usize,
     /// Deliveries this process parked for the cap and has not released yet.
     parked: usize,
 }
@@ -105,36 +110,69 @@ impl Gate {
     pub fn learn(&self, endpoint: &EndpointId, answer: &Answer) {
         let now = Instant::now();
         let known = match answer.state {
-            BreakerState::Closed => Known::Closed { until: now + self.inner.breaker.probe },
+            // Failures counted: every admission asks Redis until they are cleared.
+            BreakerState::Closed if answer.failures > 0 => {
+                self.inner.breakers().remove(endpoint);
+                return;
+            }
+            BreakerState::Closed => {
+                Known::Closed { until: now + self.inner.breaker.probe, generation: answer.generation }
+            }
             BreakerState::Open | BreakerState::HalfOpen => Known::Open { until: now + answer.probe_in },
             BreakerState::Disabled => Known::Open { until: now + self.inner.breaker.probe },
         };
         self.inner.breakers().insert(endpoint.clone(), known);
     }
 
-    /// The breaker's word on one delivery: `Ok(probe)` to run it, `Err(wait)` to park it.
+    /// The breaker's word on one delivery: `Ok` to run it, `Err(wait)` to park it (`wait` is
+    /// `None` for a park that a finishing delivery of this process releases).
     async fn breaker(
         &self,
         queue: &Queue,
         endpoint: &EndpointId,
         probe_deadline: Duration,
-    ) -> Result<Result<bool, Duration>, QueueError> {
+        in_flight: usize,
+    ) -> Result<Result<Run, Option<Duration>>, QueueError> {
+        if self.inner.breaker.is_off() {
+            return Ok(Ok(Run::default()));
+        }
         let now = Instant::now();
         match self.inner.breakers().get(endpoint).copied() {
-            Some(Known::Closed { until, .. }) if until > now => return Ok(Ok(false)),
-            Some(Known::Open { until }) if until > now => return Ok(Err(until - now)),
+            Some(Known::Closed { until, generation }) if until > now => {
+                return Ok(Ok(Run { generation: Some(generation), ..Run::default() }));
+            }
+            Some(Known::Open { until }) if until > now => return Ok(Err(Some(until - now))),
             _ => {}
         }
-        let admit = queue.breaker_admit(endpoint, probe_deadline).await?;
+        let admit =
+            queue.breaker_admit(endpoint, probe_deadline, self.inner.breaker.failures, in_flight).await?;
         let now = Instant::now();
         let (known, verdict) = match admit {
-            Admit::Closed { .. } => (Known::Closed { until: now + self.inner.breaker.probe }, Ok(false)),
+            Admit::Closed { generation } => (
+                Some(Known::Closed { until: now + self.inner.breaker.probe, generation }),
+                Ok(Run { generation: Some(generation), ..Run::default() }),
+            ),
+            // Failures counted: nothing cached, the next admission asks again.
+            Admit::Trial { generation } => {
+                (None, Ok(Run { generation: Some(generation), trial: true, probe: false }))
+            }
+            Admit::Wait => (None, Err(None)),
             // Until the probe reports, others park till its deadline.
-            Admit::Probe => (Known::Open { until: now + probe_deadline }, Ok(true)),
-            Admit::Open(wait) => (Known::Open { until: now + wait }, Err(wait.max(Duration::from_millis(1)))),
-            Admit::Disabled => (Known::Open { until: now + self.inner.breaker.probe }, Err(DISABLED_LOOK)),
+            Admit::Probe { generation } => (
+                Some(Known::Open { until: now + probe_deadline }),
+                Ok(Run { generation: Some(generation), trial: false, probe: true }),
+            ),
+            Admit::Open(wait) => {
+                (Some(Known::Open { until: now + wait }), Err(Some(wait.max(Duration::from_millis(1)))))
+            }
+            Admit::Disabled => {
+                (Some(Known::Open { until: now + self.inner.breaker.probe }), Err(Some(DISABLED_LOOK)))
+            }
         };
-        self.inner.breakers().insert(endpoint.clone(), known);
+        match known {
+            Some(known) => self.inner.breakers().insert(endpoint.clone(), known),
+            None => self.inner.breakers().remove(endpoint),
+        };
         Ok(verdict)
     }
 
@@ -147,7 +185,7 @@ impl Gate {
         endpoint: &Endpoint,
         probe_deadline: Duration,
     ) -> Result<Admission, QueueError> {
-        {
+        let others = {
             let mut lanes = self.inner.lock();
             let counts = lanes.entry(endpoint.id.clone()).or_default();
             if counts.in_flight >= self.inner.cap {
@@ -155,17 +193,46 @@ impl Gate {
                 return Ok(Admission::Park(LANE_SAFETY_LOOK));
             }
             counts.in_flight += 1;
-        }
-        let mut ticket =
-            Ticket { gate: self.clone(), endpoint: endpoint.id.clone(), finished: false, probe: false };
+            counts.in_flight - 1 - counts.trials
+        };
+        let mut ticket = Ticket {
+            gate: self.clone(),
+            endpoint: endpoint.id.clone(),
+            finished: false,
+            run: Run::default(),
+        };
         // Dropping the ticket on a park frees the slot again.
-        match self.breaker(queue, &endpoint.id, probe_deadline).await? {
-            Ok(probe) => ticket.probe = probe,
-            Err(wait) => return Ok(Admission::Park(wait)),
+        match self.breaker(queue, &endpoint.id, probe_deadline, others).await? {
+            Ok(run) => {
+                if run.trial {
+                    let mut lanes = self.inner.lock();
+                    lanes.entry(endpoint.id.clone()).or_default().trials += 1;
+                }
+                ticket.run = run;
+            }
+            Err(Some(wait)) => return Ok(Admission::Park(wait)),
+            Err(None) => {
+                // Released by the next delivery of ours to the endpoint that finishes.
+                drop(ticket);
+                self.inner.lock().entry(endpoint.id.clone()).or_default().parked += 1;
+                return Ok(Admission::Park(LANE_SAFETY_LOOK));
+            }
         }
         if endpoint.channel == Channel::Slack && !self.inner.slack_pace.is_zero() {
             // Dropping the ticket on either early return frees the slot again.
             if let Some(wait) = queue.pace(&endpoint.id, self.inner.slack_pace).await? {
+                if ticket.run.trial {
+                    // The breaker's trial slot too (else it is forgotten at its deadline).
+                    let _ = queue
+                        .breaker_report_attempt(
+                            &endpoint.id,
+                            None,
+                            entraguard_core::breaker::Report::Release,
+                            &self.inner.breaker,
+                            ticket.facts(false),
+                        )
+                        .await;
+                }
                 return Ok(Admission::Park(wait));
             }
         }
@@ -173,10 +240,13 @@ impl Gate {
     }
 
     /// Frees one slot; `true` when a delivery this process parked should be released.
-    fn free(&self, endpoint: &EndpointId) -> bool {
+    fn free(&self, endpoint: &EndpointId, trial: bool) -> bool {
         let mut lanes = self.inner.lock();
         let Some(counts) = lanes.get_mut(endpoint) else { return false };
         counts.in_flight = counts.in_flight.saturating_sub(1);
+        if trial {
+            counts.trials = counts.trials.saturating_sub(1);
+        }
         let release = counts.parked > 0;
         if release {
             counts.parked -= 1;
@@ -198,6 +268,17 @@ impl Inner {
     }
 }
 
+/// How the breaker let a delivery run.
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    /// The breaker's generation it was admitted under (`None`: the breaker is off).
+    generation: Option<u64>,
+    /// Admitted as a trial (failures were counted).
+    trial: bool,
+    /// The breaker's probe.
+    probe: bool,
+}
+
 /// One admitted delivery's slot. Freed when finished, or when dropped (a panic, a park after
 /// all): never leaked.
 #[derive(Debug)]
@@ -205,21 +286,26 @@ pub struct Ticket {
     gate: Gate,
     endpoint: EndpointId,
     finished: bool,
-    /// This delivery is the breaker's probe.
-    probe: bool,
+    run: Run,
 }
 
 impl Ticket {
     /// Whether this delivery is the probe of an open breaker.
     pub fn is_probe(&self) -> bool {
-        self.probe
+        self.run.probe
+    }
+
+    /// What to tell the breaker with this attempt's report; `parks` when the delivery parks if
+    /// the breaker is not closed after it.
+    pub fn facts(&self, parks: bool) -> AttemptFacts {
+        AttemptFacts { generation: self.run.generation, trial: self.run.trial, parks }
     }
 
     /// The delivery's outcome is recorded: frees the slot. `true` when one delivery parked in
     /// this endpoint's lane should now be released to the ready list.
     pub fn finish(mut self) -> bool {
         self.finished = true;
-        self.gate.free(&self.endpoint)
+        self.gate.free(&self.endpoint, self.run.trial)
     }
 }
 
@@ -227,7 +313,7 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.finished {
             // A parked delivery of ours waits for the lane's next look instead.
-            let _ = self.gate.free(&self.endpoint);
+            let _ = self.gate.free(&self.endpoint, self.run.trial);
         }
     }
 }
@@ -248,7 +334,12 @@ mod tests {
                 None
             } else {
                 c.in_flight += 1;
-                Some(Ticket { gate: gate.clone(), endpoint: ep.clone(), finished: false, probe: false })
+                Some(Ticket {
+                    gate: gate.clone(),
+                    endpoint: ep.clone(),
+                    finished: false,
+                    run: Run::default(),
+                })
             }
         };
         let a = take().expect("first slot");

@@ -2,8 +2,8 @@
 -- Finish a batch of delivered jobs of one worker in one step (one round trip and one write for
 -- all the deliveries that finished while the previous batch was on its way). For each job, as
 -- `ack.lua` does for one: take it off the processing list (0 when it is no longer there: the
--- lease ran out), then clear its endpoint's breaker when closed (a success ends a run of
--- failures, whichever worker counted them), or answer 2 when the breaker is open or half-open
+-- lease ran out), then clear its endpoint's breaker's count when closed (a success ends a run
+-- of failures, whichever worker counted them), or answer 2 when the breaker is open or half-open
 -- (the worker then reports the success, which closes it and drains the lane); 1 otherwise.
 -- Each finished job's attempt joins its endpoint's Recent Deliveries (newest first, the last
 -- ARGV[1] entries, kept ARGV[2] ms), with one LPUSH, LTRIM and PEXPIRE per endpoint and batch.
@@ -18,9 +18,14 @@ for i = 1, n do
   if redis.call('LREM', KEYS[1], 1, ARGV[2 + i]) == 0 then
     out[i] = 0
   else
-    local state = redis.call('HGET', KEYS[1 + i], 'state')
+    local b = redis.call('HMGET', KEYS[1 + i], 'state', 'failures')
+    local state = b[1]
     if state == 'closed' then
-      redis.call('DEL', KEYS[1 + i])
+      -- The count ends; the rest (generation, last interval, announcements) is the breaker's
+      -- memory of its last closing, kept until the hash's own expiry.
+      if b[2] then
+        redis.call('HDEL', KEYS[1 + i], 'failures', 'last_error', 'trials', 'trials_until')
+      end
       out[i] = 1
     elseif state == 'open' or state == 'half_open' then
       out[i] = 2

@@ -590,6 +590,22 @@ impl Queue {
         front: bool,
         history: Option<&str>,
     ) -> Result<bool, QueueError> {
+        self.park_spent(worker, raw, None, endpoint, wake_in, front, history).await
+    }
+
+    /// [`Queue::park_at_recorded`] of a delivery whose attempt failed: `next` (the same delivery
+    /// with that attempt recorded) waits in the lane in place of `raw`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn park_spent(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        next: Option<&[u8]>,
+        endpoint: &crate::ids::EndpointId,
+        wake_in: Duration,
+        front: bool,
+        history: Option<&str>,
+    ) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.park.key(self.keys.processing(worker.as_str()));
         inv.key(self.keys.lane(endpoint.as_str()))
@@ -598,8 +614,15 @@ impl Queue {
             .arg(endpoint.as_str())
             .arg(u64::try_from(wake_in.as_millis()).unwrap_or(u64::MAX))
             .arg(if front { "1" } else { "0" });
-        if let Some(entry) = history {
-            history::history_args(&mut inv, self.keys.history(endpoint.as_str()), entry);
+        match history {
+            Some(entry) => history::history_args(&mut inv, self.keys.history(endpoint.as_str()), entry),
+            None if next.is_some() => {
+                inv.key(self.keys.history(endpoint.as_str())).arg("").arg(0).arg(0);
+            }
+            None => {}
+        }
+        if let Some(next) = next {
+            inv.arg(next);
         }
         let done: i64 = inv.invoke_async(&mut conn).await?;
         Ok(done == 1)
@@ -632,32 +655,44 @@ impl Queue {
     }
 
     /// Asks an endpoint's circuit breaker whether a delivery may run (claiming the probe when its
-    /// time has come; a claimed probe may be taken over after `probe_deadline`).
+    /// time has come; a claimed probe may be taken over after `probe_deadline`). While a closed
+    /// breaker has counted failures, a delivery runs only as a trial, while the failures, the
+    /// trials out and `in_flight` (the asking worker's other attempts to the endpoint, trials not
+    /// counted) stay under `failures` (the threshold).
     pub async fn breaker_admit(
         &self,
         endpoint: &crate::ids::EndpointId,
         probe_deadline: Duration,
+        failures: u32,
+        in_flight: usize,
     ) -> Result<crate::breaker::Admit, QueueError> {
+        use crate::breaker::Admit;
         let mut conn = self.conn.clone();
-        let (answer, ms, failures): (String, i64, i64) = self
+        let (answer, ms, _failures, generation): (String, i64, i64, i64) = self
             .scripts
             .breaker_admit
             .key(self.keys.breaker(endpoint.as_str()))
             .arg(u64::try_from(probe_deadline.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(failures.max(1))
+            .arg(in_flight)
             .invoke_async(&mut conn)
             .await?;
         let ms = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        let generation = u64::try_from(generation).unwrap_or(0);
         Ok(match answer.as_str() {
-            "probe" => crate::breaker::Admit::Probe,
-            "open" => crate::breaker::Admit::Open(ms),
-            "disabled" => crate::breaker::Admit::Disabled,
-            _ => crate::breaker::Admit::Closed { failures: u64::try_from(failures).unwrap_or(0) },
+            "probe" => Admit::Probe { generation },
+            "open" => Admit::Open(ms),
+            "disabled" => Admit::Disabled,
+            "trial" => Admit::Trial { generation },
+            "wait" => Admit::Wait,
+            _ => Admit::Closed { generation },
         })
     }
 
     /// Tells an endpoint's circuit breaker how an attempt ended (or resets it), and says what
     /// it did. A state change is announced, in the same step, by an `endpoint.health_changed`
-    /// event naming the endpoint `name` (`None`: no announcement). See `breaker.lua`.
+    /// event naming the endpoint `name` (`None`: no announcement), unless announcements are
+    /// damped. See `breaker.lua`.
     pub async fn breaker_report(
         &self,
         endpoint: &crate::ids::EndpointId,
@@ -665,16 +700,31 @@ impl Queue {
         report: crate::breaker::Report<'_>,
         settings: &crate::breaker::BreakerSettings,
     ) -> Result<crate::breaker::Answer, QueueError> {
+        self.breaker_report_attempt(endpoint, name, report, settings, crate::breaker::AttemptFacts::default())
+            .await
+    }
+
+    /// [`Queue::breaker_report`] with what the worker knows of the attempt (its generation,
+    /// whether it was a trial, whether the failing delivery parks).
+    pub async fn breaker_report_attempt(
+        &self,
+        endpoint: &crate::ids::EndpointId,
+        name: Option<&str>,
+        report: crate::breaker::Report<'_>,
+        settings: &crate::breaker::BreakerSettings,
+        facts: crate::breaker::AttemptFacts,
+    ) -> Result<crate::breaker::Answer, QueueError> {
         use crate::breaker::Report;
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1);
         let (op, error, probe) = match report {
             Report::Failure { error, probe } => ("fail", error, probe),
-            Report::Success => ("ok", "", false),
+            Report::Success { probe } => ("ok", "", probe),
             Report::Reset => ("reset", "", false),
+            Report::Release => ("release", "", false),
         };
         let mut conn = self.conn.clone();
         let id = endpoint.as_str();
-        let (state, change, n, failures): (String, String, i64, i64) = self
+        let answer: crate::breaker::ScriptAnswer = self
             .scripts
             .breaker
             .key(self.keys.breaker(id))
@@ -693,9 +743,12 @@ impl Queue {
             .arg(crate::breaker::cut_error(error))
             .arg(if probe { "1" } else { "0" })
             .arg(name.map(|n| crate::breaker::announcement(endpoint, n, error)).unwrap_or_default())
+            .arg(facts.generation.map(|g| g.to_string()).unwrap_or_default())
+            .arg(if facts.trial { "1" } else { "0" })
+            .arg(if facts.parks { "1" } else { "0" })
             .invoke_async(&mut conn)
             .await?;
-        Ok(crate::breaker::Answer::from_script(&state, &change, n, failures))
+        Ok(crate::breaker::Answer::from_script(answer))
     }
 
     /// What an endpoint's breaker says now, and how many deliveries wait in its lane.

@@ -9,14 +9,20 @@
 -- ARGV[1] raw job, ARGV[2] endpoint id, ARGV[3] wake up after ms, ARGV[4] '1' to park at the
 -- front (a failed probe: the oldest delivery stays the oldest). The failed attempt that parked
 -- it joins its endpoint's Recent Deliveries in the same step when KEYS[4] (history list) and
--- ARGV[5] (the entry; ARGV[6] entries kept, ARGV[7] ms kept) are given.
+-- ARGV[5] (the entry; ARGV[6] entries kept, ARGV[7] ms kept) are given. ARGV[8], when given
+-- and not empty, is the job that waits instead of ARGV[1]: the same delivery with the failed
+-- attempt that parked it recorded (an attempt spent is counted whatever the breaker does).
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   return 0
 end
+local job = ARGV[1]
+if ARGV[8] and ARGV[8] ~= '' then
+  job = ARGV[8]
+end
 if ARGV[4] == '1' then
-  redis.call('LPUSH', KEYS[2], ARGV[1])
+  redis.call('LPUSH', KEYS[2], job)
 else
-  redis.call('RPUSH', KEYS[2], ARGV[1])
+  redis.call('RPUSH', KEYS[2], job)
 end
 local t = redis.call('TIME')
 local wake = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
