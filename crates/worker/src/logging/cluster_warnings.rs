@@ -210,33 +210,52 @@ fn emit_closed(shared: &Shared, closed: Vec<Outage>) {
 impl<S: Subscriber> Layer<S> for ClusterWarnings {
     fn event_enabled(&self, event: &Event<'_>, _ctx: Context<'_, S>) -> bool {
         let meta = event.metadata();
-        if *meta.level() != Level::WARN || !meta.target().starts_with(TARGET_PREFIX) {
+        if *meta.level() != Level::WARN {
             return true;
         }
-        let mut message = Message(String::new());
-        event.record(&mut message);
-        self.admit(message.0)
+        // The `redis` crate logs through the `log` crate: `tracing-log` (installed by
+        // `init()`) hands those on as events of target `log`, with the real target in the
+        // `log.target` field.
+        let from_log = meta.target() == "log";
+        if !from_log && !meta.target().starts_with(TARGET_PREFIX) {
+            return true;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if from_log && !fields.log_target.starts_with(TARGET_PREFIX) {
+            return true;
+        }
+        self.admit(fields.message)
     }
 }
 
-struct Message(String);
+/// The message of an event, and `log.target` for one that came from the `log` crate.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    log_target: String,
+}
 
-impl Visit for Message {
+impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}");
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "log.target" => self.log_target = format!("{value:?}"),
+            _ => {}
         }
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            value.clone_into(&mut self.0);
+        match field.name() {
+            "message" => value.clone_into(&mut self.message),
+            "log.target" => value.clone_into(&mut self.log_target),
+            _ => {}
         }
     }
 }
 
-/// The first `host:port` in a message (the cluster client quotes node addresses:
-/// `"127.0.0.1:7003"`), or `None`.
+/// The first `host:port` in a message (`Failed to connect to node: 127.0.0.1:7003, due to: …`,
+/// quoted or not), or `None`.
 fn node_of(message: &str) -> Option<&str> {
     let is_host = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '[' | ']');
     message.split(|c: char| !(is_host(c) || c == ':')).map(|token| token.trim_end_matches(':')).find(
@@ -272,18 +291,41 @@ mod tests {
         }
     }
 
-    /// What the cluster client logs, from its own target.
+    /// What the cluster client logs, as it logs it: through the `log` crate, forwarded by
+    /// `tracing-log` (as `init()` sets it up) to the thread's subscriber.
     fn client_warns(node: &str) {
-        tracing::warn!(
+        static FORWARD: std::sync::Once = std::sync::Once::new();
+        FORWARD.call_once(|| {
+            let _ = tracing_log::LogTracer::init();
+        });
+        log::warn!(
             target: "redis::cluster_handling::async_connection",
-            "Failed to connect to node: {node:?}, due to: Connection refused (os error 111)"
+            "Failed to connect to node: {node}, due to: Connection refused (os error 111)"
         );
     }
 
     #[test]
-    fn the_node_is_the_quoted_address() {
+    fn a_tracing_event_of_the_cluster_target_is_collapsed_too() {
+        let layer = ClusterWarnings::with(Duration::from_secs(60), |_| {});
+        let shown = Count::default();
+        let subscriber = tracing_subscriber::registry().with(layer.clone()).with(shown.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..10 {
+                tracing::warn!(target: "redis::cluster_handling::async_connection", "beginning slot refresh");
+                // The `log` crate's records of other targets go through untouched.
+                client_warns("127.0.0.1:1"); // installs the forwarding, once
+                log::warn!(target: "hyper::proto", "something");
+            }
+        });
+        assert_eq!(shown.0.load(Ordering::SeqCst), 1 + 1 + 10, "one per node, and every other line");
+    }
+
+    #[test]
+    fn the_node_is_the_address_quoted_or_not() {
         let msg = r#"Failed to connect to node: "127.0.0.1:7003", due to: Connection refused (os error 111)"#;
         assert_eq!(node_of(msg), Some("127.0.0.1:7003"));
+        let msg = "Failed to connect to node: 127.0.0.1:39073, due to: Connection refused (os error 111)";
+        assert_eq!(node_of(msg), Some("127.0.0.1:39073"));
         assert_eq!(
             node_of("ClusterConnInner: connection to \"redis-0.redis:6379\" lost; repairing in background"),
             Some("redis-0.redis:6379")
