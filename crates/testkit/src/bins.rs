@@ -91,7 +91,11 @@ fn build_workspace_bins() -> Result<PathBuf, String> {
         .args(&plan.profile_args)
         .args(&plan.feature_args)
         .arg("--target-dir")
-        .arg(&plan.target_dir);
+        .arg(&plan.target_dir)
+        // `./dev stress` runs the tests with RUSTC_BOOTSTRAP=1 (for libtest's per-test times,
+        // scripts/timed-test); build scripts that probe the compiler rerun when it changes, so
+        // passing it on would rebuild half the dependencies.
+        .env_remove("RUSTC_BOOTSTRAP");
     // The testkit sits at <workspace>/crates/testkit; naming the manifest makes the build
     // independent of the directory the test runs in.
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
