@@ -22,7 +22,7 @@ END = re.compile(r"^stress: run (\d+) wall (\d+)s exit (\d+)")
 
 def binary_label(source, binary):
     """`e2e`, `cli`, `entraguard_core`, `entraguard_admin (src/main.rs)`."""
-    return f"{binary} ({source})" if source.endswith("main.rs") and not source.startswith("tests/") else binary
+    return f"{binary} ({source})" if source == "src/main.rs" else binary
 
 
 def main(paths):

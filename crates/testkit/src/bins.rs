@@ -91,11 +91,18 @@ fn build_workspace_bins() -> Result<PathBuf, String> {
         .args(&plan.profile_args)
         .args(&plan.feature_args)
         .arg("--target-dir")
-        .arg(&plan.target_dir)
-        // `./dev stress` runs the tests with RUSTC_BOOTSTRAP=1 (for libtest's per-test times,
-        // scripts/timed-test); build scripts that probe the compiler rerun when it changes, so
-        // passing it on would rebuild half the dependencies.
-        .env_remove("RUSTC_BOOTSTRAP");
+        .arg(&plan.target_dir);
+    // The build must see the environment `cargo test` was started in, not what cargo set for
+    // this test process: build scripts rerun when a variable they watch changes (ring's watches
+    // CARGO_PKG_NAME, CARGO_MANIFEST_DIR, OUT_DIR, …; proc-macro2's and anyhow's watch
+    // RUSTC_BOOTSTRAP, which `./dev stress` sets for libtest's per-test times), and each rerun
+    // recompiled ring and everything above it (rustls, reqwest, redis, lettre, …): about a
+    // minute in each test binary that spawns binaries, and again in the next `cargo test`.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_for_tests) {
+            cmd.env_remove(&name);
+        }
+    }
     // The testkit sits at <workspace>/crates/testkit; naming the manifest makes the build
     // independent of the directory the test runs in.
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
@@ -113,6 +120,25 @@ fn build_workspace_bins() -> Result<PathBuf, String> {
         ));
     }
     Ok(plan.profile_dir)
+}
+
+/// Whether cargo sets `name` for the test (or program) it runs, rather than the developer for
+/// cargo: <https://doc.rust-lang.org/cargo/reference/environment-variables.html>.
+fn set_by_cargo_for_tests(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+                | "RUSTC_BOOTSTRAP"
+        )
 }
 
 #[cfg(test)]
@@ -156,6 +182,18 @@ mod tests {
         assert!(worker.is_file());
         let out = Command::new(&worker).arg("--help").output().expect("run the worker");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    fn what_cargo_set_for_the_test_is_not_passed_to_the_build() {
+        for name in
+            ["CARGO_PKG_NAME", "CARGO_PKG_VERSION_PATCH", "CARGO_MANIFEST_DIR", "OUT_DIR", "RUSTC_BOOTSTRAP"]
+        {
+            assert!(set_by_cargo_for_tests(name), "{name}");
+        }
+        for name in ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_PROFILE_DEV_DEBUG", "RUSTFLAGS", "PATH"] {
+            assert!(!set_by_cargo_for_tests(name), "{name} is the developer's");
+        }
     }
 
     #[test]
