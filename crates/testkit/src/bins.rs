@@ -1,6 +1,16 @@
 //! The workspace's binaries for tests that spawn them: the first `bin_path` call in a process
 //! runs `cargo build --workspace --bins` into the running test's own target directory and
 //! profile, so a test never spawns a stale binary.
+//!
+//! For a test (and any debug build) it adds `--examples`, which builds nothing here (the
+//! workspace has no examples) but makes cargo resolve features as `cargo test --workspace` does,
+//! dev-dependencies included (tokio's `test-util`, `syn`'s `visit`, …). Without it the binaries
+//! were built with another feature set than the tests, so tokio, every proc macro and everything
+//! above them were compiled a second time in the middle of the first test run (issue 23: most
+//! of a fresh clone's `./dev test`'s second build). With it, the binaries reuse the tests'
+//! artifacts and only the two binaries no test target links (`entraguard-worker`,
+//! `entraguard-bench`) are linked. A release build (the benchmark's measured runs) keeps the
+//! production feature set.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -37,6 +47,8 @@ struct BuildPlan {
     target_dir: PathBuf,
     /// The cargo flags selecting the same profile as the running executable.
     profile_args: Vec<OsString>,
+    /// `--examples` (features resolved with dev-dependencies, as for the tests) or nothing.
+    feature_args: Vec<OsString>,
 }
 
 impl BuildPlan {
@@ -44,7 +56,8 @@ impl BuildPlan {
     /// driver) in `target/<profile>/`.
     fn for_exe(exe: &Path) -> Option<BuildPlan> {
         let mut profile_dir = exe.parent()?;
-        if profile_dir.file_name().is_some_and(|n| n == "deps") {
+        let is_test = profile_dir.file_name().is_some_and(|n| n == "deps");
+        if is_test {
             profile_dir = profile_dir.parent()?;
         }
         let target_dir = profile_dir.parent()?;
@@ -57,10 +70,12 @@ impl BuildPlan {
             // A custom profile builds into a directory of its own name.
             vec!["--profile".into(), profile.to_owned()]
         };
+        let feature_args = if is_test || profile == "debug" { vec!["--examples".into()] } else { Vec::new() };
         Some(BuildPlan {
             profile_dir: profile_dir.to_path_buf(),
             target_dir: target_dir.to_path_buf(),
             profile_args,
+            feature_args,
         })
     }
 }
@@ -74,8 +89,20 @@ fn build_workspace_bins() -> Result<PathBuf, String> {
     let mut cmd = Command::new(&cargo);
     cmd.args(["build", "--workspace", "--bins", "--quiet"])
         .args(&plan.profile_args)
+        .args(&plan.feature_args)
         .arg("--target-dir")
         .arg(&plan.target_dir);
+    // The build must see the environment `cargo test` was started in, not what cargo set for
+    // this test process: build scripts rerun when a variable they watch changes (ring's watches
+    // CARGO_PKG_NAME, CARGO_MANIFEST_DIR, OUT_DIR, …; proc-macro2's and anyhow's watch
+    // RUSTC_BOOTSTRAP, which `./dev stress` sets for libtest's per-test times), and each rerun
+    // recompiled ring and everything above it (rustls, reqwest, redis, lettre, …): about a
+    // minute in each test binary that spawns binaries, and again in the next `cargo test`.
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(set_by_cargo_for_tests) {
+            cmd.env_remove(&name);
+        }
+    }
     // The testkit sits at <workspace>/crates/testkit; naming the manifest makes the build
     // independent of the directory the test runs in.
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
@@ -95,6 +122,25 @@ fn build_workspace_bins() -> Result<PathBuf, String> {
     Ok(plan.profile_dir)
 }
 
+/// Whether cargo sets `name` for the test (or program) it runs, rather than the developer for
+/// cargo: <https://doc.rust-lang.org/cargo/reference/environment-variables.html>.
+fn set_by_cargo_for_tests(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+                | "RUSTC_BOOTSTRAP"
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +151,13 @@ mod tests {
         assert_eq!(plan.profile_dir, Path::new("/w/target/debug"));
         assert_eq!(plan.target_dir, Path::new("/w/target"));
         assert!(plan.profile_args.is_empty());
+        assert_eq!(plan.feature_args, vec![OsString::from("--examples")], "the tests' feature set");
+    }
+
+    #[test]
+    fn a_debug_program_builds_with_the_tests_features() {
+        let plan = BuildPlan::for_exe(Path::new("/w/target/debug/entraguard-bench")).expect("plan");
+        assert_eq!(plan.feature_args, vec![OsString::from("--examples")]);
     }
 
     #[test]
@@ -112,6 +165,7 @@ mod tests {
         let plan = BuildPlan::for_exe(Path::new("/w/target/release/entraguard-bench")).expect("plan");
         assert_eq!(plan.profile_dir, Path::new("/w/target/release"));
         assert_eq!(plan.profile_args, vec![OsString::from("--release")]);
+        assert!(plan.feature_args.is_empty(), "a measured build keeps the production features");
     }
 
     #[test]
@@ -128,6 +182,18 @@ mod tests {
         assert!(worker.is_file());
         let out = Command::new(&worker).arg("--help").output().expect("run the worker");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    #[test]
+    fn what_cargo_set_for_the_test_is_not_passed_to_the_build() {
+        for name in
+            ["CARGO_PKG_NAME", "CARGO_PKG_VERSION_PATCH", "CARGO_MANIFEST_DIR", "OUT_DIR", "RUSTC_BOOTSTRAP"]
+        {
+            assert!(set_by_cargo_for_tests(name), "{name}");
+        }
+        for name in ["CARGO_HOME", "CARGO_TARGET_DIR", "CARGO_PROFILE_DEV_DEBUG", "RUSTFLAGS", "PATH"] {
+            assert!(!set_by_cargo_for_tests(name), "{name} is the developer's");
+        }
     }
 
     #[test]

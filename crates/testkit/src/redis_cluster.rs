@@ -188,14 +188,23 @@ impl RedisCluster {
 
     /// The node (index) that is now the primary serving `key`'s slot.
     pub fn primary_for(&self, key: &str) -> usize {
+        self.try_primary_for(key)
+            .unwrap_or_else(|(slot, lines)| panic!("no primary serves slot {slot}: {lines:?}"))
+    }
+
+    /// [`RedisCluster::primary_for`], or the slot and the node's view when the node asked knows
+    /// no live primary for it (yet: right after a failover a replica may not have heard).
+    fn try_primary_for(&self, key: &str) -> Result<usize, (u16, Vec<NodeLine>)> {
         let slot = self.slot_of(key);
         let lines = self.cluster_nodes();
         let port = lines
             .iter()
             .find(|n| n.primary && !n.failed && n.slots.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
-            .map(|n| n.port)
-            .unwrap_or_else(|| panic!("no primary serves slot {slot}: {lines:?}"));
-        self.index_of(port)
+            .map(|n| n.port);
+        match port {
+            Some(port) => Ok(self.index_of(port)),
+            None => Err((slot, lines)),
+        }
     }
 
     /// A running node that is not the primary of `key`'s slot (a client pointed at it alone gets
@@ -247,11 +256,14 @@ impl RedisCluster {
     pub fn wait_failover(&self, key: &str, old: usize, deadline: Duration) -> usize {
         let started = Instant::now();
         loop {
-            if self.healthy() {
-                let now = self.primary_for(key);
-                if now != old {
-                    return now;
-                }
+            // `healthy` asked the primaries; `try_primary_for` asks whichever node answers first,
+            // which may not have heard of the promotion yet: then keep waiting (a panic here
+            // failed a stress run, issue 23).
+            if self.healthy()
+                && let Ok(now) = self.try_primary_for(key)
+                && now != old
+            {
+                return now;
             }
             if started.elapsed() > deadline {
                 panic!(

@@ -31,12 +31,27 @@ pub struct RedisServerBuilder {
     fake_clock: Option<FakeClock>,
 }
 
-/// A clock set to `unix_secs` when the server first started (`set_at`), running at the real
-/// pace from there, restarts included.
+/// A clock set to `unix_secs` when the server first started, running at the real pace from
+/// there, restarts included.
+///
+/// datefudge's library shifts the real clock by a whole number of seconds (`DATEFUDGE`), so
+/// the fake clock keeps the real clock's fraction of a second. That offset is fixed once, at
+/// the first start (`offset`), and every restart runs with the same one: the fake clock is
+/// then the real clock minus a constant, and can't step back across a restart. Computing a new
+/// start time for each restart from the whole seconds elapsed (what this did before) loses up
+/// to a second each time: started at real x.9 with the fake clock at `set` + .9, read one
+/// second later at `set` + 1, restarted before a whole second had elapsed since the start,
+/// the restart's clock began again at `set` + 0.something — one second behind (issue 23).
+/// Running the `datefudge` script for each restart has the same flaw in another place: it
+/// reads the real clock itself, and a second may tick between our computing its argument
+/// and its reading.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct FakeClock {
     unix_secs: i64,
-    set_at: Option<std::time::SystemTime>,
+    /// Seconds subtracted from the real clock (datefudge's `DATEFUDGE`): the real clock's
+    /// whole seconds at the first start minus `unix_secs`. So the fake clock reads
+    /// `unix_secs` plus the real clock's fraction at the first start, and never less.
+    offset: Option<i64>,
 }
 
 /// The PEM files a TLS server needs, copied out of the [`TestCa`] so the server can restart
@@ -121,20 +136,24 @@ impl RedisServerBuilder {
     /// (Unix seconds) and runs at the real pace from there; a restart keeps it running. For
     /// what depends on the calendar, e.g. quiet hours on a daylight-saving day.
     ///
-    /// It runs redis-server under `datefudge` (Debian: `apt-get install datefudge`), which
-    /// preloads a library shifting `time`, `gettimeofday` and `clock_gettime(CLOCK_REALTIME)`
-    /// by a fixed offset. (`faketime`, which could also speed the clock up, hangs at start-up
-    /// with Redis's jemalloc: libfaketime's `clock_gettime` recurses into itself while jemalloc
+    /// It runs redis-server with Debian's `datefudge` library preloaded (`apt-get install
+    /// datefudge`), which shifts `time`, `gettimeofday` and `clock_gettime(CLOCK_REALTIME)` by
+    /// a fixed number of seconds; the offset is set once and kept for restarts (see
+    /// `FakeClock`). (`faketime`, which could also speed the clock up, hangs at start-up with
+    /// Redis's jemalloc: libfaketime's `clock_gettime` recurses into itself while jemalloc
     /// initialises.)
     pub fn fake_clock(mut self, unix_secs: i64) -> Self {
-        self.fake_clock = Some(FakeClock { unix_secs, set_at: None });
+        self.fake_clock = Some(FakeClock { unix_secs, offset: None });
         self
     }
 
     /// Starts the server and waits until it answers PING; panics with its log when it can't.
     pub fn start(mut self) -> RedisServer {
         if let Some(clock) = &mut self.fake_clock {
-            clock.set_at = Some(std::time::SystemTime::now());
+            let real_secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            clock.offset = Some(real_secs - clock.unix_secs);
         }
         let dir = tempfile::Builder::new()
             .prefix("entraguard-redis-")
@@ -349,18 +368,14 @@ fn spawn_ready(
         .open(&log_path)
         .unwrap_or_else(|e| panic!("cannot open {}: {e}", log_path.display()));
     let log_err = log.try_clone().expect("clone the redis-server log handle");
-    let mut cmd = match &options.fake_clock {
-        None => Command::new("redis-server"),
-        Some(clock) => {
-            let since = clock
-                .set_at
-                .and_then(|at| at.elapsed().ok())
-                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-            let mut cmd = Command::new("datefudge");
-            cmd.arg(format!("@{}", clock.unix_secs + since)).arg("redis-server");
-            cmd
-        }
-    };
+    let mut cmd = Command::new("redis-server");
+    if let Some(clock) = &options.fake_clock {
+        // What the `datefudge` script does, minus its reading of the clock: preload the
+        // library with our fixed offset (`FakeClock`).
+        cmd.env("LD_PRELOAD", datefudge_library())
+            .env("DATEFUDGE", clock.offset.unwrap_or_default().to_string())
+            .env_remove("DATEFUDGE_DOSTATIC");
+    }
     cmd.args(["--bind", "127.0.0.1"]);
     match &options.tls {
         None => {
@@ -400,7 +415,7 @@ fn spawn_ready(
     let mut child = cmd.spawn().unwrap_or_else(|e| {
         panic!(
             "cannot start redis-server ({e}); it must be on PATH (Debian: apt-get install \
-             redis-server), and datefudge too for a fake clock (apt-get install datefudge)"
+             redis-server)"
         )
     });
     match wait_ready(&mut child, &client_for(options, port)) {
@@ -417,6 +432,30 @@ fn spawn_ready(
             }
         }
     }
+}
+
+/// Debian's `datefudge.so` (`/usr/lib/<triplet>/datefudge/`, where the `datefudge` script
+/// looks for it); panics saying what to install when it is missing.
+fn datefudge_library() -> PathBuf {
+    static FOUND: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let found = FOUND.get_or_init(|| {
+        let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains('-'))
+            .map(|e| e.path().join("datefudge/datefudge.so"))
+            .filter(|p| p.is_file())
+            .collect();
+        candidates.sort();
+        candidates.into_iter().next()
+    });
+    found.clone().unwrap_or_else(|| {
+        panic!(
+            "a fake clock needs datefudge's library (/usr/lib/<triplet>/datefudge/datefudge.so); \
+             Debian: apt-get install datefudge"
+        )
+    })
 }
 
 enum NotReady {

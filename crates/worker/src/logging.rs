@@ -2,32 +2,35 @@
 //! `RUST_LOG` filter (default `info`), text or JSON. Text gets ANSI colours only on a terminal,
 //! and never with `NO_COLOR` set, so files and pipes get plain lines.
 
+mod cluster_warnings;
+
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 use entraguard_core::settings::{LogFormat, log_colours};
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+pub use cluster_warnings::{ClusterWarnings, Outage};
+
+/// The installed [`ClusterWarnings`], for [`flush`].
+static CLUSTER_WARNINGS: OnceLock<ClusterWarnings> = OnceLock::new();
+
 /// Installs the global subscriber.
 pub fn init(format: LogFormat) {
     // A usable `RUST_LOG` is read by `EnvFilter`. Without one, the default `info` is a static
     // per-target filter: the same lines, without `EnvFilter`'s bookkeeping of spans (a lock and a
     // map lookup each time a span is entered or left, i.e. on every poll of every delivery). The
-    // cluster client warns once per failed reconnect (hundreds a second while a failover runs);
-    // our own "redis unavailable" lines say what matters, so it logs errors only.
+    // cluster client warns once per failed reconnect (hundreds a second while a failover runs):
+    // `ClusterWarnings` collapses those, whichever filter is in place, to the first warning per
+    // node and one line with the count when the node has been quiet for a while.
     let (env, targets) = match EnvFilter::try_from_default_env() {
         Ok(filter) => (Some(filter), None),
-        Err(_) => (
-            None,
-            Some(
-                Targets::new()
-                    .with_default(LevelFilter::INFO)
-                    .with_target("redis::cluster_handling", LevelFilter::ERROR),
-            ),
-        ),
+        Err(_) => (None, Some(Targets::new().with_default(LevelFilter::INFO))),
     };
-    let registry = tracing_subscriber::registry().with(env).with(targets);
+    let cluster_warnings = CLUSTER_WARNINGS.get_or_init(ClusterWarnings::new).clone();
+    let registry = tracing_subscriber::registry().with(env).with(targets).with(cluster_warnings);
     match format {
         LogFormat::Text => registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(log_colours(
@@ -45,5 +48,13 @@ pub fn init(format: LogFormat) {
                     .with_span_list(false),
             )
             .init(),
+    }
+}
+
+/// Logs the count of the cluster client's warnings still being collapsed (a node still down):
+/// call it when the process stops, after the last work.
+pub fn flush() {
+    if let Some(layer) = CLUSTER_WARNINGS.get() {
+        layer.flush();
     }
 }

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         });
         run(config, listener).await
     });
+    entraguard_worker::logging::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
