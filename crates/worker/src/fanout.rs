@@ -328,10 +328,10 @@ mod tests {
 
     #[test]
     fn the_plan_collects_digested_findings_sends_the_rest_and_a_scan_end_flushes_unsubscribed_digests() {
-        let digesting = ruled(&[EventKind::FindingNew], r#"{"digest":["low"],"dedupe_window":"1h"}"#);
+        let digesting = ruled(&[EventKind::FindingNew], r#"{"digest":{"severities":["low"]},"dedupe_window":"1h"}"#);
         let other_tenant = ruled(
             &[EventKind::FindingNew, EventKind::ScanCompleted],
-            r#"{"tenants":["u"],"digest":["low"]}"#,
+            r#"{"tenants":["u"],"digest":{"severities":["low"]}}"#,
         );
         let plain = route(&[EventKind::FindingNew], true);
         let routes = vec![digesting.clone(), other_tenant, plain];
