@@ -328,7 +328,8 @@ mod tests {
 
     #[test]
     fn the_plan_collects_digested_findings_sends_the_rest_and_a_scan_end_flushes_unsubscribed_digests() {
-        let digesting = ruled(&[EventKind::FindingNew], r#"{"digest":{"severities":["low"]},"dedupe_window":"1h"}"#);
+        let digesting =
+            ruled(&[EventKind::FindingNew], r#"{"digest":{"severities":["low"]},"dedupe_window":"1h"}"#);
         let other_tenant = ruled(
             &[EventKind::FindingNew, EventKind::ScanCompleted],
             r#"{"tenants":["u"],"digest":{"severities":["low"]}}"#,
