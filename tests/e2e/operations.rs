@@ -156,6 +156,54 @@ async fn rediss_with_a_password_and_a_private_ca() {
     task.await.expect("joined").expect("worker ok");
 }
 
+/// Issue 24: right after Redis refused a batch for memory, `/readyz` is 503 and
+/// `entraguard_redis_full` 1, although the refused batch's own size was freed with the refusal
+/// (used memory is back under maxmemory): the refusal is recorded for a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_and_metrics_say_full_right_after_a_batch_is_refused_for_memory() {
+    let stack = Stack::start().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{port}");
+    let mut worker = stack.spawn_worker_process(&["--health-addr", &addr]);
+    let ready_url = format!("{base}/readyz");
+    wait_until(Duration::from_secs(60), "/readyz answers 200", || {
+        let u = ready_url.clone();
+        async move { get(&u).await.0 == 200 }
+    })
+    .await;
+    let mut conn = stack.redis.connection().await;
+    let used = stack.redis.info_used_memory().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(used + 3 * 1024 * 1024)
+        .query_async(&mut conn)
+        .await
+        .expect("CONFIG SET");
+    let batch: Vec<_> = (0..10_000).map(|i| finding_event(&format!("tenant-{i}"))).collect();
+    let err =
+        stack.producer.publish_batch(&batch).await.expect_err("a 10 000-event batch does not fit in 3 MB");
+    assert!(matches!(err, entraguard_producer::PublishError::RedisFull), "{err:?}");
+    assert!(
+        stack.redis.info_used_memory().await < used + 3 * 1024 * 1024,
+        "used memory is back under the limit"
+    );
+    let (status, body) = get(&ready_url).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("refused a publish for memory"), "{body}");
+    let (_, metrics) = get(&format!("{base}/metrics")).await;
+    assert_eq!(sample(&metrics, "entraguard_redis_full"), Some(1.0), "{metrics}");
+    let ttl: i64 =
+        redis::cmd("PTTL").arg("{entraguard}:publish_refused").query_async(&mut conn).await.expect("PTTL");
+    assert!((1..=60_000).contains(&ttl), "the record lasts a minute: {ttl}");
+    // Once the minute is over (here: the record removed), ready again.
+    let _: () =
+        redis::cmd("DEL").arg("{entraguard}:publish_refused").query_async(&mut conn).await.expect("DEL");
+    assert_eq!(get(&ready_url).await.0, 200);
+    worker.kill().await.expect("stop");
+}
+
 /// Redis at its maxmemory: `/readyz` says so (503, with the reason) and `entraguard_redis_full`
 /// is 1; both clear once Redis has room again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,7 +171,7 @@ async fn a_scan_of_500_low_and_3_high_to_slack_is_3_messages_and_1_digest_in_sec
         "slack",
         &slack.url_for("/services/T0/B0/x"),
         &["finding.new"],
-        r#"{"digest":["low","medium"]}"#,
+        r#"{"digest":{"severities":["low","medium"]}}"#,
     )
     .await;
     let worker = stack.spawn_worker(&["--concurrency", "8"]);
@@ -207,7 +207,14 @@ async fn a_scan_of_500_low_and_3_high_to_slack_is_3_messages_and_1_digest_in_sec
 async fn a_digest_whose_scan_never_ends_is_sent_after_its_longest_wait_and_a_failed_scan_flushes() {
     let stack = Stack::start().await;
     let rx = HttpReceiver::start();
-    add(&stack, "webhook", &rx.url(), &["finding.new"], r#"{"digest":["low"],"digest_max_wait":"3s"}"#).await;
+    add(
+        &stack,
+        "webhook",
+        &rx.url(),
+        &["finding.new"],
+        r#"{"digest":{"severities":["low"],"max_wait":"3s"}}"#,
+    )
+    .await;
     let worker = stack.spawn_worker(&[]);
     for i in 0..5 {
         stack
@@ -245,7 +252,8 @@ async fn a_digest_whose_scan_never_ends_is_sent_after_its_longest_wait_and_a_fai
 async fn collected_findings_survive_a_sigkilled_worker_and_the_digest_is_sent_once() {
     let stack = Stack::start().await;
     let rx = HttpReceiver::start();
-    let ep = add(&stack, "webhook", &rx.url(), &["finding.new"], r#"{"digest":["low"]}"#).await;
+    let ep =
+        add(&stack, "webhook", &rx.url(), &["finding.new"], r#"{"digest":{"severities":["low"]}}"#).await;
     let mut victim = stack.spawn_worker_process(&[]);
     let events: Vec<Event> =
         (0..200).map(|i| finding("finding.new", "t", &format!("L-{i}"), "low", None, "scan-k")).collect();
@@ -485,7 +493,7 @@ async fn a_worker_dying_mid_digest_loses_no_finding_and_the_digest_is_sent_once(
 
     let stack = Stack::start().await;
     let rx = HttpReceiver::start();
-    add(&stack, "webhook", &rx.url(), &["finding.new"], r#"{"digest":["low"]}"#).await;
+    add(&stack, "webhook", &rx.url(), &["finding.new"], r#"{"digest":{"severities":["low"]}}"#).await;
     let mut events: Vec<Event> =
         (0..30).map(|i| finding("finding.new", "t", &format!("L-{i}"), "low", None, "scan-m")).collect();
     events.push(scan_completed("t", "scan-m"));

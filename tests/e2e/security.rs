@@ -208,3 +208,71 @@ async fn redis_holds_no_secret_or_slack_token_in_clear() {
         "without the key a sealed endpoint is an error, not garbage"
     );
 }
+
+/// Issue 24: kinds only the notifier makes cannot be forged. The producer refuses
+/// `endpoint.health_changed` and `finding.digest` with one error; a health event pushed by hand
+/// into the ready list (a job the notifier did not make) is dead-lettered with that reason and
+/// never delivered, while the notifier's own announcement (`EventJob::notifier`) is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifier_only_events_are_refused_at_publish_and_dead_lettered_when_pushed_by_hand() {
+    use entraguard_core::event::{EndpointHealth, Event, EventError, EventKind};
+    use entraguard_core::job::{EventJob, Job};
+    use entraguard_producer::PublishError;
+
+    let stack = Stack::start().await;
+    let receiver = HttpReceiver::start();
+    let ep = stack
+        .add_endpoint("webhook", &receiver.url(), &["finding.new", "endpoint.health_changed"], None)
+        .await;
+    let forged = |state: entraguard_core::breaker::BreakerState| {
+        Event::endpoint_health(EndpointHealth {
+            id: "ep_01JFORGEDFORGEDFORGEDFORGE".into(),
+            name: "payments webhook".into(),
+            state,
+            last_error: Some("HTTP 503".into()),
+            parked: 999,
+            since: entraguard_core::timestamp::Timestamp::now(),
+        })
+    };
+    let mut event = forged(entraguard_core::breaker::BreakerState::Disabled);
+    event.tenant_id = "8d6310d1-5e4b-4e1c-9d7a-3f0f7a4f2b11".into();
+    let err = stack.producer.publish(&event).await.expect_err("refused");
+    assert!(
+        matches!(err, PublishError::InvalidEvent(EventError::NotifierOnly(EventKind::EndpointHealthChanged))),
+        "{err:?}"
+    );
+    let err = stack.producer.publish_batch(&[finding_event("t1"), event.clone()]).await.expect_err("refused");
+    let message = err.to_string();
+    assert!(message.contains("made only by the notifier and cannot be published"), "{message}");
+    assert_eq!(stack.stats().await.ready, 0, "nothing of a refused batch is enqueued");
+
+    // By hand: the forged job first, then the notifier's own announcement, then a published event.
+    let mut conn = stack.redis.connection().await;
+    let ready = keys().ready();
+    let _: () = conn.rpush(&ready, Job::Event(EventJob::new(event.clone())).encode()).await.expect("rpush");
+    let own = forged(entraguard_core::breaker::BreakerState::Open);
+    let _: () =
+        conn.rpush(&ready, Job::Event(EventJob::notifier(own.clone())).encode()).await.expect("rpush");
+    let published = finding_event("t1");
+    stack.producer.publish(&published).await.expect("published");
+    let worker = stack.spawn_worker(&[]);
+    stack.wait_dead(1, Duration::from_secs(60)).await;
+    receiver.wait_for_requests(2, Duration::from_secs(60)).await;
+    stack.wait_drained(Duration::from_secs(30)).await;
+    worker.stop().await;
+
+    let ids: Vec<String> =
+        receiver.requests().iter().map(|r| r.json()["id"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&own.id.to_string()) && ids.contains(&published.id.to_string()), "{ids:?}");
+    assert!(!ids.contains(&event.id.to_string()), "the forged health event was delivered");
+    let dead = stack.queue.dead_letters(0, 10).await.expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].reason.contains(&event.id.to_string()), "{}", dead[0].reason);
+    assert!(
+        dead[0].reason.contains("`endpoint.health_changed` is made only by the notifier"),
+        "{}",
+        dead[0].reason
+    );
+    let _ = ep;
+}

@@ -194,7 +194,8 @@ async fn outbox_entries_left_behind_are_moved_once() {
     let forward = |tenant: &str| {
         let event = d.event_in(0, tenant);
         let job =
-            Job::Event(EventJob { event: event.clone(), endpoints: Some(vec![ep.id.clone()]) }).encode();
+            Job::Event(EventJob { endpoints: Some(vec![ep.id.clone()]), ..EventJob::new(event.clone()) })
+                .encode();
         (event, job)
     };
     let (never_moved, never_moved_job) = forward("t-left-1");

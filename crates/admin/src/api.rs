@@ -5,7 +5,6 @@
 //! take and return ([`ApiDoc`]); the router is built from one table ([`ROUTES`]), and a test holds
 //! the two to each other: every route is documented, every documented operation is routed.
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -25,6 +24,7 @@ use entraguard_worker::delivery::TestReport;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use crate::body::{self, JsonBody, NoFields};
 use crate::error::ErrorBody;
 use crate::{ApiError, AppState, auth};
 
@@ -108,7 +108,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
 #[openapi(
     info(
         title = "EntraGuard Notify admin API",
-        description = "Endpoints, Send test, Recent Deliveries and Redeliver, endpoint health, the dead-letter queue and queue stats. Every call needs `Authorization: Bearer <NOTIFY_ADMIN_TOKEN>` (this document too) or the page's session. Every POST, PUT and DELETE takes `Content-Type: application/json`, with `{}` when there is nothing to say (415 otherwise); a request whose `Origin` is not this server's is 403; 5 wrong tokens a minute from one address (20 overall) make further token checks 429 with `Retry-After`. Targets are masked (scheme, host, port and a plain-word first path segment stay; other path segments and query values are `****`), signature header values are `****`, and secrets are never returned."
+        description = "Endpoints, Send test, Recent Deliveries and Redeliver, endpoint health, the dead-letter queue and queue stats. Every call needs `Authorization: Bearer <NOTIFY_ADMIN_TOKEN>` (this document too) or the page's session. Every POST, PUT and DELETE takes `Content-Type: application/json`, with `{}` when there is nothing to say (415 otherwise); a request whose `Origin` is not this server's is 403; 5 wrong bearer tokens a minute from one address (an IPv6 /64) make that address's further bearer-token checks 429 with `Retry-After` (failed sign-ins at /login count apart, and no other address's failures ever limit yours). Targets are masked (scheme, host, port and a plain-word first path segment stay; other path segments and query values are `****`), signature header values are `****`, and secrets are never returned."
     ),
     paths(
         list_endpoints, create_endpoint, get_endpoint, update_endpoint, delete_endpoint, enable, disable,
@@ -133,19 +133,19 @@ impl utoipa::Modify for Bearer {
     }
 }
 
-/// A bearer token or a live session; wrong bearer tokens count as failed sign-ins, so guessing
-/// through the API is rate limited like the sign-in form.
+/// A bearer token or a live session; wrong bearer tokens are rate limited per address like the
+/// sign-in form, in their own count (failed sign-ins never limit the bearer-token API).
 async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let bearer = state.token.is_some() && req.headers().contains_key(axum::http::header::AUTHORIZATION);
     let (ip, now) = (auth::client_ip(req.extensions()), std::time::Instant::now());
-    if bearer && let Err(e) = auth::rate_limited(&state, ip, now) {
+    if bearer && let Err(e) = auth::rate_limited(&state, auth::Door::Bearer, ip, now) {
         return e.into_response();
     }
     match auth::authorized(&state, req.headers()).await {
         Ok(true) => next.run(req).await,
         Ok(false) => {
             if bearer {
-                state.login_limiter.failed(ip, now);
+                state.login_limiter.failed(auth::Door::Bearer, ip, now);
             }
             ApiError::Unauthorized.into_response()
         }
@@ -168,15 +168,55 @@ async fn list_endpoints(State(s): State<AppState>) -> Result<Json<Vec<EndpointVi
     Ok(Json(s.store.list().await?.iter().map(|e| e.view()).collect()))
 }
 
+/// Fields of an endpoint as `GET` shows it that a `POST` or `PUT` may carry back: accepted and
+/// ignored (a `PUT`'s `id` must name the endpoint it replaces), so a fetched endpoint can be
+/// sent back as it is. Any other unknown field is refused, naming it.
+const SHOWN_ONLY: [&str; 8] = [
+    "id",
+    "has_secret",
+    "previous_secret_until",
+    "created_at",
+    "updated_at",
+    "warnings",
+    "breaker",
+    "suppressed",
+];
+
+/// An endpoint draft from a request body (the shape `GET` shows), and the `id` it carried.
+fn draft_of(mut value: serde_json::Value) -> Result<(EndpointDraft, Option<serde_json::Value>), ApiError> {
+    let id = value.as_object_mut().and_then(|map| {
+        let id = map.remove("id");
+        for field in SHOWN_ONLY {
+            map.remove(field);
+        }
+        id
+    });
+    Ok((body::from_value(value)?, id))
+}
+
+/// A target as `GET` shows it (`****` for its tokens) is not a URL to deliver to.
+fn refuse_masked(draft: &EndpointDraft) -> Result<(), ApiError> {
+    if draft.target.contains("****") {
+        return Err(invalid(
+            "target",
+            "is masked (****), as the API shows it: send the real URL, or the endpoint's own masked target unchanged with PUT to keep it",
+        ));
+    }
+    Ok(())
+}
+
 /// Creates an endpoint. `events` takes event kinds or `["all"]`, like the CLI's `--events`.
+/// Unknown fields are refused (422, naming the field); the read-only fields of a fetched
+/// endpoint (`id`, `has_secret`, `created_at`, …) are ignored.
 #[utoipa::path(post, path = "/api/endpoints", tag = "endpoints", request_body = EndpointDraft,
-    responses((status = 201, body = EndpointView), (status = 422, body = ErrorBody),
+    responses((status = 201, body = EndpointView), (status = 422, body = ErrorBody), (status = 413, body = ErrorBody),
               (status = 409, description = "endpoints are sealed with another key", body = ErrorBody)))]
 async fn create_endpoint(
     State(s): State<AppState>,
-    body: Result<Json<EndpointDraft>, axum::extract::rejection::JsonRejection>,
+    JsonBody(value): JsonBody<serde_json::Value>,
 ) -> Result<(StatusCode, Json<EndpointView>), ApiError> {
-    let Json(draft) = body.map_err(|e| invalid("body", e.body_text()))?;
+    let (draft, _) = draft_of(value)?;
+    refuse_masked(&draft)?;
     let ep = draft.validate(s.policy)?;
     s.deliverer.check_target(&ep).map_err(|r| invalid("target", r))?;
     s.store.put(&ep).await?;
@@ -211,21 +251,36 @@ async fn get_endpoint(
 }
 
 /// Replaces an endpoint. A body without `secret` keeps the current one (the page never sees
-/// it); `"secret": ""` removes it.
+/// it); `"secret": ""` removes it. The endpoint as `GET` shows it is accepted as it is: its
+/// masked `target`, unchanged, keeps the current URL; its read-only fields are ignored (an `id`
+/// must be this endpoint's). Unknown fields are refused (422, naming the field).
 #[utoipa::path(put, path = "/api/endpoints/{id}", tag = "endpoints", params(("id" = String, Path)),
     request_body = EndpointDraft,
-    responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 413, body = ErrorBody)))]
 async fn update_endpoint(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Json<EndpointDraft>, axum::extract::rejection::JsonRejection>,
+    JsonBody(value): JsonBody<serde_json::Value>,
 ) -> Result<Json<EndpointView>, ApiError> {
     let id = parse_id(&id)?;
-    let Json(mut draft) = body.map_err(|e| invalid("body", e.body_text()))?;
+    let (mut draft, sent_id) = draft_of(value)?;
+    if let Some(sent) = sent_id
+        && sent.as_str() != Some(id.as_str())
+    {
+        return Err(invalid("id", format!("is {sent}, not the endpoint {id} this PUT replaces")));
+    }
     let current = s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
     if draft.secret.is_none() {
         draft.secret = current.secret.clone();
     }
+    if draft.target.trim() == current.target.masked() {
+        draft.target = match &current.target {
+            entraguard_core::endpoint::Target::Url(u) => u.to_string(),
+            entraguard_core::endpoint::Target::Email(e) => e.clone(),
+        };
+    }
+    refuse_masked(&draft)?;
     let mut ep = draft.validate_as(current.id.clone(), current.created_at, s.policy)?;
     s.deliverer.check_target(&ep).map_err(|r| invalid("target", r))?;
     if ep.secret == current.secret {
@@ -239,7 +294,11 @@ async fn update_endpoint(
 /// Deletes an endpoint; its pending deliveries go to the dead-letter queue when they run.
 #[utoipa::path(delete, path = "/api/endpoints/{id}", tag = "endpoints", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn delete_endpoint(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn delete_endpoint(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    _: NoFields,
+) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
     if s.store.delete(&id).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -251,7 +310,11 @@ async fn delete_endpoint(State(s): State<AppState>, Path(id): Path<String>) -> R
 /// Enables an endpoint; its circuit breaker is reset and its parked deliveries released.
 #[utoipa::path(post, path = "/api/endpoints/{id}/enable", tag = "endpoints", params(("id" = String, Path)),
     responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody)))]
-async fn enable(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<EndpointView>, ApiError> {
+async fn enable(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    _: NoFields,
+) -> Result<Json<EndpointView>, ApiError> {
     let id = parse_id(&id)?;
     let (ep, _) = entraguard_core::breaker::enable_endpoint(&s.store, s.queue_of(&id), &id).await?;
     Ok(Json(ep.view()))
@@ -260,7 +323,11 @@ async fn enable(State(s): State<AppState>, Path(id): Path<String>) -> Result<Jso
 /// Disables an endpoint: no new fan-out to it.
 #[utoipa::path(post, path = "/api/endpoints/{id}/disable", tag = "endpoints", params(("id" = String, Path)),
     responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody)))]
-async fn disable(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<EndpointView>, ApiError> {
+async fn disable(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    _: NoFields,
+) -> Result<Json<EndpointView>, ApiError> {
     Ok(Json(s.store.set_enabled(&parse_id(&id)?, false).await?.view()))
 }
 
@@ -271,7 +338,11 @@ async fn disable(State(s): State<AppState>, Path(id): Path<String>) -> Result<Js
 /// endpoint's queue shard (where its Recent Deliveries are).
 #[utoipa::path(post, path = "/api/endpoints/{id}/test", tag = "endpoints", params(("id" = String, Path)),
     responses((status = 200, body = TestReport), (status = 404, body = ErrorBody)))]
-async fn send_test(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<TestReport>, ApiError> {
+async fn send_test(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    _: NoFields,
+) -> Result<Json<TestReport>, ApiError> {
     let id = parse_id(&id)?;
     let ep = s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
     let at = Timestamp::now();
@@ -336,6 +407,7 @@ struct Redelivered {
 async fn redeliver(
     State(s): State<AppState>,
     Path((id, delivery)): Path<(String, String)>,
+    _: NoFields,
 ) -> Result<(StatusCode, Json<Redelivered>), ApiError> {
     let id = parse_id(&id)?;
     s.store.get(&id).await?.ok_or_else(|| ApiError::NotFound(format!("endpoint {id}")))?;
@@ -451,7 +523,11 @@ struct Replayed {
 /// Replays one dead letter: the same delivery id, a fresh attempt count.
 #[utoipa::path(post, path = "/api/dlq/{id}/replay", tag = "dead letters", params(("id" = String, Path)),
     responses((status = 200, body = Replayed), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn replay_one(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Replayed>, ApiError> {
+async fn replay_one(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    _: NoFields,
+) -> Result<Json<Replayed>, ApiError> {
     match s.shards.replay(&id).await? {
         ReplayOutcome::Replayed => Ok(Json(Replayed { replayed: 1 })),
         ReplayOutcome::NotFound => Err(ApiError::NotFound(format!("dead letter {id}"))),
@@ -465,6 +541,7 @@ async fn replay_one(State(s): State<AppState>, Path(id): Path<String>) -> Result
 /// The body of `POST /api/dlq/replay`: every dead letter, or those of one endpoint, or those that
 /// failed since a time.
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 struct ReplayBody {
     endpoint_id: Option<String>,
     since: Option<String>,
@@ -473,19 +550,21 @@ struct ReplayBody {
 /// Replays every dead letter, or those `endpoint_id` and `since` pick, each once per call.
 #[utoipa::path(post, path = "/api/dlq/replay", tag = "dead letters", request_body = ReplayBody,
     responses((status = 200, body = ReplaySummary), (status = 422, body = ErrorBody)))]
-async fn replay_many(State(s): State<AppState>, body: Bytes) -> Result<Json<ReplaySummary>, ApiError> {
-    let body: ReplayBody = if body.iter().all(u8::is_ascii_whitespace) {
-        ReplayBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| invalid("body", e))?
-    };
+async fn replay_many(State(s): State<AppState>, req: Request) -> Result<Json<ReplaySummary>, ApiError> {
+    let bytes = body::read(req, &()).await?;
+    let body: ReplayBody =
+        if bytes.iter().all(u8::is_ascii_whitespace) { ReplayBody::default() } else { body::parse(&bytes)? };
     Ok(Json(s.shards.replay_matching(&filter(body.endpoint_id, body.since)?).await?))
 }
 
 /// Deletes one dead letter.
 #[utoipa::path(delete, path = "/api/dlq/{id}", tag = "dead letters", params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn purge_one(State(s): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn purge_one(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    _: NoFields,
+) -> Result<StatusCode, ApiError> {
     if s.shards.purge(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -501,7 +580,7 @@ struct Purged {
 
 /// Deletes every dead letter.
 #[utoipa::path(delete, path = "/api/dlq", tag = "dead letters", responses((status = 200, body = Purged)))]
-async fn purge_all(State(s): State<AppState>) -> Result<Json<Purged>, ApiError> {
+async fn purge_all(State(s): State<AppState>, _: NoFields) -> Result<Json<Purged>, ApiError> {
     Ok(Json(Purged { purged: s.shards.purge_all().await? }))
 }
 
@@ -589,7 +668,14 @@ mod tests {
             assert!(props("Rules")[field].is_object(), "Rules.{field}: {}", schemas["Rules"]);
             assert!(props("RulesDraft")[field].is_object(), "RulesDraft.{field}: {}", schemas["RulesDraft"]);
         }
-        assert!(props("RulesDraft")["digest_max_wait"].is_object(), "{}", schemas["RulesDraft"]);
+        // Issue 23: one digest shape both ways, `{"severities","max_wait"}`.
+        for schema in ["DigestRule", "DigestDraft"] {
+            for field in ["severities", "max_wait"] {
+                assert!(props(schema)[field].is_object(), "{schema}.{field}: {}", schemas[schema]);
+            }
+        }
+        assert!(props("RulesDraft")["digest_max_wait"].is_null(), "{}", schemas["RulesDraft"]);
+        assert!(schemas["RulesDraft"].to_string().contains("#/components/schemas/DigestDraft"));
         let detail = schemas["EndpointDetail"].to_string();
         assert!(detail.contains("\"suppressed\"") && detail.contains("\"breaker\""), "{detail}");
         assert!(schemas["EventKind"].to_string().contains("finding.digest"), "{}", schemas["EventKind"]);

@@ -2,8 +2,8 @@
 //! session the sign-in sets up. A session id is 256 random bits, sent only in the cookie
 //! (HttpOnly, SameSite=Strict, Secure behind HTTPS); Redis keeps it under the SHA-256 of the id
 //! with an idle expiry (pushed back on use) and an absolute one, and sign-out deletes it.
-//! Failed sign-ins and wrong bearer tokens are rate limited in memory, per client address and
-//! overall.
+//! Failed sign-ins and wrong bearer tokens are rate limited in memory, per client address (each
+//! in its own count), never overall: an attacker slows only the addresses it sends from.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -154,11 +154,12 @@ pub fn client_ip(ext: &axum::http::Extensions) -> IpAddr {
         .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 
-/// `TooManySignIns` when `ip` must wait; rounds the wait up to whole seconds.
-pub fn rate_limited(state: &AppState, ip: IpAddr, now: Instant) -> Result<(), ApiError> {
-    match state.login_limiter.check(ip, now) {
+/// `TooManySignIns` when `ip` must wait before trying `door` again; rounds the wait up to whole
+/// seconds.
+pub fn rate_limited(state: &AppState, door: Door, ip: IpAddr, now: Instant) -> Result<(), ApiError> {
+    match state.login_limiter.check(door, ip, now) {
         Some(wait) => {
-            tracing::warn!(client = %ip, "token refused unchecked: too many failed tries");
+            tracing::warn!(client = %ip, door = door.as_str(), "token refused unchecked: too many failed tries");
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             Err(ApiError::TooManySignIns { retry_after_secs: secs.max(1) })
         }
@@ -166,23 +167,50 @@ pub fn rate_limited(state: &AppState, ip: IpAddr, now: Instant) -> Result<(), Ap
     }
 }
 
-/// Failed sign-ins (and wrong bearer tokens) in the last minute, per client address and overall, in memory (one admin
-/// process; a restart forgets them).
-#[derive(Debug, Default)]
-pub struct LoginLimiter {
-    failures: Mutex<Failures>,
+/// Where a token was tried: the sign-in form, or a bearer token on the API. Each keeps its own
+/// count, so failed sign-ins never limit the bearer-token API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Door {
+    SignIn,
+    Bearer,
 }
 
+impl Door {
+    fn as_str(self) -> &'static str {
+        match self {
+            Door::SignIn => "sign-in",
+            Door::Bearer => "bearer",
+        }
+    }
+}
+
+/// The address a limit applies to: an IPv4 address (IPv4-mapped IPv6 included), or an IPv6
+/// address's /64 (one host usually holds a whole /64, so its addresses share one count).
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+        v4 => v4,
+    }
+}
+
+/// Failed tries in the last minute, per client address (an IPv6 /64) and door, in memory (one
+/// admin process; a restart forgets them). Only an address's own failures limit it: there is no
+/// overall limit, so no number of failures from other addresses can lock the token's holder out.
+/// At most [`LoginLimiter::MAX_TRACKED`] (address, door) pairs are kept; when full, the one whose
+/// last failure is oldest is forgotten first, so memory stays bounded whatever an attacker sends.
 #[derive(Debug, Default)]
-struct Failures {
-    per_ip: HashMap<IpAddr, VecDeque<Instant>>,
-    all: VecDeque<Instant>,
+pub struct LoginLimiter {
+    failures: Mutex<HashMap<(Door, IpAddr), VecDeque<Instant>>>,
 }
 
 impl LoginLimiter {
     pub const WINDOW: Duration = Duration::from_secs(60);
     pub const PER_IP: usize = 5;
-    pub const OVERALL: usize = 20;
+    /// Most (address, door) pairs tracked: some 10 000 × 5 instants, under 2 MB.
+    pub const MAX_TRACKED: usize = 10_000;
 
     fn prune(q: &mut VecDeque<Instant>, now: Instant) {
         while q.front().is_some_and(|t| now.duration_since(*t) >= Self::WINDOW) {
@@ -190,33 +218,45 @@ impl LoginLimiter {
         }
     }
 
-    /// `Some(wait)` when `ip` may not try to sign in now.
-    pub fn check(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+    /// `Some(wait)` when `ip` may not try a token at `door` now.
+    pub fn check(&self, door: Door, ip: IpAddr, now: Instant) -> Option<Duration> {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        Self::prune(&mut f.all, now);
-        let mut wait = None;
-        if f.all.len() >= Self::OVERALL {
-            wait = f.all.front().map(|t| Self::WINDOW - now.duration_since(*t));
+        let q = f.get_mut(&(door, client_of(ip)))?;
+        Self::prune(q, now);
+        if q.len() < Self::PER_IP {
+            return None;
         }
-        if let Some(q) = f.per_ip.get_mut(&ip) {
-            Self::prune(q, now);
-            if q.len() >= Self::PER_IP {
-                let w = q.front().map(|t| Self::WINDOW - now.duration_since(*t));
-                wait = wait.max(w);
-            }
-        }
-        wait
+        q.front().map(|t| Self::WINDOW.saturating_sub(now.duration_since(*t)))
     }
 
-    /// Records a failed sign-in from `ip`.
-    pub fn failed(&self, ip: IpAddr, now: Instant) {
+    /// Records a failed try from `ip` at `door`.
+    pub fn failed(&self, door: Door, ip: IpAddr, now: Instant) {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        f.all.push_back(now);
-        f.per_ip.entry(ip).or_default().push_back(now);
-        f.per_ip.retain(|_, q| {
-            Self::prune(q, now);
-            !q.is_empty()
-        });
+        let key = (door, client_of(ip));
+        if !f.contains_key(&key) && f.len() >= Self::MAX_TRACKED {
+            f.retain(|_, q| {
+                Self::prune(q, now);
+                !q.is_empty()
+            });
+            if f.len() >= Self::MAX_TRACKED {
+                let stalest = f.iter().min_by_key(|(_, q)| q.back().copied()).map(|(k, _)| *k);
+                if let Some(k) = stalest {
+                    f.remove(&k);
+                }
+            }
+        }
+        let q = f.entry(key).or_default();
+        Self::prune(q, now);
+        q.push_back(now);
+        // Only the last PER_IP matter for the limit.
+        while q.len() > Self::PER_IP {
+            q.pop_front();
+        }
+    }
+
+    /// How many (address, door) pairs are tracked.
+    pub fn tracked(&self) -> usize {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -235,22 +275,60 @@ mod tests {
     }
 
     #[test]
-    fn five_failures_per_address_and_twenty_overall_per_minute() {
+    fn five_failures_per_address_and_door_per_minute_and_no_overall_limit() {
         let l = LoginLimiter::default();
         let t0 = Instant::now();
         let a: IpAddr = [10, 0, 0, 1].into();
         for _ in 0..5 {
-            assert_eq!(l.check(a, t0), None);
-            l.failed(a, t0);
+            assert_eq!(l.check(Door::SignIn, a, t0), None);
+            l.failed(Door::SignIn, a, t0);
         }
-        assert_eq!(l.check(a, t0 + Duration::from_secs(20)), Some(Duration::from_secs(40)));
-        assert_eq!(l.check(a, t0 + Duration::from_secs(60)), None, "the window has passed");
-        // Overall: 20 failures from 20 addresses lock everyone out for the rest of the minute.
+        let later = t0 + Duration::from_secs(20);
+        assert_eq!(l.check(Door::SignIn, a, later), Some(Duration::from_secs(40)));
+        assert_eq!(l.check(Door::Bearer, a, later), None, "failed sign-ins never limit the API");
+        assert_eq!(l.check(Door::SignIn, a, t0 + Duration::from_secs(60)), None, "the window has passed");
+        // Many addresses failing many times lock out only themselves.
         let l = LoginLimiter::default();
-        for i in 0..20u8 {
-            l.failed([10, 0, 1, i].into(), t0);
+        for i in 0..200u8 {
+            for _ in 0..21 {
+                l.failed(Door::SignIn, [10, 0, 1, i].into(), t0);
+                l.failed(Door::Bearer, [10, 0, 1, i].into(), t0);
+            }
         }
-        assert!(l.check([10, 0, 2, 1].into(), t0 + Duration::from_secs(1)).is_some());
-        assert_eq!(l.check([10, 0, 2, 1].into(), t0 + Duration::from_secs(61)), None);
+        assert!(l.check(Door::SignIn, [10, 0, 1, 7].into(), t0).is_some());
+        for door in [Door::SignIn, Door::Bearer] {
+            assert_eq!(l.check(door, [10, 0, 2, 1].into(), t0 + Duration::from_secs(1)), None);
+        }
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_address_and_mapped_ipv4_is_ipv4() {
+        let l = LoginLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..5u16 {
+            l.failed(Door::SignIn, IpAddr::V6([0x2001, 0xdb8, 0, 1, 0, 0, 0, i].into()), t0);
+        }
+        assert!(l.check(Door::SignIn, IpAddr::V6([0x2001, 0xdb8, 0, 1, 9, 9, 9, 9].into()), t0).is_some());
+        assert_eq!(l.check(Door::SignIn, IpAddr::V6([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1].into()), t0), None);
+        for _ in 0..5 {
+            l.failed(Door::SignIn, IpAddr::V6(std::net::Ipv4Addr::new(10, 9, 9, 9).to_ipv6_mapped()), t0);
+        }
+        assert!(l.check(Door::SignIn, [10, 9, 9, 9].into(), t0).is_some());
+    }
+
+    #[test]
+    fn the_tracked_addresses_are_capped_forgetting_the_stalest_first() {
+        let l = LoginLimiter::default();
+        let t0 = Instant::now();
+        let admin_typo: IpAddr = [192, 168, 0, 1].into();
+        for _ in 0..5 {
+            l.failed(Door::SignIn, admin_typo, t0);
+        }
+        let t1 = t0 + Duration::from_secs(1);
+        for i in 0..(LoginLimiter::MAX_TRACKED as u32 + 50) {
+            l.failed(Door::SignIn, IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i)), t1);
+        }
+        assert_eq!(l.tracked(), LoginLimiter::MAX_TRACKED);
+        assert_eq!(l.check(Door::SignIn, admin_typo, t1), None, "the stalest entry went first");
     }
 }

@@ -1,6 +1,7 @@
 //! One error type for the API, turned into a response in one place: `422` with the field and the
 //! reason for bad input, `404` for unknown ids, `401` without a valid token, `403` for a
-//! cross-site request, `415` for a state change without a JSON body, `429` after too many failed
+//! cross-site request, `415` for a state change without a JSON body, `413` for a body over 2 MiB,
+//! `429` after too many failed
 //! sign-ins (with `Retry-After`), `409` when the
 //! deployment's state forbids the change (endpoints sealed with another key), `500` otherwise
 //! (logged; the response never carries a secret).
@@ -14,7 +15,7 @@ use serde_json::json;
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// `validation`, `not_found`, `unauthorized`, `forbidden`, `unsupported_media_type`,
-    /// `too_many_requests`, `sealing_key_mismatch`, `internal`.
+    /// `too_large`, `too_many_requests`, `sealing_key_mismatch`, `internal`.
     pub error: String,
     /// The input field at fault (`validation` only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -39,6 +40,9 @@ pub enum ApiError {
     /// A state change without a JSON body.
     #[error("state changes take Content-Type: application/json")]
     NotJson,
+    /// A request body over the limit (bytes).
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
     /// Too many failed sign-ins; try again after this many seconds.
     #[error("too many failed sign-ins")]
     TooManySignIns { retry_after_secs: u64 },
@@ -107,6 +111,11 @@ impl IntoResponse for ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 json!({ "error": "unsupported_media_type",
                         "reason": "state changes take a JSON body: send Content-Type: application/json (and {} when there is nothing to say)" }),
+            ),
+            ApiError::TooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({ "error": "too_large",
+                        "reason": format!("the request body is larger than {} MiB", limit / (1024 * 1024)) }),
             ),
             ApiError::TooManySignIns { retry_after_secs } => {
                 let body = json!({ "error": "too_many_requests",

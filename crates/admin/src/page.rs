@@ -6,7 +6,6 @@
 use std::time::Instant;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::Method;
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
@@ -70,12 +69,14 @@ async fn login_page() -> Response {
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct LoginBody {
     token: String,
 }
 
 /// `POST /login {"token"}`: `204` with the session cookie, `401`, or `429` with `Retry-After`
-/// after 5 failed tries in a minute from one address (20 overall; wrong bearer tokens count too).
+/// after 5 failed tries in a minute from that address (an IPv6 /64); other addresses' failures
+/// never limit it.
 #[utoipa::path(post, path = "/login", tag = "session", security(()), request_body = LoginBody,
     responses((status = 204, description = "signed in: the session cookie is set"),
               (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
@@ -83,19 +84,23 @@ pub(crate) async fn login(
     State(s): State<AppState>,
     ext: Extensions,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<crate::body::RawBody, ApiError>,
 ) -> Response {
     let ip = auth::client_ip(&ext);
     let now = Instant::now();
-    if let Err(e) = auth::rate_limited(&s, ip, now) {
+    if let Err(e) = auth::rate_limited(&s, auth::Door::SignIn, ip, now) {
         return e.into_response();
     }
-    let Ok(LoginBody { token }) = serde_json::from_slice(&body) else {
-        return ApiError::Validation { field: "token".into(), reason: "send {\"token\": \"…\"}".into() }
-            .into_response();
+    let LoginBody { token } = match body.and_then(|b| crate::body::parse(&b.0)) {
+        Ok(body) => body,
+        Err(ApiError::Validation { field, reason }) => {
+            let reason = format!("{reason}: send {{\"token\": \"…\"}}");
+            return ApiError::Validation { field, reason }.into_response();
+        }
+        Err(e) => return e.into_response(),
     };
     if !auth::token_matches(&s, &token) {
-        s.login_limiter.failed(ip, now);
+        s.login_limiter.failed(auth::Door::SignIn, ip, now);
         tracing::warn!(client = %ip, "sign-in with a wrong token");
         return ApiError::WrongToken.into_response();
     }
@@ -127,7 +132,14 @@ fn secure(s: &AppState, headers: &HeaderMap) -> bool {
 /// `POST /logout {}`: ends the session in Redis and clears the cookie; `204`.
 #[utoipa::path(post, path = "/logout", tag = "session", security(()),
     responses((status = 204, description = "signed out: the session is deleted in Redis")))]
-pub(crate) async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn logout(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<crate::body::NoFields, ApiError>,
+) -> Response {
+    if let Err(e) = body {
+        return e.into_response();
+    }
     if let Some(id) = auth::session_id(&headers)
         && let Err(e) = auth::revoke_session(&s, id).await
     {

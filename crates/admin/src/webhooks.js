@@ -9,9 +9,10 @@ boxes($("#rules-digest"), "digest", SEVERITIES); boxes($("#rules-quiet-days"), "
 const checked = (el) => [...el.querySelectorAll("input:checked")].map((c) => c.value);
 // The rules as the API takes them (the server validates; its 422 names the field).
 function rulesOf() {
+  const sev = checked($("#rules-digest"));
   const r = { tenants: $("#rules-tenants").value.split(",").map((t) => t.trim()).filter(Boolean),
     min_severity: $("#rules-floor").value, dedupe_window: $("#rules-dedupe").value.trim() || null,
-    digest: checked($("#rules-digest")), digest_max_wait: $("#rules-digest-wait").value.trim() || null };
+    digest: sev.length ? { severities: sev, max_wait: $("#rules-digest-wait").value.trim() || null } : null };
   const tz = $("#rules-quiet-tz").value.trim();
   if (tz) r.quiet_hours = { time_zone: tz, from: $("#rules-quiet-from").value, to: $("#rules-quiet-to").value,
     days: checked($("#rules-quiet-days")), at_once: $("#rules-quiet-at-once").value };

@@ -388,7 +388,8 @@ async fn endpoint_rules_are_set_shown_replaced_and_validated() {
     };
     for (rules, field) in [
         (json!({"min_severity": "urgent"}), "rules.min_severity"),
-        (json!({"digest": ["low"], "digest_max_wait": "soon"}), "rules.digest_max_wait"),
+        (json!({"digest": {"severities": ["low"], "max_wait": "soon"}}), "rules.digest.max_wait"),
+        (json!({"digest": ["low"], "digest_max_wait": "1h"}), "rules.digest"),
         (
             json!({"quiet_hours": {"time_zone": "Mars/Olympus", "from": "20:00", "to": "07:00"}}),
             "rules.quiet_hours.time_zone",
@@ -402,7 +403,7 @@ async fn endpoint_rules_are_set_shown_replaced_and_validated() {
             M::POST,
             "/api/endpoints",
             Some(with(json!({
-                "tenants": ["tenant-a"], "min_severity": "medium", "dedupe_window": "24h", "digest": ["low", "medium"],
+                "tenants": ["tenant-a"], "min_severity": "medium", "dedupe_window": "24h", "digest": {"severities": ["low", "medium"]},
                 "quiet_hours": {"time_zone": "Europe/Berlin", "from": "20:00", "to": "07:00", "days": ["mon", "fri"]},
             }))),
         )
@@ -753,4 +754,225 @@ async fn sharded_endpoint_state_lives_in_its_shard() {
     let keys: Vec<String> =
         redis::AsyncCommands::keys(&mut conn, "{entraguard}:endpoints").await.expect("keys");
     assert_eq!(keys.len(), 1, "the endpoints hash is shard 0's");
+}
+
+/// Issue 24: unknown fields are refused in every request body, naming the field, instead of
+/// being dropped without a word (`{"bogus_rule": true}` was 201).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_fields_are_refused_in_every_body_naming_the_field() {
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let api = Api { http: reqwest::Client::new(), base: admin.base.clone() };
+    use reqwest::Method as M;
+    let valid = json!({"name": "SOAR", "channel": "webhook", "target": "https://soar.example.com/hook",
+        "events": ["finding.new"]});
+    let with = |field: &str, value: Value| {
+        let mut b = valid.clone();
+        b[field] = value;
+        b
+    };
+    for (body, field) in [
+        (with("rules", json!({"bogus_rule": true})), "rules.bogus_rule"),
+        (with("evnets", json!(["scan.failed"])), "evnets"),
+        (
+            with("rules", json!({"digest": {"severities": ["low"], "max_wiat": "2h"}})),
+            "rules.digest.max_wiat",
+        ),
+        (
+            with(
+                "rules",
+                json!({"quiet_hours": {"time_zone": "UTC", "from": "20:00", "to": "07:00", "tz": "x"}}),
+            ),
+            "rules.quiet_hours.tz",
+        ),
+    ] {
+        let (status, v) = api.call(M::POST, "/api/endpoints", Some(body)).await;
+        assert_eq!(
+            (status, v["error"].clone(), v["field"].clone()),
+            (422, json!("validation"), json!(field)),
+            "{v}"
+        );
+        assert!(v["reason"].as_str().is_some_and(|r| r.contains("unknown field")), "{v}");
+    }
+    assert_eq!(api.call(M::GET, "/api/endpoints", None).await.1, json!([]), "nothing stored");
+    let (status, ep) = api.call(M::POST, "/api/endpoints", Some(valid.clone())).await;
+    assert_eq!(status, 201, "{ep}");
+    let id = ep["id"].as_str().expect("id").to_owned();
+    let (status, v) = api.call(M::PUT, &format!("/api/endpoints/{id}"), Some(with("nmae", json!("x")))).await;
+    assert_eq!((status, v["field"].clone()), (422, json!("nmae")), "{v}");
+    for path in [
+        format!("/api/endpoints/{id}/disable"),
+        format!("/api/endpoints/{id}/enable"),
+        "/api/dlq/replay".into(),
+    ] {
+        let (status, v) = api.call(M::POST, &path, Some(json!({"force": true}))).await;
+        assert_eq!((status, v["field"].clone()), (422, json!("force")), "{path}: {v}");
+    }
+    let (status, v) = api.call(M::DELETE, "/api/dlq", Some(json!({"all": true}))).await;
+    assert_eq!((status, v["field"].clone()), (422, json!("all")), "{v}");
+    // `{}` and nothing at all still mean "nothing to say".
+    assert_eq!(api.call(M::POST, &format!("/api/endpoints/{id}/disable"), None).await.0, 200);
+    let empty = api
+        .http
+        .post(format!("{}/api/endpoints/{id}/enable", admin.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(empty.status().as_u16(), 200);
+    let (status, v) = api.call(M::POST, "/api/dlq/replay", Some(json!({"endpoint_id": id}))).await;
+    assert_eq!(status, 200, "{v}");
+    // The sign-in form too.
+    let login = api
+        .http
+        .post(format!("{}/login", admin.base))
+        .header("origin", &admin.base)
+        .header("content-type", "application/json")
+        .body(json!({"token": TOKEN, "remember_me": true}).to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(login.status().as_u16(), 422);
+    let v: Value = serde_json::from_str(&login.text().await.expect("body")).expect("json");
+    assert_eq!(v["field"], "remember_me", "{v}");
+}
+
+/// Issue 24: one error shape and the right status on every route: a body over the limit is
+/// `413 {"error":"too_large"}` on the API and at sign-in alike (it was 422 "length limit
+/// exceeded" on one and plain text on the other); invalid JSON is 422. The large bodies are
+/// announced as curl does (`Expect: 100-continue`), so the answer comes before any of it is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_large_bodies_are_413_in_the_one_error_shape_everywhere() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let addr = admin.base.trim_start_matches("http://").to_owned();
+    let announce = |path: &str, bytes: usize, bearer: bool| {
+        let auth = if bearer { format!("Authorization: Bearer {TOKEN}\r\n") } else { String::new() };
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {bytes}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
+    };
+    for (path, mb, bearer) in [
+        ("/api/endpoints", 10, true),
+        ("/login", 5, false),
+        ("/api/dlq/replay", 3, true),
+        ("/api/endpoints/ep_01JSAMPLE00000000000000000/enable", 3, true),
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        tcp.write_all(announce(path, mb * 1024 * 1024, bearer).as_bytes()).await.expect("headers");
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(30), tcp.read_to_string(&mut answer))
+            .await
+            .expect("an answer without the body")
+            .expect("read");
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{path}: not JSON: {answer}"));
+        assert_eq!(v["error"], "too_large", "{path}: {v}");
+    }
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{}/api/endpoints", admin.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 422);
+    let v: Value = serde_json::from_str(&resp.text().await.expect("body")).expect("json");
+    assert_eq!((v["error"].clone(), v["field"].clone()), (json!("validation"), json!("body")), "{v}");
+}
+
+/// Issue 24: limits said in characters are counted in characters: 60 emoji (240 bytes) are a
+/// valid name; 201 characters are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_name_limit_counts_characters_not_bytes() {
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let api = Api { http: reqwest::Client::new(), base: admin.base.clone() };
+    let named = |name: String| json!({"name": name, "channel": "webhook", "target": "https://soar.example.com/hook", "events": ["finding.new"]});
+    let (status, v) = api.call(reqwest::Method::POST, "/api/endpoints", Some(named("🔥".repeat(60)))).await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(v["name"], "🔥".repeat(60));
+    let (status, v) = api.call(reqwest::Method::POST, "/api/endpoints", Some(named("é".repeat(200)))).await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = api.call(reqwest::Method::POST, "/api/endpoints", Some(named("é".repeat(201)))).await;
+    assert_eq!((status, v["field"].clone()), (422, json!("name")), "{v}");
+    assert!(v["reason"].as_str().is_some_and(|r| r.contains("at most 200 printable characters")), "{v}");
+}
+
+/// Issue 23: an endpoint as `GET` shows it is accepted back by `PUT` as it is, and comes back
+/// the same, for every field: name, channel, the (masked) target, events, enabled, the secret
+/// (kept: never shown), teams_format, and every rule (tenants, floor, dedupe window, the digest
+/// `{"severities","max_wait"}`, quiet hours with days and at_once). The URL itself is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_endpoint_sent_back_with_put_round_trips_every_field() {
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let api = Api { http: reqwest::Client::new(), base: admin.base.clone() };
+    use reqwest::Method as M;
+    let url = "https://soar.example.com/hooks/SOARPATHTOKEN1?token=QUERYTOKEN";
+    let (status, ep) = api
+        .call(
+            M::POST,
+            "/api/endpoints",
+            Some(json!({
+                "name": "SOAR ✓", "channel": "webhook", "target": url,
+                "events": ["finding.new", "scan.failed", "endpoint.health_changed"], "enabled": false,
+                "secret": "whsec-0123456789abcdef-SIGNING", "teams_format": "adaptive_card",
+                "rules": {
+                    "tenants": ["tenant-a", "tenant-b"], "min_severity": "low", "dedupe_window": "90m",
+                    "digest": {"severities": ["low", "info"], "max_wait": "2h"},
+                    "quiet_hours": {"time_zone": "Europe/Berlin", "from": "20:00", "to": "07:00",
+                        "days": ["mon", "sat"], "at_once": "high"},
+                },
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{ep}");
+    let id = ep["id"].as_str().expect("id").to_owned();
+    let path = format!("/api/endpoints/{id}");
+    let (_, first) = api.call(M::GET, &path, None).await;
+    for field in ["name", "channel", "target", "events", "enabled", "has_secret", "teams_format", "rules"] {
+        assert!(!first[field].is_null(), "{field} shown: {first}");
+    }
+    for rule in ["tenants", "min_severity", "dedupe_window", "digest", "quiet_hours"] {
+        assert!(!first["rules"][rule].is_null(), "rules.{rule} shown: {first}");
+    }
+    let (status, put) = api.call(M::PUT, &path, Some(first.clone())).await;
+    assert_eq!(status, 200, "the fetched endpoint is accepted back: {put}");
+    let (_, second) = api.call(M::GET, &path, None).await;
+    let without_time = |v: &Value| {
+        let mut v = v.clone();
+        v.as_object_mut().expect("object").remove("updated_at");
+        v
+    };
+    assert_eq!(without_time(&second), without_time(&first));
+    let stored = admin.shards.home().clone();
+    let stored =
+        entraguard_core::store::EndpointStore::new(stored.connection(), entraguard_core::KeySpace::default())
+            .get(&id.parse().expect("id"))
+            .await
+            .expect("read")
+            .expect("stored");
+    assert_eq!(stored.target.url().map(|u| u.as_str()), Some(url), "the real URL is kept");
+    assert_eq!(
+        stored.secret.as_ref().map(|s| s.expose().to_owned()).as_deref(),
+        Some("whsec-0123456789abcdef-SIGNING")
+    );
+
+    // Another endpoint's id, or a masked target that is not this endpoint's, is refused.
+    let mut other = first.clone();
+    other["id"] = json!("ep_01JOTHER000000000000000000");
+    let (status, v) = api.call(M::PUT, &path, Some(other)).await;
+    assert_eq!((status, v["field"].clone()), (422, json!("id")), "{v}");
+    let mut masked = first.clone();
+    masked["target"] = json!("https://other.example.com/****");
+    let (status, v) = api.call(M::PUT, &path, Some(masked.clone())).await;
+    assert_eq!((status, v["field"].clone()), (422, json!("target")), "{v}");
+    let (status, v) = api.call(M::POST, "/api/endpoints", Some(first.clone())).await;
+    assert_eq!((status, v["field"].clone()), (422, json!("target")), "a masked URL is not stored: {v}");
 }

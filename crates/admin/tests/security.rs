@@ -357,8 +357,9 @@ async fn sessions_are_random_expiring_and_revoked_on_sign_out() {
     assert!(session_cookie(&headers).1.contains("; Secure"));
 }
 
-/// Guessing the token: the sixth wrong try in a minute from one address (sign-in form or bearer
-/// token) is `429` with `Retry-After`, and so is the right token until the window has passed.
+/// Guessing the token: the sixth wrong try in a minute from one address (at the sign-in form, or
+/// as a bearer token: each counts apart) is `429` with `Retry-After`, and so is the right token
+/// at that door from that address until the window has passed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_sign_ins_are_rate_limited() {
     let redis = RedisServer::start();
@@ -387,7 +388,7 @@ async fn failed_sign_ins_are_rate_limited() {
     let (status, _, _) = send(attempt(TOKEN)).await;
     assert_eq!(status, 429, "the right token waits too");
     let (status, _, _) = send(client().get(format!("{base}/api/endpoints")).bearer_auth(TOKEN)).await;
-    assert_eq!(status, 429, "and so does the API's token check from that address");
+    assert_eq!(status, 200, "failed sign-ins never limit the bearer-token API");
 
     // Guessing through the API's bearer check instead: the same limit.
     let admin = start(&redis).await;
@@ -503,4 +504,83 @@ async fn tokens_in_webhook_paths_and_queries_are_masked() {
         !shown.contains("SOARPATHTOKEN1") && !shown.contains("=abc") && !shown.contains("x=1"),
         "{shown}"
     );
+}
+
+/// A client bound to a loopback source address (Linux routes all of 127.0.0.0/8 to lo).
+fn client_from(last_octet: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, last_octet]))
+        .build()
+        .expect("client")
+}
+
+/// Issue 24: an attacker without the token cannot lock the admin out. 30 wrong sign-ins from
+/// 127.0.0.2–.7, then bursts of 21 (from the same addresses, and spread over 21 others, past what
+/// the old overall limit allowed), each followed by the admin: the correct token from 127.0.0.1
+/// signs in and the bearer-token API answers, every time; the attackers' addresses are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_sign_ins_from_other_addresses_never_lock_the_admin_out() {
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let base = admin.base.clone();
+    let sign_in = |from: u8, token: &str| {
+        client_from(from)
+            .post(format!("{base}/login"))
+            .header("origin", &base)
+            .header("content-type", "application/json")
+            .body(json!({ "token": token }).to_string())
+    };
+    let admin_gets_in = |round: usize| {
+        let (base, sign_in) = (base.clone(), sign_in(1, TOKEN));
+        async move {
+            let (status, headers, body) = send(sign_in).await;
+            assert_eq!(status, 204, "round {round}: the admin's sign-in: {body}");
+            let (cookie, _) = session_cookie(&headers);
+            let (status, _, body) =
+                send(client_from(1).get(format!("{base}/api/endpoints")).header("cookie", cookie)).await;
+            assert_eq!(status, 200, "round {round}: the admin's session: {body}");
+            let (status, _, body) =
+                send(client_from(1).get(format!("{base}/api/endpoints")).bearer_auth(TOKEN)).await;
+            assert_eq!(status, 200, "round {round}: the bearer-token API: {body}");
+        }
+    };
+    let mut n = 0;
+    let mut wrong = || {
+        n += 1;
+        format!("wrong-guess-{n:05}-xxxxxxxx")
+    };
+    for from in 2..=7u8 {
+        for _ in 0..5 {
+            let (status, _, body) = send(sign_in(from, &wrong())).await;
+            assert_eq!(status, 401, "127.0.0.{from}: {body}");
+        }
+    }
+    admin_gets_in(0).await;
+    for round in 1..=3 {
+        let mut refused = 0;
+        for i in 0..21u8 {
+            let (status, _, _) = send(sign_in(2 + i % 6, &wrong())).await;
+            refused += usize::from(status == 429);
+        }
+        assert_eq!(refused, 21, "round {round}: the attackers' addresses are limited");
+        admin_gets_in(round).await;
+        for i in 0..21u8 {
+            let from = 10 + 21 * (round as u8 - 1) + i;
+            let (status, _, _) = send(sign_in(from, &wrong())).await;
+            assert_eq!(status, 401, "round {round}: 127.0.0.{from}'s first try is checked");
+        }
+        admin_gets_in(round).await;
+        // Wrong bearer tokens from the attackers' addresses do not limit the admin's either.
+        for from in 2..=7u8 {
+            let (status, _, _) =
+                send(client_from(from).get(format!("{base}/api/stats")).bearer_auth(wrong())).await;
+            assert!(status == 401 || status == 429, "{status}");
+        }
+        admin_gets_in(round).await;
+    }
+    // The API is never limited by failed sign-ins: the token from an attacker's address works.
+    let (status, _, body) =
+        send(client_from(2).get(format!("{base}/api/endpoints")).bearer_auth(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -858,7 +858,7 @@ async fn breaker(env: &Env, down_secs: u64, parked: usize) -> anyhow::Result<()>
 /// in events delivered/s, and each run's Redis commands, worker CPU and Redis CPU per event
 /// (`…_cmds_per_event`, `…_worker_cpu_us_per_event`, `…_redis_cpu_us_per_event`).
 async fn fanout(env: &Env, n: usize, want: &dyn Fn(&str) -> bool) -> anyhow::Result<()> {
-    use entraguard_core::rules::{QuietHoursDraft, RulesDraft};
+    use entraguard_core::rules::{DigestDraft, QuietHoursDraft, RulesDraft};
     let tenant = "8d6310d1-5e4b-4e1c-9d7a-3f0f7a4f2b11";
     // Two hours that start four hours from now (UTC): never the run's hour.
     let hour = (hour_utc() + 4) % 24;
@@ -872,8 +872,10 @@ async fn fanout(env: &Env, n: usize, want: &dyn Fn(&str) -> bool) -> anyhow::Res
     let floor = RulesDraft { min_severity: Some("medium".into()), ..Default::default() };
     let dedupe = RulesDraft { dedupe_window: Some("24h".into()), ..Default::default() };
     let digest = RulesDraft {
-        digest: vec!["medium".into(), "low".into(), "info".into()],
-        digest_max_wait: Some("2h".into()),
+        digest: Some(DigestDraft {
+            severities: vec!["medium".into(), "low".into(), "info".into()],
+            max_wait: Some("2h".into()),
+        }),
         ..Default::default()
     };
     let quiet_hours = RulesDraft { quiet_hours: Some(quiet.clone()), ..Default::default() };
@@ -881,8 +883,10 @@ async fn fanout(env: &Env, n: usize, want: &dyn Fn(&str) -> bool) -> anyhow::Res
         tenants: vec![tenant.into()],
         min_severity: Some("medium".into()),
         dedupe_window: Some("24h".into()),
-        digest: vec!["medium".into(), "low".into(), "info".into()],
-        digest_max_wait: Some("2h".into()),
+        digest: Some(DigestDraft {
+            severities: vec!["medium".into(), "low".into(), "info".into()],
+            max_wait: Some("2h".into()),
+        }),
         quiet_hours: Some(quiet),
     };
     let runs = [

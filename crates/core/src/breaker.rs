@@ -265,7 +265,7 @@ pub fn announcement(id: &EndpointId, name: &str, error: &str) -> String {
         parked: 0,
         since: Timestamp::now(),
     });
-    crate::job::Job::Event(crate::job::EventJob::new(event)).encode()
+    crate::job::Job::Event(crate::job::EventJob::notifier(event)).encode()
 }
 
 /// Closes an endpoint's breaker by hand and releases its lane (oldest first, at the endpoint's

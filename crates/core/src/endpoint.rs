@@ -292,8 +292,10 @@ impl Endpoint {
 
 /// The fields a person supplies to create or replace an endpoint. Validated into an
 /// [`Endpoint`] by [`EndpointDraft::validate`], the one validation the CLI and the API share.
+/// Unknown fields are refused, so a typo is never dropped without a word.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EndpointDraft {
     pub name: String,
     pub channel: String,
@@ -358,7 +360,8 @@ impl EndpointDraft {
         if name.is_empty() {
             return Err(bad("name", "must not be empty"));
         }
-        if name.len() > MAX_NAME || name.chars().any(char::is_control) {
+        // Counted in characters, as the message says (60 emoji are 60, not 240 bytes).
+        if name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
             return Err(bad("name", format!("must be at most {MAX_NAME} printable characters")));
         }
         let channel: Channel = self.channel.parse()?;
@@ -369,7 +372,7 @@ impl EndpointDraft {
         let events = parse_events(&self.events)?;
         let secret = match &self.secret {
             Some(s) if s.expose().is_empty() => None,
-            Some(s) if s.expose().len() < 16 || s.expose().len() > 512 => {
+            Some(s) if !(16..=512).contains(&s.expose().chars().count()) => {
                 return Err(bad("secret", "must be 16 to 512 characters"));
             }
             Some(s) if channel != Channel::Webhook => {
@@ -407,7 +410,7 @@ impl EndpointDraft {
 /// Checks a delivery URL: absolute, `https` (or `http` when allowed), a host, no credentials.
 pub fn validate_url(raw: &str, policy: TargetPolicy) -> Result<url::Url, EndpointError> {
     let raw = raw.trim();
-    if raw.len() > MAX_URL {
+    if raw.chars().count() > MAX_URL {
         return Err(bad("target", format!("URL is longer than {MAX_URL} characters")));
     }
     let url = url::Url::parse(raw).map_err(|e| bad("target", format!("is not a valid URL: {e}")))?;

@@ -31,6 +31,13 @@ pub enum EventError {
     Json(#[from] serde_json::Error),
     #[error("invalid event: field `{field}` {reason}")]
     Field { field: &'static str, reason: String },
+    /// A kind only the notifier makes (`finding.digest`, `endpoint.health_changed`): the one
+    /// refusal the producer, the CLI and the workers give.
+    #[error(
+        "invalid event: `{0}` is made only by the notifier and cannot be published; publishable kinds: {list}",
+        list = EventKind::publishable_list()
+    )]
+    NotifierOnly(EventKind),
 }
 
 fn field_err(field: &'static str, reason: impl Into<String>) -> EventError {
@@ -71,6 +78,15 @@ impl EventKind {
         EventKind::EndpointHealthChanged,
     ];
 
+    /// The kinds a producer may publish: every kind the notifier does not make itself.
+    pub const PUBLISHABLE: [EventKind; 5] = [
+        EventKind::ScanCompleted,
+        EventKind::ScanFailed,
+        EventKind::FindingNew,
+        EventKind::FindingSeverityChanged,
+        EventKind::ComplianceReportReady,
+    ];
+
     pub const ALL: [EventKind; 7] = [
         EventKind::ScanCompleted,
         EventKind::ScanFailed,
@@ -92,6 +108,23 @@ impl EventKind {
             EventKind::FindingDigest => "finding.digest",
         }
     }
+
+    /// Whether only the notifier makes this kind: its own news about an endpoint's health, and
+    /// the digests an endpoint's digest rule sends. Such kinds are never published: the producer,
+    /// the CLI and the workers (for an event job the notifier did not make) refuse them.
+    pub const fn is_notifier_only(self) -> bool {
+        matches!(self, EventKind::EndpointHealthChanged | EventKind::FindingDigest)
+    }
+
+    /// The publishable kinds, comma-separated, for error messages.
+    pub fn publishable_list() -> String {
+        Self::PUBLISHABLE.map(EventKind::as_str).join(", ")
+    }
+
+    /// The subscribable kinds, comma-separated, for error messages.
+    pub fn subscribable_list() -> String {
+        Self::SUBSCRIBABLE.map(EventKind::as_str).join(", ")
+    }
 }
 
 impl fmt::Display for EventKind {
@@ -100,11 +133,11 @@ impl fmt::Display for EventKind {
     }
 }
 
-/// An event name that is not one of ours.
+/// An event name that is not one of ours. It lists the kinds an endpoint may subscribe to
+/// (where people type kind names); an event's `event` field gets the publishable ones instead
+/// (see `de`). Neither lists `finding.digest`, which cannot be published or subscribed to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown event kind {0:?}: expected one of scan.completed, scan.failed, finding.new, finding.severity_changed, compliance.report_ready, endpoint.health_changed, finding.digest"
-)]
+#[error("unknown event kind {0:?}: expected one of {list}", list = EventKind::subscribable_list())]
 pub struct UnknownEventKind(pub String);
 
 impl FromStr for EventKind {
@@ -402,7 +435,8 @@ impl Event {
         }
     }
 
-    /// Parses and validates untrusted JSON (the CLI's input, a scanner's payload).
+    /// Parses and validates untrusted JSON (the CLI's input, a scanner's payload): a kind only
+    /// the notifier makes is refused ([`EventError::NotifierOnly`]).
     pub fn from_json(bytes: &[u8]) -> Result<Event, EventError> {
         if bytes.len() > MAX_EVENT_BYTES {
             return Err(EventError::TooLarge { size: bytes.len() });
@@ -473,8 +507,19 @@ impl Event {
         self.tenant_name.as_deref().filter(|n| !n.is_empty()).unwrap_or(&self.tenant_id)
     }
 
-    /// Checks every field's presence, range and size. Serde has checked the types already.
+    /// Checks a published event: its kind may be published ([`EventKind::is_notifier_only`]),
+    /// and every field's presence, range and size (serde has checked the types already).
     pub fn validate(&self) -> Result<(), EventError> {
+        if self.kind().is_notifier_only() {
+            return Err(EventError::NotifierOnly(self.kind()));
+        }
+        self.validate_fields()
+    }
+
+    /// Checks every field's presence, range and size, whatever the kind: for the notifier's own
+    /// `endpoint.health_changed` event jobs. A `finding.digest` is never an event job (workers
+    /// make it from collected findings for one delivery), so it is refused here too.
+    pub fn validate_fields(&self) -> Result<(), EventError> {
         text("tenant_id", &self.tenant_id, true)?;
         if let Some(n) = &self.tenant_name {
             text("tenant_name", n, false)?;
@@ -531,12 +576,7 @@ impl Event {
                 }
             }
             // Workers make digests from findings validated when they were published.
-            EventBody::FindingDigest { .. } => {
-                return Err(field_err(
-                    "event",
-                    "finding.digest is made by the notifier from collected findings and cannot be published",
-                ));
-            }
+            EventBody::FindingDigest { .. } => return Err(EventError::NotifierOnly(self.kind())),
         }
         Ok(())
     }
@@ -642,7 +682,8 @@ mod tests {
             since: Timestamp::now(),
         });
         let json = serde_json::to_vec(&e).expect("json");
-        let back = Event::from_json(&json).expect("valid");
+        let back: Event = serde_json::from_slice(&json).expect("reads back");
+        back.validate_fields().expect("the notifier's own event is well formed");
         assert_eq!(back.kind(), EventKind::EndpointHealthChanged);
         assert_eq!(back.about_endpoint(), Some("ep_01JSAMPLE"));
         assert_eq!(serde_json::to_value(&back).expect("json")["endpoint"]["state"], "open");
@@ -674,5 +715,35 @@ mod tests {
             let text = endpoint.text();
             assert!(text.contains(&format!("is {state}: 1 delivery parked")), "{text}");
         }
+    }
+
+    /// Kinds only the notifier makes are refused with one error, whatever the path: parsing
+    /// untrusted JSON, or validating an event built in code (the producer's `publish`).
+    #[test]
+    fn kinds_only_the_notifier_makes_cannot_be_published() {
+        let health = r#"{"event":"endpoint.health_changed","tenant_id":"8d6310d1-0000",
+            "endpoint":{"id":"ep_01JSAMPLE","name":"SOAR","state":"disabled","parked":999,
+            "since":"2026-04-28T07:12:43Z"}}"#;
+        let err = Event::from_json(health.as_bytes()).expect_err("refused");
+        assert!(matches!(err, EventError::NotifierOnly(EventKind::EndpointHealthChanged)), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("`endpoint.health_changed` is made only by the notifier"), "{text}");
+        assert!(!text.contains("finding.digest") && text.contains("compliance.report_ready"), "{text}");
+        let parsed: Event = serde_json::from_str(health).expect("reads");
+        assert!(matches!(parsed.validate(), Err(EventError::NotifierOnly(_))));
+        for k in EventKind::ALL {
+            assert_eq!(k.is_notifier_only(), !EventKind::PUBLISHABLE.contains(&k), "{k}");
+        }
+    }
+
+    /// Issue 23: error messages listing kinds never list one that cannot be used there.
+    #[test]
+    fn unknown_kind_errors_list_only_usable_kinds() {
+        let bad = SEED.replace("finding.new", "finding.gone");
+        let err = Event::from_json(bad.as_bytes()).expect_err("refused").to_string();
+        assert!(err.contains("expected one of scan.completed"), "{err}");
+        assert!(!err.contains("finding.digest") && !err.contains("endpoint.health_changed"), "{err}");
+        let err = "finding.gone".parse::<EventKind>().expect_err("unknown").to_string();
+        assert!(!err.contains("finding.digest") && err.contains("endpoint.health_changed"), "{err}");
     }
 }

@@ -54,7 +54,21 @@ const DELIVERY_V1_START: &[u8] = br#"{"type":"delivery.v1","#;
 impl EventJob {
     /// A published event's job.
     pub fn new(event: Event) -> Self {
-        Self { event, endpoints: None }
+        Self { event, endpoints: None, origin: None }
+    }
+
+    /// The notifier's own event's job (a breaker's announcement).
+    pub fn notifier(event: Event) -> Self {
+        Self { event, endpoints: None, origin: Some(JobOrigin::Notifier) }
+    }
+
+    /// Checks the event as its origin allows: a published event as [`Event::validate`] does
+    /// (kinds only the notifier makes refused), the notifier's own by its fields alone.
+    pub fn validate(&self) -> Result<(), crate::event::EventError> {
+        match self.origin {
+            Some(JobOrigin::Notifier) => self.event.validate_fields(),
+            None => self.event.validate(),
+        }
     }
 }
 
@@ -86,6 +100,19 @@ pub struct EventJob {
     /// forwarded to the other shards' endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Vec<EndpointId>>,
+    /// `"notifier"` on the notifier's own event jobs (a breaker's `endpoint.health_changed`
+    /// announcement, and copies forwarded to other shards); absent on published ones. A kind
+    /// only the notifier makes ([`crate::event::EventKind::is_notifier_only`]) in a job without
+    /// it was pushed by hand: workers dead-letter it, never deliver it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<JobOrigin>,
+}
+
+/// Who made an event job (see [`EventJob::origin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobOrigin {
+    Notifier,
 }
 
 /// The state of one delivery, carried from attempt to attempt.

@@ -122,6 +122,13 @@ impl KeySpace {
         format!("{}:published", self.tag)
     }
 
+    /// STRING with a 60 s TTL, set when Redis refused a publish for memory (`OOM`): `/readyz`
+    /// and `entraguard_redis_full` report a full Redis for that minute, also once the refused
+    /// batch's own size no longer counts (used memory falls back below `maxmemory` right after).
+    pub fn publish_refused(&self) -> String {
+        format!("{}:publish_refused", self.tag)
+    }
+
     /// ZSET of job JSON scored by the due time (Unix ms, Redis clock): scheduled retries.
     pub fn delayed(&self) -> String {
         format!("{}:delayed", self.tag)

@@ -362,6 +362,7 @@ pub fn dedupe_member(tenant: &str, finding: &str, kind: EventKind, severity: Sev
 /// Quiet hours as people type them.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct QuietHoursDraft {
     pub time_zone: String,
     pub from: String,
@@ -374,10 +375,24 @@ pub struct QuietHoursDraft {
     pub at_once: Option<String>,
 }
 
-/// Rules as people type them: every field optional, absent meaning the default.
+/// A digest rule as people type it: the shape the API shows ([`DigestRule`]) and takes.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DigestDraft {
+    /// Severities to collect into one digest per scan, e.g. `["low","medium"]`; empty (or
+    /// `["off"]`): no digest.
+    pub severities: Vec<String>,
+    /// Longest a digest waits for its scan to end; default `1h`.
+    pub max_wait: Option<String>,
+}
+
+/// Rules as people type them: every field optional, absent meaning the default. Unknown fields
+/// are refused (a typo must not drop a rule without a word), and the shape is the one the API
+/// shows ([`Rules`]), so a fetched endpoint's rules can be sent back as they are.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RulesDraft {
     /// Tenant ids, or `["all"]` (or absent, or empty) for every tenant.
     pub tenants: Vec<String>,
@@ -385,11 +400,36 @@ pub struct RulesDraft {
     pub min_severity: Option<String>,
     /// e.g. `24h`; absent, empty or `off`: no dedupe.
     pub dedupe_window: Option<String>,
-    /// Severities to collect into one digest per scan, e.g. `["low","medium"]`; empty: none.
-    pub digest: Vec<String>,
-    /// Longest a digest waits for its scan to end; default `1h`.
-    pub digest_max_wait: Option<String>,
+    /// `{"severities": ["low","medium"], "max_wait": "1h"}`; absent, `null` or no severities:
+    /// none.
+    #[serde(deserialize_with = "digest_object")]
+    pub digest: Option<DigestDraft>,
     pub quiet_hours: Option<QuietHoursDraft>,
+}
+
+/// `rules.digest`: an object (or `null`) only, so the list form of earlier versions is refused
+/// with the shape to send instead.
+fn digest_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DigestDraft>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<DigestDraft>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(r#"a digest rule {"severities": ["low", "medium"], "max_wait": "1h"}, or null"#)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(V)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            DigestDraft::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_option(V)
 }
 
 fn severity(field: &'static str, s: &str) -> Result<Severity, EndpointError> {
@@ -434,7 +474,7 @@ impl RulesDraft {
                 return Err(bad("rules.tenants", format!("names more than {MAX_TENANTS} tenants")));
             }
             for t in &listed {
-                if t.len() > 256 || t.chars().any(char::is_control) {
+                if t.chars().count() > 256 || t.chars().any(char::is_control) {
                     return Err(bad("rules.tenants", "tenant ids are at most 256 printable characters"));
                 }
             }
@@ -453,16 +493,23 @@ impl RulesDraft {
                 MAX_DEDUPE_WINDOW,
             )?)
         };
-        let severities = self
-            .digest
+        let draft = self.digest.clone().unwrap_or_default();
+        let listed: Vec<&str> = draft.severities.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
+        let severities = listed
             .iter()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty() && !s.eq_ignore_ascii_case("off"))
-            .map(|s| severity("rules.digest", s))
+            .filter(|s| !s.eq_ignore_ascii_case("off"))
+            .map(|s| severity("rules.digest.severities", s))
             .collect::<Result<BTreeSet<_>, _>>()?;
-        let max_wait = match self.digest_max_wait.as_deref().map(str::trim) {
+        let max_wait = match draft.max_wait.as_deref().map(str::trim) {
             None | Some("") => DEFAULT_DIGEST_MAX_WAIT,
-            Some(s) => duration("rules.digest_max_wait", s, MAX_DIGEST_MAX_WAIT)?,
+            // A wait without severities would be dropped without a word (`off` says "none").
+            Some(_) if listed.is_empty() => {
+                return Err(bad(
+                    "rules.digest.max_wait",
+                    "applies to a digest: name its severities too (rules.digest.severities)",
+                ));
+            }
+            Some(s) => duration("rules.digest.max_wait", s, MAX_DIGEST_MAX_WAIT)?,
         };
         let digest = (!severities.is_empty()).then_some(DigestRule { severities, max_wait });
         let quiet_hours = match &self.quiet_hours {
@@ -523,8 +570,10 @@ impl Rules {
             tenants: self.tenants.iter().flatten().cloned().collect(),
             min_severity: Some(self.min_severity.to_string()),
             dedupe_window: self.dedupe_window.map(|d| humantime::format_duration(d).to_string()),
-            digest: self.digest.iter().flat_map(|d| d.severities.iter().map(|s| s.to_string())).collect(),
-            digest_max_wait: self.digest.as_ref().map(|d| humantime::format_duration(d.max_wait).to_string()),
+            digest: self.digest.as_ref().map(|d| DigestDraft {
+                severities: d.severities.iter().map(|s| s.to_string()).collect(),
+                max_wait: Some(humantime::format_duration(d.max_wait).to_string()),
+            }),
             quiet_hours: self.quiet_hours.as_ref().map(|q| QuietHoursDraft {
                 time_zone: q.time_zone.clone(),
                 from: q.from.to_string(),
@@ -596,8 +645,9 @@ mod tests {
         };
         assert_eq!(err(r#"{"min_severity":"urgent"}"#), "rules.min_severity");
         assert_eq!(err(r#"{"dedupe_window":"soon"}"#), "rules.dedupe_window");
-        assert_eq!(err(r#"{"digest":["lo"]}"#), "rules.digest");
-        assert_eq!(err(r#"{"digest":["low"],"digest_max_wait":"30d"}"#), "rules.digest_max_wait");
+        assert_eq!(err(r#"{"digest":{"severities":["lo"]}}"#), "rules.digest.severities");
+        assert_eq!(err(r#"{"digest":{"severities":["low"],"max_wait":"30d"}}"#), "rules.digest.max_wait");
+        assert_eq!(err(r#"{"digest":{"max_wait":"2h"}}"#), "rules.digest.max_wait");
         assert_eq!(
             err(r#"{"quiet_hours":{"time_zone":"Mars/Olympus","from":"20:00","to":"07:00"}}"#),
             "rules.quiet_hours.time_zone"
@@ -615,13 +665,31 @@ mod tests {
     #[test]
     fn rules_round_trip_through_storage_and_draft() {
         let r = rules(
-            r#"{"tenants":["a"],"min_severity":"medium","dedupe_window":"24h","digest":["low","medium"],
+            r#"{"tenants":["a"],"min_severity":"medium","dedupe_window":"24h","digest":{"severities":["low","medium"]},
             "quiet_hours":{"time_zone":"Europe/Berlin","from":"20:00","to":"07:00","days":["mon","tue"],"at_once":"high"}}"#,
         );
         let stored = serde_json::to_string(&r).expect("json");
         assert_eq!(serde_json::from_str::<Rules>(&stored).expect("reads"), r);
         assert_eq!(r.to_draft().validate().expect("valid"), r);
         assert_eq!(r.digest.as_ref().map(|d| d.max_wait), Some(DEFAULT_DIGEST_MAX_WAIT));
+        // Issue 23: the shape the API shows is the shape it takes.
+        let shown = serde_json::to_value(&r).expect("json");
+        assert_eq!(shown["digest"], serde_json::json!({"severities": ["medium", "low"], "max_wait": "1h"}));
+        let back: RulesDraft = serde_json::from_value(shown).expect("the shown rules read as a draft");
+        assert_eq!(back.validate().expect("valid"), r);
+    }
+
+    /// Issue 24: a typo is refused, naming the field, instead of dropping a rule without a word.
+    #[test]
+    fn unknown_rule_fields_are_refused_by_name() {
+        for (json, name) in [
+            (r#"{"bogus_rule":true}"#, "bogus_rule"),
+            (r#"{"digest":{"severities":["low"],"maxwait":"1h"}}"#, "maxwait"),
+            (r#"{"quiet_hours":{"time_zone":"UTC","from":"20:00","to":"07:00","day":["mon"]}}"#, "day"),
+        ] {
+            let err = serde_json::from_str::<RulesDraft>(json).expect_err("refused").to_string();
+            assert!(err.contains(&format!("unknown field `{name}`")), "{json}: {err}");
+        }
     }
 
     #[test]

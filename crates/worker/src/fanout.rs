@@ -153,7 +153,7 @@ fn split(ctx: &Ctx, job: &EventJob, routes: &Arc<Vec<Route>>) -> (Arc<Vec<Route>
             .map(|r| r.id().clone())
             .collect();
         if !ids.is_empty() {
-            let copy = EventJob { event: job.event.clone(), endpoints: Some(ids) };
+            let copy = EventJob { event: job.event.clone(), endpoints: Some(ids), origin: job.origin };
             forwards.push(RouteStep::Forward { shard, job: Job::Event(copy).encode() });
         }
     }
@@ -166,7 +166,9 @@ fn split(ctx: &Ctx, job: &EventJob, routes: &Arc<Vec<Route>>) -> (Arc<Vec<Route>
 /// outbox in the same step, and are moved right after.
 pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], job: EventJob) {
     let event = &job.event;
-    if let Err(e) = event.validate() {
+    // A kind only the notifier makes, in a job it did not make (pushed by hand), is refused
+    // here with the publishers' error.
+    if let Err(e) = job.validate() {
         crate::metrics::poison();
         let draft = DeadLetterDraft {
             id: crate::runner::poison_id(),
@@ -334,10 +336,11 @@ mod tests {
 
     #[test]
     fn the_plan_collects_digested_findings_sends_the_rest_and_a_scan_end_flushes_unsubscribed_digests() {
-        let digesting = ruled(&[EventKind::FindingNew], r#"{"digest":["low"],"dedupe_window":"1h"}"#);
+        let digesting =
+            ruled(&[EventKind::FindingNew], r#"{"digest":{"severities":["low"]},"dedupe_window":"1h"}"#);
         let other_tenant = ruled(
             &[EventKind::FindingNew, EventKind::ScanCompleted],
-            r#"{"tenants":["u"],"digest":["low"]}"#,
+            r#"{"tenants":["u"],"digest":{"severities":["low"]}}"#,
         );
         let plain = route(&[EventKind::FindingNew], true);
         let routes = vec![digesting.clone(), other_tenant, plain];

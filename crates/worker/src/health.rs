@@ -44,7 +44,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
         return (StatusCode::SERVICE_UNAVAILABLE, "connecting to redis");
     };
     // Every shard's node answers (on a cluster, shards may live on different primaries).
-    let mut full = false;
+    let mut full = None;
     for queue in shards.served() {
         let mut conn = queue.connection();
         let at = queue.keys().ready();
@@ -54,19 +54,35 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
         if !matches!(ping, Ok(Ok(_))) {
             return (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable");
         }
-        full |=
-            matches!(tokio::time::timeout(Duration::from_secs(2), queue.memory_full()).await, Ok(Ok(true)));
+        if full.is_none() {
+            full = full_reason(queue).await;
+        }
     }
     match full {
-        true => {
+        Some(reason) => {
             crate::metrics::redis_full(true);
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "redis is at its maxmemory: new publishes are refused; this worker keeps delivering queued jobs",
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, reason)
         }
-        _ => (StatusCode::OK, "ready"),
+        None => (StatusCode::OK, "ready"),
     }
+}
+
+/// Why this queue shard's Redis counts as full: at its `maxmemory` now, or it refused a publish
+/// for memory within the last minute (a refused batch's own size is freed with the refusal, so
+/// used memory alone would say ready right after). `None`: not full, or not known in time.
+async fn full_reason(queue: &entraguard_core::queue::Queue) -> Option<&'static str> {
+    let two = Duration::from_secs(2);
+    if matches!(tokio::time::timeout(two, queue.memory_full()).await, Ok(Ok(true))) {
+        return Some(
+            "redis is at its maxmemory: new publishes are refused; this worker keeps delivering queued jobs",
+        );
+    }
+    if matches!(tokio::time::timeout(two, queue.publish_refused()).await, Ok(Ok(true))) {
+        return Some(
+            "redis refused a publish for memory (maxmemory) within the last minute; this worker keeps delivering queued jobs",
+        );
+    }
+    None
 }
 
 async fn metrics(
@@ -76,6 +92,14 @@ async fn metrics(
         && let Ok(Ok(stats)) = tokio::time::timeout(Duration::from_secs(2), shards.shard_stats()).await
     {
         crate::metrics::queue(shards, &stats);
+    }
+    if let Some(shards) = state.queue.get() {
+        for queue in shards.served() {
+            if full_reason(queue).await.is_some() {
+                crate::metrics::redis_full(true);
+                break;
+            }
+        }
     }
     if let Some(shards) = state.queue.get()
         && let Ok(Ok(overview)) =

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use entraguard_core::event::{Event, MAX_EVENT_BYTES};
-use entraguard_producer::{Producer, ProducerConfig};
+use entraguard_producer::{MAX_BATCH_EVENTS, Producer, ProducerConfig, PublishError};
 
 use crate::config::Global;
 use crate::{Failure, output, usage};
@@ -37,12 +37,20 @@ pub struct Args {
 pub async fn run(global: &Global, args: Args) -> Result<(), Failure> {
     let raw = read_input(args.file.as_ref())?;
     let events = parse(&raw).map_err(usage)?;
+    if events.len() > MAX_BATCH_EVENTS {
+        // Before connecting: a batch this large is refused whatever Redis says.
+        return Err(usage(PublishError::BatchTooLarge { got: events.len(), max: MAX_BATCH_EVENTS }));
+    }
     let mut config = ProducerConfig::from_url(global.redis.redis_url.expose()).map_err(usage)?;
     config.keys = global.redis.key_prefix.clone();
     config.publish_replicas = args.publish_replicas;
     config.queue_shards = global.redis.queue_shards;
     let producer = Producer::connect(&config).await?;
-    let ids = producer.publish_batch(&events).await?;
+    let ids = producer.publish_batch(&events).await.map_err(|e| match e {
+        // What the input itself got wrong is bad input (exit 2), as the help says.
+        PublishError::BatchTooLarge { .. } | PublishError::InvalidEvent(_) => usage(e),
+        e => Failure::from(e),
+    })?;
     if global.json {
         output::json(&ids.iter().map(|i| i.to_string()).collect::<Vec<_>>());
     } else {

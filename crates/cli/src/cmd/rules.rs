@@ -51,10 +51,10 @@ impl RulesArgs {
             draft.dedupe_window = Some(w.clone());
         }
         if let Some(d) = &self.digest {
-            draft.digest = d.clone();
+            draft.digest.get_or_insert_with(Default::default).severities = d.clone();
         }
         if let Some(w) = &self.digest_max_wait {
-            draft.digest_max_wait = Some(w.clone());
+            draft.digest.get_or_insert_with(Default::default).max_wait = Some(w.clone());
         }
         match self.quiet_hours.as_deref().map(str::trim) {
             Some(off) if off.eq_ignore_ascii_case("off") || off.is_empty() => draft.quiet_hours = None,

@@ -125,6 +125,32 @@ impl<'de> DeserializeSeed<'de> for BodySeed {
     }
 }
 
+/// The `event` tag: any kind (jobs carry the notifier's own kinds too), but an unknown name's
+/// error lists only the kinds that can be published.
+struct KindTag(EventKind);
+
+impl<'de> Deserialize<'de> for KindTag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KindVisitor;
+        impl Visitor<'_> for KindVisitor {
+            type Value = KindTag;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an event kind")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<KindTag, E> {
+                EventKind::ALL.into_iter().find(|k| k.as_str() == s).map(KindTag).ok_or_else(|| {
+                    E::custom(format_args!(
+                        "unknown event kind {:?}: expected one of {}",
+                        s.chars().take(64).collect::<String>(),
+                        EventKind::publishable_list()
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(KindVisitor)
+    }
+}
+
 /// Sets a field seen for the first time; a second one is refused.
 fn once<T, E: de::Error>(slot: &mut Option<T>, name: &'static str, value: T) -> Result<(), E> {
     if slot.is_some() {
@@ -155,7 +181,7 @@ impl<'de> Visitor<'de> for EventVisitor {
         let mut scan_id: Option<Option<String>> = None;
         while let Some(key) = map.next_key::<Key>()? {
             match key {
-                Key::Event => once(&mut kind, "event", map.next_value()?)?,
+                Key::Event => once(&mut kind, "event", map.next_value::<KindTag>()?.0)?,
                 Key::Id => once(&mut id, "id", map.next_value()?)?,
                 Key::Timestamp => once(&mut timestamp, "timestamp", map.next_value()?)?,
                 Key::TenantId => once(&mut tenant_id, "tenant_id", map.next_value()?)?,

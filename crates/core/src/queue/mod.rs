@@ -360,7 +360,17 @@ impl Queue {
         for (id, urgent, job) in jobs {
             inv.arg(id).arg(if *urgent { "1" } else { "0" }).arg(job);
         }
-        let flags: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        let flags: Vec<i64> = match inv.invoke_async(&mut conn).await {
+            Ok(flags) => flags,
+            Err(e) => {
+                let e = QueueError::from(e);
+                if e.is_out_of_memory() {
+                    // Best effort: the refusal itself is the error to report.
+                    let _ = self.record_publish_refused().await;
+                }
+                return Err(e);
+            }
+        };
         if let Some((replicas, timeout)) = replicated {
             // WAIT counts the replicas that have every write this connection sent so far, the
             // publish included (on a cluster, the queue's primary and its replicas).
@@ -940,6 +950,28 @@ impl Queue {
             .invoke_async(&mut conn)
             .await?;
         Ok(u64::try_from(wait).ok().filter(|w| *w > 0).map(Duration::from_millis))
+    }
+
+    /// How long a publish refused for memory keeps Redis reported full ([`KeySpace::publish_refused`]).
+    pub const PUBLISH_REFUSED_FOR: Duration = Duration::from_secs(60);
+
+    /// Records that Redis refused a publish for memory, for [`Queue::publish_refused`]. A script
+    /// with `allow-oom`, so the write goes through at `maxmemory`.
+    pub async fn record_publish_refused(&self) -> Result<(), QueueError> {
+        let script = redis::Script::new(
+            "#!lua flags=allow-oom\nredis.call('SET', KEYS[1], '1', 'PX', ARGV[1])\nreturn 1",
+        );
+        let mut conn = self.conn.clone();
+        let ms = u64::try_from(Self::PUBLISH_REFUSED_FOR.as_millis()).unwrap_or(60_000);
+        let _: i64 = script.key(self.keys.publish_refused()).arg(ms).invoke_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Whether Redis refused a publish for memory within the last minute.
+    pub async fn publish_refused(&self) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        let key = self.keys.publish_refused();
+        Ok(conn.query_at::<bool>(redis::cmd("EXISTS").arg(&key), &key).await?)
     }
 
     /// Whether Redis is at its `maxmemory` (with `noeviction` it then refuses publishes).
