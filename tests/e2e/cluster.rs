@@ -32,14 +32,24 @@ struct ClusterStack {
 
 impl ClusterStack {
     async fn start() -> ClusterStack {
+        Self::start_sharded(1).await
+    }
+
+    /// A cluster whose deployment runs `shards` queue shards: the stack's own producer is the
+    /// first process to connect, so it records that count (`{entraguard}:layout`).
+    async fn start_sharded(shards: u16) -> ClusterStack {
         let cluster = tokio::task::spawn_blocking(RedisCluster::start).await.expect("cluster starts");
         let url = cluster.url();
-        Self::via(cluster, url).await
+        Self::via_sharded(cluster, url, shards).await
     }
 
     async fn via(cluster: RedisCluster, url: String) -> ClusterStack {
-        let producer =
-            Producer::connect(&ProducerConfig::from_url(&url).expect("url")).await.expect("producer");
+        Self::via_sharded(cluster, url, 1).await
+    }
+
+    async fn via_sharded(cluster: RedisCluster, url: String, shards: u16) -> ClusterStack {
+        let config = ProducerConfig::from_url(&url).expect("url").with_queue_shards(shards).expect("count");
+        let producer = Producer::connect(&config).await.expect("producer");
         let queue = Queue::connect(&RedisConfig::new(RedisUrl::parse(&url).expect("url")), keys())
             .await
             .expect("queue connects to the cluster");
@@ -206,7 +216,7 @@ async fn a_worker_killed_mid_delivery_loses_nothing_on_the_cluster() {
 /// With `shards` queue shards: the endpoint homed in shard 1 (its delivery crosses shards
 /// through an outbox) and the event placed wherever its id says.
 pub(crate) async fn killed_worker_run(shards: u16) {
-    let stack = ClusterStack::start().await;
+    let stack = ClusterStack::start_sharded(shards).await;
     let layout = ShardLayout::new(&keys(), shards, None).expect("layout");
     let producer = Producer::connect(
         &ProducerConfig::from_url(&stack.url).expect("url").with_queue_shards(shards).expect("count"),
@@ -266,7 +276,7 @@ async fn a_primary_killed_while_events_flow_fails_over_and_loses_no_replicated_p
 pub(crate) async fn failover_run(replicas: u32, shards: u16) -> usize {
     const TOTAL: usize = 5_000;
     const BATCH: usize = 50;
-    let mut stack = ClusterStack::start().await;
+    let mut stack = ClusterStack::start_sharded(shards).await;
     let layout = ShardLayout::new(&keys(), shards, None).expect("layout");
     let target = usize::from(shards > 1);
     let producer = Producer::connect(

@@ -470,11 +470,12 @@ async fn a_long_run_leaves_redis_memory_where_it_started() {
             format!("{{{PREFIX}}}:endpoints"),
             format!("{{{PREFIX}}}:endpoints:rev"),
             history,
+            format!("{{{PREFIX}}}:layout"),
             format!("{{{PREFIX}}}:leases"),
             published,
             format!("{{{PREFIX}}}:sealing"),
         ],
-        "only configuration, the live worker's lease and the dedupe index remain"
+        "only configuration (the endpoints, the shard layout), the live worker's lease and the dedupe index remain"
     );
     w.kill().await.expect("stop");
 }

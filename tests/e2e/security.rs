@@ -7,6 +7,8 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use entraguard_core::crypto::Cipher;
+use entraguard_core::endpoint::{EndpointDraft, Target, TargetPolicy};
+use entraguard_core::ids::EndpointId;
 use entraguard_core::secret::Secret;
 use entraguard_core::store::EndpointStore;
 use entraguard_testkit::{HttpReceiver, Recorded, Reply};
@@ -60,15 +62,34 @@ async fn private_loopback_and_metadata_targets_are_refused_without_a_connection(
         format!("http://[::1]:{port}/x"),
         format!("http://[::ffff:127.0.0.1]:{port}/x"),
         "http://10.0.0.1/x".to_owned(),
-        "http://169.254.169.254/latest/meta-data/".to_owned(),
     ];
     for t in &targets {
         stack.add_endpoint("webhook", t, &["finding.new"], None).await;
     }
+    // A cloud metadata address is refused at creation now; one stored before that check (or
+    // written by hand) must still be refused by the worker's guard, without a connection.
+    let metadata = "http://169.254.169.254/latest/meta-data/";
+    let draft = EndpointDraft {
+        name: "metadata".into(),
+        channel: "webhook".into(),
+        target: metadata.into(),
+        events: vec!["finding.new".into()],
+        enabled: true,
+        secret: None,
+        teams_format: None,
+        rules: Default::default(),
+    };
+    let refused = draft.validate(TargetPolicy { allow_http: true }).expect_err("refused at creation");
+    assert!(refused.to_string().contains("cloud metadata"), "{refused}");
+    let mut stored = endpoint("webhook", &targets[0], &["finding.new"], None);
+    stored.id = EndpointId::generate();
+    stored.target = Target::Url(metadata.parse().expect("url"));
+    stack.store.put(&stored).await.expect("stored by hand");
+    let endpoints = targets.len() + 1;
     // Loopback allowed only for 127.0.0.2/32, and metadata's whole /16: neither opens these.
     let worker = stack.spawn_worker(&["--allow-private-targets", "127.0.0.2/32,169.254.0.0/16"]);
     stack.producer.publish(&finding_event("ssrf")).await.expect("published");
-    stack.wait_dead(targets.len() as u64, Duration::from_secs(60)).await;
+    stack.wait_dead(endpoints as u64, Duration::from_secs(60)).await;
     let dead = stack.queue.dead_letters(0, 20).await.expect("list");
     for d in &dead {
         assert!(d.reason.contains("refused to connect"), "{}", d.reason);
