@@ -142,27 +142,47 @@ async fn redis_restart_with_aof_loses_nothing_acknowledged_and_retries_still_fir
 }
 
 /// Scenario 2b: the everysec loss window, measured for a Redis process crash.
+///
+/// With `everysec`, Redis writes each command to the AOF file (the kernel's page cache) before
+/// it answers, and a process crash keeps what the kernel has — except while a background fsync
+/// is still running: then Redis postpones the write for up to 2 s (`flushAppendOnlyFile`,
+/// "disk is busy"), so on a slow disk a SIGKILL loses what it answered in those seconds. Found
+/// by `./dev stress` (issue 23): 876 of 5 000 acknowledged jobs lost beside a CPU hog, where an
+/// idle machine loses none. The test holds the bound that Redis promises: nothing acknowledged
+/// more than 3 s (2 s plus the cron's tick and margin) before the kill is lost, while publishing
+/// for 6 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everysec_process_crash_loss_is_measured() {
     let mut redis = RedisServer::builder().appendfsync("everysec").start();
     let producer =
         Producer::connect(&ProducerConfig::from_url(&redis.url()).expect("url")).await.expect("connects");
-    let evs = events(5_000, "everysec");
-    let mut acked = 0usize;
-    for e in &evs {
-        if producer.publish(e).await.is_ok() {
-            acked += 1;
+    // Publish for twice the window (at least 5 000 events), so that most acknowledged jobs are
+    // older than the window and the bound says something.
+    let started = Instant::now();
+    let mut acked_at = Vec::new();
+    let mut i = 0usize;
+    while i < 5_000 || started.elapsed() < Duration::from_secs(6) {
+        if producer.publish(&finding_event(&format!("everysec-{i}"))).await.is_ok() {
+            acked_at.push(Instant::now());
         }
+        i += 1;
     }
+    let killed_at = Instant::now();
     redis.kill();
     redis.restart();
     let mut conn = redis.connection().await;
     let kept: usize = conn.llen(format!("{{{PREFIX}}}:ready")).await.expect("llen");
+    let acked = acked_at.len();
     let lost = acked.saturating_sub(kept);
-    println!("figure: everysec_process_crash acknowledged={acked} kept={kept} lost={lost}");
-    // A process crash keeps what Redis wrote to the kernel; only a host crash loses the
-    // unsynced second. The test shows the first, and documents the second.
-    assert_eq!(lost, 0, "a Redis process crash with everysec lost {lost} acknowledged jobs");
+    let window = Duration::from_secs(3);
+    let in_window = acked_at.iter().filter(|t| killed_at.duration_since(**t) <= window).count();
+    println!(
+        "figure: everysec_process_crash acknowledged={acked} kept={kept} lost={lost} (acknowledged in the last {window:?}: {in_window})"
+    );
+    assert!(
+        lost <= in_window,
+        "a Redis process crash with everysec lost {lost} acknowledged jobs, more than the {in_window} acknowledged in the last {window:?}"
+    );
 }
 
 /// Scenario 3: Redis down at start-up, then down for 30 s mid-run.

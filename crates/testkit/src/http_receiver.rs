@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::watch;
 
-use crate::net::{ServerThread, bind_localhost, lock};
+use crate::net::{PortHold, ServerThread, bind_localhost, lock};
 
 /// One scripted answer: `Reply::status(503).header("retry-after", "1").body("busy")`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +135,8 @@ pub struct HttpReceiver {
     port: u16,
     /// `None` while stopped.
     server: Mutex<Option<ServerThread>>,
+    /// The port stays ours while stopped, so `restart` finds it free (see [`PortHold`]).
+    _hold: PortHold,
 }
 
 impl fmt::Debug for HttpReceiver {
@@ -172,6 +174,7 @@ impl HttpReceiver {
             }),
             port,
             server: Mutex::new(None),
+            _hold: PortHold::new(port, "http receiver"),
         };
         receiver.serve(listener);
         receiver

@@ -3,10 +3,11 @@
 //! return only once the listener and every open connection are really closed.
 
 use std::future::Future;
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::oneshot;
 
 /// A port that was free on 127.0.0.1 a moment ago (bind port 0, read it, close it).
@@ -18,11 +19,48 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local address of a bound listener").port()
 }
 
-/// Binds 127.0.0.1:`port` (0 for any). std sets `SO_REUSEADDR` on Unix, so a receiver can come
-/// back on its old port while connections from before its stop are in TIME_WAIT.
+/// Binds 127.0.0.1:`port` (0 for any) and listens. `SO_REUSEADDR` lets a receiver come back on
+/// its old port while connections from before its stop are in TIME_WAIT; `SO_REUSEPORT` lets
+/// the listener share the port with the receiver's [`PortHold`].
 pub(crate) fn bind_localhost(port: u16, what: &str) -> TcpListener {
-    TcpListener::bind(("127.0.0.1", port))
-        .unwrap_or_else(|e| panic!("{what}: cannot bind 127.0.0.1:{port}: {e}"))
+    let bind = || -> std::io::Result<TcpListener> {
+        let socket = reusable_socket()?;
+        socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())?;
+        socket.listen(1024)?;
+        Ok(socket.into())
+    };
+    bind().unwrap_or_else(|e| panic!("{what}: cannot bind 127.0.0.1:{port}: {e}"))
+}
+
+fn reusable_socket() -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    Ok(socket)
+}
+
+/// Keeps a stopped receiver's port for it: a TCP socket bound to the port and never listening.
+///
+/// Why (issue 23, found by `./dev stress`): a stopped receiver used to close its only socket,
+/// and between `stop()` and `restart()` the kernel was free to hand the port to anyone — as
+/// the ephemeral source port of another test's outgoing connection, or to a `bind(0)` — and
+/// the restart then failed with "Address already in use" (1 run in 5 beside a CPU hog). A bound
+/// socket keeps the port out of both allocations (Linux skips ports with a bound socket when it
+/// picks one), while connections to it are still refused, because nothing listens. The
+/// receiver's listeners set `SO_REUSEPORT` like the hold, so they can bind beside it; no other
+/// socket can.
+#[derive(Debug)]
+pub(crate) struct PortHold(#[allow(dead_code)] Socket);
+
+impl PortHold {
+    pub(crate) fn new(port: u16, what: &str) -> PortHold {
+        let hold = || -> std::io::Result<Socket> {
+            let socket = reusable_socket()?;
+            socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())?;
+            Ok(socket)
+        };
+        PortHold(hold().unwrap_or_else(|e| panic!("{what}: cannot hold 127.0.0.1:{port}: {e}")))
+    }
 }
 
 /// Locks `m`, ignoring poisoning: a test that panicked while holding a receiver's lock must not

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
-use crate::net::{ServerThread, bind_localhost, lock};
+use crate::net::{PortHold, ServerThread, bind_localhost, lock};
 
 /// The largest message accepted, advertised as `SIZE`.
 const MAX_SIZE: usize = 10 * 1024 * 1024;
@@ -81,6 +81,8 @@ pub struct SmtpReceiver {
     port: u16,
     /// `None` while stopped.
     server: Mutex<Option<ServerThread>>,
+    /// The port stays ours while stopped, so `restart` finds it free (see [`PortHold`]).
+    _hold: PortHold,
 }
 
 impl fmt::Debug for SmtpReceiver {
@@ -116,6 +118,7 @@ impl SmtpReceiver {
             }),
             port,
             server: Mutex::new(None),
+            _hold: PortHold::new(port, "smtp receiver"),
         };
         receiver.serve(listener);
         receiver
