@@ -7,6 +7,22 @@ use entraguard_testkit::{HttpReceiver, Reply, free_port, wait_until};
 
 use crate::harness::{Stack, finding_event};
 
+/// A worker process serving its health endpoints on a free port, once `/readyz` answers 200;
+/// with the endpoints' base URL.
+async fn ready_worker(stack: &Stack) -> (tokio::process::Child, String) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let addr = format!("127.0.0.1:{port}");
+    let worker = stack.spawn_worker_process(&["--health-addr", &addr]);
+    let ready_url = format!("{base}/readyz");
+    wait_until(Duration::from_secs(60), "/readyz answers 200", || {
+        let u = ready_url.clone();
+        async move { get(&u).await.0 == 200 }
+    })
+    .await;
+    (worker, base)
+}
+
 async fn get(url: &str) -> (u16, String) {
     match reqwest::get(url).await {
         Ok(r) => {
@@ -162,16 +178,8 @@ async fn rediss_with_a_password_and_a_private_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_and_metrics_say_full_right_after_a_batch_is_refused_for_memory() {
     let stack = Stack::start().await;
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let addr = format!("127.0.0.1:{port}");
-    let mut worker = stack.spawn_worker_process(&["--health-addr", &addr]);
+    let (mut worker, base) = ready_worker(&stack).await;
     let ready_url = format!("{base}/readyz");
-    wait_until(Duration::from_secs(60), "/readyz answers 200", || {
-        let u = ready_url.clone();
-        async move { get(&u).await.0 == 200 }
-    })
-    .await;
     let mut conn = stack.redis.connection().await;
     let used = stack.redis.info_used_memory().await;
     let _: () = redis::cmd("CONFIG")
@@ -209,16 +217,8 @@ async fn readiness_and_metrics_say_full_right_after_a_batch_is_refused_for_memor
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_and_metrics_say_when_redis_is_full() {
     let stack = Stack::start().await;
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let addr = format!("127.0.0.1:{port}");
-    let mut worker = stack.spawn_worker_process(&["--health-addr", &addr]);
+    let (mut worker, base) = ready_worker(&stack).await;
     let ready_url = format!("{base}/readyz");
-    wait_until(Duration::from_secs(60), "/readyz answers 200", || {
-        let u = ready_url.clone();
-        async move { get(&u).await.0 == 200 }
-    })
-    .await;
     let mut conn = stack.redis.connection().await;
     let set_max = |bytes: u64| redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(bytes).to_owned();
     let used = stack.redis.info_used_memory().await;
