@@ -297,10 +297,10 @@ pub(crate) async fn failover_run(replicas: u32, shards: u16) -> usize {
     ep.id = layout.endpoint_id_in(target);
     stack.store.put(&ep).await.expect("endpoint stored on the cluster");
     let count = shards.to_string();
-    let mut workers = [
-        stack.spawn_worker_process(&["--queue-shards", &count]),
-        stack.spawn_worker_process(&["--queue-shards", &count]),
-    ];
+    // Workers wait for the same replicas when they move an event between shards' outboxes.
+    let waits = replicas.to_string();
+    let args = ["--queue-shards", &count, "--publish-replicas", &waits];
+    let mut workers = [stack.spawn_worker_process(&args), stack.spawn_worker_process(&args)];
     let queue_key = layout.keys(target).ready();
 
     // The scanner's side: publishes batch after batch, retrying a refused or unanswered one as

@@ -587,6 +587,30 @@ async fn a_process_on_another_shard_count_is_refused_loudly_and_nothing_is_stran
     worker.kill().await.expect("worker stopped");
 }
 
+/// An outbox entry leaves its outbox only once the target shard's replicas hold the moved copy,
+/// when the deployment asks for replicas (`NOTIFY_PUBLISH_REPLICAS`, which workers read too):
+/// otherwise a failover of the target's primary right after the move loses an event whose
+/// publish a replica confirmed. On one server there is no replica, so the move is refused as
+/// not replicated and the entry stays for the sweep; moved again without the wait, it is
+/// removed and enqueued once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_entry_stays_until_the_target_shards_replicas_hold_it() {
+    let redis = RedisServer::start();
+    let d = Sharded::on(redis.url()).await;
+    let job = Job::Event(EventJob::new(finding_event("t-forward"))).encode();
+    let (from, to) = (d.layout.keys(0), d.layout.keys(1));
+    let _: i64 = d.int(redis::cmd("ZADD").arg(from.outbox(1)).arg(1).arg(&job)).await;
+    let waiting = d.shards.clone().with_forward_replicas(1, Duration::from_millis(200));
+    let e = waiting.forward(0, 1, std::slice::from_ref(&job)).await.expect_err("no replica holds the copy");
+    assert!(matches!(e, entraguard_core::queue::QueueError::NotReplicated { wanted: 1, got: 0, .. }), "{e}");
+    assert_eq!(d.int(redis::cmd("ZCARD").arg(from.outbox(1))).await, 1, "still in the outbox");
+    assert_eq!(d.int(redis::cmd("LLEN").arg(to.ready())).await, 1, "the primary has the copy");
+    let f = d.shards.forward(0, 1, std::slice::from_ref(&job)).await.expect("moved without the wait");
+    assert_eq!((f.moved, f.duplicates), (0, 1), "moving again enqueues nothing twice");
+    assert_eq!(d.int(redis::cmd("ZCARD").arg(from.outbox(1))).await, 0, "gone from the outbox");
+    assert_eq!(d.int(redis::cmd("LLEN").arg(to.ready())).await, 1, "enqueued once");
+}
+
 /// The primary owning shard 1 SIGKILLed while 5 000 events flow over three shards (every
 /// delivery goes to an endpoint homed in shard 1, through the outboxes): its replica takes
 /// over, the workers carry on, and with `NOTIFY_PUBLISH_REPLICAS=1` no acknowledged publish is

@@ -50,6 +50,11 @@ pub const OUTBOX_SWEEP_AGE: Duration = Duration::from_secs(10);
 /// (the dedupe only has to outlast the time between a move and the outbox removal).
 pub const FORWARD_DEDUPE_WINDOW: Duration = Duration::from_secs(3600);
 
+/// How long a worker waits for the target shard's replicas to confirm an outbox move, with
+/// `NOTIFY_PUBLISH_REPLICAS` set ([`crate::queue::Shards::with_forward_replicas`]); a move not
+/// confirmed in time stays in the outbox for the sweep.
+pub const FORWARD_REPLICA_WAIT: Duration = Duration::from_secs(2);
+
 /// Redis Cluster's slot count.
 const SLOTS: u32 = 16_384;
 

@@ -52,6 +52,13 @@ pub struct WorkerConfig {
     #[arg(long, env = "NOTIFY_DRAIN_SHARDS", value_parser = clap::value_parser!(u16).range(1..=i64::from(entraguard_core::shards::MAX_SHARDS)))]
     pub drain_shards: Option<u16>,
 
+    /// Replicas of a queue shard that must hold an event moved into it from another shard's
+    /// outbox before the outbox lets it go (`WAIT`, up to 2 s; unconfirmed: moved again later).
+    /// Set it to the producers' value, so a failover of a shard's primary cannot lose an event
+    /// a replica confirmed at publish. 0 (the default): no wait.
+    #[arg(long, env = "NOTIFY_PUBLISH_REPLICAS", default_value_t = 0)]
+    pub publish_replicas: u32,
+
     /// Deliveries this process runs at once.
     #[arg(long, env = "NOTIFY_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,

@@ -17,7 +17,7 @@ use std::time::Duration;
 use entraguard_core::endpoint::Channel;
 use entraguard_core::job::Job;
 use entraguard_core::queue::{DeadLetterDraft, Fetched, QueueError, Shards, WorkerId};
-use entraguard_core::shards::{LayoutDecision, LayoutRole};
+use entraguard_core::shards::{FORWARD_REPLICA_WAIT, LayoutDecision, LayoutRole};
 use entraguard_core::store::EndpointStore;
 use futures_util::FutureExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -73,8 +73,14 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     };
     let redis = config.redis()?;
     let layout = config.redis_settings().layout();
-    let Some(shards) =
-        until_ok(&mut shutdown, "connect to redis", || Shards::connect(&redis, layout.clone())).await
+    let Some(shards) = until_ok(&mut shutdown, "connect to redis", || async {
+        Ok::<_, QueueError>(
+            Shards::connect(&redis, layout.clone())
+                .await?
+                .with_forward_replicas(config.publish_replicas, FORWARD_REPLICA_WAIT),
+        )
+    })
+    .await
     else {
         return Ok(());
     };

@@ -12,6 +12,7 @@ use crate::shards::{
     FORWARD_DEDUPE_WINDOW, LayoutDecision, LayoutRole, OUTBOX_SWEEP_AGE, RecordedLayout, ShardLayout, decide,
 };
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Sets the recorded count to ARGV[2] and the earlier counts to ARGV[3] if the count is still
 /// ARGV[1]: 1 if it was.
@@ -66,6 +67,11 @@ pub struct Shards {
     /// In [`ShardLayout::counted`] order: the placed shards (shard 0 first), then draining ones,
     /// then those only counted (earlier recorded counts' shards this process does not serve).
     queues: Arc<[Queue]>,
+    /// With `Some((n, timeout))`, an outbox entry leaves its outbox only once `n` replicas of
+    /// the target shard hold the moved copy (`WAIT`, as `NOTIFY_PUBLISH_REPLICAS` asks of a
+    /// publish): otherwise a failover of the target's primary right after a move would lose an
+    /// event whose publish a replica had confirmed.
+    forward_replicas: Option<(u32, Duration)>,
 }
 
 /// What one outbox move did.
@@ -88,7 +94,16 @@ impl Shards {
     /// The shards of `layout` on `queue`'s connection.
     pub fn on(queue: &Queue, layout: ShardLayout) -> Self {
         let queues = layout.counted().enumerate().map(|(i, k)| queue.for_shard(k.clone(), i == 0)).collect();
-        Self { layout: Arc::new(layout), queues }
+        Self { layout: Arc::new(layout), queues, forward_replicas: None }
+    }
+
+    /// These shards, moving outbox entries only once `replicas` replicas of the target shard
+    /// hold them (waiting up to `timeout` for them; 0 replicas: no wait). A move they do not
+    /// confirm in time fails with [`QueueError::NotReplicated`] and leaves the entries in the
+    /// outbox for the sweep (moving again enqueues nothing twice).
+    pub fn with_forward_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.forward_replicas = (replicas > 0).then_some((replicas, timeout));
+        self
     }
 
     /// The shard layout the deployment records in Redis ([`crate::keys::KeySpace::layout`]).
@@ -142,7 +157,9 @@ impl Shards {
                 _ => recorded.earlier,
             };
             let layout = (*self.layout).clone().observing(&earlier);
-            return Ok((Self::on(self.home(), layout), decision));
+            let mut checked = Self::on(self.home(), layout);
+            checked.forward_replicas = self.forward_replicas;
+            return Ok((checked, decision));
         }
         Err(QueueError::Redis(redis::RedisError::from((
             redis::ErrorKind::Client,
@@ -153,7 +170,7 @@ impl Shards {
     /// One shard: `queue` itself.
     pub fn single(queue: Queue) -> Self {
         let layout = ShardLayout::single(queue.keys().clone());
-        Self { layout: Arc::new(layout), queues: Arc::from([queue]) }
+        Self { layout: Arc::new(layout), queues: Arc::from([queue]), forward_replicas: None }
     }
 
     pub fn layout(&self) -> &ShardLayout {
@@ -236,7 +253,11 @@ impl Shards {
                 _ => (raw.clone(), false, raw.clone()),
             })
             .collect();
-        let flags = dest.publish_with(&entries, FORWARD_DEDUPE_WINDOW, dest.keys().forwarded(), None).await?;
+        // With forward replicas, the WAIT runs whether the copies were new or moved before (a
+        // repeated move): the outbox entry goes only once a replica holds the copy.
+        let flags = dest
+            .publish_with(&entries, FORWARD_DEDUPE_WINDOW, dest.keys().forwarded(), self.forward_replicas)
+            .await?;
         let moved = flags.iter().filter(|f| matches!(f, super::Published::Enqueued)).count();
         let mut conn = source.connection();
         let _: i64 =
