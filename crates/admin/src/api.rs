@@ -288,6 +288,11 @@ async fn update_endpoint(
         ep.previous_secret_until = current.previous_secret_until;
     }
     s.store.put(&ep).await?;
+    if ep.target != current.target {
+        // A new URL: the breaker's verdict was about the old one. Closed, its waiting work goes
+        // to the new URL at once.
+        entraguard_core::breaker::reset_now(&s.store, s.queue_of(&id), &ep).await?;
+    }
     Ok(Json(ep.view()))
 }
 
@@ -307,7 +312,7 @@ async fn delete_endpoint(
     }
 }
 
-/// Enables an endpoint; its circuit breaker is reset and its parked deliveries released.
+/// Enables an endpoint; its circuit breaker is reset and its parked deliveries resume.
 #[utoipa::path(post, path = "/api/endpoints/{id}/enable", tag = "endpoints", params(("id" = String, Path)),
     responses((status = 200, body = EndpointView), (status = 404, body = ErrorBody)))]
 async fn enable(

@@ -50,7 +50,16 @@ pub struct BreakerSettings {
     pub max_probe: Duration,
     /// Open this long, the endpoint is disabled.
     pub disable_after: Duration,
+    /// Deliveries a closing releases from the lane at once (the endpoint's cap); each finishing
+    /// delivery then releases the next oldest.
+    pub release: usize,
 }
+
+/// What a closing releases at once when the caller knows no worker's cap (the CLI, the admin
+/// server): the oldest alone. Its finish finds the lane holding work and releases as many as
+/// that worker has free slots, so the lane reaches the cap after one delivery without releasing
+/// more than a worker takes (the surplus would park again, behind the rest).
+pub const DEFAULT_RELEASE: usize = 1;
 
 impl Default for BreakerSettings {
     fn default() -> Self {
@@ -59,6 +68,7 @@ impl Default for BreakerSettings {
             probe: Duration::from_secs(30),
             max_probe: MAX_PROBE_INTERVAL,
             disable_after: Duration::from_secs(3 * 86_400),
+            release: DEFAULT_RELEASE,
         }
     }
 }
@@ -268,24 +278,61 @@ pub fn announcement(id: &EndpointId, name: &str, error: &str) -> String {
     crate::job::Job::Event(crate::job::EventJob::notifier(event)).encode()
 }
 
-/// Closes an endpoint's breaker by hand and releases its lane (oldest first, at the endpoint's
-/// cap); a breaker that was not closed announces it. Returns how many deliveries were released.
-pub async fn reset(queue: &Queue, endpoint: &Endpoint) -> Result<u64, QueueError> {
+/// What a reset did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reset {
+    /// The breaker was open, half-open or disabled and is closed now (the change is announced);
+    /// `false`: it was already closed.
+    pub closed_now: bool,
+    /// Deliveries that were waiting in the endpoint's lane: the oldest was released at once and
+    /// the rest follow, oldest first, as deliveries finish.
+    pub waiting: u64,
+}
+
+impl Reset {
+    /// What happened, for people: "breaker closed; 3 waiting deliveries resume, oldest first".
+    pub fn summary(&self) -> String {
+        let breaker = if self.closed_now { "breaker closed" } else { "breaker was already closed" };
+        match self.waiting {
+            0 => format!("{breaker}; nothing was waiting in its lane"),
+            1 => format!("{breaker}; 1 waiting delivery resumes"),
+            n => format!("{breaker}; {n} waiting deliveries resume, oldest first"),
+        }
+    }
+}
+
+/// Closes an endpoint's breaker by hand and resumes its lane (the oldest at once, the rest
+/// oldest first as deliveries finish); a breaker that was not closed announces it.
+/// Workers that cached "open" ask Redis again within a second.
+pub async fn reset(queue: &Queue, endpoint: &Endpoint) -> Result<Reset, QueueError> {
     let answer = queue
         .breaker_report(&endpoint.id, Some(&endpoint.name), Report::Reset, &BreakerSettings::default())
         .await?;
-    Ok(answer.parked)
+    Ok(Reset { closed_now: answer.changed, waiting: answer.parked })
+}
+
+/// [`reset`], then the endpoints' revision moved, so every worker drops what it cached of the
+/// breaker at its next fetch: an operator's reset (the CLI's `endpoint reset`, a changed URL)
+/// acts at once.
+pub async fn reset_now(
+    store: &EndpointStore,
+    queue: &Queue,
+    endpoint: &Endpoint,
+) -> Result<Reset, BreakerError> {
+    let done = reset(queue, endpoint).await?;
+    store.touch().await?;
+    Ok(done)
 }
 
 /// Enables an endpoint (the CLI's `endpoint enable`, the admin API's enable): its breaker is
-/// reset and the deliveries kept in its lane while it was disabled are released. Returns the
-/// endpoint as stored and how many were released.
+/// reset and the deliveries kept in its lane while it was disabled resume. Returns the
+/// endpoint as stored and what the reset did.
 pub async fn enable_endpoint(
     store: &EndpointStore,
     queue: &Queue,
     id: &EndpointId,
-) -> Result<(Endpoint, u64), BreakerError> {
+) -> Result<(Endpoint, Reset), BreakerError> {
     let ep = store.set_enabled(id, true).await?;
-    let released = reset(queue, &ep).await?;
-    Ok((ep, released))
+    let reset = reset_now(store, queue, &ep).await?;
+    Ok((ep, reset))
 }

@@ -93,6 +93,12 @@ impl KeySpace {
         format!("{}:lanes", self.tag)
     }
 
+    /// HASH of endpoint id → deliveries dead-lettered as "endpoint lane full" (its lane already
+    /// held `NOTIFY_LANE_MAX`), since the key space began.
+    pub fn lane_full(&self) -> String {
+        format!("{}:lane_full", self.tag)
+    }
+
     /// HASH: one endpoint's circuit breaker, shared by every worker. Absent while the endpoint
     /// is healthy. Fields: `state` (`closed`, `open`, `half_open`, `disabled`), `failures`
     /// (consecutive retryable failures), `last_error`, `opened_at` (Unix ms, Redis clock, when it

@@ -195,6 +195,14 @@ impl EndpointStore {
         Ok(rev.unwrap_or(0))
     }
 
+    /// Moves the endpoints' revision without changing an endpoint: every worker drops what it
+    /// cached of endpoints and their breakers at its next fetch (after an operator's reset).
+    pub async fn touch(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let rev: u64 = conn.incr(self.keys.endpoints_rev(), 1).await?;
+        Ok(rev)
+    }
+
     /// One endpoint, or `None` if there is no such id.
     pub async fn get(&self, id: &EndpointId) -> Result<Option<Endpoint>, StoreError> {
         let mut conn = self.conn.clone();

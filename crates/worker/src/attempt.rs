@@ -6,14 +6,13 @@
 //! [`Deliverer`]: crate::delivery::Deliverer
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use entraguard_core::breaker::{Answer, BreakerState, Report};
 use entraguard_core::endpoint::Endpoint;
 use entraguard_core::history::{AttemptResult, encode_attempt};
 use entraguard_core::job::{AttemptRecord, DeliveryJob, Job};
-use entraguard_core::queue::{Acked, DeadLetterDraft};
+use entraguard_core::queue::{Acked, DeadLetterDraft, Park, Parked};
 use entraguard_core::store::StoreError;
 use tracing::{error, info, warn};
 
@@ -56,11 +55,12 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
     // concurrency permit, and one hanging endpoint would starve the rest), and not in a loop
     // through the delayed set.
     let probe_deadline = Gate::probe_deadline(ctx.config.delivery_timeout);
-    let ticket = match persist("admit", || ctx.gate.admit(&ctx.queue, &endpoint, probe_deadline)).await {
+    let mut ticket = match persist("admit", || ctx.gate.admit(&ctx.queue, &endpoint, probe_deadline)).await {
         Admission::Go(ticket) => ticket,
         Admission::Park(wake_in) => {
             tracing::debug!(wake_in = ?wake_in, "endpoint busy, paced or broken; delivery parked in its lane");
-            record(ctx, "park", || ctx.queue.park(&ctx.worker, raw, &endpoint.id, wake_in)).await;
+            let park = Park { wake_in, lane_max: ctx.config.lane_max, ..Park::default() };
+            park_or_dead_letter(ctx, raw, None, job, &endpoint, park).await;
             ctx.promoter_wake.notify_one();
             return;
         }
@@ -70,6 +70,9 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
     let elapsed = attempted.elapsed;
     let channel = endpoint.channel.as_str();
     let settings = *ctx.gate.breaker_settings();
+    let mut lane_waiting = false;
+    let mut released_by_close = false;
+    let mut own_parked = false;
     match &attempted.outcome {
         // The breaker is off: nothing counted, nothing parked.
         Outcome::Retryable { .. } if settings.is_off() => {
@@ -118,19 +121,13 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
                 job.attempts.push(attempt.clone());
                 // The failed attempt joins the endpoint's history in the parking step itself.
                 let entry = history_entry(raw, &job, &attempt, AttemptResult::Parked, &attempted);
-                let next = Job::Delivery(job).encode();
-                record(ctx, "park", || {
-                    ctx.queue.park_spent(
-                        &ctx.worker,
-                        raw,
-                        Some(next.as_bytes()),
-                        &endpoint.id,
-                        wake,
-                        probe,
-                        Some(&entry),
-                    )
-                })
-                .await;
+                let park = Park {
+                    wake_in: wake,
+                    front: probe,
+                    history: Some(&entry),
+                    lane_max: ctx.config.lane_max,
+                };
+                park_or_dead_letter(ctx, raw, Some(&job), job.clone(), &endpoint, park).await;
                 ctx.promoter_wake.notify_one();
                 let _ = ticket.finish();
                 return;
@@ -143,25 +140,32 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
             // for the probe: a success that began before the breaker opened says nothing of
             // now, and a healthy endpoint's successful delivery costs no extra command. With the
             // breaker off, a breaker left open from before is closed by hand.
-            let breaker_open = conclude(ctx, raw, job, &attempted, channel).await;
+            let acked = conclude(ctx, raw, job, &attempted, channel).await;
+            lane_waiting = acked == Some(Acked::LaneWaiting);
+            let breaker_open = acked == Some(Acked::BreakerOpen);
             let report = match (probe, breaker_open && settings.is_off()) {
                 (true, _) => Some(Report::Success { probe: true }),
                 (false, true) => Some(Report::Reset),
                 (false, false) => None,
             };
             if let Some(report) = report {
+                // The slot is free before the closing releases the lane into it.
+                let facts = ticket.facts(false);
+                own_parked = ticket.free_now();
                 let answer = persist("report to breaker", || {
                     ctx.queue.breaker_report_attempt(
                         &endpoint.id,
                         Some(&endpoint.name),
                         report,
                         &settings,
-                        ticket.facts(false),
+                        facts,
                     )
                 })
                 .await;
                 ctx.gate.learn(&endpoint.id, &answer);
                 if answer.changed {
+                    // The closing released a cap's worth of the lane already.
+                    released_by_close = answer.state == BreakerState::Closed;
                     info!(
                         released = answer.parked,
                         announced = answer.announced,
@@ -188,11 +192,57 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
             }
         }
     }
-    if ticket.finish() {
-        // The slot this delivery held goes to one that waits in the endpoint's lane.
-        persist("release lane", || ctx.queue.release_lane(endpoint.id.as_str(), 1, LANE_SAFETY_LOOK)).await;
+    // The slot this delivery held goes to the oldest that wait in the endpoint's lane: those
+    // this process parked (one per finish), or, when the acknowledgement found the lane holding
+    // work whoever parked it, as many as this process has free slots for the endpoint.
+    let own = ticket.finish() || own_parked;
+    if (own || lane_waiting) && !released_by_close {
+        let n = if lane_waiting { ctx.gate.free_slots(&endpoint.id) } else { 1 };
+        persist("release lane", || ctx.queue.release_lane(endpoint.id.as_str(), n, LANE_SAFETY_LOOK)).await;
     }
 }
+
+/// Parks a delivery in its endpoint's lane (`next`, the delivery with its failed attempt
+/// recorded, in place of `raw` when given), or, when the lane already holds `NOTIFY_LANE_MAX`,
+/// dead-letters it as "endpoint lane full" (replayable; counted in `{p}:lane_full`, `stats` and
+/// `/metrics`), so one dead endpoint cannot fill Redis.
+async fn park_or_dead_letter(
+    ctx: &Ctx,
+    raw: &[u8],
+    next: Option<&DeliveryJob>,
+    job: DeliveryJob,
+    endpoint: &Endpoint,
+    park: Park<'_>,
+) {
+    let next_raw = next.map(|j| Job::Delivery(j.clone()).encode());
+    let parked = persist("park", || {
+        ctx.queue.park_job(&ctx.worker, raw, next_raw.as_deref().map(str::as_bytes), &endpoint.id, park)
+    })
+    .await;
+    match parked {
+        Parked::Parked => {}
+        Parked::LeaseLost => {
+            warn!(worker = %ctx.worker, "park: the lease ran out during the job; another worker runs it again");
+        }
+        Parked::LaneFull => {
+            crate::metrics::lane_full(endpoint.id.as_str());
+            let draft = DeadLetterDraft {
+                id: job.delivery_id.to_string(),
+                reason: LANE_FULL_REASON.to_owned(),
+                delivery: Some(job),
+            };
+            warn!(
+                endpoint = %endpoint.id,
+                lane_max = ctx.config.lane_max,
+                "delivery dead-lettered: endpoint lane full (NOTIFY_LANE_MAX); replay it once the endpoint is back"
+            );
+            record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
+        }
+    }
+}
+
+/// The dead-letter reason of a delivery its endpoint's full lane would not take.
+pub const LANE_FULL_REASON: &str = "endpoint lane full";
 
 /// Logs what a failure report changed: the change, whether it was announced, and a summary of
 /// the changes left unannounced (damped) before it.
@@ -265,16 +315,16 @@ fn history_entry(
     encode_attempt(raw, job, attempt, result, &attempted.request_headers, attempted.response_body.as_deref())
 }
 
-/// Records an attempt's outcome: acknowledged, re-scheduled, or dead-lettered. `true` when the
-/// acknowledgement of a delivered job found the endpoint's breaker open (the caller reports the
-/// success to close it).
+/// Records an attempt's outcome: acknowledged, re-scheduled, or dead-lettered. For a delivered
+/// job, what its acknowledgement found (the breaker open: the caller reports the success to close
+/// it; the lane holding work: the caller releases it); `None` otherwise.
 pub(crate) async fn conclude(
     ctx: &Ctx,
     raw: &[u8],
     mut job: DeliveryJob,
     attempted: &Attempted,
     channel: &'static str,
-) -> bool {
+) -> Option<Acked> {
     let outcome = &attempted.outcome;
     let elapsed = attempted.elapsed;
     let record_now = attempt_record(&job, attempted);
@@ -300,14 +350,14 @@ pub(crate) async fn conclude(
                 attempt,
             );
             let entry = history_entry(raw, &job, &recorded, AttemptResult::Delivered, attempted);
-            let breaker_open = AtomicBool::new(false);
+            let answer = std::sync::Mutex::new(Acked::LeaseLost);
             record(ctx, "ack", || async {
                 let acked = ctx.acker.ack(raw, &job.endpoint_id, &entry).await?;
-                breaker_open.store(acked == Acked::BreakerOpen, Ordering::Relaxed);
+                *answer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = acked;
                 Ok(acked != Acked::LeaseLost)
             })
             .await;
-            return breaker_open.load(Ordering::Relaxed);
+            return Some(answer.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
         }
         Next::RetryIn(delay) => {
             warn!(error = outcome.error().unwrap_or(""), retry_in = ?delay, "attempt failed; retry scheduled");
@@ -338,7 +388,7 @@ pub(crate) async fn conclude(
             .await;
         }
     }
-    false
+    None
 }
 
 /// Queue shards: a breaker that disabled its endpoint in a shard other than 0 could not write

@@ -75,6 +75,13 @@ pub struct WorkerConfig {
     #[arg(long, env = "NOTIFY_ENDPOINT_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub endpoint_concurrency: u32,
 
+    /// Most deliveries that may wait in one endpoint's lane (its breaker open, or at its cap);
+    /// past it new deliveries to the endpoint are dead-lettered as "endpoint lane full"
+    /// (replayable), so one dead receiver cannot fill Redis. About 700 B each: the default
+    /// holds 35 MB per broken endpoint (the README sizes it against maxmemory).
+    #[arg(long, env = "NOTIFY_LANE_MAX", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub lane_max: u64,
+
     /// Least time between two messages to one Slack webhook, across all workers (Slack accepts
     /// about one a second and answers bursts with 429). 0 turns pacing off.
     #[arg(long, env = "NOTIFY_SLACK_PACE", default_value = "1s", value_parser = parse_duration)]
@@ -352,6 +359,7 @@ impl WorkerConfig {
             probe: self.breaker_probe.max(Duration::from_millis(1)),
             max_probe: entraguard_core::breaker::MAX_PROBE_INTERVAL.max(self.breaker_probe),
             disable_after: self.endpoint_disable_after,
+            release: usize::try_from(self.endpoint_concurrency).unwrap_or(1),
         }
     }
 

@@ -55,11 +55,13 @@ impl EndpointCache {
     }
 
     /// A batch fetch read revision `rev`: entries of another revision are dropped.
-    pub fn observe(&self, rev: u64) {
+    pub fn observe(&self, rev: u64) -> bool {
         let mut state = self.lock();
-        if state.rev != Some(rev) {
+        let moved = state.rev != Some(rev);
+        if moved {
             state.clear(Some(rev));
         }
+        moved
     }
 
     /// Jobs were taken without reading the revision: trust nothing until the next observation.

@@ -2,13 +2,21 @@
 //!
 //! An endpoint takes at most `NOTIFY_ENDPOINT_CONCURRENCY` deliveries at once from one worker
 //! process, and a Slack webhook one message per `NOTIFY_SLACK_PACE` across all workers. A
-//! delivery that cannot run now is parked in the endpoint's lane in Redis (`{p}:lane:<id>`),
-//! where it costs nothing while it waits: no polling, no trips through the delayed set. It
-//! leaves the lane when
-//! - a delivery to that endpoint finishes in the process that parked it (one freed slot
-//!   releases one parked delivery), or
-//! - the lane's wake-up time comes (`{p}:lanes`): the Slack send slot frees, or, as a safety
-//!   net for a worker that died with deliveries parked, a second after the last look.
+//! delivery that cannot run now is parked at the back of the endpoint's lane in Redis
+//! (`{p}:lane:<id>`, at most `NOTIFY_LANE_MAX`; past it the delivery is dead-lettered as
+//! "endpoint lane full"), where it costs nothing while it waits: no polling, no trips through
+//! the delayed set. The lane itself is the shared state: it leaves the lane, oldest first, when
+//! - **any** delivery to that endpoint finishes, in whichever worker process: the finishing
+//!   acknowledgement answers "the lane holds work" in the same round trip, and the worker
+//!   releases as many of the oldest as it has free slots for the endpoint; a process that parked
+//!   deliveries itself releases one per finish whatever it delivered. So a restarted or replaced
+//!   worker drains a backlog at the rate of the one before it, and a healthy endpoint's
+//!   delivery costs no extra command;
+//! - its breaker closes (a probe's success, an operator's reset or enable): the closing step
+//!   releases a cap's worth at once and finishing deliveries the rest;
+//! - the lane's wake-up time comes (`{p}:lanes`): the Slack send slot frees, the probe is due,
+//!   or, as a safety net when no delivery to it finishes (every worker restarted), a second
+//!   after the last look, which releases a cap's worth.
 //!
 //! So a hanging endpoint holds only its own slots and its waiting work costs O(1) Redis
 //! commands per slot freed, whatever the number waiting.
@@ -16,9 +24,11 @@
 //! Admission also consults the endpoint's circuit breaker (state in Redis, see
 //! `entraguard_core::breaker`), through a cache in this process: a closed breaker is read
 //! again at most once per probe interval (so a healthy endpoint costs no extra read per
-//! delivery), an open one not before its probe time. The process learns "open" from its own
-//! failure report's answer, or from that cached read. While open, deliveries park in the lane
-//! with its next look at the probe time; when it comes, admission claims the probe in Redis.
+//! delivery), an open one at most [`OPEN_RECHECK`] after the last read (an operator's reset, an
+//! enable or another worker's successful probe reaches every worker within it, and at the next
+//! fetch when the endpoints' revision moves). The process learns "open" from its own failure
+//! report's answer, or from that cached read. While open, deliveries park in the lane with its
+//! next look at the probe time; when it comes, admission claims the probe in Redis.
 //! Once a closed breaker has counted a failure, every admission asks Redis, which lets a
 //! delivery through only while failures, trials out and this process's attempts in flight stay
 //! under the threshold (the rest park until a finishing delivery releases one).
@@ -71,9 +81,17 @@ enum Known {
     /// Closed as of the last read (a success clears its failure count through the
     /// acknowledgement itself).
     Closed { until: Instant, generation: u64 },
-    /// Open (or disabled, or someone else's probe is out): park until `until`.
-    Open { until: Instant },
+    /// Open (or disabled, or someone else's probe is out): park until `until`. Trusted for
+    /// [`OPEN_RECHECK`] after `read`: an operator's reset or another worker's probe may have
+    /// closed it since.
+    Open { until: Instant, read: Instant },
 }
+
+/// Longest this process trusts a cached "open" before it asks Redis again: a reset, an enable
+/// or a probe that closed the breaker elsewhere reaches it within this (at once when the
+/// endpoints' revision moves, see [`Gate::forget_breakers`]). Within this of the probe time
+/// every admission asks Redis.
+pub const OPEN_RECHECK: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -106,6 +124,24 @@ impl Gate {
         attempt_timeout * 2 + Duration::from_secs(1)
     }
 
+    /// Drops every cached breaker word: the endpoints' revision moved (an endpoint enabled,
+    /// edited or reset), so the next delivery to each endpoint reads its breaker in Redis.
+    pub fn forget_breakers(&self) {
+        self.inner.breakers().clear();
+    }
+
+    /// How many more deliveries to `endpoint` this process would admit now (at least 1): what a
+    /// finishing delivery releases from the endpoint's lane.
+    pub fn free_slots(&self, endpoint: &EndpointId) -> usize {
+        let in_flight = self.inner.lock().get(endpoint).map_or(0, |c| c.in_flight);
+        self.inner.cap.saturating_sub(in_flight).max(1)
+    }
+
+    /// The endpoint cap of this process (`NOTIFY_ENDPOINT_CONCURRENCY`).
+    pub fn cap(&self) -> usize {
+        self.inner.cap
+    }
+
     /// Learns what a report's answer says.
     pub fn learn(&self, endpoint: &EndpointId, answer: &Answer) {
         let now = Instant::now();
@@ -118,8 +154,10 @@ impl Gate {
             BreakerState::Closed => {
                 Known::Closed { until: now + self.inner.breaker.probe, generation: answer.generation }
             }
-            BreakerState::Open | BreakerState::HalfOpen => Known::Open { until: now + answer.probe_in },
-            BreakerState::Disabled => Known::Open { until: now + self.inner.breaker.probe },
+            BreakerState::Open | BreakerState::HalfOpen => {
+                Known::Open { until: now + answer.probe_in, read: now }
+            }
+            BreakerState::Disabled => Known::Open { until: now + self.inner.breaker.probe, read: now },
         };
         self.inner.breakers().insert(endpoint.clone(), known);
     }
@@ -141,7 +179,12 @@ impl Gate {
             Some(Known::Closed { until, generation }) if until > now => {
                 return Ok(Ok(Run { generation: Some(generation), ..Run::default() }));
             }
-            Some(Known::Open { until }) if until > now => return Ok(Err(Some(until - now))),
+            // Not within the last OPEN_RECHECK before the probe time either: the delivery the
+            // lane releases as the probe (at Redis's probe time, a little before this process's
+            // `until`) must not be parked again at the back of the lane by a cached word.
+            Some(Known::Open { until, read }) if until > now + OPEN_RECHECK && now < read + OPEN_RECHECK => {
+                return Ok(Err(Some(until - now)));
+            }
             _ => {}
         }
         let admit =
@@ -159,15 +202,17 @@ impl Gate {
             Admit::Wait => (None, Err(None)),
             // Until the probe reports, others park till its deadline.
             Admit::Probe { generation } => (
-                Some(Known::Open { until: now + probe_deadline }),
+                Some(Known::Open { until: now + probe_deadline, read: now }),
                 Ok(Run { generation: Some(generation), trial: false, probe: true }),
             ),
-            Admit::Open(wait) => {
-                (Some(Known::Open { until: now + wait }), Err(Some(wait.max(Duration::from_millis(1)))))
-            }
-            Admit::Disabled => {
-                (Some(Known::Open { until: now + self.inner.breaker.probe }), Err(Some(DISABLED_LOOK)))
-            }
+            Admit::Open(wait) => (
+                Some(Known::Open { until: now + wait, read: now }),
+                Err(Some(wait.max(Duration::from_millis(1)))),
+            ),
+            Admit::Disabled => (
+                Some(Known::Open { until: now + self.inner.breaker.probe, read: now }),
+                Err(Some(DISABLED_LOOK)),
+            ),
         };
         match known {
             Some(known) => self.inner.breakers().insert(endpoint.clone(), known),
@@ -304,6 +349,17 @@ impl Ticket {
     /// The delivery's outcome is recorded: frees the slot. `true` when one delivery parked in
     /// this endpoint's lane should now be released to the ready list.
     pub fn finish(mut self) -> bool {
+        self.free_now()
+    }
+
+    /// Frees the slot now, before the outcome is fully recorded: a probe's success frees it
+    /// before the closing releases the lane into it (else the released delivery could find the
+    /// slot still taken and park again, behind the rest). Returns what [`Ticket::finish`]
+    /// would; a later `finish` then frees nothing more and returns `false`.
+    pub fn free_now(&mut self) -> bool {
+        if self.finished {
+            return false;
+        }
         self.finished = true;
         self.gate.free(&self.endpoint, self.run.trial)
     }

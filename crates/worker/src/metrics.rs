@@ -21,6 +21,8 @@ pub const QUEUE_PARKED: &str = "entraguard_queue_parked";
 pub const QUEUE_PROCESSING: &str = "entraguard_queue_processing";
 pub const QUEUE_SCHEDULED: &str = "entraguard_queue_scheduled_retries";
 pub const QUEUE_DEAD: &str = "entraguard_queue_dead_letters";
+pub const QUEUE_LANE_FULL: &str = "entraguard_queue_lane_full_dead_letters";
+pub const LANE_FULL: &str = "entraguard_deliveries_lane_full_total";
 pub const WORKERS: &str = "entraguard_workers";
 pub const QUEUE_DIGESTS: &str = "entraguard_queue_digests";
 pub const QUEUE_FORWARDING: &str = "entraguard_queue_forwarding";
@@ -86,6 +88,11 @@ pub fn handed_back(n: usize) {
     counter!(HANDED_BACK).increment(n as u64);
 }
 
+/// A delivery dead-lettered as "endpoint lane full" by this process.
+pub fn lane_full(endpoint: &str) {
+    counter!(LANE_FULL, "endpoint" => endpoint.to_owned()).increment(1);
+}
+
 pub fn in_flight(n: usize) {
     gauge!(IN_FLIGHT).set(n as f64);
 }
@@ -120,6 +127,7 @@ fn totals(stats: &QueueStats) {
     gauge!(QUEUE_PROCESSING).set(stats.processing as f64);
     gauge!(QUEUE_SCHEDULED).set(stats.scheduled as f64);
     gauge!(QUEUE_DEAD).set(stats.dead as f64);
+    gauge!(QUEUE_LANE_FULL).set(stats.lane_full as f64);
     gauge!(WORKERS).set(stats.workers as f64);
     gauge!(QUEUE_DIGESTS).set(stats.digests as f64);
 }

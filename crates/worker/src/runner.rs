@@ -248,15 +248,26 @@ async fn serve(ctx: Arc<Ctx>, permits: Arc<Semaphore>, mut shutdown: Shutdown) {
             Ok(Fetched { jobs, oversized, endpoints_rev }) => {
                 backoff.reset();
                 // Before the jobs run: they see every endpoint change written before their fetch.
-                match endpoints_rev {
+                let moved = match endpoints_rev {
                     Some(rev) => ctx.endpoints.observe(rev),
-                    None if jobs.is_empty() => {}
+                    None if jobs.is_empty() => false,
                     // Another shard than the endpoints': their revision, read after the fetch.
                     None if !ctx.queue.is_home() => match ctx.store.revision().await {
                         Ok(rev) => ctx.endpoints.observe(rev),
-                        Err(_) => ctx.endpoints.forget(),
+                        Err(_) => {
+                            ctx.endpoints.forget();
+                            false
+                        }
                     },
-                    None => ctx.endpoints.forget(),
+                    None => {
+                        ctx.endpoints.forget();
+                        false
+                    }
+                };
+                if moved {
+                    // An endpoint enabled, edited or reset: what this process cached of the
+                    // breakers goes too, so an operator's action acts at this fetch.
+                    ctx.gate.forget_breakers();
                 }
                 crate::metrics::redis_full(false);
                 for _ in 0..oversized {

@@ -237,14 +237,17 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             let Some(ep) = store.get(&id).await? else {
                 return Err(anyhow::anyhow!("endpoint {id} not found").into());
             };
-            let released = entraguard_core::breaker::reset(shards.for_endpoint(&ep.id), &ep).await?;
+            let reset = entraguard_core::breaker::reset_now(&store, shards.for_endpoint(&ep.id), &ep)
+                .await
+                .map_err(anyhow::Error::from)?;
             if global.json {
-                output::json(&serde_json::json!({ "reset": id, "released": released }));
+                output::json(&serde_json::json!({
+                    "reset": id,
+                    "closed_now": reset.closed_now,
+                    "waiting": reset.waiting,
+                }));
             } else {
-                entraguard_core::outln!(
-                    "breaker of {id} closed; {released} parked deliver{} released",
-                    if released == 1 { "y" } else { "ies" }
-                );
+                entraguard_core::outln!("{id}: {}", reset.summary());
             }
         }
         Command::Update(u) => {
@@ -278,11 +281,27 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 ep.previous_secret_until = current.previous_secret_until;
             }
             store.put(&ep).await?;
+            // A new URL: the breaker's verdict was about the old one; its waiting work goes to
+            // the new URL at once.
+            let reset = if ep.target != current.target {
+                Some(
+                    entraguard_core::breaker::reset_now(&store, shards.for_endpoint(&ep.id), &ep)
+                        .await
+                        .map_err(anyhow::Error::from)?,
+                )
+            } else {
+                None
+            };
             print_one(global, &ep, true);
+            if let Some(reset) = reset
+                && !global.json
+            {
+                entraguard_core::outln!("new URL: {}", reset.summary());
+            }
         }
         Command::Enable { id } => {
             let id = parse_id(&id)?;
-            let (ep, released) = match entraguard_core::breaker::enable_endpoint(
+            let (ep, reset) = match entraguard_core::breaker::enable_endpoint(
                 &store,
                 shards.for_endpoint(&id),
                 &id,
@@ -300,11 +319,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             if global.json {
                 output::json(&ep.view());
             } else {
-                entraguard_core::outln!(
-                    "enabled {}; {released} parked deliver{} released",
-                    ep.id,
-                    if released == 1 { "y" } else { "ies" }
-                );
+                entraguard_core::outln!("enabled {}; {}", ep.id, reset.summary());
             }
         }
         Command::Disable { id } => set_enabled(global, &store, &id, false).await?,

@@ -6,8 +6,18 @@ use entraguard_core::queue::StatsReport;
 use crate::config::Global;
 use crate::{Failure, output};
 
-const TOTALS: [&str; 9] =
-    ["ready", "retrying", "parked", "processing", "scheduled", "dead", "workers", "endpoints", "digests"];
+const TOTALS: [&str; 10] = [
+    "ready",
+    "retrying",
+    "parked",
+    "processing",
+    "scheduled",
+    "dead",
+    "lane_full",
+    "workers",
+    "endpoints",
+    "digests",
+];
 
 const SHARD_COLUMNS: [&str; 8] =
     ["shard", "ready", "retrying", "parked", "processing", "scheduled", "dead", "forwarding"];
@@ -28,6 +38,7 @@ pub async fn run(global: &Global) -> Result<(), Failure> {
         total.processing.to_string(),
         total.scheduled.to_string(),
         total.dead.to_string(),
+        total.lane_full.to_string(),
         total.workers.to_string(),
         total.endpoints.to_string(),
         total.digests.to_string(),

@@ -4,12 +4,15 @@
 -- `ack.lua` does for one: take it off the processing list (0 when it is no longer there: the
 -- lease ran out), then clear its endpoint's breaker's count when closed (a success ends a run
 -- of failures, whichever worker counted them), or answer 2 when the breaker is open or half-open
--- (the worker then reports the success, which closes it and drains the lane); 1 otherwise.
+-- (the worker then reports the success, which closes it and drains the lane); 3 when it is
+-- closed and the endpoint's lane holds deliveries (the worker releases the lane's oldest into
+-- the slot this one frees, whichever worker parked them); 1 otherwise.
 -- Each finished job's attempt joins its endpoint's Recent Deliveries (newest first, the last
 -- ARGV[1] entries, kept ARGV[2] ms), with one LPUSH, LTRIM and PEXPIRE per endpoint and batch.
 -- KEYS[1] processing list, KEYS[1 + i] breaker hash of job i's endpoint, KEYS[1 + n + i] its
--- history list; ARGV[1] history length, ARGV[2] history ms, ARGV[2 + i] job i, ARGV[2 + n + i]
--- job i's history entry ('' for none). Returns one answer per job, in order.
+-- history list, KEYS[1 + 2n + i] its lane; ARGV[1] history length, ARGV[2] history ms,
+-- ARGV[2 + i] job i, ARGV[2 + n + i] job i's history entry ('' for none). Returns one answer
+-- per job, in order.
 local n = (#ARGV - 2) / 2
 local out = {}
 local history = {}
@@ -31,6 +34,9 @@ for i = 1, n do
       out[i] = 2
     else
       out[i] = 1
+    end
+    if out[i] == 1 and KEYS[1 + 2 * n + i] and redis.call('LLEN', KEYS[1 + 2 * n + i]) > 0 then
+      out[i] = 3
     end
     local entry = ARGV[2 + n + i]
     if entry ~= '' then

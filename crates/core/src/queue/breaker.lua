@@ -23,9 +23,10 @@
 -- Trials: while a closed breaker has counted failures, admissions go through
 -- `breaker_admit.lua`, which admits only while failures + attempts admitted so (`trials`) stay
 -- under ARGV[3]; ARGV[11] = '1' gives such an attempt's slot back.
--- Draining moves the whole lane, oldest first, to the retry list (the first to the ready list
--- when that is empty, so a blocked worker wakes), in one step: every worker's gate then admits
--- the endpoint's cap and parks the rest, which finishing deliveries release.
+-- Draining releases the lane's ARGV[13] oldest (the closing worker's endpoint cap) to the front
+-- of the ready list, in order; each finishing delivery then releases the next oldest, whichever
+-- worker runs it (`ack_delivered.lua` says the lane holds work), so the lane drains oldest first
+-- at the endpoint's cap without ever moving all of it at once.
 -- Announcements: ARGV[9] is an `endpoint.health_changed` event job built for state 'open' with
 -- 0 parked; a change that is announced gets the new state and count and joins the ready list in
 -- the same step, so a change is never recorded without its news. Damped: an opening is announced
@@ -42,26 +43,30 @@
 -- endpoint id, ARGV[7] the error.
 -- Returns {state, change, n, failures, gen, announced, quiet}: state after ('closed', 'open',
 -- 'disabled'); change is 'opened', 'closed', 'disabled' or '' (no state change); n is, for
--- 'open', ms until the next probe; for 'closed', deliveries drained; for 'disabled', deliveries
+-- 'open', ms until the next probe; for 'closed', deliveries that were waiting in the lane (they
+-- resume, oldest first); for 'disabled', deliveries
 -- kept in the lane; announced 1 when this step announced a change; quiet the changes left
 -- unannounced before it.
 local function drain()
-  local moved = 0
-  if redis.call('LLEN', KEYS[2]) > 0 and redis.call('LLEN', KEYS[3]) == 0 then
-    redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT')
-    moved = 1
+  local waiting = redis.call('LLEN', KEYS[2])
+  if waiting == 0 then
+    redis.call('ZREM', KEYS[5], ARGV[2])
+    return 0
   end
-  while true do
-    local chunk = redis.call('LRANGE', KEYS[2], 0, 999)
-    if #chunk == 0 then
-      break
-    end
-    redis.call('RPUSH', KEYS[4], unpack(chunk))
-    redis.call('LTRIM', KEYS[2], #chunk, -1)
-    moved = moved + #chunk
+  local jobs = redis.call('LPOP', KEYS[2], math.max(1, tonumber(ARGV[13] or '1')))
+  -- Pushed newest first, so the oldest ends up at the very front of the ready list.
+  for i = #jobs, 1, -1 do
+    redis.call('LPUSH', KEYS[3], jobs[i])
   end
-  redis.call('ZREM', KEYS[5], ARGV[2])
-  return moved
+  if redis.call('LLEN', KEYS[2]) == 0 then
+    redis.call('ZREM', KEYS[5], ARGV[2])
+  else
+    -- The rest follow as deliveries finish (each finish releases the lane's oldest); the safety
+    -- look a second on moves it if none finishes.
+    local t = redis.call('TIME')
+    redis.call('ZADD', KEYS[5], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + 1000, ARGV[2])
+  end
+  return waiting
 end
 
 local t = redis.call('TIME')

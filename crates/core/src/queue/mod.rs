@@ -51,6 +51,33 @@ pub enum Acked {
     Done,
     /// Done; the endpoint's breaker is open or half-open: report the success to close it.
     BreakerOpen,
+    /// Done; the breaker is closed and deliveries wait in the endpoint's lane: release the
+    /// oldest into the slot this one frees.
+    LaneWaiting,
+    /// The job was no longer on the worker's list (its lease ran out).
+    LeaseLost,
+}
+
+/// How a delivery parks in its endpoint's lane ([`Queue::park_job`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Park<'a> {
+    /// The lane is looked at again after this at the latest.
+    pub wake_in: Duration,
+    /// At the front (a failed probe stays the oldest), else at the back.
+    pub front: bool,
+    /// The failed attempt's Recent Deliveries entry, written in the same step.
+    pub history: Option<&'a str>,
+    /// Most deliveries the lane may hold (`NOTIFY_LANE_MAX`); 0: no limit.
+    pub lane_max: u64,
+}
+
+/// What parking a delivery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parked {
+    Parked,
+    /// The lane already holds its most: nothing changed (the delivery is still the worker's, to
+    /// dead-letter as "endpoint lane full").
+    LaneFull,
     /// The job was no longer on the worker's list (its lease ran out).
     LeaseLost,
 }
@@ -241,6 +268,10 @@ pub struct QueueStats {
     /// moved there (0 with one shard).
     #[serde(default)]
     pub forwarding: u64,
+    /// Deliveries dead-lettered as "endpoint lane full" (their endpoint's lane held
+    /// `NOTIFY_LANE_MAX`), ever; they are among `dead` until replayed or deleted.
+    #[serde(default)]
+    pub lane_full: u64,
 }
 
 impl QueueStats {
@@ -475,6 +506,9 @@ impl Queue {
         for (_, endpoint, _) in jobs {
             inv.key(self.keys.history(endpoint.as_str()));
         }
+        for (_, endpoint, _) in jobs {
+            inv.key(self.keys.lane(endpoint.as_str()));
+        }
         let (keep, ms) = history::history_bounds();
         inv.arg(keep).arg(ms);
         for (raw, _, _) in jobs {
@@ -489,6 +523,7 @@ impl Queue {
             .map(|d| match d {
                 0 => Acked::LeaseLost,
                 2 => Acked::BreakerOpen,
+                3 => Acked::LaneWaiting,
                 _ => Acked::Done,
             })
             .collect())
@@ -616,26 +651,38 @@ impl Queue {
         front: bool,
         history: Option<&str>,
     ) -> Result<bool, QueueError> {
+        let park = Park { wake_in, front, history, lane_max: 0 };
+        Ok(self.park_job(worker, raw, next, endpoint, park).await? == Parked::Parked)
+    }
+
+    /// Parks a delivery in its endpoint's lane (see [`Park`]); with `next`, that job (the same
+    /// delivery with a failed attempt recorded) waits in place of `raw`. A lane that holds
+    /// `park.lane_max` already takes nothing ([`Parked::LaneFull`], counted in
+    /// [`KeySpace::lane_full`]: the caller dead-letters the delivery), except at its front.
+    pub async fn park_job(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        next: Option<&[u8]>,
+        endpoint: &crate::ids::EndpointId,
+        park: Park<'_>,
+    ) -> Result<Parked, QueueError> {
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.park.key(self.keys.processing(worker.as_str()));
         inv.key(self.keys.lane(endpoint.as_str()))
             .key(self.keys.lanes())
             .arg(raw)
             .arg(endpoint.as_str())
-            .arg(u64::try_from(wake_in.as_millis()).unwrap_or(u64::MAX))
-            .arg(if front { "1" } else { "0" });
-        match history {
-            Some(entry) => history::history_args(&mut inv, self.keys.history(endpoint.as_str()), entry),
-            None if next.is_some() => {
-                inv.key(self.keys.history(endpoint.as_str())).arg("").arg(0).arg(0);
-            }
-            None => {}
-        }
-        if let Some(next) = next {
-            inv.arg(next);
-        }
+            .arg(u64::try_from(park.wake_in.as_millis()).unwrap_or(u64::MAX))
+            .arg(if park.front { "1" } else { "0" });
+        history::history_args(&mut inv, self.keys.history(endpoint.as_str()), park.history.unwrap_or(""));
+        inv.arg(next.unwrap_or_default()).arg(park.lane_max).key(self.keys.lane_full());
         let done: i64 = inv.invoke_async(&mut conn).await?;
-        Ok(done == 1)
+        Ok(match done {
+            1 => Parked::Parked,
+            2 => Parked::LaneFull,
+            _ => Parked::LeaseLost,
+        })
     }
 
     /// Releases up to `n` deliveries from an endpoint's lane to the front of the ready list
@@ -756,6 +803,7 @@ impl Queue {
             .arg(facts.generation.map(|g| g.to_string()).unwrap_or_default())
             .arg(if facts.trial { "1" } else { "0" })
             .arg(if facts.parks { "1" } else { "0" })
+            .arg(settings.release.max(1))
             .invoke_async(&mut conn)
             .await?;
         Ok(crate::breaker::Answer::from_script(answer))
@@ -993,16 +1041,8 @@ impl Queue {
         let mut conn = self.conn.clone();
         let t: (i64, i64) = conn.query_at(&redis::cmd("TIME"), &self.keys.leases()).await?;
         let now = t.0 * 1000 + t.1 / 1000;
-        let (ready, retrying, lanes, scheduled, dead, endpoints, listed, live): (
-            u64,
-            u64,
-            Vec<String>,
-            u64,
-            u64,
-            u64,
-            Vec<String>,
-            u64,
-        ) = redis::pipe()
+        type Depths = (u64, u64, Vec<String>, u64, u64, u64, Vec<String>, u64, Vec<u64>);
+        let (ready, retrying, lanes, scheduled, dead, endpoints, listed, live, full): Depths = redis::pipe()
             .llen(self.keys.ready())
             .llen(self.keys.retry())
             .zrange(self.keys.lanes(), 0, -1)
@@ -1011,6 +1051,7 @@ impl Queue {
             .hlen(self.keys.endpoints())
             .zrange(self.keys.leases(), 0, -1)
             .zcount(self.keys.leases(), format!("({now}"), "+inf")
+            .hvals(self.keys.lane_full())
             .query_async(&mut conn)
             .await?;
         let sum_of = |keys: Vec<String>| async move {
@@ -1039,6 +1080,7 @@ impl Queue {
             endpoints,
             digests,
             forwarding: 0,
+            lane_full: full.iter().sum(),
         })
     }
 }

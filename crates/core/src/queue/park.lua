@@ -12,6 +12,17 @@
 -- ARGV[5] (the entry; ARGV[6] entries kept, ARGV[7] ms kept) are given. ARGV[8], when given
 -- and not empty, is the job that waits instead of ARGV[1]: the same delivery with the failed
 -- attempt that parked it recorded (an attempt spent is counted whatever the breaker does).
+-- ARGV[9] (NOTIFY_LANE_MAX; 0: none): a lane that already holds this many takes nothing more at
+-- its back: 2, nothing changed but the endpoint's count in KEYS[5] (a hash endpoint id -> count),
+-- and the worker dead-letters the delivery as "endpoint lane full".
+local max = tonumber(ARGV[9] or '0') or 0
+if max > 0 and ARGV[4] ~= '1' and redis.call('LLEN', KEYS[2]) >= max then
+  if not redis.call('LPOS', KEYS[1], ARGV[1]) then
+    return 0
+  end
+  redis.call('HINCRBY', KEYS[5], ARGV[2], 1)
+  return 2
+end
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
   return 0
 end
@@ -28,7 +39,7 @@ local t = redis.call('TIME')
 local wake = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
 -- An earlier wake-up already set stays (LT: only ever moved earlier).
 redis.call('ZADD', KEYS[3], 'LT', wake, ARGV[2])
-if KEYS[4] and ARGV[5] and ARGV[5] ~= '' then
+if ARGV[5] and ARGV[5] ~= '' then
   redis.call('LPUSH', KEYS[4], ARGV[5])
   redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[6]) - 1)
   redis.call('PEXPIRE', KEYS[4], ARGV[7])

@@ -1,6 +1,6 @@
 #!lua flags=allow-oom
 -- Release up to ARGV[2] deliveries from an endpoint's lane to the front of the ready list (they
--- have waited already). While the endpoint's send slot is taken nothing is released and the
+-- have waited already), the oldest first and in the lane's order. While the endpoint's send slot is taken nothing is released and the
 -- lane wakes when it frees. An empty lane leaves the lanes set; one with work left wakes again
 -- after ARGV[3] ms at the latest. Returns how many moved.
 -- While the endpoint's breaker is open nothing is released before its probe time, and then only
@@ -34,11 +34,15 @@ if slot > 0 then
   return 0
 end
 local moved = 0
-for _ = 1, limit do
-  if not redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'LEFT') then
-    break
+if limit > 0 then
+  local jobs = redis.call('LPOP', KEYS[1], limit)
+  if jobs then
+    moved = #jobs
+    -- Pushed newest first, so the oldest ends up at the very front: oldest first, in order.
+    for i = moved, 1, -1 do
+      redis.call('LPUSH', KEYS[2], jobs[i])
+    end
   end
-  moved = moved + 1
 end
 if redis.call('LLEN', KEYS[1]) == 0 then
   redis.call('ZREM', KEYS[3], ARGV[1])

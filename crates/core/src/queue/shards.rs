@@ -346,6 +346,7 @@ impl Shards {
             total.dead += s.dead;
             total.digests += s.digests;
             total.forwarding += s.forwarding;
+            total.lane_full += s.lane_full;
             total.workers = total.workers.max(s.workers);
             if i == 0 {
                 total.endpoints = s.endpoints;
