@@ -359,7 +359,7 @@ async fn a_state_change_and_its_announcement_are_one_step() {
         let (worker, raw) = fetched_delivery(&stack, &ep).await;
         assert!(stack.queue.park(&worker, &raw, &ep.id, Duration::from_secs(60)).await.expect("parked"));
     }
-    let reset = entraguard_core::breaker::reset(&stack.queue, &ep).await.expect("reset");
+    let reset = entraguard_core::operator::reset(&stack.queue, &ep).await.expect("reset");
     assert_eq!(reset.waiting, 2);
     let jobs: Vec<Vec<u8>> = conn.lrange(&ready, 0, -1).await.expect("lrange");
     let events: Vec<serde_json::Value> = jobs
@@ -725,8 +725,8 @@ async fn a_reset_delivers_the_parked_work_within_seconds_with_a_minute_long_prob
     receiver.set_default(Reply::status(200));
     let before = receiver.requests().len();
     let start = std::time::Instant::now();
-    let reset = entraguard_core::breaker::reset(&stack.queue, &ep).await.expect("reset");
-    assert_eq!(reset, entraguard_core::breaker::Reset { closed_now: true, waiting: 20 }, "says what it did");
+    let reset = entraguard_core::operator::reset(&stack.queue, &ep).await.expect("reset");
+    assert_eq!(reset, entraguard_core::operator::Reset { closed_now: true, waiting: 20 }, "says what it did");
     wait_until(Duration::from_secs(60), "all 20 delivered", || async {
         receiver.requests()[before..].iter().filter(|r| r.json()["event"] == "finding.new").count() >= 20
     })

@@ -292,7 +292,7 @@ async fn a_dead_endpoints_lane_stops_at_its_cap_and_the_overflow_is_dead_lettere
     // The endpoint is back: the lane drains by itself after a reset, the overflow by a replay.
     dead.set_default(Reply::status(200));
     let from = dead.requests().len();
-    entraguard_core::breaker::reset(&stack.queue, &dead_ep).await.expect("reset");
+    entraguard_core::operator::reset(&stack.queue, &dead_ep).await.expect("reset");
     let replayed = stack.queue.replay_all().await.expect("replay");
     assert_eq!(replayed.replayed as u64, full);
     stack.wait_drained(Duration::from_secs(120)).await;

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use entraguard_core::breaker::BreakerStatus;
 use entraguard_core::endpoint::{EndpointDraft, EndpointView};
@@ -26,27 +26,8 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::body::{self, JsonBody, NoFields};
 use crate::error::ErrorBody;
+use crate::routes::{Route, router};
 use crate::{ApiError, AppState, auth};
-
-/// One route: its method and path (as in its `#[utoipa::path]`) and its handler. `documented`
-/// is false only for the page and its scripts (HTML and JavaScript, not API).
-pub struct Route {
-    #[allow(dead_code)] // read by the test that holds the routes and the document to each other
-    pub method: Method,
-    pub path: &'static str,
-    pub handler: fn() -> MethodRouter<AppState>,
-    #[allow(dead_code)] // the same
-    pub documented: bool,
-}
-
-/// Builds a router from route tables: the only way routes are added.
-pub fn router(table: Vec<Route>) -> Router<AppState> {
-    let mut r = Router::new();
-    for route in table {
-        r = r.route(route.path, (route.handler)());
-    }
-    r
-}
 
 /// The axum method router for a method name.
 macro_rules! method_fn {
@@ -291,7 +272,7 @@ async fn update_endpoint(
     if ep.target != current.target {
         // A new URL: the breaker's verdict was about the old one. Closed, its waiting work goes
         // to the new URL at once.
-        entraguard_core::breaker::reset_now(&s.store, s.queue_of(&id), &ep).await?;
+        entraguard_core::operator::reset_now(&s.store, s.queue_of(&id), &ep).await?;
     }
     Ok(Json(ep.view()))
 }
@@ -321,7 +302,7 @@ async fn enable(
     _: NoFields,
 ) -> Result<Json<EndpointView>, ApiError> {
     let id = parse_id(&id)?;
-    let (ep, _) = entraguard_core::breaker::enable_endpoint(&s.store, s.queue_of(&id), &id).await?;
+    let (ep, _) = entraguard_core::operator::enable_endpoint(&s.store, s.queue_of(&id), &id).await?;
     Ok(Json(ep.view()))
 }
 

@@ -140,11 +140,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<entraguard_core::breaker::BreakerError> for ApiError {
-    fn from(e: entraguard_core::breaker::BreakerError) -> Self {
+impl From<entraguard_core::operator::BreakerError> for ApiError {
+    fn from(e: entraguard_core::operator::BreakerError) -> Self {
         match e {
-            entraguard_core::breaker::BreakerError::Store(e) => e.into(),
-            entraguard_core::breaker::BreakerError::Queue(e) => e.into(),
+            entraguard_core::operator::BreakerError::Store(e) => e.into(),
+            entraguard_core::operator::BreakerError::Queue(e) => e.into(),
         }
     }
 }

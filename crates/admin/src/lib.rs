@@ -11,6 +11,7 @@ mod body;
 mod error;
 mod guard;
 mod page;
+mod routes;
 
 use std::sync::Arc;
 

@@ -13,12 +13,12 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{MethodRouter, get, post};
 use serde::Deserialize;
 
-use crate::api::Route;
 use crate::error::ErrorBody;
+use crate::routes::{Route, router};
 use crate::{ApiError, AppState, auth};
 
 pub fn routes(_state: AppState) -> Router<AppState> {
-    crate::api::router(routes_table())
+    router(routes_table())
 }
 
 /// The page's routes. Sign-in, sign-out and the probe are JSON or plain text and documented in

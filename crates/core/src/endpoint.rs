@@ -117,20 +117,7 @@ impl fmt::Debug for Target {
     }
 }
 
-/// Why an endpoint was refused; `field` names the input field for API and CLI users.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EndpointError {
-    #[error("invalid endpoint: field `{field}` {reason}")]
-    Field { field: &'static str, reason: String },
-}
-
-impl EndpointError {
-    pub fn field(&self) -> &'static str {
-        match self {
-            EndpointError::Field { field, .. } => field,
-        }
-    }
-}
+pub use crate::validation::EndpointError;
 
 fn bad(field: &'static str, reason: impl Into<String>) -> EndpointError {
     EndpointError::Field { field, reason: reason.into() }

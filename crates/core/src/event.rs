@@ -14,6 +14,9 @@ use crate::ids::EventId;
 use crate::timestamp::Timestamp;
 
 mod de;
+mod digest;
+
+pub use digest::{DIGEST_LISTED, Digest, DigestItem, DigestReason};
 
 /// Largest accepted event, as JSON bytes.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
@@ -351,7 +354,7 @@ pub struct EndpointHealth {
     pub id: String,
     pub name: String,
     /// `open`, `closed` or `disabled`.
-    pub state: crate::breaker::BreakerState,
+    pub state: crate::health::BreakerState,
     /// The failure that opened (or disabled) it; `null` for `closed`. Always present.
     #[serde(default)]
     pub last_error: Option<String>,
@@ -402,7 +405,7 @@ pub enum EventBody {
     #[serde(rename = "endpoint.health_changed")]
     EndpointHealthChanged { endpoint: EndpointHealth },
     #[serde(rename = "finding.digest")]
-    FindingDigest { digest: crate::digest::Digest },
+    FindingDigest { digest: Digest },
 }
 
 /// One event: the envelope and its body. Read by the hand-written [`Deserialize`] in `de` (the
@@ -676,7 +679,7 @@ mod tests {
         let e = Event::endpoint_health(EndpointHealth {
             id: "ep_01JSAMPLE".into(),
             name: "SOAR".into(),
-            state: crate::breaker::BreakerState::Open,
+            state: crate::health::BreakerState::Open,
             last_error: Some("HTTP 503".into()),
             parked: 3,
             since: Timestamp::now(),
@@ -694,11 +697,11 @@ mod tests {
     #[test]
     fn a_health_event_carries_every_field_in_every_state() {
         for state in [
-            crate::breaker::BreakerState::Open,
-            crate::breaker::BreakerState::Closed,
-            crate::breaker::BreakerState::Disabled,
+            crate::health::BreakerState::Open,
+            crate::health::BreakerState::Closed,
+            crate::health::BreakerState::Disabled,
         ] {
-            let last_error = (state != crate::breaker::BreakerState::Closed).then(|| "HTTP 503".to_owned());
+            let last_error = (state != crate::health::BreakerState::Closed).then(|| "HTTP 503".to_owned());
             let e = Event::endpoint_health(EndpointHealth {
                 id: "ep_01JSAMPLE".into(),
                 name: "SOAR".into(),

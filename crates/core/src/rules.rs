@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::endpoint::EndpointError;
 use crate::event::{Event, EventBody, EventKind, Severity};
+use crate::validation::EndpointError;
 
 /// Most tenants one endpoint may name.
 pub const MAX_TENANTS: usize = 1000;

@@ -20,10 +20,10 @@ use entraguard_core::event::{Event, EventKind};
 use std::sync::Arc;
 
 use entraguard_core::job::{DeliveryJob, DigestDueJob, EventJob, Job};
-use entraguard_core::queue::{DeadLetterDraft, Dedupe, RouteStep};
+use entraguard_core::queue::{Dedupe, RouteStep};
 use entraguard_core::rules::quiet_severity;
 use entraguard_core::store::Route;
-use tracing::{error, warn};
+use tracing::warn;
 
 use crate::context::Ctx;
 use crate::persist::{persist, record};
@@ -169,14 +169,7 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], job: EventJob) {
     // A kind only the notifier makes, in a job it did not make (pushed by hand), is refused
     // here with the publishers' error.
     if let Err(e) = job.validate() {
-        crate::metrics::poison();
-        let draft = DeadLetterDraft {
-            id: crate::runner::poison_id(),
-            reason: format!("invalid event {}: {e}", event.id),
-            delivery: None,
-        };
-        error!(reason = %draft.reason, "invalid event dead-lettered");
-        record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
+        crate::poison::dead_letter(ctx, raw, format!("invalid event {}: {e}", event.id)).await;
         return;
     }
     let all = persist("read endpoints", || ctx.endpoints.routes(&ctx.store)).await;

@@ -25,6 +25,7 @@ pub mod logging;
 pub mod metrics;
 pub mod outcome;
 mod persist;
+mod poison;
 mod preflight;
 mod promoter;
 mod reconcile;

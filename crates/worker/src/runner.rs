@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use entraguard_core::endpoint::Channel;
 use entraguard_core::job::Job;
-use entraguard_core::queue::{DeadLetterDraft, Fetched, QueueError, Shards, WorkerId};
+use entraguard_core::queue::{Fetched, QueueError, Shards, WorkerId};
 use entraguard_core::shards::{FORWARD_REPLICA_WAIT, LayoutDecision, LayoutRole};
 use entraguard_core::store::EndpointStore;
 use futures_util::FutureExt;
@@ -29,7 +29,7 @@ use crate::context::Ctx;
 use crate::delivery::Deliverer;
 use crate::endpoints::EndpointCache;
 use crate::gate::Gate;
-use crate::persist::{Backoff, persist, record, until_ok};
+use crate::persist::{Backoff, until_ok};
 use crate::reconcile::Reconciler;
 use crate::running::Running;
 use crate::shutdown::Shutdown;
@@ -271,7 +271,7 @@ async fn serve(ctx: Arc<Ctx>, permits: Arc<Semaphore>, mut shutdown: Shutdown) {
                 }
                 crate::metrics::redis_full(false);
                 for _ in 0..oversized {
-                    dead_letter_oversized(&ctx).await;
+                    crate::poison::oversized(&ctx).await;
                 }
                 let asked = held.len();
                 let got = jobs.len() + oversized;
@@ -363,38 +363,18 @@ async fn handle(ctx: Arc<Ctx>, raw: Arc<[u8]>, permit: OwnedSemaphorePermit) {
     let result = AssertUnwindSafe(handle_job(&ctx, &raw)).catch_unwind().await;
     if result.is_err() {
         error!("job handler panicked; dead-lettering the job");
-        let draft = DeadLetterDraft {
-            id: poison_id(),
-            reason: "the worker panicked while handling this job".into(),
-            delivery: None,
-        };
-        record(&ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, &raw, &draft)).await;
+        crate::poison::dead_letter(&ctx, &raw, "the worker panicked while handling this job".into()).await;
     }
     ctx.running.finish(&raw);
     ::metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);
     drop(permit);
 }
 
-/// Dead-letters a job too long to read, straight from the processing list.
-async fn dead_letter_oversized(ctx: &Ctx) {
-    crate::metrics::poison();
-    let id = poison_id();
-    let len =
-        persist("dead-letter oversized job", || ctx.queue.dead_letter_oversized(&ctx.worker, &id)).await;
-    error!(dead_letter_id = %id, bytes = len, "oversized job dead-lettered unread");
-}
-
 /// Dispatches one fetched job to its step: a poison job to the dead-letter queue, an event to
 /// fan-out, a delivery to its attempt.
 async fn handle_job(ctx: &Ctx, raw: &[u8]) {
     match Job::decode(raw) {
-        Err(e) => {
-            crate::metrics::poison();
-            let draft =
-                DeadLetterDraft { id: poison_id(), reason: format!("undecodable job: {e}"), delivery: None };
-            error!(dead_letter_id = %draft.id, reason = %draft.reason, "poison job dead-lettered");
-            record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
-        }
+        Err(e) => crate::poison::dead_letter(ctx, raw, format!("undecodable job: {e}")).await,
         Ok(Job::Event(job)) => {
             let span = info_span!("fanout", event_id = %job.event.id, event = %job.event.kind());
             crate::fanout::fan_out_job(ctx, raw, job).instrument(span).await;
@@ -419,8 +399,4 @@ async fn handle_job(ctx: &Ctx, raw: &[u8]) {
             crate::digest::send(ctx, raw, job).instrument(span).await;
         }
     }
-}
-
-pub(crate) fn poison_id() -> String {
-    format!("job_{}", ulid::Ulid::new())
 }

@@ -237,7 +237,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             let Some(ep) = store.get(&id).await? else {
                 return Err(anyhow::anyhow!("endpoint {id} not found").into());
             };
-            let reset = entraguard_core::breaker::reset_now(&store, shards.for_endpoint(&ep.id), &ep)
+            let reset = entraguard_core::operator::reset_now(&store, shards.for_endpoint(&ep.id), &ep)
                 .await
                 .map_err(anyhow::Error::from)?;
             if global.json {
@@ -285,7 +285,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             // the new URL at once.
             let reset = if ep.target != current.target {
                 Some(
-                    entraguard_core::breaker::reset_now(&store, shards.for_endpoint(&ep.id), &ep)
+                    entraguard_core::operator::reset_now(&store, shards.for_endpoint(&ep.id), &ep)
                         .await
                         .map_err(anyhow::Error::from)?,
                 )
@@ -301,21 +301,17 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
         }
         Command::Enable { id } => {
             let id = parse_id(&id)?;
-            let (ep, reset) = match entraguard_core::breaker::enable_endpoint(
-                &store,
-                shards.for_endpoint(&id),
-                &id,
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(entraguard_core::breaker::BreakerError::Store(
-                    entraguard_core::store::StoreError::NotFound(id),
-                )) => {
-                    return Err(anyhow::anyhow!("endpoint {id} not found").into());
-                }
-                Err(e) => return Err(anyhow::Error::from(e).into()),
-            };
+            let (ep, reset) =
+                match entraguard_core::operator::enable_endpoint(&store, shards.for_endpoint(&id), &id).await
+                {
+                    Ok(r) => r,
+                    Err(entraguard_core::operator::BreakerError::Store(
+                        entraguard_core::store::StoreError::NotFound(id),
+                    )) => {
+                        return Err(anyhow::anyhow!("endpoint {id} not found").into());
+                    }
+                    Err(e) => return Err(anyhow::Error::from(e).into()),
+                };
             if global.json {
                 output::json(&ep.view());
             } else {
