@@ -1,7 +1,7 @@
 #!lua flags=allow-oom
 -- Finish a batch of delivered jobs of one worker in one step (one round trip and one write for
--- all the deliveries that finished while the previous batch was on its way). For each job, as
--- `ack.lua` does for one: take it off the processing list (0 when it is no longer there: the
+-- all the deliveries that finished while the previous batch was on its way). For each job: take
+-- it off the processing list (0 when it is no longer there: the
 -- lease ran out), then clear its endpoint's breaker's count when closed (a success ends a run
 -- of failures, whichever worker counted them), or answer 2 when the breaker is open or half-open
 -- (the worker then reports the success, which closes it and drains the lane); 3 when it is

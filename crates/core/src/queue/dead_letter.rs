@@ -423,11 +423,6 @@ impl Queue {
         })
     }
 
-    /// Replays every replayable dead letter: [`Queue::replay_matching`] with an empty filter.
-    pub async fn replay_all(&self) -> Result<ReplaySummary, QueueError> {
-        self.replay_matching(&ReplayFilter::default()).await
-    }
-
     /// Replays each dead letter that matches `filter`, once. The ids are read once, up front:
     /// a replayed delivery that fails again while this runs goes back to the head of the list,
     /// and must wait for the next call rather than be replayed again by this one.

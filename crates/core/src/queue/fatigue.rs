@@ -223,12 +223,6 @@ impl Queue {
         Ok(done == 1)
     }
 
-    /// How many finding events each endpoint's dedupe window kept from it.
-    pub async fn suppressed_counts(&self) -> Result<Vec<(String, u64)>, QueueError> {
-        let mut conn = self.conn.clone();
-        Ok(redis::cmd("HGETALL").arg(self.keys.suppressed()).query_async(&mut conn).await?)
-    }
-
     /// How many finding events one endpoint's dedupe window kept from it.
     pub async fn suppressed_count(&self, endpoint: &crate::ids::EndpointId) -> Result<u64, QueueError> {
         let mut conn = self.conn.clone();

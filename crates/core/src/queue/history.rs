@@ -131,19 +131,6 @@ impl Queue {
         Ok(raw.iter().filter_map(|r| DeliveryRecord::decode(r)).filter(|r| r.is_fresh(now)).collect())
     }
 
-    /// The newest recorded attempt of `delivery` to `endpoint` that Redeliver can use.
-    pub async fn delivery_record(
-        &self,
-        endpoint: &EndpointId,
-        delivery: &DeliveryId,
-    ) -> Result<Option<DeliveryRecord>, QueueError> {
-        Ok(self
-            .recent_deliveries(endpoint, HISTORY_MAX_ENTRIES)
-            .await?
-            .into_iter()
-            .find(|r| &r.delivery_id == delivery && r.redeliverable()))
-    }
-
     /// Redeliver: enqueues the newest recorded attempt of `delivery` to `endpoint` again, with the
     /// same delivery id (see [`Queue::redeliver`]). The one path of the API, the page and the CLI.
     pub async fn redeliver_recorded(

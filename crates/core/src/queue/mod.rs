@@ -155,7 +155,6 @@ impl std::fmt::Display for WorkerId {
 }
 
 struct Scripts {
-    ack: Script,
     retry: Script,
     dead: Script,
     promote: Script,
@@ -178,7 +177,6 @@ struct Scripts {
 impl Scripts {
     fn load() -> Self {
         Self {
-            ack: Script::new(include_str!("ack.lua")),
             retry: Script::new(include_str!("retry.lua")),
             dead: Script::new(include_str!("dead.lua")),
             promote: Script::new(include_str!("promote.lua")),
@@ -454,25 +452,6 @@ impl Queue {
         let next_expiry_in =
             (next >= 0).then(|| Duration::from_millis(u64::try_from(next - now).unwrap_or_default()));
         Ok(Heartbeat { next_expiry_in, expired_others: expired > 0 })
-    }
-
-    /// Acknowledges a finished job and pushes its successors: the first `urgent` of them to the
-    /// front of the ready list, the rest to the back. `false` if the lease was lost.
-    pub async fn ack(
-        &self,
-        worker: &WorkerId,
-        raw: &[u8],
-        urgent: usize,
-        successors: &[String],
-    ) -> Result<bool, QueueError> {
-        let mut conn = self.conn.clone();
-        let mut inv = self.scripts.ack.key(self.keys.processing(worker.as_str()));
-        inv.key(self.keys.ready()).arg(raw).arg(urgent.min(successors.len()));
-        for s in successors {
-            inv.arg(s);
-        }
-        let done: i64 = inv.invoke_async(&mut conn).await?;
-        Ok(done == 1)
     }
 
     /// Finishes a delivered job, and in the same step clears its endpoint's count of failures

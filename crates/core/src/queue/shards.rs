@@ -198,11 +198,6 @@ impl Shards {
         self.layout.count()
     }
 
-    /// The shard an event is published into.
-    pub fn for_event(&self, event_id: &str) -> &Queue {
-        &self.queues[self.layout.of_event(event_id)]
-    }
-
     /// The shard an endpoint's deliveries, breaker, lane, history and dedupe windows live in.
     pub fn for_endpoint(&self, endpoint: &EndpointId) -> &Queue {
         &self.queues[self.layout.of_endpoint(endpoint.as_str())]
