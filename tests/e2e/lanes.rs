@@ -293,7 +293,8 @@ async fn a_dead_endpoints_lane_stops_at_its_cap_and_the_overflow_is_dead_lettere
     dead.set_default(Reply::status(200));
     let from = dead.requests().len();
     entraguard_core::operator::reset(&stack.queue, &dead_ep).await.expect("reset");
-    let replayed = stack.queue.replay_matching(&entraguard_core::queue::ReplayFilter::default()).await.expect("replay");
+    let replayed =
+        stack.queue.replay_matching(&entraguard_core::queue::ReplayFilter::default()).await.expect("replay");
     assert_eq!(replayed.replayed as u64, full);
     stack.wait_drained(Duration::from_secs(120)).await;
     let ids: std::collections::HashSet<String> = dead.requests()[from..]

@@ -1,0 +1,157 @@
+//! Finishing a delivered job (`ack_delivered.lua`, batched), re-scheduling a failed one into the
+//! delayed set (`retry.lua`), and promoting due jobs and lanes back (`promote.lua`).
+
+use std::time::Duration;
+
+use super::{PROMOTE_CHUNK, Queue, QueueError, WorkerId, history};
+
+/// What acknowledging a delivered job found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acked {
+    Done,
+    /// Done; the endpoint's breaker is open or half-open: report the success to close it.
+    BreakerOpen,
+    /// Done; the breaker is closed and deliveries wait in the endpoint's lane: release the
+    /// oldest into the slot this one frees.
+    LaneWaiting,
+    /// The job was no longer on the worker's list (its lease ran out).
+    LeaseLost,
+}
+
+/// What the promoter did and when it should look again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promoted {
+    pub moved: usize,
+    /// Time until the earliest job still in the delayed set is due.
+    pub next_due_in: Option<Duration>,
+    /// Endpoints whose lane is due for a look (release some of its waiting deliveries).
+    pub due_lanes: Vec<String>,
+    /// Time until the next lane is due, if one is waiting.
+    pub next_lane_in: Option<Duration>,
+}
+
+impl Queue {
+    /// Finishes a delivered job, and in the same step clears its endpoint's count of failures
+    /// in a row (a success ends the run, whichever worker counted it).
+    pub async fn ack_delivered(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        endpoint: &crate::ids::EndpointId,
+    ) -> Result<Acked, QueueError> {
+        let answers = self.ack_delivered_many(worker, &[(raw, endpoint, "")]).await?;
+        Ok(answers.into_iter().next().unwrap_or(Acked::LeaseLost))
+    }
+
+    /// [`Queue::ack_delivered`] for many jobs of one worker, in one step; one answer per job.
+    /// Each job's history entry (see [`crate::history::encode_attempt`]; `""` for none) joins
+    /// its endpoint's Recent Deliveries in the same step.
+    pub async fn ack_delivered_many(
+        &self,
+        worker: &WorkerId,
+        jobs: &[(&[u8], &crate::ids::EndpointId, &str)],
+    ) -> Result<Vec<Acked>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut inv = self.scripts.ack_delivered.key(self.keys.processing(worker.as_str()));
+        for (_, endpoint, _) in jobs {
+            inv.key(self.keys.breaker(endpoint.as_str()));
+        }
+        for (_, endpoint, _) in jobs {
+            inv.key(self.keys.history(endpoint.as_str()));
+        }
+        for (_, endpoint, _) in jobs {
+            inv.key(self.keys.lane(endpoint.as_str()));
+        }
+        let (keep, ms) = history::history_bounds();
+        inv.arg(keep).arg(ms);
+        for (raw, _, _) in jobs {
+            inv.arg(*raw);
+        }
+        for (_, _, entry) in jobs {
+            inv.arg(*entry);
+        }
+        let done: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        Ok(done
+            .into_iter()
+            .map(|d| match d {
+                0 => Acked::LeaseLost,
+                2 => Acked::BreakerOpen,
+                3 => Acked::LaneWaiting,
+                _ => Acked::Done,
+            })
+            .collect())
+    }
+
+    /// Replaces a job by `next`, due after `delay`. `false` if the lease was lost.
+    pub async fn retry_later(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        next: &[u8],
+        delay: Duration,
+    ) -> Result<bool, QueueError> {
+        self.retry_later_recorded(worker, raw, next, delay, None).await
+    }
+
+    /// [`Queue::retry_later`], and the failed attempt's history entry (see
+    /// [`crate::history::encode_attempt`]) joins the endpoint's Recent Deliveries in the same
+    /// step.
+    pub async fn retry_later_recorded(
+        &self,
+        worker: &WorkerId,
+        raw: &[u8],
+        next: &[u8],
+        delay: Duration,
+        history: Option<(&crate::ids::EndpointId, &str)>,
+    ) -> Result<bool, QueueError> {
+        let mut conn = self.conn.clone();
+        let mut inv = self.scripts.retry.key(self.keys.processing(worker.as_str()));
+        inv.key(self.keys.delayed())
+            .arg(raw)
+            .arg(next)
+            .arg(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        if let Some((endpoint, entry)) = history {
+            history::history_args(&mut inv, self.keys.history(endpoint.as_str()), entry);
+        }
+        let due: i64 = inv.invoke_async(&mut conn).await?;
+        Ok(due != 0)
+    }
+
+    /// Moves due jobs from the delayed set to the retry list, up to [`PROMOTE_CHUNK`], and
+    /// lists the endpoint lanes due for a look.
+    pub async fn promote_due(&self) -> Result<Promoted, QueueError> {
+        let mut conn = self.conn.clone();
+        let answer: Vec<redis::Value> = self
+            .scripts
+            .promote
+            .key(self.keys.delayed())
+            .key(self.keys.ready())
+            .key(self.keys.retry())
+            .key(self.keys.lanes())
+            .arg(PROMOTE_CHUNK)
+            .invoke_async(&mut conn)
+            .await?;
+        let int = |v: Option<&redis::Value>| match v {
+            Some(redis::Value::Int(n)) => *n,
+            _ => -1,
+        };
+        let ms = |n: i64| u64::try_from(n).ok().map(Duration::from_millis);
+        let due_lanes = answer
+            .iter()
+            .skip(3)
+            .filter_map(|v| match v {
+                redis::Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+                _ => None,
+            })
+            .collect();
+        Ok(Promoted {
+            moved: usize::try_from(int(answer.first())).unwrap_or(0),
+            next_due_in: ms(int(answer.get(1))),
+            due_lanes,
+            next_lane_in: ms(int(answer.get(2))),
+        })
+    }
+}
