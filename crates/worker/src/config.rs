@@ -77,8 +77,8 @@ pub struct WorkerConfig {
 
     /// Most deliveries that may wait in one endpoint's lane (its breaker open, or at its cap);
     /// past it new deliveries to the endpoint are dead-lettered as "endpoint lane full"
-    /// (replayable), so one dead receiver cannot fill Redis. About 700 B each: the default
-    /// holds 35 MB per broken endpoint (the README sizes it against maxmemory).
+    /// (replayable), so one dead receiver cannot fill Redis. About 650 B each: the default
+    /// holds 32 MB per broken endpoint (docs/guarantees.md sizes it against maxmemory).
     #[arg(long, env = "NOTIFY_LANE_MAX", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub lane_max: u64,
 

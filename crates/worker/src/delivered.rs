@@ -2,7 +2,7 @@
 //! happen at the default log level, without flooding a production log at hundreds a second:
 //! each delivery gets its own line while there are at most [`LINES_PER_WINDOW`] in a
 //! [`WINDOW`]; past that, the rest of the window is counted and one summary line follows
-//! ("N more deliveries in the last 10s"). A trial run or a quiet deployment logs every
+//! ("N more deliveries succeeded"). A trial run or a quiet deployment logs every
 //! delivery; a busy one logs at most about one line a second, whatever its rate (`/metrics`
 //! has the exact counts).
 

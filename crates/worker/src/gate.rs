@@ -12,11 +12,11 @@
 //!   deliveries itself releases one per finish whatever it delivered. So a restarted or replaced
 //!   worker drains a backlog at the rate of the one before it, and a healthy endpoint's
 //!   delivery costs no extra command;
-//! - its breaker closes (a probe's success, an operator's reset or enable): the closing step
-//!   releases a cap's worth at once and finishing deliveries the rest;
+//! - its breaker closes: a probe's success releases the probing worker's cap's worth at once, an
+//!   operator's reset or enable the oldest; finishing deliveries release the rest;
 //! - the lane's wake-up time comes (`{p}:lanes`): the Slack send slot frees, the probe is due,
 //!   or, as a safety net when no delivery to it finishes (every worker restarted), a second
-//!   after the last look, which releases a cap's worth.
+//!   after the last look, which releases the oldest (whose finish releases the rest, as above).
 //!
 //! So a hanging endpoint holds only its own slots and its waiting work costs O(1) Redis
 //! commands per slot freed, whatever the number waiting.
@@ -135,11 +135,6 @@ impl Gate {
     pub fn free_slots(&self, endpoint: &EndpointId) -> usize {
         let in_flight = self.inner.lock().get(endpoint).map_or(0, |c| c.in_flight);
         self.inner.cap.saturating_sub(in_flight).max(1)
-    }
-
-    /// The endpoint cap of this process (`NOTIFY_ENDPOINT_CONCURRENCY`).
-    pub fn cap(&self) -> usize {
-        self.inner.cap
     }
 
     /// Learns what a report's answer says.

@@ -32,12 +32,14 @@ pub(crate) async fn promoter(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
             Ok(p) => {
                 moved_since_report += p.moved;
                 for endpoint in &p.due_lanes {
-                    // A cap's worth (a paced Slack webhook: one per send slot; an open
-                    // breaker's due probe: one). A lane waiting for the in-flight cap is
-                    // normally released by finishing deliveries, whichever worker's; this look
-                    // is the safety net when none finishes (every worker replaced).
-                    let n = lane_release(&ctx, endpoint).await;
-                    if let Err(e) = ctx.queue.release_lane(endpoint, n, LANE_SAFETY_LOOK).await {
+                    // One at a time: a paced endpoint takes one per send slot, an open
+                    // breaker's due probe is one, and a lane waiting for the in-flight cap is
+                    // released by finishing deliveries, whichever worker's; this look is the
+                    // safety net when none finishes (every worker replaced): the one it
+                    // releases finds the lane holding work when it finishes, and releases as
+                    // many as its worker has free slots. A cap's worth here would be parked
+                    // again every second while the endpoint hangs.
+                    if let Err(e) = ctx.queue.release_lane(endpoint, 1, LANE_SAFETY_LOOK).await {
                         warn!(error = %e, endpoint, "releasing a lane failed");
                     }
                 }
@@ -67,20 +69,5 @@ pub(crate) async fn promoter(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
             _ = ctx.promoter_wake.notified() => {}
             _ = shutdown.wait() => return,
         }
-    }
-}
-
-/// How many of a due lane's oldest one look releases: the endpoint cap, one for a paced Slack
-/// webhook (read from the endpoints cache; the cap when it cannot be read).
-async fn lane_release(ctx: &Ctx, endpoint: &str) -> usize {
-    let Ok(id) = endpoint.parse::<entraguard_core::ids::EndpointId>() else { return 1 };
-    match ctx.endpoints.get(&ctx.store, &id).await {
-        Ok(Some(ep))
-            if ep.channel == entraguard_core::endpoint::Channel::Slack
-                && !ctx.config.slack_pace.is_zero() =>
-        {
-            1
-        }
-        _ => ctx.gate.cap(),
     }
 }

@@ -18,7 +18,7 @@ local out = {}
 local history = {}
 local order = {}
 for i = 1, n do
-  if redis.call('LREM', KEYS[1], 1, ARGV[2 + i]) == 0 then
+  if not claimed(KEYS[1], ARGV[2 + i]) then
     out[i] = 0
   else
     local b = redis.call('HMGET', KEYS[1 + i], 'state', 'failures')

@@ -63,14 +63,12 @@ local function drain()
   else
     -- The rest follow as deliveries finish (each finish releases the lane's oldest); the safety
     -- look a second on moves it if none finishes.
-    local t = redis.call('TIME')
-    redis.call('ZADD', KEYS[5], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + 1000, ARGV[2])
+    redis.call('ZADD', KEYS[5], now_ms() + 1000, ARGV[2])
   end
   return waiting
 end
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local h = redis.call('HMGET', KEYS[1], 'state', 'gen', 'announced', 'announced_at', 'quiet')
 local state = h[1] or 'closed'
 local gen = tonumber(h[2] or 0)

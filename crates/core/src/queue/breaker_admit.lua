@@ -21,8 +21,7 @@ local gen = tonumber(b[5] or 0)
 if b[1] == 'disabled' then
   return {'disabled', 0, failures, gen}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 if not b[1] or b[1] == 'closed' then
   if failures == 0 then
     return {'closed', 0, 0, gen}

@@ -6,7 +6,7 @@
 -- kept). Returns 0 when the lease was lost (then nothing is written).
 -- KEYS[1] processing list, KEYS[2] dlq list, KEYS[3] entry hash;
 -- ARGV[1] raw job, ARGV[2] dead-letter id, ARGV[6..] field, value, field, value, ...
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+if not claimed(KEYS[1], ARGV[1]) then
   return 0
 end
 local listed = redis.call('EXISTS', KEYS[3]) == 1
@@ -16,8 +16,6 @@ if not listed then
   redis.call('LPUSH', KEYS[2], ARGV[2])
 end
 if KEYS[4] and ARGV[3] ~= '' then
-  redis.call('LPUSH', KEYS[4], ARGV[3])
-  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[4]) - 1)
-  redis.call('PEXPIRE', KEYS[4], ARGV[5])
+  push_history(KEYS[4], ARGV[3], ARGV[4], ARGV[5])
 end
 return 1

@@ -6,11 +6,10 @@
 -- Returns 0 when the lease was lost, 1 when there was nothing to flush, 2 when flushed.
 -- KEYS[1] processing, KEYS[2] ready, KEYS[3] digests zset, KEYS[4] digest list, KEYS[5] flushed
 -- key, KEYS[6] digest timers hash; ARGV[1] raw job, ARGV[2] digest id, ARGV[3] digest.v1 job.
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+if not claimed(KEYS[1], ARGV[1]) then
   return 0
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local deadline = redis.call('ZSCORE', KEYS[3], ARGV[2])
 if deadline and tonumber(deadline) <= now + 1000 and redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('RENAME', KEYS[4], KEYS[5])

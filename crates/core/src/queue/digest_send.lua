@@ -7,13 +7,12 @@
 -- Returns 0 when the lease was lost, 1 otherwise.
 -- KEYS[1] processing, KEYS[2] ready, KEYS[3] delayed, KEYS[4] flushed key; ARGV[1] raw job,
 -- ARGV[2] delivery job ('' for none: the digest was empty), ARGV[3] due time (Unix ms) or 0.
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+if not claimed(KEYS[1], ARGV[1]) then
   return 0
 end
 if ARGV[2] ~= '' then
   local due = tonumber(ARGV[3])
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local now = now_ms()
   if due > now then
     redis.call('ZADD', KEYS[3], due, ARGV[2])
   else

@@ -3,17 +3,10 @@
 //! delivery, each one step. Scripts live beside this file; they declare `allow-oom` like every
 //! script a worker runs.
 
-use std::sync::LazyLock;
 use std::time::Duration;
-
-use redis::Script;
 
 use super::{Queue, QueueError, WorkerId};
 use crate::digest::DigestRef;
-
-static ROUTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("route.lua")));
-static DIGEST_DUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("digest_due.lua")));
-static DIGEST_SEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("digest_send.lua")));
 
 /// Most findings of one digest a worker reads in one command.
 const DIGEST_READ_CHUNK: isize = 1000;
@@ -119,7 +112,7 @@ impl Queue {
                 step_args(k, step, &mut key, &mut args);
             }
         }
-        let mut inv = ROUTE.prepare_invoke();
+        let mut inv = self.scripts.route.prepare_invoke();
         for name in &keys {
             inv.key(name);
         }
@@ -156,7 +149,9 @@ impl Queue {
         let k = &self.keys;
         let id = digest.id();
         let mut conn = self.conn.clone();
-        let done: i64 = DIGEST_DUE
+        let done: i64 = self
+            .scripts
+            .digest_due
             .key(k.processing(worker.as_str()))
             .key(k.ready())
             .key(k.digests())
@@ -210,7 +205,9 @@ impl Queue {
     ) -> Result<bool, QueueError> {
         let k = &self.keys;
         let mut conn = self.conn.clone();
-        let done: i64 = DIGEST_SEND
+        let done: i64 = self
+            .scripts
+            .digest_send
             .key(k.processing(worker.as_str()))
             .key(k.ready())
             .key(k.delayed())

@@ -5,7 +5,7 @@
 -- KEYS[1] processing list, KEYS[2] ready list; ARGV the jobs. Returns how many moved.
 local n = 0
 for i = 1, #ARGV do
-  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
+  if claimed(KEYS[1], ARGV[i]) then
     redis.call('LPUSH', KEYS[2], ARGV[i])
     n = n + 1
   end

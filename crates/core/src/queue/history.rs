@@ -2,49 +2,13 @@
 //! [`crate::history`]), redelivering one of them, and counting an endpoint's deliveries in
 //! flight, for the admin page and the CLI.
 
-use std::sync::LazyLock;
-
-use redis::{AsyncCommands, Script};
+use redis::AsyncCommands;
 
 use super::{Queue, QueueError};
 use crate::history::{DeliveryRecord, HISTORY_MAX_AGE, HISTORY_MAX_ENTRIES};
 use crate::ids::{DeliveryId, EndpointId};
 use crate::job::{DeliveryJob, Job};
 use crate::timestamp::Timestamp;
-
-/// Pushes a job to the retry list, or to the ready list when that is empty (so a waiting worker
-/// wakes): where a dead-letter replay goes (`replay.lua`), so a redelivery waits behind fresh
-/// alerts like a replay. KEYS[1] ready, KEYS[2] retry; ARGV[1] the job.
-static REQUEUE_ONE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        "#!lua flags=allow-oom
-if redis.call('LLEN', KEYS[1]) == 0 then
-  redis.call('RPUSH', KEYS[1], ARGV[1])
-else
-  redis.call('RPUSH', KEYS[2], ARGV[1])
-end
-return 1",
-    )
-});
-
-/// Counts the delivery jobs of one endpoint on the given processing lists, inside Redis (jobs
-/// never cross the wire). A delivery job's JSON starts `{"type":"delivery.v1","delivery_id":…,
-/// "endpoint_id":…`, so only its first 160 bytes are looked at. KEYS processing lists;
-/// ARGV[1] `"endpoint_id":"<id>"`.
-static COUNT_IN_FLIGHT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        "#!lua flags=no-writes
-local n = 0
-for _, key in ipairs(KEYS) do
-  for _, job in ipairs(redis.call('LRANGE', key, 0, -1)) do
-    if string.find(string.sub(job, 1, 160), ARGV[1], 1, true) then
-      n = n + 1
-    end
-  end
-end
-return n",
-    )
-});
 
 /// How many entries a history list keeps and for how many ms: the two ARGV every script that
 /// writes one takes after the entry.
@@ -165,7 +129,9 @@ impl Queue {
     /// like any delivery (lanes, breaker, pacing).
     pub async fn redeliver(&self, job: &DeliveryJob) -> Result<(), QueueError> {
         let mut conn = self.conn.clone();
-        let _: i64 = REQUEUE_ONE
+        let _: i64 = self
+            .scripts
+            .requeue_one
             .key(self.keys.ready())
             .key(self.keys.retry())
             .arg(Job::Delivery(job.clone()).encode())
@@ -181,7 +147,7 @@ impl Queue {
         if workers.is_empty() {
             return Ok(0);
         }
-        let mut inv = COUNT_IN_FLIGHT.prepare_invoke();
+        let mut inv = self.scripts.count_in_flight.prepare_invoke();
         for w in &workers {
             inv.key(self.keys.processing(w));
         }

@@ -6,8 +6,7 @@
 -- KEYS[1] leases zset (worker id -> lease expiry, Unix ms, Redis clock);
 -- ARGV[1] worker id, ARGV[2] lease ms.
 -- Returns {now ms, earliest expiry of another live worker in ms or -1, expired others}.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 -- Every listed worker (a few dozen at most): which have run out, and which runs out next.
 local first = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')

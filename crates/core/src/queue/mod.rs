@@ -128,6 +128,9 @@ impl std::fmt::Display for WorkerId {
     }
 }
 
+/// Every Lua script the queue runs, loaded one way: each `<name>.lua` of this folder, with the
+/// shared helpers of `prelude.lua` (Redis's clock, the claim check, the history push) put after
+/// its first line (`#!lua flags=…`, which Redis needs first).
 struct Scripts {
     retry: Script,
     dead: Script,
@@ -146,30 +149,56 @@ struct Scripts {
     breaker: Script,
     breaker_admit: Script,
     ack_delivered: Script,
+    route: Script,
+    digest_due: Script,
+    digest_send: Script,
+    requeue_one: Script,
+    count_in_flight: Script,
+    publish_refused: Script,
+    change_layout: Script,
+    stats: Script,
 }
 
 impl Scripts {
     fn load() -> Self {
         Self {
-            retry: Script::new(include_str!("retry.lua")),
-            dead: Script::new(include_str!("dead.lua")),
-            promote: Script::new(include_str!("promote.lua")),
-            requeue: Script::new(include_str!("requeue.lua")),
-            replay: Script::new(include_str!("replay.lua")),
-            read_dead: Script::new(include_str!("read_dead.lua")),
-            pace: Script::new(include_str!("pace.lua")),
-            lease: Script::new(include_str!("lease.lua")),
-            fetch: Script::new(include_str!("fetch.lua")),
-            oversized: Script::new(include_str!("oversized.lua")),
-            handback: Script::new(include_str!("handback.lua")),
-            publish: Script::new(include_str!("publish.lua")),
-            park: Script::new(include_str!("park.lua")),
-            release: Script::new(include_str!("release.lua")),
-            breaker: Script::new(include_str!("breaker.lua")),
-            breaker_admit: Script::new(include_str!("breaker_admit.lua")),
-            ack_delivered: Script::new(include_str!("ack_delivered.lua")),
+            retry: script(include_str!("retry.lua")),
+            dead: script(include_str!("dead.lua")),
+            promote: script(include_str!("promote.lua")),
+            requeue: script(include_str!("requeue.lua")),
+            replay: script(include_str!("replay.lua")),
+            read_dead: script(include_str!("read_dead.lua")),
+            pace: script(include_str!("pace.lua")),
+            lease: script(include_str!("lease.lua")),
+            fetch: script(include_str!("fetch.lua")),
+            oversized: script(include_str!("oversized.lua")),
+            handback: script(include_str!("handback.lua")),
+            publish: script(include_str!("publish.lua")),
+            park: script(include_str!("park.lua")),
+            release: script(include_str!("release.lua")),
+            breaker: script(include_str!("breaker.lua")),
+            breaker_admit: script(include_str!("breaker_admit.lua")),
+            ack_delivered: script(include_str!("ack_delivered.lua")),
+            route: script(include_str!("route.lua")),
+            digest_due: script(include_str!("digest_due.lua")),
+            digest_send: script(include_str!("digest_send.lua")),
+            requeue_one: script(include_str!("requeue_one.lua")),
+            count_in_flight: script(include_str!("count_in_flight.lua")),
+            publish_refused: script(include_str!("publish_refused.lua")),
+            change_layout: script(include_str!("change_layout.lua")),
+            stats: script(include_str!("stats.lua")),
         }
     }
+}
+
+/// `source` with the prelude after its shebang line (or first, for a script without one).
+fn script(source: &str) -> Script {
+    const PRELUDE: &str = include_str!("prelude.lua");
+    let (first, rest) = match source.strip_prefix("#!") {
+        Some(_) => source.split_once('\n').unwrap_or((source, "")),
+        None => ("", source),
+    };
+    Script::new(&format!("{first}\n{PRELUDE}\n{rest}"))
 }
 
 /// A handle on the queue of one key space. Cheap to clone; all clones share one multiplexed,

@@ -23,7 +23,7 @@ if max > 0 and ARGV[4] ~= '1' and redis.call('LLEN', KEYS[2]) >= max then
   redis.call('HINCRBY', KEYS[5], ARGV[2], 1)
   return 2
 end
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+if not claimed(KEYS[1], ARGV[1]) then
   return 0
 end
 local job = ARGV[1]
@@ -35,13 +35,10 @@ if ARGV[4] == '1' then
 else
   redis.call('RPUSH', KEYS[2], job)
 end
-local t = redis.call('TIME')
-local wake = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
+local wake = now_ms() + tonumber(ARGV[3])
 -- An earlier wake-up already set stays (LT: only ever moved earlier).
 redis.call('ZADD', KEYS[3], 'LT', wake, ARGV[2])
 if ARGV[5] and ARGV[5] ~= '' then
-  redis.call('LPUSH', KEYS[4], ARGV[5])
-  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[6]) - 1)
-  redis.call('PEXPIRE', KEYS[4], ARGV[7])
+  push_history(KEYS[4], ARGV[5], ARGV[6], ARGV[7])
 end
 return 1

@@ -12,8 +12,7 @@ local lane = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 if not first[2] and not lane[2] then
   return {0, -1, -1}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local moved = 0
 local wait = -1
 if first[2] then

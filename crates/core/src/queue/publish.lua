@@ -7,8 +7,7 @@
 -- (critical and high findings, failed scans) go to the front of the ready list.
 -- Returns, per event, 1 when it was enqueued now, 0 when the id was already accepted within
 -- the window (acknowledged without a second job).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local window = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 local fresh = {}

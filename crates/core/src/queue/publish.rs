@@ -105,12 +105,15 @@ impl Queue {
     /// Records that Redis refused a publish for memory, for [`Queue::publish_refused`]. A script
     /// with `allow-oom`, so the write goes through at `maxmemory`.
     pub async fn record_publish_refused(&self) -> Result<(), QueueError> {
-        let script = redis::Script::new(
-            "#!lua flags=allow-oom\nredis.call('SET', KEYS[1], '1', 'PX', ARGV[1])\nreturn 1",
-        );
         let mut conn = self.conn.clone();
         let ms = u64::try_from(Self::PUBLISH_REFUSED_FOR.as_millis()).unwrap_or(60_000);
-        let _: i64 = script.key(self.keys.publish_refused()).arg(ms).invoke_async(&mut conn).await?;
+        let _: i64 = self
+            .scripts
+            .publish_refused
+            .key(self.keys.publish_refused())
+            .arg(ms)
+            .invoke_async(&mut conn)
+            .await?;
         Ok(())
     }
 

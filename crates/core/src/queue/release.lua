@@ -7,8 +7,7 @@
 -- one (the oldest: it becomes the probe); a disabled endpoint's lane stays as it is.
 -- KEYS[1] lane list, KEYS[2] ready list, KEYS[3] lanes zset, KEYS[4] pace key, KEYS[5] breaker;
 -- ARGV[1] endpoint id, ARGV[2] how many, ARGV[3] next look in ms.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local limit = tonumber(ARGV[2])
 local b = redis.call('HMGET', KEYS[5], 'state', 'next_probe', 'probe_deadline')
 if b[1] == 'disabled' then

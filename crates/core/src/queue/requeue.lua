@@ -11,8 +11,7 @@
 -- allow-oom: handing work back must not wait for memory.
 -- KEYS[1] processing list, KEYS[2] ready list, KEYS[3] leases zset;
 -- ARGV[1] worker id, ARGV[2] check lease ('1' or '0'), ARGV[3] limit, ARGV[4] forget after ms.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local score = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if ARGV[2] == '1' and score and tonumber(score) > now then
   return -1

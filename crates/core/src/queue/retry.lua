@@ -5,15 +5,12 @@
 -- The failed attempt joins its endpoint's Recent Deliveries when KEYS[3] (history list) and
 -- ARGV[4] (the entry; ARGV[5] entries kept, ARGV[6] ms kept) are given.
 -- KEYS[1] processing list, KEYS[2] delayed zset; ARGV[1] raw job, ARGV[2] next job, ARGV[3] delay ms.
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then
+if not claimed(KEYS[1], ARGV[1]) then
   return 0
 end
-local t = redis.call('TIME')
-local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
+local due = now_ms() + tonumber(ARGV[3])
 redis.call('ZADD', KEYS[2], due, ARGV[2])
 if KEYS[3] and ARGV[4] and ARGV[4] ~= '' then
-  redis.call('LPUSH', KEYS[3], ARGV[4])
-  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[5]) - 1)
-  redis.call('PEXPIRE', KEYS[3], ARGV[6])
+  push_history(KEYS[3], ARGV[4], ARGV[5], ARGV[6])
 end
 return due

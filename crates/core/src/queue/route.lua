@@ -14,7 +14,8 @@
 --            timer then flushes it (digest_due.lua);
 --   forward: (queue shards) add the event, as a job for another shard's endpoints, to this
 --            shard's outbox for that shard (a zset scored by Redis's clock); a worker then moves
---            it into that shard's ready list (forward.lua) and removes it from the outbox.
+--            it into that shard's ready list (`publish.lua`, deduplicated by event id in the
+--            target's forwarded set) and removes it from the outbox.
 -- A send or collect step with a dedupe key is skipped when its member was seen within the
 -- window (or earlier in this batch; counted in the suppressed hash); otherwise the member is
 -- recorded now. Each dedupe key is read once (ZMSCORE) and written once (ZADD, then entries
@@ -35,8 +36,7 @@
 local now = nil
 local function clock()
   if not now then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    now = now_ms()
   end
   return now
 end
@@ -46,7 +46,7 @@ local events = {}
 local p = 2
 for e = 1, tonumber(ARGV[1]) do
   local raw, n = ARGV[p], tonumber(ARGV[p + 1])
-  events[e] = { first = p + 2, steps = n, live = redis.call('LREM', KEYS[1], 1, raw) == 1 }
+  events[e] = { first = p + 2, steps = n, live = claimed(KEYS[1], raw) }
   p = p + 2 + n * 11
 end
 

@@ -14,16 +14,6 @@ use crate::shards::{
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Sets the recorded count to ARGV[2] and the earlier counts to ARGV[3] if the count is still
-/// ARGV[1]: 1 if it was.
-const CHANGE_LAYOUT: &str = r"
-if redis.call('HGET', KEYS[1], 'count') == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'count', ARGV[2], 'earlier', ARGV[3])
-  return 1
-end
-return 0
-";
-
 /// Most outbox entries one sweep moves per target shard.
 const SWEEP_CHUNK: usize = 200;
 
@@ -139,7 +129,10 @@ impl Shards {
                 }
                 LayoutDecision::Change { from, earlier } => {
                     let field = RecordedLayout { count: None, earlier: earlier.clone() }.earlier_field();
-                    let done: i64 = redis::Script::new(CHANGE_LAYOUT)
+                    let done: i64 = self
+                        .home()
+                        .scripts
+                        .change_layout
                         .key(&key)
                         .arg(from)
                         .arg(configured)

@@ -47,51 +47,41 @@ impl QueueStats {
 }
 
 impl Queue {
-    /// Queue depths.
+    /// Queue depths, read in one step (`stats.lua`): a consistent snapshot, so work moving
+    /// between lists while it is read is counted once, never missed.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
         let mut conn = self.conn.clone();
-        let t: (i64, i64) = conn.query_at(&redis::cmd("TIME"), &self.keys.leases()).await?;
-        let now = t.0 * 1000 + t.1 / 1000;
-        type Depths = (u64, u64, Vec<String>, u64, u64, u64, Vec<String>, u64, Vec<u64>);
-        let (ready, retrying, lanes, scheduled, dead, endpoints, listed, live, full): Depths = redis::pipe()
-            .llen(self.keys.ready())
-            .llen(self.keys.retry())
-            .zrange(self.keys.lanes(), 0, -1)
-            .zcard(self.keys.delayed())
-            .llen(self.keys.dlq())
-            .hlen(self.keys.endpoints())
-            .zrange(self.keys.leases(), 0, -1)
-            .zcount(self.keys.leases(), format!("({now}"), "+inf")
-            .hvals(self.keys.lane_full())
-            .query_async(&mut conn)
+        let lane_prefix = self.keys.lane("");
+        let processing_prefix = self.keys.processing("");
+        let d: Vec<u64> = self
+            .scripts
+            .stats
+            .key(self.keys.ready())
+            .key(self.keys.retry())
+            .key(self.keys.lanes())
+            .key(self.keys.delayed())
+            .key(self.keys.dlq())
+            .key(self.keys.endpoints())
+            .key(self.keys.leases())
+            .key(self.keys.lane_full())
+            .key(self.keys.digests())
+            .arg(lane_prefix)
+            .arg(processing_prefix)
+            .invoke_async(&mut conn)
             .await?;
-        let sum_of = |keys: Vec<String>| async move {
-            if keys.is_empty() {
-                return Ok::<u64, QueueError>(0);
-            }
-            let mut pipe = redis::pipe();
-            for k in &keys {
-                pipe.llen(k);
-            }
-            let mut conn = self.conn.clone();
-            let lens: Vec<u64> = pipe.query_async(&mut conn).await?;
-            Ok(lens.iter().sum())
-        };
-        let processing = sum_of(listed.iter().map(|w| self.keys.processing(w)).collect()).await?;
-        let parked = sum_of(lanes.iter().map(|e| self.keys.lane(e)).collect()).await?;
-        let digests = self.open_digests().await?;
+        let at = |i: usize| d.get(i).copied().unwrap_or(0);
         Ok(QueueStats {
-            ready,
-            retrying,
-            parked,
-            processing,
-            scheduled,
-            dead,
-            workers: live,
-            endpoints,
-            digests,
+            ready: at(0),
+            retrying: at(1),
+            parked: at(2),
+            processing: at(3),
+            scheduled: at(4),
+            dead: at(5),
+            endpoints: at(6),
+            workers: at(7),
+            lane_full: at(8),
+            digests: at(9),
             forwarding: 0,
-            lane_full: full.iter().sum(),
         })
     }
 }

@@ -1,0 +1,34 @@
+#!lua flags=no-writes
+-- Every depth of one queue shard, read in one step: a snapshot no worker's move can tear (read
+-- one by one, a delivery released from a lane between the read of `ready` and the read of the
+-- lane was in neither, and "drained" could be said of a queue with work).
+-- KEYS[1] ready, KEYS[2] retry, KEYS[3] lanes zset, KEYS[4] delayed, KEYS[5] dead-letter list,
+-- KEYS[6] endpoints hash, KEYS[7] leases, KEYS[8] lane-full counts, KEYS[9] digests zset;
+-- ARGV[1] the key prefix of lanes (`…:lane:`), ARGV[2] of processing lists (`…:processing:`).
+-- Returns {ready, retrying, parked, processing, scheduled, dead, endpoints, live workers,
+-- lane_full, digests}.
+local now = now_ms()
+local parked = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  parked = parked + redis.call('LLEN', ARGV[1] .. id)
+end
+local processing = 0
+for _, worker in ipairs(redis.call('ZRANGE', KEYS[7], 0, -1)) do
+  processing = processing + redis.call('LLEN', ARGV[2] .. worker)
+end
+local full = 0
+for _, n in ipairs(redis.call('HVALS', KEYS[8])) do
+  full = full + tonumber(n)
+end
+return {
+  redis.call('LLEN', KEYS[1]),
+  redis.call('LLEN', KEYS[2]),
+  parked,
+  processing,
+  redis.call('ZCARD', KEYS[4]),
+  redis.call('LLEN', KEYS[5]),
+  redis.call('HLEN', KEYS[6]),
+  redis.call('ZCOUNT', KEYS[7], '(' .. now, '+inf'),
+  full,
+  redis.call('ZCARD', KEYS[9]),
+}
