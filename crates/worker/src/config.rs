@@ -43,7 +43,7 @@ pub struct WorkerConfig {
 
     /// Queue shards: the queue's keys split over this many hash tags, so a Redis Cluster spreads
     /// them over its primaries. Every worker serves every shard; the same count for producers,
-    /// admin and CLI (see the README's "Scaling past one Redis").
+    /// admin and CLI (see "Scaling past one Redis" in docs/deploy-and-scaling.md).
     #[arg(long, env = "NOTIFY_QUEUE_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(entraguard_core::shards::MAX_SHARDS)))]
     pub queue_shards: u16,
 
@@ -65,7 +65,7 @@ pub struct WorkerConfig {
 
     /// Threads of this process's async runtime. 1 (the default) runs everything on one thread:
     /// no work stealing, no cross-thread wake-ups, about half the CPU per delivery of a
-    /// multi-threaded runtime (see the README's performance section). Scale out with more
+    /// multi-threaded runtime (see docs/performance.md). Scale out with more
     /// worker processes (replicas), or raise this to use more cores from one process.
     #[arg(long, env = "NOTIFY_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub worker_threads: u16,
@@ -78,7 +78,7 @@ pub struct WorkerConfig {
     /// Most deliveries that may wait in one endpoint's lane (its breaker open, or at its cap);
     /// past it new deliveries to the endpoint are dead-lettered as "endpoint lane full"
     /// (replayable), so one dead receiver cannot fill Redis. About 700 B each: the default
-    /// holds 35 MB per broken endpoint (the README sizes it against maxmemory).
+    /// holds 35 MB per broken endpoint (docs/guarantees.md sizes it against maxmemory).
     #[arg(long, env = "NOTIFY_LANE_MAX", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub lane_max: u64,
 
