@@ -630,9 +630,9 @@ async fn the_breaker_can_be_turned_off() {
     worker.stop().await;
 }
 
-/// Issue 24 (7): `endpoint.health_changed` carries every field the README lists in every state
-/// (`last_error: null` when closed), and the opening counts the failing delivery that parks
-/// with it (before: `parked 0`).
+/// Issue 24 (7): `endpoint.health_changed` carries every field docs/channels.md lists in every
+/// state (`last_error: null` when closed), and the opening counts the failing delivery that
+/// parks with it (before: `parked 0`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_events_carry_every_field_in_every_state() {
     let stack = Stack::start().await;
@@ -737,9 +737,9 @@ async fn a_reset_delivers_the_parked_work_within_seconds_with_a_minute_long_prob
     worker.stop().await;
 }
 
-/// Issue 22: parked work drains oldest first, as the README says. 150 deliveries park behind an
-/// open breaker (in the lane's order); the receiver recovers; with one delivery at a time they
-/// arrive exactly in that order (main delivered them in no particular order).
+/// Issue 22: parked work drains oldest first, as docs/guarantees.md says. 150 deliveries park
+/// behind an open breaker (in the lane's order); the receiver recovers; with one delivery at a
+/// time they arrive exactly in that order (main delivered them in no particular order).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_work_drains_oldest_first() {
     const N: usize = 150;

@@ -449,7 +449,8 @@ async fn hostile_jobs_are_dead_lettered_with_reasons_and_the_worker_keeps_servin
 }
 
 /// Scenario 9: a long run leaves nothing behind in Redis: 20 000 deliveries here, in CI time;
-/// the benchmark's drain runs push 100 000 each through one worker (figures in the README).
+/// the benchmark's drain runs push 100 000 each through one worker (figures in
+/// docs/performance.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_run_leaves_redis_memory_where_it_started() {
     const N: usize = 20_000;

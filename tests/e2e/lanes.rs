@@ -266,7 +266,8 @@ async fn a_dead_endpoints_lane_stops_at_its_cap_and_the_overflow_is_dead_lettere
     assert_eq!(full, stats.dead, "every dead letter is an overflow");
     let letters = stack.queue.dead_letter_summaries(0, 5).await.expect("dead letters");
     assert!(letters.iter().all(|l| l.reason == "endpoint lane full"), "{letters:?}");
-    // What one waiting and one dead delivery cost (for the README's sizing of NOTIFY_LANE_MAX).
+    // What one waiting and one dead delivery cost (for the sizing of NOTIFY_LANE_MAX in
+    // docs/guarantees.md).
     let usage = |key: String| {
         let mut conn = conn.clone();
         async move {

@@ -360,10 +360,10 @@ async fn an_idle_worker_sends_each_shard_at_most_one_command_a_second() {
     worker.kill().await.expect("worker stopped");
 }
 
-/// Going from 3 shards to 4 (the README's procedure; shard 1's tag moves, so one old shard is
-/// no longer placed in): events published with the old count wait in that shard; a worker with
-/// only the new count leaves them there, and one given `NOTIFY_DRAIN_SHARDS` = the old count
-/// delivers them, with the events published under the new count, each once to every endpoint.
+/// Going from 3 shards to 4 (the procedure in docs/deploy-and-scaling.md; shard 1's tag moves, so
+/// one old shard is no longer placed in): events published with the old count wait in that shard; a
+/// worker with only the new count leaves them there, and one given `NOTIFY_DRAIN_SHARDS` = the old
+/// count delivers them, with the events published under the new count, each once to every endpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changing_the_shard_count_drains_the_old_shards_with_drain_shards() {
     let redis = RedisServer::start();

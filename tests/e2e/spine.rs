@@ -114,7 +114,7 @@ async fn exhausted_delivery_is_dead_lettered_with_every_attempt_then_replayed_wi
     assert_eq!(got.len(), 4, "first attempt plus three retries");
     let id = delivery_id(&got[0]);
 
-    // Readable with plain Redis commands, as the README documents.
+    // Readable with plain Redis commands, as docs/redis-layout.md documents.
     let mut conn = stack.redis.connection().await;
     let ids: Vec<String> = conn.lrange(format!("{{{PREFIX}}}:dlq"), 0, -1).await.expect("lrange");
     assert_eq!(ids, vec![id.clone()]);

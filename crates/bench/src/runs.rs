@@ -847,15 +847,15 @@ async fn breaker(env: &Env, down_secs: u64, parked: usize) -> anyhow::Result<()>
     env.cleanup().await
 }
 
-/// `n` events through fan-out to one endpoint, one worker at concurrency 50, without rules,
-/// then with each rule alone, then with all of them: what each rule costs. The rules are the
-/// README's managed-provider endpoint (tenant A only, `medium,low,info` digested per scan with a
-/// 2 h longest wait) with a 24 h dedupe window, a `medium` floor and two quiet hours a day. The
-/// events are the same in every run (tenant A's `high` findings of one scan, distinct ids), and
-/// every one passes every rule, so every run delivers the same `n` messages; the quiet window
-/// is placed away from the run's hour (it is a rule to check, not one that holds them). Reports
-/// `fanout_c50` (no rules), `fanout_rules_<rule>_c50` (one rule) and `fanout_rules_c50` (all),
-/// in events delivered/s, and each run's Redis commands, worker CPU and Redis CPU per event
+/// `n` events through fan-out to one endpoint, one worker at concurrency 50, without rules, then
+/// with each rule alone, then with all of them: what each rule costs. The rules are the
+/// managed-provider endpoint of docs/alert-rules.md (tenant A only, `medium,low,info` digested per
+/// scan with a 2 h longest wait) with a 24 h dedupe window, a `medium` floor and two quiet hours a
+/// day. The events are the same in every run (tenant A's `high` findings of one scan, distinct
+/// ids), and every one passes every rule, so every run delivers the same `n` messages; the quiet
+/// window is placed away from the run's hour (it is a rule to check, not one that holds them).
+/// Reports `fanout_c50` (no rules), `fanout_rules_<rule>_c50` (one rule) and `fanout_rules_c50`
+/// (all), in events delivered/s, and each run's Redis commands, worker CPU and Redis CPU per event
 /// (`…_cmds_per_event`, `…_worker_cpu_us_per_event`, `…_redis_cpu_us_per_event`).
 async fn fanout(env: &Env, n: usize, want: &dyn Fn(&str) -> bool) -> anyhow::Result<()> {
     use entraguard_core::rules::{DigestDraft, QuietHoursDraft, RulesDraft};

@@ -692,7 +692,7 @@ mod tests {
         assert_eq!(serde_json::to_value(&back).expect("json")["endpoint"]["state"], "open");
     }
 
-    /// Issue 24 (7): every field the README lists is present in every state; `last_error` is
+    /// Issue 24 (7): every field docs/channels.md lists is present in every state; `last_error` is
     /// `null` when there is none (a closing).
     #[test]
     fn a_health_event_carries_every_field_in_every_state() {

@@ -1,7 +1,7 @@
 //! The Redis key layout: every key of one queue shard under one hash tag (`{entraguard}:…` for
 //! shard 0) so a Redis Cluster keeps them in one slot and the Lua scripts may touch them
-//! together; other shards use their own tag ([`crate::shards`]). The README's key table is
-//! written from this file.
+//! together; other shards use their own tag ([`crate::shards`]). The key table of
+//! docs/redis-layout.md is written from this file.
 
 use crate::ids::EndpointId;
 

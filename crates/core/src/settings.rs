@@ -34,7 +34,7 @@ pub struct RedisSettings {
 
     /// Queue shards: the queue's keys split over this many hash tags, so a Redis Cluster spreads
     /// them over its primaries (events placed by event id, deliveries by endpoint). The same for
-    /// producers, workers, admin and CLI; see the README's "Scaling past one Redis".
+    /// producers, workers, admin and CLI; see docs/deploy-and-scaling.md.
     #[arg(long, global = true, env = "NOTIFY_QUEUE_SHARDS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(crate::shards::MAX_SHARDS)))]
     pub queue_shards: u16,
 

@@ -26,7 +26,7 @@
 //!
 //! Changing the count moves endpoints between shards. Work already in a shard stays there and
 //! is served by workers that list it in `NOTIFY_DRAIN_SHARDS` (the old count) until it is
-//! empty: see the README's "Scaling past one Redis".
+//! empty: see "Scaling past one Redis" in docs/deploy-and-scaling.md.
 //!
 //! **The count is recorded in Redis** ([`KeySpace::layout`], in shard 0), so processes set to
 //! different counts cannot disagree silently (work placed with one count waits in shards the
@@ -237,7 +237,7 @@ pub enum LayoutDecision {
 /// A process set to another queue shard count than the deployment records: it refuses to run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "this {role} is set to {configured} queue shard(s) (NOTIFY_QUEUE_SHARDS={configured}) but the deployment records {recorded} in Redis ({key}){drain_note}: work placed with another count waits in shards no worker serves, and reads miss it. Set NOTIFY_QUEUE_SHARDS={recorded}, as for every producer, worker, CLI and admin server of this deployment; to change the count to {configured} on purpose, start the workers with NOTIFY_QUEUE_SHARDS={configured} NOTIFY_DRAIN_SHARDS={recorded}, then set {configured} everywhere else (README, \"Scaling past one Redis\")",
+    "this {role} is set to {configured} queue shard(s) (NOTIFY_QUEUE_SHARDS={configured}) but the deployment records {recorded} in Redis ({key}){drain_note}: work placed with another count waits in shards no worker serves, and reads miss it. Set NOTIFY_QUEUE_SHARDS={recorded}, as for every producer, worker, CLI and admin server of this deployment; to change the count to {configured} on purpose, start the workers with NOTIFY_QUEUE_SHARDS={configured} NOTIFY_DRAIN_SHARDS={recorded}, then set {configured} everywhere else (docs/deploy-and-scaling.md, \"Scaling past one Redis\")",
     drain_note = match drain { Some(d) => format!(" and NOTIFY_DRAIN_SHARDS={d} is not the recorded count"), None => String::new() }
 )]
 pub struct LayoutMismatch {

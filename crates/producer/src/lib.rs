@@ -89,8 +89,8 @@ pub enum PublishError {
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(3600);
 
 /// How often a producer checks again that its shard count is still the one the deployment
-/// records (a worker may have changed it on purpose since; see the README's "Scaling past one
-/// Redis"): one small read at most this often, before a publish.
+/// records (a worker may have changed it on purpose since; see "Scaling past one Redis" in
+/// docs/deploy-and-scaling.md): one small read at most this often, before a publish.
 pub const LAYOUT_RECHECK: Duration = Duration::from_secs(10);
 
 /// Most events one [`Producer::publish_batch`] takes (one atomic step in Redis).
@@ -109,7 +109,7 @@ pub struct ProducerConfig {
     pub dedupe_window: Duration,
     /// `NOTIFY_PUBLISH_REPLICAS`: a publish answers only once this many replicas hold the job
     /// (`WAIT`), so a failover to one of them cannot lose it. 0 (the default): once the primary
-    /// holds it (replication is asynchronous; see the README's "Scaling past one Redis").
+    /// holds it (replication is asynchronous; see docs/deploy-and-scaling.md).
     pub publish_replicas: u32,
     /// Queue shards (`NOTIFY_QUEUE_SHARDS`, the workers' count): each event goes into the shard
     /// its id names. A batch is then one atomic step per shard. It must be the count the

@@ -8,7 +8,7 @@
 //! A job taken by the blocking fetch (an idle worker's first job) carries no revision: the
 //! cache is then not trusted, and reads go to Redis until a batch fetch reports one. Entries
 //! older than [`MAX_AGE`] are read again, a safety net for a hand edit of the hash that forgot
-//! to raise the revision (the README's recipe raises it).
+//! to raise the revision (the recipe in docs/redis-layout.md raises it).
 //!
 //! Secrets stay as current as the stored record: a rotated secret's grace is computed from the
 //! endpoint at send time ([`Endpoint::signing_secrets`]), so a cached endpoint never signs
