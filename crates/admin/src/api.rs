@@ -20,7 +20,7 @@ use entraguard_core::queue::{
     DeadLetter, DeadLetterSummary, Redelivery, ReplayFilter, ReplayOutcome, ReplaySummary, StatsReport,
 };
 use entraguard_core::timestamp::Timestamp;
-use entraguard_worker::delivery::TestReport;
+use entraguard_delivery::delivery::TestReport;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -334,7 +334,7 @@ async fn send_test(
     let at = Timestamp::now();
     let report = s.deliverer.send_test(&ep).await;
     tracing::info!(endpoint_id = %id, delivered = report.delivered, status = ?report.status, "send test");
-    let mut job = DeliveryJob::new(entraguard_worker::delivery::test_event(), id.clone());
+    let mut job = DeliveryJob::new(entraguard_delivery::delivery::test_event(), id.clone());
     if let Ok(d) = report.delivery_id.parse::<DeliveryId>() {
         job.delivery_id = d;
     }

@@ -21,7 +21,7 @@ use entraguard_core::ids::EndpointId;
 use entraguard_core::queue::{Queue, Shards};
 use entraguard_core::secret::Secret;
 use entraguard_core::store::EndpointStore;
-use entraguard_worker::delivery::Deliverer;
+use entraguard_delivery::delivery::Deliverer;
 
 pub use auth::{LoginLimiter, TokenError, check_token};
 pub use error::ApiError;

@@ -11,8 +11,8 @@ use entraguard_core::queue::Shards;
 use entraguard_core::secret::Secret;
 use entraguard_core::settings::{LogSettings, RedisSettings, SealingSettings, TargetSettings, parse_bool};
 use entraguard_core::store::EndpointStore;
-use entraguard_worker::config::DeliverySettings;
-use entraguard_worker::delivery::Deliverer;
+use entraguard_delivery::delivery::Deliverer;
+use entraguard_delivery::settings::DeliverySettings;
 
 /// EntraGuard Notify admin server: endpoints API, Send test, Recent Deliveries, dead letters, and
 /// the Settings → Webhooks page. Delivery settings (SSRF allow-list, HTTPS rule, timeout, SMTP,
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let config: AdminConfig = entraguard_core::settings::parse();
-    entraguard_worker::logging::init(config.log.log_format);
+    entraguard_process::logging::init(config.log.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(run(config));
-    entraguard_worker::logging::flush();
+    entraguard_process::logging::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -120,7 +120,7 @@ async fn run(mut config: AdminConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "admin server listening; page at /settings/webhooks");
     serve(listener, state, async {
-        entraguard_worker::shutdown::signal().await;
+        entraguard_process::shutdown::signal().await;
     })
     .await?;
     Ok(())

@@ -60,7 +60,7 @@ async fn start_config(redis: &RedisServer, token: Option<&str>, shards: u16) -> 
     let state = AppState::new(
         shards.clone(),
         EndpointStore::new(queue.connection(), KeySpace::default()),
-        Deliverer::from_config(&w).expect("deliverer"),
+        Deliverer::from_settings(&w.delivery_settings(), w.targets.allow_http).expect("deliverer"),
         w.target_policy(),
         token.map(|t| std::sync::Arc::new(Secret::new(t))),
     );

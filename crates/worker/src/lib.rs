@@ -9,21 +9,17 @@
 mod acker;
 pub mod attempt;
 mod batch;
-pub mod channel;
 mod clock;
 pub mod config;
 mod context;
 pub mod delivered;
-pub mod delivery;
 mod digest;
 pub mod endpoints;
 pub mod fanout;
 pub mod gate;
 pub mod health;
 mod lease;
-pub mod logging;
 pub mod metrics;
-pub mod outcome;
 mod persist;
 mod poison;
 mod preflight;
@@ -33,10 +29,11 @@ pub mod retry;
 mod router;
 pub mod runner;
 pub mod running;
-pub mod shutdown;
-pub mod signature;
-pub mod transport;
 
 pub use config::WorkerConfig;
+// Rendering and sending live below the worker (the admin server's Send test uses them too), and
+// logging and shutdown with every long-running binary; their paths here stay as they were.
+pub use entraguard_delivery::{channel, delivery, outcome, signature, transport};
+pub use entraguard_process::{logging, shutdown};
 pub use runner::run;
 pub use shutdown::Shutdown;

@@ -57,7 +57,7 @@ pub enum RunError {
 /// Runs a worker until `shutdown` fires; returns once in-flight work is finished or handed back.
 pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), RunError> {
     config.validate()?;
-    let deliverer = Deliverer::from_config(&config)?;
+    let deliverer = Deliverer::from_settings(&config.delivery_settings(), config.targets.allow_http)?;
     let worker = WorkerId::generate();
     let queue_cell = crate::health::QueueCell::default();
     let health = match config.health_addr {

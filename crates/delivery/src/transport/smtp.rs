@@ -13,8 +13,8 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncTransport, Message, Tokio1Executor};
 
 use crate::channel::email::EmailMessage;
-use crate::config::{ConfigError, SmtpSettings, SmtpTls};
 use crate::outcome::Outcome;
+use crate::settings::{SettingsError, SmtpSettings, SmtpTls};
 
 /// Sends email through the configured relay.
 #[derive(Clone)]
@@ -25,28 +25,28 @@ pub struct SmtpTransport {
 
 impl SmtpTransport {
     /// Builds the transport from the settings; `None` when no relay is configured.
-    pub fn from_settings(s: &SmtpSettings, timeout: Duration) -> Result<Option<Self>, ConfigError> {
+    pub fn from_settings(s: &SmtpSettings, timeout: Duration) -> Result<Option<Self>, SettingsError> {
         let Some(host) = &s.host else {
             return Ok(None);
         };
         entraguard_core::redis_conn::ensure_crypto_provider();
-        let from_raw = s.from.as_deref().ok_or(ConfigError::SmtpIncomplete("SMTP_FROM"))?;
-        let from: Mailbox = from_raw.parse().map_err(|e| ConfigError::Smtp {
+        let from_raw = s.from.as_deref().ok_or(SettingsError::SmtpIncomplete("SMTP_FROM"))?;
+        let from: Mailbox = from_raw.parse().map_err(|e| SettingsError::Smtp {
             setting: "SMTP_FROM",
             reason: format!("{from_raw:?} is not an address: {e}"),
         })?;
-        let tls_params = || -> Result<TlsParameters, ConfigError> {
+        let tls_params = || -> Result<TlsParameters, SettingsError> {
             let mut b = TlsParameters::builder(host.clone());
             if let Some(path) = &s.ca_cert {
-                let pem = std::fs::read(path).map_err(|e| ConfigError::Smtp {
+                let pem = std::fs::read(path).map_err(|e| SettingsError::Smtp {
                     setting: "SMTP_CA_CERT",
                     reason: format!("cannot read {}: {e}", path.display()),
                 })?;
                 let cert = Certificate::from_pem(&pem)
-                    .map_err(|e| ConfigError::Smtp { setting: "SMTP_CA_CERT", reason: e.to_string() })?;
+                    .map_err(|e| SettingsError::Smtp { setting: "SMTP_CA_CERT", reason: e.to_string() })?;
                 b = b.add_root_certificate(cert);
             }
-            b.build_rustls().map_err(|e| ConfigError::Smtp { setting: "SMTP_TLS", reason: e.to_string() })
+            b.build_rustls().map_err(|e| SettingsError::Smtp { setting: "SMTP_TLS", reason: e.to_string() })
         };
         let tls = match s.tls {
             SmtpTls::Starttls => Tls::Required(tls_params()?),

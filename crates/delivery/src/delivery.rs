@@ -1,5 +1,5 @@
 //! One delivery attempt: render the event for the endpoint's channel, send it, and classify the
-//! answer into an [`Outcome`]. Retries and dead letters are decided elsewhere ([`crate::retry`]).
+//! answer into an [`Outcome`]. Retries and dead letters are decided by the worker.
 
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ pub enum SetupError {
     #[error(transparent)]
     Http(#[from] HttpError),
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Settings(#[from] crate::settings::SettingsError),
 }
 
 /// Sends deliveries; shared by every task of a worker (and by Send test).
@@ -186,15 +186,10 @@ impl Deliverer {
         }
     }
 
-    /// The deliverer a worker with `config` uses.
-    pub fn from_config(config: &crate::config::WorkerConfig) -> Result<Self, SetupError> {
-        Self::from_settings(&config.delivery_settings(), config.targets.allow_http)
-    }
-
     /// The deliverer for these delivery settings: the worker's, and the admin server's for
     /// Send test, so both take the same path.
     pub fn from_settings(
-        settings: &crate::config::DeliverySettings,
+        settings: &crate::settings::DeliverySettings,
         allow_http: bool,
     ) -> Result<Self, SetupError> {
         let http = HttpTransport::new(
