@@ -176,10 +176,15 @@ function dlqQuery() {
   if (ep) q.set("endpoint_id", ep); if (since) q.set("since", since); return q;
 }
 function dlqMessage(text, cls) { const m = $("#dlq-message"); m.className = cls || "muted"; m.textContent = text; }
+// Each load is numbered: only the newest one's answer is shown (an older answer arriving late,
+// say the unfiltered list after a filter was picked, must not replace it).
+let deadLoads = 0;
 async function loadDead() {
+  const seq = ++deadLoads;
   const q = dlqQuery(); q.set("offset", dlqOffset); q.set("limit", PAGE);
   let list;
-  try { list = await api("GET", `/api/dlq?${q}`); } catch (err) { dlqMessage(err.message, "fail"); return; }
+  try { list = await api("GET", `/api/dlq?${q}`); } catch (err) { if (seq === deadLoads) dlqMessage(err.message, "fail"); return; }
+  if (seq !== deadLoads) return;
   const tb = $("#dlq tbody"); tb.replaceChildren(); $("#dlq-empty").hidden = list.length > 0;
   $("#dlq-page").textContent = list.length ? ` ${dlqOffset + 1}–${dlqOffset + list.length} ` : " ";
   $("#dlq-newer").disabled = dlqOffset === 0; $("#dlq-older").disabled = list.length < PAGE;

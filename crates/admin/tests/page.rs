@@ -495,8 +495,16 @@ async fn a_person_reads_recent_deliveries_redelivers_and_works_the_dead_letters_
             async move { b.find_all(Locator::Css("#dlq tbody tr")).await.map(|r| r.len()).unwrap_or(0) == 4 }
         })
         .await;
-        let first = browser.find(Locator::Css("#dlq tbody tr")).await.expect("row").attr("data-id").await.expect("attr");
-        assert_eq!(first.as_deref(), Some(others_dead[1].as_str()), "newest first");
+        // Read afresh each time: the page load's own listing may still replace the rows.
+        let newest = others_dead[1].clone();
+        wait_until(Duration::from_secs(30), "the newest dead letter listed first", || {
+            let (b, newest) = (browser.clone(), newest.clone());
+            async move {
+                let Ok(row) = b.find(Locator::Css("#dlq tbody tr")).await else { return false };
+                row.attr("data-id").await.ok().flatten().as_deref() == Some(newest.as_str())
+            }
+        })
+        .await;
 
         // Show one: reason, every attempt, the event.
         click(&browser, &format!("#dlq tbody tr[data-id='{}'] button.dlq-show", ours_dead[0])).await;
