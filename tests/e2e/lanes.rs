@@ -306,3 +306,49 @@ async fn a_dead_endpoints_lane_stops_at_its_cap_and_the_overflow_is_dead_lettere
     assert_eq!(ids.len(), N, "every event reached the endpoint once it was back");
     worker.stop().await;
 }
+
+/// `stats` is one snapshot: a delivery moving between an endpoint's lane and the ready list (a
+/// release, a park) while the depths are read is counted exactly once, never in neither place,
+/// so "drained" is never said of a queue with work. A mover flips one job between the two, one
+/// atomic `LMOVE` at a time, while `stats` is read 1 000 times (read one list at a time, the
+/// depths said 0 in 420 and 2 in 428 of 1 000 reads).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_never_lose_a_delivery_moving_between_a_lane_and_ready() {
+    let stack = Stack::start().await;
+    let keys = crate::harness::keys();
+    let (lane, ready, lanes) = (keys.lane("ep_moving"), keys.ready(), keys.lanes());
+    let mut conn = stack.redis.connection().await;
+    let _: () = conn.rpush(&lane, "a-delivery").await.expect("parked");
+    let _: () = conn.zadd(&lanes, "ep_moving", 1).await.expect("lane listed");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mover = {
+        let (mut conn, stop) = (stack.redis.connection().await, stop.clone());
+        let (lane, ready) = (lane.clone(), ready.clone());
+        tokio::spawn(async move {
+            let mut moves = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (from, to) = if moves.is_multiple_of(2) { (&lane, &ready) } else { (&ready, &lane) };
+                let _: Option<String> = redis::cmd("LMOVE")
+                    .arg(from)
+                    .arg(to)
+                    .arg("LEFT")
+                    .arg("LEFT")
+                    .query_async(&mut conn)
+                    .await
+                    .expect("moved");
+                moves += 1;
+            }
+            moves
+        })
+    };
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..1_000 {
+        let s = stack.queue.stats().await.expect("stats");
+        *seen.entry(s.ready + s.parked).or_insert(0u32) += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let moves = mover.await.expect("mover");
+    println!("figure: 1 000 stats reads during {moves} moves: ready + parked seen as {seen:?}");
+    assert!(moves > 100, "the job kept moving while stats were read ({moves} moves)");
+    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), vec![1], "counted once in every read: {seen:?}");
+}
