@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use entraguard_core::breaker::BreakerState;
 use entraguard_core::endpoint::Endpoint;
-use entraguard_core::job::Job;
+use entraguard_core::job::{Job, WaitingDelivery};
 use entraguard_testkit::{HttpReceiver, Reply, bin_path, free_port, wait_until};
 use redis::AsyncCommands;
 
@@ -42,10 +42,7 @@ async fn parked_ids(stack: &Stack, ep: &Endpoint) -> HashSet<String> {
     let jobs: Vec<Vec<u8>> =
         conn.lrange(format!("{{{PREFIX}}}:lane:{}", ep.id), 0, -1).await.expect("lane readable");
     jobs.iter()
-        .map(|raw| match Job::decode(raw).expect("a delivery job") {
-            Job::Delivery(d) => d.delivery_id.to_string(),
-            Job::Event(_) | Job::DigestDue(_) | Job::Digest(_) => panic!("not a delivery job in a lane"),
-        })
+        .map(|raw| WaitingDelivery::decode(raw).expect("a waiting delivery").delivery_id.to_string())
         .collect()
 }
 
@@ -357,7 +354,8 @@ async fn a_state_change_and_its_announcement_are_one_step() {
     // Park two deliveries, then close it by hand: the announcement counts what was released.
     for _ in 0..2 {
         let (worker, raw) = fetched_delivery(&stack, &ep).await;
-        assert!(stack.queue.park(&worker, &raw, &ep.id, Duration::from_secs(60)).await.expect("parked"));
+        let Job::Delivery(waiting) = Job::decode(&raw).expect("a job") else { panic!("a delivery") };
+        assert!(stack.queue.park(&worker, &raw, &waiting, Duration::from_secs(60)).await.expect("parked"));
     }
     let reset = entraguard_core::operator::reset(&stack.queue, &ep).await.expect("reset");
     assert_eq!(reset.waiting, 2);
@@ -763,10 +761,7 @@ async fn parked_work_drains_oldest_first() {
     };
     let lane: Vec<String> = jobs
         .iter()
-        .map(|raw| match Job::decode(raw).expect("a delivery job") {
-            Job::Delivery(d) => d.delivery_id.to_string(),
-            Job::Event(_) | Job::DigestDue(_) | Job::Digest(_) => panic!("not a delivery job in a lane"),
-        })
+        .map(|raw| WaitingDelivery::decode(raw).expect("a waiting delivery").delivery_id.to_string())
         .collect();
     let from = receiver.requests().len();
     receiver.set_default(Reply::status(200));

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use entraguard_core::history::{AttemptResult, DeliveryRecord, HISTORY_MAX_AGE, HISTORY_MAX_ENTRIES};
 use entraguard_core::job::{AttemptRecord, DeliveryJob};
+use entraguard_core::queue::{Park, Parked};
 use entraguard_core::timestamp::Timestamp;
 use entraguard_testkit::{HttpReceiver, Reply};
 use redis::AsyncCommands;
@@ -251,9 +252,15 @@ async fn a_dead_letter_or_a_parked_delivery_and_its_history_entry_are_one_step()
     assert!(
         stack
             .queue
-            .park_at_recorded(&worker, &taken, &ep.id, Duration::from_secs(60), true, Some(&e))
+            .park_job(
+                &worker,
+                &taken,
+                &parked,
+                Park { wake_in: Duration::from_secs(60), front: true, history: Some(&e), lane_max: 0 }
+            )
             .await
             .expect("park")
+            == Parked::Parked
     );
     let got = stack.queue.recent_deliveries(&ep.id, 10).await.expect("read");
     assert_eq!(got.len(), 2);

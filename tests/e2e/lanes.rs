@@ -282,12 +282,17 @@ async fn a_dead_endpoints_lane_stops_at_its_cap_and_the_overflow_is_dead_lettere
             n
         }
     };
+    // Each event has one delivery here (waiting or dead), so each keeps one body of its own.
+    let bodies = usage(keys.bodies()).await + usage(keys.body_refs()).await;
+    assert_eq!(stats.event_bodies, N as u64, "one body per event that waits or died");
+    let body = bodies / N as u64;
     let per_waiting = usage(keys.lane(dead_ep.id.as_str())).await / lane as u64;
     let entry = usage(keys.dlq_entry(&letters[0].id)).await;
     let per_listed = usage(keys.dlq()).await / stats.dead;
     println!(
-        "figure: {per_waiting} B per waiting delivery, {} B per dead one ({entry} B entry + {per_listed} B listed)",
-        entry + per_listed
+        "figure: {} B per waiting delivery ({per_waiting} B lane entry + {body} B its body), {} B per dead one ({entry} B entry + {per_listed} B listed + {body} B its body)",
+        per_waiting + body,
+        entry + per_listed + body
     );
 
     // The endpoint is back: the lane drains by itself after a reset, the overflow by a replay.
@@ -304,6 +309,7 @@ async fn a_dead_endpoints_lane_stops_at_its_cap_and_the_overflow_is_dead_lettere
         .map(|r| r.header("x-coderaft-delivery").unwrap_or_default().to_owned())
         .collect();
     assert_eq!(ids.len(), N, "every event reached the endpoint once it was back");
+    assert_eq!(stack.stats().await.event_bodies, 0, "every body went with its last delivery");
     worker.stop().await;
 }
 

@@ -23,6 +23,10 @@ mod loss_paths;
 /// alerts overtake retries, urgent events jump the queue.
 mod lanes;
 
+/// Event bodies stored once for the deliveries that wait in lanes or lie in the dead-letter
+/// queue: references, counts, show, replay, purge, a body gone.
+mod bodies;
+
 /// The circuit breaker per endpoint: opens after five retryable failures, parks while open,
 /// probes, drains once on recovery; health events; killed workers; auto-disable and enable.
 mod breaker;

@@ -1,6 +1,8 @@
 //! Jobs as they sit in Redis: a tagged, versioned JSON enum. A new shape gets a new tag
 //! (`delivery.v2`) rather than changing an old one, so jobs already queued still decode during
-//! a rolling deploy. Jobs carry the event itself, so a delivery needs no other key to run.
+//! a rolling deploy. Jobs on the ready and retry lists carry the event itself, so a delivery
+//! needs no other key to run; a delivery that waits in a lane or lies in the dead-letter queue
+//! keeps its event once, by reference ([`StoredDelivery`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -145,6 +147,118 @@ impl DeliveryJob {
     }
 }
 
+/// The tag of a [`StoredDelivery`]'s job; the scripts that read one back (`unref` in
+/// `queue/prelude.lua`) look for exactly this start.
+pub const DELIVERY_REF_START: &str = r#"{"type":"delivery_ref.v1","#;
+
+/// A delivery as it waits in an endpoint's lane or lies in the dead-letter queue: the job with
+/// its event replaced by a reference, `"event":{"$ref":"<body_id>"}`, and the event's JSON kept
+/// once in `{p}:bodies` under `body_id` (counted in `{p}:body_refs`), however many deliveries
+/// of that event wait or died. The scripts that take it out of the lane or replay it put the
+/// body back (`unref` in `queue/prelude.lua`): byte for byte the job [`Job::encode`] writes, so
+/// the worker only ever reads full jobs. `body_id` is the event id and a hash of the body, so
+/// an id published again later with other content never borrows the first one's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDelivery {
+    pub job: String,
+    pub body_id: String,
+    pub body: String,
+}
+
+/// The shape of a [`StoredDelivery`]'s job: [`DeliveryJob`]'s fields in its order, the event a
+/// reference.
+#[derive(Serialize)]
+#[serde(tag = "type", rename = "delivery_ref.v1")]
+struct DeliveryRef<'a> {
+    delivery_id: &'a DeliveryId,
+    endpoint_id: &'a EndpointId,
+    event: EventRef<'a>,
+    attempts: &'a [AttemptRecord],
+    replays: u32,
+}
+
+#[derive(Serialize)]
+struct EventRef<'a> {
+    #[serde(rename = "$ref")]
+    body_id: &'a str,
+}
+
+impl DeliveryJob {
+    /// This delivery as a lane or a dead letter keeps it (see [`StoredDelivery`]).
+    pub fn stored(&self) -> StoredDelivery {
+        use sha2::Digest as _;
+        let body = serde_json::to_string(&self.event).unwrap_or_default();
+        let body_id =
+            format!("{}:{}", self.event.id, hex::encode(&sha2::Sha256::digest(body.as_bytes())[..8]));
+        let job = serde_json::to_string(&DeliveryRef {
+            delivery_id: &self.delivery_id,
+            endpoint_id: &self.endpoint_id,
+            event: EventRef { body_id: &body_id },
+            attempts: &self.attempts,
+            replays: self.replays,
+        })
+        .unwrap_or_default();
+        StoredDelivery { job, body_id, body }
+    }
+}
+
+/// A [`StoredDelivery`]'s job as read back from a lane (by tools and tests: workers never see
+/// one, the release puts the body back first).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct WaitingDelivery {
+    pub delivery_id: DeliveryId,
+    pub endpoint_id: EndpointId,
+    /// The body id its event is kept under in `{p}:bodies`.
+    pub body_id: String,
+    pub attempts: Vec<AttemptRecord>,
+    pub replays: u32,
+}
+
+impl WaitingDelivery {
+    /// Reads a lane entry: a stored delivery (`delivery_ref.v1`), or a full delivery job (as
+    /// lanes held before bodies were kept once).
+    pub fn decode(raw: &[u8]) -> Result<WaitingDelivery, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Shape {
+            delivery_id: DeliveryId,
+            endpoint_id: EndpointId,
+            event: EventRefOwned,
+            #[serde(default)]
+            attempts: Vec<AttemptRecord>,
+            #[serde(default)]
+            replays: u32,
+        }
+        #[derive(Deserialize)]
+        struct EventRefOwned {
+            #[serde(rename = "$ref")]
+            body_id: String,
+        }
+        if raw.starts_with(DELIVERY_REF_START.as_bytes()) {
+            let s: Shape = serde_json::from_slice(raw)?;
+            return Ok(WaitingDelivery {
+                delivery_id: s.delivery_id,
+                endpoint_id: s.endpoint_id,
+                body_id: s.event.body_id,
+                attempts: s.attempts,
+                replays: s.replays,
+            });
+        }
+        match Job::decode(raw)? {
+            Job::Delivery(d) => {
+                let body_id = d.stored().body_id;
+                Ok(WaitingDelivery {
+                    delivery_id: d.delivery_id,
+                    endpoint_id: d.endpoint_id,
+                    body_id,
+                    attempts: d.attempts,
+                    replays: d.replays,
+                })
+            }
+            _ => Err(serde::de::Error::custom("not a delivery job")),
+        }
+    }
+}
+
 /// One attempt: when, how long, and what came back.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,6 +320,41 @@ mod tests {
         );
         assert!(!text.as_bytes().starts_with(DELIVERY_V1_START));
         assert_eq!(Job::decode(text.as_bytes()).expect("decodes"), job);
+    }
+
+    /// What `unref` in `queue/prelude.lua` does, for the test below.
+    fn unref(stored: &StoredDelivery) -> String {
+        let job = stored.job.strip_prefix(DELIVERY_REF_START).expect("the ref tag first");
+        let reference = format!(r#""event":{{"$ref":"{}"}}"#, stored.body_id);
+        let at = job.find(&reference).expect("the reference");
+        format!(
+            "{}{}\"event\":{}{}",
+            std::str::from_utf8(DELIVERY_V1_START).expect("ASCII"),
+            &job[..at],
+            stored.body,
+            &job[at + reference.len()..]
+        )
+    }
+
+    #[test]
+    fn a_stored_delivery_put_back_together_is_the_job_byte_for_byte() {
+        let d = delivery();
+        let stored = d.stored();
+        assert!(stored.job.starts_with(DELIVERY_REF_START), "{}", stored.job);
+        assert!(!stored.job.contains("finding.new"), "no event in the reference: {}", stored.job);
+        assert!(stored.body_id.starts_with(&format!("{}:", d.event.id)));
+        assert_eq!(unref(&stored), Job::Delivery(d.clone()).encode());
+        let waiting = WaitingDelivery::decode(stored.job.as_bytes()).expect("reads back");
+        assert_eq!((&waiting.delivery_id, &waiting.body_id), (&d.delivery_id, &stored.body_id));
+        assert_eq!(waiting.attempts, d.attempts);
+        let full = WaitingDelivery::decode(Job::Delivery(d.clone()).encode().as_bytes()).expect("a full job");
+        assert_eq!(full, waiting);
+        // Another body under the same event id gets another body id.
+        let mut other = d.clone();
+        other.event.tenant_id = "t2".into();
+        assert_ne!(other.stored().body_id, stored.body_id);
+        // The replay form keeps the body id.
+        assert_eq!(d.for_replay().stored().body_id, stored.body_id);
     }
 
     #[test]

@@ -99,6 +99,19 @@ impl KeySpace {
         format!("{}:lane_full", self.tag)
     }
 
+    /// HASH of body id (`<event id>:<16 hex of its SHA-256>`) → the event's JSON, kept once for
+    /// every delivery of it that waits in a lane or lies in the dead-letter queue: those keep
+    /// `"event":{"$ref":"<body id>"}` instead of a copy (see [`crate::job::StoredDelivery`]).
+    pub fn bodies(&self) -> String {
+        format!("{}:bodies", self.tag)
+    }
+
+    /// HASH of body id → how many waiting or dead deliveries refer to it; a body goes when its
+    /// count reaches 0 (a release, a replay or a purge).
+    pub fn body_refs(&self) -> String {
+        format!("{}:body_refs", self.tag)
+    }
+
     /// HASH: one endpoint's circuit breaker, shared by every worker. Absent while the endpoint
     /// is healthy. Fields: `state` (`closed`, `open`, `half_open`, `disabled`), `failures`
     /// (consecutive retryable failures), `last_error`, `opened_at` (Unix ms, Redis clock, when it
@@ -254,6 +267,8 @@ mod tests {
             k.retry(),
             k.lane("ep_1"),
             k.lanes(),
+            k.bodies(),
+            k.body_refs(),
             k.breaker("ep_1"),
             k.delayed(),
             k.dlq(),

@@ -60,7 +60,7 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
         Admission::Park(wake_in) => {
             tracing::debug!(wake_in = ?wake_in, "endpoint busy, paced or broken; delivery parked in its lane");
             let park = Park { wake_in, lane_max: ctx.config.lane_max, ..Park::default() };
-            park_or_dead_letter(ctx, raw, None, job, &endpoint, park).await;
+            park_or_dead_letter(ctx, raw, job, &endpoint, park).await;
             ctx.promoter_wake.notify_one();
             return;
         }
@@ -127,7 +127,7 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
                     history: Some(&entry),
                     lane_max: ctx.config.lane_max,
                 };
-                park_or_dead_letter(ctx, raw, Some(&job), job.clone(), &endpoint, park).await;
+                park_or_dead_letter(ctx, raw, job, &endpoint, park).await;
                 ctx.promoter_wake.notify_one();
                 let _ = ticket.finish();
                 return;
@@ -202,23 +202,13 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
     }
 }
 
-/// Parks a delivery in its endpoint's lane (`next`, the delivery with its failed attempt
-/// recorded, in place of `raw` when given), or, when the lane already holds `NOTIFY_LANE_MAX`,
+/// Parks a delivery in its endpoint's lane (`job`, with the failed attempt that parked it
+/// recorded if one did, in place of `raw`; its event kept once in `{p}:bodies`), or, when the
+/// lane already holds `NOTIFY_LANE_MAX`,
 /// dead-letters it as "endpoint lane full" (replayable; counted in `{p}:lane_full`, `stats` and
 /// `/metrics`), so one dead endpoint cannot fill Redis.
-async fn park_or_dead_letter(
-    ctx: &Ctx,
-    raw: &[u8],
-    next: Option<&DeliveryJob>,
-    job: DeliveryJob,
-    endpoint: &Endpoint,
-    park: Park<'_>,
-) {
-    let next_raw = next.map(|j| Job::Delivery(j.clone()).encode());
-    let parked = persist("park", || {
-        ctx.queue.park_job(&ctx.worker, raw, next_raw.as_deref().map(str::as_bytes), &endpoint.id, park)
-    })
-    .await;
+async fn park_or_dead_letter(ctx: &Ctx, raw: &[u8], job: DeliveryJob, endpoint: &Endpoint, park: Park<'_>) {
+    let parked = persist("park", || ctx.queue.park_job(&ctx.worker, raw, &job, park)).await;
     match parked {
         Parked::Parked => {}
         Parked::LeaseLost => {

@@ -22,6 +22,7 @@ pub const QUEUE_PROCESSING: &str = "entraguard_queue_processing";
 pub const QUEUE_SCHEDULED: &str = "entraguard_queue_scheduled_retries";
 pub const QUEUE_DEAD: &str = "entraguard_queue_dead_letters";
 pub const QUEUE_LANE_FULL: &str = "entraguard_queue_lane_full_dead_letters";
+pub const QUEUE_EVENT_BODIES: &str = "entraguard_queue_event_bodies";
 pub const LANE_FULL: &str = "entraguard_deliveries_lane_full_total";
 pub const WORKERS: &str = "entraguard_workers";
 pub const QUEUE_DIGESTS: &str = "entraguard_queue_digests";
@@ -128,6 +129,7 @@ fn totals(stats: &QueueStats) {
     gauge!(QUEUE_SCHEDULED).set(stats.scheduled as f64);
     gauge!(QUEUE_DEAD).set(stats.dead as f64);
     gauge!(QUEUE_LANE_FULL).set(stats.lane_full as f64);
+    gauge!(QUEUE_EVENT_BODIES).set(stats.event_bodies as f64);
     gauge!(WORKERS).set(stats.workers as f64);
     gauge!(QUEUE_DIGESTS).set(stats.digests as f64);
 }

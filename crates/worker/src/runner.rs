@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use entraguard_core::endpoint::Channel;
-use entraguard_core::job::Job;
+use entraguard_core::job::{DELIVERY_REF_START, Job};
 use entraguard_core::queue::{Fetched, QueueError, Shards, WorkerId};
 use entraguard_core::shards::{FORWARD_REPLICA_WAIT, LayoutDecision, LayoutRole};
 use entraguard_core::store::EndpointStore;
@@ -374,6 +374,10 @@ async fn handle(ctx: Arc<Ctx>, raw: Arc<[u8]>, permit: OwnedSemaphorePermit) {
 /// fan-out, a delivery to its attempt.
 async fn handle_job(ctx: &Ctx, raw: &[u8]) {
     match Job::decode(raw) {
+        Err(_) if raw.starts_with(DELIVERY_REF_START.as_bytes()) => {
+            let reason = "a stored delivery whose event body is gone from the bodies hash (deleted by hand?): nothing to deliver";
+            crate::poison::dead_letter(ctx, raw, reason.to_owned()).await
+        }
         Err(e) => crate::poison::dead_letter(ctx, raw, format!("undecodable job: {e}")).await,
         Ok(Job::Event(job)) => {
             let span = info_span!("fanout", event_id = %job.event.id, event = %job.event.kind());

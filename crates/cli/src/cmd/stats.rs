@@ -6,7 +6,7 @@ use entraguard_core::queue::StatsReport;
 use crate::config::Global;
 use crate::{Failure, output};
 
-const TOTALS: [&str; 10] = [
+const TOTALS: [&str; 11] = [
     "ready",
     "retrying",
     "parked",
@@ -17,6 +17,7 @@ const TOTALS: [&str; 10] = [
     "workers",
     "endpoints",
     "digests",
+    "event_bodies",
 ];
 
 const SHARD_COLUMNS: [&str; 8] =
@@ -42,6 +43,7 @@ pub async fn run(global: &Global) -> Result<(), Failure> {
         total.workers.to_string(),
         total.endpoints.to_string(),
         total.digests.to_string(),
+        total.event_bodies.to_string(),
     ];
     if rows.is_empty() {
         // One shard: the table as it always was (nothing is ever forwarding).

@@ -39,7 +39,8 @@
 -- While closed the hash lives 2 * ARGV[5] ms after its last change (its memory of the last
 -- interval, generation and announcements); open, half-open or disabled it stays.
 -- KEYS[1] breaker hash, KEYS[2] lane, KEYS[3] ready list, KEYS[4] retry list, KEYS[5] lanes zset,
--- KEYS[6] endpoints hash, KEYS[7] endpoints revision (raised when it disables one); ARGV[2]
+-- KEYS[6] endpoints hash, KEYS[7] endpoints revision (raised when it disables one), KEYS[8]
+-- bodies, KEYS[9] body refs (a drained delivery gets its event body back: `unref`); ARGV[2]
 -- endpoint id, ARGV[7] the error.
 -- Returns {state, change, n, failures, gen, announced, quiet}: state after ('closed', 'open',
 -- 'disabled'); change is 'opened', 'closed', 'disabled' or '' (no state change); n is, for
@@ -56,7 +57,7 @@ local function drain()
   local jobs = redis.call('LPOP', KEYS[2], math.max(1, tonumber(ARGV[13] or '1')))
   -- Pushed newest first, so the oldest ends up at the very front of the ready list.
   for i = #jobs, 1, -1 do
-    redis.call('LPUSH', KEYS[3], jobs[i])
+    redis.call('LPUSH', KEYS[3], unref(KEYS[8], KEYS[9], jobs[i]))
   end
   if redis.call('LLEN', KEYS[2]) == 0 then
     redis.call('ZREM', KEYS[5], ARGV[2])

@@ -89,6 +89,8 @@ impl Queue {
             .key(self.keys.lanes())
             .key(self.keys.endpoints())
             .key(self.keys.endpoints_rev())
+            .key(self.keys.bodies())
+            .key(self.keys.body_refs())
             .arg(op)
             .arg(id)
             .arg(settings.failures.max(1))

@@ -1,9 +1,12 @@
 //! The dead-letter queue: deliveries that failed for good, and jobs that could not be read.
 //!
 //! `{p}:dlq` lists the ids, newest first; `{p}:dlq:<id>` is a hash an engineer can read with
-//! `HGETALL`. Its `replay_job` field is the job to re-enqueue (same delivery id, fresh attempt
-//! count), so a replay is one `RPUSH` of that field to the retry list (the ready list when that
-//! is empty).
+//! `HGETALL`. A delivery's entry keeps its ids, attempts, replays and `body`, the id of its
+//! event's JSON in `{p}:bodies` (kept once however many deliveries of the event wait or died;
+//! see [`crate::job::StoredDelivery`]): the job as it died (`dlq show`) and the job a replay
+//! re-enqueues (same delivery id, fresh attempt count, pushed to the retry list, or the ready
+//! list when that is empty) are built from them in Redis. A job that could not be decoded keeps
+//! its bytes in `job`; entries written before bodies were kept once have `job` and `replay_job`.
 //!
 //! Readers never carry a job whole: a poison job is dead-lettered as it came, at any size. Lists
 //! are [`DeadLetterSummary`]s read with `HMGET` (no `job`, no `replay_job`, texts cut to
@@ -27,19 +30,6 @@ pub struct DeadLetterDraft {
     pub reason: String,
     /// The delivery, when the job could be decoded as one.
     pub delivery: Option<DeliveryJob>,
-}
-
-impl DeadLetterDraft {
-    /// The `job` an entry keeps: the delivery as it died, with every attempt (its `attempts`
-    /// field lists the same ones), or the raw bytes of a job that could not be decoded. The job
-    /// taken from the processing list (`raw`) predates the last attempt, so storing it made
-    /// `dlq show` list one attempt more than the job it printed.
-    pub fn stored_job(&self, raw: &[u8]) -> Vec<u8> {
-        match &self.delivery {
-            Some(d) => crate::job::Job::Delivery(d.clone()).encode().into_bytes(),
-            None => raw.to_vec(),
-        }
-    }
 }
 
 /// Most bytes of a summary's `reason` and `last_error`; longer ones are cut and end in `…`.
@@ -230,19 +220,27 @@ impl Queue {
         draft: &DeadLetterDraft,
         history: Option<(&crate::ids::EndpointId, &str)>,
     ) -> Result<bool, QueueError> {
+        // A delivery's entry keeps no copy of its job: its ids, attempts and replays, and its
+        // event once in `{p}:bodies` (`body`), build it again for `dlq show` and a replay
+        // (`delivery_job` in prelude.lua). A job that could not be decoded is kept as it came.
         let mut fields: Vec<(&str, Vec<u8>)> = vec![
             ("id", draft.id.clone().into_bytes()),
             ("reason", draft.reason.clone().into_bytes()),
             ("failed_at", Timestamp::now().to_string().into_bytes()),
-            ("job", draft.stored_job(raw)),
         ];
-        if let Some(d) = &draft.delivery {
-            fields.push(("delivery_id", d.delivery_id.to_string().into_bytes()));
-            fields.push(("event_id", d.event.id.to_string().into_bytes()));
-            fields.push(("event_kind", d.event.kind().to_string().into_bytes()));
-            fields.push(("endpoint_id", d.endpoint_id.to_string().into_bytes()));
-            fields.push(("attempts", serde_json::to_vec(&d.attempts).unwrap_or_default()));
-            fields.push(("replay_job", crate::job::Job::Delivery(d.for_replay()).encode().into_bytes()));
+        let mut body = None;
+        match &draft.delivery {
+            Some(d) => {
+                let stored = d.stored();
+                fields.push(("delivery_id", d.delivery_id.to_string().into_bytes()));
+                fields.push(("event_id", d.event.id.to_string().into_bytes()));
+                fields.push(("event_kind", d.event.kind().to_string().into_bytes()));
+                fields.push(("endpoint_id", d.endpoint_id.to_string().into_bytes()));
+                fields.push(("attempts", serde_json::to_vec(&d.attempts).unwrap_or_default()));
+                fields.push(("replays", d.replays.to_string().into_bytes()));
+                body = Some((stored.body_id, stored.body));
+            }
+            None => fields.push(("job", raw.to_vec())),
         }
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.dead.key(self.keys.processing(worker.as_str()));
@@ -251,10 +249,13 @@ impl Queue {
             Some((endpoint, entry)) => {
                 super::history::history_args(&mut inv, self.keys.history(endpoint.as_str()), entry);
             }
+            // No entry: the list is named (every script's keys are declared) but not written.
             None => {
-                inv.arg("").arg(0).arg(0);
+                inv.key(self.keys.dlq()).arg("").arg(0).arg(0);
             }
         }
+        let (body_id, body) = body.unwrap_or_default();
+        inv.key(self.keys.bodies()).key(self.keys.body_refs()).arg(body_id).arg(body);
         for (k, v) in &fields {
             inv.arg(*k).arg(v);
         }
@@ -337,20 +338,23 @@ impl Queue {
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.hmget(self.keys.dlq_entry(id), &SUMMARY_FIELDS)
-                .hexists(self.keys.dlq_entry(id), "replay_job");
+                .hexists(self.keys.dlq_entry(id), "replay_job")
+                .hexists(self.keys.dlq_entry(id), "body");
         }
         let mut conn = self.conn.clone();
         let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
         let mut out = Vec::with_capacity(ids.len());
-        for (id, pair) in ids.into_iter().zip(replies.chunks(2)) {
-            let [fields, replayable] = pair else { continue };
+        for (id, pair) in ids.into_iter().zip(replies.chunks(3)) {
+            let [fields, replay_job, body] = pair else { continue };
             let fields = Fields(redis::from_redis_value_ref(fields).map_err(redis::RedisError::from)?);
             // An entry purged or replayed since the ids were read has no fields left.
             if fields.0.iter().all(Option::is_none) {
                 continue;
             }
-            let replayable: bool =
-                redis::from_redis_value_ref(replayable).map_err(redis::RedisError::from)?;
+            let replay_job: bool =
+                redis::from_redis_value_ref(replay_job).map_err(redis::RedisError::from)?;
+            let body: bool = redis::from_redis_value_ref(body).map_err(redis::RedisError::from)?;
+            let replayable = replay_job || body;
             out.push(DeadLetterSummary::from_fields(id, &fields, replayable));
         }
         Ok(out)
@@ -375,6 +379,7 @@ impl Queue {
             .scripts
             .read_dead
             .key(self.keys.dlq_entry(id))
+            .key(self.keys.bodies())
             .arg(JOB_SHOW_MAX)
             .invoke_async(&mut conn)
             .await?;
@@ -413,6 +418,8 @@ impl Queue {
             .key(self.keys.dlq_entry(id))
             .key(self.keys.ready())
             .key(self.keys.retry())
+            .key(self.keys.bodies())
+            .key(self.keys.body_refs())
             .arg(id)
             .invoke_async(&mut conn)
             .await?;
@@ -441,11 +448,15 @@ impl Queue {
     /// Deletes one dead letter. `false` if there was none.
     pub async fn purge(&self, id: &str) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
-        let (removed, _): (i64, i64) = redis::pipe()
-            .atomic()
-            .del(self.keys.dlq_entry(id))
-            .lrem(self.keys.dlq(), 0, id)
-            .query_async(&mut conn)
+        let removed: i64 = self
+            .scripts
+            .purge
+            .key(self.keys.dlq())
+            .key(self.keys.dlq_entry(id))
+            .key(self.keys.bodies())
+            .key(self.keys.body_refs())
+            .arg(id)
+            .invoke_async(&mut conn)
             .await?;
         Ok(removed > 0)
     }

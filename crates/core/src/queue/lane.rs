@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{Queue, QueueError, WorkerId, history};
+use crate::job::DeliveryJob;
 
 /// How a delivery parks in its endpoint's lane ([`Queue::park_job`]).
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,84 +31,53 @@ pub enum Parked {
 }
 
 impl Queue {
-    /// Parks a delivery in its endpoint's lane until the endpoint can take it; the lane is
-    /// looked at again after `wake_in` at the latest. `false` if the lease was lost.
+    /// [`Queue::park_job`] at the back of the lane, with no history entry and no cap: `true`
+    /// when parked, `false` if the lease was lost.
     pub async fn park(
         &self,
         worker: &WorkerId,
         raw: &[u8],
-        endpoint: &crate::ids::EndpointId,
+        waiting: &DeliveryJob,
         wake_in: Duration,
     ) -> Result<bool, QueueError> {
-        self.park_at(worker, raw, endpoint, wake_in, false).await
+        let park = Park { wake_in, ..Park::default() };
+        Ok(self.park_job(worker, raw, waiting, park).await? == Parked::Parked)
     }
 
-    /// [`Queue::park`], at the front of the lane when `front` (a failed probe stays the oldest).
-    pub async fn park_at(
-        &self,
-        worker: &WorkerId,
-        raw: &[u8],
-        endpoint: &crate::ids::EndpointId,
-        wake_in: Duration,
-        front: bool,
-    ) -> Result<bool, QueueError> {
-        self.park_at_recorded(worker, raw, endpoint, wake_in, front, None).await
-    }
-
-    /// [`Queue::park_at`], and the failed attempt that parked it (its history entry, see
-    /// [`crate::history::encode_attempt`]) joins the endpoint's Recent Deliveries in the same
-    /// step.
-    pub async fn park_at_recorded(
-        &self,
-        worker: &WorkerId,
-        raw: &[u8],
-        endpoint: &crate::ids::EndpointId,
-        wake_in: Duration,
-        front: bool,
-        history: Option<&str>,
-    ) -> Result<bool, QueueError> {
-        self.park_spent(worker, raw, None, endpoint, wake_in, front, history).await
-    }
-
-    /// [`Queue::park_at_recorded`] of a delivery whose attempt failed: `next` (the same delivery
-    /// with that attempt recorded) waits in the lane in place of `raw`.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn park_spent(
-        &self,
-        worker: &WorkerId,
-        raw: &[u8],
-        next: Option<&[u8]>,
-        endpoint: &crate::ids::EndpointId,
-        wake_in: Duration,
-        front: bool,
-        history: Option<&str>,
-    ) -> Result<bool, QueueError> {
-        let park = Park { wake_in, front, history, lane_max: 0 };
-        Ok(self.park_job(worker, raw, next, endpoint, park).await? == Parked::Parked)
-    }
-
-    /// Parks a delivery in its endpoint's lane (see [`Park`]); with `next`, that job (the same
-    /// delivery with a failed attempt recorded) waits in place of `raw`. A lane that holds
-    /// `park.lane_max` already takes nothing ([`Parked::LaneFull`], counted in
-    /// [`KeySpace::lane_full`]: the caller dead-letters the delivery), except at its front.
+    /// Parks a delivery in its endpoint's lane until the endpoint can take it (see [`Park`]):
+    /// `waiting` (the delivery, with the failed attempt that parked it recorded if one did)
+    /// takes the place of `raw` on the worker's list, kept as a [`StoredDelivery`] (its event
+    /// once in `{p}:bodies`). A lane that holds `park.lane_max` already takes nothing
+    /// ([`Parked::LaneFull`], counted in [`KeySpace::lane_full`]: the caller dead-letters the
+    /// delivery), except at its front.
+    ///
+    /// [`StoredDelivery`]: crate::job::StoredDelivery
+    /// [`KeySpace::lane_full`]: crate::keys::KeySpace::lane_full
     pub async fn park_job(
         &self,
         worker: &WorkerId,
         raw: &[u8],
-        next: Option<&[u8]>,
-        endpoint: &crate::ids::EndpointId,
+        waiting: &DeliveryJob,
         park: Park<'_>,
     ) -> Result<Parked, QueueError> {
+        let endpoint = waiting.endpoint_id.as_str();
+        let stored = waiting.stored();
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.park.key(self.keys.processing(worker.as_str()));
-        inv.key(self.keys.lane(endpoint.as_str()))
+        inv.key(self.keys.lane(endpoint))
             .key(self.keys.lanes())
             .arg(raw)
-            .arg(endpoint.as_str())
+            .arg(endpoint)
             .arg(u64::try_from(park.wake_in.as_millis()).unwrap_or(u64::MAX))
             .arg(if park.front { "1" } else { "0" });
-        history::history_args(&mut inv, self.keys.history(endpoint.as_str()), park.history.unwrap_or(""));
-        inv.arg(next.unwrap_or_default()).arg(park.lane_max).key(self.keys.lane_full());
+        history::history_args(&mut inv, self.keys.history(endpoint), park.history.unwrap_or(""));
+        inv.arg(&stored.job)
+            .arg(park.lane_max)
+            .key(self.keys.lane_full())
+            .key(self.keys.bodies())
+            .key(self.keys.body_refs())
+            .arg(&stored.body_id)
+            .arg(&stored.body);
         let done: i64 = inv.invoke_async(&mut conn).await?;
         Ok(match done {
             1 => Parked::Parked,
@@ -134,6 +104,8 @@ impl Queue {
             .key(self.keys.lanes())
             .key(self.keys.pace(endpoint))
             .key(self.keys.breaker(endpoint))
+            .key(self.keys.bodies())
+            .key(self.keys.body_refs())
             .arg(endpoint)
             .arg(n)
             .arg(u64::try_from(next_look.as_millis()).unwrap_or(u64::MAX).max(1))

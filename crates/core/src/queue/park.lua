@@ -10,8 +10,10 @@
 -- front (a failed probe: the oldest delivery stays the oldest). The failed attempt that parked
 -- it joins its endpoint's Recent Deliveries in the same step when KEYS[4] (history list) and
 -- ARGV[5] (the entry; ARGV[6] entries kept, ARGV[7] ms kept) are given. ARGV[8], when given
--- and not empty, is the job that waits instead of ARGV[1]: the same delivery with the failed
--- attempt that parked it recorded (an attempt spent is counted whatever the breaker does).
+-- and not empty, is the job that waits instead of ARGV[1]: the delivery as a lane keeps it, its
+-- event a reference to body id ARGV[10] (`StoredDelivery` in job.rs), with the failed attempt
+-- that parked it recorded (an attempt spent is counted whatever the breaker does); the body,
+-- ARGV[11], is kept once in KEYS[6] (bodies) and counted in KEYS[7] (body refs).
 -- ARGV[9] (NOTIFY_LANE_MAX; 0: none): a lane that already holds this many takes nothing more at
 -- its back: 2, nothing changed but the endpoint's count in KEYS[5] (a hash endpoint id -> count),
 -- and the worker dead-letters the delivery as "endpoint lane full".
@@ -29,6 +31,9 @@ end
 local job = ARGV[1]
 if ARGV[8] and ARGV[8] ~= '' then
   job = ARGV[8]
+  if ARGV[10] and ARGV[10] ~= '' then
+    hold_body(KEYS[6], KEYS[7], ARGV[10], ARGV[11])
+  end
 end
 if ARGV[4] == '1' then
   redis.call('LPUSH', KEYS[2], job)

@@ -20,3 +20,65 @@ local function push_history(key, entry, keep, ms)
   redis.call('LTRIM', key, 0, tonumber(keep) - 1)
   redis.call('PEXPIRE', key, ms)
 end
+
+-- Event bodies kept once for the deliveries that wait in a lane or lie in the dead-letter queue
+-- (`StoredDelivery` in job.rs): `bodies` (body id -> event JSON) and `refs` (body id -> count).
+local function hold_body(bodies, refs, id, body)
+  redis.call('HSETNX', bodies, id, body)
+  redis.call('HINCRBY', refs, id, 1)
+end
+
+local function drop_body(bodies, refs, id)
+  if redis.call('HINCRBY', refs, id, -1) <= 0 then
+    redis.call('HDEL', refs, id)
+    redis.call('HDEL', bodies, id)
+  end
+end
+
+-- Where the reference of a stored delivery `job` (tagged `delivery_ref.v1`) sits: its first and
+-- last byte and the body id it names; nil for any other job.
+local REF_START = '{"type":"delivery_ref.v1",'
+local REF = '"event":{"$ref":"'
+local function ref_in(job)
+  if string.sub(job, 1, #REF_START) ~= REF_START then
+    return nil
+  end
+  local s, e = string.find(job, REF, #REF_START + 1, true)
+  if not s then
+    return nil
+  end
+  local close = string.find(job, '"}', e + 1, true)
+  if not close then
+    return nil
+  end
+  return s, close + 1, string.sub(job, e + 1, close - 1)
+end
+
+-- `job` with the reference at `s`..`e` replaced by `body`: byte for byte the job the worker wrote.
+local function with_body(job, s, e, body)
+  return '{"type":"delivery.v1",' .. string.sub(job, #REF_START + 1, s - 1) .. '"event":' .. body
+    .. string.sub(job, e + 1)
+end
+
+-- The full job of a stored delivery `job`, its reference dropped. Any other job comes back as it
+-- is; so does a reference whose body is gone (the worker then dead-letters it with that reason).
+local function unref(bodies, refs, job)
+  local s, e, id = ref_in(job)
+  if not s then
+    return job
+  end
+  local body = redis.call('HGET', bodies, id)
+  if not body then
+    return job
+  end
+  drop_body(bodies, refs, id)
+  return with_body(job, s, e, body)
+end
+
+-- A dead delivery's job, built from its entry's fields (`dead.lua` keeps no copy of it): byte
+-- for byte the job serde writes for that `DeliveryJob` (ids hold no character JSON escapes).
+local function delivery_job(entry, body, attempts, replays)
+  local f = redis.call('HMGET', entry, 'delivery_id', 'endpoint_id')
+  return '{"type":"delivery.v1","delivery_id":"' .. f[1] .. '","endpoint_id":"' .. f[2] .. '","event":'
+    .. body .. ',"attempts":' .. attempts .. ',"replays":' .. replays .. '}'
+end

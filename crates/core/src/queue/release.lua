@@ -5,7 +5,9 @@
 -- after ARGV[3] ms at the latest. Returns how many moved.
 -- While the endpoint's breaker is open nothing is released before its probe time, and then only
 -- one (the oldest: it becomes the probe); a disabled endpoint's lane stays as it is.
--- KEYS[1] lane list, KEYS[2] ready list, KEYS[3] lanes zset, KEYS[4] pace key, KEYS[5] breaker;
+-- Each released delivery gets its event body back (`unref`): the ready list holds full jobs.
+-- KEYS[1] lane list, KEYS[2] ready list, KEYS[3] lanes zset, KEYS[4] pace key, KEYS[5] breaker,
+-- KEYS[6] bodies, KEYS[7] body refs;
 -- ARGV[1] endpoint id, ARGV[2] how many, ARGV[3] next look in ms.
 local now = now_ms()
 local limit = tonumber(ARGV[2])
@@ -39,7 +41,7 @@ if limit > 0 then
     moved = #jobs
     -- Pushed newest first, so the oldest ends up at the very front: oldest first, in order.
     for i = moved, 1, -1 do
-      redis.call('LPUSH', KEYS[2], jobs[i])
+      redis.call('LPUSH', KEYS[2], unref(KEYS[6], KEYS[7], jobs[i]))
     end
   end
 end

@@ -335,6 +335,7 @@ impl Shards {
             total.digests += s.digests;
             total.forwarding += s.forwarding;
             total.lane_full += s.lane_full;
+            total.event_bodies += s.event_bodies;
             total.workers = total.workers.max(s.workers);
             if i == 0 {
                 total.endpoints = s.endpoints;

@@ -3,10 +3,11 @@
 -- one by one, a delivery released from a lane between the read of `ready` and the read of the
 -- lane was in neither, and "drained" could be said of a queue with work).
 -- KEYS[1] ready, KEYS[2] retry, KEYS[3] lanes zset, KEYS[4] delayed, KEYS[5] dead-letter list,
--- KEYS[6] endpoints hash, KEYS[7] leases, KEYS[8] lane-full counts, KEYS[9] digests zset;
+-- KEYS[6] endpoints hash, KEYS[7] leases, KEYS[8] lane-full counts, KEYS[9] digests zset,
+-- KEYS[10] event bodies;
 -- ARGV[1] the key prefix of lanes (`…:lane:`), ARGV[2] of processing lists (`…:processing:`).
 -- Returns {ready, retrying, parked, processing, scheduled, dead, endpoints, live workers,
--- lane_full, digests}.
+-- lane_full, digests, event bodies}.
 local now = now_ms()
 local parked = 0
 for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
@@ -31,4 +32,5 @@ return {
   redis.call('ZCOUNT', KEYS[7], '(' .. now, '+inf'),
   full,
   redis.call('ZCARD', KEYS[9]),
+  redis.call('HLEN', KEYS[10]),
 }

@@ -31,6 +31,10 @@ pub struct QueueStats {
     /// `NOTIFY_LANE_MAX`), ever; they are among `dead` until replayed or deleted.
     #[serde(default)]
     pub lane_full: u64,
+    /// Event bodies kept once for the deliveries that wait in lanes or lie in the dead-letter
+    /// queue (`{p}:bodies`): each goes with the last delivery that refers to it.
+    #[serde(default)]
+    pub event_bodies: u64,
 }
 
 impl QueueStats {
@@ -65,6 +69,7 @@ impl Queue {
             .key(self.keys.leases())
             .key(self.keys.lane_full())
             .key(self.keys.digests())
+            .key(self.keys.bodies())
             .arg(lane_prefix)
             .arg(processing_prefix)
             .invoke_async(&mut conn)
@@ -81,6 +86,7 @@ impl Queue {
             workers: at(7),
             lane_full: at(8),
             digests: at(9),
+            event_bodies: at(10),
             forwarding: 0,
         })
     }
