@@ -1,34 +1,30 @@
-//! The shared heart of EntraGuard Notify: what an event and an endpoint are, how they are
-//! validated, and how jobs move through Redis (key layout, queue protocol, dead-letter queue).
+//! The shared heart of EntraGuard Notify: how jobs move through Redis (key layout, queue
+//! protocol, dead-letter queue) and what an endpoint is, over the pure model of
+//! `entraguard-model` (re-exported here at its old paths).
 //!
 //! This crate speaks no HTTP and no SMTP: the producer links it to publish, the worker to
 //! deliver, the CLI and admin API to manage endpoints and dead letters.
 
+// The pure model, at its old paths (`entraguard_core::event::Event` and so on).
+pub use entraguard_model::{digest, event, health, ids, retry, secret, timestamp, validation};
+
 pub mod breaker;
 pub mod crypto;
-pub mod digest;
 pub mod endpoint;
-pub mod event;
-pub mod health;
 pub mod history;
-pub mod ids;
 pub mod job;
 pub mod keys;
 pub mod operator;
 pub mod queue;
 pub mod redis_conn;
-pub mod retry;
 #[cfg(test)]
 mod robustness;
 pub mod rules;
-pub mod secret;
 #[cfg(feature = "settings")]
 pub mod settings;
 pub mod shards;
 pub mod stdout;
 pub mod store;
-pub mod timestamp;
-pub mod validation;
 
 pub use endpoint::{Channel, Endpoint, EndpointDraft, EndpointError, EndpointView, Target, TargetPolicy};
 pub use event::{Event, EventBody, EventError, EventKind, Severity};
