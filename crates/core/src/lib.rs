@@ -4,28 +4,39 @@
 //!
 //! This crate speaks no HTTP and no SMTP: the producer links it to publish, the worker to
 //! deliver, the CLI and admin API to manage endpoints and dead letters.
+//!
+//! Features (all on by default; the workspace's crates name theirs): `endpoints` (endpoints,
+//! rules, sealing, the endpoint store), `tls` (`rediss://`), `cluster` (`redis+cluster://`),
+//! `settings` (the binaries' shared clap settings), `openapi` (admin API schemas). Without
+//! them what is left is what a producer needs: the queue over one plain Redis.
 
 // The pure model, at its old paths (`entraguard_core::event::Event` and so on).
 pub use entraguard_model::{digest, event, health, ids, retry, secret, timestamp, validation};
 
 pub mod breaker;
+#[cfg(feature = "endpoints")]
 pub mod crypto;
+#[cfg(feature = "endpoints")]
 pub mod endpoint;
 pub mod history;
 pub mod job;
 pub mod keys;
+#[cfg(feature = "endpoints")]
 pub mod operator;
 pub mod queue;
 pub mod redis_conn;
-#[cfg(test)]
+#[cfg(all(test, feature = "endpoints"))]
 mod robustness;
+#[cfg(feature = "endpoints")]
 pub mod rules;
 #[cfg(feature = "settings")]
 pub mod settings;
 pub mod shards;
 pub mod stdout;
+#[cfg(feature = "endpoints")]
 pub mod store;
 
+#[cfg(feature = "endpoints")]
 pub use endpoint::{Channel, Endpoint, EndpointDraft, EndpointError, EndpointView, Target, TargetPolicy};
 pub use event::{Event, EventBody, EventError, EventKind, Severity};
 pub use ids::{DeliveryId, EndpointId, EventId};
@@ -34,6 +45,7 @@ pub use keys::KeySpace;
 pub use queue::{Queue, QueueError, WorkerId};
 pub use retry::{RetrySchedule, RetryScheduleError};
 pub use secret::Secret;
+#[cfg(feature = "endpoints")]
 pub use store::{EndpointStore, StoreError};
 pub use timestamp::Timestamp;
 
