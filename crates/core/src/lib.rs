@@ -1,35 +1,42 @@
-//! The shared heart of EntraGuard Notify: what an event and an endpoint are, how they are
-//! validated, and how jobs move through Redis (key layout, queue protocol, dead-letter queue).
+//! The shared heart of EntraGuard Notify: how jobs move through Redis (key layout, queue
+//! protocol, dead-letter queue) and what an endpoint is, over the pure model of
+//! `entraguard-model` (re-exported here at its old paths).
 //!
 //! This crate speaks no HTTP and no SMTP: the producer links it to publish, the worker to
 //! deliver, the CLI and admin API to manage endpoints and dead letters.
+//!
+//! Features (all on by default; the workspace's crates name theirs): `endpoints` (endpoints,
+//! rules, sealing, the endpoint store), `tls` (`rediss://`), `cluster` (`redis+cluster://`),
+//! `settings` (the binaries' shared clap settings), `openapi` (admin API schemas). Without
+//! them what is left is what a producer needs: the queue over one plain Redis.
+
+// The pure model, at its old paths (`entraguard_core::event::Event` and so on).
+pub use entraguard_model::{digest, event, health, ids, retry, secret, timestamp, validation};
 
 pub mod breaker;
+#[cfg(feature = "endpoints")]
 pub mod crypto;
-pub mod digest;
+#[cfg(feature = "endpoints")]
 pub mod endpoint;
-pub mod event;
-pub mod health;
 pub mod history;
-pub mod ids;
 pub mod job;
 pub mod keys;
+#[cfg(feature = "endpoints")]
 pub mod operator;
 pub mod queue;
 pub mod redis_conn;
-pub mod retry;
-#[cfg(test)]
+#[cfg(all(test, feature = "endpoints"))]
 mod robustness;
+#[cfg(feature = "endpoints")]
 pub mod rules;
-pub mod secret;
 #[cfg(feature = "settings")]
 pub mod settings;
 pub mod shards;
 pub mod stdout;
+#[cfg(feature = "endpoints")]
 pub mod store;
-pub mod timestamp;
-pub mod validation;
 
+#[cfg(feature = "endpoints")]
 pub use endpoint::{Channel, Endpoint, EndpointDraft, EndpointError, EndpointView, Target, TargetPolicy};
 pub use event::{Event, EventBody, EventError, EventKind, Severity};
 pub use ids::{DeliveryId, EndpointId, EventId};
@@ -38,6 +45,7 @@ pub use keys::KeySpace;
 pub use queue::{Queue, QueueError, WorkerId};
 pub use retry::{RetrySchedule, RetryScheduleError};
 pub use secret::Secret;
+#[cfg(feature = "endpoints")]
 pub use store::{EndpointStore, StoreError};
 pub use timestamp::Timestamp;
 

@@ -5,13 +5,18 @@
 //!
 //! Both kinds of connection are one type, [`RedisConn`], so the queue, the endpoint store and
 //! every binary speak to either without knowing which; one server costs nothing extra.
+//!
+//! TLS is this crate's `tls` feature and a Cluster its `cluster` feature (the binaries turn both
+//! on; a producer opts in): without one, [`connect`] refuses such a URL, saying which feature.
 
-use std::sync::Once;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+#[cfg(feature = "cluster")]
 use redis::cluster::ClusterClientBuilder;
+#[cfg(feature = "cluster")]
 use redis::cluster_async::ClusterConnection;
+#[cfg(feature = "cluster")]
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 
@@ -136,6 +141,11 @@ impl RedisUrl {
     pub fn is_cluster(&self) -> bool {
         CLUSTER_SCHEMES.iter().any(|(c, _)| self.0.starts_with(c))
     }
+
+    /// Whether this asks for TLS (`rediss://`, `rediss+cluster://`).
+    pub fn is_tls(&self) -> bool {
+        self.0.starts_with("rediss://") || self.0.starts_with("rediss+cluster://")
+    }
 }
 
 impl std::fmt::Debug for RedisUrl {
@@ -192,8 +202,9 @@ pub fn cluster_hint(e: &redis::RedisError) -> &'static str {
 
 /// Installs rustls' ring crypto provider once per process (rustls 0.23 panics at the first TLS
 /// handshake without one).
+#[cfg(feature = "tls")]
 pub fn ensure_crypto_provider() {
-    static ONCE: Once = Once::new();
+    static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
@@ -210,15 +221,18 @@ pub fn ensure_crypto_provider() {
 #[derive(Clone)]
 pub enum RedisConn {
     Single(ConnectionManager),
+    #[cfg(feature = "cluster")]
     Cluster(ClusterConnection),
 }
 
 impl RedisConn {
     /// Runs a command that names no key on the primary that owns `key`'s slot (on one server,
     /// on that server): the clock, memory and settings that matter to a key are its node's.
+    #[cfg_attr(not(feature = "cluster"), allow(unused_variables))]
     pub async fn query_at<T: FromRedisValue>(&mut self, cmd: &Cmd, key: &str) -> RedisResult<T> {
         match self {
             RedisConn::Single(c) => cmd.query_async(c).await,
+            #[cfg(feature = "cluster")]
             RedisConn::Cluster(c) => {
                 let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
                 let value = c
@@ -233,7 +247,11 @@ impl RedisConn {
     }
 
     pub fn is_cluster(&self) -> bool {
-        matches!(self, RedisConn::Cluster(_))
+        match self {
+            RedisConn::Single(_) => false,
+            #[cfg(feature = "cluster")]
+            RedisConn::Cluster(_) => true,
+        }
     }
 }
 
@@ -241,6 +259,7 @@ impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             RedisConn::Single(c) => c.req_packed_command(cmd),
+            #[cfg(feature = "cluster")]
             RedisConn::Cluster(c) => c.req_packed_command(cmd),
         }
     }
@@ -253,6 +272,7 @@ impl ConnectionLike for RedisConn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             RedisConn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            #[cfg(feature = "cluster")]
             RedisConn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
@@ -260,6 +280,7 @@ impl ConnectionLike for RedisConn {
     fn get_db(&self) -> i64 {
         match self {
             RedisConn::Single(c) => c.get_db(),
+            #[cfg(feature = "cluster")]
             RedisConn::Cluster(c) => c.get_db(),
         }
     }
@@ -269,10 +290,14 @@ impl ConnectionLike for RedisConn {
 /// first connection must succeed within the connect timeout; afterwards it reconnects on its
 /// own, with exponential back-off.
 pub async fn connect(config: &RedisConfig, response_timeout: Option<Duration>) -> RedisResult<RedisConn> {
+    supported(&config.url)?;
+    #[cfg(feature = "tls")]
     ensure_crypto_provider();
+    #[cfg(feature = "cluster")]
     if let Some(nodes) = config.url.cluster_nodes() {
         return connect_cluster(config, nodes, response_timeout).await.map(RedisConn::Cluster);
     }
+    #[cfg(feature = "tls")]
     let client = match &config.ca_cert {
         Some(pem) => redis::Client::build_with_tls(
             config.url.expose(),
@@ -280,6 +305,8 @@ pub async fn connect(config: &RedisConfig, response_timeout: Option<Duration>) -
         )?,
         None => redis::Client::open(config.url.expose())?,
     };
+    #[cfg(not(feature = "tls"))]
+    let client = redis::Client::open(config.url.expose())?;
     let mgr_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
         .set_response_timeout(response_timeout)
@@ -289,6 +316,29 @@ pub async fn connect(config: &RedisConfig, response_timeout: Option<Duration>) -
     ConnectionManager::new_with_config(client, mgr_config).await.map(RedisConn::Single)
 }
 
+/// Refuses a URL this build cannot serve, naming the feature that would (rather than the redis
+/// crate's own less helpful words, or a cluster URL read as one server).
+fn supported(url: &RedisUrl) -> RedisResult<()> {
+    if url.is_tls() && !cfg!(feature = "tls") {
+        return Err((
+            redis::ErrorKind::InvalidClientConfig,
+            "TLS to Redis is not built in",
+            "turn on the `tls` feature (of entraguard-producer or entraguard-core)".to_owned(),
+        )
+            .into());
+    }
+    if url.is_cluster() && !cfg!(feature = "cluster") {
+        return Err((
+            redis::ErrorKind::InvalidClientConfig,
+            "Redis Cluster support is not built in",
+            "turn on the `cluster` feature (of entraguard-producer or entraguard-core)".to_owned(),
+        )
+            .into());
+    }
+    Ok(())
+}
+
+#[cfg(feature = "cluster")]
 async fn connect_cluster(
     config: &RedisConfig,
     nodes: Vec<String>,
@@ -304,6 +354,7 @@ async fn connect_cluster(
     if let Some(t) = response_timeout {
         builder = builder.response_timeout(t);
     }
+    #[cfg(feature = "tls")]
     if let Some(pem) = &config.ca_cert {
         builder = builder.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) });
     }

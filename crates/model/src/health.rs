@@ -1,6 +1,6 @@
 //! An endpoint's health as its circuit breaker sees it: the state shown by `endpoint show`, the
 //! admin API and `/metrics`, and carried by `endpoint.health_changed` events. The breaker itself
-//! (its settings, reports and answers) is in [`crate::breaker`].
+//! (its settings, reports and answers) is in `entraguard_core::breaker`.
 
 /// A breaker state, as shown and as carried by `endpoint.health_changed`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -23,7 +23,8 @@ impl BreakerState {
         }
     }
 
-    pub(crate) fn parse(s: &str) -> Self {
+    /// Reads a state as the breaker's scripts store it; anything unknown is `Closed`.
+    pub fn parse(s: &str) -> Self {
         match s {
             "open" => BreakerState::Open,
             "half_open" => BreakerState::HalfOpen,
