@@ -232,3 +232,35 @@ async fn the_documented_redis_cli_replay_delivers_the_dead_letter() {
     assert_eq!(bodies(&mut conn).await, (0, 0));
     assert_eq!(stack.stats().await.dead, 0);
 }
+
+/// During a rolling upgrade a worker of the release before bodies were kept once takes a
+/// waiting delivery out of a lane (`delivery_ref.v1`, which it cannot read) and dead-letters it
+/// as it came, as a poison job. Nothing is lost: `dlq show` gives the full job, a replay
+/// re-enqueues it with its body, and the body goes with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_an_older_worker_dead_lettered_replays_whole() {
+    let stack = Stack::start().await;
+    let mut conn = stack.redis.connection().await;
+    let k = keys();
+    let d =
+        DeliveryJob::new(finding_event("old-worker"), "ep_01JAAAAAAAAAAAAAAAAAAAAAAA".parse().expect("id"));
+    let stored = d.stored();
+    // What park.lua wrote, then what the older worker's poison path wrote (the raw job only).
+    let _: () = conn.hset(k.bodies(), &stored.body_id, &stored.body).await.expect("hset");
+    let _: () = conn.hset(k.body_refs(), &stored.body_id, 1).await.expect("hset");
+    let worker = WorkerId::generate();
+    stack.queue.push(std::slice::from_ref(&stored.job)).await.expect("push");
+    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_millis(100)).await.expect("fetcher");
+    let taken = fetcher.try_fetch().await.expect("fetch").expect("the job");
+    let draft =
+        DeadLetterDraft { id: "job_01JOLDWORKER".into(), reason: "undecodable job".into(), delivery: None };
+    assert!(stack.queue.dead_letter(&worker, &taken, &draft).await.expect("dead letter"));
+
+    let shown = stack.queue.dead_letter_by_id("job_01JOLDWORKER").await.expect("read").expect("there");
+    assert_eq!(shown.job, Job::Delivery(d.clone()).encode(), "shown whole");
+    assert!(shown.replayable);
+    assert_eq!(stack.queue.replay("job_01JOLDWORKER").await.expect("replay"), ReplayOutcome::Replayed);
+    let ready: Vec<String> = conn.lrange(k.ready(), 0, -1).await.expect("lrange");
+    assert_eq!(ready, vec![Job::Delivery(d).encode()], "the full job, byte for byte");
+    assert_eq!(bodies(&mut conn).await, (0, 0));
+}

@@ -24,6 +24,15 @@ if ref then
   end
 end
 job = job or ''
+-- A waiting delivery an earlier release's worker dead-lettered as it came (see replay.lua).
+local s, e, id = ref_in(job)
+if s then
+  local body = redis.call('HGET', KEYS[2], id)
+  if body then
+    replayable = 1
+    job = with_body(job, s, e, body)
+  end
+end
 out[8] = tostring(replayable)
 out[9] = string.sub(job, 1, tonumber(ARGV[1]))
 out[10] = tostring(#job)

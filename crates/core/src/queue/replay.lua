@@ -6,6 +6,7 @@
 -- reference to the body is dropped; an entry written before bodies were kept once has its
 -- `replay_job` field instead. Returns 1, 0 when there is no such entry, or -1 when the entry
 -- has no replayable job (a poison job that could not be decoded, or its body gone).
+-- `ref and job`: the job was built from the entry's body, whose reference goes with the entry.
 -- KEYS[1] dlq list, KEYS[2] entry hash, KEYS[3] ready list, KEYS[4] retry list, KEYS[5] bodies,
 -- KEYS[6] body refs; ARGV[1] dead-letter id.
 if redis.call('EXISTS', KEYS[2]) == 0 then
@@ -20,11 +21,23 @@ if not job and ref then
     job = delivery_job(KEYS[2], body, '[]', replays)
   end
 end
+if ref and job then
+  drop_body(KEYS[5], KEYS[6], ref)
+end
+if not job then
+  -- A waiting delivery that a worker of an earlier release took out of a lane during a rolling
+  -- upgrade could not read, and dead-lettered as it came (a `delivery_ref.v1` job): it replays
+  -- with its body put back (and its reference dropped), its attempts as they were.
+  local raw = redis.call('HGET', KEYS[2], 'job')
+  if raw then
+    local full = unref(KEYS[5], KEYS[6], raw)
+    if full ~= raw then
+      job = full
+    end
+  end
+end
 if not job then
   return -1
-end
-if ref then
-  drop_body(KEYS[5], KEYS[6], ref)
 end
 if redis.call('LLEN', KEYS[3]) == 0 then
   redis.call('RPUSH', KEYS[3], job)
