@@ -130,13 +130,13 @@ async fn kill(queue: &Queue, d: &DeliveryJob) {
     queue.push(std::slice::from_ref(&raw)).await.expect("push");
     let mut fetcher = queue.fetcher(&worker, Duration::from_millis(100)).await.expect("fetcher");
     let taken = fetcher.try_fetch().await.expect("fetch").expect("a ready job");
-    assert_eq!(taken, raw.as_bytes());
+    assert_eq!(taken.bytes(), raw.as_bytes());
     let draft = DeadLetterDraft {
         id: d.delivery_id.to_string(),
         reason: "HTTP 503".into(),
         delivery: Some(d.clone()),
     };
-    assert!(queue.dead_letter(&worker, &taken, &draft).await.expect("dead letter"));
+    assert!(queue.dead_letter(&taken, &draft).await.expect("dead letter"));
 }
 
 /// Two endpoints' deliveries of one event die: one body, two references, and no copy of the job
@@ -254,7 +254,7 @@ async fn a_reference_an_older_worker_dead_lettered_replays_whole() {
     let taken = fetcher.try_fetch().await.expect("fetch").expect("the job");
     let draft =
         DeadLetterDraft { id: "job_01JOLDWORKER".into(), reason: "undecodable job".into(), delivery: None };
-    assert!(stack.queue.dead_letter(&worker, &taken, &draft).await.expect("dead letter"));
+    assert!(stack.queue.dead_letter(&taken, &draft).await.expect("dead letter"));
 
     let shown = stack.queue.dead_letter_by_id("job_01JOLDWORKER").await.expect("read").expect("there");
     assert_eq!(shown.job, Job::Delivery(d.clone()).encode(), "shown whole");

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use entraguard_core::breaker::BreakerState;
 use entraguard_core::endpoint::Endpoint;
 use entraguard_core::job::{Job, WaitingDelivery};
+use entraguard_core::queue::Claimed;
 use entraguard_testkit::{HttpReceiver, Reply, bin_path, free_port, wait_until};
 use redis::AsyncCommands;
 
@@ -278,7 +279,7 @@ async fn permanent_failures_do_not_open_the_breaker() {
 }
 
 /// Takes one delivery job for `ep` onto a worker's processing list, as a fetch would.
-async fn fetched_delivery(stack: &Stack, ep: &Endpoint) -> (entraguard_core::queue::WorkerId, Vec<u8>) {
+async fn fetched_delivery(stack: &Stack, ep: &Endpoint) -> (entraguard_core::queue::WorkerId, Claimed) {
     use entraguard_core::job::DeliveryJob;
     let worker = entraguard_core::queue::WorkerId::generate();
     let job = Job::Delivery(DeliveryJob::new(finding_event("t"), ep.id.clone())).encode();
@@ -286,7 +287,7 @@ async fn fetched_delivery(stack: &Stack, ep: &Endpoint) -> (entraguard_core::que
     let mut fetcher = stack.queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
     let got = fetcher.fetch().await.expect("fetched");
     assert_eq!(got.jobs.len(), 1);
-    (worker, got.jobs.into_iter().next().unwrap_or_default())
+    (worker, got.jobs.into_iter().next().expect("one job"))
 }
 
 /// "N failures in a row" means in a row across workers: a success acknowledged by any worker
@@ -303,8 +304,8 @@ async fn a_success_on_any_worker_ends_the_run_of_failures() {
     for _ in 0..settings.failures - 1 {
         stack.queue.breaker_report(&ep.id, Some(&ep.name), fail, &settings).await.expect("reported");
     }
-    let (worker, raw) = fetched_delivery(&stack, &ep).await;
-    let acked = stack.queue.ack_delivered(&worker, &raw, &ep.id).await.expect("acked");
+    let (_worker, raw) = fetched_delivery(&stack, &ep).await;
+    let acked = stack.queue.ack_delivered(&raw, &ep.id).await.expect("acked");
     assert_eq!(acked, Acked::Done);
     let answer = stack.queue.breaker_report(&ep.id, Some(&ep.name), fail, &settings).await.expect("reported");
     assert_eq!(answer.state, BreakerState::Closed, "one failure after a success does not open it");
@@ -317,8 +318,8 @@ async fn a_success_on_any_worker_ends_the_run_of_failures() {
     // Its announcement waits on the ready list; a fetch would take it first.
     let mut conn = stack.redis.connection().await;
     let _: () = conn.del(format!("{{{PREFIX}}}:ready")).await.expect("del");
-    let (worker, raw) = fetched_delivery(&stack, &ep).await;
-    let acked = stack.queue.ack_delivered(&worker, &raw, &ep.id).await.expect("acked");
+    let (_worker, raw) = fetched_delivery(&stack, &ep).await;
+    let acked = stack.queue.ack_delivered(&raw, &ep.id).await.expect("acked");
     assert_eq!(acked, Acked::BreakerOpen);
     assert_eq!(state(&stack, &ep).await, BreakerState::Open);
 }
@@ -353,9 +354,9 @@ async fn a_state_change_and_its_announcement_are_one_step() {
     let _: () = conn.del(&ready).await.expect("del");
     // Park two deliveries, then close it by hand: the announcement counts what was released.
     for _ in 0..2 {
-        let (worker, raw) = fetched_delivery(&stack, &ep).await;
-        let Job::Delivery(waiting) = Job::decode(&raw).expect("a job") else { panic!("a delivery") };
-        assert!(stack.queue.park(&worker, &raw, &waiting, Duration::from_secs(60)).await.expect("parked"));
+        let (_worker, raw) = fetched_delivery(&stack, &ep).await;
+        let Job::Delivery(waiting) = raw.decode().expect("a job") else { panic!("a delivery") };
+        assert!(stack.queue.park(&raw, &waiting, Duration::from_secs(60)).await.expect("parked"));
     }
     let reset = entraguard_core::operator::reset(&stack.queue, &ep).await.expect("reset");
     assert_eq!(reset.waiting, 2);

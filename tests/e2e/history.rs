@@ -200,6 +200,11 @@ async fn a_dead_letter_or_a_parked_delivery_and_its_history_entry_are_one_step()
     // Lease lost (the job is not on this worker's list): nothing is written, not even the entry.
     let lost = DeliveryJob::new(finding_event("t-lost"), ep.id.clone());
     let raw = Job::Delivery(lost.clone()).encode();
+    stack.queue.push(std::slice::from_ref(&raw)).await.expect("push");
+    let taken = fetcher.try_fetch().await.expect("fetch").expect("job");
+    let mut conn = stack.redis.connection().await;
+    let _: i64 =
+        conn.lrem(crate::harness::keys().processing(worker.as_str()), 1, taken.bytes()).await.expect("lrem");
     let draft = DeadLetterDraft {
         id: lost.delivery_id.to_string(),
         reason: "gave up".into(),
@@ -207,12 +212,7 @@ async fn a_dead_letter_or_a_parked_delivery_and_its_history_entry_are_one_step()
     };
     let done = stack
         .queue
-        .dead_letter_recorded(
-            &worker,
-            raw.as_bytes(),
-            &draft,
-            Some((&ep.id, &entry(&lost, AttemptResult::Dead))),
-        )
+        .dead_letter_recorded(&taken, &draft, Some((&ep.id, &entry(&lost, AttemptResult::Dead))))
         .await
         .expect("script ran");
     assert!(!done);
@@ -233,7 +233,7 @@ async fn a_dead_letter_or_a_parked_delivery_and_its_history_entry_are_one_step()
     assert!(
         stack
             .queue
-            .dead_letter_recorded(&worker, &taken, &draft, Some((&ep.id, &entry(&dead, AttemptResult::Dead))))
+            .dead_letter_recorded(&taken, &draft, Some((&ep.id, &entry(&dead, AttemptResult::Dead))))
             .await
             .expect("dead")
     );
@@ -253,7 +253,6 @@ async fn a_dead_letter_or_a_parked_delivery_and_its_history_entry_are_one_step()
         stack
             .queue
             .park_job(
-                &worker,
                 &taken,
                 &parked,
                 Park { wake_in: Duration::from_secs(60), front: true, history: Some(&e), lane_max: 0 }

@@ -376,7 +376,7 @@ async fn a_batch_of_fan_outs_keeps_each_event_apart_and_dedupes_within_the_batch
     let routes = stack.store.routes().await.expect("routes");
     let mut fetched = Vec::new();
     while let Some(raw) = fetcher.try_fetch().await.expect("fetch") {
-        let Ok(Job::Event(job)) = Job::decode(&raw) else { panic!("an event job") };
+        let Ok(Job::Event(job)) = raw.decode() else { panic!("an event job") };
         let steps = entraguard_worker::fanout::plan(&job.event, &routes, None);
         let id = job.event.finding().map(|f| f.id.clone()).unwrap_or_default();
         fetched.push((id, raw, steps));
@@ -385,18 +385,18 @@ async fn a_batch_of_fan_outs_keeps_each_event_apart_and_dedupes_within_the_batch
     // D's lease is gone: its job is no longer on this worker's processing list.
     let mut conn = stack.queue.connection();
     let d = fetched.iter().find(|(id, _, _)| id == "D").expect("D fetched");
-    let _: i64 = conn.lrem(format!("{{{PREFIX}}}:processing:{worker}"), 1, &d.1).await.expect("lrem");
+    let _: i64 = conn.lrem(format!("{{{PREFIX}}}:processing:{worker}"), 1, d.1.bytes()).await.expect("lrem");
     // The script loaded (the first call loads it: SCRIPT LOAD and a second EVALSHA); a batch of
     // one job that is not on the list does nothing.
-    let warm = stack.queue.route_many(&worker, &[(b"not a job".as_slice(), &[])]).await.expect("routed");
+    let warm = stack.queue.route_many(&[(&d.1, &[])]).await.expect("routed");
     assert_eq!(warm, [None]);
     // What counting costs by itself (its INFO, its connection's handshake).
     let idle = stack.redis.command_count().await;
     let before = stack.redis.command_count().await;
     let counting = before - idle;
-    let batch: Vec<(&[u8], &[entraguard_core::queue::RouteStep])> =
-        fetched.iter().map(|(_, raw, steps)| (raw.as_slice(), steps.as_slice())).collect();
-    let answers = stack.queue.route_many(&worker, &batch).await.expect("routed");
+    let batch: Vec<(&entraguard_core::queue::Claim, &[entraguard_core::queue::RouteStep])> =
+        fetched.iter().map(|(_, raw, steps)| (&**raw, steps.as_slice())).collect();
+    let answers = stack.queue.route_many(&batch).await.expect("routed");
     let spent = stack.redis.command_count().await - before - counting;
     // In the order fetched: urgent events were published to the front (B, C, A, A, D).
     let mut counts: Vec<(&str, Option<(u64, u64)>)> = fetched
@@ -505,9 +505,9 @@ async fn a_worker_dying_mid_digest_loses_no_finding_and_the_digest_is_sent_once(
     let mut fetcher = stack.queue.fetcher(&doomed, Duration::from_millis(100)).await.expect("fetcher");
     let routes = stack.store.routes().await.expect("routes");
     while let Some(raw) = fetcher.try_fetch().await.expect("fetch") {
-        let Ok(Job::Event(job)) = Job::decode(&raw) else { panic!("an event job") };
+        let Ok(Job::Event(job)) = raw.decode() else { panic!("an event job") };
         let steps = entraguard_worker::fanout::plan(&job.event, &routes, None);
-        stack.queue.route(&doomed, &raw, &steps).await.expect("route").expect("lease held");
+        stack.queue.route(&raw, &steps).await.expect("route").expect("lease held");
     }
     // The scan's end is due after its grace: the timer flushes the digest.
     stack.queue.heartbeat(&doomed, Duration::from_secs(1)).await.expect("lease");
@@ -517,12 +517,12 @@ async fn a_worker_dying_mid_digest_loses_no_finding_and_the_digest_is_sent_once(
     .await;
     stack.queue.heartbeat(&doomed, Duration::from_secs(1)).await.expect("lease");
     let raw = fetcher.try_fetch().await.expect("fetch").expect("the timer job");
-    let Ok(Job::DigestDue(due)) = Job::decode(&raw) else { panic!("a digest timer") };
+    let Ok(Job::DigestDue(due)) = raw.decode() else { panic!("a digest timer") };
     let build = Job::Digest(DigestJob { digest: due.digest.clone(), reason: due.reason }).encode();
-    assert_eq!(stack.queue.digest_due(&doomed, &raw, &due.digest, &build).await.expect("flush"), Some(true));
+    assert_eq!(stack.queue.digest_due(&raw, &due.digest, &build).await.expect("flush"), Some(true));
     // It takes the flushed digest, reads its findings ... and dies.
     let raw = fetcher.try_fetch().await.expect("fetch").expect("the digest job");
-    let Ok(Job::Digest(digest)) = Job::decode(&raw) else { panic!("a digest job") };
+    let Ok(Job::Digest(digest)) = raw.decode() else { panic!("a digest job") };
     assert_eq!(stack.queue.digest_items(&digest.digest).await.expect("read").len(), 30);
     drop(fetcher);
     assert!(rx.requests().is_empty());

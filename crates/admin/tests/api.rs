@@ -182,7 +182,7 @@ async fn dead_letters_list_show_replay_by_endpoint_and_purge() {
             reason: "gave up after 4 attempts: HTTP 500".into(),
             delivery: Some(job),
         };
-        assert!(admin.queue.dead_letter(&worker, &taken, &draft).await.expect("dead"));
+        assert!(admin.queue.dead_letter(&taken, &draft).await.expect("dead"));
     }
     let (_, list) = api.call(M::GET, "/api/dlq?limit=10", None).await;
     assert_eq!(list.as_array().map(Vec::len), Some(3));
@@ -545,7 +545,7 @@ async fn dead_letter_list_filters_by_endpoint_and_since() {
             reason: "gave up".into(),
             delivery: Some(job),
         };
-        assert!(admin.queue.dead_letter(&worker, &taken, &draft).await.expect("dead"));
+        assert!(admin.queue.dead_letter(&taken, &draft).await.expect("dead"));
     }
     let (status, list) = api.call(M::GET, "/api/dlq?endpoint_id=ep_01AAAA", None).await;
     assert_eq!(status, 200, "{list}");
@@ -577,7 +577,7 @@ async fn dead_in_shard(
     let taken = fetcher.try_fetch().await.expect("fetch").expect("job");
     let id = job.delivery_id.to_string();
     let draft = DeadLetterDraft { id: id.clone(), reason: "gave up".into(), delivery: Some(job) };
-    assert!(queue.dead_letter(&worker, &taken, &draft).await.expect("dead"));
+    assert!(queue.dead_letter(&taken, &draft).await.expect("dead"));
     id
 }
 

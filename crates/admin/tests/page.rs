@@ -357,7 +357,7 @@ async fn dead_letter(queue: &entraguard_core::queue::Queue, endpoint: &str, reas
         .collect();
     let id = job.delivery_id.to_string();
     let draft = DeadLetterDraft { id: id.clone(), reason: reason.into(), delivery: Some(job) };
-    assert!(queue.dead_letter(&worker, &taken, &draft).await.expect("dead letter"));
+    assert!(queue.dead_letter(&taken, &draft).await.expect("dead letter"));
     id
 }
 

@@ -168,8 +168,8 @@ async fn dead_letter(queue: &Queue, raw: &str, draft: DeadLetterDraft) {
     queue.push(&[raw.to_owned()]).await.expect("push");
     let mut fetcher = queue.fetcher(&worker, Duration::from_millis(100)).await.expect("fetcher");
     let taken = fetcher.try_fetch().await.expect("fetch").expect("a ready job");
-    assert_eq!(taken, raw.as_bytes(), "the test's job is the only one ready");
-    assert!(queue.dead_letter(&worker, &taken, &draft).await.expect("dead letter"), "dead-lettered");
+    assert_eq!(taken.bytes(), raw.as_bytes(), "the test's job is the only one ready");
+    assert!(queue.dead_letter(&taken, &draft).await.expect("dead letter"), "dead-lettered");
 }
 
 /// A delivery that failed `statuses.len()` times.
@@ -722,9 +722,9 @@ async fn stats_match_the_queue() {
     let worker = WorkerId::generate();
     queue.heartbeat(&worker, Duration::from_secs(60)).await.expect("heartbeat");
     let mut fetcher = queue.fetcher(&worker, Duration::from_millis(100)).await.expect("fetcher");
-    fetcher.try_fetch().await.expect("fetch").expect("job");
+    let _held = fetcher.try_fetch().await.expect("fetch").expect("job");
     let later = fetcher.try_fetch().await.expect("fetch").expect("job");
-    assert!(queue.retry_later(&worker, &later, &later, Duration::from_secs(600)).await.expect("retry"));
+    assert!(queue.retry_later(&later, later.bytes(), Duration::from_secs(600)).await.expect("retry"));
 
     let expected = serde_json::json!({
         "ready": 2, "retrying": 0, "parked": 0, "processing": 1, "scheduled": 1, "dead": 1, "lane_full": 0,
@@ -1242,7 +1242,7 @@ async fn endpoint_state_is_read_and_written_in_its_shard() {
     q.push(std::slice::from_ref(&raw)).await.expect("push");
     let mut fetcher = q.fetcher(&worker, Duration::from_millis(100)).await.expect("fetcher");
     let taken = fetcher.try_fetch().await.expect("fetch").expect("the job");
-    assert!(q.park(&worker, &taken, &job, Duration::from_secs(600)).await.expect("park"), "parked");
+    assert!(q.park(&taken, &job, Duration::from_secs(600)).await.expect("park"), "parked");
     let attempt =
         AttemptRecord { attempt: 1, at: Timestamp::now(), duration_ms: 40, status: Some(503), error: None };
     q.record_history(&id, &[DeliveryRecord::new(&job, &attempt, AttemptResult::Retry, [], None)])

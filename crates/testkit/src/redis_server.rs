@@ -322,6 +322,15 @@ impl RedisServer {
             .unwrap_or_else(|| panic!("no used_memory in INFO memory:\n{info}"))
     }
 
+    /// `used_memory_dataset` of `INFO memory`: the keys' data, without the server's own
+    /// overhead (cached scripts, client buffers, the replication and AOF buffers).
+    pub async fn info_used_memory_dataset(&self) -> u64 {
+        let info = self.info("memory").await;
+        info_field(&info, "used_memory_dataset")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no used_memory_dataset in INFO memory:\n{info}"))
+    }
+
     /// Commands the server has executed so far: the sum of `calls` over `INFO commandstats`.
     /// Commands run inside Lua scripts count; so do the testkit's own (PING and INFO at start,
     /// this INFO, the handshake of each `connection()`), so compare differences, not totals.

@@ -7,7 +7,7 @@
 //! (Redis unreachable), retries its own acknowledgement the usual way ([`crate::persist`]).
 
 use entraguard_core::ids::EndpointId;
-use entraguard_core::queue::{Acked, Queue, QueueError, WorkerId};
+use entraguard_core::queue::{Acked, Claim, Queue, QueueError};
 use tokio::sync::mpsc;
 
 use crate::batch::{self, Submitted};
@@ -15,9 +15,9 @@ use crate::batch::{self, Submitted};
 /// Most acknowledgements in one script call.
 const MAX_BATCH: usize = 256;
 
-/// One delivered job: its exact bytes, its endpoint, and the attempt's Recent Deliveries entry.
+/// One delivered job: the claim on it, its endpoint, and the attempt's Recent Deliveries entry.
 struct Item {
-    raw: Vec<u8>,
+    job: Claim,
     endpoint: EndpointId,
     entry: String,
 }
@@ -36,19 +36,19 @@ impl std::fmt::Debug for Item {
 
 impl Acker {
     /// Starts the batching task; it ends when every handle is dropped.
-    pub fn spawn(queue: Queue, worker: WorkerId) -> Self {
+    pub fn spawn(queue: Queue) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(batch::run(rx, MAX_BATCH, Acked::LeaseLost, async move |items: &[Item]| {
-            let jobs: Vec<(&[u8], &EndpointId, &str)> =
-                items.iter().map(|i| (i.raw.as_slice(), &i.endpoint, i.entry.as_str())).collect();
-            queue.ack_delivered_many(&worker, &jobs).await
+            let jobs: Vec<(&Claim, &EndpointId, &str)> =
+                items.iter().map(|i| (&i.job, &i.endpoint, i.entry.as_str())).collect();
+            queue.ack_delivered_many(&jobs).await
         }));
         Self { tx }
     }
 
     /// Acknowledges one delivered job (see [`Queue::ack_delivered`]), in the next batch.
-    pub async fn ack(&self, raw: &[u8], endpoint: &EndpointId, entry: &str) -> Result<Acked, QueueError> {
-        let item = Item { raw: raw.to_vec(), endpoint: endpoint.clone(), entry: entry.to_owned() };
+    pub async fn ack(&self, job: &Claim, endpoint: &EndpointId, entry: &str) -> Result<Acked, QueueError> {
+        let item = Item { job: job.clone(), endpoint: endpoint.clone(), entry: entry.to_owned() };
         batch::submit(&self.tx, item, "acknowledgement batcher stopped").await
     }
 }

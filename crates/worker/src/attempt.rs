@@ -12,7 +12,7 @@ use entraguard_core::breaker::{Answer, BreakerState, Report};
 use entraguard_core::endpoint::Endpoint;
 use entraguard_core::history::{AttemptResult, encode_attempt};
 use entraguard_core::job::{AttemptRecord, DeliveryJob, Job};
-use entraguard_core::queue::{Acked, DeadLetterDraft, Park, Parked};
+use entraguard_core::queue::{Acked, Claim, Claimed, DeadLetterDraft, Park, Parked};
 use entraguard_core::store::StoreError;
 use tracing::{error, info, warn};
 
@@ -23,7 +23,7 @@ use crate::outcome::Outcome;
 use crate::persist::{persist, record};
 use crate::retry::{Next, decide};
 
-pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
+pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) {
     let endpoint = match read_endpoint(ctx, &job).await {
         EndpointRead::Found(endpoint) => endpoint,
         EndpointRead::Deleted => {
@@ -33,7 +33,8 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
                 delivery: Some(job),
             };
             warn!(reason = %draft.reason, "delivery dead-lettered");
-            record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
+            record(ctx, "dead-letter", || ctx.queue.dead_letter(&claimed, &draft)).await;
+            claimed.finish();
             return;
         }
         EndpointRead::Unreadable(reason) => {
@@ -46,7 +47,7 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
                 request_headers: Vec::new(),
                 response_body: None,
             };
-            conclude(ctx, raw, job, &attempted, "unreadable").await;
+            conclude(ctx, claimed, job, &attempted, "unreadable").await;
             return;
         }
     };
@@ -60,7 +61,7 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
         Admission::Park(wake_in) => {
             tracing::debug!(wake_in = ?wake_in, "endpoint busy, paced or broken; delivery parked in its lane");
             let park = Park { wake_in, lane_max: ctx.config.lane_max, ..Park::default() };
-            park_or_dead_letter(ctx, raw, job, &endpoint, park).await;
+            park_or_dead_letter(ctx, claimed, job, &endpoint, park).await;
             ctx.promoter_wake.notify_one();
             return;
         }
@@ -76,7 +77,7 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
     match &attempted.outcome {
         // The breaker is off: nothing counted, nothing parked.
         Outcome::Retryable { .. } if settings.is_off() => {
-            conclude(ctx, raw, job, &attempted, channel).await;
+            conclude(ctx, claimed, job, &attempted, channel).await;
         }
         // Every retryable failure is reported to the breaker (it counts them).
         Outcome::Retryable { error, .. } => {
@@ -120,19 +121,19 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
                 let attempt = attempt_record(&job, &attempted);
                 job.attempts.push(attempt.clone());
                 // The failed attempt joins the endpoint's history in the parking step itself.
-                let entry = history_entry(raw, &job, &attempt, AttemptResult::Parked, &attempted);
+                let entry = history_entry(&claimed, &job, &attempt, AttemptResult::Parked, &attempted);
                 let park = Park {
                     wake_in: wake,
                     front: probe,
                     history: Some(&entry),
                     lane_max: ctx.config.lane_max,
                 };
-                park_or_dead_letter(ctx, raw, job, &endpoint, park).await;
+                park_or_dead_letter(ctx, claimed, job, &endpoint, park).await;
                 ctx.promoter_wake.notify_one();
                 let _ = ticket.finish();
                 return;
             }
-            conclude(ctx, raw, job, &attempted, channel).await;
+            conclude(ctx, claimed, job, &attempted, channel).await;
         }
         Outcome::Delivered { .. } => {
             // The acknowledgement clears a closed breaker's failure count in the same step; an
@@ -140,7 +141,7 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
             // for the probe: a success that began before the breaker opened says nothing of
             // now, and a healthy endpoint's successful delivery costs no extra command. With the
             // breaker off, a breaker left open from before is closed by hand.
-            let acked = conclude(ctx, raw, job, &attempted, channel).await;
+            let acked = conclude(ctx, claimed, job, &attempted, channel).await;
             lane_waiting = acked == Some(Acked::LaneWaiting);
             let breaker_open = acked == Some(Acked::BreakerOpen);
             let report = match (probe, breaker_open && settings.is_off()) {
@@ -177,7 +178,7 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
         // A permanent failure says nothing about the endpoint's health (a trial's slot is
         // given back).
         Outcome::Permanent { .. } => {
-            conclude(ctx, raw, job, &attempted, channel).await;
+            conclude(ctx, claimed, job, &attempted, channel).await;
             if ticket.facts(false).trial {
                 persist("report to breaker", || {
                     ctx.queue.breaker_report_attempt(
@@ -203,12 +204,18 @@ pub(crate) async fn deliver(ctx: &Ctx, raw: &[u8], job: DeliveryJob) {
 }
 
 /// Parks a delivery in its endpoint's lane (`job`, with the failed attempt that parked it
-/// recorded if one did, in place of `raw`; its event kept once in `{p}:bodies`), or, when the
+/// recorded if one did, in place of the claimed job; its event kept once in `{p}:bodies`), or, when the
 /// lane already holds `NOTIFY_LANE_MAX`,
 /// dead-letters it as "endpoint lane full" (replayable; counted in `{p}:lane_full`, `stats` and
 /// `/metrics`), so one dead endpoint cannot fill Redis.
-async fn park_or_dead_letter(ctx: &Ctx, raw: &[u8], job: DeliveryJob, endpoint: &Endpoint, park: Park<'_>) {
-    let parked = persist("park", || ctx.queue.park_job(&ctx.worker, raw, &job, park)).await;
+async fn park_or_dead_letter(
+    ctx: &Ctx,
+    claimed: Claimed,
+    job: DeliveryJob,
+    endpoint: &Endpoint,
+    park: Park<'_>,
+) {
+    let parked = persist("park", || ctx.queue.park_job(&claimed, &job, park)).await;
     match parked {
         Parked::Parked => {}
         Parked::LeaseLost => {
@@ -226,9 +233,10 @@ async fn park_or_dead_letter(ctx: &Ctx, raw: &[u8], job: DeliveryJob, endpoint: 
                 lane_max = ctx.config.lane_max,
                 "delivery dead-lettered: endpoint lane full (NOTIFY_LANE_MAX); replay it once the endpoint is back"
             );
-            record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
+            record(ctx, "dead-letter", || ctx.queue.dead_letter(&claimed, &draft)).await;
         }
     }
+    claimed.finish();
 }
 
 /// The dead-letter reason of a delivery its endpoint's full lane would not take.
@@ -296,13 +304,20 @@ fn attempt_record(job: &DeliveryJob, attempted: &Attempted) -> AttemptRecord {
 
 /// The endpoint's Recent Deliveries entry for one attempt.
 fn history_entry(
-    raw: &[u8],
+    claimed: &Claim,
     job: &DeliveryJob,
     attempt: &AttemptRecord,
     result: AttemptResult,
     attempted: &Attempted,
 ) -> String {
-    encode_attempt(raw, job, attempt, result, &attempted.request_headers, attempted.response_body.as_deref())
+    encode_attempt(
+        claimed.bytes(),
+        job,
+        attempt,
+        result,
+        &attempted.request_headers,
+        attempted.response_body.as_deref(),
+    )
 }
 
 /// Records an attempt's outcome: acknowledged, re-scheduled, or dead-lettered. For a delivered
@@ -310,7 +325,7 @@ fn history_entry(
 /// it; the lane holding work: the caller releases it); `None` otherwise.
 pub(crate) async fn conclude(
     ctx: &Ctx,
-    raw: &[u8],
+    claimed: Claimed,
     mut job: DeliveryJob,
     attempted: &Attempted,
     channel: &'static str,
@@ -339,45 +354,41 @@ pub(crate) async fn conclude(
                 elapsed.as_millis() as u64,
                 attempt,
             );
-            let entry = history_entry(raw, &job, &recorded, AttemptResult::Delivered, attempted);
+            let entry = history_entry(&claimed, &job, &recorded, AttemptResult::Delivered, attempted);
             let answer = std::sync::Mutex::new(Acked::LeaseLost);
             record(ctx, "ack", || async {
-                let acked = ctx.acker.ack(raw, &job.endpoint_id, &entry).await?;
+                let acked = ctx.acker.ack(&claimed, &job.endpoint_id, &entry).await?;
                 *answer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = acked;
                 Ok(acked != Acked::LeaseLost)
             })
             .await;
+            claimed.finish();
             return Some(answer.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
         }
         Next::RetryIn(delay) => {
             warn!(error = outcome.error().unwrap_or(""), retry_in = ?delay, "attempt failed; retry scheduled");
-            let entry = history_entry(raw, &job, &recorded, AttemptResult::Retry, attempted);
+            let entry = history_entry(&claimed, &job, &recorded, AttemptResult::Retry, attempted);
             let endpoint = job.endpoint_id.clone();
             let next = Job::Delivery(job).encode();
             record(ctx, "schedule retry", || {
-                ctx.queue.retry_later_recorded(
-                    &ctx.worker,
-                    raw,
-                    next.as_bytes(),
-                    delay,
-                    Some((&endpoint, &entry)),
-                )
+                ctx.queue.retry_later_recorded(&claimed, next.as_bytes(), delay, Some((&endpoint, &entry)))
             })
             .await;
             ctx.promoter_wake.notify_one();
         }
         Next::Dead(reason) => {
             error!(reason = %reason, "delivery dead-lettered");
-            let entry = history_entry(raw, &job, &recorded, AttemptResult::Dead, attempted);
+            let entry = history_entry(&claimed, &job, &recorded, AttemptResult::Dead, attempted);
             let endpoint = job.endpoint_id.clone();
             let draft = DeadLetterDraft { id: job.delivery_id.to_string(), reason, delivery: Some(job) };
             // The last attempt joins the endpoint's history in the dead-letter step itself.
             record(ctx, "dead-letter", || {
-                ctx.queue.dead_letter_recorded(&ctx.worker, raw, &draft, Some((&endpoint, &entry)))
+                ctx.queue.dead_letter_recorded(&claimed, &draft, Some((&endpoint, &entry)))
             })
             .await;
         }
     }
+    claimed.finish();
     None
 }
 

@@ -6,22 +6,24 @@
 
 use entraguard_core::digest::{self, DigestItem, DigestReason};
 use entraguard_core::job::{DeliveryJob, DigestDueJob, DigestJob, Job};
+use entraguard_core::queue::Claimed;
 use tracing::{info, warn};
 
 use crate::context::Ctx;
 use crate::persist::{persist, record};
 
 /// A digest's longest wait ran out: flush it, unless its scan's end flushed it already.
-pub(crate) async fn due(ctx: &Ctx, raw: &[u8], job: DigestDueJob) {
+pub(crate) async fn due(ctx: &Ctx, claimed: Claimed, job: DigestDueJob) {
     let build = Job::Digest(DigestJob { digest: job.digest.clone(), reason: job.reason }).encode();
     record(ctx, "flush digest", || async {
-        Ok(ctx.queue.digest_due(&ctx.worker, raw, &job.digest, &build).await?.is_some())
+        Ok(ctx.queue.digest_due(&claimed, &job.digest, &build).await?.is_some())
     })
     .await;
+    claimed.finish();
 }
 
 /// A flushed digest: build its `finding.digest` event and enqueue its one delivery.
-pub(crate) async fn send(ctx: &Ctx, raw: &[u8], job: DigestJob) {
+pub(crate) async fn send(ctx: &Ctx, claimed: Claimed, job: DigestJob) {
     let stored = persist("read digest", || ctx.queue.digest_items(&job.digest)).await;
     let mut unreadable = 0usize;
     let items: Vec<DigestItem> = stored
@@ -50,9 +52,10 @@ pub(crate) async fn send(ctx: &Ctx, raw: &[u8], job: DigestJob) {
     }
     let encoded = delivery.as_ref().map(|(_, d)| Job::Delivery(d.clone()).encode());
     let done = record(ctx, "send digest", || {
-        ctx.queue.digest_send(&ctx.worker, raw, &job.digest, encoded.as_deref(), hold_until)
+        ctx.queue.digest_send(&claimed, &job.digest, encoded.as_deref(), hold_until)
     })
     .await;
+    claimed.finish();
     if done && let Some((findings, d)) = &delivery {
         let reason = match job.reason {
             DigestReason::ScanCompleted => "scan.completed",

@@ -20,7 +20,7 @@ use entraguard_core::event::{Event, EventKind};
 use std::sync::Arc;
 
 use entraguard_core::job::{DeliveryJob, DigestDueJob, EventJob, Job};
-use entraguard_core::queue::{Dedupe, RouteStep};
+use entraguard_core::queue::{Claimed, Dedupe, RouteStep};
 use entraguard_core::rules::quiet_severity;
 use entraguard_core::store::Route;
 use tracing::warn;
@@ -164,12 +164,12 @@ fn split(ctx: &Ctx, job: &EventJob, routes: &Arc<Vec<Route>>) -> (Arc<Vec<Route>
 /// goes to the dead-letter queue with the reason). Urgent events' deliveries go to the front.
 /// With queue shards, the deliveries of endpoints homed in other shards go through this shard's
 /// outbox in the same step, and are moved right after.
-pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], job: EventJob) {
+pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) {
     let event = &job.event;
     // A kind only the notifier makes, in a job it did not make (pushed by hand), is refused
     // here with the publishers' error.
     if let Err(e) = job.validate() {
-        crate::poison::dead_letter(ctx, raw, format!("invalid event {}: {e}", event.id)).await;
+        crate::poison::dead_letter(ctx, claimed, format!("invalid event {}: {e}", event.id)).await;
         return;
     }
     let all = persist("read endpoints", || ctx.endpoints.routes(&ctx.store)).await;
@@ -187,13 +187,14 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, raw: &[u8], job: EventJob) {
     }
     let routed = std::sync::Mutex::new(None);
     let done = record(ctx, "fan-out", || async {
-        let r = ctx.router.route(raw, &steps).await?;
+        let r = ctx.router.route(&claimed, &steps).await?;
         if let Ok(mut slot) = routed.lock() {
             *slot = r;
         }
         Ok(r.is_some())
     })
     .await;
+    claimed.finish();
     if done {
         crate::metrics::fanned_out();
         if let Some(r) = routed.into_inner().ok().flatten() {

@@ -4,7 +4,7 @@
 
 use tracing::error;
 
-use entraguard_core::queue::DeadLetterDraft;
+use entraguard_core::queue::{Claimed, DeadLetterDraft};
 
 use crate::context::Ctx;
 use crate::persist::{persist, record};
@@ -14,12 +14,13 @@ fn id() -> String {
     format!("job_{}", ulid::Ulid::new())
 }
 
-/// Dead-letters `raw` (on this worker's processing list) with `reason`, counted as poison.
-pub(crate) async fn dead_letter(ctx: &Ctx, raw: &[u8], reason: String) {
+/// Dead-letters a claimed job with `reason`, counted as poison.
+pub(crate) async fn dead_letter(ctx: &Ctx, claimed: Claimed, reason: String) {
     crate::metrics::poison();
     let draft = DeadLetterDraft { id: id(), reason, delivery: None };
     error!(dead_letter_id = %draft.id, reason = %draft.reason, "poison job dead-lettered");
-    record(ctx, "dead-letter", || ctx.queue.dead_letter(&ctx.worker, raw, &draft)).await;
+    record(ctx, "dead-letter", || ctx.queue.dead_letter(&claimed, &draft)).await;
+    claimed.finish();
 }
 
 /// Dead-letters a job too long to read, straight from the processing list.

@@ -8,7 +8,7 @@
 //! Nothing is decided here: each fan-out awaits its own answer and, when a batch fails (Redis
 //! unreachable), retries its own acknowledgement the usual way ([`crate::persist`]).
 
-use entraguard_core::queue::{Queue, QueueError, RouteStep, Routed, WorkerId};
+use entraguard_core::queue::{Claim, Queue, QueueError, RouteStep, Routed};
 use tokio::sync::mpsc;
 
 use crate::batch::{self, Submitted};
@@ -16,9 +16,9 @@ use crate::batch::{self, Submitted};
 /// Most events in one script call.
 const MAX_BATCH: usize = 128;
 
-/// One event job: its exact bytes and its fan-out steps.
+/// One event job: the claim on it and its fan-out steps.
 struct Item {
-    raw: Vec<u8>,
+    job: Claim,
     steps: Vec<RouteStep>,
 }
 
@@ -30,20 +30,20 @@ pub struct Router {
 
 impl Router {
     /// Starts the batching task; it ends when every handle is dropped.
-    pub fn spawn(queue: Queue, worker: WorkerId) -> Self {
+    pub fn spawn(queue: Queue) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(batch::run(rx, MAX_BATCH, None, async move |items: &[Item]| {
-            let events: Vec<(&[u8], &[RouteStep])> =
-                items.iter().map(|i| (i.raw.as_slice(), i.steps.as_slice())).collect();
-            queue.route_many(&worker, &events).await
+            let events: Vec<(&Claim, &[RouteStep])> =
+                items.iter().map(|i| (&i.job, i.steps.as_slice())).collect();
+            queue.route_many(&events).await
         }));
         Self { tx }
     }
 
     /// Acknowledges one event job with its fan-out `steps` (see [`Queue::route`]), in the next
     /// batch. `None` if the lease was lost.
-    pub async fn route(&self, raw: &[u8], steps: &[RouteStep]) -> Result<Option<Routed>, QueueError> {
-        let item = Item { raw: raw.to_vec(), steps: steps.to_vec() };
+    pub async fn route(&self, job: &Claim, steps: &[RouteStep]) -> Result<Option<Routed>, QueueError> {
+        let item = Item { job: job.clone(), steps: steps.to_vec() };
         batch::submit(&self.tx, item, "fan-out batcher stopped").await
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use entraguard_core::endpoint::Channel;
 use entraguard_core::job::{DELIVERY_REF_START, Job};
+use entraguard_core::queue::Claimed;
 use entraguard_core::queue::{Fetched, QueueError, Shards, WorkerId};
 use entraguard_core::shards::{FORWARD_REPLICA_WAIT, LayoutDecision, LayoutRole};
 use entraguard_core::store::EndpointStore;
@@ -157,8 +158,8 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     let mut served = JoinSet::new();
     for (index, queue) in shards.served().iter().enumerate() {
         let ctx = Arc::new(Ctx {
-            acker: crate::acker::Acker::spawn(queue.clone(), worker.clone()),
-            router: crate::router::Router::spawn(queue.clone(), worker.clone()),
+            acker: crate::acker::Acker::spawn(queue.clone()),
+            router: crate::router::Router::spawn(queue.clone()),
             clock: crate::clock::RedisClock::default(),
             store: store.clone(),
             queue: queue.clone(),
@@ -291,10 +292,9 @@ async fn serve(ctx: Arc<Ctx>, permits: Arc<Semaphore>, mut shutdown: Shutdown) {
                         _ = shutdown.wait() => break,
                     }
                 }
-                for (raw, permit) in jobs.into_iter().zip(held.drain(..)) {
-                    let raw: Arc<[u8]> = raw.into();
-                    ctx.running.start(&raw);
-                    tasks.spawn(handle(ctx.clone(), raw, permit));
+                for (claimed, permit) in jobs.into_iter().zip(held.drain(..)) {
+                    ctx.running.start(&claimed.shared_bytes());
+                    tasks.spawn(handle(ctx.clone(), claimed, permit));
                 }
             }
             Err(e) if e.is_out_of_memory() => {
@@ -357,31 +357,33 @@ async fn serve(ctx: Arc<Ctx>, permits: Arc<Semaphore>, mut shutdown: Shutdown) {
 }
 
 /// Handles one fetched job; a panic is caught and dead-letters the job instead of leaving it
-/// stuck on the processing list of a live worker.
-async fn handle(ctx: Arc<Ctx>, raw: Arc<[u8]>, permit: OwnedSemaphorePermit) {
+/// stuck on the processing list of a live worker (or handed back to run, and panic, again).
+async fn handle(ctx: Arc<Ctx>, claimed: Claimed, permit: OwnedSemaphorePermit) {
     ::metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
-    let result = AssertUnwindSafe(handle_job(&ctx, &raw)).catch_unwind().await;
+    let claim = claimed.claim();
+    let result = AssertUnwindSafe(handle_job(&ctx, claimed)).catch_unwind().await;
     if result.is_err() {
         error!("job handler panicked; dead-lettering the job");
-        crate::poison::dead_letter(&ctx, &raw, "the worker panicked while handling this job".into()).await;
+        let reason = "the worker panicked while handling this job".to_owned();
+        crate::poison::dead_letter(&ctx, claim.clone().reclaim(), reason).await;
     }
-    ctx.running.finish(&raw);
+    ctx.running.finish(&claim.shared_bytes());
     ::metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);
     drop(permit);
 }
 
 /// Dispatches one fetched job to its step: a poison job to the dead-letter queue, an event to
 /// fan-out, a delivery to its attempt.
-async fn handle_job(ctx: &Ctx, raw: &[u8]) {
-    match Job::decode(raw) {
-        Err(_) if raw.starts_with(DELIVERY_REF_START.as_bytes()) => {
+async fn handle_job(ctx: &Ctx, claimed: Claimed) {
+    match claimed.decode() {
+        Err(_) if claimed.bytes().starts_with(DELIVERY_REF_START.as_bytes()) => {
             let reason = "a stored delivery whose event body is gone from the bodies hash (deleted by hand?): nothing to deliver";
-            crate::poison::dead_letter(ctx, raw, reason.to_owned()).await
+            crate::poison::dead_letter(ctx, claimed, reason.to_owned()).await
         }
-        Err(e) => crate::poison::dead_letter(ctx, raw, format!("undecodable job: {e}")).await,
+        Err(e) => crate::poison::dead_letter(ctx, claimed, format!("undecodable job: {e}")).await,
         Ok(Job::Event(job)) => {
             let span = info_span!("fanout", event_id = %job.event.id, event = %job.event.kind());
-            crate::fanout::fan_out_job(ctx, raw, job).instrument(span).await;
+            crate::fanout::fan_out_job(ctx, claimed, job).instrument(span).await;
         }
         Ok(Job::Delivery(job)) => {
             let span = info_span!(
@@ -391,16 +393,16 @@ async fn handle_job(ctx: &Ctx, raw: &[u8]) {
                 endpoint_id = %job.endpoint_id,
                 attempt = job.next_attempt()
             );
-            crate::attempt::deliver(ctx, raw, job).instrument(span).await;
+            crate::attempt::deliver(ctx, claimed, job).instrument(span).await;
         }
         Ok(Job::DigestDue(job)) => {
             let span = info_span!("digest_due", endpoint_id = %job.digest.endpoint_id, scan_id = %job.digest.scan_id);
-            crate::digest::due(ctx, raw, job).instrument(span).await;
+            crate::digest::due(ctx, claimed, job).instrument(span).await;
         }
         Ok(Job::Digest(job)) => {
             let span =
                 info_span!("digest", endpoint_id = %job.digest.endpoint_id, scan_id = %job.digest.scan_id);
-            crate::digest::send(ctx, raw, job).instrument(span).await;
+            crate::digest::send(ctx, claimed, job).instrument(span).await;
         }
     }
 }

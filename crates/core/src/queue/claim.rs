@@ -2,12 +2,14 @@
 //! `BLMOVE`), its lease (`lease.lua`), and what happens to the jobs of a worker that died or
 //! stops (handed back, `handback.lua`, `requeue.lua`), or of one too long to read (`oversized.lua`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::AsyncCommands;
 
 use redis::Script;
 
+use super::claimed::Claimed;
 use super::{DEAD_JOB_KEPT_BYTES, MAX_JOB_BYTES, PROMOTE_CHUNK, Queue, QueueError, WorkerId};
 use crate::redis_conn::{RedisConfig, RedisConn, connect};
 
@@ -24,7 +26,7 @@ pub struct Heartbeat {
 #[derive(Debug, Default)]
 pub struct Fetched {
     /// Jobs to run, already on the worker's processing list.
-    pub jobs: Vec<Vec<u8>>,
+    pub jobs: Vec<Claimed>,
     /// Jobs over [`MAX_JOB_BYTES`], also on the processing list, not read: dead-letter them
     /// with [`Queue::dead_letter_oversized`].
     pub oversized: usize,
@@ -39,7 +41,7 @@ pub struct Fetcher {
     config: RedisConfig,
     ready: String,
     retry: String,
-    processing: String,
+    processing: Arc<str>,
     /// `None` on a shard other than shard 0 (see [`crate::shards`]).
     endpoints_rev: Option<String>,
     block: Duration,
@@ -55,7 +57,7 @@ impl Fetcher {
             .conn
             .blmove(
                 &self.ready,
-                &self.processing,
+                &*self.processing,
                 redis::Direction::Left,
                 redis::Direction::Right,
                 self.block.as_secs_f64(),
@@ -71,9 +73,13 @@ impl Fetcher {
                 }
                 Fetched { jobs: Vec::new(), oversized: 1, endpoints_rev: None }
             }
-            Some(j) => Fetched { jobs: vec![j], oversized: 0, endpoints_rev: None },
+            Some(j) => Fetched { jobs: vec![self.claimed(j)], oversized: 0, endpoints_rev: None },
             None => Fetched::default(),
         })
+    }
+
+    fn claimed(&self, bytes: Vec<u8>) -> Claimed {
+        Claimed::new(bytes, self.processing.clone())
     }
 
     fn conn_timeout(&self) -> Option<Duration> {
@@ -82,7 +88,7 @@ impl Fetcher {
 
     /// Takes one ready job without blocking, if there is one (an oversized job is taken onto
     /// the processing list but not returned).
-    pub async fn try_fetch(&mut self) -> Result<Option<Vec<u8>>, QueueError> {
+    pub async fn try_fetch(&mut self) -> Result<Option<Claimed>, QueueError> {
         Ok(self.try_fetch_many(1).await?.jobs.pop())
     }
 
@@ -94,7 +100,7 @@ impl Fetcher {
             return Ok(Fetched::default());
         }
         let mut inv = self.fetch.key(&self.ready);
-        inv.key(&self.processing).key(&self.retry);
+        inv.key(&*self.processing).key(&self.retry);
         if let Some(rev) = &self.endpoints_rev {
             inv.key(rev);
         }
@@ -106,7 +112,7 @@ impl Fetcher {
         }
         for v in answer {
             match v {
-                redis::Value::BulkString(b) => out.jobs.push(b),
+                redis::Value::BulkString(b) => out.jobs.push(self.claimed(b)),
                 _ => out.oversized += 1,
             }
         }
@@ -128,7 +134,7 @@ impl Queue {
             config: self.config.clone(),
             ready: self.keys.ready(),
             retry: self.keys.retry(),
-            processing: self.keys.processing(worker.as_str()),
+            processing: self.keys.processing(worker.as_str()).into(),
             endpoints_rev: self.home.then(|| self.keys.endpoints_rev()),
             block,
             fetch: self.scripts.fetch.clone(),

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use redis::AsyncCommands;
 use serde::Serialize;
 
-use super::{Queue, QueueError, WorkerId};
+use super::{Claim, Queue, QueueError};
 use crate::ids::EndpointId;
 use crate::job::{AttemptRecord, DeliveryJob};
 use crate::timestamp::Timestamp;
@@ -201,13 +201,8 @@ fn job_text(mut head: Vec<u8>, truncated: bool) -> String {
 impl Queue {
     /// Moves a job from the worker's processing list into the dead-letter queue.
     /// `false` if the lease was lost (someone else holds the job now).
-    pub async fn dead_letter(
-        &self,
-        worker: &WorkerId,
-        raw: &[u8],
-        draft: &DeadLetterDraft,
-    ) -> Result<bool, QueueError> {
-        self.dead_letter_recorded(worker, raw, draft, None).await
+    pub async fn dead_letter(&self, job: &Claim, draft: &DeadLetterDraft) -> Result<bool, QueueError> {
+        self.dead_letter_recorded(job, draft, None).await
     }
 
     /// [`Queue::dead_letter`], and the last attempt's history entry (see
@@ -215,8 +210,7 @@ impl Queue {
     /// step.
     pub async fn dead_letter_recorded(
         &self,
-        worker: &WorkerId,
-        raw: &[u8],
+        job: &Claim,
         draft: &DeadLetterDraft,
         history: Option<(&crate::ids::EndpointId, &str)>,
     ) -> Result<bool, QueueError> {
@@ -240,11 +234,11 @@ impl Queue {
                 fields.push(("replays", d.replays.to_string().into_bytes()));
                 body = Some((stored.body_id, stored.body));
             }
-            None => fields.push(("job", raw.to_vec())),
+            None => fields.push(("job", job.bytes().to_vec())),
         }
         let mut conn = self.conn.clone();
-        let mut inv = self.scripts.dead.key(self.keys.processing(worker.as_str()));
-        inv.key(self.keys.dlq()).key(self.keys.dlq_entry(&draft.id)).arg(raw).arg(&draft.id);
+        let mut inv = self.scripts.dead.key(job.list());
+        inv.key(self.keys.dlq()).key(self.keys.dlq_entry(&draft.id)).arg(job.bytes()).arg(&draft.id);
         match history {
             Some((endpoint, entry)) => {
                 super::history::history_args(&mut inv, self.keys.history(endpoint.as_str()), entry);

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{Queue, QueueError, WorkerId};
+use super::{Claim, Queue, QueueError};
 use crate::digest::DigestRef;
 
 /// Most findings of one digest a worker reads in one command.
@@ -66,30 +66,23 @@ impl Queue {
 
     /// Acknowledges an event job and carries out its fan-out `steps`, in one atomic step.
     /// `None` if the lease was lost (nothing was done).
-    pub async fn route(
-        &self,
-        worker: &WorkerId,
-        raw: &[u8],
-        steps: &[RouteStep],
-    ) -> Result<Option<Routed>, QueueError> {
-        let answers = self.route_many(worker, &[(raw, steps)]).await?;
+    pub async fn route(&self, job: &Claim, steps: &[RouteStep]) -> Result<Option<Routed>, QueueError> {
+        let answers = self.route_many(&[(job, steps)]).await?;
         Ok(answers.into_iter().next().flatten())
     }
 
-    /// [`Queue::route`] for many event jobs of one worker, in one script run: each event's
+    /// [`Queue::route`] for many event jobs of one worker (one processing list), in one script run: each event's
     /// acknowledgement and steps stay one atomic step; each dedupe key is read and written once
     /// for the batch. One answer per event, in order.
     pub async fn route_many(
         &self,
-        worker: &WorkerId,
-        events: &[(&[u8], &[RouteStep])],
+        events: &[(&Claim, &[RouteStep])],
     ) -> Result<Vec<Option<Routed>>, QueueError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
+        let Some((first, _)) = events.first() else { return Ok(Vec::new()) };
+        debug_assert!(events.iter().all(|(j, _)| j.list() == first.list()), "one processing list");
         let k = &self.keys;
         let mut keys: Vec<String> = vec![
-            k.processing(worker.as_str()),
+            first.list().to_owned(),
             k.ready(),
             k.delayed(),
             k.digests(),
@@ -105,8 +98,8 @@ impl Queue {
             })
         };
         let mut args: Vec<Vec<u8>> = vec![events.len().to_string().into_bytes()];
-        for (raw, steps) in events {
-            args.push(raw.to_vec());
+        for (job, steps) in events {
+            args.push(job.bytes().to_vec());
             args.push(steps.len().to_string().into_bytes());
             for step in *steps {
                 step_args(k, step, &mut key, &mut args);
@@ -141,8 +134,7 @@ impl Queue {
     /// and its deadline has come. `None` if the lease was lost, else whether it was flushed.
     pub async fn digest_due(
         &self,
-        worker: &WorkerId,
-        raw: &[u8],
+        claim: &Claim,
         digest: &DigestRef,
         job: &str,
     ) -> Result<Option<bool>, QueueError> {
@@ -152,13 +144,13 @@ impl Queue {
         let done: i64 = self
             .scripts
             .digest_due
-            .key(k.processing(worker.as_str()))
+            .key(claim.list())
             .key(k.ready())
             .key(k.digests())
             .key(k.digest(&id))
             .key(k.digest_flushed(&id, &digest.flush))
             .key(k.digest_timers())
-            .arg(raw)
+            .arg(claim.bytes())
             .arg(&id)
             .arg(job)
             .invoke_async(&mut conn)
@@ -197,8 +189,7 @@ impl Queue {
     /// `false` if the lease was lost.
     pub async fn digest_send(
         &self,
-        worker: &WorkerId,
-        raw: &[u8],
+        job: &Claim,
         digest: &DigestRef,
         delivery: Option<&str>,
         hold_until: Option<i64>,
@@ -208,11 +199,11 @@ impl Queue {
         let done: i64 = self
             .scripts
             .digest_send
-            .key(k.processing(worker.as_str()))
+            .key(job.list())
             .key(k.ready())
             .key(k.delayed())
             .key(k.digest_flushed(&digest.id(), &digest.flush))
-            .arg(raw)
+            .arg(job.bytes())
             .arg(delivery.unwrap_or(""))
             .arg(hold_until.unwrap_or(0))
             .invoke_async(&mut conn)

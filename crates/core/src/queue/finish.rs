@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{PROMOTE_CHUNK, Queue, QueueError, WorkerId, history};
+use super::{Claim, PROMOTE_CHUNK, Queue, QueueError, history};
 
 /// What acknowledging a delivered job found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,27 +35,25 @@ impl Queue {
     /// in a row (a success ends the run, whichever worker counted it).
     pub async fn ack_delivered(
         &self,
-        worker: &WorkerId,
-        raw: &[u8],
+        job: &Claim,
         endpoint: &crate::ids::EndpointId,
     ) -> Result<Acked, QueueError> {
-        let answers = self.ack_delivered_many(worker, &[(raw, endpoint, "")]).await?;
+        let answers = self.ack_delivered_many(&[(job, endpoint, "")]).await?;
         Ok(answers.into_iter().next().unwrap_or(Acked::LeaseLost))
     }
 
-    /// [`Queue::ack_delivered`] for many jobs of one worker, in one step; one answer per job.
+    /// [`Queue::ack_delivered`] for many jobs of one worker (one processing list), in one step;
+    /// one answer per job.
     /// Each job's history entry (see [`crate::history::encode_attempt`]; `""` for none) joins
     /// its endpoint's Recent Deliveries in the same step.
     pub async fn ack_delivered_many(
         &self,
-        worker: &WorkerId,
-        jobs: &[(&[u8], &crate::ids::EndpointId, &str)],
+        jobs: &[(&Claim, &crate::ids::EndpointId, &str)],
     ) -> Result<Vec<Acked>, QueueError> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
+        let Some((first, _, _)) = jobs.first() else { return Ok(Vec::new()) };
+        debug_assert!(jobs.iter().all(|(j, _, _)| j.list() == first.list()), "one processing list");
         let mut conn = self.conn.clone();
-        let mut inv = self.scripts.ack_delivered.key(self.keys.processing(worker.as_str()));
+        let mut inv = self.scripts.ack_delivered.key(first.list());
         for (_, endpoint, _) in jobs {
             inv.key(self.keys.breaker(endpoint.as_str()));
         }
@@ -67,8 +65,8 @@ impl Queue {
         }
         let (keep, ms) = history::history_bounds();
         inv.arg(keep).arg(ms);
-        for (raw, _, _) in jobs {
-            inv.arg(*raw);
+        for (job, _, _) in jobs {
+            inv.arg(job.bytes());
         }
         for (_, _, entry) in jobs {
             inv.arg(*entry);
@@ -86,14 +84,8 @@ impl Queue {
     }
 
     /// Replaces a job by `next`, due after `delay`. `false` if the lease was lost.
-    pub async fn retry_later(
-        &self,
-        worker: &WorkerId,
-        raw: &[u8],
-        next: &[u8],
-        delay: Duration,
-    ) -> Result<bool, QueueError> {
-        self.retry_later_recorded(worker, raw, next, delay, None).await
+    pub async fn retry_later(&self, job: &Claim, next: &[u8], delay: Duration) -> Result<bool, QueueError> {
+        self.retry_later_recorded(job, next, delay, None).await
     }
 
     /// [`Queue::retry_later`], and the failed attempt's history entry (see
@@ -101,16 +93,15 @@ impl Queue {
     /// step.
     pub async fn retry_later_recorded(
         &self,
-        worker: &WorkerId,
-        raw: &[u8],
+        job: &Claim,
         next: &[u8],
         delay: Duration,
         history: Option<(&crate::ids::EndpointId, &str)>,
     ) -> Result<bool, QueueError> {
         let mut conn = self.conn.clone();
-        let mut inv = self.scripts.retry.key(self.keys.processing(worker.as_str()));
+        let mut inv = self.scripts.retry.key(job.list());
         inv.key(self.keys.delayed())
-            .arg(raw)
+            .arg(job.bytes())
             .arg(next)
             .arg(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
         if let Some((endpoint, entry)) = history {

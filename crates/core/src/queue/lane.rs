@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Queue, QueueError, WorkerId, history};
+use super::{Claim, Queue, QueueError, history};
 use crate::job::DeliveryJob;
 
 /// How a delivery parks in its endpoint's lane ([`Queue::park_job`]).
@@ -35,18 +35,17 @@ impl Queue {
     /// when parked, `false` if the lease was lost.
     pub async fn park(
         &self,
-        worker: &WorkerId,
-        raw: &[u8],
+        job: &Claim,
         waiting: &DeliveryJob,
         wake_in: Duration,
     ) -> Result<bool, QueueError> {
         let park = Park { wake_in, ..Park::default() };
-        Ok(self.park_job(worker, raw, waiting, park).await? == Parked::Parked)
+        Ok(self.park_job(job, waiting, park).await? == Parked::Parked)
     }
 
     /// Parks a delivery in its endpoint's lane until the endpoint can take it (see [`Park`]):
     /// `waiting` (the delivery, with the failed attempt that parked it recorded if one did)
-    /// takes the place of `raw` on the worker's list, kept as a [`StoredDelivery`] (its event
+    /// takes the place of `job` on the worker's list, kept as a [`StoredDelivery`] (its event
     /// once in `{p}:bodies`). A lane that holds `park.lane_max` already takes nothing
     /// ([`Parked::LaneFull`], counted in [`KeySpace::lane_full`]: the caller dead-letters the
     /// delivery), except at its front.
@@ -55,18 +54,17 @@ impl Queue {
     /// [`KeySpace::lane_full`]: crate::keys::KeySpace::lane_full
     pub async fn park_job(
         &self,
-        worker: &WorkerId,
-        raw: &[u8],
+        job: &Claim,
         waiting: &DeliveryJob,
         park: Park<'_>,
     ) -> Result<Parked, QueueError> {
         let endpoint = waiting.endpoint_id.as_str();
         let stored = waiting.stored();
         let mut conn = self.conn.clone();
-        let mut inv = self.scripts.park.key(self.keys.processing(worker.as_str()));
+        let mut inv = self.scripts.park.key(job.list());
         inv.key(self.keys.lane(endpoint))
             .key(self.keys.lanes())
-            .arg(raw)
+            .arg(job.bytes())
             .arg(endpoint)
             .arg(u64::try_from(park.wake_in.as_millis()).unwrap_or(u64::MAX))
             .arg(if park.front { "1" } else { "0" });

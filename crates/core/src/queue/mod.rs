@@ -26,6 +26,7 @@
 
 mod breaker;
 mod claim;
+mod claimed;
 mod dead_letter;
 mod fatigue;
 mod finish;
@@ -41,6 +42,7 @@ use crate::redis_conn::RedisConn;
 use redis::Script;
 
 pub use claim::{Fetched, Fetcher, Heartbeat};
+pub use claimed::{Claim, Claimed, dropped_unfinished};
 pub use dead_letter::{
     DeadLetter, DeadLetterDraft, DeadLetterSummary, JOB_SHOW_MAX, ReplayFilter, ReplayOutcome, ReplaySummary,
     SUMMARY_TEXT_MAX,
