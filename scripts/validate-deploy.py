@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Checks docker-compose.yml, the Dockerfile and deploy/ against the code, as far as this
 machine allows (no Docker engine, no cluster): every file parses; every setting they pass is
-one the binaries read; ports, binaries and the KEDA key agree with the code; kustomize renders
-(when kubectl is installed). Prints what it checked and exits non-zero on the first mismatch."""
+one the binaries read; ports, binaries and the KEDA key agree with the code; deploy/monitoring's
+PrometheusRule carries the groups of alerts.yaml and its ServiceMonitor reaches the workers'
+metrics port under the job name the rules expect; kustomize renders (when kubectl is installed). Prints what it checked and exits non-zero on the first mismatch."""
 
 import glob
 import json
@@ -163,17 +164,74 @@ def main():
             fail(f"crates/core/src/keys.rs no longer names the {name} list `{{prefix}}:{name}`")
     print(f"deploy/: settings, probes, grace periods, PDB, KEDA keys of {shards} queue shard(s) ok")
 
+    alert_groups = check_monitoring(docs, deploy, container)
+
     kubectl = shutil.which("kubectl")
     if kubectl:
-        for base in ("deploy/base", "deploy/redis"):
+        for base in ("deploy/base", "deploy/redis", "deploy/monitoring"):
             out = subprocess.run([kubectl, "kustomize", os.path.join(ROOT, base)], capture_output=True, text=True)
             if out.returncode != 0:
                 fail(f"kubectl kustomize {base}: {out.stderr.strip()}")
-            n = sum(1 for d in yaml.safe_load_all(out.stdout) if d)
-            print(f"kubectl kustomize {base}: renders {n} objects")
+            rendered = [d for d in yaml.safe_load_all(out.stdout) if d]
+            print(f"kubectl kustomize {base}: renders {len(rendered)} objects")
+            if base == "deploy/monitoring":
+                rules = [d for d in rendered if d["kind"] == "PrometheusRule"]
+                if len(rules) != 1 or rules[0]["spec"]["groups"] != alert_groups:
+                    fail("kubectl kustomize deploy/monitoring does not render one PrometheusRule with the groups of alerts.yaml")
     else:
         print("kubectl not installed: kustomize rendering not checked")
     print("validate-deploy: ok (no Docker engine or cluster here: images were not built, nothing was applied)")
+
+
+def check_monitoring(docs, worker_deploy, worker_container):
+    """deploy/monitoring: the PrometheusRule carries exactly the groups of alerts.yaml (its one
+    source); every alert has a severity, a summary and a description; the ServiceMonitor
+    scrapes the worker pods' metrics port through a Service whose name is the `job` the rules
+    expect. Returns the groups."""
+    mon = os.path.join(ROOT, "deploy", "monitoring")
+    groups = yaml.safe_load(open(os.path.join(mon, "alerts.yaml"), encoding="utf-8"))["groups"]
+    rule = [d for path, d in docs.get("PrometheusRule", []) if path.startswith("deploy/monitoring/")]
+    if len(rule) != 1:
+        fail("deploy/monitoring needs exactly one PrometheusRule (prometheusrule.yaml)")
+    if rule[0]["spec"]["groups"] != groups:
+        fail("deploy/monitoring/prometheusrule.yaml and alerts.yaml disagree: run python3 scripts/gen-prometheusrule.py")
+    alerts = [r for g in groups for r in g["rules"] if "alert" in r]
+    for a in alerts:
+        if a.get("labels", {}).get("severity") not in ("critical", "warning"):
+            fail(f"alert {a['alert']} has no severity label critical or warning")
+        for key in ("summary", "description"):
+            if not a.get("annotations", {}).get(key):
+                fail(f"alert {a['alert']} has no {key} annotation")
+    sm = [d for _, d in docs.get("ServiceMonitor", [])]
+    if len(sm) != 1:
+        fail("deploy/monitoring needs exactly one ServiceMonitor")
+    sm = sm[0]
+    services = [d for _, d in docs["Service"] if d["metadata"].get("labels", {}).items() >= sm["spec"]["selector"]["matchLabels"].items()]
+    if len(services) != 1:
+        fail("the ServiceMonitor's selector must match exactly one Service")
+    svc = services[0]
+    pod_labels = worker_deploy["spec"]["template"]["metadata"]["labels"]
+    if not pod_labels.items() >= svc["spec"]["selector"].items():
+        fail(f"Service {svc['metadata']['name']} does not select the worker pods")
+    port_names = {p["name"]: p for p in svc["spec"]["ports"]}
+    for ep in sm["spec"]["endpoints"]:
+        if ep["port"] not in port_names:
+            fail(f"the ServiceMonitor scrapes port {ep['port']}, which Service {svc['metadata']['name']} does not name")
+        target = port_names[ep["port"]]["targetPort"]
+        if not any(p.get("name") == target or p["containerPort"] == target for p in worker_container["ports"]):
+            fail(f"Service port {ep['port']} targets {target}, not a port of the worker container")
+        if ep.get("path", "/metrics") != "/metrics":
+            fail("the ServiceMonitor scrapes another path than the worker's /metrics")
+    job = f'job="{svc["metadata"]["name"]}"'
+    rules_text = open(os.path.join(mon, "alerts.yaml"), encoding="utf-8").read()
+    if job not in rules_text:
+        fail(f"the Operator will call the scrape job {svc['metadata']['name']} (the Service's name), but alerts.yaml never selects {job}")
+    for other in set(re.findall(r'job="([^"]+)"', rules_text + open(os.path.join(mon, "dashboard.json"), encoding="utf-8").read())):
+        if f'job="{other}"' != job:
+            fail(f"deploy/monitoring selects job={other!r}, but the ServiceMonitor's job is {svc['metadata']['name']!r}")
+    print(f"deploy/monitoring: PrometheusRule = alerts.yaml ({len(alerts)} alerts, each with severity, summary, description); "
+          f"ServiceMonitor -> Service {svc['metadata']['name']} -> worker port {worker_container['ports'][0]['containerPort']} ok")
+    return groups
 
 
 if __name__ == "__main__":

@@ -37,6 +37,10 @@ mod security;
 /// Health, readiness and metrics of a worker process.
 mod operations;
 
+/// deploy/monitoring: promtool checks and unit-tests the alert rules; a real Prometheus scraping
+/// a real worker answers every dashboard query and evaluates every alert.
+mod monitoring;
+
 /// Alert-fatigue rules per endpoint: tenants, severity floors, dedupe windows, scan digests
 /// (flushed by the scan's end, by timeout, across a SIGKILL) and quiet hours.
 mod routing;

@@ -1,12 +1,13 @@
 //! The test harness for EntraGuard Notify: real parts only, never a mock. A `redis-server` of
 //! the test's own on a free port in a temp dir, HTTP and SMTP receivers on 127.0.0.1 whose
 //! answers are scripted and which record what they get, the workspace's freshly built binaries,
-//! and `wait_until` for conditions that send no notification.
+//! a `prometheus` scraping them, and `wait_until` for conditions that send no notification.
 
 mod bins;
 mod http_receiver;
 mod log;
 mod net;
+mod prometheus;
 mod redis_cluster;
 mod redis_server;
 mod smtp_receiver;
@@ -17,6 +18,7 @@ pub use bins::bin_path;
 pub use http_receiver::{HttpReceiver, Recorded, Reply};
 pub use log::{TEST_LOG_VAR, test_log_filter};
 pub use net::free_port;
+pub use prometheus::{PrometheusServer, PrometheusServerBuilder};
 pub use redis_cluster::{RedisCluster, RedisClusterBuilder};
 pub use redis_server::{RedisServer, RedisServerBuilder};
 pub use smtp_receiver::{ReceivedMail, SmtpReceiver, SmtpStage};

@@ -55,9 +55,20 @@ pub fn handle() -> &'static PrometheusHandle {
             .build_recorder();
         let handle = recorder.handle();
         // Fails only if another recorder is installed; then our handle renders nothing new.
-        let _ = metrics::set_global_recorder(recorder);
+        if metrics::set_global_recorder(recorder).is_ok() {
+            zero_counters();
+        }
         handle
     })
+}
+
+/// The counters without labels, at 0 from the start: a counter that first appears at 1 has no
+/// earlier sample, so Prometheus' `increase()` misses that first increment (and the alert on
+/// poison jobs in deploy/monitoring/alerts.yaml would miss a process's first one).
+fn zero_counters() {
+    for name in [EVENTS_FANNED_OUT, POISON_JOBS, HANDED_BACK, FORWARDED, DIGESTED] {
+        counter!(name).increment(0);
+    }
 }
 
 /// One finished attempt: `result` is `delivered`, `retry` or `dead`.
