@@ -109,8 +109,9 @@ pub struct Attempted {
 }
 
 /// The headers of an HTTP delivery. The delivery id stays the same across retries and replays
-/// so receivers can drop duplicates; the signatures cover the exact body bytes.
-fn http_headers(
+/// so receivers can drop duplicates; the signatures cover the exact body bytes. Public so the
+/// benchmark's bare-client floor sends exactly what [`Deliverer::attempt`] sends.
+pub fn http_headers(
     job: &DeliveryJob,
     endpoint: &Endpoint,
     style: HttpStyle,
