@@ -11,12 +11,14 @@ mod breaker;
 mod drain;
 mod env;
 mod fanout;
+mod floor;
 mod latency;
 
 use breaker::breaker;
 use drain::{compare, drain};
-use env::{Env, cpu_time, peak_rss_mb, stop};
+use env::{Env, cpu_time, peak_rss_mb, stop, thread_cpu_time};
 use fanout::fanout;
+use floor::floor;
 use latency::{delay_late, e2e, fresh_behind_backlog, hang, idle};
 
 pub(super) fn report(metric: &str, value: f64, unit: &str) {
@@ -58,11 +60,22 @@ pub async fn all(args: &Args) -> anyhow::Result<()> {
         if want("enqueue") {
             enqueue(&env, n).await?;
         }
+        let drained = if args.smoke { n / 4 } else { n };
         for c in [1usize, 10, 50] {
+            let ratio = want(&format!("worker_cpu_over_floor_c{c}"));
+            // The floor just before its drain, so both meet the machine equally busy.
+            let floor_us = if want(&format!("floor_cpu_us_per_post_c{c}")) || ratio {
+                let us = floor(drained, c).await?;
+                report(&format!("floor_cpu_us_per_post_c{c}"), us, "us");
+                Some(us)
+            } else {
+                None
+            };
             if want(&format!("drain_c{c}"))
+                || ratio
                 || (c == 50 && (want("redis_cmds_per_job") || want("worker_rss_mb")))
             {
-                drain(&env, if args.smoke { n / 4 } else { n }, c).await?.report(c);
+                drain(&env, drained, c).await?.report(c, floor_us);
             }
         }
         if want("e2e") {

@@ -57,10 +57,14 @@ impl Drained {
         }
     }
 
-    /// Prints the run's figures under today's names (`drain_c{c}`, …).
-    pub(super) fn report(&self, c: usize) {
+    /// Prints the run's figures under today's names (`drain_c{c}`, …), and the worker's CPU per
+    /// delivery over `floor_us` (the bare client's CPU per post at `c`) when the floor ran.
+    pub(super) fn report(&self, c: usize, floor_us: Option<f64>) {
         report(&format!("drain_c{c}"), self.jobs_per_s, "jobs/s");
         report(&format!("worker_cpu_us_per_delivery_c{c}"), self.worker_cpu_us, "us");
+        if let Some(floor_us) = floor_us.filter(|f| *f > 0.0) {
+            report(&format!("worker_cpu_over_floor_c{c}"), self.worker_cpu_us / floor_us, "ratio");
+        }
         if c == 50 {
             // The headline figures are at concurrency 50.
             report("worker_cpu_us_per_delivery", self.worker_cpu_us, "us");

@@ -276,7 +276,18 @@ pub(super) async fn stop(mut worker: Child) -> anyhow::Result<()> {
 
 /// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
 pub(super) fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_time(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time (user + system) the calling thread has used so far, from `/proc/thread-self/stat`:
+/// the same count as [`cpu_time`], for one thread of this process.
+pub(super) fn thread_cpu_time() -> Option<Duration> {
+    stat_cpu_time("/proc/thread-self/stat")
+}
+
+/// utime + stime of a `/proc/…/stat` file.
+fn stat_cpu_time(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name may hold spaces and parentheses: fields are counted after its last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
