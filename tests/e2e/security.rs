@@ -76,6 +76,7 @@ async fn private_loopback_and_metadata_targets_are_refused_without_a_connection(
         events: vec!["finding.new".into()],
         enabled: true,
         secret: None,
+        ed25519: None,
         teams_format: None,
         rules: Default::default(),
     };
