@@ -194,6 +194,7 @@ pub fn endpoint(channel: &str, target: &str, events: &[&str], secret: Option<&st
         events: events.iter().map(|e| (*e).to_owned()).collect(),
         enabled: true,
         secret: secret.map(Secret::new),
+        ed25519: None,
         teams_format: None,
         rules: Default::default(),
     }

@@ -18,6 +18,7 @@ async fn add(stack: &Stack, channel: &str, target: &str, events: &[&str], rules:
         events: events.iter().map(|e| (*e).to_owned()).collect(),
         enabled: true,
         secret: None,
+        ed25519: None,
         teams_format: None,
         rules: serde_json::from_str::<RulesDraft>(rules).expect("rules draft"),
     }

@@ -59,6 +59,7 @@ impl Sharded {
             events: vec!["finding.new".into()],
             enabled: true,
             secret: None,
+            ed25519: None,
             teams_format: None,
             rules: serde_json::from_str(rules).expect("rules draft"),
         }

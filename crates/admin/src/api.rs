@@ -152,10 +152,13 @@ async fn list_endpoints(State(s): State<AppState>) -> Result<Json<Vec<EndpointVi
 /// Fields of an endpoint as `GET` shows it that a `POST` or `PUT` may carry back: accepted and
 /// ignored (a `PUT`'s `id` must name the endpoint it replaces), so a fetched endpoint can be
 /// sent back as it is. Any other unknown field is refused, naming it.
-const SHOWN_ONLY: [&str; 8] = [
+const SHOWN_ONLY: [&str; 11] = [
     "id",
     "has_secret",
     "previous_secret_until",
+    "public_key",
+    "previous_public_key",
+    "previous_public_key_until",
     "created_at",
     "updated_at",
     "warnings",
@@ -264,10 +267,7 @@ async fn update_endpoint(
     refuse_masked(&draft)?;
     let mut ep = draft.validate_as(current.id.clone(), current.created_at, s.policy)?;
     s.deliverer.check_target(&ep).map_err(|r| invalid("target", r))?;
-    if ep.secret == current.secret {
-        ep.previous_secret = current.previous_secret.clone();
-        ep.previous_secret_until = current.previous_secret_until;
-    }
+    ep.keep_from(&current, &draft);
     s.store.put(&ep).await?;
     if ep.target != current.target {
         // A new URL: the breaker's verdict was about the old one. Closed, its waiting work goes

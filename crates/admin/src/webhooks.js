@@ -99,7 +99,14 @@ function fill(e) {
   // Only an edit has a current secret to keep.
   $("#secret-label").textContent = e ? "Signing secret (webhook channel, optional; leave empty to keep the current one)" : "Signing secret (webhook channel, optional)";
   for (const c of ev.querySelectorAll("input")) c.checked = e ? e.events.includes(c.value) : false;
+  $("#ed25519").checked = !!(e && e.public_key);
+  const pk = keyText(e); $("#public-key").textContent = pk; $("#public-key").hidden = !pk;
   fillRules(e ? e.rules : null);
+}
+// The Ed25519 public key receivers verify with (the private key is never sent to the page).
+function keyText(e) {
+  if (!e || !e.public_key) return "";
+  return `Public key: ${e.public_key}` + (e.previous_public_key ? ` · previous ${e.previous_public_key}, signing until ${e.previous_public_key_until}` : "");
 }
 $("#logout").addEventListener("click", async () => {
   await fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "content-type": "application/json" }, body: "{}" });
@@ -112,6 +119,9 @@ $("#endpoint-form").addEventListener("submit", async (evt) => {
   const body = { name: $("#name").value, channel: $("#channel").value, target: $("#target").value,
     events: checked(ev), enabled: true, rules: rulesOf() };
   if ($("#secret").value) body.secret = $("#secret").value;
+  // Ticked: a new endpoint gets a key, an edited one keeps its key (or gets one); unticked on an
+  // edit: removed.
+  if ($("#ed25519").checked) body.ed25519 = true; else if (id) body.ed25519 = false;
   try {
     let saved;
     if (id) { const cur = endpoints.find((e) => e.id === id); body.enabled = cur ? cur.enabled : true;
@@ -127,6 +137,7 @@ $("#endpoint-form").addEventListener("submit", async (evt) => {
 function el(tag, text, cls) { const x = document.createElement(tag); if (text !== undefined && text !== null) x.textContent = text; if (cls) x.className = cls; return x; }
 async function showDetails(e) {
   current = e; $("#endpoint-details").hidden = false; $("#details-title").textContent = `${e.name} · ${e.id}`;
+  const pk = keyText(e); $("#details-public-key").textContent = pk; $("#details-public-key").hidden = !pk;
   await Promise.all([loadHealth(), loadDeliveries()]);
   $("#endpoint-details").scrollIntoView();
 }

@@ -376,15 +376,18 @@ async fn a_person_reads_recent_deliveries_redelivers_and_works_the_dead_letters_
         entraguard_testkit::Reply::status(200).body("accepted by SOAR"),
     ));
     let http = reqwest::Client::new();
-    let create = async |name: &str, path: &str| {
+    let create = async |name: &str, path: &str, ed25519: bool| {
         let body = json!({"name": name, "channel": "webhook", "target": soar.url_for(path), "events": ["all"],
-                          "secret": "a-long-random-signing-secret"});
+                          "secret": "a-long-random-signing-secret", "ed25519": ed25519});
         let v =
             call(&http, reqwest::Method::POST, &format!("{}/api/endpoints", admin.base), Some(body)).await;
-        v["id"].as_str().unwrap_or_else(|| panic!("created: {v}")).to_owned()
+        (v["id"].as_str().unwrap_or_else(|| panic!("created: {v}")).to_owned(), v["public_key"].clone())
     };
-    let ours = create("SOAR", "/soar").await;
-    let other = create("ITSM", "/itsm").await;
+    let (ours, public_key) = create("SOAR", "/soar", true).await;
+    let public_key = public_key.as_str().expect("an Ed25519 public key").to_owned();
+    assert!(public_key.starts_with("whpk_"), "{public_key}");
+    let (other, none) = create("ITSM", "/itsm", false).await;
+    assert!(none.is_null(), "no key unless asked: {none}");
 
     // Two attempts of one delivery recorded as the worker records them: a 503, then a 200.
     let endpoint_id = ours.parse().expect("endpoint id");
@@ -471,6 +474,13 @@ async fn a_person_reads_recent_deliveries_redelivers_and_works_the_dead_letters_
         .await;
         let page = browser.source().await.expect("source");
         assert!(!page.contains("SIGNATURESIGNATURE"), "the signature value never reaches the page");
+        // The Ed25519 public key receivers verify with, on the details and in the edit form.
+        wait_text(&browser, "#details-public-key", "the public key", |t| t.contains(&public_key)).await;
+        click(&browser, &format!("#endpoints tbody tr[data-id='{ours}'] button.edit")).await;
+        wait_text(&browser, "#public-key", "the public key in the form", |t| t.contains(&public_key)).await;
+        let ticked = browser.find(Locator::Id("ed25519")).await.expect("checkbox").is_selected().await;
+        assert!(ticked.expect("selected"), "the form shows the endpoint has a key");
+        click(&browser, "#cancel").await;
         wait_text(&browser, "#deliveries tbody tr:nth-child(2) pre.response-body", "response body", |t| {
             t == "down for maintenance"
         })

@@ -1016,6 +1016,52 @@ async fn endpoint_rules_from_flags_are_kept_across_updates_and_validated() {
     cli.run(&["endpoint", "update", &id, "--quiet-tz", "UTC"]).await.fails(2, "--quiet-hours");
 }
 
+/// Issue 28: `--ed25519` gives a webhook endpoint a key shown as `whpk_…`; updates keep it,
+/// `--clear-ed25519` removes it; `rotate-signing-key` replaces it and names the previous key;
+/// other channels are refused, naming the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ed25519_keys_are_added_kept_rotated_and_cleared_from_flags() {
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let base = ["endpoint", "add", "--name", "A", "--events", "all", "--ed25519"];
+    cli.run(
+        &[&base[..], &["--channel", "slack", "--target", "https://hooks.slack.com/services/T/B/x"]].concat(),
+    )
+    .await
+    .fails(2, "ed25519");
+    let added =
+        cli.run(&[&base[..], &["--channel", "webhook", "--target", "https://a.example/x"]].concat()).await;
+    let key = line_value(added.ok(), "ed25519");
+    assert!(key.starts_with("whpk_") && key.len() == "whpk_".len() + 44, "{key}");
+    let id = line_value(added.ok(), "id");
+    let updated = cli.run(&["endpoint", "update", &id, "--name", "B", "--json"]).await.json();
+    assert_eq!(updated["public_key"], key.as_str(), "an update keeps the key");
+    let rotated = cli.run(&["endpoint", "rotate-signing-key", &id, "--grace", "2h", "--json"]).await.json();
+    assert!(rotated["public_key"].as_str().is_some_and(|k| k.starts_with("whpk_") && k != key), "{rotated}");
+    assert_eq!(rotated["previous_public_key"], key.as_str());
+    assert!(rotated["previous_public_key_until"].is_string(), "{rotated}");
+    let cleared = cli.run(&["endpoint", "update", &id, "--clear-ed25519", "--json"]).await.json();
+    assert!(cleared.get("public_key").is_none() && cleared.get("previous_public_key").is_none(), "{cleared}");
+    let slack = cli
+        .run(&[
+            "endpoint",
+            "add",
+            "--name",
+            "S",
+            "--channel",
+            "slack",
+            "--target",
+            "https://hooks.slack.com/services/T/B/x",
+            "--events",
+            "all",
+            "--json",
+        ])
+        .await
+        .json();
+    let slack_id = slack["id"].as_str().expect("id");
+    cli.run(&["endpoint", "rotate-signing-key", slack_id]).await.fails(2, "webhook endpoints");
+}
+
 /// Queue shards (`NOTIFY_QUEUE_SHARDS`) on one redis-server: shards are key tags, which one
 /// server holds as well as a cluster.
 const SHARDS: u16 = 3;

@@ -32,6 +32,8 @@ pub mod rules;
 #[cfg(feature = "settings")]
 pub mod settings;
 pub mod shards;
+#[cfg(feature = "endpoints")]
+pub mod signing_key;
 pub mod stdout;
 #[cfg(feature = "endpoints")]
 pub mod store;

@@ -75,8 +75,9 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
     if e.line() == 0 { kind.to_owned() } else { format!("{kind} at line {} column {}", e.line(), e.column()) }
 }
 
-/// Fields of the stored JSON that hold secrets.
-const SECRET_FIELDS: [&str; 2] = ["secret", "previous_secret"];
+/// Fields of the stored JSON that hold secrets: HMAC secrets and Ed25519 private keys
+/// (`whsk_…`), sealed and opened alike.
+const SECRET_FIELDS: [&str; 4] = ["secret", "previous_secret", "signing_key", "previous_signing_key"];
 
 /// Reads and writes endpoints.
 #[derive(Clone)]
@@ -245,8 +246,8 @@ impl EndpointStore {
             let v: Value = serde_json::from_str(&json)
                 .map_err(|source| StoreError::Corrupt { id: id.clone(), source })?;
             let plain_url = v.pointer("/target/url").is_some();
-            let stale = [v.pointer("/target/sealed_url"), v.get("secret"), v.get("previous_secret")]
-                .into_iter()
+            let stale = std::iter::once(v.pointer("/target/sealed_url"))
+                .chain(SECRET_FIELDS.map(|f| v.get(f)))
                 .flatten()
                 .filter_map(Value::as_str)
                 .any(|s| c.needs_reseal(s));

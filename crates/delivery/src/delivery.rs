@@ -127,14 +127,15 @@ pub fn http_headers(
         ("x-coderaft-attempt", job.next_attempt().to_string()),
     ];
     let secrets = endpoint.signing_secrets(at);
-    if style == HttpStyle::Webhook
-        && let Some(current) = secrets.first()
-    {
+    let keys = endpoint.signing_keys(at);
+    if style == HttpStyle::Webhook && !(secrets.is_empty() && keys.is_empty()) {
         let id = job.delivery_id.as_str();
-        pairs.push(("x-coderaft-signature", coderaft_signature(current.expose().as_bytes(), body)));
+        if let Some(current) = secrets.first() {
+            pairs.push(("x-coderaft-signature", coderaft_signature(current.expose().as_bytes(), body)));
+        }
         pairs.push(("webhook-id", id.to_owned()));
         pairs.push(("webhook-timestamp", ts.to_string()));
-        pairs.push(("webhook-signature", standard_signature(&secrets, id, ts, body)));
+        pairs.push(("webhook-signature", standard_signature(&secrets, &keys, id, ts, body)));
     }
     pairs
 }

@@ -224,6 +224,7 @@ impl Env {
             events: vec![event.into()],
             enabled: true,
             secret: Some(entraguard_core::secret::Secret::new("bench-signing-secret-0123456789")),
+            ed25519: None,
             teams_format: None,
             rules,
         }

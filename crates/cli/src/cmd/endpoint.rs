@@ -18,11 +18,14 @@ pub enum Command {
       --target https://hooks.slack.com/services/T0…/B0…/… --events all
   entraguard-notify endpoint add --name SOAR --channel webhook --target https://soar.contoso.com/hooks/entraguard \\
       --events finding.new,finding.severity_changed --secret-env SOAR_SECRET
+  entraguard-notify endpoint add --name SOAR --channel webhook --target https://soar.contoso.com/hooks/entraguard \
+      --events all --ed25519
   entraguard-notify endpoint add --name On-call --channel email --target oncall@contoso.com --events scan.failed")]
     Add(AddArgs),
     /// List endpoints.
     List,
-    /// Show one endpoint (the target masked, the secret only as set or none).
+    /// Show one endpoint (the target masked, the secret only as set or none, the Ed25519 key as
+    /// its public key `whpk_…`).
     Show {
         /// The endpoint's id (`ep_…`), as `endpoint list` shows it.
         id: String,
@@ -81,6 +84,15 @@ pub enum Command {
         #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
         grace: std::time::Duration,
     },
+    /// Give a webhook endpoint a new Ed25519 signing key (one if it has none); the old one keeps
+    /// signing beside it (`webhook-signature` carries two `v1a,` entries) for the grace period.
+    /// Prints the new public key (`whpk_…`) for the receiver.
+    RotateSigningKey {
+        id: String,
+        /// How long the previous key keeps signing, e.g. 24h.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+    },
     /// Seal every endpoint's URL and secret with the current NOTIFY_ENCRYPTION_KEY (after
     /// setting a key for the first time, or rotating it).
     Reseal,
@@ -103,6 +115,10 @@ pub struct AddArgs {
     events: Vec<String>,
     #[command(flatten)]
     secret: SecretArgs,
+    /// Give the webhook endpoint an Ed25519 signing key, generated here (Standard Webhooks
+    /// `v1a`, which receivers verify with the public key `whpk_…` shown but cannot forge).
+    #[arg(long)]
+    ed25519: bool,
     /// Teams card: message_card (Office 365 connector) or adaptive_card (Workflows). Default: from the URL.
     #[arg(long)]
     teams_format: Option<String>,
@@ -155,6 +171,13 @@ pub struct UpdateArgs {
     /// Remove the signing secret.
     #[arg(long, conflicts_with_all = ["secret", "secret_env"])]
     clear_secret: bool,
+    /// Give the webhook endpoint an Ed25519 signing key if it has none (to replace one, use
+    /// `rotate-signing-key`).
+    #[arg(long)]
+    ed25519: bool,
+    /// Remove the Ed25519 signing key (and a previous one still signing).
+    #[arg(long, conflicts_with = "ed25519")]
+    clear_ed25519: bool,
     /// Teams card: message_card or adaptive_card.
     #[arg(long)]
     teams_format: Option<String>,
@@ -181,6 +204,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 events: a.events,
                 enabled: !a.disabled,
                 secret: a.secret.resolve()?,
+                ed25519: a.ed25519.then_some(true),
                 teams_format: a.teams_format,
                 rules: Default::default(),
             };
@@ -269,17 +293,20 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             if u.clear_secret {
                 draft.secret = None;
             }
+            if u.ed25519 {
+                draft.ed25519 = Some(true);
+            }
+            if u.clear_ed25519 {
+                draft.ed25519 = Some(false);
+            }
             if let Some(f) = u.teams_format {
                 draft.teams_format = Some(f);
             }
             u.rules.apply(&mut draft.rules).map_err(|e| usage(anyhow::anyhow!(e)))?;
             let mut ep =
                 draft.validate_as(current.id.clone(), current.created_at, global.policy()).map_err(usage)?;
-            if ep.secret == current.secret {
-                // An update that keeps the secret keeps its rotation too.
-                ep.previous_secret = current.previous_secret.clone();
-                ep.previous_secret_until = current.previous_secret_until;
-            }
+            // An update that keeps the secret keeps its rotation too; the Ed25519 key stays.
+            ep.keep_from(&current, &draft);
             store.put(&ep).await?;
             // A new URL: the breaker's verdict was about the old one; its waiting work goes to
             // the new URL at once.
@@ -389,6 +416,19 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             store.put(&ep).await?;
             print_one(global, &ep, false);
         }
+        Command::RotateSigningKey { id, grace } => {
+            let id = parse_id(&id)?;
+            let mut ep = store.get(&id).await?.ok_or_else(|| anyhow::anyhow!("endpoint {id} not found"))?;
+            if ep.channel != entraguard_core::endpoint::Channel::Webhook {
+                return Err(usage(anyhow::anyhow!(
+                    "endpoint {id} is a {} endpoint: Ed25519 signing keys are for webhook endpoints",
+                    ep.channel
+                )));
+            }
+            ep.rotate_signing_key(grace).map_err(anyhow::Error::from)?;
+            store.put(&ep).await?;
+            print_one(global, &ep, false);
+        }
         Command::Reseal => {
             if global.sealing.encryption_key.is_none() {
                 return Err(usage(anyhow::anyhow!(
@@ -476,6 +516,12 @@ fn print_one(global: &Global, ep: &Endpoint, show_warnings: bool) {
     entraguard_core::outln!("secret:    {}", if v.has_secret { "set" } else { "none" });
     if let Some(until) = v.previous_secret_until {
         entraguard_core::outln!("rotation:  the previous secret also signs until {until}");
+    }
+    if let Some(pk) = &v.public_key {
+        entraguard_core::outln!("ed25519:   {pk}");
+    }
+    if let (Some(pk), Some(until)) = (&v.previous_public_key, v.previous_public_key_until) {
+        entraguard_core::outln!("rotation:  the previous key {pk} also signs until {until}");
     }
     if let Some(f) = v.teams_format {
         entraguard_core::outln!("teams:     {f:?}");

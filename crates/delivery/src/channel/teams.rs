@@ -203,6 +203,7 @@ mod tests {
             events: vec!["finding.new".into()],
             enabled: true,
             secret: None,
+            ed25519: None,
             teams_format: format.map(str::to_owned),
             rules: Default::default(),
         }
