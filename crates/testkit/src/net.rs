@@ -22,7 +22,13 @@ pub fn free_port() -> u16 {
 /// Binds 127.0.0.1:`port` (0 for any) and listens. `SO_REUSEADDR` lets a receiver come back on
 /// its old port while connections from before its stop are in TIME_WAIT; `SO_REUSEPORT` lets
 /// the listener share the port with the receiver's [`PortHold`].
+///
+/// Port 0 is first picked by a plain `bind(0)` (no reuse flags): with `SO_REUSEPORT` set, the
+/// kernel may hand a `bind(0)` a port another of our reusable sockets already has (a running
+/// receiver, or a stopped one's hold), and the two would then share the port's connections
+/// (`./dev stress`: a stopped server's port still accepted, 1 run in 3).
 pub(crate) fn bind_localhost(port: u16, what: &str) -> TcpListener {
+    let port = if port == 0 { free_port() } else { port };
     let bind = || -> std::io::Result<TcpListener> {
         let socket = reusable_socket()?;
         socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())?;
@@ -148,6 +154,9 @@ mod tests {
             }
         });
         assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        // Held, as a receiver holds its port, so no other test's server can take the freed
+        // port and answer the connect below.
+        let _hold = PortHold::new(port, "test");
         server.stop();
         assert!(
             std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
