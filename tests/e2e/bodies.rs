@@ -71,28 +71,14 @@ async fn an_event_waiting_for_three_endpoints_is_stored_once_and_comes_back_whol
             assert!(!job.contains("tenant_id"), "no event in a waiting delivery: {job}");
         }
     }
-    let usage = |key: String| {
-        let mut conn = conn.clone();
-        async move {
-            let n: u64 = redis::cmd("MEMORY")
-                .arg("USAGE")
-                .arg(key)
-                .arg("SAMPLES")
-                .arg(0)
-                .query_async(&mut conn)
-                .await
-                .expect("usage");
-            n
-        }
-    };
     let lanes: u64 = {
         let mut sum = 0;
         for ep in &eps {
-            sum += usage(k.lane(ep.id.as_str())).await;
+            sum += stack.redis.memory_usage(&k.lane(ep.id.as_str())).await;
         }
         sum
     };
-    let stored = usage(k.bodies()).await + usage(k.body_refs()).await;
+    let stored = stack.redis.memory_usage(&k.bodies()).await + stack.redis.memory_usage(&k.body_refs()).await;
     let copy = Job::Delivery(DeliveryJob::new(evs[0].clone(), eps[0].id.clone())).encode().len() as u64;
     println!(
         "figure: {} B per waiting delivery ({} B lane entry + {} B its share of the bodies), a full copy {copy} B",

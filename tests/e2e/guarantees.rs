@@ -471,26 +471,12 @@ async fn a_long_run_leaves_redis_memory_where_it_started() {
     // is by design and bounded by the window, so it is measured apart.
     let mut conn = stack.redis.connection().await;
     let published = format!("{{{PREFIX}}}:published");
-    let index: u64 = redis::cmd("MEMORY")
-        .arg("USAGE")
-        .arg(&published)
-        .arg("SAMPLES")
-        .arg(0)
-        .query_async(&mut conn)
-        .await
-        .expect("memory usage");
+    let index = stack.redis.memory_usage(&published).await;
     // So does the endpoint's Recent Deliveries: bounded to its last 200 attempts.
     let history = format!("{{{PREFIX}}}:history:{}", ep.id);
     let kept: u64 = conn.llen(&history).await.expect("llen");
     assert_eq!(kept, entraguard_core::history::HISTORY_MAX_ENTRIES as u64, "history bounded");
-    let history_bytes: u64 = redis::cmd("MEMORY")
-        .arg("USAGE")
-        .arg(&history)
-        .arg("SAMPLES")
-        .arg(0)
-        .query_async(&mut conn)
-        .await
-        .expect("memory usage");
+    let history_bytes = stack.redis.memory_usage(&history).await;
     let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.expect("keys");
     keys.sort();
     assert_eq!(

@@ -268,27 +268,14 @@ async fn a_dead_endpoints_lane_stops_at_its_cap_and_the_overflow_is_dead_lettere
     assert!(letters.iter().all(|l| l.reason == "endpoint lane full"), "{letters:?}");
     // What one waiting and one dead delivery cost (for the sizing of NOTIFY_LANE_MAX in
     // docs/guarantees.md).
-    let usage = |key: String| {
-        let mut conn = conn.clone();
-        async move {
-            let n: u64 = redis::cmd("MEMORY")
-                .arg("USAGE")
-                .arg(key)
-                .arg("SAMPLES")
-                .arg(0)
-                .query_async(&mut conn)
-                .await
-                .expect("memory usage");
-            n
-        }
-    };
     // Each event has one delivery here (waiting or dead), so each keeps one body of its own.
-    let bodies = usage(keys.bodies()).await + usage(keys.body_refs()).await;
+    let bodies =
+        stack.redis.memory_usage(&keys.bodies()).await + stack.redis.memory_usage(&keys.body_refs()).await;
     assert_eq!(stats.event_bodies, N as u64, "one body per event that waits or died");
     let body = bodies / N as u64;
-    let per_waiting = usage(keys.lane(dead_ep.id.as_str())).await / lane as u64;
-    let entry = usage(keys.dlq_entry(&letters[0].id)).await;
-    let per_listed = usage(keys.dlq()).await / stats.dead;
+    let per_waiting = stack.redis.memory_usage(&keys.lane(dead_ep.id.as_str())).await / lane as u64;
+    let entry = stack.redis.memory_usage(&keys.dlq_entry(&letters[0].id)).await;
+    let per_listed = stack.redis.memory_usage(&keys.dlq()).await / stats.dead;
     println!(
         "figure: {} B per waiting delivery ({per_waiting} B lane entry + {body} B its body), {} B per dead one ({entry} B entry + {per_listed} B listed + {body} B its body)",
         per_waiting + body,

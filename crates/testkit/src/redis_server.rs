@@ -338,6 +338,21 @@ impl RedisServer {
         sum_calls(&self.info("commandstats").await)
     }
 
+    /// `MEMORY USAGE key SAMPLES 0`: what one key costs, counted exactly (the default estimates
+    /// an aggregate from 5 of its entries); 0 for a key that does not exist.
+    pub async fn memory_usage(&self, key: &str) -> u64 {
+        let mut conn = self.connection().await;
+        let n: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .arg("SAMPLES")
+            .arg(0)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("MEMORY USAGE {key} on {}: {e}", self.url()));
+        n.unwrap_or(0)
+    }
+
     async fn info(&self, section: &str) -> String {
         let mut conn = self.connection().await;
         redis::cmd("INFO")
