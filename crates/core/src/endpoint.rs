@@ -486,7 +486,16 @@ pub fn validate_url(raw: &str, policy: TargetPolicy) -> Result<url::Url, Endpoin
     if raw.chars().count() > MAX_URL {
         return Err(bad("target", format!("URL is longer than {MAX_URL} characters")));
     }
-    let url = url::Url::parse(raw).map_err(|e| bad("target", format!("is not a valid URL: {e}")))?;
+    let url = url::Url::parse(raw).map_err(|e| match e {
+        // The workspace builds `url` without Unicode host names (idna_adapter 1.0: it keeps the
+        // ICU data out of every binary and the producer), and look-alike (homograph) host names
+        // out of delivery targets: a Unicode name is entered in its ASCII form.
+        url::ParseError::IdnaError => bad(
+            "target",
+            "has a non-ASCII host name: enter an internationalised domain name in its ASCII (punycode) form, `xn--…`",
+        ),
+        e => bad("target", format!("is not a valid URL: {e}")),
+    })?;
     match url.scheme() {
         "https" => {}
         "http" if policy.allow_http => {}
@@ -567,6 +576,13 @@ pub fn validate_email(raw: &str) -> Result<String, EndpointError> {
     if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
         return Err(err());
     }
+    // As for URLs (see `validate_url`): the SMTP transport reads ASCII domains only.
+    if !domain.is_ascii() {
+        return Err(bad(
+            "target",
+            format!("{addr:?} has a non-ASCII domain: enter it in its ASCII (punycode) form, `xn--…`"),
+        ));
+    }
     Ok(addr.to_owned())
 }
 
@@ -583,6 +599,19 @@ mod tests {
             enabled: true,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_unicode_host_name_is_refused_with_its_ascii_form_named() {
+        let e =
+            validate_url("https://b\u{fc}cher.example/hook", TargetPolicy::default()).expect_err("refused");
+        assert!(e.to_string().contains("xn--"), "{e}");
+        let e = validate_email("oncall@b\u{fc}cher.example").expect_err("refused");
+        assert!(e.to_string().contains("xn--"), "{e}");
+        assert!(validate_email("oncall@xn--bcher-kva.example").is_ok());
+        let ok =
+            validate_url("https://xn--bcher-kva.example/hook", TargetPolicy::default()).expect("ASCII form");
+        assert_eq!(ok.host_str(), Some("xn--bcher-kva.example"));
     }
 
     #[test]
