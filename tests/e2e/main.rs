@@ -15,6 +15,9 @@ mod channels;
 /// scale-out, hostile input, a long run.
 mod guarantees;
 
+/// Finish and fetch in one step: one round trip per delivery, with the guarantees of a fetch:
+/// a lost answer, a worker killed before it read it.
+mod finish_fetch;
 /// The loss paths found under faults: lost fetch answers, late fetches after a stop, killed
 /// workers, a full Redis, repeated and refused publishes, unreadable endpoints, huge jobs.
 mod loss_paths;

@@ -25,15 +25,14 @@ pub(crate) async fn submit<I, A>(
 }
 
 /// The batching task: takes whatever queued up (at most `max`), flushes it with one call, and
-/// hands each caller its answer (`missing` for an item the answer did not cover, each caller
+/// hands each caller its answer (`missing()` for an item the answer did not cover, each caller
 /// the error when the call failed). Ends when every sender is dropped.
 pub(crate) async fn run<I, A, F>(
     mut rx: mpsc::UnboundedReceiver<Submitted<I, A>>,
     max: usize,
-    missing: A,
+    missing: impl Fn() -> A,
     mut flush: F,
 ) where
-    A: Clone,
     F: AsyncFnMut(&[I]) -> Result<Vec<A>, QueueError>,
 {
     let mut items: Vec<I> = Vec::with_capacity(max);
@@ -53,7 +52,7 @@ pub(crate) async fn run<I, A, F>(
         match flush(&items).await {
             Ok(got) => {
                 for (answer, a) in
-                    answers.drain(..).zip(got.into_iter().chain(std::iter::repeat(missing.clone())))
+                    answers.drain(..).zip(got.into_iter().chain(std::iter::repeat_with(&missing)))
                 {
                     let _ = answer.send(Ok(a));
                 }

@@ -32,11 +32,16 @@ impl Router {
     /// Starts the batching task; it ends when every handle is dropped.
     pub fn spawn(queue: Queue) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(batch::run(rx, MAX_BATCH, None, async move |items: &[Item]| {
-            let events: Vec<(&Claim, &[RouteStep])> =
-                items.iter().map(|i| (&i.job, i.steps.as_slice())).collect();
-            queue.route_many(&events).await
-        }));
+        tokio::spawn(batch::run(
+            rx,
+            MAX_BATCH,
+            || None,
+            async move |items: &[Item]| {
+                let events: Vec<(&Claim, &[RouteStep])> =
+                    items.iter().map(|i| (&i.job, i.steps.as_slice())).collect();
+                queue.route_many(&events).await
+            },
+        ));
         Self { tx }
     }
 

@@ -13,6 +13,36 @@ local function claimed(list, job)
   return redis.call('LREM', list, 1, job) == 1
 end
 
+-- Takes up to `max` jobs onto the processing list `processing`: the ready list first, then the
+-- retry list (a retry backlog never holds up a fresh alert). Answers the endpoints' revision
+-- (`rev_key`, false on a shard other than 0: -1; 0 when never written), then each job, or its
+-- length in its place when it is longer than `max_bytes` (taken, not returned: the worker
+-- dead-letters it with `oversized.lua` without reading it). `fetch.lua`, and the finishing
+-- scripts that take the next jobs in the same step (`ack_delivered.lua`).
+local function take(ready, processing, retry, rev_key, max, max_bytes)
+  local out = {-1}
+  if rev_key then
+    out[1] = tonumber(redis.call('GET', rev_key) or '0')
+  end
+  local from = ready
+  for _ = 1, max do
+    local job = redis.call('LMOVE', from, processing, 'LEFT', 'RIGHT')
+    if not job and from == ready then
+      from = retry
+      job = redis.call('LMOVE', from, processing, 'LEFT', 'RIGHT')
+    end
+    if not job then
+      break
+    end
+    if #job > max_bytes then
+      out[#out + 1] = #job
+    else
+      out[#out + 1] = job
+    end
+  end
+  return out
+end
+
 -- Pushes `entry` onto an endpoint's Recent Deliveries list `key`, keeping the newest `keep`
 -- entries for `ms` ms.
 local function push_history(key, entry, keep, ms)
