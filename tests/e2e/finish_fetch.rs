@@ -78,6 +78,21 @@ async fn an_acknowledgement_takes_the_next_jobs_in_the_same_step() {
     for c in taken.jobs {
         c.finish();
     }
+
+    // A fan-out's acknowledgement takes the next job the same way, after its own pushes.
+    let (routed, after) = (job("routed"), job("after"));
+    let _: () = conn.del(keys.ready()).await.expect("del");
+    let _: () = conn.rpush(keys.ready(), &[&routed, &after]).await.expect("ready");
+    let claimed = fetcher.try_fetch().await.expect("fetch").expect("a job");
+    let (answers, taken) =
+        stack.queue.route_many(&[(&claimed.claim(), &[])], 1).await.expect("route and take");
+    claimed.finish();
+    assert!(answers[0].is_some(), "acknowledged");
+    let got: Vec<&[u8]> = taken.jobs.iter().map(|c| c.bytes()).collect();
+    assert_eq!(got, vec![after.as_bytes()]);
+    for c in taken.jobs {
+        c.finish();
+    }
 }
 
 /// An acknowledgement's answer, with the job it took, lost to a Redis paused past the command

@@ -14,10 +14,10 @@
 use std::sync::Arc;
 
 use entraguard_core::ids::EndpointId;
-use entraguard_core::queue::{Acked, Claim, Claimed, Queue, QueueError};
+use entraguard_core::queue::{Acked, Claim, Queue, QueueError};
 use tokio::sync::mpsc;
 
-use crate::batch::{self, Submitted};
+use crate::batch::{self, Submitted, Taken};
 use crate::running::Running;
 
 /// Most acknowledgements in one script call.
@@ -28,17 +28,6 @@ struct Item {
     job: Claim,
     endpoint: EndpointId,
     entry: String,
-}
-
-/// What the acknowledgement's step took for the slot the delivery frees.
-#[derive(Debug, Default)]
-pub(crate) struct Taken {
-    /// The next job to run, already on the processing list and started in [`Running`].
-    pub(crate) job: Option<Claimed>,
-    /// Jobs too long to read, taken too: to dead-letter unread.
-    pub(crate) oversized: usize,
-    /// The endpoints' revision when they were taken (shard 0 only).
-    pub(crate) endpoints_rev: Option<u64>,
 }
 
 /// One delivery's answer: its acknowledgement and what was taken for its slot.
@@ -73,32 +62,12 @@ impl Acker {
             let (acked, fetched) = match queue.ack_delivered_many(&jobs, take).await {
                 Ok(v) => v,
                 Err(e) => {
-                    if take > 0 {
-                        running.note_taken(true);
-                    }
+                    running.note_taken(take > 0);
                     return Err(e);
                 }
             };
-            if !fetched.jobs.is_empty() || fetched.oversized > 0 {
-                running.note_taken(false);
-            }
-            let mut jobs = fetched.jobs.into_iter();
-            let mut oversized = fetched.oversized;
-            Ok(acked
-                .into_iter()
-                .map(|acked| {
-                    let job = jobs.next();
-                    if let Some(j) = &job {
-                        running.start(&j.shared_bytes());
-                    }
-                    let taken = Taken {
-                        job,
-                        oversized: std::mem::take(&mut oversized),
-                        endpoints_rev: fetched.endpoints_rev,
-                    };
-                    AckAnswer { acked, taken }
-                })
-                .collect())
+            let taken = batch::distribute(fetched, acked.len(), &running);
+            Ok(acked.into_iter().zip(taken).map(|(acked, taken)| AckAnswer { acked, taken }).collect())
         }));
         Self { tx }
     }

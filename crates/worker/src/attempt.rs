@@ -16,7 +16,8 @@ use entraguard_core::queue::{Acked, Claim, Claimed, DeadLetterDraft, Park, Parke
 use entraguard_core::store::StoreError;
 use tracing::{error, info, warn};
 
-use crate::acker::{AckAnswer, Taken};
+use crate::acker::AckAnswer;
+use crate::batch::Taken;
 use crate::context::Ctx;
 use crate::delivery::Attempted;
 use crate::gate::{Admission, DISABLED_LOOK, Gate, LANE_SAFETY_LOOK};

@@ -160,7 +160,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
         let running = Arc::new(Running::default());
         let ctx = Arc::new(Ctx {
             acker: crate::acker::Acker::spawn(queue.clone(), running.clone()),
-            router: crate::router::Router::spawn(queue.clone()),
+            router: crate::router::Router::spawn(queue.clone(), running.clone()),
             clock: crate::clock::RedisClock::default(),
             store: store.clone(),
             queue: queue.clone(),
@@ -396,7 +396,7 @@ async fn handle(ctx: Arc<Ctx>, claimed: Claimed, permit: OwnedSemaphorePermit) {
 
 /// Dispatches one fetched job to its step: a poison job to the dead-letter queue, an event to
 /// fan-out, a delivery to its attempt. The next job, when the step's acknowledgement took one.
-async fn handle_job(ctx: &Ctx, claimed: Claimed) -> Option<crate::acker::Taken> {
+async fn handle_job(ctx: &Ctx, claimed: Claimed) -> Option<crate::batch::Taken> {
     match claimed.decode() {
         Err(_) if claimed.bytes().starts_with(DELIVERY_REF_START.as_bytes()) => {
             let reason = "a stored delivery whose event body is gone from the bodies hash (deleted by hand?): nothing to deliver";
@@ -409,8 +409,7 @@ async fn handle_job(ctx: &Ctx, claimed: Claimed) -> Option<crate::acker::Taken> 
         }
         Ok(Job::Event(job)) => {
             let span = info_span!("fanout", event_id = %job.event.id, event = %job.event.kind());
-            crate::fanout::fan_out_job(ctx, claimed, job).instrument(span).await;
-            None
+            crate::fanout::fan_out_job(ctx, claimed, job).instrument(span).await
         }
         Ok(Job::Delivery(job)) => {
             let span = info_span!(

@@ -32,7 +32,10 @@
 -- id (send: '1' for urgent), payload (send: the delivery job; collect: the finding; flush: the
 -- timer job; forward: the event job for the other shard), extra
 -- (collect: the timer job), number (send: due time or 0; collect: longest wait ms; flush:
--- grace ms).
+-- grace ms). After the events, four values: how many next jobs to take onto the processing list
+-- in the same step (`take` in the prelude, after the pushes: 0 for none), the longest job to
+-- return, and the key indices of the retry list and of the endpoints' revision (0: none).
+-- Returns {the 6 numbers per event, what `take` answered ({-1} when nothing was asked)}.
 local now = nil
 local function clock()
   if not now then
@@ -207,4 +210,11 @@ while i <= #tail do
   redis.call('RPUSH', KEYS[2], unpack(tail, i, k))
   i = k + 1
 end
-return out
+
+local taken = {-1}
+local want = tonumber(ARGV[p])
+if want > 0 then
+  local rev = tonumber(ARGV[p + 3])
+  taken = take(KEYS[2], KEYS[1], KEYS[tonumber(ARGV[p + 2])], rev > 0 and KEYS[rev] or nil, want, tonumber(ARGV[p + 1]))
+end
+return {out, taken}
