@@ -216,6 +216,9 @@ struct EndpointDetail {
     breaker: BreakerStatus,
     /// Finding events this endpoint's dedupe window kept from it.
     suppressed: u64,
+    /// Deliveries waiting in its lane: for their turn under its rate limit, for a slot under the
+    /// in-flight cap, or behind an open breaker (the breaker's `parked`).
+    waiting: u64,
 }
 
 /// One endpoint, with its circuit breaker (`breaker`: state, consecutive failures, last error,
@@ -231,7 +234,7 @@ async fn get_endpoint(
     let queue = s.queue_of(&id);
     let breaker = queue.breaker_status(&id).await?;
     let suppressed = queue.suppressed_count(&id).await?;
-    Ok(Json(EndpointDetail { endpoint: ep.view(), breaker, suppressed }))
+    Ok(Json(EndpointDetail { endpoint: ep.view(), waiting: breaker.parked, breaker, suppressed }))
 }
 
 /// Replaces an endpoint. A body without `secret` keeps the current one (the page never sees
@@ -421,7 +424,8 @@ struct EndpointHealthView {
     history: HistoryHealth,
     /// Deliveries to it that workers are running now.
     in_flight: u64,
-    /// Deliveries waiting in its lane (its in-flight cap reached, paced, or its breaker open).
+    /// Deliveries waiting in its lane (for their turn under its rate limit, its in-flight cap
+    /// reached, or its breaker open).
     waiting: u64,
     breaker: BreakerStatus,
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::EventKind;
 use crate::ids::EndpointId;
+use crate::rate_limit::RateLimit;
 use crate::rules::{Rules, RulesDraft};
 use crate::secret::{Secret, mask_url};
 use crate::signing_key::SigningKey;
@@ -163,6 +164,9 @@ pub struct Endpoint {
     /// Card format for Teams; `None` chooses from the URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teams_format: Option<TeamsFormat>,
+    /// Deliveries per second or minute, evenly spaced, across every worker; `None`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     /// Alert-fatigue rules (tenants, severity floor, dedupe, digest, quiet hours); routing data,
     /// never sealed. Absent in records stored before rules existed: the defaults.
     #[serde(default, skip_serializing_if = "Rules::is_default")]
@@ -229,6 +233,16 @@ impl Endpoint {
         }
     }
 
+    /// The spacing between two sends to this endpoint, across every worker: its rate limit's, else
+    /// a Slack webhook's `slack_pace` (zero: off); `None` for an endpoint with no limit.
+    pub fn send_interval(&self, slack_pace: std::time::Duration) -> Option<std::time::Duration> {
+        match (self.rate_limit, self.channel) {
+            (Some(limit), _) => Some(limit.interval()),
+            (None, Channel::Slack) if !slack_pace.is_zero() => Some(slack_pace),
+            (None, _) => None,
+        }
+    }
+
     pub fn subscribes_to(&self, kind: EventKind) -> bool {
         self.enabled && self.events.contains(&kind)
     }
@@ -286,6 +300,10 @@ pub struct EndpointView {
     pub previous_public_key_until: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teams_format: Option<TeamsFormat>,
+    /// `10/s`, `600/min`; absent: none (a Slack webhook is paced at `NOTIFY_SLACK_PACE`, 1/s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "10/s"))]
+    pub rate_limit: Option<RateLimit>,
     /// Alert-fatigue rules; absent when there are none.
     #[serde(skip_serializing_if = "Rules::is_default")]
     pub rules: Rules,
@@ -315,6 +333,7 @@ impl Endpoint {
                 .as_ref()
                 .and(self.previous_signing_key_until),
             teams_format: self.teams_format,
+            rate_limit: self.rate_limit,
             rules: self.rules.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -340,6 +359,7 @@ impl Endpoint {
                 TeamsFormat::MessageCard => "message_card".to_owned(),
                 TeamsFormat::AdaptiveCard => "adaptive_card".to_owned(),
             }),
+            rate_limit: self.rate_limit.map(|r| r.to_string()),
             rules: self.rules.to_draft(),
         }
     }
@@ -368,6 +388,9 @@ pub struct EndpointDraft {
     pub ed25519: Option<bool>,
     #[serde(default)]
     pub teams_format: Option<String>,
+    /// Deliveries per second or minute (`10/s`, `600/min`); absent, empty or `none`: no limit.
+    #[serde(default)]
+    pub rate_limit: Option<String>,
     /// Alert-fatigue rules; absent: none.
     #[serde(default)]
     pub rules: RulesDraft,
@@ -455,6 +478,10 @@ impl EndpointDraft {
                 return Err(bad("teams_format", "applies to teams and webhook endpoints only"));
             }
         };
+        let rate_limit = match self.rate_limit.as_deref().map(str::trim) {
+            None | Some("" | "none") => None,
+            Some(text) => Some(text.parse::<RateLimit>().map_err(|e| bad("rate_limit", e.to_string()))?),
+        };
         Ok(Endpoint {
             id,
             name: name.to_owned(),
@@ -469,6 +496,7 @@ impl EndpointDraft {
             previous_signing_key: None,
             previous_signing_key_until: None,
             teams_format,
+            rate_limit,
             rules: self.rules.validate()?,
             created_at,
             updated_at: Timestamp::now(),
@@ -583,6 +611,26 @@ mod tests {
             enabled: true,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_rate_limit_is_validated_and_slack_is_paced_without_one() {
+        let mut d = draft("webhook", "https://soar.example.com/hook");
+        d.rate_limit = Some("50/s".into());
+        let ep = d.validate(TargetPolicy::default()).expect("valid");
+        assert_eq!(ep.rate_limit.map(|r| r.to_string()).as_deref(), Some("50/s"));
+        let pace = std::time::Duration::from_secs(1);
+        assert_eq!(ep.send_interval(pace), Some(std::time::Duration::from_millis(20)));
+        assert_eq!(ep.to_draft().rate_limit.as_deref(), Some("50/s"), "an update keeps it");
+        d.rate_limit = Some("fast".into());
+        let err = d.validate(TargetPolicy::default()).expect_err("refused").to_string();
+        assert!(err.contains("rate_limit") && err.contains("e.g. 10/s"), "{err}");
+        d.rate_limit = Some("none".into());
+        assert_eq!(d.validate(TargetPolicy::default()).expect("valid").send_interval(pace), None);
+        let slack = draft("slack", "https://hooks.slack.com/services/T/B/x").validate(TargetPolicy::default());
+        let slack = slack.expect("valid");
+        assert_eq!(slack.send_interval(pace), Some(pace), "Slack's pace is its default limit");
+        assert_eq!(slack.send_interval(std::time::Duration::ZERO), None, "pacing off");
     }
 
     #[test]

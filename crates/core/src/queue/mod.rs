@@ -50,7 +50,7 @@ pub use dead_letter::{
 pub use fatigue::{Dedupe, RouteStep, Routed};
 pub use finish::{Acked, Promoted};
 pub use history::Redelivery;
-pub use lane::{Park, Parked};
+pub use lane::{PACE_AHEAD, Pace, Park, Parked};
 pub use publish::Published;
 pub use shards::{Forwarded, ShardStats, Shards, StatsReport};
 pub use stats::QueueStats;
