@@ -16,7 +16,9 @@ end
 -- An endpoint's send schedule (`{p}:pace:<endpoint>`, kept by pace.lua and release.lua): when
 -- its next free send slot opens (Unix µs, Redis clock; `now` when it is open already) and the
 -- spacing of its slots (µs; nil when unknown: the slot an older release took, value '1'). The
--- key expires when that slot opens, so an idle endpoint's costs nothing.
+-- key outlives that slot by PACE_KEPT_MS, so a lane looked at late still knows its spacing; an
+-- idle endpoint's then expires.
+local PACE_KEPT_MS = 60000
 local function pace_schedule(key, now)
   local v = redis.call('GET', key)
   if not v then
@@ -31,7 +33,8 @@ end
 
 -- Records that an endpoint's slots up to (not including) `nxt` (Unix µs) are taken.
 local function pace_taken(key, nxt, every)
-  redis.call('SET', key, string.format('%.0f:%.0f', nxt, every), 'PXAT', string.format('%.0f', math.ceil(nxt / 1000)))
+  local expire = math.ceil(nxt / 1000) + PACE_KEPT_MS
+  redis.call('SET', key, string.format('%.0f:%.0f', nxt, every), 'PXAT', string.format('%.0f', expire))
 end
 
 -- Takes `job` off the processing list `list`; false when it is no longer there (its lease ran
