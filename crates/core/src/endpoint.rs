@@ -627,7 +627,8 @@ mod tests {
         assert!(err.contains("rate_limit") && err.contains("e.g. 10/s"), "{err}");
         d.rate_limit = Some("none".into());
         assert_eq!(d.validate(TargetPolicy::default()).expect("valid").send_interval(pace), None);
-        let slack = draft("slack", "https://hooks.slack.com/services/T/B/x").validate(TargetPolicy::default());
+        let slack =
+            draft("slack", "https://hooks.slack.com/services/T/B/x").validate(TargetPolicy::default());
         let slack = slack.expect("valid");
         assert_eq!(slack.send_interval(pace), Some(pace), "Slack's pace is its default limit");
         assert_eq!(slack.send_interval(std::time::Duration::ZERO), None, "pacing off");

@@ -155,7 +155,12 @@ impl DeliveryJob {
 
     /// The job to re-enqueue on replay: same delivery id, a fresh attempt count.
     pub fn for_replay(&self) -> DeliveryJob {
-        DeliveryJob { attempts: Vec::new(), replays: self.replays.saturating_add(1), slot: None, ..self.clone() }
+        DeliveryJob {
+            attempts: Vec::new(),
+            replays: self.replays.saturating_add(1),
+            slot: None,
+            ..self.clone()
+        }
     }
 }
 

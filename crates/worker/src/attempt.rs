@@ -57,7 +57,8 @@ pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) {
     // through the delayed set.
     let probe_deadline = Gate::probe_deadline(ctx.config.delivery_timeout);
     let held = job.slot;
-    let mut ticket = match persist("admit", || ctx.gate.admit(&ctx.queue, &endpoint, probe_deadline, held)).await
+    let mut ticket = match persist("admit", || ctx.gate.admit(&ctx.queue, &endpoint, probe_deadline, held))
+        .await
     {
         Admission::Go(ticket) => ticket,
         Admission::Park(wake_in) => {

@@ -169,5 +169,4 @@ impl Queue {
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-
 }
