@@ -152,7 +152,7 @@ async fn list_endpoints(State(s): State<AppState>) -> Result<Json<Vec<EndpointVi
 /// Fields of an endpoint as `GET` shows it that a `POST` or `PUT` may carry back: accepted and
 /// ignored (a `PUT`'s `id` must name the endpoint it replaces), so a fetched endpoint can be
 /// sent back as it is. Any other unknown field is refused, naming it.
-const SHOWN_ONLY: [&str; 11] = [
+const SHOWN_ONLY: [&str; 12] = [
     "id",
     "has_secret",
     "previous_secret_until",
@@ -164,6 +164,7 @@ const SHOWN_ONLY: [&str; 11] = [
     "warnings",
     "breaker",
     "suppressed",
+    "waiting",
 ];
 
 /// An endpoint draft from a request body (the shape `GET` shows), and the `id` it carried.
