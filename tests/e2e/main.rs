@@ -48,6 +48,10 @@ mod monitoring;
 /// (flushed by the scan's end, by timeout, across a SIGKILL) and quiet hours.
 mod routing;
 
+/// Per-endpoint rate limits: send slots and turns through a real Redis, and a flood of 2 000
+/// deliveries to an endpoint limited to 50/s that never goes over it and slows no one.
+mod rate_limits;
+
 /// Recent Deliveries in Redis: bounds, expiry, Redeliver, in-flight counts.
 mod history;
 

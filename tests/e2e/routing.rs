@@ -20,6 +20,7 @@ async fn add(stack: &Stack, channel: &str, target: &str, events: &[&str], rules:
         secret: None,
         ed25519: None,
         teams_format: None,
+        rate_limit: None,
         rules: serde_json::from_str::<RulesDraft>(rules).expect("rules draft"),
     }
     .validate(TargetPolicy { allow_http: true })

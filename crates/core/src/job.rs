@@ -129,11 +129,23 @@ pub struct DeliveryJob {
     /// How many times this delivery was replayed from the dead-letter queue.
     #[serde(default)]
     pub replays: u32,
+    /// The send slot (Unix µs, Redis clock) its endpoint's lane gave it when it released it for
+    /// its turn under the rate limit (`release.lua` writes it into the released job); never
+    /// written back: a job the worker writes again takes a new slot.
+    #[serde(default, skip_serializing)]
+    pub slot: Option<u64>,
 }
 
 impl DeliveryJob {
     pub fn new(event: Event, endpoint_id: EndpointId) -> Self {
-        Self { delivery_id: DeliveryId::generate(), endpoint_id, event, attempts: Vec::new(), replays: 0 }
+        Self {
+            delivery_id: DeliveryId::generate(),
+            endpoint_id,
+            event,
+            attempts: Vec::new(),
+            replays: 0,
+            slot: None,
+        }
     }
 
     /// The number of the next attempt, 1-based.
@@ -143,7 +155,12 @@ impl DeliveryJob {
 
     /// The job to re-enqueue on replay: same delivery id, a fresh attempt count.
     pub fn for_replay(&self) -> DeliveryJob {
-        DeliveryJob { attempts: Vec::new(), replays: self.replays.saturating_add(1), ..self.clone() }
+        DeliveryJob {
+            attempts: Vec::new(),
+            replays: self.replays.saturating_add(1),
+            slot: None,
+            ..self.clone()
+        }
     }
 }
 

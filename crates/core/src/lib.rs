@@ -11,7 +11,7 @@
 //! them what is left is what a producer needs: the queue over one plain Redis.
 
 // The pure model, at its old paths (`entraguard_core::event::Event` and so on).
-pub use entraguard_model::{digest, event, health, ids, retry, secret, timestamp, validation};
+pub use entraguard_model::{digest, event, health, ids, rate_limit, retry, secret, timestamp, validation};
 
 pub mod breaker;
 #[cfg(feature = "endpoints")]

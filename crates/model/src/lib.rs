@@ -1,5 +1,5 @@
 //! What EntraGuard Notify's events are, pure: the event kinds and bodies (and how they are read
-//! and validated), ids, timestamps, scan digests, the retry schedule, secrets and an endpoint
+//! and validated), ids, timestamps, scan digests, the retry schedule, rate limits, secrets and an endpoint
 //! input's error.
 //!
 //! No tokio, no Redis, no HTTP: the layers above (`entraguard-core`'s queue, the worker, the
@@ -9,6 +9,7 @@ pub mod digest;
 pub mod event;
 pub mod health;
 pub mod ids;
+pub mod rate_limit;
 pub mod retry;
 pub mod secret;
 pub mod timestamp;
@@ -16,6 +17,7 @@ pub mod validation;
 
 pub use event::{Event, EventBody, EventError, EventKind, Severity};
 pub use ids::{DeliveryId, EndpointId, EventId};
+pub use rate_limit::{RateLimit, RateLimitError};
 pub use retry::{RetrySchedule, RetryScheduleError};
 pub use secret::Secret;
 pub use timestamp::Timestamp;

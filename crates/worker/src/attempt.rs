@@ -60,10 +60,13 @@ pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Op
     // concurrency permit, and one hanging endpoint would starve the rest), and not in a loop
     // through the delayed set.
     let probe_deadline = Gate::probe_deadline(ctx.config.delivery_timeout);
-    let mut ticket = match persist("admit", || ctx.gate.admit(&ctx.queue, &endpoint, probe_deadline)).await {
+    let held = job.slot;
+    let mut ticket = match persist("admit", || ctx.gate.admit(&ctx.queue, &endpoint, probe_deadline, held))
+        .await
+    {
         Admission::Go(ticket) => ticket,
         Admission::Park(wake_in) => {
-            tracing::debug!(wake_in = ?wake_in, "endpoint busy, paced or broken; delivery parked in its lane");
+            tracing::debug!(wake_in = ?wake_in, "endpoint busy, rate-limited or broken; delivery parked in its lane");
             let park = Park { wake_in, lane_max: ctx.config.lane_max, ..Park::default() };
             park_or_dead_letter(ctx, claimed, job, &endpoint, park).await;
             ctx.promoter_wake.notify_one();
@@ -71,6 +74,11 @@ pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Op
         }
     };
     let probe = ticket.is_probe();
+    if !ticket.send_after().is_zero() {
+        // The send slot taken under the endpoint's rate limit opens this soon (PACE_AHEAD at
+        // most): waiting here keeps the slots evenly spaced.
+        tokio::time::sleep(ticket.send_after()).await;
+    }
     let attempted = ctx.deliverer.attempt(&job, &endpoint).await;
     let elapsed = attempted.elapsed;
     let channel = endpoint.channel.as_str();
@@ -203,10 +211,15 @@ pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Op
     // The slot this delivery held goes to the oldest that wait in the endpoint's lane: those
     // this process parked (one per finish), or, when the acknowledgement found the lane holding
     // work whoever parked it, as many as this process has free slots for the endpoint.
+    // A rate-limited endpoint's lane is released by its schedule (its next look in the lanes
+    // set, when the next send slot comes near), never by a finishing delivery.
     let own = ticket.finish() || own_parked;
-    if (own || lane_waiting) && !released_by_close {
+    let paced = ctx.gate.send_interval(&endpoint).is_some();
+    if (own || lane_waiting) && !released_by_close && !paced {
         let n = if lane_waiting { ctx.gate.free_slots(&endpoint.id) } else { 1 };
-        persist("release lane", || ctx.queue.release_lane(endpoint.id.as_str(), n, LANE_SAFETY_LOOK)).await;
+        let most = ctx.gate.free_slots(&endpoint.id);
+        persist("release lane", || ctx.queue.release_lane(endpoint.id.as_str(), n, LANE_SAFETY_LOOK, most))
+            .await;
     }
     taken
 }

@@ -63,6 +63,7 @@ impl Sharded {
             secret: None,
             ed25519: None,
             teams_format: None,
+            rate_limit: None,
             rules: serde_json::from_str(rules).expect("rules draft"),
         }
         .validate(TargetPolicy { allow_http: true })

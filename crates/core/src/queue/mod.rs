@@ -65,7 +65,7 @@ pub use finish::{Acked, Promoted};
 #[cfg(feature = "consume")]
 pub use history::Redelivery;
 #[cfg(feature = "consume")]
-pub use lane::{Park, Parked};
+pub use lane::{PACE_AHEAD, Pace, Park, Parked};
 pub use publish::Published;
 pub use shards::{Forwarded, ShardStats, Shards, StatsReport};
 pub use stats::QueueStats;

@@ -7,6 +7,36 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Redis's clock in Unix µs: rate limits space sends by the microsecond.
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- An endpoint's send schedule (`{p}:pace:<endpoint>`, kept by pace.lua and release.lua): when
+-- its next free send slot opens (Unix µs, Redis clock; `now` when it is open already) and the
+-- spacing of its slots (µs; nil when unknown: the slot an older release took, value '1'). The
+-- key outlives that slot by PACE_KEPT_MS, so a lane looked at late still knows its spacing; an
+-- idle endpoint's then expires.
+local PACE_KEPT_MS = 60000
+local function pace_schedule(key, now)
+  local v = redis.call('GET', key)
+  if not v then
+    return now, nil
+  end
+  local at, every = string.match(v, '^(%d+):(%d+)$')
+  if at then
+    return math.max(now, tonumber(at)), tonumber(every)
+  end
+  return now + math.max(0, redis.call('PTTL', key)) * 1000, nil
+end
+
+-- Records that an endpoint's slots up to (not including) `nxt` (Unix µs) are taken.
+local function pace_taken(key, nxt, every)
+  local expire = math.ceil(nxt / 1000) + PACE_KEPT_MS
+  redis.call('SET', key, string.format('%.0f:%.0f', nxt, every), 'PXAT', string.format('%.0f', expire))
+end
+
 -- Takes `job` off the processing list `list`; false when it is no longer there (its lease ran
 -- out and another worker runs it): a job is finished once, by the worker that holds it.
 local function claimed(list, job)
@@ -84,9 +114,12 @@ local function ref_in(job)
   return s, close + 1, string.sub(job, e + 1, close - 1)
 end
 
+-- How a delivery job starts (`Job::encode` writes its tag first).
+local DELIVERY_START = '{"type":"delivery.v1",'
+
 -- `job` with the reference at `s`..`e` replaced by `body`: byte for byte the job the worker wrote.
 local function with_body(job, s, e, body)
-  return '{"type":"delivery.v1",' .. string.sub(job, #REF_START + 1, s - 1) .. '"event":' .. body
+  return DELIVERY_START .. string.sub(job, #REF_START + 1, s - 1) .. '"event":' .. body
     .. string.sub(job, e + 1)
 end
 
