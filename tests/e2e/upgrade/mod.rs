@@ -1,5 +1,6 @@
 //! Upgrades that lose nothing (issue 27): the layout version a worker checks at start-up, the
-//! previous release's keys and jobs (golden fixtures) drained by today's worker.
+//! previous release's keys and jobs (golden fixtures) drained by today's worker, and the
+//! previous release's worker binary beside today's on one Redis while events flow.
 
 use entraguard_testkit::HttpReceiver;
 
@@ -11,6 +12,9 @@ mod capture;
 
 /// Today's worker drains the fixtures: every delivery arrives, dead letters show and replay.
 mod drain;
+
+/// The previous release's worker beside today's while events flow: 0 lost.
+mod mixed;
 
 /// The layout version: recorded by the first worker, a layout a worker cannot read refused.
 mod version;
