@@ -13,11 +13,15 @@
 //! `tests/fixtures/layout-v1/` holds what the previous release wrote; the fixtures test drains
 //! it with today's worker.
 //!
-//! **When to raise it.** A change that writes a shape some release in the readable range
-//! ([`OLDEST_READABLE`] to [`LAYOUT_VERSION`]) cannot read is a new version: add the reader
-//! first, raise [`LAYOUT_VERSION`], capture `tests/fixtures/layout-v<N>/` from the release that
-//! writes it, and keep the older fixtures for as long as [`OLDEST_READABLE`] names them. Adding a
-//! key, or a field older readers ignore, is not a new version.
+//! **When to raise it.** A change that writes a shape the previous release cannot read is a new
+//! version, and a rolling upgrade mixes the two releases, so read first, write later: one
+//! release learns to read the shape and still writes the old one; the next writes it, raises
+//! [`LAYOUT_VERSION`] and captures `tests/fixtures/layout-v<N>/` (keep the older fixtures for as
+//! long as [`OLDEST_READABLE`] names them; the mixed-version test runs the previous release
+//! beside today's). Adding a key, or a field older readers ignore, is not a new version. A
+//! release raising it adds the raise too (a compare-and-set script: two releases starting at once
+//! must not lower it); this one has nothing to raise. See "Upgrades" in
+//! docs/deploy-and-scaling.md.
 //!
 //! Only workers check and record it: they are what reads every record. A producer writes
 //! `event.v1` jobs, which every version reads; refusing it would stop the scanner mid-rollout.
