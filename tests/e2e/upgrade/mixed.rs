@@ -62,7 +62,8 @@ fn per_event(requests: &[Recorded]) -> BTreeMap<String, usize> {
 /// SIGKILLed mid-flow), while 240 events are published: a flaky endpoint (8 requests fail while
 /// both versions run: retries in the delayed set and its breaker opening, parked deliveries in
 /// its lane across versions) and a slow one (deliveries parked as `delivery_ref.v1` behind its
-/// in-flight cap, released by either version) among four endpoints. 0 lost.
+/// in-flight cap, released by either version) among four endpoints. 0 lost. Then a rollback:
+/// a worker of the previous release alone again on what today's wrote, delivering.
 #[tokio::test]
 async fn the_previous_release_beside_todays_worker_loses_nothing() {
     let old_bin = tokio::task::spawn_blocking(|| release_bin_dir(PREVIOUS_RELEASE))
@@ -136,14 +137,14 @@ async fn the_previous_release_beside_todays_worker_loses_nothing() {
     };
     step(EVENTS / 6, "old workers only").await;
     workers(2).await;
-    let _new_a = spawn(&new_bin, &url);
+    let new_a = spawn(&new_bin, &url);
     workers(3).await;
     // The flaky endpoint fails now, with both versions running: its retries, its breaker
     // opening and the deliveries parked in its lane are written by either and read by either.
     flaky.push_replies((0..FLAKY_FAILURES).map(|_| Reply::status(503)));
     step(EVENTS / 3, "old and new").await;
     sigterm(&old_a);
-    let _new_b = spawn(&new_bin, &url);
+    let new_b = spawn(&new_bin, &url);
     step(EVENTS / 2, "an old one stopping, two new").await;
     old_b.start_kill().expect("kill");
     let sent = publisher.await.expect("publisher");
@@ -187,6 +188,37 @@ async fn the_previous_release_beside_todays_worker_loses_nothing() {
     eprintln!("mixed versions, 0 lost; {}", report.join("; "));
     assert_eq!(s.dead, 0, "no delivery died between the versions: {s:?}");
     assert!(flaky.requests().len() > FLAKY_FAILURES, "the flaky endpoint failed and then took deliveries");
+
+    // A rollback: today's workers stop, one of the previous release starts on the layout they
+    // recorded (version 1, which it does not read) and delivers what comes next.
+    for w in [&new_a, &new_b] {
+        sigterm(w);
+    }
+    for mut w in [new_a, new_b] {
+        let status =
+            tokio::time::timeout(Duration::from_secs(30), w.wait()).await.expect("exits").expect("status");
+        assert!(status.success(), "today's worker stopped cleanly: {status}");
+    }
+    let _old_again = spawn(&old_bin, &url);
+    let after: Vec<String> = {
+        let mut ids = Vec::new();
+        for i in 0..10 {
+            ids.push(
+                stack
+                    .producer
+                    .publish(&finding_event(&format!("tenant-back-{i}")))
+                    .await
+                    .expect("publish")
+                    .to_string(),
+            );
+        }
+        ids
+    };
+    wait_until(Duration::from_secs(60), "the rolled-back worker delivers 10 more events to fast", || async {
+        let got = per_event(&fast.requests());
+        after.iter().all(|id| got.contains_key(id))
+    })
+    .await;
 }
 
 /// The previous release's binaries, built (once per machine) or found: `./dev test` runs this in
