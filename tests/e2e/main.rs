@@ -59,3 +59,7 @@ mod history;
 /// spine and the guarantees, and a primary killed while events flow (failover).
 mod cluster;
 mod shards;
+
+/// Upgrades that lose nothing: the layout version, the previous release's keys drained by
+/// today's worker (fixtures), old and new workers side by side.
+mod upgrade;

@@ -21,6 +21,7 @@ pub mod endpoint;
 pub mod history;
 pub mod job;
 pub mod keys;
+pub mod layout_version;
 #[cfg(feature = "endpoints")]
 pub mod operator;
 pub mod queue;

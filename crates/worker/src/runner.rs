@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use entraguard_core::endpoint::Channel;
 use entraguard_core::job::{DELIVERY_REF_START, Job};
+use entraguard_core::layout_version::{LAYOUT_VERSION, VersionDecision};
 use entraguard_core::queue::Claimed;
 use entraguard_core::queue::{Fetched, QueueError, Shards, WorkerId};
 use entraguard_core::shards::{FORWARD_REPLICA_WAIT, LayoutDecision, LayoutRole};
@@ -53,6 +54,9 @@ pub enum RunError {
     /// `NOTIFY_QUEUE_SHARDS` is not the count the deployment records in Redis.
     #[error(transparent)]
     ShardLayout(#[from] entraguard_core::shards::LayoutMismatch),
+    /// Redis records a queue layout version this release cannot read.
+    #[error(transparent)]
+    LayoutVersion(#[from] entraguard_core::layout_version::LayoutVersionError),
 }
 
 /// Runs a worker until `shutdown` fires; returns once in-flight work is finished or handed back.
@@ -110,6 +114,16 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
             shards.count()
         ),
         LayoutDecision::Agree | LayoutDecision::Unrecorded => {}
+    }
+    // The layout's version: a layout this release cannot read stops it here, before it takes a
+    // job it would misread (crates/core/src/layout_version.rs).
+    let Some(version) =
+        until_ok(&mut shutdown, "read the queue layout version", || shards.checked_version()).await
+    else {
+        return Ok(());
+    };
+    if version? == VersionDecision::Record {
+        info!(version = LAYOUT_VERSION, "recorded the queue layout version in redis");
     }
     if shards.counted().len() > shards.served().len() {
         let unserved: Vec<&str> =

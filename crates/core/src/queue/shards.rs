@@ -7,6 +7,9 @@ use super::{DeadLetter, DeadLetterSummary, ReplayFilter, ReplayOutcome, ReplaySu
 use super::{Queue, QueueError, QueueStats};
 use crate::ids::EndpointId;
 use crate::job::Job;
+use crate::layout_version::{
+    LAYOUT_VERSION, LayoutVersionError, VERSION_FIELD, VersionDecision, decide as decide_version,
+};
 use crate::redis_conn::{RedisConfig, RedisConn};
 #[cfg(feature = "consume")]
 use crate::shards::OUTBOX_SWEEP_AGE;
@@ -158,6 +161,40 @@ impl Shards {
         Err(QueueError::Redis(redis::RedisError::from((
             redis::ErrorKind::Client,
             "the recorded shard layout kept changing while it was read",
+        ))))
+    }
+
+    /// Checks the queue layout version the deployment records ([`crate::layout_version`])
+    /// against what this release reads, and records this release's on a first start (or on the
+    /// first start after releases that did not record it). The outer error is Redis's (retry
+    /// it); the inner one means this worker must not run.
+    pub async fn checked_version(&self) -> Result<Result<VersionDecision, LayoutVersionError>, QueueError> {
+        let key = self.home().keys().layout();
+        let mut conn = self.connection();
+        for _ in 0..5 {
+            let recorded: Option<String> =
+                redis::cmd("HGET").arg(&key).arg(VERSION_FIELD).query_async(&mut conn).await?;
+            let decision = match decide_version(recorded.as_deref(), &key) {
+                Ok(d) => d,
+                Err(e) => return Ok(Err(e)),
+            };
+            if decision == VersionDecision::Agree {
+                return Ok(Ok(decision));
+            }
+            // Two workers starting at once: one records, the other reads what it recorded.
+            let written: bool = redis::cmd("HSETNX")
+                .arg(&key)
+                .arg(VERSION_FIELD)
+                .arg(LAYOUT_VERSION)
+                .query_async(&mut conn)
+                .await?;
+            if written {
+                return Ok(Ok(decision));
+            }
+        }
+        Err(QueueError::Redis(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "the recorded layout version kept changing while it was read",
         ))))
     }
 
