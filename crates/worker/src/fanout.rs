@@ -11,7 +11,8 @@
 //! one round trip, one read and one write of each dedupe window and one read of Redis's clock.
 //! Quiet hours are decided by Redis's clock as this worker estimates it ([`crate::clock`]), read
 //! afresh when the event is within the estimate's error of a window's start or end, and never
-//! read for an event they cannot hold.
+//! read for an event they cannot hold. Silences ([`crate::silencing`]) are decided the same way,
+//! after the plan: a muted delivery is never made, only counted.
 //!
 //! [`Queue::route_many`]: entraguard_core::queue::Queue::route_many
 
@@ -174,8 +175,20 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) {
     }
     let all = persist("read endpoints", || ctx.endpoints.routes(&ctx.store)).await;
     let (routes, forwards) = split(ctx, &job, &all);
-    let now_ms = if needs_clock(event, &routes) { Some(redis_now(ctx, event, &routes).await) } else { None };
+    let silences = persist("read silences", || async {
+        ctx.endpoints.silences(&entraguard_core::silences::SilenceStore::new(&ctx.shards)).await
+    })
+    .await;
+    let silenceable = !routes.is_empty() && silences.may_match(event);
+    let now_ms = if silenceable || needs_clock(event, &routes) {
+        Some(redis_now(ctx, event, &routes, &silences).await)
+    } else {
+        None
+    };
     let mut steps = plan(event, &routes, now_ms);
+    if silenceable && let Some(now) = now_ms {
+        steps = crate::silencing::apply(steps, event, &silences, now);
+    }
     steps.extend(forwards.iter().cloned());
     // The notifier's own news that no endpoint hears of (the only subscriber may be the broken
     // endpoint itself) still reaches a person: the log.
@@ -210,6 +223,7 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) {
                 flushed = r.flushed,
                 suppressed = r.suppressed,
                 forwarded = r.forwarded,
+                silenced = r.silenced,
                 "event fanned out"
             );
         }
@@ -231,11 +245,17 @@ async fn move_forwards(ctx: &Ctx, forwards: Vec<RouteStep>) {
     }
 }
 
-/// Redis's clock for planning `event`: the worker's estimate when no quiet-hours decision
-/// could change within its error, else a fresh reading (`TIME`).
-async fn redis_now(ctx: &Ctx, event: &Event, routes: &[Route]) -> i64 {
+/// Redis's clock for planning `event`: the worker's estimate when no quiet-hours or silence
+/// decision could change within its error, else a fresh reading (`TIME`).
+async fn redis_now(
+    ctx: &Ctx,
+    event: &Event,
+    routes: &[Route],
+    silences: &entraguard_core::silences::SilenceSet,
+) -> i64 {
     if let Some(now) = ctx.clock.estimate()
         && settled(event, routes, now, crate::clock::MARGIN)
+        && silences.settled(event, now, crate::clock::MARGIN)
     {
         return now;
     }
