@@ -3,24 +3,21 @@
 //! local fake, press Send test and read the receiver's status on the page, toggle it off, delete
 //! it, sign out.
 //!
-//! Chromium's profile and every temp file of chromedriver and Chromium live in one temp dir that
-//! is removed when the test ends, passed or failed. On failure a screenshot of the page goes to
-//! the target directory and its path is printed.
+//! The browser is `browser`'s: Chromium's profile and every temp file of chromedriver and
+//! Chromium live in one temp dir that is removed when the test ends, passed or failed. On
+//! failure a screenshot of the page goes to the target directory and its path is printed.
 
+mod browser;
 mod common;
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use entraguard_testkit::{HttpReceiver, RedisServer, free_port, wait_until};
-use fantoccini::{Client, ClientBuilder, Locator};
+use entraguard_testkit::{HttpReceiver, RedisServer, wait_until};
+use fantoccini::{Client, Locator};
 use serde_json::json;
 
+use browser::{call, click, in_chromium, sign_in, text_of, wait_text};
 use common::{TOKEN, start};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
@@ -31,82 +28,6 @@ async fn a_person_adds_tests_disables_and_deletes_an_endpoint_in_the_browser() {
         use_the_page(browser, admin.base.clone(), slack)
     })
     .await;
-}
-
-/// One browser session at a time in this binary: Chromium is heavy on a busy two-core machine.
-static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Starts chromedriver and a headless Chromium, runs `steps` in a task of its own (so a failed
-/// step still lets this take a screenshot, named `shot`, and shut Chromium down before its temp
-/// dir goes), then re-raises the steps' panic.
-async fn in_chromium<F, Fut>(shot: &str, steps: F)
-where
-    F: FnOnce(Client) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    assert!(
-        std::path::Path::new(CHROMEDRIVER).exists() && std::path::Path::new(CHROMIUM).exists(),
-        "this test needs Debian's chromium and chromium-driver (./dev test installs them)"
-    );
-    let _one_at_a_time = BROWSER.lock().await;
-    // Declared before the driver, so it is dropped (removed) after the driver is killed.
-    let tmp = tempfile::Builder::new().prefix("entraguard-chromium-").tempdir().expect("temp dir");
-    let profile = tmp.path().join("profile");
-    let port = free_port();
-    let mut driver = tokio::process::Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        // chromedriver and the Chromium it starts put their scratch files under TMPDIR.
-        .env("TMPDIR", tmp.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromedriver starts");
-    wait_until(Duration::from_secs(60), "chromedriver listening", || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
-    })
-    .await;
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                     "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                     "--disable-sync", "--window-size=1280,1000",
-                     format!("--user-data-dir={}", profile.display())]
-        }),
-    );
-    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("browser session");
-
-    let outcome = tokio::spawn(steps(browser.clone())).await;
-    if outcome.is_err() {
-        match screenshot(&browser, shot).await {
-            Ok(path) => eprintln!("the page when the test failed: {}", path.display()),
-            Err(e) => eprintln!("no screenshot of the page: {e}"),
-        }
-    }
-    let _ = browser.close().await;
-    let _ = driver.kill().await;
-    drop(tmp);
-    if let Err(e) = outcome {
-        match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => panic!("the browser steps did not finish: {e}"),
-        }
-    }
-}
-
-/// Saves a screenshot of the page in the target directory (not the temp dir, which is removed).
-async fn screenshot(browser: &Client, name: &str) -> Result<PathBuf, String> {
-    let png = browser.screenshot().await.map_err(|e| e.to_string())?;
-    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    std::fs::write(&path, png).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(path)
 }
 
 async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
@@ -272,67 +193,6 @@ async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
     wait().for_element(Locator::Id("login-form")).await.expect("sign-in form after sign-out");
     browser.goto(&format!("{base}/settings/webhooks")).await.expect("goto");
     wait().for_element(Locator::Id("login-form")).await.expect("signed out: sent to sign in");
-}
-
-/// A bearer-token API call with a JSON body (or none for GET); the answer as JSON.
-async fn call(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    body: Option<serde_json::Value>,
-) -> serde_json::Value {
-    let mut req = http.request(method, url).bearer_auth(TOKEN);
-    if let Some(b) = body {
-        req = req.header("content-type", "application/json").body(b.to_string());
-    }
-    let text = req.send().await.expect("request").text().await.expect("body");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}"))
-}
-
-/// Text of the element matched by `css`, or "" while it is not there.
-async fn text_of(browser: &Client, css: &str) -> String {
-    match browser.find(Locator::Css(css)).await {
-        Ok(e) => e.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
-/// Waits until the element matched by `css` shows text that `want` accepts; says what it saw.
-async fn wait_text(browser: &Client, css: &str, what: &str, want: impl Fn(&str) -> bool) {
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let found = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let t = text_of(browser, css).await;
-            if want(&t) {
-                return;
-            }
-            *seen.lock().expect("lock") = t;
-            // Re-check, like wait_until, until the deadline: the page sends no notification.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-    assert!(found.is_ok(), "{what}: {css} shows {:?}", seen.lock().expect("lock"));
-}
-
-async fn click(browser: &Client, css: &str) {
-    browser
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} on the page: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
-}
-
-async fn sign_in(browser: &Client, base: &str) {
-    browser.goto(&format!("{base}/settings/webhooks")).await.expect("goto");
-    let wait = || browser.wait().at_most(Duration::from_secs(30));
-    wait().for_element(Locator::Id("token")).await.expect("login form").send_keys(TOKEN).await.expect("type");
-    browser.find(Locator::Id("login")).await.expect("button").click().await.expect("click");
-    wait().for_element(Locator::Css("#endpoints tbody tr")).await.expect("the endpoints listed");
 }
 
 /// Dead-letters a delivery of `event` to `endpoint` through the queue's own path (push, take,
