@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use entraguard_core::endpoint::Endpoint;
 use entraguard_core::ids::EndpointId;
+use entraguard_core::queue::Shards;
 use entraguard_core::silences::{SilenceSet, SilenceStore, SilenceStoreError};
 use entraguard_core::store::{EndpointStore, Route, StoreError};
 
@@ -125,8 +126,8 @@ impl EndpointCache {
         Ok(routes)
     }
 
-    /// The silences not over, for fan-out, from the cache or from Redis.
-    pub async fn silences(&self, store: &SilenceStore) -> Result<Arc<SilenceSet>, SilenceStoreError> {
+    /// The silences not over, for fan-out, from the cache or from Redis (the store of `shards`).
+    pub async fn silences(&self, shards: &Shards) -> Result<Arc<SilenceSet>, SilenceStoreError> {
         let rev = {
             let state = self.lock();
             if let Some((set, at)) = &state.silences
@@ -136,7 +137,7 @@ impl EndpointCache {
             }
             state.rev
         };
-        let set = Arc::new(store.current().await?);
+        let set = Arc::new(SilenceStore::new(shards).current().await?);
         let mut state = self.lock();
         if rev.is_some() && state.rev == rev {
             state.silences = Some((set.clone(), Instant::now()));

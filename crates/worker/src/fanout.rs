@@ -175,19 +175,18 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) {
     }
     let all = persist("read endpoints", || ctx.endpoints.routes(&ctx.store)).await;
     let (routes, forwards) = split(ctx, &job, &all);
-    let silences = persist("read silences", || async {
-        ctx.endpoints.silences(&entraguard_core::silences::SilenceStore::new(&ctx.shards)).await
-    })
-    .await;
-    let silenceable = !routes.is_empty() && silences.may_match(event);
-    let now_ms = if silenceable || needs_clock(event, &routes) {
-        Some(redis_now(ctx, event, &routes, &silences).await)
+    let silences = persist("read silences", || ctx.endpoints.silences(&ctx.shards)).await;
+    let candidates = if routes.is_empty() { Default::default() } else { silences.candidates(event) };
+    let now_ms = if !candidates.is_empty() || needs_clock(event, &routes) {
+        Some(redis_now(ctx, event, &routes, &candidates).await)
     } else {
         None
     };
     let mut steps = plan(event, &routes, now_ms);
-    if silenceable && let Some(now) = now_ms {
-        steps = crate::silencing::apply(steps, event, &silences, now);
+    if !candidates.is_empty()
+        && let Some(now) = now_ms
+    {
+        steps = crate::silencing::apply(steps, event, &candidates, now);
     }
     steps.extend(forwards.iter().cloned());
     // The notifier's own news that no endpoint hears of (the only subscriber may be the broken
@@ -251,11 +250,11 @@ async fn redis_now(
     ctx: &Ctx,
     event: &Event,
     routes: &[Route],
-    silences: &entraguard_core::silences::SilenceSet,
+    silences: &entraguard_core::silences::Candidates<'_>,
 ) -> i64 {
     if let Some(now) = ctx.clock.estimate()
         && settled(event, routes, now, crate::clock::MARGIN)
-        && silences.settled(event, now, crate::clock::MARGIN)
+        && silences.settled(now, crate::clock::MARGIN)
     {
         return now;
     }

@@ -6,26 +6,38 @@
 
 use entraguard_core::event::Event;
 use entraguard_core::queue::RouteStep;
-use entraguard_core::silences::SilenceSet;
+use entraguard_core::silences::{Candidates, SilenceId};
 
 /// `steps` with every send and collection that a silence active at `now_ms` mutes replaced by a
-/// `silence` step. Digest flushes and forwards to other shards are left alone (a forwarded event
-/// is judged by the shard that plans it).
-pub fn apply(steps: Vec<RouteStep>, event: &Event, silences: &SilenceSet, now_ms: i64) -> Vec<RouteStep> {
+/// `silence` step (`candidates`: the silences matching `event`, see
+/// [`entraguard_core::silences::SilenceSet::candidates`]).
+/// Digest flushes and forwards to other shards are left alone (a forwarded event is judged by
+/// the shard that plans it).
+pub fn apply(
+    steps: Vec<RouteStep>,
+    event: &Event,
+    candidates: &Candidates<'_>,
+    now_ms: i64,
+) -> Vec<RouteStep> {
     steps
         .into_iter()
         .map(|step| {
-            let endpoint = match &step {
-                RouteStep::Send { endpoint, .. } => endpoint.clone(),
-                RouteStep::Collect { digest, .. } => digest.endpoint_id.to_string(),
+            let muting: Vec<SilenceId> = match &step {
+                RouteStep::Send { endpoint, .. } => candidates.silencing(endpoint, now_ms).cloned().collect(),
+                RouteStep::Collect { digest, .. } => {
+                    candidates.silencing(digest.endpoint_id.as_str(), now_ms).cloned().collect()
+                }
                 _ => return step,
             };
-            let muting: Vec<_> = silences.silencing(event, &endpoint, now_ms).cloned().collect();
             if muting.is_empty() {
-                step
-            } else {
-                RouteStep::Silence { endpoint, event_id: event.id.to_string(), silences: muting }
+                return step;
             }
+            let endpoint = match step {
+                RouteStep::Send { endpoint, .. } => endpoint,
+                RouteStep::Collect { digest, .. } => digest.endpoint_id.to_string(),
+                other => return other,
+            };
+            RouteStep::Silence { endpoint, event_id: event.id.to_string(), silences: muting }
         })
         .collect()
 }
@@ -35,7 +47,7 @@ mod tests {
     use super::*;
     use entraguard_core::ids::EndpointId;
     use entraguard_core::job::{DeliveryJob, Job};
-    use entraguard_core::silences::SilenceDraft;
+    use entraguard_core::silences::{SilenceDraft, SilenceSet};
 
     const NOW: i64 = 1_780_000_000_000;
 
@@ -75,18 +87,21 @@ mod tests {
         let only_a = draft(&["tenant=B"], Some(&a)).validate(NOW).expect("valid");
         let set = SilenceSet::new(vec![wide.clone(), only_a.clone()]);
         let low = finding("B", "low");
-        let steps = apply(vec![send(&low, &a), send(&low, &b)], &low, &set, NOW + 1);
+        let steps = apply(vec![send(&low, &a), send(&low, &b)], &low, &set.candidates(&low), NOW + 1);
         let RouteStep::Silence { endpoint, silences, event_id } = &steps[0] else { panic!("{steps:?}") };
         assert_eq!((endpoint, event_id), (&a.to_string(), &low.id.to_string()));
         assert_eq!(silences.len(), 2);
         assert!(matches!(&steps[1], RouteStep::Silence { silences, .. } if silences == &[wide.id.clone()]));
         let high = finding("B", "high");
-        let steps = apply(vec![send(&high, &a), send(&high, &b)], &high, &set, NOW + 1);
+        let steps = apply(vec![send(&high, &a), send(&high, &b)], &high, &set.candidates(&high), NOW + 1);
         assert!(matches!(&steps[0], RouteStep::Silence { silences, .. } if silences == &[only_a.id.clone()]));
         assert!(matches!(&steps[1], RouteStep::Send { .. }), "B's high to another endpoint goes");
         let other = finding("A", "low");
-        assert!(matches!(apply(vec![send(&other, &b)], &other, &set, NOW + 1)[0], RouteStep::Send { .. }));
-        let after = apply(vec![send(&low, &b)], &low, &set, NOW + 3_000);
+        assert!(matches!(
+            apply(vec![send(&other, &b)], &other, &set.candidates(&other), NOW + 1)[0],
+            RouteStep::Send { .. }
+        ));
+        let after = apply(vec![send(&low, &b)], &low, &set.candidates(&low), NOW + 3_000);
         assert!(matches!(after[0], RouteStep::Send { .. }), "over by Redis's clock");
     }
 }
