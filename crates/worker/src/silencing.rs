@@ -91,10 +91,14 @@ mod tests {
         let RouteStep::Silence { endpoint, silences, event_id } = &steps[0] else { panic!("{steps:?}") };
         assert_eq!((endpoint, event_id), (&a.to_string(), &low.id.to_string()));
         assert_eq!(silences.len(), 2);
-        assert!(matches!(&steps[1], RouteStep::Silence { silences, .. } if silences == &[wide.id.clone()]));
+        assert!(
+            matches!(&steps[1], RouteStep::Silence { silences, .. } if silences == std::slice::from_ref(&wide.id))
+        );
         let high = finding("B", "high");
         let steps = apply(vec![send(&high, &a), send(&high, &b)], &high, &set.candidates(&high), NOW + 1);
-        assert!(matches!(&steps[0], RouteStep::Silence { silences, .. } if silences == &[only_a.id.clone()]));
+        assert!(
+            matches!(&steps[0], RouteStep::Silence { silences, .. } if silences == std::slice::from_ref(&only_a.id))
+        );
         assert!(matches!(&steps[1], RouteStep::Send { .. }), "B's high to another endpoint goes");
         let other = finding("A", "low");
         assert!(matches!(
