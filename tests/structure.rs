@@ -259,3 +259,38 @@ fn the_checker_sees_a_circle_and_grouped_imports() {
     assert_eq!(resolve(&modules, "queue::Queue").map(String::as_str), Some("queue"));
     assert_eq!(resolve(&modules, "ids::EndpointId"), None);
 }
+
+/// The crate the scanner links stays thin (issue 25): its normal dependency tree with default
+/// features, counted by name as docs/performance.md shows, is at most 60 crates.
+#[test]
+fn the_producer_links_at_most_60_crates() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(repo())
+        .args([
+            "tree",
+            "--offline",
+            "--locked",
+            "-p",
+            "entraguard-producer",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .output()
+        .expect("cargo tree runs");
+    assert!(out.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&out.stderr));
+    let names: BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    assert!(
+        names.contains("redis") && names.contains("entraguard-core"),
+        "not the producer's tree: {names:?}"
+    );
+    assert!(names.len() <= 60, "the producer links {} crates (at most 60): {names:?}", names.len());
+    for heavy in ["tracing", "sha2", "rand", "icu_normalizer", "rustls", "jiff", "chacha20poly1305"] {
+        assert!(!names.contains(heavy), "{heavy} is in the producer's default tree");
+    }
+}

@@ -196,6 +196,7 @@ pub fn endpoint(channel: &str, target: &str, events: &[&str], secret: Option<&st
         secret: secret.map(Secret::new),
         ed25519: None,
         teams_format: None,
+        rate_limit: None,
         rules: Default::default(),
     }
     .validate(TargetPolicy { allow_http: true })

@@ -15,6 +15,9 @@ mod channels;
 /// scale-out, hostile input, a long run.
 mod guarantees;
 
+/// Finish and fetch in one step: one round trip per delivery, with the guarantees of a fetch:
+/// a lost answer, a worker killed before it read it.
+mod finish_fetch;
 /// The loss paths found under faults: lost fetch answers, late fetches after a stop, killed
 /// workers, a full Redis, repeated and refused publishes, unreadable endpoints, huge jobs.
 mod loss_paths;
@@ -45,6 +48,10 @@ mod monitoring;
 /// (flushed by the scan's end, by timeout, across a SIGKILL) and quiet hours.
 mod routing;
 
+/// Per-endpoint rate limits: send slots and turns through a real Redis, and a flood of 2 000
+/// deliveries to an endpoint limited to 50/s that never goes over it and slows no one.
+mod rate_limits;
+
 /// Recent Deliveries in Redis: bounds, expiry, Redeliver, in-flight counts.
 mod history;
 
@@ -56,3 +63,7 @@ mod silences;
 /// spine and the guarantees, and a primary killed while events flow (failover).
 mod cluster;
 mod shards;
+
+/// Upgrades that lose nothing: the layout version, the previous release's keys drained by
+/// today's worker (fixtures), old and new workers side by side.
+mod upgrade;

@@ -78,6 +78,7 @@ async fn private_loopback_and_metadata_targets_are_refused_without_a_connection(
         secret: None,
         ed25519: None,
         teams_format: None,
+        rate_limit: None,
         rules: Default::default(),
     };
     let refused = draft.validate(TargetPolicy { allow_http: true }).expect_err("refused at creation");

@@ -157,7 +157,7 @@ async fn list_endpoints(State(s): State<AppState>) -> Result<Json<Vec<EndpointVi
 /// Fields of an endpoint as `GET` shows it that a `POST` or `PUT` may carry back: accepted and
 /// ignored (a `PUT`'s `id` must name the endpoint it replaces), so a fetched endpoint can be
 /// sent back as it is. Any other unknown field is refused, naming it.
-const SHOWN_ONLY: [&str; 11] = [
+const SHOWN_ONLY: [&str; 12] = [
     "id",
     "has_secret",
     "previous_secret_until",
@@ -169,6 +169,7 @@ const SHOWN_ONLY: [&str; 11] = [
     "warnings",
     "breaker",
     "suppressed",
+    "waiting",
 ];
 
 /// An endpoint draft from a request body (the shape `GET` shows), and the `id` it carried.
@@ -221,6 +222,9 @@ struct EndpointDetail {
     breaker: BreakerStatus,
     /// Finding events this endpoint's dedupe window kept from it.
     suppressed: u64,
+    /// Deliveries waiting in its lane: for their turn under its rate limit, for a slot under the
+    /// in-flight cap, or behind an open breaker (the breaker's `parked`).
+    waiting: u64,
 }
 
 /// One endpoint, with its circuit breaker (`breaker`: state, consecutive failures, last error,
@@ -236,7 +240,7 @@ async fn get_endpoint(
     let queue = s.queue_of(&id);
     let breaker = queue.breaker_status(&id).await?;
     let suppressed = queue.suppressed_count(&id).await?;
-    Ok(Json(EndpointDetail { endpoint: ep.view(), breaker, suppressed }))
+    Ok(Json(EndpointDetail { endpoint: ep.view(), waiting: breaker.parked, breaker, suppressed }))
 }
 
 /// Replaces an endpoint. A body without `secret` keeps the current one (the page never sees
@@ -426,7 +430,8 @@ struct EndpointHealthView {
     history: HistoryHealth,
     /// Deliveries to it that workers are running now.
     in_flight: u64,
-    /// Deliveries waiting in its lane (its in-flight cap reached, paced, or its breaker open).
+    /// Deliveries waiting in its lane (for their turn under its rate limit, its in-flight cap
+    /// reached, or its breaker open).
     waiting: u64,
     breaker: BreakerStatus,
 }

@@ -60,7 +60,7 @@ async function load() {
   $("#empty").hidden = endpoints.length > 0;
   for (const e of endpoints) {
     const tr = document.createElement("tr"); tr.dataset.id = e.id;
-    tr.append(cell(e.name, "name"), cell(e.channel), cell(e.target, "target"), cell(e.events.join(", ") + rulesText(e.rules), "muted"));
+    tr.append(cell(e.name, "name"), cell(e.channel + (e.rate_limit ? ` · ${e.rate_limit}` : ""), "channel"), cell(e.target, "target"), cell(e.events.join(", ") + rulesText(e.rules), "muted"));
     const on = document.createElement("td"); const t = document.createElement("input"); t.type = "checkbox"; t.className = "toggle"; t.checked = e.enabled;
     t.addEventListener("change", async () => { await api("POST", `/api/endpoints/${e.id}/${t.checked ? "enable" : "disable"}`); await load(); });
     on.append(t); tr.append(on);
@@ -101,7 +101,13 @@ function fill(e) {
   for (const c of ev.querySelectorAll("input")) c.checked = e ? e.events.includes(c.value) : false;
   $("#ed25519").checked = !!(e && e.public_key);
   const pk = keyText(e); $("#public-key").textContent = pk; $("#public-key").hidden = !pk;
+  $("#rate-limit").value = e && e.rate_limit ? e.rate_limit : "";
   fillRules(e ? e.rules : null);
+}
+// An endpoint's rate limit as the page says it, with the deliveries that wait their turn.
+function rateText(e, waiting) {
+  if (e.rate_limit) return `${e.rate_limit} · ${waiting} waiting their turn`;
+  return e.channel === "slack" ? "Slack's pace (NOTIFY_SLACK_PACE, 1/s by default)" : "none";
 }
 // The Ed25519 public key receivers verify with (the private key is never sent to the page).
 function keyText(e) {
@@ -117,7 +123,7 @@ $("#endpoint-form").addEventListener("submit", async (evt) => {
   evt.preventDefault();
   const id = $("#edit-id").value;
   const body = { name: $("#name").value, channel: $("#channel").value, target: $("#target").value,
-    events: checked(ev), enabled: true, rules: rulesOf() };
+    events: checked(ev), enabled: true, rules: rulesOf(), rate_limit: $("#rate-limit").value.trim() };
   if ($("#secret").value) body.secret = $("#secret").value;
   // Ticked: a new endpoint gets a key, an edited one keeps its key (or gets one); unticked on an
   // edit: removed.
@@ -147,6 +153,7 @@ async function loadHealth() {
   const rate = h.success_rate_24h == null ? "no attempts in 24 h" : `${Math.round(h.success_rate_24h * 1000) / 10} % (${h.delivered_24h} of ${h.attempts_24h})`;
   const rows = [["Success rate, 24 h", rate, "health-rate"], ["Last error", h.last_error ? `${h.last_error}${h.last_error_at ? " · " + h.last_error_at : ""}` : "none", "health-error"],
     ["In flight", String(h.in_flight), "health-in-flight"], ["Waiting", String(h.waiting), "health-waiting"],
+    ["Rate limit", rateText(current, h.waiting), "health-rate-limit"],
     ["Circuit breaker", h.breaker.state + (h.breaker.consecutive_failures ? ` · ${h.breaker.consecutive_failures} failures in a row` : ""), "health-breaker"],
     ["Parked", String(h.breaker.parked), "health-parked"]];
   $("#health").replaceChildren(...rows.flatMap(([k, v, id]) => { const dd = el("dd", v); dd.id = id; return [el("dt", k), dd]; }));

@@ -148,8 +148,10 @@ pub struct Answer {
 }
 
 /// What `breaker.lua` answers.
+#[cfg(feature = "consume")]
 pub(crate) type ScriptAnswer = (String, String, i64, i64, i64, i64, i64);
 
+#[cfg(feature = "consume")]
 impl Answer {
     pub(crate) fn from_script(answer: ScriptAnswer) -> Self {
         let (state, change, n, failures, generation, announced, quiet) = answer;
@@ -189,6 +191,7 @@ pub struct BreakerStatus {
     pub next_probe: Option<Timestamp>,
 }
 
+#[cfg(feature = "consume")]
 impl BreakerStatus {
     pub(crate) fn from_fields(
         state: Option<String>,

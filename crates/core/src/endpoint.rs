@@ -1,6 +1,9 @@
 //! Endpoints (spec §2): where events go. One implementation of endpoint validation, shared by
 //! the CLI, the admin API and the worker.
 
+mod target;
+pub use target::{is_cloud_metadata, literal_ip, validate_email, validate_url};
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
@@ -9,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::EventKind;
 use crate::ids::EndpointId;
+use crate::rate_limit::RateLimit;
 use crate::rules::{Rules, RulesDraft};
 use crate::secret::{Secret, mask_url};
 use crate::signing_key::SigningKey;
@@ -163,6 +167,9 @@ pub struct Endpoint {
     /// Card format for Teams; `None` chooses from the URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub teams_format: Option<TeamsFormat>,
+    /// Deliveries per second or minute, evenly spaced, across every worker; `None`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     /// Alert-fatigue rules (tenants, severity floor, dedupe, digest, quiet hours); routing data,
     /// never sealed. Absent in records stored before rules existed: the defaults.
     #[serde(default, skip_serializing_if = "Rules::is_default")]
@@ -229,6 +236,16 @@ impl Endpoint {
         }
     }
 
+    /// The spacing between two sends to this endpoint, across every worker: its rate limit's, else
+    /// a Slack webhook's `slack_pace` (zero: off); `None` for an endpoint with no limit.
+    pub fn send_interval(&self, slack_pace: std::time::Duration) -> Option<std::time::Duration> {
+        match (self.rate_limit, self.channel) {
+            (Some(limit), _) => Some(limit.interval()),
+            (None, Channel::Slack) if !slack_pace.is_zero() => Some(slack_pace),
+            (None, _) => None,
+        }
+    }
+
     pub fn subscribes_to(&self, kind: EventKind) -> bool {
         self.enabled && self.events.contains(&kind)
     }
@@ -286,6 +303,10 @@ pub struct EndpointView {
     pub previous_public_key_until: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub teams_format: Option<TeamsFormat>,
+    /// `10/s`, `600/min`; absent: none (a Slack webhook is paced at `NOTIFY_SLACK_PACE`, 1/s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "10/s"))]
+    pub rate_limit: Option<RateLimit>,
     /// Alert-fatigue rules; absent when there are none.
     #[serde(skip_serializing_if = "Rules::is_default")]
     pub rules: Rules,
@@ -315,6 +336,7 @@ impl Endpoint {
                 .as_ref()
                 .and(self.previous_signing_key_until),
             teams_format: self.teams_format,
+            rate_limit: self.rate_limit,
             rules: self.rules.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -340,6 +362,7 @@ impl Endpoint {
                 TeamsFormat::MessageCard => "message_card".to_owned(),
                 TeamsFormat::AdaptiveCard => "adaptive_card".to_owned(),
             }),
+            rate_limit: self.rate_limit.map(|r| r.to_string()),
             rules: self.rules.to_draft(),
         }
     }
@@ -368,6 +391,9 @@ pub struct EndpointDraft {
     pub ed25519: Option<bool>,
     #[serde(default)]
     pub teams_format: Option<String>,
+    /// Deliveries per second or minute (`10/s`, `600/min`); absent, empty or `none`: no limit.
+    #[serde(default)]
+    pub rate_limit: Option<String>,
     /// Alert-fatigue rules; absent: none.
     #[serde(default)]
     pub rules: RulesDraft,
@@ -455,6 +481,10 @@ impl EndpointDraft {
                 return Err(bad("teams_format", "applies to teams and webhook endpoints only"));
             }
         };
+        let rate_limit = match self.rate_limit.as_deref().map(str::trim) {
+            None | Some("" | "none") => None,
+            Some(text) => Some(text.parse::<RateLimit>().map_err(|e| bad("rate_limit", e.to_string()))?),
+        };
         Ok(Endpoint {
             id,
             name: name.to_owned(),
@@ -469,6 +499,7 @@ impl EndpointDraft {
             previous_signing_key: None,
             previous_signing_key_until: None,
             teams_format,
+            rate_limit,
             rules: self.rules.validate()?,
             created_at,
             updated_at: Timestamp::now(),
@@ -478,96 +509,6 @@ impl EndpointDraft {
 
 fn generate_key() -> Result<SigningKey, EndpointError> {
     SigningKey::generate().map_err(|e| bad("ed25519", format!("could not be generated: {e}")))
-}
-
-/// Checks a delivery URL: absolute, `https` (or `http` when allowed), a host, no credentials.
-pub fn validate_url(raw: &str, policy: TargetPolicy) -> Result<url::Url, EndpointError> {
-    let raw = raw.trim();
-    if raw.chars().count() > MAX_URL {
-        return Err(bad("target", format!("URL is longer than {MAX_URL} characters")));
-    }
-    let url = url::Url::parse(raw).map_err(|e| bad("target", format!("is not a valid URL: {e}")))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if policy.allow_http => {}
-        "http" => {
-            return Err(bad(
-                "target",
-                "must use https (plain http is allowed only with NOTIFY_ALLOW_HTTP=true)",
-            ));
-        }
-        other => {
-            return Err(bad("target", format!("scheme {other:?} is not supported; use https")));
-        }
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(bad("target", "URL has no host"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("target", "URL must not carry user:password credentials"));
-    }
-    // Refused here what delivery would refuse anyway, naming the rule, rather than at the
-    // first send.
-    if raw.contains('\u{2026}') {
-        return Err(bad(
-            "target",
-            "contains `\u{2026}`: a placeholder from an example or a shortened display, not a whole URL; paste the full URL",
-        ));
-    }
-    if let Some(ip) = literal_ip(&url)
-        && is_cloud_metadata(ip)
-    {
-        return Err(bad(
-            "target",
-            format!(
-                "{ip} is a cloud metadata address: deliveries never go there (the worker's SSRF guard refuses it whatever NOTIFY_ALLOW_PRIVATE_TARGETS says)"
-            ),
-        ));
-    }
-    Ok(url)
-}
-
-/// The IP address a URL's host is written as, if it is one (IPv4 in IPv6 as the IPv4 address).
-pub fn literal_ip(url: &url::Url) -> Option<std::net::IpAddr> {
-    use std::net::IpAddr;
-    match url.host()? {
-        url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
-        url::Host::Ipv6(v6) => Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)),
-        url::Host::Domain(_) => None,
-    }
-}
-
-/// Cloud metadata services (AWS, Azure, GCP `169.254.169.254`, Alibaba `100.100.100.200`, AWS's
-/// IPv6 `fd00:ec2::254`): never a delivery target, whatever is allow-listed (the worker's SSRF
-/// guard and endpoint validation share this list).
-pub fn is_cloud_metadata(addr: std::net::IpAddr) -> bool {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-    const AWS_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
-    match addr {
-        IpAddr::V4(v4) => v4 == Ipv4Addr::new(169, 254, 169, 254) || v4 == Ipv4Addr::new(100, 100, 100, 200),
-        IpAddr::V6(v6) => v6 == AWS_V6,
-    }
-}
-
-/// A syntactic check of one email address (`local@domain.tld`), no display names, no lists.
-pub fn validate_email(raw: &str) -> Result<String, EndpointError> {
-    let addr = raw.trim();
-    let err = || bad("target", format!("{addr:?} is not one email address (expected local@domain)"));
-    if addr.len() > 254
-        || addr.chars().any(|c| c.is_whitespace() || c.is_control() || "<>,;\"()[]\\".contains(c))
-    {
-        return Err(err());
-    }
-    let (local, domain) = addr.rsplit_once('@').ok_or_else(err)?;
-    let domain_ok = domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..")
-        && domain.split('.').all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
-    if local.is_empty() || local.len() > 64 || local.contains('@') || !domain_ok {
-        return Err(err());
-    }
-    Ok(addr.to_owned())
 }
 
 #[cfg(test)]
@@ -583,6 +524,40 @@ mod tests {
             enabled: true,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_unicode_host_name_is_refused_with_its_ascii_form_named() {
+        let e =
+            validate_url("https://b\u{fc}cher.example/hook", TargetPolicy::default()).expect_err("refused");
+        assert!(e.to_string().contains("xn--"), "{e}");
+        let e = validate_email("oncall@b\u{fc}cher.example").expect_err("refused");
+        assert!(e.to_string().contains("xn--"), "{e}");
+        assert!(validate_email("oncall@xn--bcher-kva.example").is_ok());
+        let ok =
+            validate_url("https://xn--bcher-kva.example/hook", TargetPolicy::default()).expect("ASCII form");
+        assert_eq!(ok.host_str(), Some("xn--bcher-kva.example"));
+    }
+
+    #[test]
+    fn a_rate_limit_is_validated_and_slack_is_paced_without_one() {
+        let mut d = draft("webhook", "https://soar.example.com/hook");
+        d.rate_limit = Some("50/s".into());
+        let ep = d.validate(TargetPolicy::default()).expect("valid");
+        assert_eq!(ep.rate_limit.map(|r| r.to_string()).as_deref(), Some("50/s"));
+        let pace = std::time::Duration::from_secs(1);
+        assert_eq!(ep.send_interval(pace), Some(std::time::Duration::from_millis(20)));
+        assert_eq!(ep.to_draft().rate_limit.as_deref(), Some("50/s"), "an update keeps it");
+        d.rate_limit = Some("fast".into());
+        let err = d.validate(TargetPolicy::default()).expect_err("refused").to_string();
+        assert!(err.contains("rate_limit") && err.contains("e.g. 10/s"), "{err}");
+        d.rate_limit = Some("none".into());
+        assert_eq!(d.validate(TargetPolicy::default()).expect("valid").send_interval(pace), None);
+        let slack =
+            draft("slack", "https://hooks.slack.com/services/T/B/x").validate(TargetPolicy::default());
+        let slack = slack.expect("valid");
+        assert_eq!(slack.send_interval(pace), Some(pace), "Slack's pace is its default limit");
+        assert_eq!(slack.send_interval(std::time::Duration::ZERO), None, "pacing off");
     }
 
     #[test]

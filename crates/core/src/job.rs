@@ -129,11 +129,23 @@ pub struct DeliveryJob {
     /// How many times this delivery was replayed from the dead-letter queue.
     #[serde(default)]
     pub replays: u32,
+    /// The send slot (Unix µs, Redis clock) its endpoint's lane gave it when it released it for
+    /// its turn under the rate limit (`release.lua` writes it into the released job); never
+    /// written back: a job the worker writes again takes a new slot.
+    #[serde(default, skip_serializing)]
+    pub slot: Option<u64>,
 }
 
 impl DeliveryJob {
     pub fn new(event: Event, endpoint_id: EndpointId) -> Self {
-        Self { delivery_id: DeliveryId::generate(), endpoint_id, event, attempts: Vec::new(), replays: 0 }
+        Self {
+            delivery_id: DeliveryId::generate(),
+            endpoint_id,
+            event,
+            attempts: Vec::new(),
+            replays: 0,
+            slot: None,
+        }
     }
 
     /// The number of the next attempt, 1-based.
@@ -143,7 +155,12 @@ impl DeliveryJob {
 
     /// The job to re-enqueue on replay: same delivery id, a fresh attempt count.
     pub fn for_replay(&self) -> DeliveryJob {
-        DeliveryJob { attempts: Vec::new(), replays: self.replays.saturating_add(1), ..self.clone() }
+        DeliveryJob {
+            attempts: Vec::new(),
+            replays: self.replays.saturating_add(1),
+            slot: None,
+            ..self.clone()
+        }
     }
 }
 
@@ -151,6 +168,7 @@ impl DeliveryJob {
 /// `queue/prelude.lua`) look for exactly this start.
 pub const DELIVERY_REF_START: &str = r#"{"type":"delivery_ref.v1","#;
 
+#[cfg(feature = "consume")]
 /// A delivery as it waits in an endpoint's lane or lies in the dead-letter queue: the job with
 /// its event replaced by a reference, `"event":{"$ref":"<body_id>"}`, and the event's JSON kept
 /// once in `{p}:bodies` under `body_id` (counted in `{p}:body_refs`), however many deliveries
@@ -165,6 +183,7 @@ pub struct StoredDelivery {
     pub body: String,
 }
 
+#[cfg(feature = "consume")]
 /// The shape of a [`StoredDelivery`]'s job: [`DeliveryJob`]'s fields in its order, the event a
 /// reference.
 #[derive(Serialize)]
@@ -177,12 +196,14 @@ struct DeliveryRef<'a> {
     replays: u32,
 }
 
+#[cfg(feature = "consume")]
 #[derive(Serialize)]
 struct EventRef<'a> {
     #[serde(rename = "$ref")]
     body_id: &'a str,
 }
 
+#[cfg(feature = "consume")]
 impl DeliveryJob {
     /// This delivery as a lane or a dead letter keeps it (see [`StoredDelivery`]).
     pub fn stored(&self) -> StoredDelivery {
@@ -202,6 +223,7 @@ impl DeliveryJob {
     }
 }
 
+#[cfg(feature = "consume")]
 /// A [`StoredDelivery`]'s job as read back from a lane (by tools and tests: workers never see
 /// one, the release puts the body back first).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -214,6 +236,7 @@ pub struct WaitingDelivery {
     pub replays: u32,
 }
 
+#[cfg(feature = "consume")]
 impl WaitingDelivery {
     /// Reads a lane entry: a stored delivery (`delivery_ref.v1`), or a full delivery job (as
     /// lanes held before bodies were kept once).

@@ -65,7 +65,9 @@ impl KeySpace {
     /// is placed in (`NOTIFY_QUEUE_SHARDS`), and `earlier`, the comma-separated counts it had
     /// before (their shards may still hold work; `stats` counts them). Written by the first
     /// producer or worker, changed only by a worker given `NOTIFY_DRAIN_SHARDS` = `count`; a
-    /// process set to another count refuses to run ([`crate::shards::LayoutMismatch`]).
+    /// process set to another count refuses to run ([`crate::shards::LayoutMismatch`]). Also
+    /// `version`, the queue layout's version ([`crate::layout_version`]), recorded by the
+    /// first worker: a worker that cannot read it refuses to start.
     pub fn layout(&self) -> String {
         format!("{}:layout", self.tag)
     }

@@ -11,7 +11,9 @@
 //! them what is left is what a producer needs: the queue over one plain Redis.
 
 // The pure model, at its old paths (`entraguard_core::event::Event` and so on).
-pub use entraguard_model::{digest, event, health, ids, retry, secret, silence, timestamp, validation};
+pub use entraguard_model::{
+    digest, event, health, ids, rate_limit, retry, secret, silence, timestamp, validation,
+};
 
 pub mod breaker;
 #[cfg(feature = "endpoints")]
@@ -21,6 +23,7 @@ pub mod endpoint;
 pub mod history;
 pub mod job;
 pub mod keys;
+pub mod layout_version;
 #[cfg(feature = "endpoints")]
 pub mod operator;
 pub mod queue;

@@ -33,10 +33,11 @@ impl DigestRef {
             tenant_id: event.tenant_id.clone(),
             tenant_name: event.tenant_name.clone(),
             scan_id: scan_id.to_owned(),
-            flush: ulid::Ulid::new().to_string().to_lowercase(),
+            flush: crate::ids::new_ulid().to_string().to_lowercase(),
         }
     }
 
+    #[cfg(feature = "hashing")]
     /// The digest's id: `<endpoint>:<hash of tenant and scan>` (ids of any length and
     /// characters make a short key).
     pub fn id(&self) -> String {
@@ -44,6 +45,7 @@ impl DigestRef {
     }
 }
 
+#[cfg(feature = "hashing")]
 /// `<endpoint>:<first 128 bits of SHA-256(tenant, scan) in hex>`.
 pub fn digest_id(endpoint: &EndpointId, tenant: &str, scan: &str) -> String {
     use sha2::Digest as _;

@@ -17,6 +17,18 @@ pub struct IdError {
     value: String,
 }
 
+/// A new ULID: the milliseconds since the Unix epoch and 80 bits from the operating system's
+/// random source (what `Ulid::new` does, without pulling `rand` into the producer's build).
+pub fn new_ulid() -> ulid::Ulid {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut random = [0u8; 16];
+    // The OS's random source failing is not something a caller can handle; ids must not repeat.
+    getrandom::fill(&mut random[6..]).expect("the operating system's random source is unavailable");
+    ulid::Ulid::from_parts(ms, u128::from_be_bytes(random))
+}
+
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
         $(#[$doc])*
@@ -30,7 +42,7 @@ macro_rules! prefixed_id {
 
             /// A fresh id: the prefix and a new ULID.
             pub fn generate() -> Self {
-                Self(format!("{}{}", $prefix, ulid::Ulid::new()))
+                Self(format!("{}{}", $prefix, new_ulid()))
             }
 
             pub fn as_str(&self) -> &str {

@@ -4,7 +4,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
 use time::{OffsetDateTime, UtcOffset};
 
 /// A point in time, always UTC and truncated to the second. On the wire: an RFC 3339 string.
@@ -145,11 +144,20 @@ impl fmt::Display for Timestamp {
         if let Some(buf) = canonical(self.0) {
             return f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?);
         }
-        let fmt = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-        match self.0.format(&fmt) {
-            Ok(s) => f.write_str(&s),
-            Err(_) => Err(fmt::Error),
-        }
+        // Years before 1 (the fast path covers 0001–9999): what `[year]` of a format
+        // description writes, a sign and four digits.
+        let t = self.0;
+        let sign = if t.year() < 0 { "-" } else { "" };
+        write!(
+            f,
+            "{sign}{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year().unsigned_abs(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
     }
 }
 
@@ -166,8 +174,13 @@ mod tests {
     #[test]
     fn the_fast_paths_agree_with_the_general_ones() {
         let general = |t: &Timestamp| {
-            t.0.format(&format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
-                .expect("formats")
+            t.0.format(
+                &time::format_description::parse_borrowed::<2>(
+                    "[year]-[month]-[day]T[hour]:[minute]:[second]Z",
+                )
+                .expect("a format"),
+            )
+            .expect("formats")
         };
         for s in [
             "2026-04-28T07:12:43Z",

@@ -124,7 +124,7 @@ fn build_workspace_bins() -> Result<PathBuf, String> {
 
 /// Whether cargo sets `name` for the test (or program) it runs, rather than the developer for
 /// cargo: <https://doc.rust-lang.org/cargo/reference/environment-variables.html>.
-fn set_by_cargo_for_tests(name: &str) -> bool {
+pub(crate) fn set_by_cargo_for_tests(name: &str) -> bool {
     name.starts_with("CARGO_PKG_")
         || matches!(
             name,

@@ -16,6 +16,8 @@ use entraguard_core::queue::{Acked, Claim, Claimed, DeadLetterDraft, Park, Parke
 use entraguard_core::store::StoreError;
 use tracing::{error, info, warn};
 
+use crate::acker::AckAnswer;
+use crate::batch::Taken;
 use crate::context::Ctx;
 use crate::delivery::Attempted;
 use crate::gate::{Admission, DISABLED_LOOK, Gate, LANE_SAFETY_LOOK};
@@ -23,7 +25,9 @@ use crate::outcome::Outcome;
 use crate::persist::{persist, record};
 use crate::retry::{Next, decide};
 
-pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) {
+/// Runs one delivery to its end; the next job, when its acknowledgement took one for the slot
+/// this delivery frees (see [`crate::acker`]).
+pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Option<Taken> {
     let endpoint = match read_endpoint(ctx, &job).await {
         EndpointRead::Found(endpoint) => endpoint,
         EndpointRead::Deleted => {
@@ -35,7 +39,7 @@ pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) {
             warn!(reason = %draft.reason, "delivery dead-lettered");
             record(ctx, "dead-letter", || ctx.queue.dead_letter(&claimed, &draft)).await;
             claimed.finish();
-            return;
+            return None;
         }
         EndpointRead::Unreadable(reason) => {
             // Like any failed attempt: retried on the schedule (someone may fix the record or
@@ -48,7 +52,7 @@ pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) {
                 response_body: None,
             };
             conclude(ctx, claimed, job, &attempted, "unreadable").await;
-            return;
+            return None;
         }
     };
     // An endpoint that cannot take it now (at its cap, paced, or its breaker open): the
@@ -56,17 +60,25 @@ pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) {
     // concurrency permit, and one hanging endpoint would starve the rest), and not in a loop
     // through the delayed set.
     let probe_deadline = Gate::probe_deadline(ctx.config.delivery_timeout);
-    let mut ticket = match persist("admit", || ctx.gate.admit(&ctx.queue, &endpoint, probe_deadline)).await {
+    let held = job.slot;
+    let mut ticket = match persist("admit", || ctx.gate.admit(&ctx.queue, &endpoint, probe_deadline, held))
+        .await
+    {
         Admission::Go(ticket) => ticket,
         Admission::Park(wake_in) => {
-            tracing::debug!(wake_in = ?wake_in, "endpoint busy, paced or broken; delivery parked in its lane");
+            tracing::debug!(wake_in = ?wake_in, "endpoint busy, rate-limited or broken; delivery parked in its lane");
             let park = Park { wake_in, lane_max: ctx.config.lane_max, ..Park::default() };
             park_or_dead_letter(ctx, claimed, job, &endpoint, park).await;
             ctx.promoter_wake.notify_one();
-            return;
+            return None;
         }
     };
     let probe = ticket.is_probe();
+    if !ticket.send_after().is_zero() {
+        // The send slot taken under the endpoint's rate limit opens this soon (PACE_AHEAD at
+        // most): waiting here keeps the slots evenly spaced.
+        tokio::time::sleep(ticket.send_after()).await;
+    }
     let attempted = ctx.deliverer.attempt(&job, &endpoint).await;
     let elapsed = attempted.elapsed;
     let channel = endpoint.channel.as_str();
@@ -74,6 +86,7 @@ pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) {
     let mut lane_waiting = false;
     let mut released_by_close = false;
     let mut own_parked = false;
+    let mut taken = None;
     match &attempted.outcome {
         // The breaker is off: nothing counted, nothing parked.
         Outcome::Retryable { .. } if settings.is_off() => {
@@ -131,7 +144,7 @@ pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) {
                 park_or_dead_letter(ctx, claimed, job, &endpoint, park).await;
                 ctx.promoter_wake.notify_one();
                 let _ = ticket.finish();
-                return;
+                return None;
             }
             conclude(ctx, claimed, job, &attempted, channel).await;
         }
@@ -141,7 +154,9 @@ pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) {
             // for the probe: a success that began before the breaker opened says nothing of
             // now, and a healthy endpoint's successful delivery costs no extra command. With the
             // breaker off, a breaker left open from before is closed by hand.
-            let acked = conclude(ctx, claimed, job, &attempted, channel).await;
+            let answer = conclude(ctx, claimed, job, &attempted, channel).await;
+            let acked = answer.as_ref().map(|a| a.acked);
+            taken = answer.map(|a| a.taken);
             lane_waiting = acked == Some(Acked::LaneWaiting);
             let breaker_open = acked == Some(Acked::BreakerOpen);
             let report = match (probe, breaker_open && settings.is_off()) {
@@ -196,11 +211,17 @@ pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) {
     // The slot this delivery held goes to the oldest that wait in the endpoint's lane: those
     // this process parked (one per finish), or, when the acknowledgement found the lane holding
     // work whoever parked it, as many as this process has free slots for the endpoint.
+    // A rate-limited endpoint's lane is released by its schedule (its next look in the lanes
+    // set, when the next send slot comes near), never by a finishing delivery.
     let own = ticket.finish() || own_parked;
-    if (own || lane_waiting) && !released_by_close {
+    let paced = ctx.gate.send_interval(&endpoint).is_some();
+    if (own || lane_waiting) && !released_by_close && !paced {
         let n = if lane_waiting { ctx.gate.free_slots(&endpoint.id) } else { 1 };
-        persist("release lane", || ctx.queue.release_lane(endpoint.id.as_str(), n, LANE_SAFETY_LOOK)).await;
+        let most = ctx.gate.free_slots(&endpoint.id);
+        persist("release lane", || ctx.queue.release_lane(endpoint.id.as_str(), n, LANE_SAFETY_LOOK, most))
+            .await;
     }
+    taken
 }
 
 /// Parks a delivery in its endpoint's lane (`job`, with the failed attempt that parked it
@@ -329,7 +350,7 @@ pub(crate) async fn conclude(
     mut job: DeliveryJob,
     attempted: &Attempted,
     channel: &'static str,
-) -> Option<Acked> {
+) -> Option<AckAnswer> {
     let outcome = &attempted.outcome;
     let elapsed = attempted.elapsed;
     let record_now = attempt_record(&job, attempted);
@@ -355,15 +376,16 @@ pub(crate) async fn conclude(
                 attempt,
             );
             let entry = history_entry(&claimed, &job, &recorded, AttemptResult::Delivered, attempted);
-            let answer = std::sync::Mutex::new(Acked::LeaseLost);
+            let answer = std::sync::Mutex::new(None);
             record(ctx, "ack", || async {
-                let acked = ctx.acker.ack(&claimed, &job.endpoint_id, &entry).await?;
-                *answer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = acked;
-                Ok(acked != Acked::LeaseLost)
+                let got = ctx.acker.ack(&claimed, &job.endpoint_id, &entry).await?;
+                let recorded = got.acked != Acked::LeaseLost;
+                *answer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(got);
+                Ok(recorded)
             })
             .await;
             claimed.finish();
-            return Some(answer.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner));
+            return answer.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
         }
         Next::RetryIn(delay) => {
             warn!(error = outcome.error().unwrap_or(""), retry_in = ?delay, "attempt failed; retry scheduled");

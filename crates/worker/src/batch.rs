@@ -4,8 +4,40 @@
 //! Redis as one script call. Under load that is one round trip, one script run and one AOF write
 //! for many items; with one item at a time it is exactly the single call.
 
-use entraguard_core::queue::QueueError;
+use entraguard_core::queue::{Claimed, Fetched, QueueError};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::running::Running;
+
+/// What a finishing step (an acknowledgement, a fan-out) took for the slot its job frees.
+#[derive(Debug, Default)]
+pub(crate) struct Taken {
+    /// The next job to run, already on the processing list and started in [`Running`].
+    pub(crate) job: Option<Claimed>,
+    /// Jobs too long to read, taken too: to dead-letter unread.
+    pub(crate) oversized: usize,
+    /// The endpoints' revision when they were taken (shard 0 only).
+    pub(crate) endpoints_rev: Option<u64>,
+}
+
+/// Shares out what one batch's step took, one job per finished item in order (the first item
+/// also gets the oversized count), each job started in `running` before any task sees it.
+pub(crate) fn distribute(fetched: Fetched, items: usize, running: &Running) -> Vec<Taken> {
+    if !fetched.jobs.is_empty() || fetched.oversized > 0 {
+        running.note_taken(false);
+    }
+    let mut jobs = fetched.jobs.into_iter();
+    let mut oversized = fetched.oversized;
+    (0..items)
+        .map(|_| {
+            let job = jobs.next();
+            if let Some(j) = &job {
+                running.start(&j.shared_bytes());
+            }
+            Taken { job, oversized: std::mem::take(&mut oversized), endpoints_rev: fetched.endpoints_rev }
+        })
+        .collect()
+}
 
 /// One submitted item and where its answer goes.
 pub(crate) type Submitted<I, A> = (I, oneshot::Sender<Result<A, QueueError>>);
@@ -25,15 +57,14 @@ pub(crate) async fn submit<I, A>(
 }
 
 /// The batching task: takes whatever queued up (at most `max`), flushes it with one call, and
-/// hands each caller its answer (`missing` for an item the answer did not cover, each caller
+/// hands each caller its answer (`missing()` for an item the answer did not cover, each caller
 /// the error when the call failed). Ends when every sender is dropped.
 pub(crate) async fn run<I, A, F>(
     mut rx: mpsc::UnboundedReceiver<Submitted<I, A>>,
     max: usize,
-    missing: A,
+    missing: impl Fn() -> A,
     mut flush: F,
 ) where
-    A: Clone,
     F: AsyncFnMut(&[I]) -> Result<Vec<A>, QueueError>,
 {
     let mut items: Vec<I> = Vec::with_capacity(max);
@@ -53,7 +84,7 @@ pub(crate) async fn run<I, A, F>(
         match flush(&items).await {
             Ok(got) => {
                 for (answer, a) in
-                    answers.drain(..).zip(got.into_iter().chain(std::iter::repeat(missing.clone())))
+                    answers.drain(..).zip(got.into_iter().chain(std::iter::repeat_with(&missing)))
                 {
                     let _ = answer.send(Ok(a));
                 }

@@ -42,5 +42,5 @@ pub(crate) struct Ctx {
     /// Endpoints and routes, cached and kept current by the endpoints' revision.
     pub(crate) endpoints: Arc<EndpointCache>,
     /// The jobs this process runs: what its processing list should hold.
-    pub(crate) running: Running,
+    pub(crate) running: Arc<Running>,
 }

@@ -26,6 +26,7 @@ use entraguard_core::rules::quiet_severity;
 use entraguard_core::store::Route;
 use tracing::warn;
 
+use crate::batch::Taken;
 use crate::context::Ctx;
 use crate::persist::{persist, record};
 
@@ -165,13 +166,14 @@ fn split(ctx: &Ctx, job: &EventJob, routes: &Arc<Vec<Route>>) -> (Arc<Vec<Route>
 /// goes to the dead-letter queue with the reason). Urgent events' deliveries go to the front.
 /// With queue shards, the deliveries of endpoints homed in other shards go through this shard's
 /// outbox in the same step, and are moved right after.
-pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) {
+/// The next job, when the fan-out's acknowledgement took one for the slot it frees.
+pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) -> Option<Taken> {
     let event = &job.event;
     // A kind only the notifier makes, in a job it did not make (pushed by hand), is refused
     // here with the publishers' error.
     if let Err(e) = job.validate() {
         crate::poison::dead_letter(ctx, claimed, format!("invalid event {}: {e}", event.id)).await;
-        return;
+        return None;
     }
     let all = persist("read endpoints", || ctx.endpoints.routes(&ctx.store)).await;
     let (routes, forwards) = split(ctx, &job, &all);
@@ -198,10 +200,14 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) {
         warn!(endpoint = %endpoint.id, state = %endpoint.state, "endpoint health news no endpoint is subscribed to: {}", endpoint.text());
     }
     let routed = std::sync::Mutex::new(None);
+    let next = std::sync::Mutex::new(None);
     let done = record(ctx, "fan-out", || async {
-        let r = ctx.router.route(&claimed, &steps).await?;
+        let (r, taken) = ctx.router.route(&claimed, &steps).await?;
         if let Ok(mut slot) = routed.lock() {
             *slot = r;
+        }
+        if let Ok(mut slot) = next.lock() {
+            *slot = Some(taken);
         }
         Ok(r.is_some())
     })
@@ -228,6 +234,7 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) {
         }
         move_forwards(ctx, forwards).await;
     }
+    next.into_inner().ok().flatten()
 }
 
 /// Moves this event's outbox entries into their shards now. They are safe in the outbox

@@ -1,7 +1,9 @@
 //! Admission per endpoint: whether a delivery may run now, or waits in its endpoint's lane.
 //!
 //! An endpoint takes at most `NOTIFY_ENDPOINT_CONCURRENCY` deliveries at once from one worker
-//! process, and a Slack webhook one message per `NOTIFY_SLACK_PACE` across all workers. A
+//! process, and an endpoint with a rate limit (`10/s`, `600/min`; a Slack webhook without one:
+//! one message per `NOTIFY_SLACK_PACE`) one delivery per send slot across all workers, the slots
+//! spaced evenly (`Queue::pace`; a slot within `PACE_AHEAD` is waited for here). A
 //! delivery that cannot run now is parked at the back of the endpoint's lane in Redis
 //! (`{p}:lane:<id>`, at most `NOTIFY_LANE_MAX`; past it the delivery is dead-lettered as
 //! "endpoint lane full"), where it costs nothing while it waits: no polling, no trips through
@@ -14,7 +16,9 @@
 //!   delivery costs no extra command;
 //! - its breaker closes: a probe's success releases the probing worker's cap's worth at once, an
 //!   operator's reset or enable the oldest; finishing deliveries release the rest;
-//! - the lane's wake-up time comes (`{p}:lanes`): the Slack send slot frees, the probe is due,
+//! - the lane's wake-up time comes (`{p}:lanes`): a rate-limited endpoint's next send slot comes
+//!   within `PACE_AHEAD` (the release gives each delivery it moves its own slot, so a
+//!   rate-limited lane is released by its schedule only, not by finishing deliveries), the probe is due,
 //!   or, as a safety net when no delivery to it finishes (every worker restarted), a second
 //!   after the last look, which releases the oldest (whose finish releases the rest, as above).
 //!
@@ -38,9 +42,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use entraguard_core::breaker::{Admit, Answer, AttemptFacts, BreakerSettings, BreakerState};
-use entraguard_core::endpoint::{Channel, Endpoint};
+use entraguard_core::endpoint::Endpoint;
 use entraguard_core::ids::EndpointId;
-use entraguard_core::queue::{Queue, QueueError};
+use entraguard_core::queue::{Pace, Queue, QueueError};
 
 /// How long a lane parked for the in-flight cap waits, at most, before it is looked at again
 /// (a safety net: a finishing delivery normally releases it at once).
@@ -216,14 +220,21 @@ impl Gate {
         Ok(verdict)
     }
 
-    /// Admits a delivery to `endpoint`, or says how long it parks. The Slack send slot is
-    /// claimed in Redis (shared by every worker); a Redis error is returned for the caller to
-    /// retry, with nothing held.
+    /// The spacing of `endpoint`'s sends across every worker (its rate limit, or a Slack
+    /// webhook's pace), if it has one.
+    pub fn send_interval(&self, endpoint: &Endpoint) -> Option<Duration> {
+        endpoint.send_interval(self.inner.slack_pace)
+    }
+
+    /// Admits a delivery to `endpoint`, or says how long it parks. A rate-limited endpoint's send
+    /// slot is taken in Redis (shared by every worker; `held`: the slot its lane's release gave
+    /// the delivery); a Redis error is returned for the caller to retry, with nothing held.
     pub async fn admit(
         &self,
         queue: &Queue,
         endpoint: &Endpoint,
         probe_deadline: Duration,
+        held: Option<u64>,
     ) -> Result<Admission, QueueError> {
         let others = {
             let mut lanes = self.inner.lock();
@@ -240,6 +251,7 @@ impl Gate {
             endpoint: endpoint.id.clone(),
             finished: false,
             run: Run::default(),
+            send_after: Duration::ZERO,
         };
         // Dropping the ticket on a park frees the slot again.
         match self.breaker(queue, &endpoint.id, probe_deadline, others).await? {
@@ -258,9 +270,16 @@ impl Gate {
                 return Ok(Admission::Park(LANE_SAFETY_LOOK));
             }
         }
-        if endpoint.channel == Channel::Slack && !self.inner.slack_pace.is_zero() {
+        if let Some(interval) = self.send_interval(endpoint) {
             // Dropping the ticket on either early return frees the slot again.
-            if let Some(wait) = queue.pace(&endpoint.id, self.inner.slack_pace).await? {
+            let wait = match queue.pace(&endpoint.id, interval, held).await? {
+                Pace::Go(after) => {
+                    ticket.send_after = after;
+                    None
+                }
+                Pace::Wait(wait) => Some(wait),
+            };
+            if let Some(wait) = wait {
                 if ticket.run.trial {
                     // The breaker's trial slot too (else it is forgotten at its deadline).
                     let _ = queue
@@ -273,6 +292,7 @@ impl Gate {
                         )
                         .await;
                 }
+                crate::metrics::waited_turn(endpoint.id.as_str());
                 return Ok(Admission::Park(wait));
             }
         }
@@ -327,9 +347,17 @@ pub struct Ticket {
     endpoint: EndpointId,
     finished: bool,
     run: Run,
+    /// The send slot taken under the endpoint's rate limit opens this long after admission.
+    send_after: Duration,
 }
 
 impl Ticket {
+    /// How long to wait before sending: until the send slot taken for this delivery opens
+    /// (zero without a rate limit; at most `PACE_AHEAD`).
+    pub fn send_after(&self) -> Duration {
+        self.send_after
+    }
+
     /// Whether this delivery is the probe of an open breaker.
     pub fn is_probe(&self) -> bool {
         self.run.probe
@@ -390,6 +418,7 @@ mod tests {
                     endpoint: ep.clone(),
                     finished: false,
                     run: Run::default(),
+                    send_after: Duration::ZERO,
                 })
             }
         };

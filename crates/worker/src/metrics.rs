@@ -24,6 +24,7 @@ pub const QUEUE_DEAD: &str = "entraguard_queue_dead_letters";
 pub const QUEUE_LANE_FULL: &str = "entraguard_queue_lane_full_dead_letters";
 pub const QUEUE_EVENT_BODIES: &str = "entraguard_queue_event_bodies";
 pub const LANE_FULL: &str = "entraguard_deliveries_lane_full_total";
+pub const RATE_LIMITED: &str = "entraguard_deliveries_rate_limited_total";
 pub const WORKERS: &str = "entraguard_workers";
 pub const QUEUE_DIGESTS: &str = "entraguard_queue_digests";
 pub const QUEUE_FORWARDING: &str = "entraguard_queue_forwarding";
@@ -103,6 +104,12 @@ pub fn handed_back(n: usize) {
 /// A delivery dead-lettered as "endpoint lane full" by this process.
 pub fn lane_full(endpoint: &str) {
     counter!(LANE_FULL, "endpoint" => endpoint.to_owned()).increment(1);
+}
+
+/// A delivery that found no send slot of its endpoint's rate limit (or Slack pace) within
+/// `PACE_AHEAD`: parked in the lane to wait for its turn (no attempt spent).
+pub fn waited_turn(endpoint: &str) {
+    counter!(RATE_LIMITED, "endpoint" => endpoint.to_owned()).increment(1);
 }
 
 pub fn in_flight(n: usize) {

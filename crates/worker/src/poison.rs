@@ -11,7 +11,7 @@ use crate::persist::{persist, record};
 
 /// A fresh dead-letter id for a job whose own id cannot be trusted or read.
 fn id() -> String {
-    format!("job_{}", ulid::Ulid::new())
+    format!("job_{}", entraguard_core::ids::new_ulid())
 }
 
 /// Dead-letters a claimed job with `reason`, counted as poison.

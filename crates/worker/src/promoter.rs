@@ -39,7 +39,10 @@ pub(crate) async fn promoter(ctx: Arc<Ctx>, mut shutdown: Shutdown) {
                     // releases finds the lane holding work when it finishes, and releases as
                     // many as its worker has free slots. A cap's worth here would be parked
                     // again every second while the endpoint hangs.
-                    if let Err(e) = ctx.queue.release_lane(endpoint, 1, LANE_SAFETY_LOOK).await {
+                    // A rate-limited lane releases its turns: as many as have a send slot within
+                    // PACE_AHEAD, at most the endpoint's cap.
+                    let most = ctx.config.endpoint_concurrency as usize;
+                    if let Err(e) = ctx.queue.release_lane(endpoint, 1, LANE_SAFETY_LOOK, most).await {
                         warn!(error = %e, endpoint, "releasing a lane failed");
                     }
                 }

@@ -50,12 +50,18 @@ impl Reconciler {
 
     pub(crate) async fn run(&mut self, ctx: &Ctx) {
         self.next_at = tokio::time::Instant::now() + self.every;
+        let (took, lost) = ctx.running.take_notes();
+        if lost {
+            self.fetch_failed();
+        }
         let suspect = self.last_failure.is_some_and(|t| t.elapsed() < self.suspect_for);
-        let busy = std::mem::take(&mut self.busy);
+        let busy = std::mem::take(&mut self.busy) || took;
         if !suspect && !busy && self.last_check.elapsed() < self.idle_every {
             return;
         }
         self.last_check = tokio::time::Instant::now();
+        // No acknowledgement's jobs are between the list and `running` while this compares.
+        let _comparing = ctx.running.comparing().await;
         let mut running = ctx.running.snapshot();
         if !suspect {
             let expected: usize = running.values().sum();

@@ -8,10 +8,13 @@
 //! Nothing is decided here: each fan-out awaits its own answer and, when a batch fails (Redis
 //! unreachable), retries its own acknowledgement the usual way ([`crate::persist`]).
 
+use std::sync::Arc;
+
 use entraguard_core::queue::{Claim, Queue, QueueError, RouteStep, Routed};
 use tokio::sync::mpsc;
 
-use crate::batch::{self, Submitted};
+use crate::batch::{self, Submitted, Taken};
+use crate::running::Running;
 
 /// Most events in one script call.
 const MAX_BATCH: usize = 128;
@@ -25,24 +28,40 @@ struct Item {
 /// The handle fan-out acknowledges through. Cheap to share.
 #[derive(Debug, Clone)]
 pub struct Router {
-    tx: mpsc::UnboundedSender<Submitted<Item, Option<Routed>>>,
+    tx: mpsc::UnboundedSender<Submitted<Item, (Option<Routed>, Taken)>>,
 }
 
 impl Router {
-    /// Starts the batching task; it ends when every handle is dropped.
-    pub fn spawn(queue: Queue) -> Self {
+    /// Starts the batching task; it ends when every handle is dropped. Each call also takes
+    /// the next jobs, one per event it finishes (see [`crate::acker`]).
+    pub fn spawn(queue: Queue, running: Arc<Running>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(batch::run(rx, MAX_BATCH, None, async move |items: &[Item]| {
+        let missing = || (None, Taken::default());
+        tokio::spawn(batch::run(rx, MAX_BATCH, missing, async move |items: &[Item]| {
             let events: Vec<(&Claim, &[RouteStep])> =
                 items.iter().map(|i| (&i.job, i.steps.as_slice())).collect();
-            queue.route_many(&events).await
+            let take = if running.is_open() { items.len() } else { 0 };
+            let _taking = running.taking().await;
+            let (routed, fetched) = match queue.route_many(&events, take).await {
+                Ok(v) => v,
+                Err(e) => {
+                    running.note_taken(take > 0);
+                    return Err(e);
+                }
+            };
+            let taken = batch::distribute(fetched, routed.len(), &running);
+            Ok(routed.into_iter().zip(taken).collect())
         }));
         Self { tx }
     }
 
     /// Acknowledges one event job with its fan-out `steps` (see [`Queue::route`]), in the next
-    /// batch. `None` if the lease was lost.
-    pub async fn route(&self, job: &Claim, steps: &[RouteStep]) -> Result<Option<Routed>, QueueError> {
+    /// batch, and takes the next job for its slot. `None` if the lease was lost.
+    pub(crate) async fn route(
+        &self,
+        job: &Claim,
+        steps: &[RouteStep],
+    ) -> Result<(Option<Routed>, Taken), QueueError> {
         let item = Item { job: job.clone(), steps: steps.to_vec() };
         batch::submit(&self.tx, item, "fan-out batcher stopped").await
     }

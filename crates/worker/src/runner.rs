@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use entraguard_core::endpoint::Channel;
 use entraguard_core::job::{DELIVERY_REF_START, Job};
+use entraguard_core::layout_version::{LAYOUT_VERSION, VersionDecision};
 use entraguard_core::queue::Claimed;
 use entraguard_core::queue::{Fetched, QueueError, Shards, WorkerId};
 use entraguard_core::shards::{FORWARD_REPLICA_WAIT, LayoutDecision, LayoutRole};
@@ -53,6 +54,9 @@ pub enum RunError {
     /// `NOTIFY_QUEUE_SHARDS` is not the count the deployment records in Redis.
     #[error(transparent)]
     ShardLayout(#[from] entraguard_core::shards::LayoutMismatch),
+    /// Redis records a queue layout version this release cannot read.
+    #[error(transparent)]
+    LayoutVersion(#[from] entraguard_core::layout_version::LayoutVersionError),
 }
 
 /// Runs a worker until `shutdown` fires; returns once in-flight work is finished or handed back.
@@ -111,6 +115,16 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
         ),
         LayoutDecision::Agree | LayoutDecision::Unrecorded => {}
     }
+    // The layout's version: a layout this release cannot read stops it here, before it takes a
+    // job it would misread (crates/core/src/layout_version.rs).
+    let Some(version) =
+        until_ok(&mut shutdown, "read the queue layout version", || shards.checked_version()).await
+    else {
+        return Ok(());
+    };
+    if version? == VersionDecision::Record {
+        info!(version = LAYOUT_VERSION, "recorded the queue layout version in redis");
+    }
     if shards.counted().len() > shards.served().len() {
         let unserved: Vec<&str> =
             shards.counted()[shards.served().len()..].iter().map(|q| q.keys().tag()).collect();
@@ -157,9 +171,10 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     );
     let mut served = JoinSet::new();
     for (index, queue) in shards.served().iter().enumerate() {
+        let running = Arc::new(Running::default());
         let ctx = Arc::new(Ctx {
-            acker: crate::acker::Acker::spawn(queue.clone()),
-            router: crate::router::Router::spawn(queue.clone()),
+            acker: crate::acker::Acker::spawn(queue.clone(), running.clone()),
+            router: crate::router::Router::spawn(queue.clone(), running.clone()),
             clock: crate::clock::RedisClock::default(),
             store: store.clone(),
             queue: queue.clone(),
@@ -171,7 +186,7 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
             promoter_wake: Notify::new(),
             gate: gate.clone(),
             endpoints: endpoints.clone(),
-            running: Running::default(),
+            running,
         });
         served.spawn(serve(ctx, permits.clone(), shutdown.clone()));
     }
@@ -248,28 +263,7 @@ async fn serve(ctx: Arc<Ctx>, permits: Arc<Semaphore>, mut shutdown: Shutdown) {
         match fetched {
             Ok(Fetched { jobs, oversized, endpoints_rev }) => {
                 backoff.reset();
-                // Before the jobs run: they see every endpoint change written before their fetch.
-                let moved = match endpoints_rev {
-                    Some(rev) => ctx.endpoints.observe(rev),
-                    None if jobs.is_empty() => false,
-                    // Another shard than the endpoints': their revision, read after the fetch.
-                    None if !ctx.queue.is_home() => match ctx.store.revision().await {
-                        Ok(rev) => ctx.endpoints.observe(rev),
-                        Err(_) => {
-                            ctx.endpoints.forget();
-                            false
-                        }
-                    },
-                    None => {
-                        ctx.endpoints.forget();
-                        false
-                    }
-                };
-                if moved {
-                    // An endpoint enabled, edited or reset: what this process cached of the
-                    // breakers goes too, so an operator's action acts at this fetch.
-                    ctx.gate.forget_breakers();
-                }
+                observe_endpoints(&ctx, endpoints_rev, !jobs.is_empty()).await;
                 crate::metrics::redis_full(false);
                 for _ in 0..oversized {
                     crate::poison::oversized(&ctx).await;
@@ -321,6 +315,8 @@ async fn serve(ctx: Arc<Ctx>, permits: Arc<Semaphore>, mut shutdown: Shutdown) {
         }
     }
 
+    // Acknowledgements take no next jobs from here on.
+    ctx.running.close();
     let in_flight = tasks.len();
     info!(shard, in_flight, grace = ?ctx.config.shutdown_grace, "shutting down: no new jobs; finishing in-flight deliveries");
     let drained =
@@ -356,34 +352,78 @@ async fn serve(ctx: Arc<Ctx>, permits: Arc<Semaphore>, mut shutdown: Shutdown) {
     }
 }
 
-/// Handles one fetched job; a panic is caught and dead-letters the job instead of leaving it
-/// stuck on the processing list of a live worker (or handed back to run, and panic, again).
-async fn handle(ctx: Arc<Ctx>, claimed: Claimed, permit: OwnedSemaphorePermit) {
-    ::metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
-    let claim = claimed.claim();
-    let result = AssertUnwindSafe(handle_job(&ctx, claimed)).catch_unwind().await;
-    if result.is_err() {
-        error!("job handler panicked; dead-lettering the job");
-        let reason = "the worker panicked while handling this job".to_owned();
-        crate::poison::dead_letter(&ctx, claim.clone().reclaim(), reason).await;
+/// Before jobs taken with the endpoints' revision `rev` run: they see every endpoint change
+/// written before they were taken (`rev` is `None` from the blocking fetch, and on a shard other
+/// than the endpoints', where it is read now).
+async fn observe_endpoints(ctx: &Ctx, rev: Option<u64>, any_jobs: bool) {
+    let moved = match rev {
+        Some(rev) => ctx.endpoints.observe(rev),
+        None if !any_jobs => false,
+        // Another shard than the endpoints': their revision, read after the fetch.
+        None if !ctx.queue.is_home() => match ctx.store.revision().await {
+            Ok(rev) => ctx.endpoints.observe(rev),
+            Err(_) => {
+                ctx.endpoints.forget();
+                false
+            }
+        },
+        None => {
+            ctx.endpoints.forget();
+            false
+        }
+    };
+    if moved {
+        // An endpoint enabled, edited or reset: what this process cached of the breakers goes
+        // too, so an operator's action acts at this fetch.
+        ctx.gate.forget_breakers();
     }
-    ctx.running.finish(&claim.shared_bytes());
-    ::metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);
+}
+
+/// Handles one fetched job, then each next job its acknowledgement took for the same slot
+/// (`permit`); a panic is caught and dead-letters the job instead of leaving it stuck on the
+/// processing list of a live worker (or handed back to run, and panic, again).
+async fn handle(ctx: Arc<Ctx>, claimed: Claimed, permit: OwnedSemaphorePermit) {
+    let mut next = Some(claimed);
+    while let Some(claimed) = next.take() {
+        ::metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
+        let claim = claimed.claim();
+        match AssertUnwindSafe(handle_job(&ctx, claimed)).catch_unwind().await {
+            Ok(Some(taken)) => {
+                observe_endpoints(&ctx, taken.endpoints_rev, taken.job.is_some()).await;
+                for _ in 0..taken.oversized {
+                    crate::poison::oversized(&ctx).await;
+                }
+                next = taken.job;
+            }
+            Ok(None) => {}
+            Err(_) => {
+                error!("job handler panicked; dead-lettering the job");
+                let reason = "the worker panicked while handling this job".to_owned();
+                crate::poison::dead_letter(&ctx, claim.clone().reclaim(), reason).await;
+            }
+        }
+        ctx.running.finish(&claim.shared_bytes());
+        ::metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);
+    }
     drop(permit);
 }
 
 /// Dispatches one fetched job to its step: a poison job to the dead-letter queue, an event to
-/// fan-out, a delivery to its attempt.
-async fn handle_job(ctx: &Ctx, claimed: Claimed) {
+/// fan-out, a delivery to its attempt. The next job, when the step's acknowledgement took one.
+async fn handle_job(ctx: &Ctx, claimed: Claimed) -> Option<crate::batch::Taken> {
     match claimed.decode() {
         Err(_) if claimed.bytes().starts_with(DELIVERY_REF_START.as_bytes()) => {
             let reason = "a stored delivery whose event body is gone from the bodies hash (deleted by hand?): nothing to deliver";
-            crate::poison::dead_letter(ctx, claimed, reason.to_owned()).await
+            crate::poison::dead_letter(ctx, claimed, reason.to_owned()).await;
+            None
         }
-        Err(e) => crate::poison::dead_letter(ctx, claimed, format!("undecodable job: {e}")).await,
+        Err(e) => {
+            crate::poison::dead_letter(ctx, claimed, format!("undecodable job: {e}")).await;
+            None
+        }
         Ok(Job::Event(job)) => {
             let span = info_span!("fanout", event_id = %job.event.id, event = %job.event.kind());
-            crate::fanout::fan_out_job(ctx, claimed, job).instrument(span).await;
+            crate::fanout::fan_out_job(ctx, claimed, job).instrument(span).await
         }
         Ok(Job::Delivery(job)) => {
             let span = info_span!(
@@ -393,16 +433,18 @@ async fn handle_job(ctx: &Ctx, claimed: Claimed) {
                 endpoint_id = %job.endpoint_id,
                 attempt = job.next_attempt()
             );
-            crate::attempt::deliver(ctx, claimed, job).instrument(span).await;
+            crate::attempt::deliver(ctx, claimed, job).instrument(span).await
         }
         Ok(Job::DigestDue(job)) => {
             let span = info_span!("digest_due", endpoint_id = %job.digest.endpoint_id, scan_id = %job.digest.scan_id);
             crate::digest::due(ctx, claimed, job).instrument(span).await;
+            None
         }
         Ok(Job::Digest(job)) => {
             let span =
                 info_span!("digest", endpoint_id = %job.digest.endpoint_id, scan_id = %job.digest.scan_id);
             crate::digest::send(ctx, claimed, job).instrument(span).await;
+            None
         }
     }
 }

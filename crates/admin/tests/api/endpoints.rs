@@ -220,6 +220,33 @@ async fn the_name_limit_counts_characters_not_bytes() {
     assert!(v["reason"].as_str().is_some_and(|r| r.contains("at most 200 printable characters")), "{v}");
 }
 
+/// Issue 28: a rate limit is validated by the shared rule (422 naming the field and the form),
+/// shown by `GET`, and removed by `"none"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_is_validated_shown_and_removed() {
+    let redis = RedisServer::start();
+    let admin = start(&redis).await;
+    let api = Api { http: reqwest::Client::new(), base: admin.base.clone() };
+    use reqwest::Method as M;
+    let body = |limit: &str| {
+        json!({"name": "ITSM", "channel": "webhook", "target": "https://itsm.example.com/hook",
+               "events": ["finding.new"], "rate_limit": limit})
+    };
+    let (status, err) = api.call(M::POST, "/api/endpoints", Some(body("10 per second"))).await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(err["field"], "rate_limit", "{err}");
+    assert!(err["reason"].as_str().is_some_and(|r| r.contains("e.g. 10/s or 600/min")), "{err}");
+    let (status, ep) = api.call(M::POST, "/api/endpoints", Some(body("10/s"))).await;
+    assert_eq!(status, 201, "{ep}");
+    let path = format!("/api/endpoints/{}", ep["id"].as_str().expect("id"));
+    let (_, shown) = api.call(M::GET, &path, None).await;
+    assert_eq!(shown["rate_limit"], "10/s", "{shown}");
+    assert_eq!(shown["waiting"], 0, "{shown}");
+    let (status, put) = api.call(M::PUT, &path, Some(body("none"))).await;
+    assert_eq!(status, 200, "{put}");
+    assert!(put.get("rate_limit").is_none(), "removed: {put}");
+}
+
 /// Issue 23: an endpoint as `GET` shows it is accepted back by `PUT` as it is, and comes back
 /// the same, for every field: name, channel, the (masked) target, events, enabled, the secret
 /// (kept: never shown), teams_format, and every rule (tenants, floor, dedupe window, the digest
@@ -239,6 +266,7 @@ async fn a_fetched_endpoint_sent_back_with_put_round_trips_every_field() {
                 "name": "SOAR ✓", "channel": "webhook", "target": url,
                 "events": ["finding.new", "scan.failed", "endpoint.health_changed"], "enabled": false,
                 "secret": "whsec-0123456789abcdef-SIGNING", "teams_format": "adaptive_card",
+                "rate_limit": "600/min",
                 "rules": {
                     "tenants": ["tenant-a", "tenant-b"], "min_severity": "low", "dedupe_window": "90m",
                     "digest": {"severities": ["low", "info"], "max_wait": "2h"},
@@ -252,7 +280,18 @@ async fn a_fetched_endpoint_sent_back_with_put_round_trips_every_field() {
     let id = ep["id"].as_str().expect("id").to_owned();
     let path = format!("/api/endpoints/{id}");
     let (_, first) = api.call(M::GET, &path, None).await;
-    for field in ["name", "channel", "target", "events", "enabled", "has_secret", "teams_format", "rules"] {
+    for field in [
+        "name",
+        "channel",
+        "target",
+        "events",
+        "enabled",
+        "has_secret",
+        "teams_format",
+        "rate_limit",
+        "rules",
+        "waiting",
+    ] {
         assert!(!first[field].is_null(), "{field} shown: {first}");
     }
     for rule in ["tenants", "min_severity", "dedupe_window", "digest", "quiet_hours"] {

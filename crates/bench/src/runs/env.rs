@@ -226,6 +226,7 @@ impl Env {
             secret: Some(entraguard_core::secret::Secret::new("bench-signing-secret-0123456789")),
             ed25519: None,
             teams_format: None,
+            rate_limit: None,
             rules,
         }
         .validate(TargetPolicy { allow_http: true })?)

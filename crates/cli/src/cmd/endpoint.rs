@@ -122,6 +122,10 @@ pub struct AddArgs {
     /// Teams card: message_card (Office 365 connector) or adaptive_card (Workflows). Default: from the URL.
     #[arg(long)]
     teams_format: Option<String>,
+    /// At most this many deliveries per second or minute, evenly spaced across every worker:
+    /// `10/s`, `600/min`. Default: none (a Slack webhook: one per NOTIFY_SLACK_PACE, 1/s).
+    #[arg(long, value_name = "N/s|N/min")]
+    rate_limit: Option<String>,
     /// Create it disabled.
     #[arg(long)]
     disabled: bool,
@@ -181,6 +185,9 @@ pub struct UpdateArgs {
     /// Teams card: message_card or adaptive_card.
     #[arg(long)]
     teams_format: Option<String>,
+    /// A new rate limit (`10/s`, `600/min`), or `none` to remove it.
+    #[arg(long, value_name = "N/s|N/min|none")]
+    rate_limit: Option<String>,
     #[command(flatten)]
     rules: Box<super::rules::RulesArgs>,
 }
@@ -206,6 +213,7 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 secret: a.secret.resolve()?,
                 ed25519: a.ed25519.then_some(true),
                 teams_format: a.teams_format,
+                rate_limit: a.rate_limit,
                 rules: Default::default(),
             };
             a.rules.apply(&mut draft.rules).map_err(|e| usage(anyhow::anyhow!(e)))?;
@@ -245,10 +253,16 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
                 let mut v = serde_json::to_value(ep.view()).map_err(anyhow::Error::from)?;
                 v["breaker"] = serde_json::to_value(&breaker).map_err(anyhow::Error::from)?;
                 v["suppressed"] = suppressed.into();
+                // Deliveries waiting in the endpoint's lane: for their turn under the rate
+                // limit, for a slot under the in-flight cap, or behind an open breaker.
+                v["waiting"] = breaker.parked.into();
                 output::json(&v);
             } else {
                 print_one(global, &ep, false);
                 print_breaker(&breaker);
+                if ep.send_interval(std::time::Duration::from_secs(1)).is_some() {
+                    entraguard_core::outln!("waiting:   {} for their turn (rate limit)", breaker.parked);
+                }
                 if ep.rules.dedupe_window.is_some() || suppressed > 0 {
                     entraguard_core::outln!(
                         "suppressed: {suppressed} finding event(s) kept back by the dedupe window"
@@ -301,6 +315,9 @@ pub async fn run(global: &Global, command: Command) -> Result<(), Failure> {
             }
             if let Some(f) = u.teams_format {
                 draft.teams_format = Some(f);
+            }
+            if let Some(r) = u.rate_limit {
+                draft.rate_limit = Some(r);
             }
             u.rules.apply(&mut draft.rules).map_err(|e| usage(anyhow::anyhow!(e)))?;
             let mut ep =
@@ -525,6 +542,13 @@ fn print_one(global: &Global, ep: &Endpoint, show_warnings: bool) {
     }
     if let Some(f) = v.teams_format {
         entraguard_core::outln!("teams:     {f:?}");
+    }
+    match (v.rate_limit, v.channel) {
+        (Some(r), _) => entraguard_core::outln!("rate limit: {r} (one every {:?})", r.interval()),
+        (None, entraguard_core::Channel::Slack) => {
+            entraguard_core::outln!("rate limit: Slack's pace (NOTIFY_SLACK_PACE, 1/s by default)")
+        }
+        (None, _) => entraguard_core::outln!("rate limit: none"),
     }
     super::rules::print(&v.rules);
     entraguard_core::outln!("created:   {}", v.created_at);

@@ -415,3 +415,26 @@ async fn ed25519_keys_are_added_kept_rotated_and_cleared_from_flags() {
     let slack_id = slack["id"].as_str().expect("id");
     cli.run(&["endpoint", "rotate-signing-key", slack_id]).await.fails(2, "webhook endpoints");
 }
+
+/// Issue 28: `--rate-limit` on add and update, refused with the form it expects, shown by
+/// `endpoint show` with the deliveries waiting their turn, removed with `none`.
+#[tokio::test]
+async fn a_rate_limit_is_set_shown_refused_and_removed() {
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let base =
+        ["endpoint", "add", "--name", "ITSM", "--channel", "webhook", "--target", HOOK, "--events", "all"];
+    let bad = cli.run(&[&base[..], &["--rate-limit", "10/hour"]].concat()).await;
+    bad.fails(2, "rate limit \"10/hour\": the period must be s (per second) or min (per minute)");
+    let add = cli.run(&[&base[..], &["--rate-limit", "600/min"]].concat()).await;
+    let id = line_value(add.ok(), "id");
+    let show = cli.run(&["endpoint", "show", &id]).await;
+    let out = show.ok();
+    assert!(out.contains("rate limit: 600/min (one every 100ms)"), "{out}");
+    assert!(out.contains("waiting:   0 for their turn"), "{out}");
+    let json = cli.run(&["--json", "endpoint", "show", &id]).await;
+    let v: serde_json::Value = serde_json::from_str(json.ok()).expect("json");
+    assert_eq!((v["rate_limit"].as_str(), v["waiting"].as_u64()), (Some("600/min"), Some(0)), "{v}");
+    let update = cli.run(&["endpoint", "update", &id, "--rate-limit", "none"]).await;
+    assert!(update.ok().contains("rate limit: none"), "{}", update.ok());
+}

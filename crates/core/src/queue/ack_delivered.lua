@@ -9,16 +9,21 @@
 -- the slot this one frees, whichever worker parked them); 1 otherwise.
 -- Each finished job's attempt joins its endpoint's Recent Deliveries (newest first, the last
 -- ARGV[1] entries, kept ARGV[2] ms), with one LPUSH, LTRIM and PEXPIRE per endpoint and batch.
+-- Then, in the same step, the next jobs: up to ARGV[3] taken onto the processing list as
+-- `fetch.lua` takes them (`take` in the prelude), so a worker whose deliveries finished runs the
+-- next ones without another round trip (0: none, and no keys for it).
 -- KEYS[1] processing list, KEYS[1 + i] breaker hash of job i's endpoint, KEYS[1 + n + i] its
--- history list, KEYS[1 + 2n + i] its lane; ARGV[1] history length, ARGV[2] history ms,
--- ARGV[2 + i] job i, ARGV[2 + n + i] job i's history entry ('' for none). Returns one answer
--- per job, in order.
-local n = (#ARGV - 2) / 2
+-- history list, KEYS[1 + 2n + i] its lane; with ARGV[3] > 0, KEYS[2 + 3n] ready list,
+-- KEYS[3 + 3n] retry list, KEYS[4 + 3n] endpoints revision (absent on shards other than 0).
+-- ARGV[1] history length, ARGV[2] history ms, ARGV[3] jobs to take, ARGV[4] max job bytes,
+-- ARGV[4 + i] job i, ARGV[4 + n + i] job i's history entry ('' for none). Returns one answer
+-- per job, in order, and what `take` answered ({-1} when nothing was asked).
+local n = (#ARGV - 4) / 2
 local out = {}
 local history = {}
 local order = {}
 for i = 1, n do
-  if not claimed(KEYS[1], ARGV[2 + i]) then
+  if not claimed(KEYS[1], ARGV[4 + i]) then
     out[i] = 0
   else
     local b = redis.call('HMGET', KEYS[1 + i], 'state', 'failures')
@@ -38,7 +43,7 @@ for i = 1, n do
     if out[i] == 1 and KEYS[1 + 2 * n + i] and redis.call('LLEN', KEYS[1 + 2 * n + i]) > 0 then
       out[i] = 3
     end
-    local entry = ARGV[2 + n + i]
+    local entry = ARGV[4 + n + i]
     if entry ~= '' then
       local key = KEYS[1 + n + i]
       if not history[key] then
@@ -60,4 +65,9 @@ for _, key in ipairs(order) do
   redis.call('LTRIM', key, 0, tonumber(ARGV[1]) - 1)
   redis.call('PEXPIRE', key, ARGV[2])
 end
-return out
+local taken = {-1}
+local want = tonumber(ARGV[3])
+if want > 0 then
+  taken = take(KEYS[2 + 3 * n], KEYS[1], KEYS[3 + 3 * n], KEYS[4 + 3 * n], want, tonumber(ARGV[4]))
+end
+return {out, taken}

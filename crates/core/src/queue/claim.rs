@@ -35,6 +35,25 @@ pub struct Fetched {
     pub endpoints_rev: Option<u64>,
 }
 
+impl Fetched {
+    /// What `take` in `prelude.lua` answered (the endpoints' revision, then each job or an
+    /// oversized job's length), as jobs claimed on `list`.
+    pub(crate) fn from_take(answer: Vec<redis::Value>, list: &Arc<str>) -> Fetched {
+        let mut out = Fetched::default();
+        let mut answer = answer.into_iter();
+        if let Some(redis::Value::Int(rev)) = answer.next() {
+            out.endpoints_rev = u64::try_from(rev).ok();
+        }
+        for v in answer {
+            match v {
+                redis::Value::BulkString(b) => out.jobs.push(Claimed::new(b, list.clone())),
+                _ => out.oversized += 1,
+            }
+        }
+        out
+    }
+}
+
 /// A worker's blocking fetch connection.
 pub struct Fetcher {
     conn: RedisConn,
@@ -105,18 +124,7 @@ impl Fetcher {
             inv.key(rev);
         }
         let answer: Vec<redis::Value> = inv.arg(max).arg(MAX_JOB_BYTES).invoke_async(&mut self.conn).await?;
-        let mut out = Fetched::default();
-        let mut answer = answer.into_iter();
-        if let Some(redis::Value::Int(rev)) = answer.next() {
-            out.endpoints_rev = u64::try_from(rev).ok();
-        }
-        for v in answer {
-            match v {
-                redis::Value::BulkString(b) => out.jobs.push(self.claimed(b)),
-                _ => out.oversized += 1,
-            }
-        }
-        Ok(out)
+        Ok(Fetched::from_take(answer, &self.processing))
     }
 }
 

@@ -48,6 +48,11 @@ impl Claim {
         &self.list
     }
 
+    /// The processing list, shared (jobs taken onto the same list are claimed with it).
+    pub(crate) fn shared_list(&self) -> &Arc<str> {
+        &self.list
+    }
+
     /// Decodes the job. An error marks a poison job.
     pub fn decode(&self) -> Result<Job, serde_json::Error> {
         Job::decode(&self.bytes)

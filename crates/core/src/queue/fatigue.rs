@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{Claim, Queue, QueueError};
+use super::{Claim, Fetched, MAX_JOB_BYTES, Queue, QueueError};
 use crate::digest::DigestRef;
 
 /// Most findings of one digest a worker reads in one command.
@@ -72,18 +72,21 @@ impl Queue {
     /// Acknowledges an event job and carries out its fan-out `steps`, in one atomic step.
     /// `None` if the lease was lost (nothing was done).
     pub async fn route(&self, job: &Claim, steps: &[RouteStep]) -> Result<Option<Routed>, QueueError> {
-        let answers = self.route_many(&[(job, steps)]).await?;
+        let (answers, _) = self.route_many(&[(job, steps)], 0).await?;
         Ok(answers.into_iter().next().flatten())
     }
 
     /// [`Queue::route`] for many event jobs of one worker (one processing list), in one script run: each event's
     /// acknowledgement and steps stay one atomic step; each dedupe key is read and written once
-    /// for the batch. One answer per event, in order.
+    /// for the batch. One answer per event, in order. In the same step, after the pushes, up to
+    /// `take` next jobs are taken onto the processing list, as
+    /// [`Queue::ack_delivered_many`] takes them.
     pub async fn route_many(
         &self,
         events: &[(&Claim, &[RouteStep])],
-    ) -> Result<Vec<Option<Routed>>, QueueError> {
-        let Some((first, _)) = events.first() else { return Ok(Vec::new()) };
+        take: usize,
+    ) -> Result<(Vec<Option<Routed>>, Fetched), QueueError> {
+        let Some((first, _)) = events.first() else { return Ok((Vec::new(), Fetched::default())) };
         debug_assert!(events.iter().all(|(j, _)| j.list() == first.list()), "one processing list");
         let k = &self.keys;
         let mut keys: Vec<String> = vec![
@@ -110,6 +113,13 @@ impl Queue {
                 step_args(k, step, &mut key, &mut args);
             }
         }
+        let (retry, rev) = match take {
+            0 => (0, 0),
+            _ => (key(k.retry()), if self.home { key(k.endpoints_rev()) } else { 0 }),
+        };
+        for v in [take, MAX_JOB_BYTES, retry, rev] {
+            args.push(v.to_string().into_bytes());
+        }
         let mut inv = self.scripts.route.prepare_invoke();
         for name in &keys {
             inv.key(name);
@@ -118,9 +128,9 @@ impl Queue {
             inv.arg(a.as_slice());
         }
         let mut conn = self.conn.clone();
-        let out: Vec<i64> = inv.invoke_async(&mut conn).await?;
+        let (out, taken): (Vec<i64>, Vec<redis::Value>) = inv.invoke_async(&mut conn).await?;
         let at = |i: usize| u64::try_from(out.get(i).copied().unwrap_or(0)).unwrap_or(0);
-        Ok((0..events.len())
+        let routed = (0..events.len())
             .map(|e| {
                 let b = e * 7;
                 (out.get(b).is_some_and(|&sent| sent >= 0)).then(|| Routed {
@@ -133,7 +143,8 @@ impl Queue {
                     silenced: at(b + 6),
                 })
             })
-            .collect())
+            .collect();
+        Ok((routed, Fetched::from_take(taken, first.shared_list())))
     }
 
     /// A digest's timer came due: flush it with `job` (a `digest.v1` job) if it is still open

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use super::{Claim, PROMOTE_CHUNK, Queue, QueueError, history};
+#[cfg(doc)]
+use super::Fetcher;
+use super::{Claim, Fetched, MAX_JOB_BYTES, PROMOTE_CHUNK, Queue, QueueError, history};
 
 /// What acknowledging a delivered job found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,19 +40,23 @@ impl Queue {
         job: &Claim,
         endpoint: &crate::ids::EndpointId,
     ) -> Result<Acked, QueueError> {
-        let answers = self.ack_delivered_many(&[(job, endpoint, "")]).await?;
+        let (answers, _) = self.ack_delivered_many(&[(job, endpoint, "")], 0).await?;
         Ok(answers.into_iter().next().unwrap_or(Acked::LeaseLost))
     }
 
     /// [`Queue::ack_delivered`] for many jobs of one worker (one processing list), in one step;
     /// one answer per job.
     /// Each job's history entry (see [`crate::history::encode_attempt`]; `""` for none) joins
-    /// its endpoint's Recent Deliveries in the same step.
+    /// its endpoint's Recent Deliveries in the same step. In the same step too, up to `take`
+    /// next jobs are taken onto the processing list, as [`Fetcher::try_fetch_many`] takes
+    /// them (ready before retries; the endpoints' revision with them on shard 0): the slots
+    /// these deliveries free run them without another round trip.
     pub async fn ack_delivered_many(
         &self,
         jobs: &[(&Claim, &crate::ids::EndpointId, &str)],
-    ) -> Result<Vec<Acked>, QueueError> {
-        let Some((first, _, _)) = jobs.first() else { return Ok(Vec::new()) };
+        take: usize,
+    ) -> Result<(Vec<Acked>, Fetched), QueueError> {
+        let Some((first, _, _)) = jobs.first() else { return Ok((Vec::new(), Fetched::default())) };
         debug_assert!(jobs.iter().all(|(j, _, _)| j.list() == first.list()), "one processing list");
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.ack_delivered.key(first.list());
@@ -63,16 +69,22 @@ impl Queue {
         for (_, endpoint, _) in jobs {
             inv.key(self.keys.lane(endpoint.as_str()));
         }
+        if take > 0 {
+            inv.key(self.keys.ready()).key(self.keys.retry());
+            if self.home {
+                inv.key(self.keys.endpoints_rev());
+            }
+        }
         let (keep, ms) = history::history_bounds();
-        inv.arg(keep).arg(ms);
+        inv.arg(keep).arg(ms).arg(take).arg(MAX_JOB_BYTES);
         for (job, _, _) in jobs {
             inv.arg(job.bytes());
         }
         for (_, _, entry) in jobs {
             inv.arg(*entry);
         }
-        let done: Vec<i64> = inv.invoke_async(&mut conn).await?;
-        Ok(done
+        let (done, taken): (Vec<i64>, Vec<redis::Value>) = inv.invoke_async(&mut conn).await?;
+        let acked = done
             .into_iter()
             .map(|d| match d {
                 0 => Acked::LeaseLost,
@@ -80,7 +92,8 @@ impl Queue {
                 3 => Acked::LaneWaiting,
                 _ => Acked::Done,
             })
-            .collect())
+            .collect();
+        Ok((acked, Fetched::from_take(taken, first.shared_list())))
     }
 
     /// Replaces a job by `next`, due after `delay`. `false` if the lease was lost.

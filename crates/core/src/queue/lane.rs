@@ -1,10 +1,35 @@
 //! Endpoint lanes: deliveries that wait for their endpoint (`park.lua`), released oldest first
-//! (`release.lua`), and a Slack webhook's send slot (`pace.lua`).
+//! (`release.lua`), and the send slots of an endpoint with a rate limit (`pace.lua`; a Slack
+//! webhook's pace is one).
+//!
+//! A rate limit spaces an endpoint's sends evenly, one slot per interval, on Redis's clock and
+//! across every worker (`{p}:pace:<endpoint>`: when the next free slot opens). A delivery takes a
+//! slot at admission when one opens within [`PACE_AHEAD`] (it then waits that little in its
+//! worker), else it parks in the endpoint's lane, whose next look in `{p}:lanes` is when the next
+//! free slot comes within [`PACE_AHEAD`]: the promoter of any worker wakes then
+//! (`promote.lua` names the lane), and the release gives each delivery it moves its own slot, so
+//! a backlog leaves its lane oldest first at exactly the limit, with nothing polled meanwhile.
 
 use std::time::Duration;
 
 use super::{Claim, Queue, QueueError, history};
 use crate::job::DeliveryJob;
+
+/// How far ahead a send slot is taken: a delivery whose endpoint's next slot opens within this
+/// waits for it in its worker (holding its concurrency permit that long at most); a later one
+/// waits in the lane. It is also the time a released delivery has to reach a worker before its
+/// slot opens, so a backlog keeps the full rate through a busy moment. The same in every
+/// process: `pace.lua` and `release.lua` both read it.
+pub const PACE_AHEAD: Duration = Duration::from_millis(100);
+
+/// A rate-limited endpoint's answer to a delivery ([`Queue::pace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// A slot is the delivery's: send after this (at most [`PACE_AHEAD`]).
+    Go(Duration),
+    /// No slot within [`PACE_AHEAD`]: park in the lane, looked at again after this.
+    Wait(Duration),
+}
 
 /// How a delivery parks in its endpoint's lane ([`Queue::park_job`]).
 #[derive(Debug, Clone, Copy, Default)]
@@ -84,14 +109,17 @@ impl Queue {
         })
     }
 
-    /// Releases up to `n` deliveries from an endpoint's lane to the front of the ready list
-    /// (none while its send slot is taken); a lane with work left is looked at again after
-    /// `next_look` at the latest. Returns how many moved.
+    /// Releases up to `n` deliveries from an endpoint's lane to the front of the ready list; a
+    /// lane with work left is looked at again after `next_look` at the latest. A rate-limited
+    /// endpoint's lane releases its turns instead: as many as have a free send slot within
+    /// [`PACE_AHEAD`] (at most `paced_most`), each with its slot, and is looked at again when
+    /// the next one comes within it. Returns how many moved.
     pub async fn release_lane(
         &self,
         endpoint: &str,
         n: usize,
         next_look: Duration,
+        paced_most: usize,
     ) -> Result<usize, QueueError> {
         let mut conn = self.conn.clone();
         let moved: i64 = self
@@ -107,26 +135,38 @@ impl Queue {
             .arg(endpoint)
             .arg(n)
             .arg(u64::try_from(next_look.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(micros(PACE_AHEAD))
+            .arg(paced_most.max(1))
             .invoke_async(&mut conn)
             .await?;
         Ok(usize::try_from(moved).unwrap_or(0))
     }
 
-    /// Claims `endpoint`'s send slot for `interval`, across every worker: `None` means send
-    /// now, `Some(wait)` means another send holds the slot for that long.
+    /// Takes a send slot of `endpoint`, spaced `interval` from the others, across every worker
+    /// (see the module's docs): [`Pace::Go`] with how long to wait for it, or [`Pace::Wait`]
+    /// when none opens within [`PACE_AHEAD`]. `held` is the slot its lane's release gave the
+    /// delivery (`DeliveryJob::slot`), used unless it passed more than [`PACE_AHEAD`] ago.
     pub async fn pace(
         &self,
         endpoint: &crate::ids::EndpointId,
         interval: Duration,
-    ) -> Result<Option<Duration>, QueueError> {
+        held: Option<u64>,
+    ) -> Result<Pace, QueueError> {
         let mut conn = self.conn.clone();
-        let wait: i64 = self
+        let (go, us): (i64, i64) = self
             .scripts
             .pace
             .key(self.keys.pace(endpoint.as_str()))
-            .arg(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(micros(interval).max(1))
+            .arg(micros(PACE_AHEAD))
+            .arg(held.map(|h| h.to_string()).unwrap_or_default())
             .invoke_async(&mut conn)
             .await?;
-        Ok(u64::try_from(wait).ok().filter(|w| *w > 0).map(Duration::from_millis))
+        let wait = Duration::from_micros(u64::try_from(us).unwrap_or(0));
+        Ok(if go == 1 { Pace::Go(wait) } else { Pace::Wait(wait.max(Duration::from_millis(1))) })
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }

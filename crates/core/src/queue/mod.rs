@@ -24,13 +24,21 @@
 //!
 //! Finished jobs are deleted; only dead letters stay, in their own documented structure.
 
+#[cfg(feature = "consume")]
 mod breaker;
+#[cfg(feature = "consume")]
 mod claim;
+#[cfg(feature = "consume")]
 mod claimed;
+#[cfg(feature = "consume")]
 mod dead_letter;
+#[cfg(feature = "consume")]
 mod fatigue;
+#[cfg(feature = "consume")]
 mod finish;
+#[cfg(feature = "consume")]
 mod history;
+#[cfg(feature = "consume")]
 mod lane;
 mod publish;
 mod shards;
@@ -41,16 +49,23 @@ use std::time::Duration;
 use crate::redis_conn::RedisConn;
 use redis::Script;
 
+#[cfg(feature = "consume")]
 pub use claim::{Fetched, Fetcher, Heartbeat};
+#[cfg(feature = "consume")]
 pub use claimed::{Claim, Claimed, dropped_unfinished};
+#[cfg(feature = "consume")]
 pub use dead_letter::{
     DeadLetter, DeadLetterDraft, DeadLetterSummary, JOB_SHOW_MAX, ReplayFilter, ReplayOutcome, ReplaySummary,
     SUMMARY_TEXT_MAX,
 };
+#[cfg(feature = "consume")]
 pub use fatigue::{Dedupe, RouteStep, Routed};
+#[cfg(feature = "consume")]
 pub use finish::{Acked, Promoted};
+#[cfg(feature = "consume")]
 pub use history::Redelivery;
-pub use lane::{Park, Parked};
+#[cfg(feature = "consume")]
+pub use lane::{PACE_AHEAD, Pace, Park, Parked};
 pub use publish::Published;
 pub use shards::{Forwarded, ShardStats, Shards, StatsReport};
 pub use stats::QueueStats;
@@ -116,7 +131,7 @@ impl WorkerId {
             .take(40)
             .collect();
         let host = if host.is_empty() { "worker".to_owned() } else { host };
-        Self(format!("{host}-{}", ulid::Ulid::new().to_string().to_lowercase()))
+        Self(format!("{host}-{}", crate::ids::new_ulid().to_string().to_lowercase()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -132,7 +147,9 @@ impl std::fmt::Display for WorkerId {
 
 /// Every Lua script the queue runs, loaded one way: each `<name>.lua` of this folder, with the
 /// shared helpers of `prelude.lua` (Redis's clock, the claim check, the history push) put after
-/// its first line (`#!lua flags=…`, which Redis needs first).
+/// its first line (`#!lua flags=…`, which Redis needs first). A producer's build (without the
+/// `consume` feature) runs only the publishing ones.
+#[cfg_attr(not(feature = "consume"), allow(dead_code))]
 struct Scripts {
     retry: Script,
     dead: Script,
@@ -210,6 +227,7 @@ fn script(source: &str) -> Script {
 #[derive(Clone)]
 pub struct Queue {
     conn: RedisConn,
+    #[cfg_attr(not(feature = "consume"), allow(dead_code))]
     config: RedisConfig,
     keys: KeySpace,
     /// Whether this is shard 0, which also holds the endpoint store (see [`crate::shards`]).
@@ -249,6 +267,7 @@ impl Queue {
         self.conn.clone()
     }
 
+    #[cfg(feature = "consume")]
     fn requeue_invocation(
         &self,
         worker: &str,

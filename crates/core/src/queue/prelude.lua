@@ -7,10 +7,70 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Redis's clock in Unix µs: rate limits space sends by the microsecond.
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- An endpoint's send schedule (`{p}:pace:<endpoint>`, kept by pace.lua and release.lua): when
+-- its next free send slot opens (Unix µs, Redis clock; `now` when it is open already) and the
+-- spacing of its slots (µs; nil when unknown: the slot an older release took, value '1'). The
+-- key outlives that slot by PACE_KEPT_MS, so a lane looked at late still knows its spacing; an
+-- idle endpoint's then expires.
+local PACE_KEPT_MS = 60000
+local function pace_schedule(key, now)
+  local v = redis.call('GET', key)
+  if not v then
+    return now, nil
+  end
+  local at, every = string.match(v, '^(%d+):(%d+)$')
+  if at then
+    return math.max(now, tonumber(at)), tonumber(every)
+  end
+  return now + math.max(0, redis.call('PTTL', key)) * 1000, nil
+end
+
+-- Records that an endpoint's slots up to (not including) `nxt` (Unix µs) are taken.
+local function pace_taken(key, nxt, every)
+  local expire = math.ceil(nxt / 1000) + PACE_KEPT_MS
+  redis.call('SET', key, string.format('%.0f:%.0f', nxt, every), 'PXAT', string.format('%.0f', expire))
+end
+
 -- Takes `job` off the processing list `list`; false when it is no longer there (its lease ran
 -- out and another worker runs it): a job is finished once, by the worker that holds it.
 local function claimed(list, job)
   return redis.call('LREM', list, 1, job) == 1
+end
+
+-- Takes up to `max` jobs onto the processing list `processing`: the ready list first, then the
+-- retry list (a retry backlog never holds up a fresh alert). Answers the endpoints' revision
+-- (`rev_key`, false on a shard other than 0: -1; 0 when never written), then each job, or its
+-- length in its place when it is longer than `max_bytes` (taken, not returned: the worker
+-- dead-letters it with `oversized.lua` without reading it). `fetch.lua`, and the finishing
+-- scripts that take the next jobs in the same step (`ack_delivered.lua`).
+local function take(ready, processing, retry, rev_key, max, max_bytes)
+  local out = {-1}
+  if rev_key then
+    out[1] = tonumber(redis.call('GET', rev_key) or '0')
+  end
+  local from = ready
+  for _ = 1, max do
+    local job = redis.call('LMOVE', from, processing, 'LEFT', 'RIGHT')
+    if not job and from == ready then
+      from = retry
+      job = redis.call('LMOVE', from, processing, 'LEFT', 'RIGHT')
+    end
+    if not job then
+      break
+    end
+    if #job > max_bytes then
+      out[#out + 1] = #job
+    else
+      out[#out + 1] = job
+    end
+  end
+  return out
 end
 
 -- Pushes `entry` onto an endpoint's Recent Deliveries list `key`, keeping the newest `keep`
@@ -54,9 +114,12 @@ local function ref_in(job)
   return s, close + 1, string.sub(job, e + 1, close - 1)
 end
 
+-- How a delivery job starts (`Job::encode` writes its tag first).
+local DELIVERY_START = '{"type":"delivery.v1",'
+
 -- `job` with the reference at `s`..`e` replaced by `body`: byte for byte the job the worker wrote.
 local function with_body(job, s, e, body)
-  return '{"type":"delivery.v1",' .. string.sub(job, #REF_START + 1, s - 1) .. '"event":' .. body
+  return DELIVERY_START .. string.sub(job, #REF_START + 1, s - 1) .. '"event":' .. body
     .. string.sub(job, e + 1)
 end
 

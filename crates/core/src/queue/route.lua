@@ -25,8 +25,6 @@
 -- older than the window trimmed and the key set to expire a window after its last entry) per
 -- batch, whatever the number of events; Redis's clock (TIME) is read once, and only when a
 -- step needs it. A plain send costs its share of one RPUSH (or LPUSH) per batch.
--- Returns 7 numbers per event, {sent, held, collected, flushed, suppressed, forwarded, silenced},
--- or {-1, 0, 0, 0, 0, 0, 0} for an event whose job is no longer on the list.
 -- KEYS[1] processing, KEYS[2] ready, KEYS[3] delayed, KEYS[4] digests zset, KEYS[5] suppressed
 -- hash, KEYS[6] digest timers hash (digest id → its timer job), KEYS[7..] the steps' keys (each
 -- once); ARGV[1] number of events, then per event: its raw job, its number of steps, then 11
@@ -36,7 +34,12 @@
 -- delivery job; collect: the finding; flush: the timer job; forward: the event job for the other
 -- shard; silence: the silence ids, space-separated), extra
 -- (collect: the timer job), number (send: due time or 0; collect: longest wait ms; flush:
--- grace ms).
+-- grace ms). After the events, four values: how many next jobs to take onto the processing list
+-- in the same step (`take` in the prelude, after the pushes: 0 for none), the longest job to
+-- return, and the key indices of the retry list and of the endpoints' revision (0: none).
+-- Returns {7 numbers per event, {sent, held, collected, flushed, suppressed, forwarded, silenced}
+-- or {-1, 0, 0, 0, 0, 0, 0} for an event whose job is no longer on the list; what `take`
+-- answered ({-1} when nothing was asked)}.
 local now = nil
 local function clock()
   if not now then
@@ -225,4 +228,11 @@ while i <= #tail do
   redis.call('RPUSH', KEYS[2], unpack(tail, i, k))
   i = k + 1
 end
-return out
+
+local taken = {-1}
+local want = tonumber(ARGV[p])
+if want > 0 then
+  local rev = tonumber(ARGV[p + 3])
+  taken = take(KEYS[2], KEYS[1], KEYS[tonumber(ARGV[p + 2])], rev > 0 and KEYS[rev] or nil, want, tonumber(ARGV[p + 1]))
+end
+return {out, taken}

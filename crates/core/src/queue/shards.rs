@@ -2,19 +2,23 @@
 //! endpoint's work goes, the outbox mover, and the reads that span shards (stats, dead
 //! letters). With one shard every call is the one-server call, with nothing added.
 
-use super::{
-    DeadLetter, DeadLetterSummary, Queue, QueueError, QueueStats, ReplayFilter, ReplayOutcome, ReplaySummary,
-};
+#[cfg(feature = "consume")]
+use super::{DeadLetter, DeadLetterSummary, ReplayFilter, ReplayOutcome, ReplaySummary};
+use super::{Queue, QueueError, QueueStats};
 use crate::ids::EndpointId;
 use crate::job::Job;
-use crate::redis_conn::{RedisConfig, RedisConn};
-use crate::shards::{
-    FORWARD_DEDUPE_WINDOW, LayoutDecision, LayoutRole, OUTBOX_SWEEP_AGE, RecordedLayout, ShardLayout, decide,
+use crate::layout_version::{
+    LAYOUT_VERSION, LayoutVersionError, VERSION_FIELD, VersionDecision, decide as decide_version,
 };
+use crate::redis_conn::{RedisConfig, RedisConn};
+#[cfg(feature = "consume")]
+use crate::shards::OUTBOX_SWEEP_AGE;
+use crate::shards::{FORWARD_DEDUPE_WINDOW, LayoutDecision, LayoutRole, RecordedLayout, ShardLayout, decide};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Most outbox entries one sweep moves per target shard.
+#[cfg(feature = "consume")]
 const SWEEP_CHUNK: usize = 200;
 
 /// One queue shard's depths, named as in the totals ([`QueueStats`]).
@@ -160,6 +164,40 @@ impl Shards {
         ))))
     }
 
+    /// Checks the queue layout version the deployment records ([`crate::layout_version`])
+    /// against what this release reads, and records this release's on a first start (or on the
+    /// first start after releases that did not record it). The outer error is Redis's (retry
+    /// it); the inner one means this worker must not run.
+    pub async fn checked_version(&self) -> Result<Result<VersionDecision, LayoutVersionError>, QueueError> {
+        let key = self.home().keys().layout();
+        let mut conn = self.connection();
+        for _ in 0..5 {
+            let recorded: Option<String> =
+                redis::cmd("HGET").arg(&key).arg(VERSION_FIELD).query_async(&mut conn).await?;
+            let decision = match decide_version(recorded.as_deref(), &key) {
+                Ok(d) => d,
+                Err(e) => return Ok(Err(e)),
+            };
+            if decision == VersionDecision::Agree {
+                return Ok(Ok(decision));
+            }
+            // Two workers starting at once: one records, the other reads what it recorded.
+            let written: bool = redis::cmd("HSETNX")
+                .arg(&key)
+                .arg(VERSION_FIELD)
+                .arg(LAYOUT_VERSION)
+                .query_async(&mut conn)
+                .await?;
+            if written {
+                return Ok(Ok(decision));
+            }
+        }
+        Err(QueueError::Redis(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "the recorded layout version kept changing while it was read",
+        ))))
+    }
+
     /// One shard: `queue` itself.
     pub fn single(queue: Queue) -> Self {
         let layout = ShardLayout::single(queue.keys().clone());
@@ -253,6 +291,7 @@ impl Shards {
         Ok(Forwarded { moved, duplicates: jobs.len() - moved })
     }
 
+    #[cfg(feature = "consume")]
     /// Moves the entries of served shard `from`'s outboxes that were added more than
     /// [`OUTBOX_SWEEP_AGE`] ago: those whose worker died (or lost Redis) before moving them.
     pub async fn sweep_outbox(&self, from: usize) -> Result<Forwarded, QueueError> {
@@ -344,6 +383,7 @@ impl Shards {
         total
     }
 
+    #[cfg(feature = "consume")]
     /// Every endpoint's breaker state and parked count, each read in its endpoint's shard.
     pub async fn breaker_overview(
         &self,
@@ -372,6 +412,7 @@ impl Shards {
         Ok(out)
     }
 
+    #[cfg(feature = "consume")]
     /// Dead-letter summaries of every shard, newest first (by failure time), `count` from
     /// `offset` among those `filter` picks.
     pub async fn dead_letter_summaries_matching(
@@ -392,6 +433,7 @@ impl Shards {
         Ok(all.into_iter().skip(offset).take(count).collect())
     }
 
+    #[cfg(feature = "consume")]
     /// The shard holding dead letter `id`, if any.
     pub async fn dead_letter_shard(&self, id: &str) -> Result<Option<&Queue>, QueueError> {
         for q in self.served() {
@@ -405,6 +447,7 @@ impl Shards {
         Ok(None)
     }
 
+    #[cfg(feature = "consume")]
     /// One dead letter by id, from whichever shard holds it.
     pub async fn dead_letter_by_id(&self, id: &str) -> Result<Option<DeadLetter>, QueueError> {
         match self.dead_letter_shard(id).await? {
@@ -413,6 +456,7 @@ impl Shards {
         }
     }
 
+    #[cfg(feature = "consume")]
     /// Replays one dead letter in the shard that holds it (its endpoint's shard when it died).
     pub async fn replay(&self, id: &str) -> Result<ReplayOutcome, QueueError> {
         match self.dead_letter_shard(id).await? {
@@ -421,6 +465,7 @@ impl Shards {
         }
     }
 
+    #[cfg(feature = "consume")]
     /// [`Queue::replay_matching`] in every shard.
     pub async fn replay_matching(&self, filter: &ReplayFilter) -> Result<ReplaySummary, QueueError> {
         let mut total = ReplaySummary::default();
@@ -432,6 +477,7 @@ impl Shards {
         Ok(total)
     }
 
+    #[cfg(feature = "consume")]
     /// Deletes one dead letter, wherever it is. `false` if there was none.
     pub async fn purge(&self, id: &str) -> Result<bool, QueueError> {
         match self.dead_letter_shard(id).await? {
@@ -440,6 +486,7 @@ impl Shards {
         }
     }
 
+    #[cfg(feature = "consume")]
     /// Deletes every dead letter of every shard; returns how many.
     pub async fn purge_all(&self) -> Result<usize, QueueError> {
         let mut n = 0;

@@ -205,6 +205,7 @@ mod tests {
             secret: None,
             ed25519: None,
             teams_format: format.map(str::to_owned),
+            rate_limit: None,
             rules: Default::default(),
         }
         .validate(TargetPolicy::default())

@@ -1,30 +1,20 @@
-//! The browser the page tests drive: chromedriver and a headless Chromium (Debian's `chromium`
-//! and `chromium-driver`) in a temp dir of their own, a screenshot when a step fails, and the
-//! steps every page test takes (sign in, click, wait for a text).
-//!
-//! Each page test binary compiles this module on its own and uses part of it.
-#![allow(dead_code)]
+//! The browser harness of the page tests: chromedriver and a headless Chromium in a temp dir of
+//! their own, one session at a time, a screenshot on failure; and the small steps the tests
+//! repeat (sign in, click, read or wait for an element's text, an API call, a dead letter made
+//! through the queue's own path).
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
-
-use entraguard_testkit::{free_port, wait_until};
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
-
-use crate::common::TOKEN;
+use super::*;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// One browser session at a time in this binary: Chromium is heavy on a busy two-core machine.
-static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Starts chromedriver and a headless Chromium, runs `steps` in a task of its own (so a failed
 /// step still lets this take a screenshot, named `shot`, and shut Chromium down before its temp
 /// dir goes), then re-raises the steps' panic.
-pub async fn in_chromium<F, Fut>(shot: &str, steps: F)
+pub(crate) async fn in_chromium<F, Fut>(shot: &str, steps: F)
 where
     F: FnOnce(Client) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -87,7 +77,7 @@ where
 }
 
 /// Saves a screenshot of the page in the target directory (not the temp dir, which is removed).
-pub async fn screenshot(browser: &Client, name: &str) -> Result<PathBuf, String> {
+pub(crate) async fn screenshot(browser: &Client, name: &str) -> Result<PathBuf, String> {
     let png = browser.screenshot().await.map_err(|e| e.to_string())?;
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::write(&path, png).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -95,7 +85,7 @@ pub async fn screenshot(browser: &Client, name: &str) -> Result<PathBuf, String>
 }
 
 /// A bearer-token API call with a JSON body (or none for GET); the answer as JSON.
-pub async fn call(
+pub(crate) async fn call(
     http: &reqwest::Client,
     method: reqwest::Method,
     url: &str,
@@ -110,7 +100,7 @@ pub async fn call(
 }
 
 /// Text of the element matched by `css`, or "" while it is not there.
-pub async fn text_of(browser: &Client, css: &str) -> String {
+pub(crate) async fn text_of(browser: &Client, css: &str) -> String {
     match browser.find(Locator::Css(css)).await {
         Ok(e) => e.text().await.unwrap_or_default(),
         Err(_) => String::new(),
@@ -118,7 +108,7 @@ pub async fn text_of(browser: &Client, css: &str) -> String {
 }
 
 /// Waits until the element matched by `css` shows text that `want` accepts; says what it saw.
-pub async fn wait_text(browser: &Client, css: &str, what: &str, want: impl Fn(&str) -> bool) {
+pub(crate) async fn wait_text(browser: &Client, css: &str, what: &str, want: impl Fn(&str) -> bool) {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let found = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
@@ -135,7 +125,7 @@ pub async fn wait_text(browser: &Client, css: &str, what: &str, want: impl Fn(&s
     assert!(found.is_ok(), "{what}: {css} shows {:?}", seen.lock().expect("lock"));
 }
 
-pub async fn click(browser: &Client, css: &str) {
+pub(crate) async fn click(browser: &Client, css: &str) {
     browser
         .wait()
         .at_most(Duration::from_secs(30))
@@ -147,10 +137,40 @@ pub async fn click(browser: &Client, css: &str) {
         .unwrap_or_else(|e| panic!("click {css}: {e}"));
 }
 
-pub async fn sign_in(browser: &Client, base: &str) {
+pub(crate) async fn sign_in(browser: &Client, base: &str) {
     browser.goto(&format!("{base}/settings/webhooks")).await.expect("goto");
     let wait = || browser.wait().at_most(Duration::from_secs(30));
     wait().for_element(Locator::Id("token")).await.expect("login form").send_keys(TOKEN).await.expect("type");
     browser.find(Locator::Id("login")).await.expect("button").click().await.expect("click");
     wait().for_element(Locator::Css("#endpoints tbody tr")).await.expect("the endpoints listed");
+}
+
+/// Dead-letters a delivery of `event` to `endpoint` through the queue's own path (push, take,
+/// give up) after two failed attempts; returns its id.
+pub(crate) async fn dead_letter(
+    queue: &entraguard_core::queue::Queue,
+    endpoint: &str,
+    reason: &str,
+) -> String {
+    use entraguard_core::job::{AttemptRecord, DeliveryJob, Job};
+    use entraguard_core::queue::{DeadLetterDraft, WorkerId};
+    let worker = WorkerId::generate();
+    let mut job = DeliveryJob::new(entraguard_worker::delivery::test_event(), endpoint.parse().expect("id"));
+    let raw = Job::Delivery(job.clone()).encode();
+    queue.push(std::slice::from_ref(&raw)).await.expect("push");
+    let mut fetcher = queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
+    let taken = fetcher.try_fetch().await.expect("fetch").expect("job");
+    job.attempts = (1..=2)
+        .map(|n| AttemptRecord {
+            attempt: n,
+            at: entraguard_core::timestamp::Timestamp::now(),
+            duration_ms: 30,
+            status: Some(503),
+            error: Some("HTTP 503: maintenance".into()),
+        })
+        .collect();
+    let id = job.delivery_id.to_string();
+    let draft = DeadLetterDraft { id: id.clone(), reason: reason.into(), delivery: Some(job) };
+    assert!(queue.dead_letter(&taken, &draft).await.expect("dead letter"));
+    id
 }

@@ -3,20 +3,25 @@
 //! local fake, press Send test and read the receiver's status on the page, toggle it off, delete
 //! it, sign out.
 //!
-//! The browser is `browser`'s: Chromium's profile and every temp file of chromedriver and
-//! Chromium live in one temp dir that is removed when the test ends, passed or failed. On
-//! failure a screenshot of the page goes to the target directory and its path is printed.
+//! Chromium's profile and every temp file of chromedriver and Chromium live in one temp dir that
+//! is removed when the test ends, passed or failed. On failure a screenshot of the page goes to
+//! the target directory and its path is printed.
 
 mod browser;
+#[path = "../common.rs"]
 mod common;
+/// The Silences section: create, watch, expire, the audit list.
+mod silences;
+use browser::*;
 
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::Duration;
 
-use entraguard_testkit::{HttpReceiver, RedisServer, wait_until};
-use fantoccini::{Client, Locator};
+use entraguard_testkit::{HttpReceiver, RedisServer, free_port, wait_until};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use browser::{call, click, in_chromium, sign_in, text_of, wait_text};
 use common::{TOKEN, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,32 +198,6 @@ async fn use_the_page(browser: Client, base: String, slack: HttpReceiver) {
     wait().for_element(Locator::Id("login-form")).await.expect("sign-in form after sign-out");
     browser.goto(&format!("{base}/settings/webhooks")).await.expect("goto");
     wait().for_element(Locator::Id("login-form")).await.expect("signed out: sent to sign in");
-}
-
-/// Dead-letters a delivery of `event` to `endpoint` through the queue's own path (push, take,
-/// give up) after two failed attempts; returns its id.
-async fn dead_letter(queue: &entraguard_core::queue::Queue, endpoint: &str, reason: &str) -> String {
-    use entraguard_core::job::{AttemptRecord, DeliveryJob, Job};
-    use entraguard_core::queue::{DeadLetterDraft, WorkerId};
-    let worker = WorkerId::generate();
-    let mut job = DeliveryJob::new(entraguard_worker::delivery::test_event(), endpoint.parse().expect("id"));
-    let raw = Job::Delivery(job.clone()).encode();
-    queue.push(std::slice::from_ref(&raw)).await.expect("push");
-    let mut fetcher = queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
-    let taken = fetcher.try_fetch().await.expect("fetch").expect("job");
-    job.attempts = (1..=2)
-        .map(|n| AttemptRecord {
-            attempt: n,
-            at: entraguard_core::timestamp::Timestamp::now(),
-            duration_ms: 30,
-            status: Some(503),
-            error: Some("HTTP 503: maintenance".into()),
-        })
-        .collect();
-    let id = job.delivery_id.to_string();
-    let draft = DeadLetterDraft { id: id.clone(), reason: reason.into(), delivery: Some(job) };
-    assert!(queue.dead_letter(&taken, &draft).await.expect("dead letter"));
-    id
 }
 
 /// Recent Deliveries with request and response and Redeliver; health; dead letters listed,

@@ -3,9 +3,6 @@
 //! muted (a real worker fans out), expires it early, and reads both actions in the audit list;
 //! the page shows what the API answers.
 
-mod browser;
-mod common;
-
 use std::time::Duration;
 
 use entraguard_core::event::Event;
@@ -15,8 +12,8 @@ use fantoccini::{Client, Locator};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 
-use browser::{call, click, in_chromium, sign_in, text_of, wait_text};
-use common::start;
+use crate::browser::{call, click, in_chromium, sign_in, text_of, wait_text};
+use crate::common::start;
 
 fn finding(tenant: &str, severity: &str) -> Event {
     Event::from_json(

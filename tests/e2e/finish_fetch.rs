@@ -1,0 +1,191 @@
+//! Finish and fetch in one step (issue 26): acknowledging a delivered job takes the next ready
+//! jobs onto the worker's processing list in the same script call, so a busy worker's delivery
+//! costs one round trip. The guarantees of a separate fetch hold: an answer lost on the way
+//! (Redis paused past the command timeout) and a worker killed before it read the answer both
+//! leave the taken jobs where they are handed back and delivered.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use entraguard_core::job::{DeliveryJob, Job};
+use entraguard_core::queue::{MAX_JOB_BYTES, WorkerId};
+use entraguard_testkit::{HttpReceiver, Reply, wait_until};
+use redis::AsyncCommands;
+
+use crate::harness::{Stack, finding_event};
+
+/// Successful calls of one command in `INFO commandstats` (`calls` less `failed_calls`: the
+/// first `EVALSHA` of a script not yet loaded fails with NOSCRIPT and is sent again).
+fn calls(info: &str, command: &str) -> u64 {
+    let Some(line) = info.lines().find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:"))) else {
+        return 0;
+    };
+    let field = |name: &str| -> u64 {
+        line.split(',')
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    field("calls") - field("failed_calls")
+}
+
+/// At the queue: one acknowledgement (one `EVALSHA`) finishes the job and takes the next ones,
+/// ready before retries, an oversized one counted and not returned, all on the same
+/// processing list; asking for none takes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_takes_the_next_jobs_in_the_same_step() {
+    let stack = Stack::start().await;
+    let receiver = HttpReceiver::start();
+    let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
+    let job = |tenant: &str| Job::Delivery(DeliveryJob::new(finding_event(tenant), ep.id.clone())).encode();
+    let keys = stack.queue.keys().clone();
+    let mut conn = stack.redis.connection().await;
+    let (first, second, retried) = (job("first"), job("second"), job("retried"));
+    let big = "x".repeat(MAX_JOB_BYTES + 1);
+    let _: () = conn.rpush(keys.ready(), &[&first, &second, &big]).await.expect("ready");
+    let _: () = conn.rpush(keys.retry(), &retried).await.expect("retry");
+
+    let worker = WorkerId::generate();
+    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
+    let claimed = fetcher.try_fetch().await.expect("fetch").expect("a job");
+    assert_eq!(claimed.bytes(), first.as_bytes());
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.expect("resetstat");
+
+    let (acked, taken) =
+        stack.queue.ack_delivered_many(&[(&claimed.claim(), &ep.id, "")], 3).await.expect("ack and take");
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.expect("info");
+    claimed.finish();
+    assert_eq!(acked.len(), 1);
+    assert_eq!(calls(&info, "evalsha") + calls(&info, "eval"), 1, "one script call: {info}");
+    assert_eq!(calls(&info, "blmove") + calls(&info, "evalsha_ro"), 0, "no separate fetch: {info}");
+    let got: Vec<&[u8]> = taken.jobs.iter().map(|c| c.bytes()).collect();
+    assert_eq!(got, vec![second.as_bytes(), retried.as_bytes()], "ready before retries");
+    assert_eq!(taken.oversized, 1, "the oversized job is taken, not returned");
+    assert!(taken.endpoints_rev.is_some(), "shard 0 answers the endpoints' revision with them");
+    let listed: Vec<Vec<u8>> =
+        conn.lrange(keys.processing(worker.as_str()), 0, -1).await.expect("processing list");
+    assert_eq!(listed.len(), 3, "the taken jobs are on the worker's list, the acknowledged one is not");
+    assert!(!listed.iter().any(|j| j == first.as_bytes()));
+
+    // Asking for none takes none: the taken jobs finish without taking anything more.
+    let _: () = conn.rpush(keys.ready(), job("left")).await.expect("ready");
+    let pairs: Vec<_> = taken.jobs.iter().map(|c| c.claim()).collect();
+    let refs: Vec<_> = pairs.iter().map(|c| (c, &ep.id, "")).collect();
+    let (acked, none) = stack.queue.ack_delivered_many(&refs, 0).await.expect("ack");
+    assert!(acked.iter().all(|a| *a == entraguard_core::queue::Acked::Done), "{acked:?}");
+    assert!(none.jobs.is_empty() && none.oversized == 0 && none.endpoints_rev.is_none());
+    assert_eq!(conn.llen::<_, usize>(keys.ready()).await.expect("llen"), 1, "nothing taken");
+    for c in taken.jobs {
+        c.finish();
+    }
+
+    // A fan-out's acknowledgement takes the next job the same way, after its own pushes.
+    let (routed, after) = (job("routed"), job("after"));
+    let _: () = conn.del(keys.ready()).await.expect("del");
+    let _: () = conn.rpush(keys.ready(), &[&routed, &after]).await.expect("ready");
+    let claimed = fetcher.try_fetch().await.expect("fetch").expect("a job");
+    let (answers, taken) =
+        stack.queue.route_many(&[(&claimed.claim(), &[])], 1).await.expect("route and take");
+    claimed.finish();
+    assert!(answers[0].is_some(), "acknowledged");
+    let got: Vec<&[u8]> = taken.jobs.iter().map(|c| c.bytes()).collect();
+    assert_eq!(got, vec![after.as_bytes()]);
+    for c in taken.jobs {
+        c.finish();
+    }
+}
+
+/// An acknowledgement's answer, with the job it took, lost to a Redis paused past the command
+/// timeout while the worker (one slot: every job after the first comes with an
+/// acknowledgement) waits on it. The paused command runs when Redis resumes and takes a job
+/// whose answer nobody reads: the worker finds it on its list and hands it back, and every event
+/// arrives, without restarting the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_taken_by_an_acknowledgement_whose_answer_was_lost_is_handed_back() {
+    const N: usize = 12;
+    let stack = Stack::start().await;
+    let receiver = HttpReceiver::start();
+    // The third delivery's answer comes late: Redis is paused by then, so its acknowledgement
+    // (and the job it takes) waits in the paused Redis and the worker gives up on the answer.
+    receiver.push_replies([
+        Reply::status(200),
+        Reply::status(200),
+        Reply::status(200).delay(Duration::from_secs(2)),
+    ]);
+    stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
+    let evs: Vec<_> = (0..N).map(|i| finding_event(&format!("lost-answer-{i}"))).collect();
+    stack.producer.publish_batch(&evs).await.expect("published");
+    let mut worker = stack.spawn_worker_process(&[
+        "--concurrency",
+        "1",
+        "--redis-timeout",
+        "1s",
+        "--fetch-block",
+        "1s",
+        "--lease",
+        "3s",
+    ]);
+    receiver.wait_for_requests(3, Duration::from_secs(60)).await;
+    stack.redis.pause();
+    tokio::time::sleep(Duration::from_secs(4)).await; // the fault itself: Redis frozen 4 s
+    stack.redis.resume();
+
+    let want: HashSet<String> = evs.iter().map(|e| e.id.to_string()).collect();
+    wait_until(Duration::from_secs(90), "every event delivered after the pause", || async {
+        let got: HashSet<String> = receiver
+            .requests()
+            .iter()
+            .map(|r| r.json()["id"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        want.is_subset(&got)
+    })
+    .await;
+    stack.wait_drained(Duration::from_secs(60)).await;
+    assert!(worker.try_wait().expect("wait").is_none(), "the same worker, never restarted, did it");
+    worker.kill().await.expect("stop");
+}
+
+/// A worker killed between its acknowledgement's step and reading its answer: the jobs that
+/// step took sit on the dead worker's processing list. When its lease runs out, a live worker
+/// hands them back and delivers them; no processing list is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_taken_for_a_worker_killed_before_it_read_the_answer_are_delivered_by_another() {
+    let stack = Stack::start().await;
+    let receiver = HttpReceiver::start();
+    let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
+    let events: Vec<_> = ["killed-a", "killed-b", "killed-c"].iter().map(|t| finding_event(t)).collect();
+    let jobs: Vec<String> =
+        events.iter().map(|e| Job::Delivery(DeliveryJob::new(e.clone(), ep.id.clone())).encode()).collect();
+    let keys = stack.queue.keys().clone();
+    let mut conn = stack.redis.connection().await;
+    let _: () = conn.rpush(keys.ready(), &jobs).await.expect("ready");
+
+    // The doomed worker: registered with a short lease, it delivers the first job (by hand
+    // here), and its acknowledgement takes the other two; then it dies without reading them.
+    let doomed = WorkerId::generate();
+    stack.queue.heartbeat(&doomed, Duration::from_secs(1)).await.expect("lease");
+    let mut fetcher = stack.queue.fetcher(&doomed, Duration::from_secs(1)).await.expect("fetcher");
+    let first = fetcher.try_fetch().await.expect("fetch").expect("a job");
+    let (_, taken) = stack.queue.ack_delivered_many(&[(&first.claim(), &ep.id, "")], 2).await.expect("ack");
+    first.finish();
+    assert_eq!(taken.jobs.len(), 2, "the acknowledgement took both");
+    for c in taken.jobs {
+        c.finish(); // the process holding them is gone: nobody will finish them here
+    }
+    assert_eq!(conn.llen::<_, usize>(keys.processing(doomed.as_str())).await.expect("llen"), 2);
+
+    let survivor = stack.spawn_worker(&[]);
+    let got = receiver.wait_for_requests(2, Duration::from_secs(60)).await;
+    let ids: HashSet<String> =
+        got.iter().map(|r| r.json()["id"].as_str().unwrap_or_default().to_owned()).collect();
+    let want: HashSet<String> = events[1..].iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(ids, want, "the two taken jobs, delivered by the live worker");
+    stack.wait_drained(Duration::from_secs(30)).await;
+    wait_until(Duration::from_secs(30), "the dead worker's list is gone", || async {
+        let n: usize =
+            stack.redis.connection().await.llen(keys.processing(doomed.as_str())).await.unwrap_or(1);
+        n == 0
+    })
+    .await;
+    survivor.stop().await;
+}
