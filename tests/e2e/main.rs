@@ -55,6 +55,10 @@ mod rate_limits;
 /// Recent Deliveries in Redis: bounds, expiry, Redeliver, in-flight counts.
 mod history;
 
+/// Silences: matchers, a window by Redis's clock, expire early, counts, `/metrics`, the audit
+/// list, the CLI and the API showing the same.
+mod silences;
+
 /// The queue on a real local Redis Cluster (3 + 3): every binary through any seed node, the
 /// spine and the guarantees, and a primary killed while events flow (failover).
 mod cluster;

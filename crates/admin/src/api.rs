@@ -78,6 +78,9 @@ pub fn routes_table() -> Vec<Route> {
         r!(GET, "/api/stats", stats),
         r!(GET, "/api/openapi.json", openapi),
     ]
+    .into_iter()
+    .chain(crate::silences::routes_table())
+    .collect()
 }
 
 pub fn routes(state: AppState) -> Router<AppState> {
@@ -89,12 +92,14 @@ pub fn routes(state: AppState) -> Router<AppState> {
 #[openapi(
     info(
         title = "EntraGuard Notify admin API",
-        description = "Endpoints, Send test, Recent Deliveries and Redeliver, endpoint health, the dead-letter queue and queue stats. Every call needs `Authorization: Bearer <NOTIFY_ADMIN_TOKEN>` (this document too) or the page's session. Every POST, PUT and DELETE takes `Content-Type: application/json`, with `{}` when there is nothing to say (415 otherwise); a request whose `Origin` is not this server's is 403; 5 wrong bearer tokens a minute from one address (an IPv6 /64) make that address's further bearer-token checks 429 with `Retry-After` (failed sign-ins at /login count apart, and no other address's failures ever limit yours). Targets are masked (scheme, host, port and a plain-word first path segment stay; other path segments and query values are `****`), signature header values are `****`, and secrets are never returned."
+        description = "Endpoints, Send test, Recent Deliveries and Redeliver, endpoint health, silences, the dead-letter queue and queue stats. Every call needs `Authorization: Bearer <NOTIFY_ADMIN_TOKEN>` (this document too) or the page's session. Every POST, PUT and DELETE takes `Content-Type: application/json`, with `{}` when there is nothing to say (415 otherwise); a request whose `Origin` is not this server's is 403; 5 wrong bearer tokens a minute from one address (an IPv6 /64) make that address's further bearer-token checks 429 with `Retry-After` (failed sign-ins at /login count apart, and no other address's failures ever limit yours). Targets are masked (scheme, host, port and a plain-word first path segment stay; other path segments and query values are `****`), signature header values are `****`, and secrets are never returned."
     ),
     paths(
         list_endpoints, create_endpoint, get_endpoint, update_endpoint, delete_endpoint, enable, disable,
         send_test, list_deliveries, redeliver, endpoint_health, list_dead, purge_all, replay_many, get_dead,
-        purge_one, replay_one, stats, openapi, crate::page::healthz, crate::page::login, crate::page::logout
+        purge_one, replay_one, stats, openapi, crate::page::healthz, crate::page::login, crate::page::logout,
+        crate::silences::list_silences, crate::silences::create_silence, crate::silences::get_silence,
+        crate::silences::expire_silence, crate::silences::silence_audit
     ),
     components(schemas(ErrorBody, AttemptResult, AttemptRecord)),
     modifiers(&Bearer),
@@ -606,11 +611,17 @@ mod tests {
         let routed: BTreeSet<(String, String)> = all.iter().filter(|r| r.documented).map(key).collect();
         // The only routes left out: the page and its scripts, which are not API.
         let pages: BTreeSet<(String, String)> = all.iter().filter(|r| !r.documented).map(key).collect();
-        let expected_pages: BTreeSet<(String, String)> =
-            ["/", "/login", "/login.js", "/settings/webhooks", "/settings/webhooks.js"]
-                .iter()
-                .map(|p| ("get".to_owned(), (*p).to_owned()))
-                .collect();
+        let expected_pages: BTreeSet<(String, String)> = [
+            "/",
+            "/login",
+            "/login.js",
+            "/settings/webhooks",
+            "/settings/webhooks.js",
+            "/settings/silences.js",
+        ]
+        .iter()
+        .map(|p| ("get".to_owned(), (*p).to_owned()))
+        .collect();
         assert_eq!(pages, expected_pages, "only the page and its scripts go undocumented");
         let doc = serde_json::to_value(ApiDoc::openapi()).expect("document serializes");
         let mut documented = BTreeSet::new();

@@ -1,5 +1,5 @@
 //! The admin server: a JSON API for endpoints (list, create, read, update, delete, enable,
-//! disable, Send test), the dead-letter queue (list, show, replay, purge) and queue stats, behind
+//! disable, Send test), silences (create, list, show, expire, audit), the dead-letter queue (list, show, replay, purge) and queue stats, behind
 //! a bearer token; and the Settings → Webhooks page on top of it, behind a login.
 //!
 //! Validation, masking, sealing and delivery are the same code the CLI and the worker use
@@ -12,6 +12,7 @@ mod error;
 mod guard;
 mod page;
 mod routes;
+mod silences;
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! The Settings → Webhooks page: plain server-rendered HTML and a little JavaScript (served as
+//! The Settings → Webhooks page (endpoints, dead letters, silences): plain server-rendered HTML and a little JavaScript (served as
 //! files, no inline script) over the JSON API; no external resources (works offline, strict CSP).
 //! Sign-in exchanges the admin token for a server-side session (see `auth`); sign-in and sign-out
 //! are JSON requests like every other state change.
@@ -46,6 +46,7 @@ pub fn routes_table() -> Vec<Route> {
         api(Method::POST, "/logout", || post(logout)),
         page(Method::GET, "/settings/webhooks", || get(webhooks_page)),
         page(Method::GET, "/settings/webhooks.js", || get(|| async { script(WEBHOOKS_JS) })),
+        page(Method::GET, "/settings/silences.js", || get(|| async { script(SILENCES_JS) })),
     ]
 }
 
@@ -188,6 +189,8 @@ static LOGIN_PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 
 const LOGIN_JS: &str = include_str!("login.js");
 const WEBHOOKS_JS: &str = include_str!("webhooks.js");
+/// The page's Silences section (over `webhooks.js`'s `api`, `cell` and `el`).
+const SILENCES_JS: &str = include_str!("silences.js");
 
 /// The page; its styles are shared with the sign-in page.
 const WEBHOOKS_HTML: &str = include_str!("webhooks.html");

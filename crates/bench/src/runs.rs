@@ -13,6 +13,7 @@ mod env;
 mod fanout;
 mod floor;
 mod latency;
+mod silences;
 
 use breaker::breaker;
 use drain::{compare, drain};
@@ -20,6 +21,7 @@ use env::{Env, cpu_time, peak_rss_mb, stop, thread_cpu_time};
 use fanout::fanout;
 use floor::floor;
 use latency::{delay_late, e2e, fresh_behind_backlog, hang, idle};
+use silences::fanout_silences;
 
 pub(super) fn report(metric: &str, value: f64, unit: &str) {
     let value = (value * 100.0).round() / 100.0;
@@ -98,6 +100,10 @@ pub async fn all(args: &Args) -> anyhow::Result<()> {
         }
         if want("fanout") || args.only.iter().any(|o| o.starts_with("fanout")) {
             fanout(&env, if args.smoke { 1_000 } else { 50_000 }, &want).await?;
+        }
+        if want("fanout_silences") {
+            fanout_silences(&env, if args.smoke { 1_000 } else { 20_000 }, if args.smoke { 1 } else { 3 })
+                .await?;
         }
         anyhow::Ok(())
     }

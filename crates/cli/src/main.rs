@@ -44,6 +44,9 @@ enum Command {
     /// List, show, replay and purge dead letters.
     #[command(subcommand)]
     Dlq(cmd::dlq::Command),
+    /// Silences: mute matching deliveries for a time (create, list, show, expire, audit).
+    #[command(subcommand)]
+    Silence(cmd::silence::Command),
     /// Queue depths: ready, in flight, scheduled (retries, quiet-hours holds and digest timers
     /// waiting for their time), dead letters, workers, endpoints; with
     /// queue shards (NOTIFY_QUEUE_SHARDS), events forwarding between shards and each shard's depths.
@@ -109,6 +112,7 @@ fn main() -> ExitCode {
             Command::Publish(args) => cmd::publish::run(&cli.global, args).await,
             Command::Endpoint(c) => cmd::endpoint::run(&cli.global, c).await,
             Command::Dlq(c) => cmd::dlq::run(&cli.global, c).await,
+            Command::Silence(c) => cmd::silence::run(&cli.global, c).await,
             Command::Stats => cmd::stats::run(&cli.global).await,
             Command::Shards => cmd::shards::run(&cli.global),
         }

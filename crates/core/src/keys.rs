@@ -218,6 +218,27 @@ impl KeySpace {
         format!("{}:suppressed", self.tag)
     }
 
+    /// HASH (shard 0 only) of silence id → silence JSON ([`crate::silences`]): active, pending
+    /// and expired ones (an expired one is deleted 7 days after its end). Every write raises
+    /// [`KeySpace::endpoints_rev`] in the same step, so workers read them again at their next fetch.
+    pub fn silences(&self) -> String {
+        format!("{}:silences", self.tag)
+    }
+
+    /// LIST (shard 0 only) of the silences' audit entries (JSON: who, when, what), newest first,
+    /// trimmed to [`crate::silences::AUDIT_MAX_ENTRIES`].
+    pub fn silences_audit(&self) -> String {
+        format!("{}:silences:audit", self.tag)
+    }
+
+    /// HASH, in each queue shard, of what silences kept from this shard's endpoints:
+    /// `<silence id>` → deliveries not made (a counter), `<silence id>:recent` → the last
+    /// silenced event ids, newest first, space-separated. Written by fan-out (`route.lua`) in the
+    /// same step as the event's acknowledgement.
+    pub fn silenced(&self) -> String {
+        format!("{}:silenced", self.tag)
+    }
+
     /// LIST of the findings one digest has collected (`<endpoint>:<hash of tenant and scan>`),
     /// oldest first.
     pub fn digest(&self, id: &str) -> String {
@@ -280,6 +301,9 @@ mod tests {
             k.session("abc"),
             k.dedupe("ep_1"),
             k.suppressed(),
+            k.silences(),
+            k.silences_audit(),
+            k.silenced(),
             k.digest("ep_1:ab"),
             k.digest_flushed("ep_1:ab", "f"),
             k.digests(),

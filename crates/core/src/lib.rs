@@ -11,7 +11,9 @@
 //! them what is left is what a producer needs: the queue over one plain Redis.
 
 // The pure model, at its old paths (`entraguard_core::event::Event` and so on).
-pub use entraguard_model::{digest, event, health, ids, rate_limit, retry, secret, timestamp, validation};
+pub use entraguard_model::{
+    digest, event, health, ids, rate_limit, retry, secret, silence, timestamp, validation,
+};
 
 pub mod breaker;
 #[cfg(feature = "endpoints")]
@@ -35,6 +37,8 @@ pub mod settings;
 pub mod shards;
 #[cfg(feature = "endpoints")]
 pub mod signing_key;
+#[cfg(feature = "endpoints")]
+pub mod silences;
 pub mod stdout;
 #[cfg(feature = "endpoints")]
 pub mod store;

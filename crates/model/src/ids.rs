@@ -1,4 +1,4 @@
-//! Identifiers: a type each, a readable prefix each (`evt_`, `ep_`, `dlv_`) over a ULID, so an
+//! Identifiers: a type each, a readable prefix each (`evt_`, `ep_`, `dlv_`, `sil_`) over a ULID, so an
 //! id pasted into a log search or `redis-cli` says what it names and sorts by creation time.
 
 use std::fmt;
@@ -98,6 +98,10 @@ prefixed_id!(
     /// Names one (event, endpoint) delivery; stable across retries and replays, so a receiver
     /// can drop duplicates by it (`X-Coderaft-Delivery`).
     DeliveryId, "dlv_", "delivery"
+);
+prefixed_id!(
+    /// Names one silence (a mute of matching deliveries for a time).
+    SilenceId, "sil_", "silence"
 );
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! What EntraGuard Notify's events are, pure: the event kinds and bodies (and how they are read
-//! and validated), ids, timestamps, scan digests, the retry schedule, rate limits, secrets and an endpoint
-//! input's error.
+//! and validated), ids, timestamps, scan digests, the retry schedule, rate limits, secrets,
+//! silences and an endpoint input's error.
 //!
 //! No tokio, no Redis, no HTTP: the layers above (`entraguard-core`'s queue, the worker, the
 //! producer) build on these types, and this crate cannot reach back into them.
@@ -12,11 +12,12 @@ pub mod ids;
 pub mod rate_limit;
 pub mod retry;
 pub mod secret;
+pub mod silence;
 pub mod timestamp;
 pub mod validation;
 
 pub use event::{Event, EventBody, EventError, EventKind, Severity};
-pub use ids::{DeliveryId, EndpointId, EventId};
+pub use ids::{DeliveryId, EndpointId, EventId, SilenceId};
 pub use rate_limit::{RateLimit, RateLimitError};
 pub use retry::{RetrySchedule, RetryScheduleError};
 pub use secret::Secret;

@@ -14,6 +14,9 @@
 //! endpoint at send time ([`Endpoint::signing_secrets`]), so a cached endpoint never signs
 //! with a secret past its grace.
 //!
+//! The deployment's silences are kept the same way: every silence write raises the same
+//! revision, so fan-out reads them from Redis only when it moves (or after [`MAX_AGE`]).
+//!
 //! [`KeySpace::endpoints_rev`]: entraguard_core::keys::KeySpace::endpoints_rev
 
 use std::collections::HashMap;
@@ -22,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use entraguard_core::endpoint::Endpoint;
 use entraguard_core::ids::EndpointId;
+use entraguard_core::queue::Shards;
+use entraguard_core::silences::{SilenceSet, SilenceStore, SilenceStoreError};
 use entraguard_core::store::{EndpointStore, Route, StoreError};
 
 /// Longest an entry is trusted, whatever the revision says.
@@ -39,6 +44,7 @@ struct State {
     rev: Option<u64>,
     endpoints: HashMap<EndpointId, (Arc<Endpoint>, Instant)>,
     routes: Option<(Arc<Vec<Route>>, Instant)>,
+    silences: Option<(Arc<SilenceSet>, Instant)>,
 }
 
 impl State {
@@ -46,6 +52,7 @@ impl State {
         self.rev = rev;
         self.endpoints.clear();
         self.routes = None;
+        self.silences = None;
     }
 }
 
@@ -117,5 +124,24 @@ impl EndpointCache {
             state.routes = Some((routes.clone(), Instant::now()));
         }
         Ok(routes)
+    }
+
+    /// The silences not over, for fan-out, from the cache or from Redis (the store of `shards`).
+    pub async fn silences(&self, shards: &Shards) -> Result<Arc<SilenceSet>, SilenceStoreError> {
+        let rev = {
+            let state = self.lock();
+            if let Some((set, at)) = &state.silences
+                && at.elapsed() < MAX_AGE
+            {
+                return Ok(set.clone());
+            }
+            state.rev
+        };
+        let set = Arc::new(SilenceStore::new(shards).current().await?);
+        let mut state = self.lock();
+        if rev.is_some() && state.rev == rev {
+            state.silences = Some((set.clone(), Instant::now()));
+        }
+        Ok(set)
     }
 }

@@ -11,7 +11,8 @@
 //! one round trip, one read and one write of each dedupe window and one read of Redis's clock.
 //! Quiet hours are decided by Redis's clock as this worker estimates it ([`crate::clock`]), read
 //! afresh when the event is within the estimate's error of a window's start or end, and never
-//! read for an event they cannot hold.
+//! read for an event they cannot hold. Silences ([`crate::silencing`]) are decided the same way,
+//! after the plan: a muted delivery is never made, only counted.
 //!
 //! [`Queue::route_many`]: entraguard_core::queue::Queue::route_many
 
@@ -176,8 +177,19 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) -> O
     }
     let all = persist("read endpoints", || ctx.endpoints.routes(&ctx.store)).await;
     let (routes, forwards) = split(ctx, &job, &all);
-    let now_ms = if needs_clock(event, &routes) { Some(redis_now(ctx, event, &routes).await) } else { None };
+    let silences = persist("read silences", || ctx.endpoints.silences(&ctx.shards)).await;
+    let candidates = if routes.is_empty() { Default::default() } else { silences.candidates(event) };
+    let now_ms = if !candidates.is_empty() || needs_clock(event, &routes) {
+        Some(redis_now(ctx, event, &routes, &candidates).await)
+    } else {
+        None
+    };
     let mut steps = plan(event, &routes, now_ms);
+    if !candidates.is_empty()
+        && let Some(now) = now_ms
+    {
+        steps = crate::silencing::apply(steps, event, &candidates, now);
+    }
     steps.extend(forwards.iter().cloned());
     // The notifier's own news that no endpoint hears of (the only subscriber may be the broken
     // endpoint itself) still reaches a person: the log.
@@ -216,6 +228,7 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) -> O
                 flushed = r.flushed,
                 suppressed = r.suppressed,
                 forwarded = r.forwarded,
+                silenced = r.silenced,
                 "event fanned out"
             );
         }
@@ -238,11 +251,17 @@ async fn move_forwards(ctx: &Ctx, forwards: Vec<RouteStep>) {
     }
 }
 
-/// Redis's clock for planning `event`: the worker's estimate when no quiet-hours decision
-/// could change within its error, else a fresh reading (`TIME`).
-async fn redis_now(ctx: &Ctx, event: &Event, routes: &[Route]) -> i64 {
+/// Redis's clock for planning `event`: the worker's estimate when no quiet-hours or silence
+/// decision could change within its error, else a fresh reading (`TIME`).
+async fn redis_now(
+    ctx: &Ctx,
+    event: &Event,
+    routes: &[Route],
+    silences: &entraguard_core::silences::Candidates<'_>,
+) -> i64 {
     if let Some(now) = ctx.clock.estimate()
         && settled(event, routes, now, crate::clock::MARGIN)
+        && silences.settled(now, crate::clock::MARGIN)
     {
         return now;
     }

@@ -29,6 +29,7 @@ pub mod retry;
 mod router;
 pub mod runner;
 pub mod running;
+pub mod silencing;
 
 pub use config::WorkerConfig;
 // Rendering and sending live below the worker (the admin server's Send test uses them too), and

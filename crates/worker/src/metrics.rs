@@ -162,10 +162,11 @@ pub fn breakers(overview: &[(String, entraguard_core::breaker::BreakerState, u64
     }
 }
 
-/// What fan-out with rules did: sends kept back by a dedupe window, held through quiet hours,
-/// findings collected into digests.
+/// What fan-out with rules did: sends kept back by a dedupe window or muted by a silence, held
+/// through quiet hours, findings collected into digests.
 pub fn routed(r: &entraguard_core::queue::Routed) {
     counter!(SUPPRESSED, "reason" => "dedupe").increment(r.suppressed);
+    counter!(SUPPRESSED, "reason" => "silence").increment(r.silenced);
     counter!(HELD, "reason" => "quiet_hours").increment(r.held);
     counter!(DIGESTED).increment(r.collected);
 }

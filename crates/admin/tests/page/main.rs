@@ -10,6 +10,8 @@
 mod browser;
 #[path = "../common.rs"]
 mod common;
+/// The Silences section: create, watch, expire, the audit list.
+mod silences;
 use browser::*;
 
 use std::path::PathBuf;

@@ -64,41 +64,79 @@ pub(super) async fn fanout(env: &Env, n: usize, want: &dyn Fn(&str) -> bool) -> 
         if !want(name) {
             continue;
         }
-        let sink = Sink::start(Mode::Accept).await?;
-        env.endpoint_with(&sink.url, "finding.new", rules).await?;
-        // Distinct finding ids, so the dedupe window lets every event through.
-        let events: Vec<Event> = (0..n)
-            .map(|i| {
-                let mut e = event("fanout-scan");
-                if let entraguard_core::event::EventBody::FindingNew { finding } = &mut e.body {
-                    finding.id = format!("F-{i}");
-                }
-                e
-            })
-            .collect();
-        for chunk in events.chunks(1_000) {
-            env.producer.publish_batch(chunk).await?;
-        }
-        let before = env.command_count().await?;
-        let redis_before = env.redis_cpu().await?;
-        let worker = env.worker(50, &[])?;
-        let pid = worker.id();
-        sink.wait_for(n, Duration::from_secs(600)).await?;
-        let span = sink.span_secs();
-        env.settle().await?;
-        let after = env.command_count().await?;
-        // CPU per event is far steadier than throughput on a shared machine.
-        let worker_cpu = pid.and_then(cpu_time).unwrap_or_default();
-        let redis_cpu = env.redis_cpu().await?.saturating_sub(redis_before);
-        let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
-        report(name, n as f64 / span, "events/s");
-        report(&format!("{name}_cmds_per_event"), after.saturating_sub(before) as f64 / n as f64, "cmds");
-        report(&format!("{name}_worker_cpu_us_per_event"), per(worker_cpu), "us");
-        report(&format!("{name}_redis_cpu_us_per_event"), per(redis_cpu), "us");
-        stop(worker).await?;
-        env.cleanup().await?;
+        measure(env, n, rules, || async { Ok(()) }).await?.report(name);
     }
     Ok(())
+}
+
+/// What one fan-out run measured.
+pub(super) struct Measured {
+    /// Events delivered per second.
+    pub(super) rate: f64,
+    pub(super) cmds_per_event: f64,
+    pub(super) worker_cpu_us: f64,
+    pub(super) redis_cpu_us: f64,
+}
+
+impl Measured {
+    pub(super) fn report(&self, name: &str) {
+        report(name, self.rate, "events/s");
+        report(&format!("{name}_cmds_per_event"), self.cmds_per_event, "cmds");
+        report(&format!("{name}_worker_cpu_us_per_event"), self.worker_cpu_us, "us");
+        report(&format!("{name}_redis_cpu_us_per_event"), self.redis_cpu_us, "us");
+    }
+}
+
+/// One run: an endpoint with `rules`, whatever `prepare` stores beside it, `n` of tenant A's
+/// `high` findings (distinct ids) published, then one worker at concurrency 50 until the sink
+/// has them all; the keys are cleaned up after.
+pub(super) async fn measure<F, Fut>(
+    env: &Env,
+    n: usize,
+    rules: entraguard_core::rules::RulesDraft,
+    prepare: F,
+) -> anyhow::Result<Measured>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let sink = Sink::start(Mode::Accept).await?;
+    env.endpoint_with(&sink.url, "finding.new", rules).await?;
+    prepare().await?;
+    // Distinct finding ids, so the dedupe window lets every event through.
+    let events: Vec<Event> = (0..n)
+        .map(|i| {
+            let mut e = event("fanout-scan");
+            if let entraguard_core::event::EventBody::FindingNew { finding } = &mut e.body {
+                finding.id = format!("F-{i}");
+            }
+            e
+        })
+        .collect();
+    for chunk in events.chunks(1_000) {
+        env.producer.publish_batch(chunk).await?;
+    }
+    let before = env.command_count().await?;
+    let redis_before = env.redis_cpu().await?;
+    let worker = env.worker(50, &[])?;
+    let pid = worker.id();
+    sink.wait_for(n, Duration::from_secs(600)).await?;
+    let span = sink.span_secs();
+    env.settle().await?;
+    let after = env.command_count().await?;
+    // CPU per event is far steadier than throughput on a shared machine.
+    let worker_cpu = pid.and_then(cpu_time).unwrap_or_default();
+    let redis_cpu = env.redis_cpu().await?.saturating_sub(redis_before);
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    let measured = Measured {
+        rate: n as f64 / span,
+        cmds_per_event: after.saturating_sub(before) as f64 / n as f64,
+        worker_cpu_us: per(worker_cpu),
+        redis_cpu_us: per(redis_cpu),
+    };
+    stop(worker).await?;
+    env.cleanup().await?;
+    Ok(measured)
 }
 
 /// The hour of the day now, UTC.

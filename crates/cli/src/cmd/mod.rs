@@ -5,4 +5,5 @@ pub mod endpoint;
 pub mod publish;
 pub mod rules;
 pub mod shards;
+pub mod silence;
 pub mod stats;

@@ -27,6 +27,9 @@ pub enum RouteStep {
     /// shard's outbox (`job` is the `event.v1` job scoped to that shard; see
     /// [`crate::shards`]).
     Forward { shard: usize, job: String },
+    /// A delivery `silences` mute: not made, counted for each of them with the event's id
+    /// (see `crate::silences`).
+    Silence { endpoint: String, event_id: String, silences: Vec<crate::ids::SilenceId> },
 }
 
 /// A dedupe check: `member` (see `rules::dedupe_member`) seen within `window` skips the step.
@@ -50,6 +53,8 @@ pub struct Routed {
     pub suppressed: u64,
     /// Handed to other queue shards through the outbox.
     pub forwarded: u64,
+    /// Deliveries not made: a silence mutes them.
+    pub silenced: u64,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -127,7 +132,7 @@ impl Queue {
         let at = |i: usize| u64::try_from(out.get(i).copied().unwrap_or(0)).unwrap_or(0);
         let routed = (0..events.len())
             .map(|e| {
-                let b = e * 6;
+                let b = e * 7;
                 (out.get(b).is_some_and(|&sent| sent >= 0)).then(|| Routed {
                     sent: at(b),
                     held: at(b + 1),
@@ -135,6 +140,7 @@ impl Queue {
                     flushed: at(b + 3),
                     suppressed: at(b + 4),
                     forwarded: at(b + 5),
+                    silenced: at(b + 6),
                 })
             })
             .collect();
@@ -247,6 +253,7 @@ fn step_args(
     key: &mut impl FnMut(String) -> usize,
     args: &mut Vec<Vec<u8>>,
 ) {
+    let silenced_ids: String;
     let (op, endpoint, dedupe, ka, id, payload, extra, n): (_, String, _, usize, String, &str, &str, i64) =
         match step {
             RouteStep::Send { endpoint, job, urgent, hold_until, dedupe } => (
@@ -283,6 +290,12 @@ fn step_args(
             RouteStep::Forward { shard, job } => {
                 let ka = key(k.outbox(*shard));
                 ("forward", String::new(), &None, ka, String::new(), job.as_str(), "", 0)
+            }
+            RouteStep::Silence { endpoint, event_id, silences } => {
+                let ka = key(k.silenced());
+                let ids = silences.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ");
+                silenced_ids = ids;
+                ("silence", endpoint.clone(), &None, ka, event_id.clone(), silenced_ids.as_str(), "", 0)
             }
         };
     let (dk, member, window) = match dedupe {

@@ -15,27 +15,31 @@
 --   forward: (queue shards) add the event, as a job for another shard's endpoints, to this
 --            shard's outbox for that shard (a zset scored by Redis's clock); a worker then moves
 --            it into that shard's ready list (`publish.lua`, deduplicated by event id in the
---            target's forwarded set) and removes it from the outbox.
+--            target's forwarded set) and removes it from the outbox;
+--   silence: (a delivery silences mute) make nothing; for each silence named, count it and put
+--            the event id first in its recent list (`<silence>:recent`, at most 10, no repeats)
+--            in this shard's silenced hash.
 -- A send or collect step with a dedupe key is skipped when its member was seen within the
 -- window (or earlier in this batch; counted in the suppressed hash); otherwise the member is
 -- recorded now. Each dedupe key is read once (ZMSCORE) and written once (ZADD, then entries
 -- older than the window trimmed and the key set to expire a window after its last entry) per
 -- batch, whatever the number of events; Redis's clock (TIME) is read once, and only when a
 -- step needs it. A plain send costs its share of one RPUSH (or LPUSH) per batch.
--- Returns 6 numbers per event, {sent, held, collected, flushed, suppressed, forwarded}, or
--- {-1, 0, 0, 0, 0, 0} for an event whose job is no longer on the list.
 -- KEYS[1] processing, KEYS[2] ready, KEYS[3] delayed, KEYS[4] digests zset, KEYS[5] suppressed
 -- hash, KEYS[6] digest timers hash (digest id → its timer job), KEYS[7..] the steps' keys (each
 -- once); ARGV[1] number of events, then per event: its raw job, its number of steps, then 11
 -- values a step: op, endpoint id, dedupe key index (0: none), dedupe member, window ms, key
--- index A (collect, flush: the digest list; forward: the outbox), key index B (unused), digest
--- id (send: '1' for urgent), payload (send: the delivery job; collect: the finding; flush: the
--- timer job; forward: the event job for the other shard), extra
+-- index A (collect, flush: the digest list; forward: the outbox; silence: the silenced hash), key
+-- index B (unused), digest id (send: '1' for urgent; silence: the event id), payload (send: the
+-- delivery job; collect: the finding; flush: the timer job; forward: the event job for the other
+-- shard; silence: the silence ids, space-separated), extra
 -- (collect: the timer job), number (send: due time or 0; collect: longest wait ms; flush:
 -- grace ms). After the events, four values: how many next jobs to take onto the processing list
 -- in the same step (`take` in the prelude, after the pushes: 0 for none), the longest job to
 -- return, and the key indices of the retry list and of the endpoints' revision (0: none).
--- Returns {the 6 numbers per event, what `take` answered ({-1} when nothing was asked)}.
+-- Returns {7 numbers per event, {sent, held, collected, flushed, suppressed, forwarded, silenced}
+-- or {-1, 0, 0, 0, 0, 0, 0} for an event whose job is no longer on the list; what `take`
+-- answered ({-1} when nothing was asked)}.
 local now = nil
 local function clock()
   if not now then
@@ -113,7 +117,7 @@ end
 local out = {}
 local urgent, tail = {}, {}
 for _, ev in ipairs(events) do
-  local sent, held, collected, flushed, suppressed, forwarded = 0, 0, 0, 0, 0, 0
+  local sent, held, collected, flushed, suppressed, forwarded, silenced = 0, 0, 0, 0, 0, 0, 0
   if ev.live then
     for s = 0, ev.steps - 1 do
       local b = ev.first + s * 11
@@ -162,6 +166,19 @@ for _, ev in ipairs(events) do
       elseif op == 'forward' then
         redis.call('ZADD', KEYS[ka], 'NX', clock(), payload)
         forwarded = forwarded + 1
+      elseif op == 'silence' then
+        for sid in string.gmatch(payload, '%S+') do
+          redis.call('HINCRBY', KEYS[ka], sid, 1)
+          local field = sid .. ':recent'
+          local recent = { id }
+          for e in string.gmatch(redis.call('HGET', KEYS[ka], field) or '', '%S+') do
+            if e ~= id and #recent < 10 then
+              recent[#recent + 1] = e
+            end
+          end
+          redis.call('HSET', KEYS[ka], field, table.concat(recent, ' '))
+        end
+        silenced = silenced + 1
       end
     end
     out[#out + 1] = sent
@@ -173,6 +190,7 @@ for _, ev in ipairs(events) do
   out[#out + 1] = flushed
   out[#out + 1] = suppressed
   out[#out + 1] = forwarded
+  out[#out + 1] = silenced
 end
 
 -- Record what was let through, once per dedupe key.
