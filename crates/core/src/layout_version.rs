@@ -43,6 +43,10 @@ pub enum VersionDecision {
     /// Nothing recorded: record [`LAYOUT_VERSION`]. The deployment is new, or it ran only
     /// releases before the field (their layout is version 1, which this release reads).
     Record,
+    /// Nothing recorded, and Redis refused the record for memory (`maxmemory`, `noeviction`):
+    /// what is there is version 1, which this release reads, so the worker serves (delivering is
+    /// what frees memory) and a later start records it.
+    Unrecorded,
 }
 
 /// Why a worker refuses the recorded layout: each message says what to do.

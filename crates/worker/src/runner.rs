@@ -122,8 +122,15 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
     else {
         return Ok(());
     };
-    if version? == VersionDecision::Record {
-        info!(version = LAYOUT_VERSION, "recorded the queue layout version in redis");
+    match version? {
+        VersionDecision::Record => {
+            info!(version = LAYOUT_VERSION, "recorded the queue layout version in redis")
+        }
+        VersionDecision::Unrecorded => warn!(
+            version = LAYOUT_VERSION,
+            "redis is at its maxmemory: the queue layout version is recorded at a later start"
+        ),
+        VersionDecision::Agree => {}
     }
     if shards.counted().len() > shards.served().len() {
         let unserved: Vec<&str> =

@@ -96,3 +96,30 @@ async fn a_worker_refuses_a_layout_it_cannot_read_and_takes_nothing() {
         assert_eq!((s.ready, s.processing), (1, 0), "version {version}: the job waits untaken: {s:?}");
     }
 }
+
+/// A deployment with no version recorded whose Redis is full (`maxmemory`, `noeviction`): the
+/// first worker cannot record the version, and must start all the same: delivering is what frees
+/// memory (stress run found it: a worker retried the record forever while its events waited).
+#[tokio::test]
+async fn a_full_redis_without_a_recorded_version_still_gets_a_worker() {
+    let stack = Stack::start().await;
+    let receiver = entraguard_testkit::HttpReceiver::start();
+    stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
+    let event = finding_event("t-full");
+    stack.producer.publish(&event).await.expect("publish");
+    assert_eq!(recorded_version(&stack).await, None);
+    let mut conn = stack.queue.connection();
+    let _: () =
+        redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(1).query_async(&mut conn).await.expect("full");
+    let refused: Result<bool, redis::RedisError> =
+        redis::cmd("HSETNX").arg(keys().layout()).arg("probe").arg("1").query_async(&mut conn).await;
+    assert!(refused.is_err_and(|e| e.code() == Some("OOM")), "Redis refuses writes now");
+
+    let worker = stack.spawn_worker(&[]);
+    let got = receiver.wait_for_requests(1, Duration::from_secs(60)).await;
+    assert_eq!(got[0].json()["id"], event.id.to_string());
+    assert_eq!(recorded_version(&stack).await, None, "nothing recorded while full");
+    let _: () =
+        redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(0).query_async(&mut conn).await.expect("room");
+    worker.stop().await;
+}

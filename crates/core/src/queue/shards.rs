@@ -182,14 +182,18 @@ impl Shards {
                 return Ok(Ok(decision));
             }
             // Two workers starting at once: one records, the other reads what it recorded.
-            let written: bool = redis::cmd("HSETNX")
+            let written: Result<bool, redis::RedisError> = redis::cmd("HSETNX")
                 .arg(&key)
                 .arg(VERSION_FIELD)
                 .arg(LAYOUT_VERSION)
                 .query_async(&mut conn)
-                .await?;
-            if written {
-                return Ok(Ok(decision));
+                .await;
+            match written.map_err(QueueError::from) {
+                Ok(true) => return Ok(Ok(decision)),
+                Ok(false) => {}
+                // A full Redis refuses the write; a worker must still start and drain it.
+                Err(e) if e.is_out_of_memory() => return Ok(Ok(VersionDecision::Unrecorded)),
+                Err(e) => return Err(e),
             }
         }
         Err(QueueError::Redis(redis::RedisError::from((
