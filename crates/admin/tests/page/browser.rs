@@ -174,3 +174,26 @@ pub(crate) async fn dead_letter(
     assert!(queue.dead_letter(&taken, &draft).await.expect("dead letter"));
     id
 }
+
+/// A worker in this process on `redis_url` (plain HTTP and loopback receivers allowed), to
+/// deliver what the page sends; stop it with the handle, then await the task.
+pub(crate) fn spawn_worker(
+    redis_url: &str,
+) -> (
+    entraguard_worker::shutdown::ShutdownTrigger,
+    tokio::task::JoinHandle<Result<(), entraguard_worker::runner::RunError>>,
+) {
+    let config = entraguard_worker::WorkerConfig::from_args([
+        "entraguard-worker",
+        "--redis-url",
+        redis_url,
+        "--allow-http=true",
+        "--allow-private-targets",
+        "127.0.0.1/32",
+        "--fetch-block",
+        "1s",
+    ])
+    .expect("worker config");
+    let (stop, shutdown) = entraguard_worker::Shutdown::new();
+    (stop, tokio::spawn(entraguard_worker::run(config, shutdown)))
+}

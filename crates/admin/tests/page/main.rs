@@ -272,19 +272,7 @@ async fn a_person_reads_recent_deliveries_redelivers_and_works_the_dead_letters_
     ];
 
     // A worker delivers what the page sends again.
-    let config = entraguard_worker::WorkerConfig::from_args([
-        "entraguard-worker",
-        "--redis-url",
-        &redis.url(),
-        "--allow-http=true",
-        "--allow-private-targets",
-        "127.0.0.1/32",
-        "--fetch-block",
-        "1s",
-    ])
-    .expect("worker config");
-    let (stop_worker, shutdown) = entraguard_worker::Shutdown::new();
-    let worker = tokio::spawn(entraguard_worker::run(config, shutdown));
+    let (stop_worker, worker) = spawn_worker(&redis.url());
 
     let base = admin.base.clone();
     let delivery = job.delivery_id.to_string();

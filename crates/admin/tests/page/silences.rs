@@ -12,7 +12,7 @@ use fantoccini::{Client, Locator};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 
-use crate::browser::{call, click, in_chromium, sign_in, text_of, wait_text};
+use crate::browser::{call, click, in_chromium, sign_in, spawn_worker, text_of, wait_text};
 use crate::common::start;
 
 fn finding(tenant: &str, severity: &str) -> Event {
@@ -41,19 +41,7 @@ async fn a_person_creates_watches_and_expires_a_silence_on_the_page() {
     )
     .await;
 
-    let config = entraguard_worker::WorkerConfig::from_args([
-        "entraguard-worker",
-        "--redis-url",
-        &redis.url(),
-        "--allow-http=true",
-        "--allow-private-targets",
-        "127.0.0.1/32",
-        "--fetch-block",
-        "1s",
-    ])
-    .expect("worker config");
-    let (stop_worker, shutdown) = entraguard_worker::Shutdown::new();
-    let worker = tokio::spawn(entraguard_worker::run(config, shutdown));
+    let (stop_worker, worker) = spawn_worker(&redis.url());
 
     let base = admin.base.clone();
     let queue = admin.queue.clone();
