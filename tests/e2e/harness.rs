@@ -150,7 +150,12 @@ fn init_test_tracing() {
 /// `overrides`. It logs at `ENTRAGUARD_TEST_LOG` (default `warn`) to the test's stderr, so a
 /// failing test shows what its workers said.
 pub fn spawn_worker_binary(redis_url: &str, overrides: &[&str]) -> Child {
-    Command::new(bin_path("entraguard-worker"))
+    spawn_worker_binary_at(&bin_path("entraguard-worker"), redis_url, overrides)
+}
+
+/// [`spawn_worker_binary`] of the worker binary at `bin` (today's, or an earlier release's).
+pub fn spawn_worker_binary_at(bin: &std::path::Path, redis_url: &str, overrides: &[&str]) -> Child {
+    Command::new(bin)
         .args(merge_args(Stack::worker_args_for(redis_url), overrides))
         .env_remove("REDIS_URL")
         .env("RUST_LOG", test_log_filter())
@@ -159,6 +164,27 @@ pub fn spawn_worker_binary(redis_url: &str, overrides: &[&str]) -> Child {
         .kill_on_drop(true)
         .spawn()
         .expect("worker binary starts")
+}
+
+/// Starts today's worker binary with `overrides` (and no shard settings from the environment)
+/// where it must refuse to start; waits (at most a minute) for it to exit and returns its exit
+/// code and stderr. `what` says what it must not do instead of exiting.
+pub async fn refused_worker_binary(redis_url: &str, overrides: &[&str], what: &str) -> (Option<i32>, String) {
+    let child = Command::new(bin_path("entraguard-worker"))
+        .args(merge_args(Stack::worker_args_for(redis_url), overrides))
+        .env_remove("REDIS_URL")
+        .env_remove("NOTIFY_QUEUE_SHARDS")
+        .env_remove("NOTIFY_DRAIN_SHARDS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("worker binary starts");
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("the worker exits instead of {what}"))
+        .expect("worker output");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 pub fn merge_args(defaults: Vec<String>, overrides: &[&str]) -> Vec<String> {

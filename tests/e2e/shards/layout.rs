@@ -133,22 +133,9 @@ async fn cli_output(url: &str, args: &[&str]) -> std::process::Output {
 /// Starts a worker binary with `overrides` that must refuse to start; its stderr, once it
 /// exited with a failure naming the shard counts.
 async fn refused_worker(url: &str, overrides: &[&str]) -> String {
-    let child = Command::new(bin_path("entraguard-worker"))
-        .args(crate::harness::merge_args(crate::harness::Stack::worker_args_for(url), overrides))
-        .env_remove("REDIS_URL")
-        .env_remove("NOTIFY_QUEUE_SHARDS")
-        .env_remove("NOTIFY_DRAIN_SHARDS")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("worker binary starts");
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("the worker exits instead of serving the wrong shards")
-        .expect("worker output");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "refused with a failure exit: {stderr}");
+    let (code, stderr) =
+        crate::harness::refused_worker_binary(url, overrides, "serving the wrong shards").await;
+    assert!(code.is_some_and(|c| c != 0), "refused with a failure exit: {stderr}");
     assert!(stderr.contains("queue shard") && stderr.contains("NOTIFY_QUEUE_SHARDS="), "{stderr}");
     stderr
 }

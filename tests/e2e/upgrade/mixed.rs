@@ -4,16 +4,15 @@
 //! counted and printed (at least once allows them).
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use entraguard_testkit::{HttpReceiver, Recorded, Reply, release_bin_dir, test_log_filter, wait_until};
-use tokio::process::{Child, Command};
+use entraguard_testkit::{HttpReceiver, Recorded, Reply, release_bin_dir, wait_until};
+use tokio::process::Child;
 
 use super::PREVIOUS_RELEASE;
-use crate::harness::{Stack, finding_event, merge_args};
+use crate::harness::{Stack, finding_event, spawn_worker_binary_at};
 
 /// Every worker's settings in this test: retries in milliseconds, more of them than the flaky
 /// endpoint's failures, so nothing dies of a failure window both versions share.
@@ -31,15 +30,7 @@ const EVENTS: usize = 240;
 const FLAKY_FAILURES: usize = 8;
 
 fn spawn(bin: &std::path::Path, url: &str) -> Child {
-    Command::new(bin)
-        .args(merge_args(Stack::worker_args_for(url), SETTINGS))
-        .env_remove("REDIS_URL")
-        .env("RUST_LOG", test_log_filter())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("worker binary starts")
+    spawn_worker_binary_at(bin, url, SETTINGS)
 }
 
 fn sigterm(child: &Child) {

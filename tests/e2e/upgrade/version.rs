@@ -1,31 +1,17 @@
 //! The layout version in Redis (`{entraguard}:layout`, field `version`): recorded by the first
 //! worker, and a worker that finds one it cannot read refuses to start, saying what to do.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use entraguard_core::layout_version::LAYOUT_VERSION;
-use entraguard_testkit::{bin_path, wait_until};
-use tokio::process::Command;
+use entraguard_testkit::wait_until;
 
-use crate::harness::{Stack, finding_event, keys, merge_args};
+use crate::harness::{Stack, finding_event, keys, refused_worker_binary};
 
 /// A worker binary that must refuse to start: its stderr, once it exited with a failure.
 async fn refused_worker(url: &str) -> String {
-    let child = Command::new(bin_path("entraguard-worker"))
-        .args(merge_args(Stack::worker_args_for(url), &[]))
-        .env_remove("REDIS_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("worker binary starts");
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("the worker exits instead of reading a layout it does not know")
-        .expect("worker output");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "refused with exit status 1: {stderr}");
+    let (code, stderr) = refused_worker_binary(url, &[], "reading a layout it does not know").await;
+    assert_eq!(code, Some(1), "refused with exit status 1: {stderr}");
     stderr
 }
 
