@@ -146,21 +146,29 @@ mod tests {
 
     #[test]
     fn stop_closes_the_listener_before_returning() {
+        use std::io::Read;
         let listener = bind_localhost(0, "test");
         let port = listener.local_addr().expect("addr").port();
+        // Our server says who it is: whatever else might answer on the port later (all test
+        // processes here share one user, and receivers bind with SO_REUSEPORT) does not.
         let mut server = ServerThread::spawn("test-server", listener, |l| async move {
-            while let Ok((s, _)) = l.accept().await {
-                drop(s);
+            while let Ok((mut s, _)) = l.accept().await {
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut s, b"S").await;
             }
         });
-        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let ours = |mut s: std::net::TcpStream| {
+            s.set_read_timeout(Some(std::time::Duration::from_millis(500))).expect("timeout");
+            let mut b = [0u8; 1];
+            matches!(s.read(&mut b), Ok(1) if b == *b"S")
+        };
+        let before = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
+        assert!(ours(before), "the running server answers");
         // Held, as a receiver holds its port, so no other test's server can take the freed
         // port and answer the connect below.
         let _hold = PortHold::new(port, "test");
         server.stop();
-        assert!(
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-            "a stopped server must refuse connections"
-        );
+        if let Ok(after) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            assert!(!ours(after), "a stopped server must refuse connections");
+        }
     }
 }
