@@ -422,7 +422,7 @@ mod tests {
         let port = receiver.port();
         receiver.stop();
         assert!(!receiver.is_running());
-        assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+        assert!(crate::net::nothing_listens(port), "a stopped receiver refuses connections");
         receiver.restart();
         assert!(receiver.is_running());
         assert_eq!(post(port, "/", &[], "").await.0, 200);
