@@ -95,6 +95,49 @@ async fn an_acknowledgement_takes_the_next_jobs_in_the_same_step() {
     }
 }
 
+/// A batch of deliveries to one endpoint finished in one acknowledgement: each job's answer is
+/// what it would be alone (a count of failures cleared, the lane's waiting deliveries released
+/// one per finished job), and the endpoint's breaker and lane are read once for the batch, not
+/// once per job (`looked` in `ack_delivered.lua`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_for_one_endpoint_reads_its_breaker_and_lane_once() {
+    let stack = Stack::start().await;
+    let receiver = HttpReceiver::start();
+    let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
+    let keys = stack.queue.keys().clone();
+    let mut conn = stack.redis.connection().await;
+    let jobs: Vec<String> = ["one", "two", "three"]
+        .iter()
+        .map(|t| Job::Delivery(DeliveryJob::new(finding_event(t), ep.id.clone())).encode())
+        .collect();
+    let _: () = conn.rpush(keys.ready(), &jobs).await.expect("ready");
+    // A closed breaker that counted two failures, and one delivery waiting in the lane.
+    let breaker = keys.breaker(ep.id.as_str());
+    let _: () =
+        conn.hset_multiple(&breaker, &[("state", "closed"), ("failures", "2")]).await.expect("breaker");
+    let _: () = conn.rpush(keys.lane(ep.id.as_str()), "waiting").await.expect("lane");
+
+    let worker = WorkerId::generate();
+    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
+    let taken = fetcher.try_fetch_many(3).await.expect("fetch");
+    assert_eq!(taken.jobs.len(), 3);
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.expect("resetstat");
+    let claims: Vec<_> = taken.jobs.iter().map(|c| c.claim()).collect();
+    let refs: Vec<_> = claims.iter().map(|c| (c, &ep.id, "")).collect();
+    let (acked, _) = stack.queue.ack_delivered_many(&refs, 0).await.expect("ack");
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.expect("info");
+    for c in taken.jobs {
+        c.finish();
+    }
+    use entraguard_core::queue::Acked;
+    assert_eq!(acked, vec![Acked::LaneWaiting; 3], "each finished job releases one from the lane");
+    assert_eq!(calls(&info, "hmget"), 1, "the breaker read once for the batch: {info}");
+    assert_eq!(calls(&info, "llen"), 1, "the lane read once for the batch: {info}");
+    assert_eq!(calls(&info, "hdel"), 1, "the failures cleared once: {info}");
+    let failures: Option<String> = conn.hget(&breaker, "failures").await.expect("hget");
+    assert_eq!(failures, None, "the count of failures ended");
+}
+
 /// An acknowledgement's answer, with the job it took, lost to a Redis paused past the command
 /// timeout while the worker (one slot: every job after the first comes with an
 /// acknowledgement) waits on it. The paused command runs when Redis resumes and takes a job

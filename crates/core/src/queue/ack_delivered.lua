@@ -22,26 +22,34 @@ local n = (#ARGV - 4) / 2
 local out = {}
 local history = {}
 local order = {}
+-- What each endpoint's breaker and lane said, looked at once per batch: nothing this script
+-- does changes the answer for a later job of the same endpoint.
+local looked = {}
 for i = 1, n do
   if not claimed(KEYS[1], ARGV[4 + i]) then
     out[i] = 0
   else
-    local b = redis.call('HMGET', KEYS[1 + i], 'state', 'failures')
-    local state = b[1]
-    if state == 'closed' then
-      -- The count ends; the rest (generation, last interval, announcements) is the breaker's
-      -- memory of its last closing, kept until the hash's own expiry.
-      if b[2] then
-        redis.call('HDEL', KEYS[1 + i], 'failures', 'last_error', 'trials', 'trials_until')
+    local breaker = KEYS[1 + i]
+    out[i] = looked[breaker]
+    if not out[i] then
+      local b = redis.call('HMGET', breaker, 'state', 'failures')
+      local state = b[1]
+      if state == 'closed' then
+        -- The count ends; the rest (generation, last interval, announcements) is the breaker's
+        -- memory of its last closing, kept until the hash's own expiry.
+        if b[2] then
+          redis.call('HDEL', breaker, 'failures', 'last_error', 'trials', 'trials_until')
+        end
+        out[i] = 1
+      elseif state == 'open' or state == 'half_open' then
+        out[i] = 2
+      else
+        out[i] = 1
       end
-      out[i] = 1
-    elseif state == 'open' or state == 'half_open' then
-      out[i] = 2
-    else
-      out[i] = 1
-    end
-    if out[i] == 1 and KEYS[1 + 2 * n + i] and redis.call('LLEN', KEYS[1 + 2 * n + i]) > 0 then
-      out[i] = 3
+      if out[i] == 1 and KEYS[1 + 2 * n + i] and redis.call('LLEN', KEYS[1 + 2 * n + i]) > 0 then
+        out[i] = 3
+      end
+      looked[breaker] = out[i]
     end
     local entry = ARGV[4 + n + i]
     if entry ~= '' then
