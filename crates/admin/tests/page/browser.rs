@@ -52,11 +52,23 @@ where
                      format!("--user-data-dir={}", profile.display())]
         }),
     );
-    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("browser session");
+    // A new machine's first Chromium start can outlast chromedriver's own wait for it (its
+    // profile, fonts and caches are made then): a session refused for that is asked again.
+    let mut attempts = 0;
+    let browser = loop {
+        attempts += 1;
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(browser) => break browser,
+            Err(e) if attempts < 3 => {
+                eprintln!("browser session refused (attempt {attempts}), asking again: {e}")
+            }
+            Err(e) => panic!("browser session refused {attempts} times: {e}"),
+        }
+    };
 
     let outcome = tokio::spawn(steps(browser.clone())).await;
     if outcome.is_err() {
@@ -125,23 +137,35 @@ pub(crate) async fn wait_text(browser: &Client, css: &str, what: &str, want: imp
     assert!(found.is_ok(), "{what}: {css} shows {:?}", seen.lock().expect("lock"));
 }
 
+/// Clicks the element matched by `css` once it is on the page. A click the page refuses for a
+/// moment (the element replaced by a re-render between finding and clicking it, or covered while
+/// the page lays out) is tried again until the deadline; the last refusal is reported.
 pub(crate) async fn click(browser: &Client, css: &str) {
-    browser
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css} on the page: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let element = browser
+            .wait()
+            .at_most(left.max(Duration::from_millis(1)))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css} on the page: {e}"));
+        match element.click().await {
+            Ok(()) => return,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("click {css} refused, trying again: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("click {css}: {e}"),
+        }
+    }
 }
 
 pub(crate) async fn sign_in(browser: &Client, base: &str) {
     browser.goto(&format!("{base}/settings/webhooks")).await.expect("goto");
     let wait = || browser.wait().at_most(Duration::from_secs(30));
     wait().for_element(Locator::Id("token")).await.expect("login form").send_keys(TOKEN).await.expect("type");
-    browser.find(Locator::Id("login")).await.expect("button").click().await.expect("click");
+    click(browser, "#login").await;
     wait().for_element(Locator::Css("#endpoints tbody tr")).await.expect("the endpoints listed");
 }
 
