@@ -85,7 +85,7 @@ async fn an_acknowledgement_takes_the_next_jobs_in_the_same_step() {
     let _: () = conn.rpush(keys.ready(), &[&routed, &after]).await.expect("ready");
     let claimed = fetcher.try_fetch().await.expect("fetch").expect("a job");
     let (answers, taken) =
-        stack.queue.route_many(&[(&claimed.claim(), &[])], 1).await.expect("route and take");
+        stack.queue.route_many(&[(&claimed.claim(), &[])], 1, None).await.expect("route and take");
     claimed.finish();
     assert!(answers[0].is_some(), "acknowledged");
     let got: Vec<&[u8]> = taken.jobs.iter().map(|c| c.bytes()).collect();

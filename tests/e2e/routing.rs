@@ -390,7 +390,7 @@ async fn a_batch_of_fan_outs_keeps_each_event_apart_and_dedupes_within_the_batch
     let _: i64 = conn.lrem(format!("{{{PREFIX}}}:processing:{worker}"), 1, d.1.bytes()).await.expect("lrem");
     // The script loaded (the first call loads it: SCRIPT LOAD and a second EVALSHA); a batch of
     // one job that is not on the list does nothing.
-    let (warm, _) = stack.queue.route_many(&[(&d.1, &[])], 0).await.expect("routed");
+    let (warm, _) = stack.queue.route_many(&[(&d.1, &[])], 0, None).await.expect("routed");
     assert_eq!(warm, [None]);
     // What counting costs by itself (its INFO, its connection's handshake).
     let idle = stack.redis.command_count().await;
@@ -398,7 +398,7 @@ async fn a_batch_of_fan_outs_keeps_each_event_apart_and_dedupes_within_the_batch
     let counting = before - idle;
     let batch: Vec<(&entraguard_core::queue::Claim, &[entraguard_core::queue::RouteStep])> =
         fetched.iter().map(|(_, raw, steps)| (&**raw, steps.as_slice())).collect();
-    let (answers, _) = stack.queue.route_many(&batch, 0).await.expect("routed");
+    let (answers, _) = stack.queue.route_many(&batch, 0, None).await.expect("routed");
     let spent = stack.redis.command_count().await - before - counting;
     // In the order fetched: urgent events were published to the front (B, C, A, A, D).
     let mut counts: Vec<(&str, Option<(u64, u64)>)> = fetched

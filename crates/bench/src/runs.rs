@@ -13,6 +13,7 @@ mod env;
 mod fanout;
 mod floor;
 mod latency;
+mod monitor;
 mod silences;
 
 use breaker::breaker;
@@ -20,7 +21,9 @@ use drain::{compare, drain};
 use env::{Env, cpu_time, peak_rss_mb, stop, thread_cpu_time};
 use fanout::fanout;
 use floor::floor;
-use latency::{delay_late, e2e, fresh_behind_backlog, hang, idle};
+use latency::{
+    delay_late, e2e, fresh_behind_backlog, fresh_other_tenant_behind_flood, hang, idle, park_cost,
+};
 use silences::fanout_silences;
 
 pub(super) fn report(metric: &str, value: f64, unit: &str) {
@@ -92,11 +95,17 @@ pub async fn all(args: &Args) -> anyhow::Result<()> {
         if want("hang") {
             hang(&env, if args.smoke { 2 } else { 10 }, if args.smoke { 300 } else { 3_000 }).await?;
         }
+        if want("park_extra_cmds_per_delivery") {
+            park_cost(&env, if args.smoke { 300 } else { 3_000 }).await?;
+        }
         if want("breaker") {
             breaker(&env, if args.smoke { 6 } else { 60 }, if args.smoke { 500 } else { 5_000 }).await?;
         }
         if want("fresh_behind_backlog") {
             fresh_behind_backlog(&env, if args.smoke { 5_000 } else { 200_000 }).await?;
+        }
+        if want("fresh_other_tenant_behind_flood") {
+            fresh_other_tenant_behind_flood(&env, if args.smoke { 5_000 } else { 50_000 }).await?;
         }
         if want("fanout") || args.only.iter().any(|o| o.starts_with("fanout")) {
             fanout(&env, if args.smoke { 1_000 } else { 50_000 }, &want).await?;

@@ -30,6 +30,8 @@ pub enum Mode {
     Hang,
     /// Answer 503 until [`Sink::recover`], then 200: an endpoint that is down, then back.
     Down,
+    /// Answer 200 after 2 ms: a slow receiver (a SIEM's ingest, say).
+    Slow,
 }
 
 pub struct Sink {
@@ -194,6 +196,9 @@ async fn handle(s: &SinkState, delivery: impl Fn() -> String, body: &[u8]) -> St
         s.counter.send_replace(n);
         tokio::time::sleep(std::time::Duration::from_secs(30)).await;
         return StatusCode::OK;
+    }
+    if s.mode == Mode::Slow {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     if s.mode == Mode::FailFirst {
         let id = delivery();

@@ -207,10 +207,8 @@ struct EventRef<'a> {
 impl DeliveryJob {
     /// This delivery as a lane or a dead letter keeps it (see [`StoredDelivery`]).
     pub fn stored(&self) -> StoredDelivery {
-        use sha2::Digest as _;
         let body = serde_json::to_string(&self.event).unwrap_or_default();
-        let body_id =
-            format!("{}:{}", self.event.id, hex::encode(&sha2::Sha256::digest(body.as_bytes())[..8]));
+        let body_id = body_id(&self.event, &body);
         let job = serde_json::to_string(&DeliveryRef {
             delivery_id: &self.delivery_id,
             endpoint_id: &self.endpoint_id,
@@ -221,6 +219,14 @@ impl DeliveryJob {
         .unwrap_or_default();
         StoredDelivery { job, body_id, body }
     }
+}
+
+#[cfg(feature = "consume")]
+/// The id `body` (`event`'s JSON) is kept under in `{p}:bodies` (see [`StoredDelivery`]): the
+/// event id and the first 64 bits of the SHA-256 of the body, hex.
+pub fn body_id(event: &Event, body: &str) -> String {
+    use sha2::Digest as _;
+    format!("{}:{}", event.id, hex::encode(&sha2::Sha256::digest(body.as_bytes())[..8]))
 }
 
 #[cfg(feature = "consume")]

@@ -89,6 +89,7 @@ pub fn plan(event: &Event, routes: &[Route], now_ms: Option<i64>) -> Vec<RouteSt
                     urgent,
                     hold_until: None,
                     dedupe: None,
+                    park_as: None,
                 });
             }
             continue;
@@ -119,7 +120,14 @@ pub fn plan(event: &Event, routes: &[Route], now_ms: Option<i64>) -> Vec<RouteSt
         }
         let hold_until = now_ms.and_then(|now| rules.hold_until(event, now));
         let job = Job::Delivery(DeliveryJob::new(event.clone(), id.clone())).encode();
-        steps.push(RouteStep::Send { endpoint: id.to_string(), job, urgent, hold_until, dedupe });
+        steps.push(RouteStep::Send {
+            endpoint: id.to_string(),
+            job,
+            urgent,
+            hold_until,
+            dedupe,
+            park_as: None,
+        });
     }
     steps
 }
@@ -190,6 +198,9 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) -> O
     {
         steps = crate::silencing::apply(steps, event, &candidates, now);
     }
+    if !ctx.gate.breaker_settings().is_off() {
+        parkable(&mut steps, event, &ctx.gate);
+    }
     steps.extend(forwards.iter().cloned());
     // The notifier's own news that no endpoint hears of (the only subscriber may be the broken
     // endpoint itself) still reaches a person: the log.
@@ -217,8 +228,9 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) -> O
         crate::metrics::fanned_out();
         if let Some(r) = routed.into_inner().ok().flatten() {
             crate::metrics::routed(&r);
-            if r.held + r.collected + r.flushed > 0 {
-                // New in the delayed set, perhaps due before what the promoter waits for.
+            if r.held + r.collected + r.flushed + r.parked > 0 {
+                // New in the delayed set or a lane's next look, perhaps due before what the
+                // promoter waits for.
                 ctx.promoter_wake.notify_one();
             }
             tracing::debug!(
@@ -229,12 +241,32 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) -> O
                 suppressed = r.suppressed,
                 forwarded = r.forwarded,
                 silenced = r.silenced,
+                parked = r.parked,
                 "event fanned out"
             );
         }
         move_forwards(ctx, forwards).await;
     }
     next.into_inner().ok().flatten()
+}
+
+/// Names the body id on every send `route.lua` may park at once (its endpoint's breaker open),
+/// except those to endpoints this process knows healthy (a closed breaker it read within a probe
+/// interval: their admission would not ask Redis either), so a healthy endpoint's fan-out
+/// computes no body id. The body id is computed once per event.
+fn parkable(steps: &mut [RouteStep], event: &Event, gate: &crate::gate::Gate) {
+    let mut id: Option<String> = None;
+    for step in steps {
+        if let RouteStep::Send { endpoint, hold_until: None, park_as, .. } = step
+            && !gate.known_closed(endpoint)
+        {
+            let id = id.get_or_insert_with(|| {
+                let body = serde_json::to_string(event).unwrap_or_default();
+                entraguard_core::job::body_id(event, &body)
+            });
+            *park_as = Some(id.clone());
+        }
+    }
 }
 
 /// Moves this event's outbox entries into their shards now. They are safe in the outbox

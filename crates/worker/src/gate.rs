@@ -32,7 +32,9 @@
 //! enable or another worker's successful probe reaches every worker within it, and at the next
 //! fetch when the endpoints' revision moves). The process learns "open" from its own failure
 //! report's answer, or from that cached read. While open, deliveries park in the lane with its
-//! next look at the probe time; when it comes, admission claims the probe in Redis.
+//! next look at the probe time; when it comes, admission claims the probe in Redis. New
+//! deliveries made while it is open do not come here at all: fan-out puts them into the lane
+//! (`route.lua`, see `entraguard_core::queue::FanoutParking`).
 //! Once a closed breaker has counted a failure, every admission asks Redis, which lets a
 //! delivery through only while failures, trials out and this process's attempts in flight stay
 //! under the threshold (the rest park until a finishing delivery releases one).
@@ -139,6 +141,14 @@ impl Gate {
     pub fn free_slots(&self, endpoint: &EndpointId) -> usize {
         let in_flight = self.inner.lock().get(endpoint).map_or(0, |c| c.in_flight);
         self.inner.cap.saturating_sub(in_flight).max(1)
+    }
+
+    /// Whether this process read `endpoint`'s breaker closed, with no failure counted, within
+    /// the last probe interval (what lets its admission skip Redis).
+    pub fn known_closed(&self, endpoint: &str) -> bool {
+        let Ok(id) = endpoint.parse::<EndpointId>() else { return false };
+        let now = Instant::now();
+        matches!(self.inner.breakers().get(&id), Some(Known::Closed { until, .. }) if *until > now)
     }
 
     /// Learns what a report's answer says.

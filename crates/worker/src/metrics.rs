@@ -40,6 +40,7 @@ pub const ENDPOINT_PARKED: &str = "entraguard_endpoint_parked";
 pub const HANDED_BACK: &str = "entraguard_stranded_jobs_handed_back_total";
 pub const SUPPRESSED: &str = "entraguard_deliveries_suppressed_total";
 pub const HELD: &str = "entraguard_deliveries_held_total";
+pub const PARKED_AT_FANOUT: &str = "entraguard_deliveries_parked_at_fanout_total";
 pub const DIGESTED: &str = "entraguard_findings_digested_total";
 pub const DIGESTS_SENT: &str = "entraguard_digests_total";
 
@@ -67,7 +68,7 @@ pub fn handle() -> &'static PrometheusHandle {
 /// earlier sample, so Prometheus' `increase()` misses that first increment (and the alert on
 /// poison jobs in deploy/monitoring/alerts.yaml would miss a process's first one).
 fn zero_counters() {
-    for name in [EVENTS_FANNED_OUT, POISON_JOBS, HANDED_BACK, FORWARDED, DIGESTED] {
+    for name in [EVENTS_FANNED_OUT, POISON_JOBS, HANDED_BACK, FORWARDED, DIGESTED, PARKED_AT_FANOUT] {
         counter!(name).increment(0);
     }
 }
@@ -163,12 +164,14 @@ pub fn breakers(overview: &[(String, entraguard_core::breaker::BreakerState, u64
 }
 
 /// What fan-out with rules did: sends kept back by a dedupe window or muted by a silence, held
-/// through quiet hours, findings collected into digests.
+/// through quiet hours, findings collected into digests; deliveries put straight into the lane of
+/// an endpoint whose breaker is open.
 pub fn routed(r: &entraguard_core::queue::Routed) {
     counter!(SUPPRESSED, "reason" => "dedupe").increment(r.suppressed);
     counter!(SUPPRESSED, "reason" => "silence").increment(r.silenced);
     counter!(HELD, "reason" => "quiet_hours").increment(r.held);
     counter!(DIGESTED).increment(r.collected);
+    counter!(PARKED_AT_FANOUT).increment(r.parked);
 }
 
 /// A digest became its delivery (`reason`: `scan.completed`, `scan.failed`, `max_wait`); `held`

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use entraguard_core::queue::{Claim, Queue, QueueError, RouteStep, Routed};
+use entraguard_core::queue::{Claim, FanoutParking, Queue, QueueError, RouteStep, Routed};
 use tokio::sync::mpsc;
 
 use crate::batch::{self, Submitted, Taken};
@@ -33,8 +33,9 @@ pub struct Router {
 
 impl Router {
     /// Starts the batching task; it ends when every handle is dropped. Each call also takes
-    /// the next jobs, one per event it finishes (see [`crate::acker`]).
-    pub fn spawn(queue: Queue, running: Arc<Running>) -> Self {
+    /// the next jobs, one per event it finishes (see [`crate::acker`]). With `parking` (the
+    /// breaker on), deliveries to an endpoint whose breaker is open go straight into its lane.
+    pub fn spawn(queue: Queue, running: Arc<Running>, parking: Option<FanoutParking>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let missing = || (None, Taken::default());
         tokio::spawn(batch::run(rx, MAX_BATCH, missing, async move |items: &[Item]| {
@@ -42,7 +43,7 @@ impl Router {
                 items.iter().map(|i| (&i.job, i.steps.as_slice())).collect();
             let take = if running.is_open() { items.len() } else { 0 };
             let _taking = running.taking().await;
-            let (routed, fetched) = match queue.route_many(&events, take).await {
+            let (routed, fetched) = match queue.route_many(&events, take, parking).await {
                 Ok(v) => v,
                 Err(e) => {
                     running.note_taken(take > 0);

@@ -18,7 +18,7 @@ use entraguard_core::endpoint::Channel;
 use entraguard_core::job::{DELIVERY_REF_START, Job};
 use entraguard_core::layout_version::{LAYOUT_VERSION, VersionDecision};
 use entraguard_core::queue::Claimed;
-use entraguard_core::queue::{Fetched, QueueError, Shards, WorkerId};
+use entraguard_core::queue::{FanoutParking, Fetched, QueueError, Shards, WorkerId};
 use entraguard_core::shards::{FORWARD_REPLICA_WAIT, LayoutDecision, LayoutRole};
 use entraguard_core::store::EndpointStore;
 use futures_util::FutureExt;
@@ -181,7 +181,11 @@ pub async fn run(config: WorkerConfig, mut shutdown: Shutdown) -> Result<(), Run
         let running = Arc::new(Running::default());
         let ctx = Arc::new(Ctx {
             acker: crate::acker::Acker::spawn(queue.clone(), running.clone()),
-            router: crate::router::Router::spawn(queue.clone(), running.clone()),
+            router: crate::router::Router::spawn(
+                queue.clone(),
+                running.clone(),
+                (!gate.breaker_settings().is_off()).then_some(FanoutParking { lane_max: config.lane_max }),
+            ),
             clock: crate::clock::RedisClock::default(),
             store: store.clone(),
             queue: queue.clone(),

@@ -69,6 +69,7 @@ mod tests {
             urgent: false,
             hold_until: None,
             dedupe: None,
+            park_as: None,
         }
     }
 

@@ -61,6 +61,7 @@ fn delivery_id(r: &entraguard_testkit::Recorded) -> String {
 }
 
 mod counting;
+mod fanout_parking;
 mod operator;
 
 /// Takes one delivery job for `ep` onto a worker's processing list, as a fetch would.

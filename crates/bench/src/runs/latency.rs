@@ -1,6 +1,8 @@
 //! Latency and idle figures: publish → arrival (`e2e`), retry lateness (`delay_late`), an idle
-//! worker's commands (`idle`), a hanging endpoint's cost to the others (`hang`), a fresh alert
-//! behind a retry backlog (`fresh_behind_backlog`).
+//! worker's commands (`idle`), a hanging endpoint's cost to the others (`hang`), the commands a
+//! delivery to an endpoint whose breaker is open costs (`park_extra_cmds_per_delivery`), a fresh
+//! alert behind a retry backlog (`fresh_behind_backlog`) and another tenant's behind a flood of
+//! findings for a slow endpoint (`fresh_other_tenant_behind_flood`).
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +11,7 @@ use entraguard_producer::Event;
 
 use crate::sink::{Mode, Sink, stamp};
 
+use super::monitor::Monitor;
 use super::*;
 
 /// Publish → arrival latency at a steady 1 000 events/s.
@@ -73,16 +76,21 @@ pub(super) async fn idle(env: &Env, secs: u64) -> anyhow::Result<()> {
 }
 
 /// One endpoint hangs with `pending` deliveries waiting for it while another takes events at
-/// 500/s for `secs`: Redis commands/s above the same run without the hanging endpoint, and the
-/// other endpoint's end-to-end p99 in that run.
+/// 500/s for `secs`: the hanging endpoint's own Redis commands/s (counted from `MONITOR`, see
+/// [`Monitor`]), the commands/s above the same run without it (`hang_cmds_per_s_diff`, the
+/// figure this replaced: the difference of two noisy runs), and the other endpoint's end-to-end
+/// p99 in the run with it (with `MONITOR` on).
 pub(super) async fn hang(env: &Env, secs: u64, pending: usize) -> anyhow::Result<()> {
     let mut rates = Vec::new();
+    let mut own = None;
     for with_hanging in [false, true] {
         let sink = Sink::start(Mode::Accept).await?;
         env.endpoint(&sink.url).await?;
         let hanging = Sink::start(Mode::Hang).await?;
+        let mut hanging_id = None;
         if with_hanging {
             let ep = env.endpoint_for(&hanging.url, "scan.completed").await?;
+            hanging_id = Some(ep.id.to_string());
             let jobs: Vec<String> = (0..pending)
                 .map(|i| Job::Delivery(DeliveryJob::new(event(&format!("hang-{i}")), ep.id.clone())).encode())
                 .collect();
@@ -101,6 +109,10 @@ pub(super) async fn hang(env: &Env, secs: u64, pending: usize) -> anyhow::Result
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+        let monitor = match &hanging_id {
+            Some(id) => Some(Monitor::start(&env.url, id.clone()).await?),
+            None => None,
+        };
         let before = env.command_count().await?;
         let started = Instant::now();
         let total = usize::try_from(secs * 500).unwrap_or(usize::MAX);
@@ -115,6 +127,9 @@ pub(super) async fn hang(env: &Env, secs: u64, pending: usize) -> anyhow::Result
         }
         sink.wait_for(total, Duration::from_secs(120)).await?;
         let rate = env.command_count().await?.saturating_sub(before) as f64 / started.elapsed().as_secs_f64();
+        if let Some(monitor) = monitor {
+            own = Some(monitor.finish().await? as f64 / started.elapsed().as_secs_f64());
+        }
         rates.push(rate);
         if with_hanging {
             let mut lat = sink.latencies_us().await;
@@ -124,8 +139,107 @@ pub(super) async fn hang(env: &Env, secs: u64, pending: usize) -> anyhow::Result
         stop(worker).await?;
         env.cleanup().await?;
     }
-    report("hang_extra_cmds_per_s", (rates[1] - rates[0]).max(0.0), "cmds/s");
+    report("hang_extra_cmds_per_s", own.unwrap_or(f64::NAN), "cmds/s");
+    report("hang_cmds_per_s_diff", rates[1] - rates[0], "cmds/s");
     Ok(())
+}
+
+/// Redis commands per delivery to an endpoint whose breaker is open, above what the same events
+/// cost without it: `n` events for a healthy endpoint alone, then `n` more with a second
+/// endpoint subscribed whose breaker is open (a probe 10 minutes away), each count from
+/// `INFO commandstats` (script commands included) once the run settled.
+pub(super) async fn park_cost(env: &Env, n: usize) -> anyhow::Result<()> {
+    let sink = Sink::start(Mode::Accept).await?;
+    env.endpoint(&sink.url).await?;
+    let worker =
+        env.worker(50, &["--breaker-probe", "10m", "--retry-schedule", "50ms,50ms,50ms,50ms,50ms,50ms"])?;
+    env.wait_worker_ready().await?;
+    let run = async |tag: &str, expected: usize| -> anyhow::Result<u64> {
+        env.settle().await?;
+        let before = env.command_count().await?;
+        let events: Vec<Event> = (0..n).map(|i| event(&format!("{tag}-{i}"))).collect();
+        for chunk in events.chunks(100) {
+            env.producer.publish_batch(chunk).await?;
+        }
+        sink.wait_for(expected, Duration::from_secs(300)).await?;
+        env.settle().await?;
+        Ok(env.command_count().await?.saturating_sub(before))
+    };
+    let alone = run("alone", n).await?;
+    // The second endpoint, down, its breaker tripped by a few events.
+    let down = Sink::start(Mode::Down).await?;
+    let ep = env.endpoint(&down.url).await?;
+    let breaker_key = env.shards.for_endpoint(&ep.id).keys().breaker(ep.id.as_str());
+    let mut conn = env.queue.connection();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut tripped = 0;
+    loop {
+        let state: Option<String> = redis::AsyncCommands::hget(&mut conn, &breaker_key, "state").await?;
+        if state.as_deref() == Some("open") {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the breaker never opened");
+        env.producer.publish(&event("trip")).await?;
+        tripped += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sink.wait_for(n + tripped, Duration::from_secs(60)).await?;
+    let parked_before = env.shards.stats().await?.parked;
+    let with = run("with", 2 * n + tripped).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.shards.stats().await?.parked < parked_before + n as u64 {
+        anyhow::ensure!(Instant::now() < deadline, "the open endpoint's deliveries never parked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    report("park_extra_cmds_per_delivery", (with as f64 - alone as f64) / n as f64, "cmds");
+    stop(worker).await?;
+    env.cleanup().await
+}
+
+/// `flood` low findings of tenant A for a slow endpoint A (2 ms a request), then one
+/// `scan.completed` of tenant B for endpoint B: ms from B's publish to its arrival (issue 26).
+pub(super) async fn fresh_other_tenant_behind_flood(env: &Env, flood: usize) -> anyhow::Result<()> {
+    let slow = Sink::start(Mode::Slow).await?;
+    env.endpoint_for(&slow.url, "finding.new").await?;
+    let other = Sink::start(Mode::Accept).await?;
+    env.endpoint_for(&other.url, "scan.completed").await?;
+    let worker = env.worker(50, &[])?;
+    env.wait_worker_ready().await?;
+    let findings: Vec<Event> = (0..flood).map(|i| low_finding("tenant-a", i)).collect();
+    for chunk in findings.chunks(1_000) {
+        env.producer.publish_batch(chunk).await?;
+    }
+    drop(findings);
+    let published = Instant::now();
+    env.producer.publish(&scan_completed("tenant-b")).await?;
+    other.wait_for(1, Duration::from_secs(600)).await?;
+    report("fresh_other_tenant_behind_flood_ms", published.elapsed().as_secs_f64() * 1000.0, "ms");
+    report("fresh_other_tenant_behind_flood_a_delivered", slow.count() as f64, "deliveries");
+    stop(worker).await?;
+    env.cleanup().await
+}
+
+fn low_finding(tenant: &str, i: usize) -> Event {
+    Event::from_json(
+        format!(
+            r#"{{"event":"finding.new","tenant_id":"{tenant}","scan_id":"flood",
+            "finding":{{"id":"F-{i}","title":"Stale guest account","severity":"low","category":"identity",
+            "remediation_url":"https://entraguard.example.com/api/entraguard/findings/F-{i}"}}}}"#
+        )
+        .as_bytes(),
+    )
+    .expect("benchmark event is valid")
+}
+
+fn scan_completed(tenant: &str) -> Event {
+    Event::from_json(
+        format!(
+            r#"{{"event":"scan.completed","tenant_id":"{tenant}","scan_id":"scan-b","scan":{{"run_id":"r1",
+            "kind":"full","environment":"B production","score":82,"grade":"B","new_findings":{{"high":1}}}}}}"#
+        )
+        .as_bytes(),
+    )
+    .expect("benchmark event is valid")
 }
 
 /// `backlog` retries fall due at once (a receiver back from an outage); one fresh event is

@@ -15,8 +15,17 @@ const DIGEST_READ_CHUNK: isize = 1000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteStep {
     /// Push a delivery job now (urgent: to the front), or hold it until `hold_until` (Unix ms,
-    /// Redis clock).
-    Send { endpoint: String, job: String, urgent: bool, hold_until: Option<i64>, dedupe: Option<Dedupe> },
+    /// Redis clock). With `park_as` (the id its event's body is kept under, see
+    /// [`crate::job::body_id`]) and [`FanoutParking`] on, a delivery whose endpoint's breaker is
+    /// open (its probe not due) or disabled goes straight into the endpoint's lane instead.
+    Send {
+        endpoint: String,
+        job: String,
+        urgent: bool,
+        hold_until: Option<i64>,
+        dedupe: Option<Dedupe>,
+        park_as: Option<String>,
+    },
     /// Append a finding to a digest; a new digest is flushed after `max_wait` at the latest by
     /// `timer` (a `digest_due.v1` job).
     Collect { digest: DigestRef, item: String, timer: String, max_wait: Duration, dedupe: Option<Dedupe> },
@@ -39,6 +48,19 @@ pub struct Dedupe {
     pub window: Duration,
 }
 
+/// Fan-out parks a fresh delivery in its endpoint's lane when the endpoint's breaker is open (its
+/// probe not due) or disabled, in the same step as the event's acknowledgement: no fetch, no
+/// admission, no separate park (`route.lua`). The lane is what `park.lua` would have made of it
+/// after a fetch: the delivery kept as a `delivery_ref.v1` job, its event's body once in
+/// `{p}:bodies`, the lane's next look at the probe time (a disabled endpoint's a day later), no
+/// Recent Deliveries entry (no attempt was made). A lane holding `lane_max` already
+/// (`NOTIFY_LANE_MAX`; 0: no limit) takes nothing: the delivery goes to ready, where the worker
+/// that fetches it dead-letters it as "endpoint lane full", as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FanoutParking {
+    pub lane_max: u64,
+}
+
 /// What one fan-out step did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Routed {
@@ -53,6 +75,9 @@ pub struct Routed {
     pub suppressed: u64,
     /// Handed to other queue shards through the outbox.
     pub forwarded: u64,
+    /// Put straight into their endpoint's lane: its breaker is open or it is disabled (see
+    /// [`FanoutParking`]). Counted in `sent` too.
+    pub parked: u64,
     /// Deliveries not made: a silence mutes them.
     pub silenced: u64,
 }
@@ -72,7 +97,7 @@ impl Queue {
     /// Acknowledges an event job and carries out its fan-out `steps`, in one atomic step.
     /// `None` if the lease was lost (nothing was done).
     pub async fn route(&self, job: &Claim, steps: &[RouteStep]) -> Result<Option<Routed>, QueueError> {
-        let (answers, _) = self.route_many(&[(job, steps)], 0).await?;
+        let (answers, _) = self.route_many(&[(job, steps)], 0, None).await?;
         Ok(answers.into_iter().next().flatten())
     }
 
@@ -80,11 +105,13 @@ impl Queue {
     /// acknowledgement and steps stay one atomic step; each dedupe key is read and written once
     /// for the batch. One answer per event, in order. In the same step, after the pushes, up to
     /// `take` next jobs are taken onto the processing list, as
-    /// [`Queue::ack_delivered_many`] takes them.
+    /// [`Queue::ack_delivered_many`] takes them. With `parking`, deliveries to an endpoint whose
+    /// breaker is open go straight into its lane (see [`FanoutParking`]).
     pub async fn route_many(
         &self,
         events: &[(&Claim, &[RouteStep])],
         take: usize,
+        parking: Option<FanoutParking>,
     ) -> Result<(Vec<Option<Routed>>, Fetched), QueueError> {
         let Some((first, _)) = events.first() else { return Ok((Vec::new(), Fetched::default())) };
         debug_assert!(events.iter().all(|(j, _)| j.list() == first.list()), "one processing list");
@@ -110,7 +137,7 @@ impl Queue {
             args.push(job.bytes().to_vec());
             args.push(steps.len().to_string().into_bytes());
             for step in *steps {
-                step_args(k, step, &mut key, &mut args);
+                step_args(k, step, parking.is_some(), &mut key, &mut args);
             }
         }
         let (retry, rev) = match take {
@@ -118,6 +145,14 @@ impl Queue {
             _ => (key(k.retry()), if self.home { key(k.endpoints_rev()) } else { 0 }),
         };
         for v in [take, MAX_JOB_BYTES, retry, rev] {
+            args.push(v.to_string().into_bytes());
+        }
+        let (lane_max, lanes, bodies, refs) = match parking {
+            Some(p) => (p.lane_max, key(k.lanes()), key(k.bodies()), key(k.body_refs())),
+            None => (0, 0, 0, 0),
+        };
+        args.push(lane_max.to_string().into_bytes());
+        for v in [lanes, bodies, refs] {
             args.push(v.to_string().into_bytes());
         }
         let mut inv = self.scripts.route.prepare_invoke();
@@ -132,7 +167,7 @@ impl Queue {
         let at = |i: usize| u64::try_from(out.get(i).copied().unwrap_or(0)).unwrap_or(0);
         let routed = (0..events.len())
             .map(|e| {
-                let b = e * 7;
+                let b = e * 8;
                 (out.get(b).is_some_and(|&sent| sent >= 0)).then(|| Routed {
                     sent: at(b),
                     held: at(b + 1),
@@ -141,6 +176,7 @@ impl Queue {
                     suppressed: at(b + 4),
                     forwarded: at(b + 5),
                     silenced: at(b + 6),
+                    parked: at(b + 7),
                 })
             })
             .collect();
@@ -247,25 +283,39 @@ impl Queue {
 }
 
 /// The 11 script arguments of one step (see `route.lua`); `key` gives a key's index in KEYS.
+/// With `parking`, a send that may park names its endpoint's lane (key index A), breaker (key
+/// index B) and body id (extra).
 fn step_args(
     k: &crate::keys::KeySpace,
     step: &RouteStep,
+    parking: bool,
     key: &mut impl FnMut(String) -> usize,
     args: &mut Vec<Vec<u8>>,
 ) {
     let silenced_ids: String;
+    let mut kb = 0;
     let (op, endpoint, dedupe, ka, id, payload, extra, n): (_, String, _, usize, String, &str, &str, i64) =
         match step {
-            RouteStep::Send { endpoint, job, urgent, hold_until, dedupe } => (
-                "send",
-                endpoint.clone(),
-                dedupe,
-                0,
-                if *urgent { "1" } else { "0" }.to_owned(),
-                job.as_str(),
-                "",
-                hold_until.unwrap_or(0),
-            ),
+            RouteStep::Send { endpoint, job, urgent, hold_until, dedupe, park_as } => {
+                let park_as = park_as.as_deref().filter(|_| parking && hold_until.is_none());
+                let ka = match park_as {
+                    Some(_) => {
+                        kb = key(k.breaker(endpoint));
+                        key(k.lane(endpoint))
+                    }
+                    None => 0,
+                };
+                (
+                    "send",
+                    endpoint.clone(),
+                    dedupe,
+                    ka,
+                    if *urgent { "1" } else { "0" }.to_owned(),
+                    job.as_str(),
+                    park_as.unwrap_or(""),
+                    hold_until.unwrap_or(0),
+                )
+            }
             RouteStep::Collect { digest, item, timer, max_wait, dedupe } => {
                 let id = digest.id();
                 let ka = key(k.digest(&id));
@@ -309,7 +359,7 @@ fn step_args(
         member,
         window.to_string(),
         ka.to_string(),
-        "0".to_owned(),
+        kb.to_string(),
         id,
     ] {
         args.push(v.into_bytes());

@@ -59,7 +59,7 @@ pub use dead_letter::{
     SUMMARY_TEXT_MAX,
 };
 #[cfg(feature = "consume")]
-pub use fatigue::{Dedupe, RouteStep, Routed};
+pub use fatigue::{Dedupe, FanoutParking, RouteStep, Routed};
 #[cfg(feature = "consume")]
 pub use finish::{Acked, Promoted};
 #[cfg(feature = "consume")]

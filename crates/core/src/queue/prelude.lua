@@ -123,6 +123,23 @@ local function with_body(job, s, e, body)
     .. string.sub(job, e + 1)
 end
 
+-- How a fresh delivery job (`DeliveryJob::new`, no attempt yet) ends.
+local FRESH_END = ',"attempts":[],"replays":0}'
+
+-- A fresh delivery `job` as a lane keeps it (`DeliveryJob::stored` in job.rs): its event replaced
+-- by a reference to body id `id`, and the event's JSON; nil for any other job.
+local function stored_of(job, id)
+  if string.sub(job, 1, #DELIVERY_START) ~= DELIVERY_START or string.sub(job, -#FRESH_END) ~= FRESH_END then
+    return nil
+  end
+  local s, e = string.find(job, ',"event":', #DELIVERY_START, true)
+  if not s then
+    return nil
+  end
+  return REF_START .. string.sub(job, #DELIVERY_START + 1, s) .. REF .. id .. '"}' .. FRESH_END,
+    string.sub(job, e + 1, #job - #FRESH_END)
+end
+
 -- The full job of a stored delivery `job`, its reference dropped. Any other job comes back as it
 -- is; so does a reference whose body is gone (the worker then dead-letters it with that reason).
 local function unref(bodies, refs, job)

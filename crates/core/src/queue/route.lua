@@ -6,6 +6,13 @@
 -- for each step Rust planned,
 --   send:    push a delivery job (urgent ones to the front), or hold it in the delayed set until
 --            its quiet hours end (an absolute due time, Unix ms, computed from Redis's clock);
+--            when it names its endpoint's lane and breaker (parking on) and that breaker is open
+--            with its probe not due (or half-open with its probe out), or disabled, put it at
+--            the back of the lane instead, as `park.lua` would after a fetch and an admission:
+--            kept as a `delivery_ref.v1` job (`stored_of` in the prelude), its body once in the
+--            bodies hash, the lane's next look at the probe time (a day: disabled), unless the
+--            lane already holds the lane cap (then it goes to ready, and the worker that fetches
+--            it dead-letters it as "endpoint lane full");
 --   collect: append a finding to its digest list; a new digest gets its deadline in the digests
 --            zset and a timer job (digest_due.v1) in the delayed set, due at that deadline;
 --   flush:   (its scan ended) bring the digest's deadline forward to a short grace from now and
@@ -29,17 +36,20 @@
 -- hash, KEYS[6] digest timers hash (digest id → its timer job), KEYS[7..] the steps' keys (each
 -- once); ARGV[1] number of events, then per event: its raw job, its number of steps, then 11
 -- values a step: op, endpoint id, dedupe key index (0: none), dedupe member, window ms, key
--- index A (collect, flush: the digest list; forward: the outbox; silence: the silenced hash), key
--- index B (unused), digest id (send: '1' for urgent; silence: the event id), payload (send: the
--- delivery job; collect: the finding; flush: the timer job; forward: the event job for the other
--- shard; silence: the silence ids, space-separated), extra
--- (collect: the timer job), number (send: due time or 0; collect: longest wait ms; flush:
+-- index A (send: the endpoint's lane, 0: never parked; collect, flush: the digest list; forward:
+-- the outbox; silence: the silenced hash), key index B (send: the endpoint's breaker), digest id
+-- (send: '1' for urgent; silence: the event id), payload (send: the delivery job; collect: the
+-- finding; flush: the timer job; forward: the event job for the other shard; silence: the
+-- silence ids, space-separated), extra (send: the id its event's body is kept under when parked;
+-- collect: the timer job), number (send: due time or 0; collect: longest wait ms; flush:
 -- grace ms). After the events, four values: how many next jobs to take onto the processing list
 -- in the same step (`take` in the prelude, after the pushes: 0 for none), the longest job to
--- return, and the key indices of the retry list and of the endpoints' revision (0: none).
--- Returns {7 numbers per event, {sent, held, collected, flushed, suppressed, forwarded, silenced}
--- or {-1, 0, 0, 0, 0, 0, 0} for an event whose job is no longer on the list; what `take`
--- answered ({-1} when nothing was asked)}.
+-- return, and the key indices of the retry list and of the endpoints' revision (0: none); then
+-- the lane cap (0: none) and the key indices of the lanes zset, the bodies and the body refs
+-- hashes (0: no parking).
+-- Returns {8 numbers per event, {sent, held, collected, flushed, suppressed, forwarded, silenced,
+-- parked} or {-1, 0, 0, 0, 0, 0, 0, 0} for an event whose job is no longer on the list; what
+-- `take` answered ({-1} when nothing was asked)}.
 local now = nil
 local function clock()
   if not now then
@@ -114,10 +124,65 @@ local function duplicate(dk, member, window)
   return false
 end
 
+-- Parking at fan-out (see the header): what each breaker says, read once per batch; the lanes'
+-- new jobs and the bodies they hold, written once per batch.
+local lane_max, k_lanes = tonumber(ARGV[p + 4]), tonumber(ARGV[p + 5])
+local k_bodies, k_refs = tonumber(ARGV[p + 6]), tonumber(ARGV[p + 7])
+local DISABLED_LOOK_MS = 86400000
+local wake_of = {} -- breaker key index -> when its lane is looked at next, or false: not parked
+local lanes, lane_order = {}, {}
+local bodies, body_order = {}, {}
+local function park_fresh(endpoint, kl, kb, body_id, job)
+  if kl == 0 or k_lanes == 0 or body_id == '' then
+    return false
+  end
+  local wake = wake_of[kb]
+  if wake == nil then
+    local b = redis.call('HMGET', KEYS[kb], 'state', 'next_probe', 'probe_deadline')
+    wake = false
+    if b[1] == 'disabled' then
+      wake = clock() + DISABLED_LOOK_MS
+    elseif b[1] == 'open' or b[1] == 'half_open' then
+      local at = tonumber((b[1] == 'open' and b[2] or b[3]) or 0)
+      if at > clock() then
+        wake = at
+      end
+    end
+    wake_of[kb] = wake
+  end
+  if not wake then
+    return false
+  end
+  local stored, body = stored_of(job, body_id)
+  if not stored then
+    return false
+  end
+  local lane = lanes[kl]
+  if not lane then
+    lane = { endpoint = endpoint, wake = wake, jobs = {}, len = 0 }
+    if lane_max > 0 then
+      lane.len = redis.call('LLEN', KEYS[kl])
+    end
+    lanes[kl] = lane
+    lane_order[#lane_order + 1] = kl
+  end
+  if lane_max > 0 and lane.len >= lane_max then
+    return false
+  end
+  lane.len = lane.len + 1
+  lane.jobs[#lane.jobs + 1] = stored
+  if not bodies[body_id] then
+    bodies[body_id] = { body = body, n = 0 }
+    body_order[#body_order + 1] = body_id
+  end
+  bodies[body_id].n = bodies[body_id].n + 1
+  return true
+end
+
 local out = {}
 local urgent, tail = {}, {}
 for _, ev in ipairs(events) do
-  local sent, held, collected, flushed, suppressed, forwarded, silenced = 0, 0, 0, 0, 0, 0, 0
+  local sent, held, collected, flushed, suppressed, forwarded, silenced, parked = 0, 0, 0, 0, 0, 0, 0, 0
   if ev.live then
     for s = 0, ev.steps - 1 do
       local b = ev.first + s * 11
@@ -132,6 +197,9 @@ for _, ev in ipairs(events) do
         if n > 0 and n > clock() then
           redis.call('ZADD', KEYS[3], n, payload)
           held = held + 1
+        elseif park_fresh(endpoint, ka, tonumber(ARGV[b + 6]), extra, payload) then
+          parked = parked + 1
+          sent = sent + 1
         elseif id == '1' then
           urgent[#urgent + 1] = payload
           sent = sent + 1
@@ -191,6 +259,24 @@ for _, ev in ipairs(events) do
   out[#out + 1] = suppressed
   out[#out + 1] = forwarded
   out[#out + 1] = silenced
+  out[#out + 1] = parked
+end
+
+-- The parked deliveries, at the back of their lanes, and their bodies, held once each.
+for _, kl in ipairs(lane_order) do
+  local lane = lanes[kl]
+  local i = 1
+  while i <= #lane.jobs do
+    local k = math.min(i + 499, #lane.jobs)
+    redis.call('RPUSH', KEYS[kl], unpack(lane.jobs, i, k))
+    i = k + 1
+  end
+  -- An earlier look already set stays (LT), as park.lua keeps it.
+  redis.call('ZADD', KEYS[k_lanes], 'LT', lane.wake, lane.endpoint)
+end
+for _, body_id in ipairs(body_order) do
+  redis.call('HSETNX', KEYS[k_bodies], body_id, bodies[body_id].body)
+  redis.call('HINCRBY', KEYS[k_refs], body_id, bodies[body_id].n)
 end
 
 -- Record what was let through, once per dedupe key.
