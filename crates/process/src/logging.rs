@@ -17,8 +17,26 @@ pub use cluster_warnings::{ClusterWarnings, Outage};
 /// The installed [`ClusterWarnings`], for [`flush`].
 static CLUSTER_WARNINGS: OnceLock<ClusterWarnings> = OnceLock::new();
 
-/// Installs the global subscriber.
+/// Installs the global subscriber (no traces: see [`init_traced`]).
 pub fn init(format: LogFormat) {
+    let _ = install(format, None);
+}
+
+/// Installs the global subscriber, with the OTLP trace exporter when the environment asks for
+/// it ([`crate::telemetry`]); says whether traces are on. Call it within the tokio runtime (a
+/// `grpc` exporter's channel lives there), and [`crate::telemetry::shutdown`] when the process
+/// stops.
+pub fn init_traced(
+    format: LogFormat,
+    service: &'static str,
+) -> Result<bool, crate::telemetry::TelemetryError> {
+    install(format, Some(service))
+}
+
+fn install(
+    format: LogFormat,
+    service: Option<&'static str>,
+) -> Result<bool, crate::telemetry::TelemetryError> {
     // A usable `RUST_LOG` is read by `EnvFilter`. Without one, the default `info` is a static
     // per-target filter: the same lines, without `EnvFilter`'s bookkeeping of spans (a lock and a
     // map lookup each time a span is entered or left, i.e. on every poll of every delivery). The
@@ -31,6 +49,12 @@ pub fn init(format: LogFormat) {
     };
     let cluster_warnings = CLUSTER_WARNINGS.get_or_init(ClusterWarnings::new).clone();
     let registry = tracing_subscriber::registry().with(env).with(targets).with(cluster_warnings);
+    let traces = match service {
+        Some(service) => crate::telemetry::layer(service)?,
+        None => None,
+    };
+    let on = traces.is_some();
+    let registry = registry.with(traces);
     match format {
         LogFormat::Text => registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(log_colours(
@@ -49,6 +73,7 @@ pub fn init(format: LogFormat) {
             )
             .init(),
     }
+    Ok(on)
 }
 
 /// Logs the count of the cluster client's warnings still being collapsed (a node still down):

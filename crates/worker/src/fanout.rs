@@ -155,7 +155,12 @@ fn split(ctx: &Ctx, job: &EventJob, routes: &Arc<Vec<Route>>) -> (Arc<Vec<Route>
             .map(|r| r.id().clone())
             .collect();
         if !ids.is_empty() {
-            let copy = EventJob { event: job.event.clone(), endpoints: Some(ids), origin: job.origin };
+            let copy = EventJob {
+                event: job.event.clone(),
+                endpoints: Some(ids),
+                origin: job.origin,
+                traceparent: job.traceparent,
+            };
             forwards.push(RouteStep::Forward { shard, job: Job::Event(copy).encode() });
         }
     }
