@@ -43,8 +43,23 @@ fn install(
     // cluster client warns once per failed reconnect (hundreds a second while a failover runs):
     // `ClusterWarnings` collapses those, whichever filter is in place, to the first warning per
     // node and one line with the count when the node has been quiet for a while.
+    // With traces on, the spans made for export pass whatever the log level (`RUST_LOG=warn`
+    // must not turn traces off); they carry no log lines of their own.
+    let traced = service.is_some() && crate::telemetry::requested(|name| std::env::var(name).ok());
     let (env, targets) = match EnvFilter::try_from_default_env() {
+        Ok(filter) if traced => match format!("{}=trace", crate::telemetry::TARGET).parse() {
+            Ok(spans) => (Some(filter.add_directive(spans)), None),
+            Err(_) => (Some(filter), None),
+        },
         Ok(filter) => (Some(filter), None),
+        Err(_) if traced => (
+            None,
+            Some(
+                Targets::new()
+                    .with_default(LevelFilter::INFO)
+                    .with_target(crate::telemetry::TARGET, LevelFilter::TRACE),
+            ),
+        ),
         Err(_) => (None, Some(Targets::new().with_default(LevelFilter::INFO))),
     };
     let cluster_warnings = CLUSTER_WARNINGS.get_or_init(ClusterWarnings::new).clone();

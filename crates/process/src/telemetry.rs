@@ -54,6 +54,8 @@ where
     if !requested(|name| std::env::var(name).ok()) {
         return Ok(None);
     }
+    // An https:// endpoint: rustls with ring, as deliveries use (the client is built now).
+    entraguard_core::redis_conn::ensure_crypto_provider();
     let exporter =
         opentelemetry_otlp::SpanExporter::builder().build().map_err(|e| TelemetryError(e.to_string()))?;
     let mut resource = Resource::builder();

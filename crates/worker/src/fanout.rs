@@ -173,6 +173,7 @@ fn split(ctx: &Ctx, job: &EventJob, routes: &Arc<Vec<Route>>) -> (Arc<Vec<Route>
 /// outbox in the same step, and are moved right after.
 /// The next job, when the fan-out's acknowledgement took one for the slot it frees.
 pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) -> Option<Taken> {
+    let span = crate::trace::fan_out_span(&job);
     let event = &job.event;
     // A kind only the notifier makes, in a job it did not make (pushed by hand), is refused
     // here with the publishers' error.
@@ -196,6 +197,9 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) -> O
         steps = crate::silencing::apply(steps, event, &candidates, now);
     }
     steps.extend(forwards.iter().cloned());
+    if let Some(span) = &span {
+        crate::trace::stamp_deliveries(span, &mut steps);
+    }
     // The notifier's own news that no endpoint hears of (the only subscriber may be the broken
     // endpoint itself) still reaches a person: the log.
     if let entraguard_core::event::EventBody::EndpointHealthChanged { endpoint } = &event.body
