@@ -145,8 +145,9 @@ async fn one_event_is_one_trace_from_publish_to_the_receiver_across_a_retry_and_
     assert_eq!(publish.service, "scanner");
     let trace_id = publish.span.trace_id.clone();
 
-    // The first worker makes attempt 1 (500: retry in 3 s), then is stopped.
-    let first = traced_worker(&stack.redis.url(), &collector, &["--retry-schedule", "3s"]);
+    // The first worker makes attempt 1 (500: retry in 8 s, long enough for a busy machine to
+    // stop it first), then is stopped.
+    let first = traced_worker(&stack.redis.url(), &collector, &["--retry-schedule", "8s"]);
     wait_until(Duration::from_secs(60), "attempt 1's span, retry scheduled", || async {
         of_trace(&collector, &trace_id)
             .iter()

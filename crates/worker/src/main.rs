@@ -41,9 +41,13 @@ fn main() -> ExitCode {
         let _in_runtime = runtime.enter();
         entraguard_worker::logging::init_traced(config.log.log_format, "entraguard-worker")
     };
-    if let Err(e) = traced {
-        eprintln!("error: {e}");
-        return ExitCode::from(2);
+    match traced {
+        Ok(true) => tracing::info!("traces on: spans exported over OTLP (OTEL_EXPORTER_OTLP_*)"),
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
     }
     let result = runtime.block_on(async {
         let (trigger, listener) = Shutdown::new();
