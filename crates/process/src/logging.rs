@@ -64,12 +64,24 @@ fn install(
     };
     let cluster_warnings = CLUSTER_WARNINGS.get_or_init(ClusterWarnings::new).clone();
     let registry = tracing_subscriber::registry().with(env).with(targets).with(cluster_warnings);
-    let traces = match service {
-        Some(service) => crate::telemetry::layer(service)?,
-        None => None,
-    };
-    let on = traces.is_some();
-    let registry = registry.with(traces);
+    // With traces off, the subscriber is exactly the one without them (no empty layer in it).
+    match service.map(crate::telemetry::layer).transpose()?.flatten() {
+        Some(traces) => {
+            with_output(registry.with(traces), format);
+            Ok(true)
+        }
+        None => {
+            with_output(registry, format);
+            Ok(false)
+        }
+    }
+}
+
+/// Installs `registry` with the log lines' output layer (text or JSON on stderr).
+fn with_output<S>(registry: S, format: LogFormat)
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync + 'static,
+{
     match format {
         LogFormat::Text => registry
             .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(log_colours(
@@ -88,7 +100,6 @@ fn install(
             )
             .init(),
     }
-    Ok(on)
 }
 
 /// Logs the count of the cluster client's warnings still being collapsed (a node still down):

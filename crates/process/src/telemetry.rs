@@ -69,7 +69,15 @@ where
     ENABLED.store(true, Ordering::Relaxed);
     let filter = tracing_subscriber::filter::Targets::new().with_target(TARGET, tracing::Level::TRACE);
     // Only the spans made for export: not the spans of log lines, nor log lines outside them.
-    let layer = tracing_opentelemetry::layer().with_tracer(tracer).with_location(false).with_threads(false);
+    // No busy/idle time per span (a clock read at every poll of an attempt), no code location,
+    // thread, target or level attributes: the span's own fields say what it is.
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_tracked_inactivity(false)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_level(false);
     Ok(Some(tracing_subscriber::Layer::with_filter(layer, filter)))
 }
 
