@@ -64,6 +64,10 @@ mod silences;
 mod cluster;
 mod shards;
 
+/// Traces: one event's OpenTelemetry trace from publish to the receiver's request, across a
+/// retry and a worker restart, decoded from OTLP; no `traceparent` with traces off.
+mod tracing;
+
 /// Upgrades that lose nothing: the layout version, the previous release's keys drained by
 /// today's worker (fixtures), old and new workers side by side.
 mod upgrade;

@@ -9,7 +9,11 @@
 //! `--shards N` runs with `N` queue shards (`NOTIFY_QUEUE_SHARDS`); `--compare-shards 1,3`
 //! runs `drain_c50` once per listed count, each on a fresh Redis (cluster), and prints the
 //! ratio of the counts' throughputs (`--compare-shards 1,3,1,3` alternates them).
+//!
+//! `--traces` runs the workers with traces on, exported to a local OTLP receiver that discards
+//! them (see docs/deploy-and-scaling.md, "Traces").
 
+mod otlp_sink;
 mod runs;
 mod sink;
 
@@ -47,6 +51,11 @@ pub struct Args {
     /// the ratio of the last count's throughput over the first's. Ignores `--shards` and `--only`.
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u16).range(1..=i64::from(entraguard_core::shards::MAX_SHARDS)))]
     pub compare_shards: Vec<u16>,
+    /// Workers export traces (`OTEL_EXPORTER_OTLP_ENDPOINT`) to an OTLP receiver of the
+    /// benchmark's that discards them: the cost of traces on. Without it the workers run with
+    /// traces off whatever the environment says.
+    #[arg(long)]
+    pub traces: bool,
 }
 
 fn main() -> ExitCode {

@@ -117,6 +117,10 @@ pub async fn all(args: &Args) -> anyhow::Result<()> {
         anyhow::Ok(())
     }
     .await;
+    if let Some(otlp) = &env.otlp {
+        let (requests, bytes) = otlp.received();
+        eprintln!("traces: the workers sent {requests} OTLP exports ({bytes} bytes)");
+    }
     env.cleanup().await?;
     result
 }

@@ -187,6 +187,7 @@ impl DeliveryRecord {
             event,
             attempts: Vec::new(),
             replays: 1,
+            traceparent: None,
             slot: None,
         })
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::Event;
 use crate::ids::{DeliveryId, EndpointId};
 use crate::timestamp::Timestamp;
+use crate::trace::TraceParent;
 
 /// One job in the ready list, a processing list, the delayed set or a dead letter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,12 +57,17 @@ const DELIVERY_V1_START: &[u8] = br#"{"type":"delivery.v1","#;
 impl EventJob {
     /// A published event's job.
     pub fn new(event: Event) -> Self {
-        Self { event, endpoints: None, origin: None }
+        Self { event, endpoints: None, origin: None, traceparent: None }
+    }
+
+    /// A published event's job in the trace of `traceparent` (the publish span).
+    pub fn traced(event: Event, traceparent: Option<TraceParent>) -> Self {
+        Self { traceparent, ..Self::new(event) }
     }
 
     /// The notifier's own event's job (a breaker's announcement).
     pub fn notifier(event: Event) -> Self {
-        Self { event, endpoints: None, origin: Some(JobOrigin::Notifier) }
+        Self { event, endpoints: None, origin: Some(JobOrigin::Notifier), traceparent: None }
     }
 
     /// Checks the event as its origin allows: a published event as [`Event::validate`] does
@@ -108,6 +114,18 @@ pub struct EventJob {
     /// it was pushed by hand: workers dead-letter it, never deliver it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<JobOrigin>,
+    /// W3C trace context of the publish (the producer's span, or the caller's own), when the
+    /// publisher traces: fan-out's span is its child. Absent otherwise (and in jobs written
+    /// before traces): fan-out then starts a trace of its own, when the worker traces.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient")]
+    pub traceparent: Option<TraceParent>,
+}
+
+/// A job's trace context as read: one that is not a valid `traceparent` (written by hand, by
+/// some other tool) is dropped, never a reason to refuse the job (it is traced as a new root).
+fn lenient<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TraceParent>, D::Error> {
+    let text: Option<std::borrow::Cow<'de, str>> = Option::deserialize(d)?;
+    Ok(text.and_then(|t| t.parse().ok()))
 }
 
 /// Who made an event job (see [`EventJob::origin`]).
@@ -129,6 +147,10 @@ pub struct DeliveryJob {
     /// How many times this delivery was replayed from the dead-letter queue.
     #[serde(default)]
     pub replays: u32,
+    /// W3C trace context of the fan-out that made this delivery, when the worker traced it:
+    /// every attempt's span is its child, on every retry, park and replay. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient")]
+    pub traceparent: Option<TraceParent>,
     /// The send slot (Unix µs, Redis clock) its endpoint's lane gave it when it released it for
     /// its turn under the rate limit (`release.lua` writes it into the released job); never
     /// written back: a job the worker writes again takes a new slot.
@@ -144,6 +166,7 @@ impl DeliveryJob {
             event,
             attempts: Vec::new(),
             replays: 0,
+            traceparent: None,
             slot: None,
         }
     }
@@ -194,6 +217,8 @@ struct DeliveryRef<'a> {
     event: EventRef<'a>,
     attempts: &'a [AttemptRecord],
     replays: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<&'a TraceParent>,
 }
 
 #[cfg(feature = "consume")]
@@ -215,6 +240,7 @@ impl DeliveryJob {
             event: EventRef { body_id: &body_id },
             attempts: &self.attempts,
             replays: self.replays,
+            traceparent: self.traceparent.as_ref(),
         })
         .unwrap_or_default();
         StoredDelivery { job, body_id, body }
@@ -384,6 +410,29 @@ mod tests {
         assert_ne!(other.stored().body_id, stored.body_id);
         // The replay form keeps the body id.
         assert_eq!(d.for_replay().stored().body_id, stored.body_id);
+    }
+
+    #[test]
+    fn a_trace_context_is_carried_and_absent_when_not_traced() {
+        let tp: TraceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().expect("tp");
+        let mut d = delivery();
+        assert!(!Job::Delivery(d.clone()).encode().contains("traceparent"), "absent when not traced");
+        d.traceparent = Some(tp);
+        let raw = Job::Delivery(d.clone()).encode();
+        assert!(raw.contains(r#""traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01""#));
+        assert_eq!(Job::decode(raw.as_bytes()).expect("decodes"), Job::Delivery(d.clone()));
+        // Through a lane or the dead-letter queue, and a replay, byte for byte.
+        let stored = d.stored();
+        assert_eq!(unref(&stored), raw);
+        assert_eq!(d.for_replay().traceparent, Some(tp));
+        let event = Job::Event(EventJob::traced(d.event.clone(), Some(tp)));
+        assert_eq!(Job::decode(event.encode().as_bytes()).expect("decodes"), event);
+        // An invalid one is dropped, not a reason to refuse the delivery.
+        let bad = raw.replace("4bf92f3577b34da6", "nothex");
+        let Job::Delivery(read) = Job::decode(bad.as_bytes()).expect("still decodes") else {
+            panic!("a delivery")
+        };
+        assert_eq!((read.traceparent, read.delivery_id), (None, d.delivery_id));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 // The pure model, at its old paths (`entraguard_core::event::Event` and so on).
 pub use entraguard_model::{
-    digest, event, health, ids, rate_limit, retry, secret, silence, timestamp, validation,
+    digest, event, health, ids, rate_limit, retry, secret, silence, timestamp, trace, validation,
 };
 
 pub mod breaker;

@@ -51,6 +51,18 @@ impl Deliverer {
 
     /// Makes one attempt of `job` to `endpoint`.
     pub async fn attempt(&self, job: &DeliveryJob, endpoint: &Endpoint) -> Attempted {
+        self.attempt_traced(job, endpoint, None).await
+    }
+
+    /// [`Deliverer::attempt`], sending `traceparent` (W3C, the HTTP request's span) with an
+    /// HTTP request when given, so a receiver that traces joins the trace. The signatures do not
+    /// cover it (they cover the id, the timestamp and the body).
+    pub async fn attempt_traced(
+        &self,
+        job: &DeliveryJob,
+        endpoint: &Endpoint,
+        traceparent: Option<&str>,
+    ) -> Attempted {
         let at = Timestamp::now();
         let started = Instant::now();
         let mut request_headers = Vec::new();
@@ -64,6 +76,9 @@ impl Deliverer {
             }
             (Payload::Json { body, style }, Target::Url(url)) => {
                 request_headers = http_headers(job, endpoint, style, &body, at);
+                if let Some(tp) = traceparent {
+                    request_headers.push(("traceparent", tp.to_owned()));
+                }
                 match self.http.post(url, headers(&request_headers), body).await {
                     Ok(answer) => {
                         let outcome = style.classify(answer.status, &answer.body, answer.retry_after);

@@ -36,6 +36,13 @@
 //! batch is all or nothing: either every event in it is enqueued (or was already), or none is.
 //! Give events their own `id` (the scanner's finding-event id) for retries across processes;
 //! an event without one gets a fresh id when it is parsed.
+//!
+//! Traces: the event job carries a W3C `traceparent` when the publish is traced, and the
+//! workers' spans (fan-out, each attempt, each HTTP request) join that trace. Pass your own
+//! span's context with [`Producer::publish_traced`]; or, with the `otel` feature (off by
+//! default: it links the `opentelemetry` API), every publish is a `publish` span of the current
+//! OpenTelemetry context ([`Producer::with_tracer`]). Without either, jobs carry no trace
+//! context and a worker that traces starts a trace at fan-out.
 
 use std::time::Duration;
 
@@ -49,6 +56,10 @@ pub use entraguard_core::event::{Event, EventError, EventKind, Severity};
 pub use entraguard_core::ids::EventId;
 pub use entraguard_core::keys::KeySpace;
 pub use entraguard_core::queue::Published;
+pub use entraguard_core::trace::{TraceParent, TraceParentError};
+
+#[cfg(feature = "otel")]
+pub mod otel;
 
 /// Why a publish failed. Nothing was enqueued unless the error says Redis may hold it.
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +174,9 @@ pub struct Producer {
     timeout: Duration,
     dedupe_window: Duration,
     publish_replicas: u32,
+    /// The tracer of the publish spans (`otel`; the global one when `None`).
+    #[cfg(feature = "otel")]
+    tracer: Option<std::sync::Arc<otel::Tracer>>,
 }
 
 impl Producer {
@@ -186,14 +200,32 @@ impl Producer {
             timeout: config.timeout,
             dedupe_window: config.dedupe_window,
             publish_replicas: config.publish_replicas,
+            #[cfg(feature = "otel")]
+            tracer: None,
         })
+    }
+
+    /// Makes the publish spans with `tracer` instead of the global tracer (`otel` feature).
+    #[cfg(feature = "otel")]
+    pub fn with_tracer(mut self, tracer: otel::Tracer) -> Self {
+        self.tracer = Some(std::sync::Arc::new(tracer));
+        self
     }
 
     /// Validates and enqueues one event; returns its id once Redis holds the job (or held it
     /// already: an id accepted within the dedupe window is not enqueued twice).
     pub async fn publish(&self, event: &Event) -> Result<EventId, PublishError> {
         event.validate()?;
-        self.enqueue(std::slice::from_ref(event)).await?;
+        self.enqueue(std::slice::from_ref(event), None).await?;
+        Ok(event.id.clone())
+    }
+
+    /// Like [`Producer::publish`], in the caller's trace: `parent` is the caller's span (its
+    /// W3C `traceparent`), and the workers' fan-out span becomes its child (with the `otel`
+    /// feature, the producer's own `publish` span sits between them).
+    pub async fn publish_traced(&self, event: &Event, parent: TraceParent) -> Result<EventId, PublishError> {
+        event.validate()?;
+        self.enqueue(std::slice::from_ref(event), Some(parent)).await?;
         Ok(event.id.clone())
     }
 
@@ -208,7 +240,7 @@ impl Producer {
         for e in events {
             e.validate()?;
         }
-        self.enqueue(events).await?;
+        self.enqueue(events, None).await?;
         Ok(events.iter().map(|e| e.id.clone()).collect())
     }
 
@@ -224,7 +256,7 @@ impl Producer {
         for e in events {
             e.validate()?;
         }
-        let flags = self.enqueue(events).await?;
+        let flags = self.enqueue(events, None).await?;
         Ok(events.iter().map(|e| e.id.clone()).zip(flags).collect())
     }
 
@@ -248,11 +280,36 @@ impl Producer {
         Ok(())
     }
 
-    async fn enqueue(&self, events: &[Event]) -> Result<Vec<Published>, PublishError> {
+    /// Enqueues `events` in the trace of `parent` (the caller's span) if given: with the `otel`
+    /// feature, in a `publish` span of it (or of the current context).
+    async fn enqueue(
+        &self,
+        events: &[Event],
+        parent: Option<TraceParent>,
+    ) -> Result<Vec<Published>, PublishError> {
+        #[cfg(feature = "otel")]
+        {
+            let span = otel::start(self.tracer.as_deref(), parent, events.len());
+            let result = self.enqueue_in(events, span.traceparent()).await;
+            span.end(result.as_ref().err().map(|e| e as &dyn std::fmt::Display));
+            result
+        }
+        #[cfg(not(feature = "otel"))]
+        self.enqueue_in(events, parent).await
+    }
+
+    async fn enqueue_in(
+        &self,
+        events: &[Event],
+        traceparent: Option<TraceParent>,
+    ) -> Result<Vec<Published>, PublishError> {
         self.recheck_layout().await?;
         let jobs: Vec<(String, bool, String)> = events
             .iter()
-            .map(|e| (e.id.to_string(), e.is_urgent(), Job::Event(EventJob::new(e.clone())).encode()))
+            .map(|e| {
+                let job = Job::Event(EventJob::traced(e.clone(), traceparent));
+                (e.id.to_string(), e.is_urgent(), job.encode())
+            })
             .collect();
         // The WAIT gets half the publish timeout, so a missing replica is reported as such
         // rather than as a timeout.

@@ -24,10 +24,18 @@ use crate::gate::{Admission, DISABLED_LOOK, Gate, LANE_SAFETY_LOOK};
 use crate::outcome::Outcome;
 use crate::persist::{persist, record};
 use crate::retry::{Next, decide};
+use crate::trace::AttemptOutcome;
 
 /// Runs one delivery to its end; the next job, when its acknowledgement took one for the slot
-/// this delivery frees (see [`crate::acker`]).
+/// this delivery frees (see [`crate::acker`]). With traces on, within its attempt's span.
 pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Option<Taken> {
+    match crate::trace::attempt_span(&job) {
+        None => deliver_untraced(ctx, claimed, job).await,
+        Some(span) => tracing::Instrument::instrument(deliver_untraced(ctx, claimed, job), span).await,
+    }
+}
+
+async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Option<Taken> {
     let endpoint = match read_endpoint(ctx, &job).await {
         EndpointRead::Found(endpoint) => endpoint,
         EndpointRead::Deleted => {
@@ -37,6 +45,7 @@ pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Op
                 delivery: Some(job),
             };
             warn!(reason = %draft.reason, "delivery dead-lettered");
+            crate::trace::outcome(AttemptOutcome::DeadLettered, None);
             record(ctx, "dead-letter", || ctx.queue.dead_letter(&claimed, &draft)).await;
             claimed.finish();
             return None;
@@ -67,6 +76,7 @@ pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Op
         Admission::Go(ticket) => ticket,
         Admission::Park(wake_in) => {
             tracing::debug!(wake_in = ?wake_in, "endpoint busy, rate-limited or broken; delivery parked in its lane");
+            crate::trace::outcome(AttemptOutcome::Parked, None);
             let park = Park { wake_in, lane_max: ctx.config.lane_max, ..Park::default() };
             park_or_dead_letter(ctx, claimed, job, &endpoint, park).await;
             ctx.promoter_wake.notify_one();
@@ -79,7 +89,16 @@ pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Op
         // most): waiting here keeps the slots evenly spaced.
         tokio::time::sleep(ticket.send_after()).await;
     }
-    let attempted = ctx.deliverer.attempt(&job, &endpoint).await;
+    crate::trace::channel(&endpoint);
+    let attempted = match crate::trace::http_span(&endpoint) {
+        None => ctx.deliverer.attempt(&job, &endpoint).await,
+        Some((span, traceparent)) => {
+            let send = ctx.deliverer.attempt_traced(&job, &endpoint, Some(&traceparent));
+            let attempted = tracing::Instrument::instrument(send, span.clone()).await;
+            crate::trace::http_done(&span, &attempted);
+            attempted
+        }
+    };
     let elapsed = attempted.elapsed;
     let channel = endpoint.channel.as_str();
     let settings = *ctx.gate.breaker_settings();
@@ -127,6 +146,7 @@ pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Op
                 // retry schedule.
                 warn!(error = %error, state = %answer.state, probe, "attempt failed; endpoint's breaker is open: delivery parked");
                 crate::metrics::attempt(channel, "parked", elapsed);
+                crate::trace::outcome(AttemptOutcome::Parked, Some(&attempted));
                 let wake =
                     if answer.state == BreakerState::Disabled { DISABLED_LOOK } else { answer.probe_in };
                 let wake = wake.max(Duration::from_millis(1));
@@ -254,6 +274,7 @@ async fn park_or_dead_letter(
                 lane_max = ctx.config.lane_max,
                 "delivery dead-lettered: endpoint lane full (NOTIFY_LANE_MAX); replay it once the endpoint is back"
             );
+            crate::trace::outcome(AttemptOutcome::DeadLettered, None);
             record(ctx, "dead-letter", || ctx.queue.dead_letter(&claimed, &draft)).await;
         }
     }
@@ -364,6 +385,12 @@ pub(crate) async fn conclude(
         Next::Dead(_) => "dead",
     };
     crate::metrics::attempt(channel, result, elapsed);
+    let traced = match next {
+        Next::Done => AttemptOutcome::Delivered,
+        Next::RetryIn(_) => AttemptOutcome::RetryScheduled,
+        Next::Dead(_) => AttemptOutcome::DeadLettered,
+    };
+    crate::trace::outcome(traced, Some(attempted));
     match next {
         Next::Done => {
             crate::delivered::delivered(

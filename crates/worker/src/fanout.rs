@@ -163,7 +163,12 @@ fn split(ctx: &Ctx, job: &EventJob, routes: &Arc<Vec<Route>>) -> (Arc<Vec<Route>
             .map(|r| r.id().clone())
             .collect();
         if !ids.is_empty() {
-            let copy = EventJob { event: job.event.clone(), endpoints: Some(ids), origin: job.origin };
+            let copy = EventJob {
+                event: job.event.clone(),
+                endpoints: Some(ids),
+                origin: job.origin,
+                traceparent: job.traceparent,
+            };
             forwards.push(RouteStep::Forward { shard, job: Job::Event(copy).encode() });
         }
     }
@@ -176,6 +181,7 @@ fn split(ctx: &Ctx, job: &EventJob, routes: &Arc<Vec<Route>>) -> (Arc<Vec<Route>
 /// outbox in the same step, and are moved right after.
 /// The next job, when the fan-out's acknowledgement took one for the slot it frees.
 pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) -> Option<Taken> {
+    let span = crate::trace::fan_out_span(&job);
     let event = &job.event;
     // A kind only the notifier makes, in a job it did not make (pushed by hand), is refused
     // here with the publishers' error.
@@ -202,6 +208,9 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) -> O
         parkable(&mut steps, event, &ctx.gate);
     }
     steps.extend(forwards.iter().cloned());
+    if let Some(span) = &span {
+        crate::trace::stamp_deliveries(span, &mut steps);
+    }
     // The notifier's own news that no endpoint hears of (the only subscriber may be the broken
     // endpoint itself) still reaches a person: the log.
     if let entraguard_core::event::EventBody::EndpointHealthChanged { endpoint } = &event.body

@@ -4,7 +4,7 @@
 //! The path of one event, top to bottom: [`runner`] (fetch, concurrency, shutdown, dispatch) →
 //! [`fanout`] (an event becomes deliveries) → [`attempt`] (one delivery: admission through
 //! [`gate`], the attempt through [`delivery`] (render with [`channel`], send with
-//! [`transport`]), the outcome with [`retry`]).
+//! [`transport`]), the outcome with [`retry`]); [`trace`] makes their spans when traces are on.
 
 mod acker;
 pub mod attempt;
@@ -30,11 +30,12 @@ mod router;
 pub mod runner;
 pub mod running;
 pub mod silencing;
+pub mod trace;
 
 pub use config::WorkerConfig;
 // Rendering and sending live below the worker (the admin server's Send test uses them too), and
 // logging and shutdown with every long-running binary; their paths here stay as they were.
 pub use entraguard_delivery::{channel, delivery, outcome, signature, transport};
-pub use entraguard_process::{logging, shutdown};
+pub use entraguard_process::{logging, shutdown, telemetry};
 pub use runner::run;
 pub use shutdown::Shutdown;

@@ -19,7 +19,6 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let config: WorkerConfig = entraguard_core::settings::parse();
-    entraguard_worker::logging::init(config.log.log_format);
     // One thread by default: half the CPU per delivery of a work-stealing runtime (measured in
     // the benchmark); replicas scale out.
     let mut builder = if config.worker_threads <= 1 {
@@ -36,6 +35,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Logging, and traces when OTEL_EXPORTER_OTLP_ENDPOINT asks for them, set up within the
+    // runtime (a gRPC exporter's channel lives there).
+    let traced = {
+        let _in_runtime = runtime.enter();
+        entraguard_worker::logging::init_traced(config.log.log_format, "entraguard-worker")
+    };
+    match traced {
+        Ok(true) => tracing::info!("traces on: spans exported over OTLP (OTEL_EXPORTER_OTLP_*)"),
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let result = runtime.block_on(async {
         let (trigger, listener) = Shutdown::new();
         tokio::spawn(async move {
@@ -43,7 +56,11 @@ fn main() -> ExitCode {
             tracing::info!("shutdown requested");
             trigger.trigger();
         });
-        run(config, listener).await
+        let result = run(config, listener).await;
+        // The last spans are exported before the runtime stops, from a blocking thread (a gRPC
+        // export needs this runtime running meanwhile).
+        let _ = tokio::task::spawn_blocking(entraguard_worker::telemetry::shutdown).await;
+        result
     });
     entraguard_worker::logging::flush();
     match result {

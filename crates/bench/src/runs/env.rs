@@ -36,6 +36,8 @@ pub(super) struct Env {
     pub(super) nodes: Vec<(String, Vec<usize>)>,
     pub(super) store: EndpointStore,
     pub(super) producer: Producer,
+    /// `--traces`: where the workers export their spans.
+    pub(super) otlp: Option<crate::otlp_sink::OtlpSink>,
 }
 
 impl Env {
@@ -67,7 +69,8 @@ impl Env {
         )
         .await?;
         let nodes = Self::find_nodes(&shards).await?;
-        Ok(Env { _own: own, url, prefix, queue, shards, nodes, store, producer })
+        let otlp = if args.traces { Some(crate::otlp_sink::OtlpSink::start()?) } else { None };
+        Ok(Env { _own: own, url, prefix, queue, shards, nodes, store, producer, otlp })
     }
 
     pub(super) async fn cleanup(&self) -> anyhow::Result<()> {
@@ -234,7 +237,13 @@ impl Env {
 
     pub(super) fn worker(&self, concurrency: usize, extra: &[&str]) -> anyhow::Result<Child> {
         let c = concurrency.to_string();
-        Command::new(bin_path("entraguard-worker"))
+        let mut command = Command::new(bin_path("entraguard-worker"));
+        // Traces on only with `--traces`, to the benchmark's own receiver.
+        command.env_remove("OTEL_EXPORTER_OTLP_ENDPOINT").env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        if let Some(otlp) = &self.otlp {
+            command.env("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp.url);
+        }
+        command
             .args(["--redis-url", &self.url, "--key-prefix", &self.prefix, "--concurrency", &c])
             .args([
                 "--allow-http=true",
