@@ -155,15 +155,20 @@ pub fn spawn_worker_binary(redis_url: &str, overrides: &[&str]) -> Child {
 
 /// [`spawn_worker_binary`] of the worker binary at `bin` (today's, or an earlier release's).
 pub fn spawn_worker_binary_at(bin: &std::path::Path, redis_url: &str, overrides: &[&str]) -> Child {
-    Command::new(bin)
+    worker_command_at(bin, redis_url, overrides).spawn().expect("worker binary starts")
+}
+
+/// The command [`spawn_worker_binary_at`] runs, for a test that sets more of its environment.
+pub fn worker_command_at(bin: &std::path::Path, redis_url: &str, overrides: &[&str]) -> Command {
+    let mut command = Command::new(bin);
+    command
         .args(merge_args(Stack::worker_args_for(redis_url), overrides))
         .env_remove("REDIS_URL")
         .env("RUST_LOG", test_log_filter())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("worker binary starts")
+        .kill_on_drop(true);
+    command
 }
 
 /// Starts today's worker binary with `overrides` (and no shard settings from the environment)

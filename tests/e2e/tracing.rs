@@ -4,20 +4,19 @@
 //! types (`opentelemetry-proto`) and `prost`: a decoder nobody here wrote.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 
 use entraguard_producer::TraceParent;
-use entraguard_testkit::{HttpReceiver, Reply, bin_path, test_log_filter, wait_until};
+use entraguard_testkit::{HttpReceiver, Reply, bin_path, wait_until};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use crate::harness::{Stack, finding_event, merge_args};
+use crate::harness::{Stack, finding_event, worker_command_at};
 
 const SECRET: &str = "whsec_test_0123456789abcdef";
 
@@ -80,19 +79,13 @@ fn of_trace(collector: &HttpReceiver, trace_id: &[u8]) -> Vec<Exported> {
 
 /// The worker binary, exporting traces to `collector` (batches every 50 ms).
 fn traced_worker(redis_url: &str, collector: &HttpReceiver, overrides: &[&str]) -> Child {
-    Command::new(bin_path("entraguard-worker"))
-        .args(merge_args(Stack::worker_args_for(redis_url), overrides))
-        .env_remove("REDIS_URL")
+    worker_command_at(&bin_path("entraguard-worker"), redis_url, overrides)
         .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
         .env_remove("OTEL_SERVICE_NAME")
         .env_remove("OTEL_TRACES_SAMPLER")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url())
         .env("OTEL_BSP_SCHEDULE_DELAY", "50")
-        .env("RUST_LOG", test_log_filter())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .expect("worker binary starts")
 }
