@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use tokio::sync::oneshot;
 
 pub struct OtlpSink {
@@ -39,7 +38,7 @@ impl OtlpSink {
         std::thread::Builder::new().name("bench-otlp-sink".into()).spawn(move || {
             runtime.block_on(async move {
                 tokio::select! {
-                    r = serve(listener, serving) => r,
+                    r = crate::sink::serve_http1(listener, serving, answer) => r,
                     _ = stopped => Ok(()),
                 }
             })
@@ -50,20 +49,6 @@ impl OtlpSink {
     /// OTLP export requests and their bytes so far.
     pub fn received(&self) -> (usize, usize) {
         (self.counts.requests.load(Ordering::Relaxed), self.counts.bytes.load(Ordering::Relaxed))
-    }
-}
-
-async fn serve(listener: std::net::TcpListener, counts: Arc<Counts>) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let counts = counts.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| answer(counts.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
     }
 }
 

@@ -150,6 +150,22 @@ pub fn stamp(started: Instant) -> String {
 
 /// Accepts connections and serves each with hyper's HTTP/1 (keep-alive) until stopped.
 async fn serve(listener: std::net::TcpListener, state: Arc<SinkState>) -> std::io::Result<()> {
+    serve_http1(listener, state, answer).await
+}
+
+/// Accepts connections on `listener` and serves each with hyper's HTTP/1 (keep-alive, no
+/// Nagle delay), every request answered by `answer` with `state`: the sink's loop, and the OTLP
+/// sink's ([`crate::otlp_sink`]).
+pub(crate) async fn serve_http1<S, F, Fut>(
+    listener: std::net::TcpListener,
+    state: Arc<S>,
+    answer: F,
+) -> std::io::Result<()>
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, Request<Incoming>) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<Empty<Bytes>>, Infallible>> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::from_std(listener)?;
     loop {
         let (stream, _) = listener.accept().await?;
