@@ -26,6 +26,10 @@ mod loss_paths;
 /// alerts overtake retries, urgent events jump the queue.
 mod lanes;
 
+/// Fair share: every tenant's events and every endpoint's deliveries taken in turn, so one
+/// tenant's flood never holds up another's alert; `layout raise` and `lower`.
+mod fair_share;
+
 /// Event bodies stored once for the deliveries that wait in lanes or lie in the dead-letter
 /// queue: references, counts, show, replay, purge, a body gone.
 mod bodies;

@@ -51,6 +51,13 @@ enum Command {
     /// waiting for their time), dead letters, workers, endpoints; with
     /// queue shards (NOTIFY_QUEUE_SHARDS), events forwarding between shards and each shard's depths.
     Stats,
+    /// The queue layout version and fair share (tenants and endpoints taken in turn): show it,
+    /// `raise` it once every worker runs this release, `lower` it before a rollback.
+    #[command(long_about = cmd::layout::ABOUT)]
+    Layout {
+        #[command(subcommand)]
+        command: Option<cmd::layout::Command>,
+    },
     /// The queue shards (NOTIFY_QUEUE_SHARDS) without reaching Redis: each one's hash tag, its
     /// Redis Cluster slot and the lists a KEDA trigger watches.
     Shards,
@@ -114,6 +121,7 @@ fn main() -> ExitCode {
             Command::Dlq(c) => cmd::dlq::run(&cli.global, c).await,
             Command::Silence(c) => cmd::silence::run(&cli.global, c).await,
             Command::Stats => cmd::stats::run(&cli.global).await,
+            Command::Layout { command } => cmd::layout::run(&cli.global, command).await,
             Command::Shards => cmd::shards::run(&cli.global),
         }
     });

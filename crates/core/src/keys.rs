@@ -77,6 +77,27 @@ impl KeySpace {
         format!("{}:ready", self.tag)
     }
 
+    /// LIST (queue layout version 2, [`crate::layout_version`]) of the fair-share flows that
+    /// hold fresh work: each name once, the key of a [`KeySpace::tenant_flow`] or an
+    /// [`KeySpace::endpoint_flow`] that is not empty. Taking rotates it (`take` in prelude.lua),
+    /// so every tenant's events and every endpoint's deliveries get a turn in round robin.
+    pub fn flows(&self) -> String {
+        format!("{}:flows", self.tag)
+    }
+
+    /// LIST (layout version 2) of one tenant's events waiting for fan-out, FIFO, named in
+    /// [`KeySpace::flows`] while not empty. Urgent events skip it: they go to the front of
+    /// [`KeySpace::ready`].
+    pub fn tenant_flow(&self, tenant: &str) -> String {
+        format!("{}:flow:t:{tenant}", self.tag)
+    }
+
+    /// LIST (layout version 2) of one endpoint's fresh deliveries (first attempts) waiting to be
+    /// taken, FIFO, named in [`KeySpace::flows`] while not empty. Urgent ones skip it.
+    pub fn endpoint_flow(&self, endpoint: &str) -> String {
+        format!("{}:flow:e:{endpoint}", self.tag)
+    }
+
     /// LIST of retries and replays that are due: taken only when the ready list is empty, so a
     /// backlog of them never holds up a first attempt.
     pub fn retry(&self) -> String {

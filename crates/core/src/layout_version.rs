@@ -13,6 +13,17 @@
 //! `tests/fixtures/layout-v1/` holds what the previous release wrote; the fixtures test drains
 //! it with today's worker.
 //!
+//! **Version 2** adds fair share: fresh work that is not urgent waits in one list per tenant
+//! (events) and per endpoint (deliveries), the flows ([`crate::keys::KeySpace::tenant_flow`],
+//! [`crate::keys::KeySpace::endpoint_flow`]), named in a ring ([`crate::keys::KeySpace::flows`])
+//! that taking rotates. Every job shape is version 1's. A release before it never reads the
+//! flows, so a shard writes them only while its own layout hash records version 2 (the scripts
+//! read it: `fair` in prelude.lua). A new deployment's first worker records 2 on every shard; a
+//! deployment that records 1 stays on 1 (this release reads and writes it) until
+//! `entraguard-notify layout raise`, run once every worker runs this release;
+//! `entraguard-notify layout lower` goes back, moving the flows' jobs to the ready list, before
+//! a rollback ([`crate::queue::Shards::relayout`]).
+//!
 //! **When to raise it.** A change that writes a shape the previous release cannot read is a new
 //! version, and a rolling upgrade mixes the two releases, so read first, write later: one
 //! release learns to read the shape and still writes the old one; the next writes it, raises
@@ -26,8 +37,12 @@
 //! Only workers check and record it: they are what reads every record. A producer writes
 //! `event.v1` jobs, which every version reads; refusing it would stop the scanner mid-rollout.
 
-/// The layout version this release writes.
-pub const LAYOUT_VERSION: u32 = 1;
+/// The newest layout version this release writes, and records on a new deployment (version 1
+/// too, while the deployment records it).
+pub const LAYOUT_VERSION: u32 = 2;
+
+/// The layout version from which a shard keeps fresh work in fair-share flows.
+pub const FAIR_SHARE_VERSION: u32 = 2;
 
 /// The oldest layout version this release still reads.
 pub const OLDEST_READABLE: u32 = 1;
@@ -102,11 +117,11 @@ mod tests {
 
     #[test]
     fn a_newer_version_is_refused_saying_what_to_do() {
-        let e = decide(Some("2"), KEY).expect_err("newer refused");
-        assert_eq!(e, LayoutVersionError::Newer { key: KEY.into(), recorded: 2 });
+        let e = decide(Some("3"), KEY).expect_err("newer refused");
+        assert_eq!(e, LayoutVersionError::Newer { key: KEY.into(), recorded: 3 });
         let text = e.to_string();
         for want in
-            ["version 2", KEY, "newer than this worker's 1", "Run workers of the newer release", "HSET"]
+            ["version 3", KEY, "newer than this worker's 2", "Run workers of the newer release", "HSET"]
         {
             assert!(text.contains(want), "{want:?} in {text}");
         }
@@ -116,7 +131,7 @@ mod tests {
     fn a_version_without_a_reader_is_refused() {
         let e = decide(Some("0"), KEY).expect_err("older refused");
         assert!(matches!(e, LayoutVersionError::Older { recorded: 0, .. }), "{e:?}");
-        assert!(e.to_string().contains("no longer reads (it reads 1 to 1)"), "{e}");
+        assert!(e.to_string().contains("no longer reads (it reads 1 to 2)"), "{e}");
         let e = decide(Some("v2"), KEY).expect_err("garbage refused");
         assert!(matches!(e, LayoutVersionError::Unreadable { .. }), "{e:?}");
         assert!(e.to_string().contains("\"v2\""), "{e}");

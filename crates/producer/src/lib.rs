@@ -48,7 +48,7 @@ use std::time::Duration;
 
 use entraguard_core::job::{EventJob, Job};
 use entraguard_core::keys::KeyPrefixError;
-use entraguard_core::queue::{QueueError, Shards};
+use entraguard_core::queue::{Publishing, QueueError, Shards};
 use entraguard_core::redis_conn::{RedisConfig, RedisUrl, RedisUrlError};
 use entraguard_core::shards::{LayoutMismatch, LayoutRole, ShardCountError, ShardLayout};
 
@@ -304,11 +304,13 @@ impl Producer {
         traceparent: Option<TraceParent>,
     ) -> Result<Vec<Published>, PublishError> {
         self.recheck_layout().await?;
-        let jobs: Vec<(String, bool, String)> = events
+        let jobs: Vec<Publishing> = events
             .iter()
-            .map(|e| {
-                let job = Job::Event(EventJob::traced(e.clone(), traceparent));
-                (e.id.to_string(), e.is_urgent(), job.encode())
+            .map(|e| Publishing {
+                id: e.id.to_string(),
+                urgent: e.is_urgent(),
+                tenant: Some(e.tenant_id.clone()),
+                job: Job::Event(EventJob::traced(e.clone(), traceparent)).encode(),
             })
             .collect();
         // The WAIT gets half the publish timeout, so a missing replica is reported as such
@@ -329,7 +331,7 @@ impl Producer {
     /// answers in the jobs' order.
     async fn publish_sharded(
         &self,
-        jobs: &[(String, bool, String)],
+        jobs: &[Publishing],
         replicated: Option<(u32, Duration)>,
     ) -> Result<Vec<Published>, QueueError> {
         if self.shards.count() == 1 {
@@ -338,11 +340,11 @@ impl Producer {
         let mut flags = vec![Published::Duplicate; jobs.len()];
         for (i, queue) in self.shards.served().iter().enumerate() {
             let mine: Vec<usize> =
-                (0..jobs.len()).filter(|j| self.shards.layout().of_event(&jobs[*j].0) == i).collect();
+                (0..jobs.len()).filter(|j| self.shards.layout().of_event(&jobs[*j].id) == i).collect();
             if mine.is_empty() {
                 continue;
             }
-            let part: Vec<(String, bool, String)> = mine.iter().map(|j| jobs[*j].clone()).collect();
+            let part: Vec<Publishing> = mine.iter().map(|j| jobs[*j].clone()).collect();
             let answers = queue.publish_replicated(&part, self.dedupe_window, replicated).await?;
             for (j, f) in mine.into_iter().zip(answers) {
                 flags[j] = f;

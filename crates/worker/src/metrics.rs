@@ -16,6 +16,7 @@ pub const EVENTS_FANNED_OUT: &str = "entraguard_events_fanned_out_total";
 pub const POISON_JOBS: &str = "entraguard_poison_jobs_total";
 pub const IN_FLIGHT: &str = "entraguard_in_flight";
 pub const QUEUE_READY: &str = "entraguard_queue_ready";
+pub const QUEUE_FLOWS: &str = "entraguard_queue_flows";
 pub const QUEUE_RETRYING: &str = "entraguard_queue_retrying";
 pub const QUEUE_PARKED: &str = "entraguard_queue_parked";
 pub const QUEUE_PROCESSING: &str = "entraguard_queue_processing";
@@ -142,6 +143,7 @@ pub fn forwarded(n: usize) {
 fn totals(stats: &QueueStats) {
     gauge!(QUEUE_FORWARDING).set(stats.forwarding as f64);
     gauge!(QUEUE_READY).set(stats.ready as f64);
+    gauge!(QUEUE_FLOWS).set(stats.flows as f64);
     gauge!(QUEUE_RETRYING).set(stats.retrying as f64);
     gauge!(QUEUE_PARKED).set(stats.parked as f64);
     gauge!(QUEUE_PROCESSING).set(stats.processing as f64);

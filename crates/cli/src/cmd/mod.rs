@@ -2,6 +2,7 @@
 
 pub mod dlq;
 pub mod endpoint;
+pub mod layout;
 pub mod publish;
 pub mod rules;
 pub mod shards;

@@ -6,8 +6,9 @@ use entraguard_core::queue::StatsReport;
 use crate::config::Global;
 use crate::{Failure, output};
 
-const TOTALS: [&str; 11] = [
+const TOTALS: [&str; 12] = [
     "ready",
+    "flows",
     "retrying",
     "parked",
     "processing",
@@ -34,6 +35,7 @@ pub async fn run(global: &Global) -> Result<(), Failure> {
     let mut header = TOTALS.to_vec();
     let mut cells = vec![
         total.ready.to_string(),
+        total.flows.to_string(),
         total.retrying.to_string(),
         total.parked.to_string(),
         total.processing.to_string(),

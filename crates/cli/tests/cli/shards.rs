@@ -162,7 +162,7 @@ async fn stats_sum_queue_shards_and_show_each() {
     // The dead letter's event body is kept once (`event_bodies` 1).
     assert_eq!(
         lines[1],
-        vec!["3", "0", "0", "0", "0", "1", "0", "0", "0", "0", "1", "1"],
+        vec!["3", "0", "0", "0", "0", "0", "1", "0", "0", "0", "0", "1", "1"],
         "{}",
         table.stdout
     );

@@ -36,7 +36,7 @@ async fn stats_match_the_queue() {
     assert!(queue.retry_later(&later, later.bytes(), Duration::from_secs(600)).await.expect("retry"));
 
     let expected = serde_json::json!({
-        "ready": 2, "retrying": 0, "parked": 0, "processing": 1, "scheduled": 1, "dead": 1, "lane_full": 0,
+        "ready": 2, "flows": 0, "retrying": 0, "parked": 0, "processing": 1, "scheduled": 1, "dead": 1, "lane_full": 0,
         "workers": 1, "endpoints": 2, "digests": 0, "forwarding": 0, "event_bodies": 1,
     });
     let stats = cli.run(&["--json", "stats"]).await.json();
@@ -49,6 +49,7 @@ async fn stats_match_the_queue() {
         vec![
             vec![
                 "ready",
+                "flows",
                 "retrying",
                 "parked",
                 "processing",
@@ -60,7 +61,7 @@ async fn stats_match_the_queue() {
                 "digests",
                 "event_bodies"
             ],
-            vec!["2", "0", "0", "1", "1", "1", "0", "1", "2", "0", "1"],
+            vec!["2", "0", "0", "0", "1", "1", "1", "0", "1", "2", "0", "1"],
         ]
     );
     // One name per figure: every column of the table is a key of the JSON (and of the API's).

@@ -14,7 +14,8 @@
 -- next ones without another round trip (0: none, and no keys for it).
 -- KEYS[1] processing list, KEYS[1 + i] breaker hash of job i's endpoint, KEYS[1 + n + i] its
 -- history list, KEYS[1 + 2n + i] its lane; with ARGV[3] > 0, KEYS[2 + 3n] ready list,
--- KEYS[3 + 3n] retry list, KEYS[4 + 3n] endpoints revision (absent on shards other than 0).
+-- KEYS[3 + 3n] retry list, KEYS[4 + 3n] flows ring, KEYS[5 + 3n] endpoints revision (absent on
+-- shards other than 0).
 -- ARGV[1] history length, ARGV[2] history ms, ARGV[3] jobs to take, ARGV[4] max job bytes,
 -- ARGV[4 + i] job i, ARGV[4 + n + i] job i's history entry ('' for none). Returns one answer
 -- per job, in order, and what `take` answered ({-1} when nothing was asked).
@@ -76,6 +77,6 @@ end
 local taken = {-1}
 local want = tonumber(ARGV[3])
 if want > 0 then
-  taken = take(KEYS[2 + 3 * n], KEYS[1], KEYS[3 + 3 * n], KEYS[4 + 3 * n], want, tonumber(ARGV[4]))
+  taken = take(KEYS[2 + 3 * n], KEYS[1], KEYS[3 + 3 * n], KEYS[5 + 3 * n], want, tonumber(ARGV[4]), KEYS[4 + 3 * n])
 end
 return {out, taken}

@@ -60,6 +60,7 @@ pub struct Fetcher {
     config: RedisConfig,
     ready: String,
     retry: String,
+    flows: String,
     processing: Arc<str>,
     /// `None` on a shard other than shard 0 (see [`crate::shards`]).
     endpoints_rev: Option<String>,
@@ -119,7 +120,7 @@ impl Fetcher {
             return Ok(Fetched::default());
         }
         let mut inv = self.fetch.key(&self.ready);
-        inv.key(&*self.processing).key(&self.retry);
+        inv.key(&*self.processing).key(&self.retry).key(&self.flows);
         if let Some(rev) = &self.endpoints_rev {
             inv.key(rev);
         }
@@ -142,6 +143,7 @@ impl Queue {
             config: self.config.clone(),
             ready: self.keys.ready(),
             retry: self.keys.retry(),
+            flows: self.keys.flows(),
             processing: self.keys.processing(worker.as_str()).into(),
             endpoints_rev: self.home.then(|| self.keys.endpoints_rev()),
             block,

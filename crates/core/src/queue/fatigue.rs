@@ -152,9 +152,10 @@ impl Queue {
             None => (0, 0, 0, 0),
         };
         args.push(lane_max.to_string().into_bytes());
-        for v in [lanes, bodies, refs] {
+        for v in [lanes, bodies, refs, key(k.layout()), key(k.flows())] {
             args.push(v.to_string().into_bytes());
         }
+        args.push(k.endpoint_flow("").into_bytes());
         let mut inv = self.scripts.route.prepare_invoke();
         for name in &keys {
             inv.key(name);

@@ -70,7 +70,7 @@ impl Queue {
             inv.key(self.keys.lane(endpoint.as_str()));
         }
         if take > 0 {
-            inv.key(self.keys.ready()).key(self.keys.retry());
+            inv.key(self.keys.ready()).key(self.keys.retry()).key(self.keys.flows());
             if self.home {
                 inv.key(self.keys.endpoints_rev());
             }

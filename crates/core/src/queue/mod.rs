@@ -40,6 +40,7 @@ mod finish;
 mod history;
 #[cfg(feature = "consume")]
 mod lane;
+mod fair;
 mod publish;
 mod shards;
 mod stats;
@@ -66,7 +67,8 @@ pub use finish::{Acked, Promoted};
 pub use history::Redelivery;
 #[cfg(feature = "consume")]
 pub use lane::{PACE_AHEAD, Pace, Park, Parked};
-pub use publish::Published;
+pub use fair::{FairShare, Relayout, ShardFairShare};
+pub use publish::{Published, Publishing};
 pub use shards::{Forwarded, ShardStats, Shards, StatsReport};
 pub use stats::QueueStats;
 
@@ -176,6 +178,7 @@ struct Scripts {
     count_in_flight: Script,
     publish_refused: Script,
     change_layout: Script,
+    relayout: Script,
     stats: Script,
 }
 
@@ -207,6 +210,7 @@ impl Scripts {
             count_in_flight: script(include_str!("count_in_flight.lua")),
             publish_refused: script(include_str!("publish_refused.lua")),
             change_layout: script(include_str!("change_layout.lua")),
+            relayout: script(include_str!("relayout.lua")),
             stats: script(include_str!("stats.lua")),
         }
     }

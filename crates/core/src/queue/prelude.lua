@@ -43,32 +43,120 @@ local function claimed(list, job)
   return redis.call('LREM', list, 1, job) == 1
 end
 
--- Takes up to `max` jobs onto the processing list `processing`: the ready list first, then the
--- retry list (a retry backlog never holds up a fresh alert). Answers the endpoints' revision
--- (`rev_key`, false on a shard other than 0: -1; 0 when never written), then each job, or its
--- length in its place when it is longer than `max_bytes` (taken, not returned: the worker
--- dead-letters it with `oversized.lua` without reading it). `fetch.lua`, and the finishing
--- scripts that take the next jobs in the same step (`ack_delivered.lua`).
-local function take(ready, processing, retry, rev_key, max, max_bytes)
+-- Fair share (queue layout version 2, layout_version.rs): fresh work that is not urgent waits in
+-- a flow, one list per tenant (events) and one per endpoint (deliveries); the ring (`flows`)
+-- names every flow that holds work, once. Whether this shard writes flows: its layout hash
+-- (`layout`) records version 2 or later. Version 1 (and no record: a new deployment no worker
+-- has started on, or one the previous release ran) writes the ready list, which every release
+-- reads.
+local function fair(layout)
+  return (tonumber(redis.call('HGET', layout, 'version') or '1') or 1) >= 2
+end
+
+-- Appends `jobs` to flow `flow` (FIFO), naming it in the ring when it was empty.
+local function flow_push(ring, flow, jobs)
+  local i, n = 1, 0
+  while i <= #jobs do
+    local k = math.min(i + 499, #jobs)
+    n = redis.call('RPUSH', flow, unpack(jobs, i, k))
+    i = k + 1
+  end
+  if n == #jobs and n > 0 then
+    redis.call('RPUSH', ring, flow)
+  end
+end
+
+-- Takes up to `max` jobs from the flows in turn (round robin: the ring is rotated, each flow
+-- giving up to an equal share of `max` a turn) onto the back of list `to`. A flow emptied
+-- leaves the ring; so does a name whose key is not a list (written by hand: its jobs, if any,
+-- are not ours to guess at; Redis's log says so). Returns the jobs, in the order taken.
+local function flow_take(ring, to, max)
+  local got = {}
+  local flows = redis.call('LLEN', ring)
+  if flows == 0 or max <= 0 then
+    return got
+  end
+  local share = math.max(1, math.ceil(max / flows))
+  local visits = 0
+  while #got < max and visits < max + flows do
+    visits = visits + 1
+    -- The flow whose turn it is goes to the back of the ring: the ring's last entry, below.
+    local flow = redis.call('LMOVE', ring, ring, 'LEFT', 'RIGHT')
+    if not flow then
+      break
+    end
+    local want = math.min(share, max - #got)
+    local jobs = redis.pcall('LPOP', flow, want)
+    if type(jobs) == 'table' and jobs.err then
+      redis.log(redis.LOG_WARNING, 'entraguard: flow ' .. flow .. ' is not a list; dropped from ' .. ring)
+      jobs = false
+    end
+    if not jobs or #jobs < want or redis.call('LLEN', flow) == 0 then
+      redis.call('RPOP', ring)
+    end
+    if jobs then
+      redis.call('RPUSH', to, unpack(jobs))
+      for _, job in ipairs(jobs) do
+        got[#got + 1] = job
+      end
+    end
+  end
+  return got
+end
+
+-- Keeps a worker blocked on the ready list (BLMOVE) awake to the flows' work: when the ready
+-- list is empty and a flow holds work, the flows' next job goes onto it. Called after a push
+-- into flows and after a take that emptied the ready list, so every idle worker is woken in
+-- turn while work waits, with no polling.
+local function seed(ready, ring)
+  if redis.call('LLEN', ready) == 0 then
+    flow_take(ring, ready, 1)
+  end
+end
+
+-- Takes up to `max` jobs onto the processing list `processing`: the ready list first (urgent
+-- work, and work handed back or released), then the flows in round robin (`ring`: fresh events
+-- and deliveries, layout version 2), then the retry list (a retry backlog never holds up a fresh
+-- alert). Answers the endpoints' revision (`rev_key`, false on a shard other than 0: -1; 0 when
+-- never written), then each job, or its length in its place when it is longer than `max_bytes`
+-- (taken, not returned: the worker dead-letters it with `oversized.lua` without reading it).
+-- `fetch.lua`, and the finishing scripts that take the next jobs in the same step
+-- (`ack_delivered.lua`, `route.lua`).
+local function take(ready, processing, retry, rev_key, max, max_bytes, ring)
   local out = {-1}
   if rev_key then
     out[1] = tonumber(redis.call('GET', rev_key) or '0')
   end
-  local from = ready
-  for _ = 1, max do
-    local job = redis.call('LMOVE', from, processing, 'LEFT', 'RIGHT')
-    if not job and from == ready then
-      from = retry
-      job = redis.call('LMOVE', from, processing, 'LEFT', 'RIGHT')
-    end
-    if not job then
-      break
-    end
+  local function add(job)
     if #job > max_bytes then
       out[#out + 1] = #job
     else
       out[#out + 1] = job
     end
+  end
+  local n = 0
+  while n < max do
+    local job = redis.call('LMOVE', ready, processing, 'LEFT', 'RIGHT')
+    if not job then
+      break
+    end
+    add(job)
+    n = n + 1
+  end
+  if n < max then
+    for _, job in ipairs(flow_take(ring, processing, max - n)) do
+      add(job)
+      n = n + 1
+    end
+    seed(ready, ring)
+  end
+  while n < max do
+    local job = redis.call('LMOVE', retry, processing, 'LEFT', 'RIGHT')
+    if not job then
+      break
+    end
+    add(job)
+    n = n + 1
   end
   return out
 end

@@ -2,22 +2,34 @@
 -- Publish a batch of events, all or nothing, and at most once per event id within a window.
 -- No allow-oom flag: a full Redis refuses the whole script before it runs, so a refused batch
 -- leaves nothing behind.
--- KEYS[1] ready list, KEYS[2] published zset (event id -> accepted at, Unix ms, Redis clock);
--- ARGV[1] window ms, then event id, urgent ('1' or '0'), job, for each event. Urgent events
--- (critical and high findings, failed scans) go to the front of the ready list.
+-- KEYS[1] ready list, KEYS[2] published zset (event id -> accepted at, Unix ms, Redis clock),
+-- KEYS[3] layout hash, KEYS[4] flows ring; ARGV[1] window ms, then event id, urgent ('1' or
+-- '0'), job, its tenant's flow key ('' for none) for each event. Urgent events (critical and
+-- high findings, failed scans) go to the front of the ready list. The others go to the back of
+-- their tenant's flow with fair share on (layout version 2, `fair` in the prelude), so one
+-- tenant's flood never holds up another tenant's events; else to the back of the ready list.
 -- Returns, per event, 1 when it was enqueued now, 0 when the id was already accepted within
 -- the window (acknowledged without a second job).
 local now = now_ms()
 local window = tonumber(ARGV[1])
+local fair_share = fair(KEYS[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 local fresh = {}
+local flows, flow_order = {}, {}
 local answer = {}
-for i = 2, #ARGV, 3 do
+for i = 2, #ARGV, 4 do
   local added = redis.call('ZADD', KEYS[2], 'NX', now, ARGV[i])
   answer[#answer + 1] = added
   if added == 1 then
+    local flow = ARGV[i + 3]
     if ARGV[i + 1] == '1' then
       redis.call('LPUSH', KEYS[1], ARGV[i + 2])
+    elseif fair_share and flow ~= '' then
+      if not flows[flow] then
+        flows[flow] = {}
+        flow_order[#flow_order + 1] = flow
+      end
+      table.insert(flows[flow], ARGV[i + 2])
     else
       fresh[#fresh + 1] = ARGV[i + 2]
     end
@@ -29,5 +41,11 @@ while i <= #fresh do
   local j = math.min(i + 499, #fresh)
   redis.call('RPUSH', KEYS[1], unpack(fresh, i, j))
   i = j + 1
+end
+for _, flow in ipairs(flow_order) do
+  flow_push(KEYS[4], flow, flows[flow])
+end
+if #flow_order > 0 then
+  seed(KEYS[1], KEYS[4])
 end
 return answer

@@ -5,6 +5,20 @@ use std::time::Duration;
 
 use super::{Queue, QueueError};
 
+/// One event job to publish ([`Queue::publish`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publishing {
+    /// The event's id: the dedupe window's member.
+    pub id: String,
+    /// A critical or high finding, a failed scan: to the front of the ready list.
+    pub urgent: bool,
+    /// The event's tenant: its fair-share flow (layout version 2); `None` for a job that is not
+    /// an event this release reads (moved as it is, to the ready list).
+    pub tenant: Option<String>,
+    /// The encoded job.
+    pub job: String,
+}
+
 /// What a batch publish did, per event, in the order given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Published {
@@ -35,10 +49,11 @@ impl Queue {
     /// accepted within `window` is enqueued, or (Redis refused: full, unreachable) none is. An
     /// id accepted within the window is acknowledged as [`Published::Duplicate`] without a
     /// second job, so a caller may retry a publish whose answer it never got.
-    /// Urgent jobs (the `bool`) go to the front of the ready list.
+    /// Urgent jobs go to the front of the ready list; with fair share on (layout version 2) the
+    /// others go to their tenant's flow, else to the back of the ready list.
     pub async fn publish(
         &self,
-        jobs: &[(String, bool, String)],
+        jobs: &[Publishing],
         window: Duration,
     ) -> Result<Vec<Published>, QueueError> {
         self.publish_replicated(jobs, window, None).await
@@ -50,7 +65,7 @@ impl Queue {
     /// again is safe).
     pub async fn publish_replicated(
         &self,
-        jobs: &[(String, bool, String)],
+        jobs: &[Publishing],
         window: Duration,
         replicated: Option<(u32, Duration)>,
     ) -> Result<Vec<Published>, QueueError> {
@@ -61,7 +76,7 @@ impl Queue {
     /// or the forwarded set for events moved in from another shard's outbox).
     pub(crate) async fn publish_with(
         &self,
-        jobs: &[(String, bool, String)],
+        jobs: &[Publishing],
         window: Duration,
         dedupe: String,
         replicated: Option<(u32, Duration)>,
@@ -71,9 +86,11 @@ impl Queue {
         }
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.publish.key(self.keys.ready());
-        inv.key(dedupe).arg(u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1));
-        for (id, urgent, job) in jobs {
-            inv.arg(id).arg(if *urgent { "1" } else { "0" }).arg(job);
+        inv.key(dedupe).key(self.keys.layout()).key(self.keys.flows());
+        inv.arg(u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1));
+        for p in jobs {
+            let flow = p.tenant.as_deref().map(|t| self.keys.tenant_flow(t)).unwrap_or_default();
+            inv.arg(&p.id).arg(if p.urgent { "1" } else { "0" }).arg(&p.job).arg(flow);
         }
         let flags: Vec<i64> = match inv.invoke_async(&mut conn).await {
             Ok(flags) => flags,

@@ -46,7 +46,9 @@
 -- in the same step (`take` in the prelude, after the pushes: 0 for none), the longest job to
 -- return, and the key indices of the retry list and of the endpoints' revision (0: none); then
 -- the lane cap (0: none) and the key indices of the lanes zset, the bodies and the body refs
--- hashes (0: no parking).
+-- hashes (0: no parking); then the key indices of the layout hash and the flows ring, and the
+-- key prefix of endpoint flows (`…:flow:e:`): with fair share on (layout version 2, `fair` in
+-- the prelude) a plain send goes to the back of its endpoint's flow, not of the ready list.
 -- Returns {8 numbers per event, {sent, held, collected, flushed, suppressed, forwarded, silenced,
 -- parked} or {-1, 0, 0, 0, 0, 0, 0, 0} for an event whose job is no longer on the list; what
 -- `take` answered ({-1} when nothing was asked)}.
@@ -180,7 +182,10 @@ local function park_fresh(endpoint, kl, kb, body_id, job)
 end
 
 local out = {}
+local k_layout, k_ring, flow_prefix = tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9]), ARGV[p + 10]
+local fair_share = k_layout > 0 and fair(KEYS[k_layout])
 local urgent, tail = {}, {}
+local flows, flow_order = {}, {} -- endpoint -> its plain sends, in order (fair share)
 for _, ev in ipairs(events) do
   local sent, held, collected, flushed, suppressed, forwarded, silenced, parked = 0, 0, 0, 0, 0, 0, 0, 0
   if ev.live then
@@ -202,6 +207,15 @@ for _, ev in ipairs(events) do
           sent = sent + 1
         elseif id == '1' then
           urgent[#urgent + 1] = payload
+          sent = sent + 1
+        elseif fair_share then
+          local flow = flows[endpoint]
+          if not flow then
+            flow = {}
+            flows[endpoint] = flow
+            flow_order[#flow_order + 1] = endpoint
+          end
+          flow[#flow + 1] = payload
           sent = sent + 1
         else
           tail[#tail + 1] = payload
@@ -315,10 +329,17 @@ while i <= #tail do
   i = k + 1
 end
 
+for _, endpoint in ipairs(flow_order) do
+  flow_push(KEYS[k_ring], flow_prefix .. endpoint, flows[endpoint])
+end
+
 local taken = {-1}
 local want = tonumber(ARGV[p])
 if want > 0 then
   local rev = tonumber(ARGV[p + 3])
-  taken = take(KEYS[2], KEYS[1], KEYS[tonumber(ARGV[p + 2])], rev > 0 and KEYS[rev] or nil, want, tonumber(ARGV[p + 1]))
+  taken = take(KEYS[2], KEYS[1], KEYS[tonumber(ARGV[p + 2])], rev > 0 and KEYS[rev] or nil, want, tonumber(ARGV[p + 1]), KEYS[k_ring])
+end
+if #flow_order > 0 then
+  seed(KEYS[2], KEYS[k_ring])
 end
 return {out, taken}

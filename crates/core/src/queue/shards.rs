@@ -179,6 +179,7 @@ impl Shards {
                 Err(e) => return Ok(Err(e)),
             };
             if decision == VersionDecision::Agree {
+                self.record_version_on_shards(recorded.as_deref().unwrap_or_default().trim()).await?;
                 return Ok(Ok(decision));
             }
             // Two workers starting at once: one records, the other reads what it recorded.
@@ -189,7 +190,10 @@ impl Shards {
                 .query_async(&mut conn)
                 .await;
             match written.map_err(QueueError::from) {
-                Ok(true) => return Ok(Ok(decision)),
+                Ok(true) => {
+                    self.record_version_on_shards(&LAYOUT_VERSION.to_string()).await?;
+                    return Ok(Ok(decision));
+                }
                 Ok(false) => {}
                 // A full Redis refuses the write; a worker must still start and drain it.
                 Err(e) if e.is_out_of_memory() => return Ok(Ok(VersionDecision::Unrecorded)),
@@ -200,6 +204,25 @@ impl Shards {
             redis::ErrorKind::Client,
             "the recorded layout version kept changing while it was read",
         ))))
+    }
+
+    /// Records `version` (what shard 0 records) in each other shard's own layout hash where it
+    /// records none: the scripts of a shard read its own (they cannot reach shard 0's on a
+    /// Redis Cluster), so a shard added later follows the deployment's version. Refused for
+    /// memory: left for a later start.
+    async fn record_version_on_shards(&self, version: &str) -> Result<(), QueueError> {
+        for q in self.counted().iter().skip(1) {
+            let mut conn = q.connection();
+            let key = q.keys().layout();
+            let written: Result<bool, redis::RedisError> =
+                redis::cmd("HSETNX").arg(&key).arg(VERSION_FIELD).arg(version).query_async(&mut conn).await;
+            match written.map_err(QueueError::from) {
+                Ok(_) => {}
+                Err(e) if e.is_out_of_memory() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// One shard: `queue` itself.
@@ -274,13 +297,18 @@ impl Shards {
         }
         let source = &self.queues[from];
         let dest = &self.queues[target.min(self.layout.count() - 1)];
-        let entries: Vec<(String, bool, String)> = jobs
+        let entries: Vec<super::Publishing> = jobs
             .iter()
             .map(|raw| match Job::decode(raw.as_bytes()) {
-                Ok(Job::Event(e)) => (e.event.id.to_string(), e.event.is_urgent(), raw.clone()),
+                Ok(Job::Event(e)) => super::Publishing {
+                    id: e.event.id.to_string(),
+                    urgent: e.event.is_urgent(),
+                    tenant: Some(e.event.tenant_id.clone()),
+                    job: raw.clone(),
+                },
                 // Not ours to read: moved as it is, named by itself (the target's fan-out
                 // dead-letters it with the reason).
-                _ => (raw.clone(), false, raw.clone()),
+                _ => super::Publishing { id: raw.clone(), urgent: false, tenant: None, job: raw.clone() },
             })
             .collect();
         // With forward replicas, the WAIT runs whether the copies were new or moved before (a
@@ -370,6 +398,7 @@ impl Shards {
         let mut total = QueueStats::default();
         for (i, s) in per_shard.iter().enumerate() {
             total.ready += s.ready;
+            total.flows += s.flows;
             total.retrying += s.retrying;
             total.parked += s.parked;
             total.processing += s.processing;

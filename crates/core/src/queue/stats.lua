@@ -4,11 +4,20 @@
 -- lane was in neither, and "drained" could be said of a queue with work).
 -- KEYS[1] ready, KEYS[2] retry, KEYS[3] lanes zset, KEYS[4] delayed, KEYS[5] dead-letter list,
 -- KEYS[6] endpoints hash, KEYS[7] leases, KEYS[8] lane-full counts, KEYS[9] digests zset,
--- KEYS[10] event bodies;
+-- KEYS[10] event bodies, KEYS[11] flows ring;
 -- ARGV[1] the key prefix of lanes (`…:lane:`), ARGV[2] of processing lists (`…:processing:`).
 -- Returns {ready, retrying, parked, processing, scheduled, dead, endpoints, live workers,
--- lane_full, digests, event bodies}.
+-- lane_full, digests, event bodies, flows}: ready counts the ready list and every fair-share
+-- flow (first attempts either way), flows how many flows hold work.
 local now = now_ms()
+local ready = redis.call('LLEN', KEYS[1])
+local flows = redis.call('LRANGE', KEYS[11], 0, -1)
+for _, flow in ipairs(flows) do
+  local n = redis.pcall('LLEN', flow)
+  if type(n) == 'number' then
+    ready = ready + n
+  end
+end
 local parked = 0
 for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
   parked = parked + redis.call('LLEN', ARGV[1] .. id)
@@ -22,7 +31,7 @@ for _, n in ipairs(redis.call('HVALS', KEYS[8])) do
   full = full + tonumber(n)
 end
 return {
-  redis.call('LLEN', KEYS[1]),
+  ready,
   redis.call('LLEN', KEYS[2]),
   parked,
   processing,
@@ -33,4 +42,5 @@ return {
   full,
   redis.call('ZCARD', KEYS[9]),
   redis.call('HLEN', KEYS[10]),
+  #flows,
 }

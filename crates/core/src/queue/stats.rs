@@ -6,7 +6,13 @@ use super::{Queue, QueueError};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct QueueStats {
+    /// First attempts waiting: the ready list and, with fair share on (queue layout version 2),
+    /// every tenant's and endpoint's flow.
     pub ready: u64,
+    /// Fair-share flows holding first attempts (`{p}:flows`): tenants with events and
+    /// endpoints with deliveries waiting their turn (0 on layout version 1).
+    #[serde(default)]
+    pub flows: u64,
     /// Due retries and replays, waiting behind first attempts.
     pub retrying: u64,
     /// Deliveries waiting in endpoint lanes (their endpoint at its cap or paced).
@@ -70,6 +76,7 @@ impl Queue {
             .key(self.keys.lane_full())
             .key(self.keys.digests())
             .key(self.keys.bodies())
+            .key(self.keys.flows())
             .arg(lane_prefix)
             .arg(processing_prefix)
             .invoke_async(&mut conn)
@@ -87,6 +94,7 @@ impl Queue {
             lane_full: at(8),
             digests: at(9),
             event_bodies: at(10),
+            flows: at(11),
             forwarding: 0,
         })
     }

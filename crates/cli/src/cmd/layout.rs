@@ -1,0 +1,84 @@
+//! `layout`: the queue layout version each shard records, and fair share (version 2) on or off.
+//! `layout` shows it; `layout raise` turns fair share on once every worker runs this release;
+//! `layout lower` turns it off, moving the flows' jobs to the ready list, before a rollback to a
+//! release without it (layout_version.rs in entraguard-core).
+
+use entraguard_core::queue::{FairShare, Relayout};
+
+use crate::config::Global;
+use crate::{Failure, output};
+
+pub const ABOUT: &str = "\
+The queue layout version each shard records, and fair share (version 2): events of every tenant
+and deliveries to every endpoint taken in turn, so one tenant's flood of findings never holds up
+another tenant's alerts. A new deployment's first worker turns it on. A deployment that ran an
+earlier release stays on version 1 until `layout raise`.
+
+  entraguard-notify layout          each shard's version, flows and the jobs waiting in them
+  entraguard-notify layout raise    version 2 on every shard: run it once every worker runs
+                                    this release (an earlier release's worker never reads flows)
+  entraguard-notify layout lower    version 1 on every shard, the flows' jobs moved to the ready
+                                    list: run it before rolling back to a release without fair
+                                    share, then deploy that release's workers";
+
+#[derive(Debug, Clone, Copy, clap::Subcommand)]
+pub enum Command {
+    /// Fair share on (layout version 2) on every shard.
+    Raise,
+    /// Fair share off (layout version 1) on every shard: the flows' jobs go to the ready list.
+    Lower,
+}
+
+pub async fn run(global: &Global, command: Option<Command>) -> Result<(), Failure> {
+    let shards = global.shards().await?;
+    let to = match command {
+        None => {
+            let rows = shards.fair_shares().await?;
+            if global.json {
+                output::json(&rows);
+                return Ok(());
+            }
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.shard.clone(),
+                        r.version.clone().unwrap_or_else(|| "-".into()),
+                        if r.fair_share { "on" } else { "off" }.into(),
+                        r.flows.to_string(),
+                        r.waiting_in_flows.to_string(),
+                    ]
+                })
+                .collect();
+            output::table(&["shard", "version", "fair_share", "flows", "waiting_in_flows"], &table);
+            return Ok(());
+        }
+        Some(Command::Raise) => FairShare::On,
+        Some(Command::Lower) => FairShare::Off,
+    };
+    let done = shards.relayout(to).await?;
+    if global.json {
+        output::json(&done);
+    } else {
+        let table: Vec<Vec<String>> = done.iter().map(row).collect();
+        output::table(&["shard", "was", "now", "moved_to_ready"], &table);
+    }
+    if let Some(newer) = done.iter().find(|d| !d.set) {
+        return Err(anyhow::anyhow!(
+            "shard {} records layout version {}, a later release's: left alone (run that release's `entraguard-notify layout`)",
+            newer.shard,
+            newer.was.as_deref().unwrap_or("-")
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn row(d: &Relayout) -> Vec<String> {
+    vec![
+        d.shard.clone(),
+        d.was.clone().unwrap_or_else(|| "-".into()),
+        if d.set { "set" } else { "left alone" }.into(),
+        d.moved.to_string(),
+    ]
+}

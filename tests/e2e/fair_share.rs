@@ -1,0 +1,190 @@
+//! Fair share (queue layout version 2): fresh events wait per tenant and fresh deliveries per
+//! endpoint, and workers take them in turn, so one tenant's flood never holds up another
+//! tenant's alert. Urgent work still goes first; `layout lower` puts everything back in the
+//! ready list.
+
+use std::time::{Duration, Instant};
+
+use entraguard_core::job::Job;
+use entraguard_core::queue::{FairShare, Shards, WorkerId};
+use entraguard_producer::Event;
+use entraguard_testkit::{HttpReceiver, Reply, wait_until};
+
+use crate::harness::{PREFIX, Stack};
+
+fn low_finding(tenant: &str, id: &str) -> Event {
+    Event::from_json(
+        format!(
+            r#"{{"event":"finding.new","tenant_id":"{tenant}","scan_id":"s1","finding":{{"id":"{id}",
+            "title":"Finding {id}","severity":"low","category":"c",
+            "remediation_url":"https://eg.example.com/api/entraguard/findings/{id}"}}}}"#
+        )
+        .as_bytes(),
+    )
+    .expect("valid finding")
+}
+
+fn scan_completed(tenant: &str) -> Event {
+    Event::from_json(
+        format!(
+            r#"{{"event":"scan.completed","tenant_id":"{tenant}","scan_id":"s1","scan":{{"run_id":"r1",
+            "kind":"full","environment":"prod","score":80,"grade":"B"}}}}"#
+        )
+        .as_bytes(),
+    )
+    .expect("valid scan event")
+}
+
+fn critical_finding(tenant: &str, id: &str) -> Event {
+    let json = serde_json::to_string(&low_finding(tenant, id)).expect("json").replace(r#""low""#, r#""critical""#);
+    Event::from_json(json.as_bytes()).expect("valid finding")
+}
+
+async fn set(stack: &Stack, to: FairShare) {
+    let done = Shards::single(stack.queue.clone()).relayout(to).await.expect("relayout");
+    assert!(done.iter().all(|d| d.set), "{done:?}");
+}
+
+/// What a fetch took: tenant and finding id (or the event kind) of each event job.
+fn taken(jobs: &[entraguard_core::queue::Claimed]) -> Vec<String> {
+    jobs.iter()
+        .map(|c| match c.decode() {
+            Ok(Job::Event(e)) => {
+                let what = e.event.finding().map(|f| f.id.clone()).unwrap_or_else(|| e.event.kind().to_string());
+                format!("{}/{what}", e.event.tenant_id)
+            }
+            Ok(Job::Delivery(d)) => format!("delivery/{}", d.endpoint_id),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+/// The queue alone, on a real Redis: tenant A's 40 events, then B's one, then A's critical
+/// one. Version 1 takes them in publish order (B's last, behind A's flood: the fault); version
+/// 2 takes the critical one first, then A's first (it went to the ready list to wake a worker),
+/// A's next and B's in turn, and counts the flows' work as ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_event_is_taken_in_turn_not_behind_another_tenants_flood() {
+    for (fair, b_at) in [(FairShare::Off, 41), (FairShare::On, 3)] {
+        let stack = Stack::start().await;
+        set(&stack, fair).await;
+        let flood: Vec<Event> = (0..40).map(|i| low_finding("tenant-a", &format!("A{i}"))).collect();
+        stack.producer.publish_batch(&flood).await.expect("published");
+        stack.producer.publish(&scan_completed("tenant-b")).await.expect("published");
+        let s = stack.stats().await;
+        assert_eq!(s.ready, 41, "{fair:?}: every event counts as ready: {s:?}");
+        assert_eq!(s.flows, if fair == FairShare::On { 2 } else { 0 }, "{fair:?}: {s:?}");
+        stack.producer.publish(&critical_finding("tenant-a", "CRIT")).await.expect("published");
+
+        let worker = WorkerId::generate();
+        stack.queue.heartbeat(&worker, Duration::from_secs(30)).await.expect("lease");
+        let mut fetcher = stack.queue.fetcher(&worker, Duration::from_millis(100)).await.expect("fetcher");
+        let mut order = Vec::new();
+        loop {
+            let batch = fetcher.try_fetch_many(1).await.expect("fetch").jobs;
+            if batch.is_empty() {
+                break;
+            }
+            order.extend(taken(&batch));
+            std::mem::forget(batch); // left on the processing list: this test only reads the order
+        }
+        assert_eq!(order.len(), 42, "{fair:?}: {order:?}");
+        assert_eq!(order[0], "tenant-a/CRIT", "{fair:?}: urgent first: {order:?}");
+        let b = order.iter().position(|o| o == "tenant-b/scan.completed").expect("B taken");
+        assert_eq!(b, b_at, "{fair:?}: where B's event was taken: {order:?}");
+        let a: Vec<&String> = order.iter().filter(|o| o.starts_with("tenant-a/A")).collect();
+        let want: Vec<String> = (0..40).map(|i| format!("tenant-a/A{i}")).collect();
+        assert_eq!(a, want.iter().collect::<Vec<_>>(), "{fair:?}: one tenant's events stay in order");
+        let s = stack.stats().await;
+        assert_eq!((s.ready, s.flows), (0, 0), "{fair:?}: {s:?}");
+    }
+}
+
+/// Workers end to end: a slow endpoint A (20 ms a request, eight in flight) with 400 findings
+/// of tenant A waiting, then tenant B's `scan.completed` for endpoint B. With version 1 B's
+/// message waits behind A's deliveries (the fault: A has had nearly all of them first); with
+/// fair share it arrives while most of A's are still waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_for_a_slow_endpoint_does_not_hold_up_another_tenants_message() {
+    const FLOOD: usize = 400;
+    for fair in [FairShare::Off, FairShare::On] {
+        let stack = Stack::start().await;
+        set(&stack, fair).await;
+        let a = HttpReceiver::with_default(Reply::status(200).delay(Duration::from_millis(20)));
+        let b = HttpReceiver::start();
+        stack.add_endpoint("webhook", &a.url(), &["finding.new"], None).await;
+        stack.add_endpoint("webhook", &b.url(), &["scan.completed"], None).await;
+        let flood: Vec<Event> = (0..FLOOD).map(|i| low_finding("tenant-a", &format!("A{i}"))).collect();
+        for chunk in flood.chunks(100) {
+            stack.producer.publish_batch(chunk).await.expect("published");
+        }
+        stack.producer.publish(&scan_completed("tenant-b")).await.expect("published");
+        let started = Instant::now();
+        let worker = stack.spawn_worker(&["--concurrency", "8", "--endpoint-concurrency", "64"]);
+        wait_until(Duration::from_secs(60), "B's message", || async { !b.requests().is_empty() }).await;
+        let b_at = b.requests()[0].received_at;
+        let a_before = a.requests().iter().filter(|r| r.received_at < b_at).count();
+        eprintln!(
+            "{fair:?}: B's message after {:?}, when A had {a_before} of its {FLOOD}",
+            b_at.duration_since(started)
+        );
+        if fair == FairShare::On {
+            assert!(a_before < FLOOD / 2, "fair share: B's message came when A had {a_before} of {FLOOD}");
+        } else {
+            assert!(a_before > FLOOD * 3 / 4, "version 1: B's message waits behind A's ({a_before} of {FLOOD})");
+        }
+        stack.wait_drained(Duration::from_secs(120)).await;
+        assert_eq!(a.requests().len(), FLOOD, "{fair:?}: A got each of its deliveries once");
+        assert_eq!(b.requests().len(), 1);
+        worker.stop().await;
+    }
+}
+
+/// `layout lower` (a rollback's first step) moves what waits in flows to the ready list, in
+/// each flow's order, and later publishes go to the ready list; `layout raise` turns it back on.
+/// The CLI does it, as an operator would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layout_lower_moves_the_flows_to_the_ready_list_and_raise_turns_fair_share_on() {
+    use redis::AsyncCommands;
+    let stack = Stack::start().await;
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--redis-url".to_owned(), stack.redis.url(), "--json".to_owned()];
+        all.extend(args.iter().map(|s| (*s).to_owned()));
+        let out = std::process::Command::new(entraguard_testkit::bin_path("entraguard-notify"))
+            .args(&all)
+            .output()
+            .expect("cli runs");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    let shown = cli(&["layout"]);
+    assert_eq!(shown[0]["version"], serde_json::Value::Null, "a new deployment records nothing: {shown}");
+    let raised = cli(&["layout", "raise"]);
+    assert_eq!(raised[0]["set"], true, "{raised}");
+    for i in 0..3 {
+        stack.producer.publish(&low_finding("tenant-a", &format!("A{i}"))).await.expect("published");
+        stack.producer.publish(&low_finding("tenant-b", &format!("B{i}"))).await.expect("published");
+    }
+    let shown = cli(&["layout"]);
+    assert_eq!(
+        (&shown[0]["version"], &shown[0]["fair_share"], &shown[0]["flows"], &shown[0]["waiting_in_flows"]),
+        (&serde_json::json!("2"), &serde_json::json!(true), &serde_json::json!(2), &serde_json::json!(5)),
+        "A's first went to the ready list to wake a worker: {shown}"
+    );
+    let lowered = cli(&["layout", "lower"]);
+    assert_eq!((&lowered[0]["was"], &lowered[0]["moved"]), (&serde_json::json!("2"), &serde_json::json!(5)));
+    stack.producer.publish(&low_finding("tenant-a", "A3")).await.expect("published");
+    let mut conn = stack.queue.connection();
+    let ready: Vec<String> = conn.lrange(format!("{{{PREFIX}}}:ready"), 0, -1).await.expect("ready");
+    let ids: Vec<String> = ready
+        .iter()
+        .map(|j| match Job::decode(j.as_bytes()) {
+            Ok(Job::Event(e)) => e.event.finding().map(|f| f.id.clone()).unwrap_or_default(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ids, ["A0", "B0", "B1", "B2", "A1", "A2", "A3"], "the seed, each flow in order, then the new one");
+    let flows: Vec<String> = conn.keys(format!("{{{PREFIX}}}:flow*")).await.expect("keys");
+    assert!(flows.is_empty(), "no flow left: {flows:?}");
+    assert_eq!(stack.stats().await.ready, 7);
+}
