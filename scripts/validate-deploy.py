@@ -133,7 +133,8 @@ def main():
         fail("no PodDisruptionBudget")
     so = docs["ScaledObject"][0][1]
     # Work waiting for a worker sits in two lists per queue shard: first attempts (ready) and
-    # due retries and replays (retry). One trigger each; KEDA scales on the largest demand. The
+    # due retries and replays (retry), and (fair share) in flows, counted by the prometheus
+    # trigger below. One trigger each; KEDA scales on the largest demand. The
     # shards' tags come from the CLI (`entraguard-notify shards`), which computes them as the
     # workers do.
     shards = cm.get("NOTIFY_QUEUE_SHARDS", "1")
@@ -151,9 +152,20 @@ def main():
     want = sorted(row[name] for row in layout for name in ("ready", "retry"))
     if watched != want:
         fail(f"KEDA triggers must watch the redis lists {want} ({shards} queue shard(s)), not {watched}")
+    # Fair share keeps most first attempts in flows no single list holds: one prometheus trigger
+    # reads the workers' `entraguard_queue_ready` (the ready list and every flow), a gauge the
+    # worker must still export.
+    prom = [t for t in so["spec"]["triggers"] if t["type"] == "prometheus"]
+    if len(prom) != 1 or "entraguard_queue_ready" not in prom[0]["metadata"].get("query", ""):
+        fail("KEDA needs one prometheus trigger on entraguard_queue_ready (fair-share flows are no single list)")
+    metrics_rs = open(os.path.join(ROOT, "crates", "worker", "src", "metrics.rs"), encoding="utf-8").read()
+    if '"entraguard_queue_ready"' not in metrics_rs:
+        fail("crates/worker/src/metrics.rs no longer exports entraguard_queue_ready, which KEDA's prometheus trigger reads")
     if so["spec"]["scaleTargetRef"]["name"] != deploy["metadata"]["name"]:
         fail("ScaledObject targets another Deployment")
     for trig in so["spec"]["triggers"]:
+        if trig["type"] == "prometheus":
+            continue
         for env_ref in ("addressFromEnv", "passwordFromEnv"):
             if trig["metadata"][env_ref] not in secret:
                 fail(f"KEDA {env_ref} names a variable the Secret does not set")

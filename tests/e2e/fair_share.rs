@@ -36,7 +36,8 @@ fn scan_completed(tenant: &str) -> Event {
 }
 
 fn critical_finding(tenant: &str, id: &str) -> Event {
-    let json = serde_json::to_string(&low_finding(tenant, id)).expect("json").replace(r#""low""#, r#""critical""#);
+    let json =
+        serde_json::to_string(&low_finding(tenant, id)).expect("json").replace(r#""low""#, r#""critical""#);
     Event::from_json(json.as_bytes()).expect("valid finding")
 }
 
@@ -50,7 +51,8 @@ fn taken(jobs: &[entraguard_core::queue::Claimed]) -> Vec<String> {
     jobs.iter()
         .map(|c| match c.decode() {
             Ok(Job::Event(e)) => {
-                let what = e.event.finding().map(|f| f.id.clone()).unwrap_or_else(|| e.event.kind().to_string());
+                let what =
+                    e.event.finding().map(|f| f.id.clone()).unwrap_or_else(|| e.event.kind().to_string());
                 format!("{}/{what}", e.event.tenant_id)
             }
             Ok(Job::Delivery(d)) => format!("delivery/{}", d.endpoint_id),
@@ -131,7 +133,10 @@ async fn a_flood_for_a_slow_endpoint_does_not_hold_up_another_tenants_message() 
         if fair == FairShare::On {
             assert!(a_before < FLOOD / 2, "fair share: B's message came when A had {a_before} of {FLOOD}");
         } else {
-            assert!(a_before > FLOOD * 3 / 4, "version 1: B's message waits behind A's ({a_before} of {FLOOD})");
+            assert!(
+                a_before > FLOOD * 3 / 4,
+                "version 1: B's message waits behind A's ({a_before} of {FLOOD})"
+            );
         }
         stack.wait_drained(Duration::from_secs(120)).await;
         assert_eq!(a.requests().len(), FLOOD, "{fair:?}: A got each of its deliveries once");
@@ -183,7 +188,11 @@ async fn layout_lower_moves_the_flows_to_the_ready_list_and_raise_turns_fair_sha
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(ids, ["A0", "B0", "B1", "B2", "A1", "A2", "A3"], "the seed, each flow in order, then the new one");
+    assert_eq!(
+        ids,
+        ["A0", "B0", "B1", "B2", "A1", "A2", "A3"],
+        "the seed, each flow in order, then the new one"
+    );
     let flows: Vec<String> = conn.keys(format!("{{{PREFIX}}}:flow*")).await.expect("keys");
     assert!(flows.is_empty(), "no flow left: {flows:?}");
     assert_eq!(stack.stats().await.ready, 7);

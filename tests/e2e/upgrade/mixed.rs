@@ -38,6 +38,17 @@ fn sigterm(child: &Child) {
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
 }
 
+/// `entraguard-notify --json layout <args>`, as an operator runs it.
+fn layout(url: &str, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(entraguard_testkit::bin_path("entraguard-notify"))
+        .args(["--redis-url", url, "--json", "layout"])
+        .args(args)
+        .output()
+        .expect("cli runs");
+    assert!(out.status.success(), "layout {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
 /// How many times each event id reached `requests`.
 fn per_event(requests: &[Recorded]) -> BTreeMap<String, usize> {
     let mut n = BTreeMap::new();
@@ -180,8 +191,34 @@ async fn the_previous_release_beside_todays_worker_loses_nothing() {
     assert_eq!(s.dead, 0, "no delivery died between the versions: {s:?}");
     assert!(flaky.requests().len() > FLAKY_FAILURES, "the flaky endpoint failed and then took deliveries");
 
-    // A rollback: today's workers stop, one of the previous release starts on the layout they
-    // recorded (version 1, which it does not read) and delivers what comes next.
+    // Fair share after the rollout (`layout raise`, layout version 2): today's workers deliver
+    // low findings through the flows.
+    assert_eq!(layout(&url, &["raise"])[0]["was"], "1", "the old workers recorded version 1");
+    let low = |tenant: String| {
+        let json =
+            serde_json::to_string(&finding_event(&tenant)).expect("json").replace(r#""high""#, r#""low""#);
+        entraguard_producer::Event::from_json(json.as_bytes()).expect("a low finding")
+    };
+    let mut fair_ids = Vec::new();
+    for i in 0..20 {
+        fair_ids.push(
+            stack
+                .producer
+                .publish(&low(format!("tenant-fair-{}", i % 3)))
+                .await
+                .expect("publish")
+                .to_string(),
+        );
+    }
+    wait_until(Duration::from_secs(60), "today's workers deliver the flows' 20 events", || async {
+        let got = per_event(&fast.requests());
+        fair_ids.iter().all(|id| got.contains_key(id))
+    })
+    .await;
+
+    // A rollback: today's workers stop with work waiting in flows; `layout lower` records
+    // version 1 again and moves the flows to the ready list; a worker of the previous release
+    // then starts (it would refuse version 2) and delivers what waited and what comes next.
     for w in [&new_a, &new_b] {
         sigterm(w);
     }
@@ -190,7 +227,37 @@ async fn the_previous_release_beside_todays_worker_loses_nothing() {
             tokio::time::timeout(Duration::from_secs(30), w.wait()).await.expect("exits").expect("status");
         assert!(status.success(), "today's worker stopped cleanly: {status}");
     }
+    let mut waiting = Vec::new();
+    for i in 0..20 {
+        waiting.push(
+            stack
+                .producer
+                .publish(&low(format!("tenant-wait-{}", i % 3)))
+                .await
+                .expect("publish")
+                .to_string(),
+        );
+    }
+    assert_eq!(stack.stats().await.flows, 3, "the waiting events are in three tenants' flows");
+    let shown = layout(&url, &[]);
+    let in_flows = shown[0]["waiting_in_flows"].as_u64().expect("a count");
+    assert!(in_flows >= 19, "all but the one that woke no worker wait in flows: {shown}");
+    let lowered = layout(&url, &["lower"]);
+    assert_eq!(
+        (&lowered[0]["was"], lowered[0]["moved"].as_u64()),
+        (&serde_json::json!("2"), Some(in_flows)),
+        "{lowered}"
+    );
     let _old_again = spawn(&old_bin, &url);
+    wait_until(
+        Duration::from_secs(60),
+        "the rolled-back worker delivers the 20 events that waited in flows",
+        || async {
+            let got = per_event(&fast.requests());
+            waiting.iter().all(|id| got.contains_key(id))
+        },
+    )
+    .await;
     let after: Vec<String> = {
         let mut ids = Vec::new();
         for i in 0..10 {

@@ -47,13 +47,16 @@ impl Queue {
         let mut conn = self.conn.clone();
         let version: Option<String> =
             redis::cmd("HGET").arg(self.keys.layout()).arg(VERSION_FIELD).query_async(&mut conn).await?;
-        let flows: Vec<String> = redis::cmd("LRANGE").arg(self.keys.flows()).arg(0).arg(-1).query_async(&mut conn).await?;
+        let flows: Vec<String> =
+            redis::cmd("LRANGE").arg(self.keys.flows()).arg(0).arg(-1).query_async(&mut conn).await?;
         let mut waiting = 0;
         for flow in &flows {
             waiting += redis::cmd("LLEN").arg(flow).query_async::<u64>(&mut conn).await.unwrap_or(0);
         }
-        let fair_share =
-            version.as_deref().and_then(|v| v.trim().parse::<u32>().ok()).is_some_and(|v| v >= FAIR_SHARE_VERSION);
+        let fair_share = version
+            .as_deref()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .is_some_and(|v| v >= FAIR_SHARE_VERSION);
         Ok(ShardFairShare {
             shard: self.keys.tag().to_owned(),
             version,
@@ -61,6 +64,12 @@ impl Queue {
             flows: flows.len() as u64,
             waiting_in_flows: waiting,
         })
+    }
+
+    /// How many workers hold a live lease on this shard.
+    pub(crate) async fn live_workers(&self) -> Result<u64, QueueError> {
+        let mut conn = self.conn.clone();
+        Ok(self.scripts.live_workers.key(self.keys.leases()).invoke_async(&mut conn).await?)
     }
 
     async fn relayout(&self, to: FairShare) -> Result<Relayout, QueueError> {

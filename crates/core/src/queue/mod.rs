@@ -32,6 +32,7 @@ mod claim;
 mod claimed;
 #[cfg(feature = "consume")]
 mod dead_letter;
+mod fair;
 #[cfg(feature = "consume")]
 mod fatigue;
 #[cfg(feature = "consume")]
@@ -40,7 +41,6 @@ mod finish;
 mod history;
 #[cfg(feature = "consume")]
 mod lane;
-mod fair;
 mod publish;
 mod shards;
 mod stats;
@@ -59,6 +59,7 @@ pub use dead_letter::{
     DeadLetter, DeadLetterDraft, DeadLetterSummary, JOB_SHOW_MAX, ReplayFilter, ReplayOutcome, ReplaySummary,
     SUMMARY_TEXT_MAX,
 };
+pub use fair::{FairShare, Relayout, ShardFairShare};
 #[cfg(feature = "consume")]
 pub use fatigue::{Dedupe, FanoutParking, RouteStep, Routed};
 #[cfg(feature = "consume")]
@@ -67,7 +68,6 @@ pub use finish::{Acked, Promoted};
 pub use history::Redelivery;
 #[cfg(feature = "consume")]
 pub use lane::{PACE_AHEAD, Pace, Park, Parked};
-pub use fair::{FairShare, Relayout, ShardFairShare};
 pub use publish::{Published, Publishing};
 pub use shards::{Forwarded, ShardStats, Shards, StatsReport};
 pub use stats::QueueStats;
@@ -179,6 +179,7 @@ struct Scripts {
     publish_refused: Script,
     change_layout: Script,
     relayout: Script,
+    live_workers: Script,
     stats: Script,
 }
 
@@ -211,6 +212,7 @@ impl Scripts {
             publish_refused: script(include_str!("publish_refused.lua")),
             change_layout: script(include_str!("change_layout.lua")),
             relayout: script(include_str!("relayout.lua")),
+            live_workers: script(include_str!("live_workers.lua")),
             stats: script(include_str!("stats.lua")),
         }
     }

@@ -51,11 +51,7 @@ impl Queue {
     /// second job, so a caller may retry a publish whose answer it never got.
     /// Urgent jobs go to the front of the ready list; with fair share on (layout version 2) the
     /// others go to their tenant's flow, else to the back of the ready list.
-    pub async fn publish(
-        &self,
-        jobs: &[Publishing],
-        window: Duration,
-    ) -> Result<Vec<Published>, QueueError> {
+    pub async fn publish(&self, jobs: &[Publishing], window: Duration) -> Result<Vec<Published>, QueueError> {
         self.publish_replicated(jobs, window, None).await
     }
 

@@ -182,16 +182,16 @@ impl Shards {
                 self.record_version_on_shards(recorded.as_deref().unwrap_or_default().trim()).await?;
                 return Ok(Ok(decision));
             }
+            // Nothing recorded: a new deployment, or one that releases before the field ran. While
+            // a worker holds a live lease (one of such a release, running on), what they read is
+            // version 1; with none, nothing running is left behind by version 2.
+            let version = if self.home().live_workers().await? > 0 { 1 } else { LAYOUT_VERSION };
             // Two workers starting at once: one records, the other reads what it recorded.
-            let written: Result<bool, redis::RedisError> = redis::cmd("HSETNX")
-                .arg(&key)
-                .arg(VERSION_FIELD)
-                .arg(LAYOUT_VERSION)
-                .query_async(&mut conn)
-                .await;
+            let written: Result<bool, redis::RedisError> =
+                redis::cmd("HSETNX").arg(&key).arg(VERSION_FIELD).arg(version).query_async(&mut conn).await;
             match written.map_err(QueueError::from) {
                 Ok(true) => {
-                    self.record_version_on_shards(&LAYOUT_VERSION.to_string()).await?;
+                    self.record_version_on_shards(&version.to_string()).await?;
                     return Ok(Ok(decision));
                 }
                 Ok(false) => {}
