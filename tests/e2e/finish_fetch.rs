@@ -1,5 +1,6 @@
-//! Finish and fetch in one step (issue 26): acknowledging a delivered job takes the next ready
-//! jobs onto the worker's processing list in the same script call, so a busy worker's delivery
+//! Finish and fetch in one step (issue 26): acknowledging a delivered job (or scheduling a failed
+//! one's retry) takes the next ready jobs onto the worker's processing list in the same script
+//! call, so a busy worker's delivery
 //! costs one round trip. The guarantees of a separate fetch hold: an answer lost on the way
 //! (Redis paused past the command timeout) and a worker killed before it read the answer both
 //! leave the taken jobs where they are handed back and delivered.
@@ -95,6 +96,61 @@ async fn an_acknowledgement_takes_the_next_jobs_in_the_same_step() {
     }
 }
 
+/// At the queue: a failed attempt's retry (one `EVALSHA`) schedules the next attempt, records
+/// the failure in Recent Deliveries and takes the next ready job for the freed slot; a retry
+/// whose lease is lost schedules nothing and takes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_takes_the_next_job_in_the_same_step() {
+    let stack = Stack::start().await;
+    let receiver = HttpReceiver::start();
+    let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
+    let job = |tenant: &str| Job::Delivery(DeliveryJob::new(finding_event(tenant), ep.id.clone())).encode();
+    let keys = stack.queue.keys().clone();
+    let mut conn = stack.redis.connection().await;
+    let (failed, next, left) = (job("failed"), job("next"), job("left"));
+    let _: () = conn.rpush(keys.ready(), &[&failed, &next, &left]).await.expect("ready");
+    let worker = WorkerId::generate();
+    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
+    let claimed = fetcher.try_fetch().await.expect("fetch").expect("a job");
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.expect("resetstat");
+
+    let (done, taken) = stack
+        .queue
+        .retry_later_recorded(
+            &claimed.claim(),
+            b"the next attempt",
+            Duration::from_secs(60),
+            Some((&ep.id, "{}")),
+            1,
+        )
+        .await
+        .expect("retry and take");
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.expect("info");
+    claimed.finish();
+    assert!(done);
+    assert_eq!(calls(&info, "evalsha") + calls(&info, "eval"), 1, "one script call: {info}");
+    let got: Vec<&[u8]> = taken.jobs.iter().map(|c| c.bytes()).collect();
+    assert_eq!(got, vec![next.as_bytes()], "the next ready job, for the freed slot");
+    let delayed: Vec<String> = conn.zrange(keys.delayed(), 0, -1).await.expect("delayed");
+    assert_eq!(delayed, ["the next attempt"]);
+    assert_eq!(conn.llen::<_, usize>(keys.history(ep.id.as_str())).await.expect("history"), 1);
+    let listed: Vec<Vec<u8>> = conn.lrange(keys.processing(worker.as_str()), 0, -1).await.expect("list");
+    assert_eq!(listed, vec![next.as_bytes().to_vec()], "the failed job left, the next one is on the list");
+
+    // Its lease lost (the job no longer on the list): nothing scheduled, nothing taken.
+    let taken = taken.jobs.into_iter().next().expect("taken");
+    let _: i64 = conn.lrem(keys.processing(worker.as_str()), 1, taken.bytes()).await.expect("lrem");
+    let (done, none) = stack
+        .queue
+        .retry_later_recorded(&taken.claim(), b"never", Duration::from_secs(60), None, 1)
+        .await
+        .expect("retry");
+    taken.finish();
+    assert!(!done && none.jobs.is_empty());
+    assert_eq!(conn.llen::<_, usize>(keys.ready()).await.expect("llen"), 1, "the last job still waits");
+    assert_eq!(conn.zcard::<_, usize>(keys.delayed()).await.expect("zcard"), 1);
+}
+
 /// A batch of deliveries to one endpoint finished in one acknowledgement: each job's answer is
 /// what it would be alone (a count of failures cleared, the lane's waiting deliveries released
 /// one per finished job), and the endpoint's breaker and lane are read once for the batch, not
@@ -145,15 +201,28 @@ async fn a_batch_for_one_endpoint_reads_its_breaker_and_lane_once() {
 /// arrives, without restarting the worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_taken_by_an_acknowledgement_whose_answer_was_lost_is_handed_back() {
+    lost_answer(200).await;
+}
+
+/// The same with a failed attempt: the retry's step (its next attempt scheduled, and the job
+/// it took for the freed slot) waits in the paused Redis; the retried event and the taken job
+/// both arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_taken_by_a_retry_whose_answer_was_lost_is_handed_back() {
+    lost_answer(503).await;
+}
+
+async fn lost_answer(third: u16) {
     const N: usize = 12;
     let stack = Stack::start().await;
     let receiver = HttpReceiver::start();
     // The third delivery's answer comes late: Redis is paused by then, so its acknowledgement
-    // (and the job it takes) waits in the paused Redis and the worker gives up on the answer.
+    // or retry (and the job it takes) waits in the paused Redis and the worker gives up on the
+    // answer.
     receiver.push_replies([
         Reply::status(200),
         Reply::status(200),
-        Reply::status(200).delay(Duration::from_secs(2)),
+        Reply::status(third).delay(Duration::from_secs(2)),
     ]);
     stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
     let evs: Vec<_> = (0..N).map(|i| finding_event(&format!("lost-answer-{i}"))).collect();

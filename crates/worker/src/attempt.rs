@@ -60,8 +60,7 @@ async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Opti
                 request_headers: Vec::new(),
                 response_body: None,
             };
-            conclude(ctx, claimed, job, &attempted, "unreadable").await;
-            return None;
+            return conclude(ctx, claimed, job, &attempted, "unreadable").await.taken;
         }
     };
     // An endpoint that cannot take it now (at its cap, paced, or its breaker open): the
@@ -105,11 +104,11 @@ async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Opti
     let mut lane_waiting = false;
     let mut released_by_close = false;
     let mut own_parked = false;
-    let mut taken = None;
+    let taken;
     match &attempted.outcome {
         // The breaker is off: nothing counted, nothing parked.
         Outcome::Retryable { .. } if settings.is_off() => {
-            conclude(ctx, claimed, job, &attempted, channel).await;
+            taken = conclude(ctx, claimed, job, &attempted, channel).await.taken;
         }
         // Every retryable failure is reported to the breaker (it counts them).
         Outcome::Retryable { error, .. } => {
@@ -166,7 +165,7 @@ async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Opti
                 let _ = ticket.finish();
                 return None;
             }
-            conclude(ctx, claimed, job, &attempted, channel).await;
+            taken = conclude(ctx, claimed, job, &attempted, channel).await.taken;
         }
         Outcome::Delivered { .. } => {
             // The acknowledgement clears a closed breaker's failure count in the same step; an
@@ -175,8 +174,8 @@ async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Opti
             // now, and a healthy endpoint's successful delivery costs no extra command. With the
             // breaker off, a breaker left open from before is closed by hand.
             let answer = conclude(ctx, claimed, job, &attempted, channel).await;
-            let acked = answer.as_ref().map(|a| a.acked);
-            taken = answer.map(|a| a.taken);
+            let acked = answer.acked;
+            taken = answer.taken;
             lane_waiting = acked == Some(Acked::LaneWaiting);
             let breaker_open = acked == Some(Acked::BreakerOpen);
             let report = match (probe, breaker_open && settings.is_off()) {
@@ -213,7 +212,7 @@ async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Opti
         // A permanent failure says nothing about the endpoint's health (a trial's slot is
         // given back).
         Outcome::Permanent { .. } => {
-            conclude(ctx, claimed, job, &attempted, channel).await;
+            taken = conclude(ctx, claimed, job, &attempted, channel).await.taken;
             if ticket.facts(false).trial {
                 persist("report to breaker", || {
                     ctx.queue.breaker_report_attempt(
@@ -365,13 +364,21 @@ fn history_entry(
 /// Records an attempt's outcome: acknowledged, re-scheduled, or dead-lettered. For a delivered
 /// job, what its acknowledgement found (the breaker open: the caller reports the success to close
 /// it; the lane holding work: the caller releases it); `None` otherwise.
+/// What finishing a delivery said: its acknowledgement (delivered only; `None` when it was not
+/// recorded) and what the finishing step took for the slot it frees (acknowledgement or retry).
+#[derive(Debug, Default)]
+pub(crate) struct Concluded {
+    pub(crate) acked: Option<Acked>,
+    pub(crate) taken: Option<Taken>,
+}
+
 pub(crate) async fn conclude(
     ctx: &Ctx,
     claimed: Claimed,
     mut job: DeliveryJob,
     attempted: &Attempted,
     channel: &'static str,
-) -> Option<AckAnswer> {
+) -> Concluded {
     let outcome = &attempted.outcome;
     let elapsed = attempted.elapsed;
     let record_now = attempt_record(&job, attempted);
@@ -412,18 +419,46 @@ pub(crate) async fn conclude(
             })
             .await;
             claimed.finish();
-            return answer.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let answer: Option<AckAnswer> =
+                answer.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+            return match answer {
+                Some(a) => Concluded { acked: Some(a.acked), taken: Some(a.taken) },
+                None => Concluded::default(),
+            };
         }
         Next::RetryIn(delay) => {
             warn!(error = outcome.error().unwrap_or(""), retry_in = ?delay, "attempt failed; retry scheduled");
             let entry = history_entry(&claimed, &job, &recorded, AttemptResult::Retry, attempted);
             let endpoint = job.endpoint_id.clone();
             let next = Job::Delivery(job).encode();
-            record(ctx, "schedule retry", || {
-                ctx.queue.retry_later_recorded(&claimed, next.as_bytes(), delay, Some((&endpoint, &entry)))
+            // The slot this delivery frees takes the next job in the same step, as an
+            // acknowledgement does (one round trip for a failed attempt too).
+            let taken = std::sync::Mutex::new(None);
+            record(ctx, "schedule retry", || async {
+                let take = if ctx.running.is_open() { 1 } else { 0 };
+                let _taking = ctx.running.taking().await;
+                let (done, fetched) = match ctx
+                    .queue
+                    .retry_later_recorded(&claimed, next.as_bytes(), delay, Some((&endpoint, &entry)), take)
+                    .await
+                {
+                    Ok(v) => v,
+                    Err(e) => {
+                        ctx.running.note_taken(take > 0);
+                        return Err(e);
+                    }
+                };
+                let got = crate::batch::distribute(fetched, 1, &ctx.running).pop();
+                *taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = got;
+                Ok(done)
             })
             .await;
             ctx.promoter_wake.notify_one();
+            claimed.finish();
+            return Concluded {
+                acked: None,
+                taken: taken.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),
+            };
         }
         Next::Dead(reason) => {
             error!(reason = %reason, "delivery dead-lettered");
@@ -438,7 +473,7 @@ pub(crate) async fn conclude(
         }
     }
     claimed.finish();
-    None
+    Concluded::default()
 }
 
 /// Queue shards: a breaker that disabled its endpoint in a shard other than 0 could not write

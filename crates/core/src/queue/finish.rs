@@ -98,30 +98,45 @@ impl Queue {
 
     /// Replaces a job by `next`, due after `delay`. `false` if the lease was lost.
     pub async fn retry_later(&self, job: &Claim, next: &[u8], delay: Duration) -> Result<bool, QueueError> {
-        self.retry_later_recorded(job, next, delay, None).await
+        Ok(self.retry_later_recorded(job, next, delay, None, 0).await?.0)
     }
 
     /// [`Queue::retry_later`], and the failed attempt's history entry (see
     /// [`crate::history::encode_attempt`]) joins the endpoint's Recent Deliveries in the same
-    /// step.
+    /// step. In the same step too, up to `take` next jobs are taken onto the processing list
+    /// for the slot the delivery frees, as [`Queue::ack_delivered_many`] takes them (none when
+    /// the lease was lost).
     pub async fn retry_later_recorded(
         &self,
         job: &Claim,
         next: &[u8],
         delay: Duration,
         history: Option<(&crate::ids::EndpointId, &str)>,
-    ) -> Result<bool, QueueError> {
+        take: usize,
+    ) -> Result<(bool, Fetched), QueueError> {
         let mut conn = self.conn.clone();
         let mut inv = self.scripts.retry.key(job.list());
         inv.key(self.keys.delayed())
             .arg(job.bytes())
             .arg(next)
             .arg(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
-        if let Some((endpoint, entry)) = history {
-            history::history_args(&mut inv, self.keys.history(endpoint.as_str()), entry);
+        match history {
+            Some((endpoint, entry)) => {
+                history::history_args(&mut inv, self.keys.history(endpoint.as_str()), entry)
+            }
+            None => {
+                inv.arg("").arg(0).arg(0);
+            }
         }
-        let due: i64 = inv.invoke_async(&mut conn).await?;
-        Ok(due != 0)
+        inv.arg(take).arg(MAX_JOB_BYTES);
+        if take > 0 {
+            inv.key(self.keys.ready()).key(self.keys.retry()).key(self.keys.flows());
+            if self.home {
+                inv.key(self.keys.endpoints_rev());
+            }
+        }
+        let (due, taken): (i64, Vec<redis::Value>) = inv.invoke_async(&mut conn).await?;
+        Ok((due != 0, Fetched::from_take(taken, job.shared_list())))
     }
 
     /// Moves due jobs from the delayed set to the retry list, up to [`PROMOTE_CHUNK`], and
