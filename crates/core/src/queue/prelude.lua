@@ -144,11 +144,17 @@ local function take(ready, processing, retry, rev_key, max, max_bytes, ring)
     n = n + 1
   end
   if n < max then
-    for _, job in ipairs(flow_take(ring, processing, max - n)) do
+    local want = max - n
+    local got = flow_take(ring, processing, want)
+    for _, job in ipairs(got) do
       add(job)
       n = n + 1
     end
-    seed(ready, ring)
+    if #got == want then
+      -- The ready list is empty (drained above) and the flows may hold more: the next job
+      -- goes onto it for a worker blocked there (`seed`).
+      flow_take(ring, ready, 1)
+    end
   end
   while n < max do
     local job = redis.call('LMOVE', retry, processing, 'LEFT', 'RIGHT')
