@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use entraguard_core::job::Job;
+use entraguard_core::job::{DeliveryJob, Job};
 use entraguard_core::queue::{FairShare, Shards, WorkerId};
 use entraguard_producer::Event;
 use entraguard_testkit::{HttpReceiver, Reply, wait_until};
@@ -196,4 +196,60 @@ async fn layout_lower_moves_the_flows_to_the_ready_list_and_raise_turns_fair_sha
     let flows: Vec<String> = conn.keys(format!("{{{PREFIX}}}:flow*")).await.expect("keys");
     assert!(flows.is_empty(), "no flow left: {flows:?}");
     assert_eq!(stack.stats().await.ready, 7);
+}
+
+/// Idle workers blocked on the ready list (`BLMOVE`) all wake to work that waits in flows, with
+/// no polling: each push or take that leaves the ready list empty puts the flows' next job on it
+/// (`seed` in prelude.lua), which wakes one blocked worker, whose own take wakes the next. Three
+/// workers of four slots (blocking 30 s), 60 deliveries for a 300 ms endpoint waiting in its
+/// flow: all three hold deliveries at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_workers_all_wake_to_work_waiting_in_flows() {
+    use redis::AsyncCommands;
+    let stack = Stack::start().await;
+    let slow = HttpReceiver::with_default(Reply::status(200).delay(Duration::from_millis(300)));
+    let ep = stack.add_endpoint("webhook", &slow.url(), &["finding.new"], None).await;
+    let args = ["--concurrency", "4", "--endpoint-concurrency", "64", "--fetch-block", "30s"];
+    let workers = [stack.spawn_worker(&args), stack.spawn_worker(&args), stack.spawn_worker(&args)];
+    wait_until(Duration::from_secs(30), "three live workers on version 2", || async {
+        let s = stack.queue.fair_share().await.expect("layout");
+        s.fair_share && stack.stats().await.workers == 3
+    })
+    .await;
+    // 60 deliveries as a fan-out leaves them: in the endpoint's flow, named in the ring, the
+    // first on the ready list (the fan-out's own wake-up, which one worker takes). Only the
+    // takes' wake-ups can reach the other two.
+    let jobs: Vec<String> = (0..60)
+        .map(|i| {
+            Job::Delivery(DeliveryJob::new(low_finding("tenant-a", &format!("A{i}")), ep.id.clone())).encode()
+        })
+        .collect();
+    let keys = stack.queue.keys().clone();
+    let flow = keys.endpoint_flow(ep.id.as_str());
+    let conn = stack.queue.connection();
+    let _: () = redis::pipe()
+        .atomic()
+        .rpush(&flow, &jobs[1..])
+        .rpush(keys.flows(), &flow)
+        .rpush(keys.ready(), &jobs[0])
+        .query_async(&mut conn.clone())
+        .await
+        .expect("flow written");
+    wait_until(Duration::from_secs(30), "all three workers holding deliveries at once", || async {
+        let mut conn = conn.clone();
+        let lists: Vec<String> = conn.keys(format!("{{{PREFIX}}}:processing:*")).await.unwrap_or_default();
+        let mut busy = 0;
+        for l in &lists {
+            if conn.clone().llen::<_, usize>(l).await.unwrap_or(0) > 0 {
+                busy += 1;
+            }
+        }
+        busy == 3
+    })
+    .await;
+    stack.wait_drained(Duration::from_secs(120)).await;
+    assert_eq!(slow.requests().len(), 60);
+    for w in workers {
+        w.stop().await;
+    }
 }
