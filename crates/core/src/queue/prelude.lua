@@ -155,6 +155,10 @@ local function take(ready, processing, retry, rev_key, max, max_bytes, ring)
       -- goes onto it for a worker blocked there (`seed`).
       flow_take(ring, ready, 1)
     end
+  elseif redis.call('LLEN', ready) == 0 then
+    -- Filled from the ready list alone, which this take emptied (it may have held only the
+    -- flows' last wake-up): the next one, if the flows hold work.
+    flow_take(ring, ready, 1)
   end
   while n < max do
     local job = redis.call('LMOVE', retry, processing, 'LEFT', 'RIGHT')
