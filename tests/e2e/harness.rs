@@ -253,6 +253,13 @@ impl InProcessWorker {
     }
 }
 
+/// [`finding_event`] at severity low: not urgent, so with fair share it waits in its tenant's
+/// flow and its deliveries in their endpoints' flows.
+pub fn low_finding_event(tenant: &str) -> Event {
+    let json = serde_json::to_string(&finding_event(tenant)).expect("json").replace(r#""high""#, r#""low""#);
+    Event::from_json(json.as_bytes()).expect("a low finding")
+}
+
 /// A sample `finding.new` event for `tenant`.
 pub fn finding_event(tenant: &str) -> Event {
     Event::from_json(

@@ -19,7 +19,7 @@ use entraguard_testkit::{HttpReceiver, RedisCluster, RedisServer, Reply, bin_pat
 use tokio::io::AsyncBufReadExt;
 use tokio::process::Command;
 
-use crate::harness::{finding_event, keys, spawn_worker_binary};
+use crate::harness::{finding_event, keys, low_finding_event, spawn_worker_binary};
 
 mod layout;
 
@@ -103,7 +103,8 @@ fn event_id(r: &entraguard_testkit::Recorded) -> String {
 }
 
 /// Three shards on a 3-primary cluster, one per primary; one endpoint homed in each; 60 events
-/// published (placed by id over the shards) while two worker processes serve every shard. Each
+/// (half urgent, half through the fair-share flows of four tenants) published (placed by id over
+/// the shards) while two worker processes serve every shard. Each
 /// endpoint gets each event exactly once; each event was published into one shard only and
 /// moved into each other shard exactly once; each endpoint's deliveries ran in its own shard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +121,22 @@ async fn three_shards_on_the_cluster_deliver_every_event_once_to_every_shard() {
         endpoints.push(d.endpoint_in(shard, &r.url(), "{}").await);
     }
     let mut workers = [d.worker(&[]), d.worker(&[])];
-    let sent: Vec<Event> = (0..60).map(|i| finding_event(&format!("t-sharded-{i}"))).collect();
+    // The first worker records fair share (layout version 2) on every shard: each shard's
+    // scripts read their own shard's record.
+    for i in 0..d.layout.count() {
+        wait_until(Duration::from_secs(60), &format!("shard {i} records version 2"), || async {
+            d.shards.served()[i].fair_share().await.is_ok_and(|f| f.version.as_deref() == Some("2"))
+        })
+        .await;
+    }
+    // Every other event low: not urgent, so it waits in its tenant's flow, then (moved in from
+    // another shard's outbox) in the target shard's, and its deliveries in their endpoint's.
+    let sent: Vec<Event> = (0..60)
+        .map(|i| {
+            let tenant = format!("t-sharded-{}", i % 4);
+            if i % 2 == 0 { finding_event(&tenant) } else { low_finding_event(&tenant) }
+        })
+        .collect();
     d.producer.publish_batch(&sent).await.expect("published over the shards");
 
     let want: HashSet<String> = sent.iter().map(|e| e.id.to_string()).collect();

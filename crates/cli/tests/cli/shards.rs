@@ -303,3 +303,58 @@ async fn shards_are_named_without_redis() {
         assert_eq!(r["retry"], format!("{tag}:retry"));
     }
 }
+
+/// `layout raise` and `layout lower` set every shard's layout version, shard 0 first going up
+/// and last going down (what a release without fair share checks at its start); on version 2
+/// each shard keeps its fresh events in its own tenant flows (the first to the ready list, to
+/// wake a worker), and lowering moves each shard's flows to its own ready list.
+#[tokio::test]
+async fn layout_raises_and_lowers_every_shard() {
+    use entraguard_core::queue::Publishing;
+    let redis = RedisServer::start();
+    let cli = Cli::new(&redis);
+    let shards = sharded(&redis).await;
+    let env = [("NOTIFY_QUEUE_SHARDS", "3")];
+    let tags: Vec<String> = shards.served().iter().map(|q| q.keys().tag().to_owned()).collect();
+    let column = |v: &serde_json::Value, field: &str| -> Vec<serde_json::Value> {
+        v.as_array().expect("rows").iter().map(|r| r[field].clone()).collect()
+    };
+    let raised = cli.run_with(&["--json", "layout", "raise"], None, &env).await.json();
+    assert_eq!(column(&raised, "shard"), tags.iter().map(|t| serde_json::json!(t)).collect::<Vec<_>>());
+    assert_eq!(column(&raised, "set"), vec![serde_json::json!(true); 3]);
+    for k in [1, 2] {
+        let jobs: Vec<Publishing> = (0..3)
+            .map(|i| Publishing {
+                id: format!("evt-{k}-{i}"),
+                urgent: false,
+                tenant: Some(format!("tenant-{i}")),
+                job: format!("{{\"x\":\"{k}-{i}\"}}"),
+            })
+            .collect();
+        shards.served()[k].publish(&jobs, Duration::from_secs(60)).await.expect("publish");
+    }
+    let shown = cli.run_with(&["--json", "layout"], None, &env).await.json();
+    assert_eq!(column(&shown, "version"), vec![serde_json::json!("2"); 3]);
+    assert_eq!(column(&shown, "flows"), [0, 2, 2].map(|n| serde_json::json!(n)).to_vec(), "{shown}");
+    assert_eq!(column(&shown, "waiting_in_flows"), [0, 2, 2].map(|n| serde_json::json!(n)).to_vec());
+    let stats = cli.run_with(&["--json", "stats"], None, &env).await.json();
+    assert_eq!((&stats["ready"], &stats["flows"]), (&serde_json::json!(6), &serde_json::json!(4)), "{stats}");
+
+    let lowered = cli.run_with(&["--json", "layout", "lower"], None, &env).await.json();
+    let mut down: Vec<serde_json::Value> = tags.iter().map(|t| serde_json::json!(t)).collect();
+    down.reverse();
+    assert_eq!(column(&lowered, "shard"), down, "shard 0 last");
+    assert_eq!(column(&lowered, "moved"), [2, 2, 0].map(|n| serde_json::json!(n)).to_vec());
+    for k in [1, 2] {
+        let q = &shards.served()[k];
+        let ready: Vec<String> = q.connection().lrange(q.keys().ready(), 0, -1).await.expect("lrange");
+        assert_eq!(
+            ready,
+            (0..3).map(|i| format!("{{\"x\":\"{k}-{i}\"}}")).collect::<Vec<_>>(),
+            "shard {k}: every event on its ready list, in order"
+        );
+    }
+    let shown = cli.run_with(&["--json", "layout"], None, &env).await.json();
+    assert_eq!(column(&shown, "version"), vec![serde_json::json!("1"); 3]);
+    assert_eq!(column(&shown, "flows"), vec![serde_json::json!(0); 3]);
+}
