@@ -1,5 +1,5 @@
 //! Finish and fetch in one step (issue 26): acknowledging a delivered job (or scheduling a failed
-//! one's retry) takes the next ready jobs onto the worker's processing list in the same script
+//! one's retry, or parking one in its endpoint's lane) takes the next ready jobs onto the worker's processing list in the same script
 //! call, so a busy worker's delivery
 //! costs one round trip. The guarantees of a separate fetch hold: an answer lost on the way
 //! (Redis paused past the command timeout) and a worker killed before it read the answer both
@@ -149,6 +149,52 @@ async fn a_retry_takes_the_next_job_in_the_same_step() {
     assert!(!done && none.jobs.is_empty());
     assert_eq!(conn.llen::<_, usize>(keys.ready()).await.expect("llen"), 1, "the last job still waits");
     assert_eq!(conn.zcard::<_, usize>(keys.delayed()).await.expect("zcard"), 1);
+}
+
+/// At the queue: a delivery parked in its endpoint's lane (one `EVALSHA`) takes the next ready
+/// job for the slot it frees; a full lane (the delivery to be dead-lettered) and a lost lease
+/// take nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_park_takes_the_next_job_in_the_same_step() {
+    use entraguard_core::queue::{Park, Parked};
+    let stack = Stack::start().await;
+    let receiver = HttpReceiver::start();
+    let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
+    let delivery = |tenant: &str| DeliveryJob::new(finding_event(tenant), ep.id.clone());
+    let (parked, next, left) = (delivery("parked"), delivery("next"), delivery("left"));
+    let keys = stack.queue.keys().clone();
+    let mut conn = stack.redis.connection().await;
+    let encoded: Vec<String> =
+        [&parked, &next, &left].iter().map(|d| Job::Delivery((*d).clone()).encode()).collect();
+    let _: () = conn.rpush(keys.ready(), &encoded).await.expect("ready");
+    let worker = WorkerId::generate();
+    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
+    let claimed = fetcher.try_fetch().await.expect("fetch").expect("a job");
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.expect("resetstat");
+
+    let park = Park { wake_in: Duration::from_secs(60), lane_max: 1, ..Park::default() };
+    let (done, taken) =
+        stack.queue.park_job(&claimed.claim(), &parked, park, 1).await.expect("park and take");
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.expect("info");
+    claimed.finish();
+    assert_eq!(done, Parked::Parked);
+    assert_eq!(calls(&info, "evalsha") + calls(&info, "eval"), 1, "one script call: {info}");
+    let got: Vec<&[u8]> = taken.jobs.iter().map(|c| c.bytes()).collect();
+    assert_eq!(got, vec![encoded[1].as_bytes()], "the next ready job, for the freed slot");
+    assert_eq!(conn.llen::<_, usize>(keys.lane(ep.id.as_str())).await.expect("lane"), 1);
+
+    // The lane is full now (NOTIFY_LANE_MAX 1): the next one is not parked, and takes nothing.
+    let taken = taken.jobs.into_iter().next().expect("taken");
+    let (done, none) = stack.queue.park_job(&taken.claim(), &next, park, 1).await.expect("park");
+    assert_eq!(done, Parked::LaneFull);
+    assert!(none.jobs.is_empty());
+    // Its lease lost: nothing parked, nothing taken.
+    let _: i64 = conn.lrem(keys.processing(worker.as_str()), 1, taken.bytes()).await.expect("lrem");
+    let (done, none) = stack.queue.park_job(&taken.claim(), &next, park, 1).await.expect("park");
+    taken.finish();
+    assert_eq!(done, Parked::LeaseLost);
+    assert!(none.jobs.is_empty());
+    assert_eq!(conn.llen::<_, usize>(keys.ready()).await.expect("llen"), 1, "the last job still waits");
 }
 
 /// A batch of deliveries to one endpoint finished in one acknowledgement: each job's answer is

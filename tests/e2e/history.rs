@@ -255,10 +255,12 @@ async fn a_dead_letter_or_a_parked_delivery_and_its_history_entry_are_one_step()
             .park_job(
                 &taken,
                 &parked,
-                Park { wake_in: Duration::from_secs(60), front: true, history: Some(&e), lane_max: 0 }
+                Park { wake_in: Duration::from_secs(60), front: true, history: Some(&e), lane_max: 0 },
+                0
             )
             .await
             .expect("park")
+            .0
             == Parked::Parked
     );
     let got = stack.queue.recent_deliveries(&ep.id, 10).await.expect("read");

@@ -77,9 +77,9 @@ async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Opti
             tracing::debug!(wake_in = ?wake_in, "endpoint busy, rate-limited or broken; delivery parked in its lane");
             crate::trace::outcome(AttemptOutcome::Parked, None);
             let park = Park { wake_in, lane_max: ctx.config.lane_max, ..Park::default() };
-            park_or_dead_letter(ctx, claimed, job, &endpoint, park).await;
+            let taken = park_or_dead_letter(ctx, claimed, job, &endpoint, park).await;
             ctx.promoter_wake.notify_one();
-            return None;
+            return taken;
         }
     };
     let probe = ticket.is_probe();
@@ -160,10 +160,10 @@ async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Opti
                     history: Some(&entry),
                     lane_max: ctx.config.lane_max,
                 };
-                park_or_dead_letter(ctx, claimed, job, &endpoint, park).await;
+                let taken = park_or_dead_letter(ctx, claimed, job, &endpoint, park).await;
                 ctx.promoter_wake.notify_one();
                 let _ = ticket.finish();
-                return None;
+                return taken;
             }
             taken = conclude(ctx, claimed, job, &attempted, channel).await.taken;
         }
@@ -254,8 +254,27 @@ async fn park_or_dead_letter(
     job: DeliveryJob,
     endpoint: &Endpoint,
     park: Park<'_>,
-) {
-    let parked = persist("park", || ctx.queue.park_job(&claimed, &job, park)).await;
+) -> Option<Taken> {
+    // The slot this delivery frees takes the next job in the same step, as an acknowledgement
+    // does (one round trip for a parked delivery too).
+    let taken = std::sync::Mutex::new(None);
+    let parked = persist("park", || async {
+        let take = if ctx.running.is_open() { 1 } else { 0 };
+        let _taking = ctx.running.taking().await;
+        match ctx.queue.park_job(&claimed, &job, park, take).await {
+            Ok((parked, fetched)) => {
+                let got = crate::batch::distribute(fetched, 1, &ctx.running).pop();
+                *taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = got;
+                Ok(parked)
+            }
+            Err(e) => {
+                ctx.running.note_taken(take > 0);
+                Err(e)
+            }
+        }
+    })
+    .await;
+    let taken = taken.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     match parked {
         Parked::Parked => {}
         Parked::LeaseLost => {
@@ -278,6 +297,7 @@ async fn park_or_dead_letter(
         }
     }
     claimed.finish();
+    taken
 }
 
 /// The dead-letter reason of a delivery its endpoint's full lane would not take.

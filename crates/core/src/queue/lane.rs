@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use super::{Claim, Queue, QueueError, history};
+use super::{Claim, Fetched, MAX_JOB_BYTES, Queue, QueueError, history};
 use crate::job::DeliveryJob;
 
 /// How far ahead a send slot is taken: a delivery whose endpoint's next slot opens within this
@@ -65,7 +65,7 @@ impl Queue {
         wake_in: Duration,
     ) -> Result<bool, QueueError> {
         let park = Park { wake_in, ..Park::default() };
-        Ok(self.park_job(job, waiting, park).await? == Parked::Parked)
+        Ok(self.park_job(job, waiting, park, 0).await?.0 == Parked::Parked)
     }
 
     /// Parks a delivery in its endpoint's lane until the endpoint can take it (see [`Park`]):
@@ -73,7 +73,9 @@ impl Queue {
     /// takes the place of `job` on the worker's list, kept as a [`StoredDelivery`] (its event
     /// once in `{p}:bodies`). A lane that holds `park.lane_max` already takes nothing
     /// ([`Parked::LaneFull`], counted in [`KeySpace::lane_full`]: the caller dead-letters the
-    /// delivery), except at its front.
+    /// delivery), except at its front. Once parked, up to `take` next jobs are taken onto the
+    /// processing list in the same step for the slot the delivery frees, as
+    /// [`Queue::ack_delivered_many`] takes them.
     ///
     /// [`StoredDelivery`]: crate::job::StoredDelivery
     /// [`KeySpace::lane_full`]: crate::keys::KeySpace::lane_full
@@ -82,7 +84,8 @@ impl Queue {
         job: &Claim,
         waiting: &DeliveryJob,
         park: Park<'_>,
-    ) -> Result<Parked, QueueError> {
+        take: usize,
+    ) -> Result<(Parked, Fetched), QueueError> {
         let endpoint = waiting.endpoint_id.as_str();
         let stored = waiting.stored();
         let mut conn = self.conn.clone();
@@ -100,13 +103,22 @@ impl Queue {
             .key(self.keys.bodies())
             .key(self.keys.body_refs())
             .arg(&stored.body_id)
-            .arg(&stored.body);
-        let done: i64 = inv.invoke_async(&mut conn).await?;
-        Ok(match done {
+            .arg(&stored.body)
+            .arg(take)
+            .arg(MAX_JOB_BYTES);
+        if take > 0 {
+            inv.key(self.keys.ready()).key(self.keys.retry()).key(self.keys.flows());
+            if self.home {
+                inv.key(self.keys.endpoints_rev());
+            }
+        }
+        let (done, taken): (i64, Vec<redis::Value>) = inv.invoke_async(&mut conn).await?;
+        let parked = match done {
             1 => Parked::Parked,
             2 => Parked::LaneFull,
             _ => Parked::LeaseLost,
-        })
+        };
+        Ok((parked, Fetched::from_take(taken, job.shared_list())))
     }
 
     /// Releases up to `n` deliveries from an endpoint's lane to the front of the ready list; a

@@ -17,16 +17,21 @@
 -- ARGV[9] (NOTIFY_LANE_MAX; 0: none): a lane that already holds this many takes nothing more at
 -- its back: 2, nothing changed but the endpoint's count in KEYS[5] (a hash endpoint id -> count),
 -- and the worker dead-letters the delivery as "endpoint lane full".
+-- When parked, up to ARGV[12] next jobs are taken onto the processing list in the same step for
+-- the slot the delivery frees (`take` in the prelude, as `fetch.lua` takes them; ARGV[13] the
+-- longest job to return): KEYS[8] ready list, KEYS[9] retry list, KEYS[10] flows ring,
+-- KEYS[11] endpoints' revision (shard 0 only).
+-- Returns {0, 1 or 2 as above, what `take` answered ({-1}: nothing asked or taken)}.
 local max = tonumber(ARGV[9] or '0') or 0
 if max > 0 and ARGV[4] ~= '1' and redis.call('LLEN', KEYS[2]) >= max then
   if not redis.call('LPOS', KEYS[1], ARGV[1]) then
-    return 0
+    return {0, {-1}}
   end
   redis.call('HINCRBY', KEYS[5], ARGV[2], 1)
-  return 2
+  return {2, {-1}}
 end
 if not claimed(KEYS[1], ARGV[1]) then
-  return 0
+  return {0, {-1}}
 end
 local job = ARGV[1]
 if ARGV[8] and ARGV[8] ~= '' then
@@ -46,4 +51,9 @@ redis.call('ZADD', KEYS[3], 'LT', wake, ARGV[2])
 if ARGV[5] and ARGV[5] ~= '' then
   push_history(KEYS[4], ARGV[5], ARGV[6], ARGV[7])
 end
-return 1
+local taken = {-1}
+local want = tonumber(ARGV[12] or '0')
+if want > 0 then
+  taken = take(KEYS[8], KEYS[1], KEYS[9], KEYS[11], want, tonumber(ARGV[13]), KEYS[10])
+end
+return {1, taken}
