@@ -288,8 +288,21 @@ for _, kl in ipairs(lane_order) do
   -- An earlier look already set stays (LT), as park.lua keeps it.
   redis.call('ZADD', KEYS[k_lanes], 'LT', lane.wake, lane.endpoint)
 end
+-- Every body in one HSET: a body id names its JSON's hash, so writing a body already held
+-- writes the same bytes (what HSETNX, one command a body, would have kept). Its count of
+-- references goes up by the deliveries parked with it, one HINCRBY a body.
+local held = {}
 for _, body_id in ipairs(body_order) do
-  redis.call('HSETNX', KEYS[k_bodies], body_id, bodies[body_id].body)
+  held[#held + 1] = body_id
+  held[#held + 1] = bodies[body_id].body
+end
+local h = 1
+while h <= #held do
+  local k = math.min(h + 999, #held)
+  redis.call('HSET', KEYS[k_bodies], unpack(held, h, k))
+  h = k + 1
+end
+for _, body_id in ipairs(body_order) do
   redis.call('HINCRBY', KEYS[k_refs], body_id, bodies[body_id].n)
 end
 
