@@ -196,6 +196,19 @@ async fn layout_lower_moves_the_flows_to_the_ready_list_and_raise_turns_fair_sha
     let flows: Vec<String> = conn.keys(format!("{{{PREFIX}}}:flow*")).await.expect("keys");
     assert!(flows.is_empty(), "no flow left: {flows:?}");
     assert_eq!(stack.stats().await.ready, 7);
+
+    // A version this release does not set (a later release's, or edited by hand) is left alone,
+    // and the CLI says so with exit 1.
+    let _: () = conn.hset(format!("{{{PREFIX}}}:layout"), "version", "two").await.expect("hset");
+    let out = std::process::Command::new(entraguard_testkit::bin_path("entraguard-notify"))
+        .args(["--redis-url", &stack.redis.url(), "layout", "raise"])
+        .output()
+        .expect("cli runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("\"two\"") && stderr.contains("left alone"), "{stderr}");
+    let v: String = conn.hget(format!("{{{PREFIX}}}:layout"), "version").await.expect("hget");
+    assert_eq!(v, "two");
 }
 
 /// Idle workers blocked on the ready list (`BLMOVE`) all wake to work that waits in flows, with
@@ -252,4 +265,40 @@ async fn idle_workers_all_wake_to_work_waiting_in_flows() {
     for w in workers {
         w.stop().await;
     }
+}
+
+/// Corrupt records written by hand: a name in the ring whose key is not a list, and one whose
+/// list is gone. Taking drops both names (Redis's log says so for the first) and goes on with
+/// the other flows; the stray string is left alone; nothing is lost and no take fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_flow_name_in_the_ring_is_dropped_and_the_other_flows_go_on() {
+    use redis::AsyncCommands;
+    let stack = Stack::start().await;
+    set(&stack, FairShare::On).await;
+    let keys = stack.queue.keys().clone();
+    let mut conn = stack.queue.connection();
+    let stray = format!("{{{PREFIX}}}:flow:t:not-a-list");
+    let gone = format!("{{{PREFIX}}}:flow:t:gone");
+    let _: () = conn.set(&stray, "written by hand").await.expect("set");
+    let _: () = conn.rpush(keys.flows(), &[&stray, &gone]).await.expect("ring");
+    for i in 0..3 {
+        stack.producer.publish(&low_finding("tenant-a", &format!("A{i}"))).await.expect("published");
+    }
+    let worker = WorkerId::generate();
+    stack.queue.heartbeat(&worker, Duration::from_secs(30)).await.expect("lease");
+    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_millis(100)).await.expect("fetcher");
+    let mut order = Vec::new();
+    loop {
+        let batch = fetcher.try_fetch_many(2).await.expect("a take never fails on a corrupt ring").jobs;
+        if batch.is_empty() {
+            break;
+        }
+        order.extend(taken(&batch));
+        std::mem::forget(batch);
+    }
+    assert_eq!(order, ["tenant-a/A0", "tenant-a/A1", "tenant-a/A2"]);
+    let ring: Vec<String> = conn.lrange(keys.flows(), 0, -1).await.expect("ring");
+    assert!(ring.is_empty(), "both names dropped: {ring:?}");
+    let left: String = conn.get(&stray).await.expect("get");
+    assert_eq!(left, "written by hand", "not ours to delete");
 }

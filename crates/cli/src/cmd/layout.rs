@@ -65,7 +65,7 @@ pub async fn run(global: &Global, command: Option<Command>) -> Result<(), Failur
     }
     if let Some(newer) = done.iter().find(|d| !d.set) {
         return Err(anyhow::anyhow!(
-            "shard {} records layout version {}, a later release's: left alone (run that release's `entraguard-notify layout`)",
+            "shard {} records layout version {:?}, which this release does not change (a later release's, or no version number): left alone; a later release's `entraguard-notify layout` changes its own, and a field edited by hand is set back with HSET <shard>:layout version 1",
             newer.shard,
             newer.was.as_deref().unwrap_or("-")
         )
