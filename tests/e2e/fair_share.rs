@@ -10,18 +10,10 @@ use entraguard_core::queue::{FairShare, Shards, WorkerId};
 use entraguard_producer::Event;
 use entraguard_testkit::{HttpReceiver, Reply, wait_until};
 
-use crate::harness::{PREFIX, Stack};
+use crate::harness::{PREFIX, Stack, finding};
 
 fn low_finding(tenant: &str, id: &str) -> Event {
-    Event::from_json(
-        format!(
-            r#"{{"event":"finding.new","tenant_id":"{tenant}","scan_id":"s1","finding":{{"id":"{id}",
-            "title":"Finding {id}","severity":"low","category":"c",
-            "remediation_url":"https://eg.example.com/api/entraguard/findings/{id}"}}}}"#
-        )
-        .as_bytes(),
-    )
-    .expect("valid finding")
+    finding(tenant, id, "low")
 }
 
 fn scan_completed(tenant: &str) -> Event {
@@ -36,9 +28,7 @@ fn scan_completed(tenant: &str) -> Event {
 }
 
 fn critical_finding(tenant: &str, id: &str) -> Event {
-    let json =
-        serde_json::to_string(&low_finding(tenant, id)).expect("json").replace(r#""low""#, r#""critical""#);
-    Event::from_json(json.as_bytes()).expect("valid finding")
+    finding(tenant, id, "critical")
 }
 
 async fn set(stack: &Stack, to: FairShare) {

@@ -30,17 +30,37 @@ fn calls(info: &str, command: &str) -> u64 {
     field("calls") - field("failed_calls")
 }
 
+/// One test's Redis with one webhook endpoint for `finding.new` (its receiver kept running),
+/// the queue's keys and a connection.
+struct OneEndpoint {
+    stack: Stack,
+    receiver: HttpReceiver,
+    ep: entraguard_core::endpoint::Endpoint,
+    keys: entraguard_core::keys::KeySpace,
+    conn: redis::aio::MultiplexedConnection,
+}
+
+async fn one_endpoint() -> OneEndpoint {
+    let stack = Stack::start().await;
+    let receiver = HttpReceiver::start();
+    let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
+    let keys = stack.queue.keys().clone();
+    let conn = stack.redis.connection().await;
+    OneEndpoint { stack, receiver, ep, keys, conn }
+}
+
+/// A fresh delivery of a finding of `tenant` to `ep`.
+fn delivery(ep: &entraguard_core::endpoint::Endpoint, tenant: &str) -> DeliveryJob {
+    DeliveryJob::new(finding_event(tenant), ep.id.clone())
+}
+
 /// At the queue: one acknowledgement (one `EVALSHA`) finishes the job and takes the next ones,
 /// ready before retries, an oversized one counted and not returned, all on the same
 /// processing list; asking for none takes none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledgement_takes_the_next_jobs_in_the_same_step() {
-    let stack = Stack::start().await;
-    let receiver = HttpReceiver::start();
-    let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
-    let job = |tenant: &str| Job::Delivery(DeliveryJob::new(finding_event(tenant), ep.id.clone())).encode();
-    let keys = stack.queue.keys().clone();
-    let mut conn = stack.redis.connection().await;
+    let OneEndpoint { stack, receiver: _receiver, ep, keys, mut conn } = one_endpoint().await;
+    let job = |tenant: &str| Job::Delivery(delivery(&ep, tenant)).encode();
     let (first, second, retried) = (job("first"), job("second"), job("retried"));
     let big = "x".repeat(MAX_JOB_BYTES + 1);
     let _: () = conn.rpush(keys.ready(), &[&first, &second, &big]).await.expect("ready");
@@ -101,12 +121,8 @@ async fn an_acknowledgement_takes_the_next_jobs_in_the_same_step() {
 /// whose lease is lost schedules nothing and takes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_takes_the_next_job_in_the_same_step() {
-    let stack = Stack::start().await;
-    let receiver = HttpReceiver::start();
-    let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
-    let job = |tenant: &str| Job::Delivery(DeliveryJob::new(finding_event(tenant), ep.id.clone())).encode();
-    let keys = stack.queue.keys().clone();
-    let mut conn = stack.redis.connection().await;
+    let OneEndpoint { stack, receiver: _receiver, ep, keys, mut conn } = one_endpoint().await;
+    let job = |tenant: &str| Job::Delivery(delivery(&ep, tenant)).encode();
     let (failed, next, left) = (job("failed"), job("next"), job("left"));
     let _: () = conn.rpush(keys.ready(), &[&failed, &next, &left]).await.expect("ready");
     let worker = WorkerId::generate();
@@ -157,13 +173,8 @@ async fn a_retry_takes_the_next_job_in_the_same_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_park_takes_the_next_job_in_the_same_step() {
     use entraguard_core::queue::{Park, Parked};
-    let stack = Stack::start().await;
-    let receiver = HttpReceiver::start();
-    let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
-    let delivery = |tenant: &str| DeliveryJob::new(finding_event(tenant), ep.id.clone());
-    let (parked, next, left) = (delivery("parked"), delivery("next"), delivery("left"));
-    let keys = stack.queue.keys().clone();
-    let mut conn = stack.redis.connection().await;
+    let OneEndpoint { stack, receiver: _receiver, ep, keys, mut conn } = one_endpoint().await;
+    let (parked, next, left) = (delivery(&ep, "parked"), delivery(&ep, "next"), delivery(&ep, "left"));
     let encoded: Vec<String> =
         [&parked, &next, &left].iter().map(|d| Job::Delivery((*d).clone()).encode()).collect();
     let _: () = conn.rpush(keys.ready(), &encoded).await.expect("ready");
@@ -203,15 +214,9 @@ async fn a_park_takes_the_next_job_in_the_same_step() {
 /// once per job (`looked` in `ack_delivered.lua`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_for_one_endpoint_reads_its_breaker_and_lane_once() {
-    let stack = Stack::start().await;
-    let receiver = HttpReceiver::start();
-    let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
-    let keys = stack.queue.keys().clone();
-    let mut conn = stack.redis.connection().await;
-    let jobs: Vec<String> = ["one", "two", "three"]
-        .iter()
-        .map(|t| Job::Delivery(DeliveryJob::new(finding_event(t), ep.id.clone())).encode())
-        .collect();
+    let OneEndpoint { stack, receiver: _receiver, ep, keys, mut conn } = one_endpoint().await;
+    let jobs: Vec<String> =
+        ["one", "two", "three"].iter().map(|t| Job::Delivery(delivery(&ep, t)).encode()).collect();
     let _: () = conn.rpush(keys.ready(), &jobs).await.expect("ready");
     // A closed breaker that counted two failures, and one delivery waiting in the lane.
     let breaker = keys.breaker(ep.id.as_str());

@@ -253,6 +253,19 @@ impl InProcessWorker {
     }
 }
 
+/// A `finding.new` event of `tenant` for finding `id` at `severity` (scan `s1`).
+pub fn finding(tenant: &str, id: &str, severity: &str) -> Event {
+    Event::from_json(
+        format!(
+            r#"{{"event":"finding.new","tenant_id":"{tenant}","scan_id":"s1","finding":{{"id":"{id}",
+            "title":"Finding {id}","severity":"{severity}","category":"privileged-access",
+            "remediation_url":"https://eg.example.com/api/entraguard/findings/{id}"}}}}"#
+        )
+        .as_bytes(),
+    )
+    .expect("valid finding")
+}
+
 /// [`finding_event`] at severity low: not urgent, so with fair share it waits in its tenant's
 /// flow and its deliveries in their endpoints' flows.
 pub fn low_finding_event(tenant: &str) -> Event {

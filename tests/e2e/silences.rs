@@ -10,21 +10,9 @@ use entraguard_testkit::{HttpReceiver, bin_path, free_port, wait_until};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::harness::Stack;
+use crate::harness::{Stack, finding};
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn finding(tenant: &str, id: &str, severity: &str) -> Event {
-    Event::from_json(
-        format!(
-            r#"{{"event":"finding.new","tenant_id":"{tenant}","scan_id":"s1","finding":{{"id":"{id}",
-            "title":"Finding {id}","severity":"{severity}","category":"privileged-access",
-            "remediation_url":"https://eg.example.com/api/entraguard/findings/{id}"}}}}"#
-        )
-        .as_bytes(),
-    )
-    .expect("valid finding")
-}
 
 fn scan_failed(tenant: &str) -> Event {
     Event::from_json(

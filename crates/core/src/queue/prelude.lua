@@ -135,14 +135,17 @@ local function take(ready, processing, retry, rev_key, max, max_bytes, ring)
     end
   end
   local n = 0
-  while n < max do
-    local job = redis.call('LMOVE', ready, processing, 'LEFT', 'RIGHT')
-    if not job then
-      break
+  local function drain(list)
+    while n < max do
+      local job = redis.call('LMOVE', list, processing, 'LEFT', 'RIGHT')
+      if not job then
+        return
+      end
+      add(job)
+      n = n + 1
     end
-    add(job)
-    n = n + 1
   end
+  drain(ready)
   if n < max then
     local want = max - n
     local got = flow_take(ring, processing, want)
@@ -160,14 +163,7 @@ local function take(ready, processing, retry, rev_key, max, max_bytes, ring)
     -- flows' last wake-up): the next one, if the flows hold work.
     flow_take(ring, ready, 1)
   end
-  while n < max do
-    local job = redis.call('LMOVE', retry, processing, 'LEFT', 'RIGHT')
-    if not job then
-      break
-    end
-    add(job)
-    n = n + 1
-  end
+  drain(retry)
   return out
 end
 
