@@ -31,6 +31,16 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// Prints `rows` as JSON with `--json` (`json`), else as a table under `header`, one row of
+/// `cells` each.
+pub fn rows<T: Serialize>(json: bool, rows: &[T], header: &[&str], cells: impl Fn(&T) -> Vec<String>) {
+    if json {
+        self::json(&rows);
+    } else {
+        table(header, &rows.iter().map(cells).collect::<Vec<_>>());
+    }
+}
+
 /// Cuts `s` to `max` characters, marking the cut.
 pub fn cut(s: &str, max: usize) -> String {
     if s.chars().count() <= max {

@@ -34,13 +34,11 @@ pub async fn run(global: &Global, command: Option<Command>) -> Result<(), Failur
     let to = match command {
         None => {
             let rows = shards.fair_shares().await?;
-            if global.json {
-                output::json(&rows);
-                return Ok(());
-            }
-            let table: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
+            output::rows(
+                global.json,
+                &rows,
+                &["shard", "version", "fair_share", "flows", "waiting_in_flows"],
+                |r| {
                     vec![
                         r.shard.clone(),
                         r.version.clone().unwrap_or_else(|| "-".into()),
@@ -48,21 +46,15 @@ pub async fn run(global: &Global, command: Option<Command>) -> Result<(), Failur
                         r.flows.to_string(),
                         r.waiting_in_flows.to_string(),
                     ]
-                })
-                .collect();
-            output::table(&["shard", "version", "fair_share", "flows", "waiting_in_flows"], &table);
+                },
+            );
             return Ok(());
         }
         Some(Command::Raise) => FairShare::On,
         Some(Command::Lower) => FairShare::Off,
     };
     let done = shards.relayout(to).await?;
-    if global.json {
-        output::json(&done);
-    } else {
-        let table: Vec<Vec<String>> = done.iter().map(row).collect();
-        output::table(&["shard", "was", "now", "moved_to_ready"], &table);
-    }
+    output::rows(global.json, &done, &["shard", "was", "now", "moved_to_ready"], row);
     if let Some(newer) = done.iter().find(|d| !d.set) {
         return Err(anyhow::anyhow!(
             "shard {} records layout version {:?}, which this release does not change (a later release's, or no version number): left alone; a later release's `entraguard-notify layout` changes its own, and a field edited by hand is set back with HSET <shard>:layout version 1",

@@ -35,22 +35,14 @@ pub fn run(global: &Global) -> Result<(), Failure> {
             draining: index >= layout.count(),
         })
         .collect();
-    if global.json {
-        output::json(&rows);
-        return Ok(());
-    }
-    let table: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                if r.draining { format!("{} (draining)", r.index) } else { r.index.to_string() },
-                r.tag.clone(),
-                r.slot.to_string(),
-                r.ready.clone(),
-                r.retry.clone(),
-            ]
-        })
-        .collect();
-    output::table(&["shard", "tag", "slot", "ready list", "retry list"], &table);
+    output::rows(global.json, &rows, &["shard", "tag", "slot", "ready list", "retry list"], |r| {
+        vec![
+            if r.draining { format!("{} (draining)", r.index) } else { r.index.to_string() },
+            r.tag.clone(),
+            r.slot.to_string(),
+            r.ready.clone(),
+            r.retry.clone(),
+        ]
+    });
     Ok(())
 }

@@ -64,13 +64,7 @@ for i = 1, n do
   end
 end
 for _, key in ipairs(order) do
-  local entries = history[key]
-  local i = 1
-  while i <= #entries do
-    local j = math.min(i + 499, #entries)
-    redis.call('LPUSH', key, unpack(entries, i, j))
-    i = j + 1
-  end
+  chunked('LPUSH', key, history[key], 500)
   redis.call('LTRIM', key, 0, tonumber(ARGV[1]) - 1)
   redis.call('PEXPIRE', key, ARGV[2])
 end

@@ -53,14 +53,22 @@ local function fair(layout)
   return (tonumber(redis.call('HGET', layout, 'version') or '1') or 1) >= 2
 end
 
+-- Runs `cmd` on `key` with `values` in chunks of at most `step` (Lua's stack caps how many
+-- values one call may take; keep `step` even for field-value pairs). Answers the last reply
+-- (nil for no values).
+local function chunked(cmd, key, values, step)
+  local reply, i = nil, 1
+  while i <= #values do
+    local j = math.min(i + step - 1, #values)
+    reply = redis.call(cmd, key, unpack(values, i, j))
+    i = j + 1
+  end
+  return reply
+end
+
 -- Appends `jobs` to flow `flow` (FIFO), naming it in the ring when it was empty.
 local function flow_push(ring, flow, jobs)
-  local i, n = 1, 0
-  while i <= #jobs do
-    local k = math.min(i + 499, #jobs)
-    n = redis.call('RPUSH', flow, unpack(jobs, i, k))
-    i = k + 1
-  end
+  local n = chunked('RPUSH', flow, jobs, 500) or 0
   if n == #jobs and n > 0 then
     redis.call('RPUSH', ring, flow)
   end

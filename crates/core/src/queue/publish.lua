@@ -35,13 +35,7 @@ for i = 2, #ARGV, 4 do
     end
   end
 end
-local i = 1
-while i <= #fresh do
-  -- unpack in bounded chunks: Lua's stack caps how many values one call may take
-  local j = math.min(i + 499, #fresh)
-  redis.call('RPUSH', KEYS[1], unpack(fresh, i, j))
-  i = j + 1
-end
+chunked('RPUSH', KEYS[1], fresh, 500)
 for _, flow in ipairs(flow_order) do
   flow_push(KEYS[4], flow, flows[flow])
 end

@@ -19,12 +19,7 @@ if to == '1' then
     local t = redis.call('TYPE', flow)['ok']
     if t == 'list' then
       local jobs = redis.call('LRANGE', flow, 0, -1)
-      local i = 1
-      while i <= #jobs do
-        local k = math.min(i + 499, #jobs)
-        redis.call('RPUSH', KEYS[2], unpack(jobs, i, k))
-        i = k + 1
-      end
+      chunked('RPUSH', KEYS[2], jobs, 500)
       moved = moved + #jobs
       redis.call('DEL', flow)
     end

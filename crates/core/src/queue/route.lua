@@ -279,12 +279,7 @@ end
 -- The parked deliveries, at the back of their lanes, and their bodies, held once each.
 for _, kl in ipairs(lane_order) do
   local lane = lanes[kl]
-  local i = 1
-  while i <= #lane.jobs do
-    local k = math.min(i + 499, #lane.jobs)
-    redis.call('RPUSH', KEYS[kl], unpack(lane.jobs, i, k))
-    i = k + 1
-  end
+  chunked('RPUSH', KEYS[kl], lane.jobs, 500)
   -- An earlier look already set stays (LT), as park.lua keeps it.
   redis.call('ZADD', KEYS[k_lanes], 'LT', lane.wake, lane.endpoint)
 end
@@ -296,12 +291,7 @@ for _, body_id in ipairs(body_order) do
   held[#held + 1] = body_id
   held[#held + 1] = bodies[body_id].body
 end
-local h = 1
-while h <= #held do
-  local k = math.min(h + 999, #held)
-  redis.call('HSET', KEYS[k_bodies], unpack(held, h, k))
-  h = k + 1
-end
+chunked('HSET', KEYS[k_bodies], held, 1000)
 for _, body_id in ipairs(body_order) do
   redis.call('HINCRBY', KEYS[k_refs], body_id, bodies[body_id].n)
 end
@@ -313,12 +303,7 @@ for dk, members in pairs(recorded) do
     args[#args + 1] = now
     args[#args + 1] = m
   end
-  local i = 1
-  while i <= #args do
-    local j = math.min(i + 499, #args)
-    redis.call('ZADD', KEYS[dk], unpack(args, i, j))
-    i = j + 1
-  end
+  chunked('ZADD', KEYS[dk], args, 500)
   redis.call('ZREMRANGEBYSCORE', KEYS[dk], '-inf', now - window_of[dk])
   redis.call('PEXPIRE', KEYS[dk], window_of[dk])
 end
@@ -335,12 +320,7 @@ while j >= 1 do
   redis.call('LPUSH', KEYS[2], unpack(chunk))
   j = i - 1
 end
-local i = 1
-while i <= #tail do
-  local k = math.min(i + 499, #tail)
-  redis.call('RPUSH', KEYS[2], unpack(tail, i, k))
-  i = k + 1
-end
+chunked('RPUSH', KEYS[2], tail, 500)
 
 for _, endpoint in ipairs(flow_order) do
   flow_push(KEYS[k_ring], flow_prefix .. endpoint, flows[endpoint])
