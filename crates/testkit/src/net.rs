@@ -14,19 +14,9 @@ use tokio::sync::oneshot;
 ///
 /// Another process may take it before you bind it; prefer handing a listener on port 0 to the
 /// code under test when it accepts one.
-///
-/// Never the same port twice in one process: two tests may otherwise be handed one port
-/// between one's pick and its bind, and with `SO_REUSEPORT` ([`bind_localhost`]) both binds
-/// succeed and the two listeners share the port's connections (`./dev stress`: a stopped
-/// server's port still accepted, 1 run in 20).
 pub fn free_port() -> u16 {
-    loop {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
-        let port = listener.local_addr().expect("local address of a bound listener").port();
-        if lock(&PICKED).insert(port) {
-            return port;
-        }
-    }
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
+    listener.local_addr().expect("local address of a bound listener").port()
 }
 
 /// Binds 127.0.0.1:`port` (0 for any) and listens. `SO_REUSEADDR` lets a receiver come back on
@@ -60,9 +50,6 @@ pub(crate) fn bind_localhost(port: u16, what: &str) -> TcpListener {
         }
     }
 }
-
-/// Every port [`free_port`] handed out in this process.
-static PICKED: Mutex<std::collections::BTreeSet<u16>> = Mutex::new(std::collections::BTreeSet::new());
 
 fn reusable_socket() -> std::io::Result<Socket> {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
