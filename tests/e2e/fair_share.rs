@@ -51,6 +51,23 @@ fn taken(jobs: &[entraguard_core::queue::Claimed]) -> Vec<String> {
         .collect()
 }
 
+/// Everything a fresh worker takes, `batch` jobs a fetch, until nothing is left: what
+/// [`taken`] says of each. The jobs stay on its processing list (this only reads the order).
+async fn take_all(stack: &Stack, batch: usize) -> Vec<String> {
+    let worker = WorkerId::generate();
+    stack.queue.heartbeat(&worker, Duration::from_secs(30)).await.expect("lease");
+    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_millis(100)).await.expect("fetcher");
+    let mut order = Vec::new();
+    loop {
+        let jobs = fetcher.try_fetch_many(batch).await.expect("a take never fails").jobs;
+        if jobs.is_empty() {
+            return order;
+        }
+        order.extend(taken(&jobs));
+        std::mem::forget(jobs);
+    }
+}
+
 /// The queue alone, on a real Redis: tenant A's 40 events, then B's one, then A's critical
 /// one. Version 1 takes them in publish order (B's last, behind A's flood: the fault); version
 /// 2 takes the critical one first, then A's first (it went to the ready list to wake a worker),
@@ -68,18 +85,7 @@ async fn a_tenants_event_is_taken_in_turn_not_behind_another_tenants_flood() {
         assert_eq!(s.flows, if fair == FairShare::On { 2 } else { 0 }, "{fair:?}: {s:?}");
         stack.producer.publish(&critical_finding("tenant-a", "CRIT")).await.expect("published");
 
-        let worker = WorkerId::generate();
-        stack.queue.heartbeat(&worker, Duration::from_secs(30)).await.expect("lease");
-        let mut fetcher = stack.queue.fetcher(&worker, Duration::from_millis(100)).await.expect("fetcher");
-        let mut order = Vec::new();
-        loop {
-            let batch = fetcher.try_fetch_many(1).await.expect("fetch").jobs;
-            if batch.is_empty() {
-                break;
-            }
-            order.extend(taken(&batch));
-            std::mem::forget(batch); // left on the processing list: this test only reads the order
-        }
+        let order = take_all(&stack, 1).await;
         assert_eq!(order.len(), 42, "{fair:?}: {order:?}");
         assert_eq!(order[0], "tenant-a/CRIT", "{fair:?}: urgent first: {order:?}");
         let b = order.iter().position(|o| o == "tenant-b/scan.completed").expect("B taken");
@@ -274,21 +280,57 @@ async fn a_corrupt_flow_name_in_the_ring_is_dropped_and_the_other_flows_go_on() 
     for i in 0..3 {
         stack.producer.publish(&low_finding("tenant-a", &format!("A{i}"))).await.expect("published");
     }
-    let worker = WorkerId::generate();
-    stack.queue.heartbeat(&worker, Duration::from_secs(30)).await.expect("lease");
-    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_millis(100)).await.expect("fetcher");
-    let mut order = Vec::new();
-    loop {
-        let batch = fetcher.try_fetch_many(2).await.expect("a take never fails on a corrupt ring").jobs;
-        if batch.is_empty() {
-            break;
-        }
-        order.extend(taken(&batch));
-        std::mem::forget(batch);
-    }
+    let order = take_all(&stack, 2).await;
     assert_eq!(order, ["tenant-a/A0", "tenant-a/A1", "tenant-a/A2"]);
     let ring: Vec<String> = conn.lrange(keys.flows(), 0, -1).await.expect("ring");
     assert!(ring.is_empty(), "both names dropped: {ring:?}");
     let left: String = conn.get(&stray).await.expect("get");
     assert_eq!(left, "written by hand", "not ours to delete");
+}
+
+/// Transitions with work waiting in flows: 300 findings of three tenants for a 10 ms endpoint;
+/// the worker serving them is SIGKILLed mid-backlog (its taken jobs go back through its lease),
+/// a second one takes over, and an operator runs `layout lower` while it serves (the flows'
+/// jobs move to the ready list under its feet). Every finding arrives; nothing is stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_and_a_layout_lowered_mid_backlog_lose_nothing_in_flows() {
+    const N: usize = 300;
+    let stack = Stack::start().await;
+    set(&stack, FairShare::On).await;
+    let rx = HttpReceiver::with_default(Reply::status(200).delay(Duration::from_millis(10)));
+    stack.add_endpoint("webhook", &rx.url(), &["finding.new"], None).await;
+    let flood: Vec<Event> =
+        (0..N).map(|i| low_finding(&format!("tenant-{}", i % 3), &format!("F{i}"))).collect();
+    stack.producer.publish_batch(&flood).await.expect("published");
+    assert!(stack.stats().await.flows >= 3, "the tenants' events wait in flows");
+
+    let mut first = stack.spawn_worker_process(&["--concurrency", "4", "--lease", "1s"]);
+    wait_until(Duration::from_secs(60), "the first worker delivering", || async {
+        rx.requests().len() >= 30
+    })
+    .await;
+    first.kill().await.expect("SIGKILL");
+    let second = stack.spawn_worker(&["--concurrency", "4", "--lease", "1s"]);
+    wait_until(Duration::from_secs(60), "the second worker delivering", || async {
+        rx.requests().len() >= 100
+    })
+    .await;
+    let lowered = Shards::single(stack.queue.clone()).relayout(FairShare::Off).await.expect("lower");
+    assert!(lowered[0].set, "{lowered:?}");
+
+    let want: std::collections::HashSet<String> = flood.iter().map(|e| e.id.to_string()).collect();
+    wait_until(Duration::from_secs(120), "every finding delivered", || async {
+        let got: std::collections::HashSet<String> =
+            rx.requests().iter().filter_map(|r| r.json()["id"].as_str().map(str::to_owned)).collect();
+        want.is_subset(&got)
+    })
+    .await;
+    stack.wait_drained(Duration::from_secs(60)).await;
+    let s = stack.stats().await;
+    assert_eq!((s.flows, s.dead), (0, 0), "{s:?}");
+    eprintln!(
+        "{} requests for {N} findings (duplicates: the killed worker's in flight)",
+        rx.requests().len()
+    );
+    second.stop().await;
 }

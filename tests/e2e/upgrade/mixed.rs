@@ -199,17 +199,15 @@ async fn the_previous_release_beside_todays_worker_loses_nothing() {
             serde_json::to_string(&finding_event(&tenant)).expect("json").replace(r#""high""#, r#""low""#);
         entraguard_producer::Event::from_json(json.as_bytes()).expect("a low finding")
     };
-    let mut fair_ids = Vec::new();
-    for i in 0..20 {
-        fair_ids.push(
-            stack
-                .producer
-                .publish(&low(format!("tenant-fair-{}", i % 3)))
-                .await
-                .expect("publish")
-                .to_string(),
-        );
-    }
+    let publish_low = async |prefix: &str| {
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            let id = stack.producer.publish(&low(format!("{prefix}-{}", i % 3))).await.expect("publish");
+            ids.push(id.to_string());
+        }
+        ids
+    };
+    let fair_ids = publish_low("tenant-fair").await;
     wait_until(Duration::from_secs(60), "today's workers deliver the flows' 20 events", || async {
         let got = per_event(&fast.requests());
         fair_ids.iter().all(|id| got.contains_key(id))
@@ -227,17 +225,7 @@ async fn the_previous_release_beside_todays_worker_loses_nothing() {
             tokio::time::timeout(Duration::from_secs(30), w.wait()).await.expect("exits").expect("status");
         assert!(status.success(), "today's worker stopped cleanly: {status}");
     }
-    let mut waiting = Vec::new();
-    for i in 0..20 {
-        waiting.push(
-            stack
-                .producer
-                .publish(&low(format!("tenant-wait-{}", i % 3)))
-                .await
-                .expect("publish")
-                .to_string(),
-        );
-    }
+    let waiting = publish_low("tenant-wait").await;
     assert_eq!(stack.stats().await.flows, 3, "the waiting events are in three tenants' flows");
     let shown = layout(&url, &[]);
     let in_flows = shown[0]["waiting_in_flows"].as_u64().expect("a count");
