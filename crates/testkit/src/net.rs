@@ -92,6 +92,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct ServerThread {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// A second handle on the listening socket, to shut it down at [`ServerThread::stop`].
+    listening: Option<Socket>,
 }
 
 impl ServerThread {
@@ -103,6 +105,7 @@ impl ServerThread {
         Fut: Future<Output = ()> + 'static,
     {
         listener.set_nonblocking(true).expect("set the listener non-blocking");
+        let listening = Socket::from(listener.try_clone().expect("a second handle on the listener"));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
@@ -124,11 +127,22 @@ impl ServerThread {
                 drop(runtime);
             })
             .expect("spawn a receiver thread");
-        Self { stop: Some(stop_tx), thread: Some(thread) }
+        Self { stop: Some(stop_tx), thread: Some(thread), listening: Some(listening) }
     }
 
     /// Stops serving and waits until the listener and all connections are closed.
+    ///
+    /// The listening socket is shut down before it is closed. Closing our descriptors is not
+    /// enough: a process another test spawns at that moment holds a copy of every descriptor
+    /// between its fork and its exec (close-on-exec closes them only at the exec), and beside a
+    /// CPU hog that window lasts long enough for a connect to this port to be accepted by the
+    /// copy (`RUST_TEST_THREADS=6` beside `stress-ng`: 5 runs in 20 of this module's test).
+    /// `shutdown` stops the socket itself listening, whoever holds it.
     pub(crate) fn stop(&mut self) {
+        if let Some(listening) = self.listening.take() {
+            // Linux answers ENOTCONN while it stops the listening socket; nothing to report.
+            let _ = listening.shutdown(std::net::Shutdown::Both);
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
