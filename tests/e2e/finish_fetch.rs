@@ -308,6 +308,76 @@ async fn lost_answer(third: u16) {
     worker.kill().await.expect("stop");
 }
 
+/// A slot's next job runs beside the previous delivery's acknowledgement
+/// (crates/worker/src/slot.rs): a one-slot worker, its fourth delivery answered late, Redis
+/// paused once the third's acknowledgement has taken the fifth job. The fourth's
+/// acknowledgement then waits in the paused Redis, and the fifth, at hand, is delivered anyway
+/// (before, the slot waited for the acknowledgement: no fifth request until Redis came back).
+/// Only one: the fifth's acknowledgement waits behind the fourth's, so no sixth comes. Every
+/// event arrives once, after Redis resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_delivers_its_next_job_while_the_last_acknowledgement_waits() {
+    const N: usize = 8;
+    let OneEndpoint { stack, receiver, ep, keys, conn } = one_endpoint().await;
+    let slow = Duration::from_secs(2);
+    receiver.push_replies([
+        Reply::status(200),
+        Reply::status(200),
+        Reply::status(200),
+        Reply::status(200).delay(slow),
+    ]);
+    // Deliveries straight onto ready: fan-out steps between them would need Redis too.
+    let evs: Vec<_> = (0..N).map(|i| finding_event(&format!("beside-{i}"))).collect();
+    let jobs: Vec<String> =
+        evs.iter().map(|e| Job::Delivery(DeliveryJob::new(e.clone(), ep.id.clone())).encode()).collect();
+    let _: () = conn.clone().rpush(keys.ready(), &jobs).await.expect("ready");
+    // The breaker's word on the endpoint (closed) is cached for its probe interval: long, so
+    // the fifth's admission needs no Redis either.
+    let mut worker = stack.spawn_worker_process(&[
+        "--concurrency",
+        "1",
+        "--redis-timeout",
+        "60s",
+        "--lease",
+        "60s",
+        "--breaker-probe",
+        "60s",
+    ]);
+    receiver.wait_for_requests(4, Duration::from_secs(60)).await;
+    // The fourth is being answered (2 s); the third's acknowledgement (its history entry) is in.
+    wait_until(Duration::from_secs(30), "the third delivery acknowledged", || {
+        let mut conn = conn.clone();
+        let history = keys.history(ep.id.as_str());
+        async move { conn.llen::<_, usize>(history).await.expect("llen") >= 3 }
+    })
+    .await;
+    assert_eq!(receiver.requests().len(), 4, "the fourth's answer is still on its way");
+    stack.redis.pause();
+    // Polled, not `wait_for_requests` (it panics at its deadline, with Redis still paused).
+    let fifth = tokio::time::timeout(Duration::from_secs(20), async {
+        while receiver.requests().len() < 5 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let seen = receiver.requests().len();
+    // The window in which a sixth would come if the slot did not wait.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = receiver.requests().len();
+    stack.redis.resume();
+    assert!(fifth.is_ok(), "the fifth delivery, at hand, went out while Redis was paused (saw {seen})");
+    assert_eq!(after, 5, "one delivery beside a waiting acknowledgement, not more");
+
+    let want: HashSet<String> = evs.iter().map(|e| e.id.to_string()).collect();
+    let got = receiver.wait_for_requests(N, Duration::from_secs(60)).await;
+    let ids: HashSet<String> =
+        got.iter().map(|r| r.json()["id"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(ids, want, "every event arrived");
+    stack.wait_drained(Duration::from_secs(60)).await;
+    assert_eq!(receiver.requests().len(), N, "each once");
+    worker.kill().await.expect("stop");
+}
+
 /// A worker killed between its acknowledgement's step and reading its answer: the jobs that
 /// step took sit on the dead worker's processing list. When its lease runs out, a live worker
 /// hands them back and delivers them; no processing list is left behind.

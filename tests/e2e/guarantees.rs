@@ -73,9 +73,12 @@ async fn sigkill_under_load_delivers_every_pair_and_duplicates_only_in_flight_on
     println!(
         "figure: sigkill_under_load duplicates={duplicates} (events={EVENTS}, endpoints=3, killed worker concurrency={CONCURRENCY})"
     );
+    // Each slot of the killed worker had at most one request in flight and one delivered job
+    // whose acknowledgement was on its way (a slot sends its next delivery beside the last
+    // one's acknowledgement: crates/worker/src/slot.rs).
     assert!(
-        duplicates <= CONCURRENCY,
-        "{duplicates} duplicates, but at most {CONCURRENCY} deliveries were in flight at the kill"
+        duplicates <= 2 * CONCURRENCY,
+        "{duplicates} duplicates, but at most {CONCURRENCY} requests were in flight at the kill and {CONCURRENCY} acknowledgements on their way"
     );
     assert_eq!(stack.stats().await.dead, 0);
     b.kill().await.expect("stop b");

@@ -3,10 +3,12 @@
 //! (`ack_delivered.lua`). Under load that is one round trip, one script run and one AOF write
 //! for many deliveries; with one delivery at a time it is exactly the single acknowledgement.
 //!
-//! The same call takes the next jobs, one per delivery it finishes (while the worker is not
-//! shutting down): each finishing task runs its next job with the concurrency permit it holds,
-//! so a busy worker's delivery costs one round trip, not an acknowledgement and a fetch. The
-//! jobs are started in [`Running`] before any task sees them, under [`Running::taking`].
+//! The same call takes the next jobs, as many as each delivery's slot wants (one, or two for a
+//! slot with none ahead: [`crate::slot`]), while the worker is not shutting down: each slot
+//! runs them with the concurrency permit it holds, so a busy worker's delivery costs one round
+//! trip, not an acknowledgement and a fetch, and that round trip runs beside the slot's next
+//! delivery. The jobs are started in [`Running`] before any task sees them, under
+//! [`Running::taking`].
 //!
 //! Nothing is decided here: each delivery still awaits its own answer and, when a batch fails
 //! (Redis unreachable), retries its own acknowledgement the usual way ([`crate::persist`]).
@@ -28,6 +30,8 @@ struct Item {
     job: Claim,
     endpoint: EndpointId,
     entry: String,
+    /// Jobs to take for the delivery's slot (see [`crate::slot`]).
+    want: usize,
 }
 
 /// One delivery's answer: its acknowledgement and what was taken for its slot.
@@ -57,7 +61,7 @@ impl Acker {
         tokio::spawn(batch::run(rx, MAX_BATCH, missing, async move |items: &[Item]| {
             let jobs: Vec<(&Claim, &EndpointId, &str)> =
                 items.iter().map(|i| (&i.job, &i.endpoint, i.entry.as_str())).collect();
-            let take = if running.is_open() { items.len() } else { 0 };
+            let take = if running.is_open() { items.iter().map(|i| i.want).sum() } else { 0 };
             let _taking = running.taking().await;
             let (acked, fetched) = match queue.ack_delivered_many(&jobs, take).await {
                 Ok(v) => v,
@@ -66,21 +70,22 @@ impl Acker {
                     return Err(e);
                 }
             };
-            let taken = batch::distribute(fetched, acked.len(), &running);
+            let taken = batch::distribute(fetched, items.iter().map(|i| i.want), &running);
             Ok(acked.into_iter().zip(taken).map(|(acked, taken)| AckAnswer { acked, taken }).collect())
         }));
         Self { tx }
     }
 
     /// Acknowledges one delivered job (see [`Queue::ack_delivered`]) in the next batch, and
-    /// takes the next job for its slot.
+    /// takes the next `want` jobs for its slot.
     pub(crate) async fn ack(
         &self,
         job: &Claim,
         endpoint: &EndpointId,
         entry: &str,
+        want: usize,
     ) -> Result<AckAnswer, QueueError> {
-        let item = Item { job: job.clone(), endpoint: endpoint.clone(), entry: entry.to_owned() };
+        let item = Item { job: job.clone(), endpoint: endpoint.clone(), entry: entry.to_owned(), want };
         batch::submit(&self.tx, item, "acknowledgement batcher stopped").await
     }
 }

@@ -24,18 +24,19 @@ use crate::gate::{Admission, DISABLED_LOOK, Gate, LANE_SAFETY_LOOK};
 use crate::outcome::Outcome;
 use crate::persist::{persist, record};
 use crate::retry::{Next, decide};
+use crate::slot::Slot;
 use crate::trace::AttemptOutcome;
 
 /// Runs one delivery to its end; the next job, when its acknowledgement took one for the slot
 /// this delivery frees (see [`crate::acker`]). With traces on, within its attempt's span.
-pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Option<Taken> {
+pub(crate) async fn deliver(ctx: &Ctx, claimed: Claimed, job: DeliveryJob, slot: Slot) -> Option<Taken> {
     match crate::trace::attempt_span(&job) {
-        None => deliver_untraced(ctx, claimed, job).await,
-        Some(span) => tracing::Instrument::instrument(deliver_untraced(ctx, claimed, job), span).await,
+        None => deliver_untraced(ctx, claimed, job, slot).await,
+        Some(span) => tracing::Instrument::instrument(deliver_untraced(ctx, claimed, job, slot), span).await,
     }
 }
 
-async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Option<Taken> {
+async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob, mut slot: Slot) -> Option<Taken> {
     let endpoint = match read_endpoint(ctx, &job).await {
         EndpointRead::Found(endpoint) => endpoint,
         EndpointRead::Deleted => {
@@ -60,7 +61,7 @@ async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Opti
                 request_headers: Vec::new(),
                 response_body: None,
             };
-            return conclude(ctx, claimed, job, &attempted, "unreadable").await.taken;
+            return conclude(ctx, claimed, job, &attempted, "unreadable", 1).await.taken;
         }
     };
     // An endpoint that cannot take it now (at its cap, paced, or its breaker open): the
@@ -108,7 +109,7 @@ async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Opti
     match &attempted.outcome {
         // The breaker is off: nothing counted, nothing parked.
         Outcome::Retryable { .. } if settings.is_off() => {
-            taken = conclude(ctx, claimed, job, &attempted, channel).await.taken;
+            taken = conclude(ctx, claimed, job, &attempted, channel, 1).await.taken;
         }
         // Every retryable failure is reported to the breaker (it counts them).
         Outcome::Retryable { error, .. } => {
@@ -165,7 +166,7 @@ async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Opti
                 let _ = ticket.finish();
                 return taken;
             }
-            taken = conclude(ctx, claimed, job, &attempted, channel).await.taken;
+            taken = conclude(ctx, claimed, job, &attempted, channel, 1).await.taken;
         }
         Outcome::Delivered { .. } => {
             // The acknowledgement clears a closed breaker's failure count in the same step; an
@@ -173,7 +174,14 @@ async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Opti
             // for the probe: a success that began before the breaker opened says nothing of
             // now, and a healthy endpoint's successful delivery costs no extra command. With the
             // breaker off, a breaker left open from before is closed by hand.
-            let answer = conclude(ctx, claimed, job, &attempted, channel).await;
+            // The receiver has answered: unless this is the probe (its slot is freed before the
+            // closing below), the endpoint's slot is given back and the worker's slot may start
+            // its next job while the acknowledgement is under way (crate::slot).
+            if !probe {
+                own_parked = ticket.free_now();
+                slot.free();
+            }
+            let answer = conclude(ctx, claimed, job, &attempted, channel, slot.want()).await;
             let acked = answer.acked;
             taken = answer.taken;
             lane_waiting = acked == Some(Acked::LaneWaiting);
@@ -186,7 +194,7 @@ async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Opti
             if let Some(report) = report {
                 // The slot is free before the closing releases the lane into it.
                 let facts = ticket.facts(false);
-                own_parked = ticket.free_now();
+                own_parked |= ticket.free_now();
                 let answer = persist("report to breaker", || {
                     ctx.queue.breaker_report_attempt(
                         &endpoint.id,
@@ -212,7 +220,7 @@ async fn deliver_untraced(ctx: &Ctx, claimed: Claimed, job: DeliveryJob) -> Opti
         // A permanent failure says nothing about the endpoint's health (a trial's slot is
         // given back).
         Outcome::Permanent { .. } => {
-            taken = conclude(ctx, claimed, job, &attempted, channel).await.taken;
+            taken = conclude(ctx, claimed, job, &attempted, channel, 1).await.taken;
             if ticket.facts(false).trial {
                 persist("report to breaker", || {
                     ctx.queue.breaker_report_attempt(
@@ -263,7 +271,7 @@ async fn park_or_dead_letter(
         let _taking = ctx.running.taking().await;
         match ctx.queue.park_job(&claimed, &job, park, take).await {
             Ok((parked, fetched)) => {
-                let got = crate::batch::distribute(fetched, 1, &ctx.running).pop();
+                let got = crate::batch::distribute(fetched, [1], &ctx.running).pop();
                 *taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = got;
                 Ok(parked)
             }
@@ -398,6 +406,7 @@ pub(crate) async fn conclude(
     mut job: DeliveryJob,
     attempted: &Attempted,
     channel: &'static str,
+    want: usize,
 ) -> Concluded {
     let outcome = &attempted.outcome;
     let elapsed = attempted.elapsed;
@@ -432,7 +441,7 @@ pub(crate) async fn conclude(
             let entry = history_entry(&claimed, &job, &recorded, AttemptResult::Delivered, attempted);
             let answer = std::sync::Mutex::new(None);
             record(ctx, "ack", || async {
-                let got = ctx.acker.ack(&claimed, &job.endpoint_id, &entry).await?;
+                let got = ctx.acker.ack(&claimed, &job.endpoint_id, &entry, want).await?;
                 let recorded = got.acked != Acked::LeaseLost;
                 *answer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(got);
                 Ok(recorded)
@@ -468,7 +477,7 @@ pub(crate) async fn conclude(
                         return Err(e);
                     }
                 };
-                let got = crate::batch::distribute(fetched, 1, &ctx.running).pop();
+                let got = crate::batch::distribute(fetched, [1], &ctx.running).pop();
                 *taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = got;
                 Ok(done)
             })

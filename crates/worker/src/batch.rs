@@ -12,29 +12,36 @@ use crate::running::Running;
 /// What a finishing step (an acknowledgement, a fan-out) took for the slot its job frees.
 #[derive(Debug, Default)]
 pub(crate) struct Taken {
-    /// The next job to run, already on the processing list and started in [`Running`].
-    pub(crate) job: Option<Claimed>,
+    /// The next jobs to run (one, or two for a slot that had none ahead: see
+    /// [`crate::slot`]), in order, already on the processing list and started in [`Running`].
+    pub(crate) jobs: Vec<Claimed>,
     /// Jobs too long to read, taken too: to dead-letter unread.
     pub(crate) oversized: usize,
     /// The endpoints' revision when they were taken (shard 0 only).
     pub(crate) endpoints_rev: Option<u64>,
 }
 
-/// Shares out what one batch's step took, one job per finished item in order (the first item
-/// also gets the oversized count), each job started in `running` before any task sees it.
-pub(crate) fn distribute(fetched: Fetched, items: usize, running: &Running) -> Vec<Taken> {
+/// Shares out what one batch's step took, in order: each finished item gets the jobs it wanted
+/// (`wants`, one number per item) while there are any (the first item also gets the oversized
+/// count), each job started in `running` before any task sees it.
+pub(crate) fn distribute(
+    fetched: Fetched,
+    wants: impl IntoIterator<Item = usize>,
+    running: &Running,
+) -> Vec<Taken> {
     if !fetched.jobs.is_empty() || fetched.oversized > 0 {
         running.note_taken(false);
     }
     let mut jobs = fetched.jobs.into_iter();
     let mut oversized = fetched.oversized;
-    (0..items)
-        .map(|_| {
-            let job = jobs.next();
-            if let Some(j) = &job {
+    wants
+        .into_iter()
+        .map(|want| {
+            let jobs: Vec<Claimed> = jobs.by_ref().take(want).collect();
+            for j in &jobs {
                 running.start(&j.shared_bytes());
             }
-            Taken { job, oversized: std::mem::take(&mut oversized), endpoints_rev: fetched.endpoints_rev }
+            Taken { jobs, oversized: std::mem::take(&mut oversized), endpoints_rev: fetched.endpoints_rev }
         })
         .collect()
 }

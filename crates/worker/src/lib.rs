@@ -1,7 +1,8 @@
 //! The EntraGuard Notify worker: takes jobs from Redis, fans each event out to its endpoints,
 //! renders and delivers each delivery, and re-schedules or dead-letters what fails.
 //!
-//! The path of one event, top to bottom: [`runner`] (fetch, concurrency, shutdown, dispatch) →
+//! The path of one event, top to bottom: [`runner`] (fetch, concurrency, shutdown, dispatch),
+//! [`slot`] (one slot's jobs, the next one's delivery beside the last one's acknowledgement) →
 //! [`fanout`] (an event becomes deliveries) → [`attempt`] (one delivery: admission through
 //! [`gate`], the attempt through [`delivery`] (render with [`channel`], send with
 //! [`transport`]), the outcome with [`retry`]); [`trace`] makes their spans when traces are on.
@@ -30,6 +31,7 @@ mod router;
 pub mod runner;
 pub mod running;
 pub mod silencing;
+mod slot;
 pub mod trace;
 
 pub use config::WorkerConfig;

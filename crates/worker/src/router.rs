@@ -50,7 +50,7 @@ impl Router {
                     return Err(e);
                 }
             };
-            let taken = batch::distribute(fetched, routed.len(), &running);
+            let taken = batch::distribute(fetched, std::iter::repeat_n(1, routed.len()), &running);
             Ok(routed.into_iter().zip(taken).collect())
         }));
         Self { tx }

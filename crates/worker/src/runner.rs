@@ -10,7 +10,6 @@
 //! the next one is due). A Redis error never ends the worker: every operation is retried with
 //! back-off ([`crate::persist`]).
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +20,9 @@ use entraguard_core::queue::Claimed;
 use entraguard_core::queue::{FanoutParking, Fetched, QueueError, Shards, WorkerId};
 use entraguard_core::shards::{FORWARD_REPLICA_WAIT, LayoutDecision, LayoutRole};
 use entraguard_core::store::EndpointStore;
-use futures_util::FutureExt;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{ConfigError, WorkerConfig};
 use crate::context::Ctx;
@@ -35,6 +33,7 @@ use crate::persist::{Backoff, until_ok};
 use crate::reconcile::Reconciler;
 use crate::running::Running;
 use crate::shutdown::Shutdown;
+use crate::slot::Slot;
 use crate::transport::http::HttpError;
 
 /// Most jobs one non-blocking fetch takes.
@@ -299,7 +298,7 @@ async fn serve(ctx: Arc<Ctx>, permits: Arc<Semaphore>, mut shutdown: Shutdown) {
                 }
                 for (claimed, permit) in jobs.into_iter().zip(held.drain(..)) {
                     ctx.running.start(&claimed.shared_bytes());
-                    tasks.spawn(handle(ctx.clone(), claimed, permit));
+                    tasks.spawn(crate::slot::run(ctx.clone(), claimed, permit));
                 }
             }
             Err(e) if e.is_out_of_memory() => {
@@ -366,7 +365,7 @@ async fn serve(ctx: Arc<Ctx>, permits: Arc<Semaphore>, mut shutdown: Shutdown) {
 /// Before jobs taken with the endpoints' revision `rev` run: they see every endpoint change
 /// written before they were taken (`rev` is `None` from the blocking fetch, and on a shard other
 /// than the endpoints', where it is read now).
-async fn observe_endpoints(ctx: &Ctx, rev: Option<u64>, any_jobs: bool) {
+pub(crate) async fn observe_endpoints(ctx: &Ctx, rev: Option<u64>, any_jobs: bool) {
     let moved = match rev {
         Some(rev) => ctx.endpoints.observe(rev),
         None if !any_jobs => false,
@@ -390,38 +389,10 @@ async fn observe_endpoints(ctx: &Ctx, rev: Option<u64>, any_jobs: bool) {
     }
 }
 
-/// Handles one fetched job, then each next job its acknowledgement took for the same slot
-/// (`permit`); a panic is caught and dead-letters the job instead of leaving it stuck on the
-/// processing list of a live worker (or handed back to run, and panic, again).
-async fn handle(ctx: Arc<Ctx>, claimed: Claimed, permit: OwnedSemaphorePermit) {
-    let mut next = Some(claimed);
-    while let Some(claimed) = next.take() {
-        ::metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
-        let claim = claimed.claim();
-        match AssertUnwindSafe(handle_job(&ctx, claimed)).catch_unwind().await {
-            Ok(Some(taken)) => {
-                observe_endpoints(&ctx, taken.endpoints_rev, taken.job.is_some()).await;
-                for _ in 0..taken.oversized {
-                    crate::poison::oversized(&ctx).await;
-                }
-                next = taken.job;
-            }
-            Ok(None) => {}
-            Err(_) => {
-                error!("job handler panicked; dead-lettering the job");
-                let reason = "the worker panicked while handling this job".to_owned();
-                crate::poison::dead_letter(&ctx, claim.clone().reclaim(), reason).await;
-            }
-        }
-        ctx.running.finish(&claim.shared_bytes());
-        ::metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);
-    }
-    drop(permit);
-}
-
 /// Dispatches one fetched job to its step: a poison job to the dead-letter queue, an event to
-/// fan-out, a delivery to its attempt. The next job, when the step's acknowledgement took one.
-async fn handle_job(ctx: &Ctx, claimed: Claimed) -> Option<crate::batch::Taken> {
+/// fan-out, a delivery to its attempt (told its `slot`). The next jobs, when the step's
+/// acknowledgement took some.
+pub(crate) async fn handle_job(ctx: &Ctx, claimed: Claimed, slot: Slot) -> Option<crate::batch::Taken> {
     match claimed.decode() {
         Err(_) if claimed.bytes().starts_with(DELIVERY_REF_START.as_bytes()) => {
             let reason = "a stored delivery whose event body is gone from the bodies hash (deleted by hand?): nothing to deliver";
@@ -444,7 +415,7 @@ async fn handle_job(ctx: &Ctx, claimed: Claimed) -> Option<crate::batch::Taken> 
                 endpoint_id = %job.endpoint_id,
                 attempt = job.next_attempt()
             );
-            crate::attempt::deliver(ctx, claimed, job).instrument(span).await
+            crate::attempt::deliver(ctx, claimed, job, slot).instrument(span).await
         }
         Ok(Job::DigestDue(job)) => {
             let span = info_span!("digest_due", endpoint_id = %job.digest.endpoint_id, scan_id = %job.digest.scan_id);

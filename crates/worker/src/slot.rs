@@ -1,0 +1,136 @@
+//! One concurrency slot: the jobs it runs one after another, from the one the fetch loop gave
+//! it to the last its finishing steps took for it, and the overlap that makes a delivery cost
+//! one round trip of wall time rather than two.
+//!
+//! A delivered job's acknowledgement (with its history record, and the next jobs taken in the
+//! same script call: [`crate::acker`]) is bookkeeping: the receiver has answered. The slot
+//! therefore starts its next job as soon as a delivery says its receiver part is over
+//! ([`Slot::free`], after the answer, its endpoint slot given back) when a next job is at hand,
+//! and lets that acknowledgement finish beside it. At most one job of a slot is in bookkeeping
+//! while the next one runs, so a worker sends to receivers at most `NOTIFY_CONCURRENCY`
+//! requests at once, as before.
+//!
+//! A next job is at hand because an acknowledgement of a slot that has none ahead and none
+//! coming takes two: the one to run next, and one to run beside the next acknowledgement.
+//! From then on each acknowledgement takes one. A worker so holds at most twice its
+//! concurrency in claimed jobs; they are on its processing list like any other (a killed
+//! worker's go back through its lease; a stopping one hands them back).
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use entraguard_core::queue::Claimed;
+use futures_util::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tracing::error;
+
+use crate::batch::Taken;
+use crate::context::Ctx;
+
+/// What a running job knows of its slot: how many jobs its acknowledgement takes, and how to
+/// say that its receiver part is over.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    freed: Option<oneshot::Sender<()>>,
+    want: usize,
+}
+
+impl Slot {
+    /// Jobs a delivered job's acknowledgement takes for this slot: 2 when the slot has none
+    /// ahead and none coming, else 1.
+    pub(crate) fn want(&self) -> usize {
+        self.want
+    }
+
+    /// The job's receiver part is over (the answer is in, the endpoint's slot given back): the
+    /// slot may start its next job while this one records its outcome.
+    pub(crate) fn free(&mut self) {
+        if let Some(freed) = self.freed.take() {
+            let _ = freed.send(());
+        }
+    }
+}
+
+type Finishing<'a> = Pin<Box<dyn Future<Output = Option<Taken>> + Send + 'a>>;
+
+/// Runs `claimed`, then each job that finishing steps take for the slot, holding `permit`
+/// until none is left.
+pub(crate) async fn run(ctx: Arc<Ctx>, claimed: Claimed, permit: OwnedSemaphorePermit) {
+    let ctx = &*ctx;
+    let mut ahead = VecDeque::from([claimed]);
+    // The previous job, recording its outcome beside the current one.
+    let mut finishing: Option<Finishing<'_>> = None;
+    loop {
+        let Some(claimed) = ahead.pop_front() else {
+            match finishing.take() {
+                Some(previous) => {
+                    let taken = previous.await;
+                    admit(ctx, taken, &mut ahead).await;
+                    continue;
+                }
+                None => break,
+            }
+        };
+        let want = if ahead.is_empty() && finishing.is_none() { 2 } else { 1 };
+        let (freed, mut freed_rx) = oneshot::channel();
+        let mut current: Finishing<'_> = Box::pin(one(ctx, claimed, Slot { freed: Some(freed), want }));
+        let mut told = false;
+        let mut free = false;
+        loop {
+            if free && finishing.is_none() && !ahead.is_empty() {
+                // Its receiver part is over and a next job is at hand: it records its outcome
+                // beside the next one.
+                finishing = Some(current);
+                break;
+            }
+            tokio::select! {
+                taken = &mut current => {
+                    admit(ctx, taken, &mut ahead).await;
+                    break;
+                }
+                said = &mut freed_rx, if !told => {
+                    told = true;
+                    free = said.is_ok();
+                }
+                taken = async { finishing.as_mut().map(|f| f.as_mut()).expect("guarded").await }, if finishing.is_some() => {
+                    finishing = None;
+                    admit(ctx, taken, &mut ahead).await;
+                }
+            }
+        }
+    }
+    drop(permit);
+}
+
+/// Runs one job to its end: the gauge, a panic caught (it dead-letters the job instead of
+/// leaving it stuck on the processing list of a live worker, or handed back to run, and panic,
+/// again), and what its finishing step took for the slot.
+async fn one(ctx: &Ctx, claimed: Claimed, slot: Slot) -> Option<Taken> {
+    ::metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
+    let claim = claimed.claim();
+    let taken = match AssertUnwindSafe(crate::runner::handle_job(ctx, claimed, slot)).catch_unwind().await {
+        Ok(taken) => taken,
+        Err(_) => {
+            error!("job handler panicked; dead-lettering the job");
+            let reason = "the worker panicked while handling this job".to_owned();
+            crate::poison::dead_letter(ctx, claim.clone().reclaim(), reason).await;
+            None
+        }
+    };
+    ctx.running.finish(&claim.shared_bytes());
+    ::metrics::gauge!(crate::metrics::IN_FLIGHT).decrement(1.0);
+    taken
+}
+
+/// Queues what a finishing step took for the slot, once its jobs may see every endpoint change
+/// written before they were taken.
+async fn admit(ctx: &Ctx, taken: Option<Taken>, ahead: &mut VecDeque<Claimed>) {
+    let Some(taken) = taken else { return };
+    crate::runner::observe_endpoints(ctx, taken.endpoints_rev, !taken.jobs.is_empty()).await;
+    for _ in 0..taken.oversized {
+        crate::poison::oversized(ctx).await;
+    }
+    ahead.extend(taken.jobs);
+}
