@@ -81,8 +81,12 @@ pub(crate) async fn run(ctx: Arc<Ctx>, claimed: Claimed, permit: OwnedSemaphoreP
         loop {
             if free && finishing.is_none() && !ahead.is_empty() {
                 // Its receiver part is over and a next job is at hand: it records its outcome
-                // beside the next one.
+                // beside the next one. First a turn for the other tasks: the HTTP client hands
+                // the answered request's connection back to its pool in a task of its own, and
+                // a next request sent before that opens a connection more (measured at c50:
+                // 12 more sockets and 6 MiB more memory).
                 finishing = Some(current);
+                tokio::task::yield_now().await;
                 break;
             }
             tokio::select! {
