@@ -167,6 +167,66 @@ async fn a_retry_takes_the_next_job_in_the_same_step() {
     assert_eq!(conn.zcard::<_, usize>(keys.delayed()).await.expect("zcard"), 1);
 }
 
+/// At the queue: a delivery dead-lettered after its last attempt (one `EVALSHA`) records the
+/// entry and the attempt's history and takes the next ready job for the freed slot; asking for
+/// none takes none, and a dead letter whose lease is lost writes nothing and takes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_takes_the_next_job_in_the_same_step() {
+    use entraguard_core::queue::DeadLetterDraft;
+    let OneEndpoint { stack, receiver: _receiver, ep, keys, mut conn } = one_endpoint().await;
+    let (dying, next, left) = (delivery(&ep, "dying"), delivery(&ep, "next"), delivery(&ep, "left"));
+    let encoded: Vec<String> =
+        [&dying, &next, &left].iter().map(|d| Job::Delivery((*d).clone()).encode()).collect();
+    let _: () = conn.rpush(keys.ready(), &encoded).await.expect("ready");
+    let worker = WorkerId::generate();
+    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
+    let claimed = fetcher.try_fetch().await.expect("fetch").expect("a job");
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.expect("resetstat");
+
+    let draft = |d: &DeliveryJob| DeadLetterDraft {
+        id: d.delivery_id.to_string(),
+        reason: "HTTP 500 after 4 attempts".to_owned(),
+        delivery: Some(d.clone()),
+    };
+    let (done, taken) = stack
+        .queue
+        .dead_letter_taking(&claimed.claim(), &draft(&dying), Some((&ep.id, "{}")), 1)
+        .await
+        .expect("dead-letter and take");
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.expect("info");
+    claimed.finish();
+    assert!(done);
+    assert_eq!(calls(&info, "evalsha") + calls(&info, "eval"), 1, "one script call: {info}");
+    let got: Vec<&[u8]> = taken.jobs.iter().map(|c| c.bytes()).collect();
+    assert_eq!(got, vec![encoded[1].as_bytes()], "the next ready job, for the freed slot");
+    let dead: Vec<String> = conn.lrange(keys.dlq(), 0, -1).await.expect("dlq");
+    assert_eq!(dead, [dying.delivery_id.to_string()]);
+    let shown = stack.queue.dead_letter_by_id(dying.delivery_id.as_str()).await.expect("read").expect("kept");
+    assert_eq!(shown.reason, "HTTP 500 after 4 attempts");
+    assert_eq!(conn.llen::<_, usize>(keys.history(ep.id.as_str())).await.expect("history"), 1);
+    let listed: Vec<Vec<u8>> = conn.lrange(keys.processing(worker.as_str()), 0, -1).await.expect("list");
+    assert_eq!(
+        listed,
+        vec![encoded[1].as_bytes().to_vec()],
+        "the dead job left, the next one is on the list"
+    );
+
+    // Asking for none takes none (the other callers of a dead letter).
+    let taken = taken.jobs.into_iter().next().expect("taken");
+    let (done, none) =
+        stack.queue.dead_letter_taking(&taken.claim(), &draft(&next), None, 0).await.expect("dead-letter");
+    assert!(done && none.jobs.is_empty());
+    assert_eq!(conn.llen::<_, usize>(keys.ready()).await.expect("llen"), 1, "the last job still waits");
+
+    // Its lease lost (the job no longer on the list): nothing written, nothing taken.
+    let (done, none) =
+        stack.queue.dead_letter_taking(&taken.claim(), &draft(&left), None, 1).await.expect("dead-letter");
+    taken.finish();
+    assert!(!done && none.jobs.is_empty());
+    assert_eq!(conn.llen::<_, usize>(keys.ready()).await.expect("llen"), 1, "the last job still waits");
+    assert_eq!(conn.llen::<_, usize>(keys.dlq()).await.expect("dlq"), 2, "no entry for the lost one");
+}
+
 /// At the queue: a delivery parked in its endpoint's lane (one `EVALSHA`) takes the next ready
 /// job for the slot it frees; a full lane (the delivery to be dead-lettered) and a lost lease
 /// take nothing.

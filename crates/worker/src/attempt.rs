@@ -12,11 +12,12 @@ use entraguard_core::breaker::{Answer, BreakerState, Report};
 use entraguard_core::endpoint::Endpoint;
 use entraguard_core::history::{AttemptResult, encode_attempt};
 use entraguard_core::job::{AttemptRecord, DeliveryJob, Job};
-use entraguard_core::queue::{Acked, Claim, Claimed, DeadLetterDraft, Park, Parked};
+use entraguard_core::queue::{Acked, Claim, Claimed, DeadLetterDraft, Fetched, Park, Parked, QueueError};
 use entraguard_core::store::StoreError;
 use tracing::{error, info, warn};
 
 use crate::acker::AckAnswer;
+use crate::batch::Slot;
 use crate::batch::Taken;
 use crate::context::Ctx;
 use crate::delivery::Attempted;
@@ -24,7 +25,6 @@ use crate::gate::{Admission, DISABLED_LOOK, Gate, LANE_SAFETY_LOOK};
 use crate::outcome::Outcome;
 use crate::persist::{persist, record};
 use crate::retry::{Next, decide};
-use crate::slot::Slot;
 use crate::trace::AttemptOutcome;
 
 /// Runs one delivery to its end; the next job, when its acknowledgement took one for the slot
@@ -450,10 +450,10 @@ pub(crate) async fn conclude(
             claimed.finish();
             let answer: Option<AckAnswer> =
                 answer.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-            return match answer {
+            match answer {
                 Some(a) => Concluded { acked: Some(a.acked), taken: Some(a.taken) },
                 None => Concluded::default(),
-            };
+            }
         }
         Next::RetryIn(delay) => {
             warn!(error = outcome.error().unwrap_or(""), retry_in = ?delay, "attempt failed; retry scheduled");
@@ -462,47 +462,63 @@ pub(crate) async fn conclude(
             let next = Job::Delivery(job).encode();
             // The slot this delivery frees takes the next job in the same step, as an
             // acknowledgement does (one round trip for a failed attempt too).
-            let taken = std::sync::Mutex::new(None);
-            record(ctx, "schedule retry", || async {
-                let take = if ctx.running.is_open() { 1 } else { 0 };
-                let _taking = ctx.running.taking().await;
-                let (done, fetched) = match ctx
-                    .queue
-                    .retry_later_recorded(&claimed, next.as_bytes(), delay, Some((&endpoint, &entry)), take)
-                    .await
-                {
-                    Ok(v) => v,
-                    Err(e) => {
-                        ctx.running.note_taken(take > 0);
-                        return Err(e);
-                    }
-                };
-                let got = crate::batch::distribute(fetched, [1], &ctx.running).pop();
-                *taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = got;
-                Ok(done)
+            let taken = recorded_taking(ctx, "schedule retry", |take| {
+                ctx.queue.retry_later_recorded(
+                    &claimed,
+                    next.as_bytes(),
+                    delay,
+                    Some((&endpoint, &entry)),
+                    take,
+                )
             })
             .await;
             ctx.promoter_wake.notify_one();
             claimed.finish();
-            return Concluded {
-                acked: None,
-                taken: taken.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner),
-            };
+            Concluded { acked: None, taken }
         }
         Next::Dead(reason) => {
             error!(reason = %reason, "delivery dead-lettered");
             let entry = history_entry(&claimed, &job, &recorded, AttemptResult::Dead, attempted);
             let endpoint = job.endpoint_id.clone();
             let draft = DeadLetterDraft { id: job.delivery_id.to_string(), reason, delivery: Some(job) };
-            // The last attempt joins the endpoint's history in the dead-letter step itself.
-            record(ctx, "dead-letter", || {
-                ctx.queue.dead_letter_recorded(&claimed, &draft, Some((&endpoint, &entry)))
+            // The last attempt joins the endpoint's history in the dead-letter step itself, and
+            // the slot this delivery frees takes the next job in the same step.
+            let taken = recorded_taking(ctx, "dead-letter", |take| {
+                ctx.queue.dead_letter_taking(&claimed, &draft, Some((&endpoint, &entry)), take)
             })
             .await;
+            claimed.finish();
+            Concluded { acked: None, taken }
         }
     }
-    claimed.finish();
-    Concluded::default()
+}
+
+/// Records a finishing `step` that also takes the next job for the slot the delivery frees
+/// (`step(1)`, or `step(0)` once the worker is shutting down), retried while Redis fails like
+/// any record. The jobs it took are started in [`crate::running::Running`] before anyone sees
+/// them; a failed step may have taken some whose answer is lost, which the reconciler is told.
+async fn recorded_taking<F, Fut>(ctx: &Ctx, what: &str, step: F) -> Option<Taken>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Result<(bool, Fetched), QueueError>>,
+{
+    let taken = std::sync::Mutex::new(None);
+    record(ctx, what, || async {
+        let take = if ctx.running.is_open() { 1 } else { 0 };
+        let _taking = ctx.running.taking().await;
+        let (done, fetched) = match step(take).await {
+            Ok(v) => v,
+            Err(e) => {
+                ctx.running.note_taken(take > 0);
+                return Err(e);
+            }
+        };
+        let got = crate::batch::distribute(fetched, [1], &ctx.running).pop();
+        *taken.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = got;
+        Ok(done)
+    })
+    .await;
+    taken.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Queue shards: a breaker that disabled its endpoint in a shard other than 0 could not write

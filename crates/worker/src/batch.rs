@@ -110,3 +110,33 @@ pub(crate) async fn run<I, A, F>(
 fn gone(what: &'static str) -> QueueError {
     QueueError::Redis(redis::RedisError::from((redis::ErrorKind::Client, what)))
 }
+
+/// What a running job knows of its slot: how many jobs its acknowledgement takes, and how to
+/// say that its receiver part is over.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    freed: Option<oneshot::Sender<()>>,
+    want: usize,
+}
+
+impl Slot {
+    /// A slot whose job takes `want` jobs at its acknowledgement and says on `freed` when its
+    /// receiver part is over.
+    pub(crate) fn new(freed: oneshot::Sender<()>, want: usize) -> Self {
+        Self { freed: Some(freed), want }
+    }
+
+    /// Jobs a delivered job's acknowledgement takes for this slot: 2 when the slot has none
+    /// ahead and none coming, else 1.
+    pub(crate) fn want(&self) -> usize {
+        self.want
+    }
+
+    /// The job's receiver part is over (the answer is in, the endpoint's slot given back): the
+    /// slot may start its next job while this one records its outcome.
+    pub(crate) fn free(&mut self) {
+        if let Some(freed) = self.freed.take() {
+            let _ = freed.send(());
+        }
+    }
+}

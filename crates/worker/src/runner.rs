@@ -14,15 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use entraguard_core::endpoint::Channel;
-use entraguard_core::job::{DELIVERY_REF_START, Job};
 use entraguard_core::layout_version::{LAYOUT_VERSION, VersionDecision};
-use entraguard_core::queue::Claimed;
 use entraguard_core::queue::{FanoutParking, Fetched, QueueError, Shards, WorkerId};
 use entraguard_core::shards::{FORWARD_REPLICA_WAIT, LayoutDecision, LayoutRole};
 use entraguard_core::store::EndpointStore;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{info, warn};
 
 use crate::config::{ConfigError, WorkerConfig};
 use crate::context::Ctx;
@@ -33,7 +31,6 @@ use crate::persist::{Backoff, until_ok};
 use crate::reconcile::Reconciler;
 use crate::running::Running;
 use crate::shutdown::Shutdown;
-use crate::slot::Slot;
 use crate::transport::http::HttpError;
 
 /// Most jobs one non-blocking fetch takes.
@@ -273,7 +270,7 @@ async fn serve(ctx: Arc<Ctx>, permits: Arc<Semaphore>, mut shutdown: Shutdown) {
         match fetched {
             Ok(Fetched { jobs, oversized, endpoints_rev }) => {
                 backoff.reset();
-                observe_endpoints(&ctx, endpoints_rev, !jobs.is_empty()).await;
+                crate::slot::observe_endpoints(&ctx, endpoints_rev, !jobs.is_empty()).await;
                 crate::metrics::redis_full(false);
                 for _ in 0..oversized {
                     crate::poison::oversized(&ctx).await;
@@ -358,75 +355,6 @@ async fn serve(ctx: Arc<Ctx>, permits: Arc<Semaphore>, mut shutdown: Shutdown) {
         Some(n) => info!(shard, handed_back = n, "worker stopped"),
         None => {
             warn!("worker stopped without reaching redis; its jobs return to ready when its lease expires")
-        }
-    }
-}
-
-/// Before jobs taken with the endpoints' revision `rev` run: they see every endpoint change
-/// written before they were taken (`rev` is `None` from the blocking fetch, and on a shard other
-/// than the endpoints', where it is read now).
-pub(crate) async fn observe_endpoints(ctx: &Ctx, rev: Option<u64>, any_jobs: bool) {
-    let moved = match rev {
-        Some(rev) => ctx.endpoints.observe(rev),
-        None if !any_jobs => false,
-        // Another shard than the endpoints': their revision, read after the fetch.
-        None if !ctx.queue.is_home() => match ctx.store.revision().await {
-            Ok(rev) => ctx.endpoints.observe(rev),
-            Err(_) => {
-                ctx.endpoints.forget();
-                false
-            }
-        },
-        None => {
-            ctx.endpoints.forget();
-            false
-        }
-    };
-    if moved {
-        // An endpoint enabled, edited or reset: what this process cached of the breakers goes
-        // too, so an operator's action acts at this fetch.
-        ctx.gate.forget_breakers();
-    }
-}
-
-/// Dispatches one fetched job to its step: a poison job to the dead-letter queue, an event to
-/// fan-out, a delivery to its attempt (told its `slot`). The next jobs, when the step's
-/// acknowledgement took some.
-pub(crate) async fn handle_job(ctx: &Ctx, claimed: Claimed, slot: Slot) -> Option<crate::batch::Taken> {
-    match claimed.decode() {
-        Err(_) if claimed.bytes().starts_with(DELIVERY_REF_START.as_bytes()) => {
-            let reason = "a stored delivery whose event body is gone from the bodies hash (deleted by hand?): nothing to deliver";
-            crate::poison::dead_letter(ctx, claimed, reason.to_owned()).await;
-            None
-        }
-        Err(e) => {
-            crate::poison::dead_letter(ctx, claimed, format!("undecodable job: {e}")).await;
-            None
-        }
-        Ok(Job::Event(job)) => {
-            let span = info_span!("fanout", event_id = %job.event.id, event = %job.event.kind());
-            crate::fanout::fan_out_job(ctx, claimed, job).instrument(span).await
-        }
-        Ok(Job::Delivery(job)) => {
-            let span = info_span!(
-                "delivery",
-                event_id = %job.event.id,
-                delivery_id = %job.delivery_id,
-                endpoint_id = %job.endpoint_id,
-                attempt = job.next_attempt()
-            );
-            crate::attempt::deliver(ctx, claimed, job, slot).instrument(span).await
-        }
-        Ok(Job::DigestDue(job)) => {
-            let span = info_span!("digest_due", endpoint_id = %job.digest.endpoint_id, scan_id = %job.digest.scan_id);
-            crate::digest::due(ctx, claimed, job).instrument(span).await;
-            None
-        }
-        Ok(Job::Digest(job)) => {
-            let span =
-                info_span!("digest", endpoint_id = %job.digest.endpoint_id, scan_id = %job.digest.scan_id);
-            crate::digest::send(ctx, claimed, job).instrument(span).await;
-            None
         }
     }
 }

@@ -21,37 +21,14 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use entraguard_core::job::{DELIVERY_REF_START, Job};
 use entraguard_core::queue::Claimed;
 use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
-use tracing::error;
+use tracing::{Instrument, error, info_span};
 
-use crate::batch::Taken;
+use crate::batch::{Slot, Taken};
 use crate::context::Ctx;
-
-/// What a running job knows of its slot: how many jobs its acknowledgement takes, and how to
-/// say that its receiver part is over.
-#[derive(Debug)]
-pub(crate) struct Slot {
-    freed: Option<oneshot::Sender<()>>,
-    want: usize,
-}
-
-impl Slot {
-    /// Jobs a delivered job's acknowledgement takes for this slot: 2 when the slot has none
-    /// ahead and none coming, else 1.
-    pub(crate) fn want(&self) -> usize {
-        self.want
-    }
-
-    /// The job's receiver part is over (the answer is in, the endpoint's slot given back): the
-    /// slot may start its next job while this one records its outcome.
-    pub(crate) fn free(&mut self) {
-        if let Some(freed) = self.freed.take() {
-            let _ = freed.send(());
-        }
-    }
-}
 
 type Finishing<'a> = Pin<Box<dyn Future<Output = Option<Taken>> + Send + 'a>>;
 
@@ -75,7 +52,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, claimed: Claimed, permit: OwnedSemaphoreP
         };
         let want = if ahead.is_empty() && finishing.is_none() { 2 } else { 1 };
         let (freed, mut freed_rx) = oneshot::channel();
-        let mut current: Finishing<'_> = Box::pin(one(ctx, claimed, Slot { freed: Some(freed), want }));
+        let mut current: Finishing<'_> = Box::pin(one(ctx, claimed, Slot::new(freed, want)));
         let mut told = false;
         let mut free = false;
         loop {
@@ -114,7 +91,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, claimed: Claimed, permit: OwnedSemaphoreP
 async fn one(ctx: &Ctx, claimed: Claimed, slot: Slot) -> Option<Taken> {
     ::metrics::gauge!(crate::metrics::IN_FLIGHT).increment(1.0);
     let claim = claimed.claim();
-    let taken = match AssertUnwindSafe(crate::runner::handle_job(ctx, claimed, slot)).catch_unwind().await {
+    let taken = match AssertUnwindSafe(handle_job(ctx, claimed, slot)).catch_unwind().await {
         Ok(taken) => taken,
         Err(_) => {
             error!("job handler panicked; dead-lettering the job");
@@ -132,9 +109,78 @@ async fn one(ctx: &Ctx, claimed: Claimed, slot: Slot) -> Option<Taken> {
 /// written before they were taken.
 async fn admit(ctx: &Ctx, taken: Option<Taken>, ahead: &mut VecDeque<Claimed>) {
     let Some(taken) = taken else { return };
-    crate::runner::observe_endpoints(ctx, taken.endpoints_rev, !taken.jobs.is_empty()).await;
+    observe_endpoints(ctx, taken.endpoints_rev, !taken.jobs.is_empty()).await;
     for _ in 0..taken.oversized {
         crate::poison::oversized(ctx).await;
     }
     ahead.extend(taken.jobs);
+}
+
+/// Before jobs taken with the endpoints' revision `rev` run: they see every endpoint change
+/// written before they were taken (`rev` is `None` from the blocking fetch, and on a shard other
+/// than the endpoints', where it is read now).
+pub(crate) async fn observe_endpoints(ctx: &Ctx, rev: Option<u64>, any_jobs: bool) {
+    let moved = match rev {
+        Some(rev) => ctx.endpoints.observe(rev),
+        None if !any_jobs => false,
+        // Another shard than the endpoints': their revision, read after the fetch.
+        None if !ctx.queue.is_home() => match ctx.store.revision().await {
+            Ok(rev) => ctx.endpoints.observe(rev),
+            Err(_) => {
+                ctx.endpoints.forget();
+                false
+            }
+        },
+        None => {
+            ctx.endpoints.forget();
+            false
+        }
+    };
+    if moved {
+        // An endpoint enabled, edited or reset: what this process cached of the breakers goes
+        // too, so an operator's action acts at this fetch.
+        ctx.gate.forget_breakers();
+    }
+}
+
+/// Dispatches one fetched job to its step: a poison job to the dead-letter queue, an event to
+/// fan-out, a delivery to its attempt (told its `slot`). The next jobs, when the step's
+/// acknowledgement took some.
+async fn handle_job(ctx: &Ctx, claimed: Claimed, slot: Slot) -> Option<crate::batch::Taken> {
+    match claimed.decode() {
+        Err(_) if claimed.bytes().starts_with(DELIVERY_REF_START.as_bytes()) => {
+            let reason = "a stored delivery whose event body is gone from the bodies hash (deleted by hand?): nothing to deliver";
+            crate::poison::dead_letter(ctx, claimed, reason.to_owned()).await;
+            None
+        }
+        Err(e) => {
+            crate::poison::dead_letter(ctx, claimed, format!("undecodable job: {e}")).await;
+            None
+        }
+        Ok(Job::Event(job)) => {
+            let span = info_span!("fanout", event_id = %job.event.id, event = %job.event.kind());
+            crate::fanout::fan_out_job(ctx, claimed, job).instrument(span).await
+        }
+        Ok(Job::Delivery(job)) => {
+            let span = info_span!(
+                "delivery",
+                event_id = %job.event.id,
+                delivery_id = %job.delivery_id,
+                endpoint_id = %job.endpoint_id,
+                attempt = job.next_attempt()
+            );
+            crate::attempt::deliver(ctx, claimed, job, slot).instrument(span).await
+        }
+        Ok(Job::DigestDue(job)) => {
+            let span = info_span!("digest_due", endpoint_id = %job.digest.endpoint_id, scan_id = %job.digest.scan_id);
+            crate::digest::due(ctx, claimed, job).instrument(span).await;
+            None
+        }
+        Ok(Job::Digest(job)) => {
+            let span =
+                info_span!("digest", endpoint_id = %job.digest.endpoint_id, scan_id = %job.digest.scan_id);
+            crate::digest::send(ctx, claimed, job).instrument(span).await;
+            None
+        }
+    }
 }

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use redis::AsyncCommands;
 use serde::Serialize;
 
-use super::{Claim, Queue, QueueError};
+use super::{Claim, Fetched, MAX_JOB_BYTES, Queue, QueueError};
 use crate::ids::EndpointId;
 use crate::job::{AttemptRecord, DeliveryJob};
 use crate::timestamp::Timestamp;
@@ -214,6 +214,18 @@ impl Queue {
         draft: &DeadLetterDraft,
         history: Option<(&crate::ids::EndpointId, &str)>,
     ) -> Result<bool, QueueError> {
+        Ok(self.dead_letter_taking(job, draft, history, 0).await?.0)
+    }
+
+    /// [`Queue::dead_letter_recorded`], taking up to `take` next jobs for the slot the job frees
+    /// in the same step, as an acknowledgement does (see [`Queue::ack_delivered_many`]).
+    pub async fn dead_letter_taking(
+        &self,
+        job: &Claim,
+        draft: &DeadLetterDraft,
+        history: Option<(&crate::ids::EndpointId, &str)>,
+        take: usize,
+    ) -> Result<(bool, Fetched), QueueError> {
         // A delivery's entry keeps no copy of its job: its ids, attempts and replays, and its
         // event once in `{p}:bodies` (`body`), build it again for `dlq show` and a replay
         // (`delivery_job` in prelude.lua). A job that could not be decoded is kept as it came.
@@ -250,11 +262,18 @@ impl Queue {
         }
         let (body_id, body) = body.unwrap_or_default();
         inv.key(self.keys.bodies()).key(self.keys.body_refs()).arg(body_id).arg(body);
+        inv.arg(take).arg(MAX_JOB_BYTES);
+        if take > 0 {
+            inv.key(self.keys.ready()).key(self.keys.retry()).key(self.keys.flows());
+            if self.home {
+                inv.key(self.keys.endpoints_rev());
+            }
+        }
         for (k, v) in &fields {
             inv.arg(*k).arg(v);
         }
-        let done: i64 = inv.invoke_async(&mut conn).await?;
-        Ok(done == 1)
+        let (done, taken): (i64, Vec<redis::Value>) = inv.invoke_async(&mut conn).await?;
+        Ok((done == 1, Fetched::from_take(taken, job.shared_list())))
     }
 
     /// The ids of dead letters, newest first, `count` of them from `offset`.
