@@ -61,7 +61,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, claimed: Claimed, permit: OwnedSemaphoreP
                 // beside the next one. First a turn for the other tasks: the HTTP client hands
                 // the answered request's connection back to its pool in a task of its own, and
                 // a next request sent before that opens a connection more (measured at c50:
-                // 12 more sockets and 6 MiB more memory).
+                // 75 sockets against 66 with the turn, and about 11 % less throughput).
                 finishing = Some(current);
                 tokio::task::yield_now().await;
                 break;
@@ -75,7 +75,12 @@ pub(crate) async fn run(ctx: Arc<Ctx>, claimed: Claimed, permit: OwnedSemaphoreP
                     told = true;
                     free = said.is_ok();
                 }
-                taken = async { finishing.as_mut().map(|f| f.as_mut()).expect("guarded").await }, if finishing.is_some() => {
+                taken = async {
+                    match finishing.as_mut() {
+                        Some(previous) => previous.await,
+                        None => std::future::pending().await,
+                    }
+                }, if finishing.is_some() => {
                     finishing = None;
                     admit(ctx, taken, &mut ahead).await;
                 }
