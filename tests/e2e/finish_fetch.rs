@@ -379,7 +379,8 @@ async fn lost_answer(third: u16) {
 async fn a_slot_delivers_its_next_job_while_the_last_acknowledgement_waits() {
     const N: usize = 8;
     let OneEndpoint { stack, receiver, ep, keys, conn } = one_endpoint().await;
-    let slow = Duration::from_secs(2);
+    // Long enough that the third's acknowledgement is in well before it, on a busy machine too.
+    let slow = Duration::from_secs(10);
     receiver.push_replies([
         Reply::status(200),
         Reply::status(200),
@@ -402,17 +403,25 @@ async fn a_slot_delivers_its_next_job_while_the_last_acknowledgement_waits() {
         "60s",
         "--breaker-probe",
         "60s",
+        "--delivery-timeout",
+        "60s",
     ]);
     receiver.wait_for_requests(4, Duration::from_secs(60)).await;
-    // The fourth is being answered (2 s); the third's acknowledgement (its history entry) is in.
+    let fourth_sent = std::time::Instant::now();
+    // The fourth is being answered (10 s); the third's acknowledgement (its history entry) is in.
     wait_until(Duration::from_secs(30), "the third delivery acknowledged", || {
         let mut conn = conn.clone();
         let history = keys.history(ep.id.as_str());
         async move { conn.llen::<_, usize>(history).await.expect("llen") >= 3 }
     })
     .await;
-    assert_eq!(receiver.requests().len(), 4, "the fourth's answer is still on its way");
     stack.redis.pause();
+    assert!(
+        fourth_sent.elapsed() < slow - Duration::from_secs(1),
+        "the fourth's answer must still be on its way when Redis is paused (the machine took {:?})",
+        fourth_sent.elapsed()
+    );
+    assert_eq!(receiver.requests().len(), 4, "nothing after the fourth yet");
     // Polled, not `wait_for_requests` (it panics at its deadline, with Redis still paused).
     let fifth = tokio::time::timeout(Duration::from_secs(20), async {
         while receiver.requests().len() < 5 {
