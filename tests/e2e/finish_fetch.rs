@@ -54,6 +54,29 @@ fn delivery(ep: &entraguard_core::endpoint::Endpoint, tenant: &str) -> DeliveryJ
     DeliveryJob::new(finding_event(tenant), ep.id.clone())
 }
 
+/// Three fresh deliveries on ready (of tenants `tenants`, in order), the first claimed by a new
+/// worker, and Redis's command statistics reset, so that a finishing step's one script call
+/// is counted alone.
+struct FirstOfThree {
+    one: OneEndpoint,
+    jobs: [DeliveryJob; 3],
+    encoded: Vec<String>,
+    worker: WorkerId,
+    claimed: entraguard_core::queue::Claimed,
+}
+
+async fn first_of_three(tenants: [&str; 3]) -> FirstOfThree {
+    let mut one = one_endpoint().await;
+    let jobs = tenants.map(|t| delivery(&one.ep, t));
+    let encoded: Vec<String> = jobs.iter().map(|d| Job::Delivery(d.clone()).encode()).collect();
+    let _: () = one.conn.rpush(one.keys.ready(), &encoded).await.expect("ready");
+    let worker = WorkerId::generate();
+    let mut fetcher = one.stack.queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
+    let claimed = fetcher.try_fetch().await.expect("fetch").expect("a job");
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut one.conn).await.expect("resetstat");
+    FirstOfThree { one, jobs, encoded, worker, claimed }
+}
+
 /// At the queue: one acknowledgement (one `EVALSHA`) finishes the job and takes the next ones,
 /// ready before retries, an oversized one counted and not returned, all on the same
 /// processing list; asking for none takes none.
@@ -173,15 +196,9 @@ async fn a_retry_takes_the_next_job_in_the_same_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_takes_the_next_job_in_the_same_step() {
     use entraguard_core::queue::DeadLetterDraft;
-    let OneEndpoint { stack, receiver: _receiver, ep, keys, mut conn } = one_endpoint().await;
-    let (dying, next, left) = (delivery(&ep, "dying"), delivery(&ep, "next"), delivery(&ep, "left"));
-    let encoded: Vec<String> =
-        [&dying, &next, &left].iter().map(|d| Job::Delivery((*d).clone()).encode()).collect();
-    let _: () = conn.rpush(keys.ready(), &encoded).await.expect("ready");
-    let worker = WorkerId::generate();
-    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
-    let claimed = fetcher.try_fetch().await.expect("fetch").expect("a job");
-    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.expect("resetstat");
+    let FirstOfThree { one, jobs: [dying, next, left], encoded, worker, claimed } =
+        first_of_three(["dying", "next", "left"]).await;
+    let OneEndpoint { stack, receiver: _receiver, ep, keys, mut conn } = one;
 
     let draft = |d: &DeliveryJob| DeadLetterDraft {
         id: d.delivery_id.to_string(),
@@ -233,15 +250,9 @@ async fn a_dead_letter_takes_the_next_job_in_the_same_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_park_takes_the_next_job_in_the_same_step() {
     use entraguard_core::queue::{Park, Parked};
-    let OneEndpoint { stack, receiver: _receiver, ep, keys, mut conn } = one_endpoint().await;
-    let (parked, next, left) = (delivery(&ep, "parked"), delivery(&ep, "next"), delivery(&ep, "left"));
-    let encoded: Vec<String> =
-        [&parked, &next, &left].iter().map(|d| Job::Delivery((*d).clone()).encode()).collect();
-    let _: () = conn.rpush(keys.ready(), &encoded).await.expect("ready");
-    let worker = WorkerId::generate();
-    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
-    let claimed = fetcher.try_fetch().await.expect("fetch").expect("a job");
-    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.expect("resetstat");
+    let FirstOfThree { one, jobs: [parked, next, _left], encoded, worker, claimed } =
+        first_of_three(["parked", "next", "left"]).await;
+    let OneEndpoint { stack, receiver: _receiver, ep, keys, mut conn } = one;
 
     let park = Park { wake_in: Duration::from_secs(60), lane_max: 1, ..Park::default() };
     let (done, taken) =
