@@ -1,7 +1,7 @@
-//! Fair share (queue layout version 2): fresh events wait per tenant and fresh deliveries per
-//! endpoint, and workers take them in turn, so one tenant's flood never holds up another
-//! tenant's alert. Urgent work still goes first; `layout lower` puts everything back in the
-//! ready list.
+//! Fair share (queue layout versions 2 and 3): fresh events wait per tenant and fresh
+//! deliveries per endpoint, and workers take them in turn, so one tenant's flood never holds up
+//! another tenant's alert. Urgent work still goes first, and with version 3 it is taken in turn
+//! too; `layout lower` puts everything back in the ready list.
 
 use std::time::{Duration, Instant};
 
@@ -69,12 +69,12 @@ async fn take_all(stack: &Stack, batch: usize) -> Vec<String> {
 }
 
 /// The queue alone, on a real Redis: tenant A's 40 events, then B's one, then A's critical
-/// one. Version 1 takes them in publish order (B's last, behind A's flood: the fault); version
-/// 2 takes the critical one first, then A's first (it went to the ready list to wake a worker),
-/// A's next and B's in turn, and counts the flows' work as ready.
+/// one. Version 1 takes them in publish order (B's last, behind A's flood: the fault), the
+/// critical one first; fair share takes A's first (it went to the ready list to wake a worker),
+/// the critical one, then A's next and B's in turn, and counts the flows' work as ready.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_event_is_taken_in_turn_not_behind_another_tenants_flood() {
-    for (fair, b_at) in [(FairShare::Off, 41), (FairShare::On, 3)] {
+    for (fair, crit_at, b_at) in [(FairShare::Off, 0, 41), (FairShare::On, 1, 3)] {
         let stack = Stack::start().await;
         set(&stack, fair).await;
         let flood: Vec<Event> = (0..40).map(|i| low_finding("tenant-a", &format!("A{i}"))).collect();
@@ -87,7 +87,9 @@ async fn a_tenants_event_is_taken_in_turn_not_behind_another_tenants_flood() {
 
         let order = take_all(&stack, 1).await;
         assert_eq!(order.len(), 42, "{fair:?}: {order:?}");
-        assert_eq!(order[0], "tenant-a/CRIT", "{fair:?}: urgent first: {order:?}");
+        // Urgent first: with fair share, after the one job already on the ready list (the
+        // flows' wake-up for a blocked worker, `seed` in prelude.lua).
+        assert_eq!(order[crit_at], "tenant-a/CRIT", "{fair:?}: urgent first: {order:?}");
         let b = order.iter().position(|o| o == "tenant-b/scan.completed").expect("B taken");
         assert_eq!(b, b_at, "{fair:?}: where B's event was taken: {order:?}");
         let a: Vec<&String> = order.iter().filter(|o| o.starts_with("tenant-a/A")).collect();
@@ -95,6 +97,43 @@ async fn a_tenants_event_is_taken_in_turn_not_behind_another_tenants_flood() {
         assert_eq!(a, want.iter().collect::<Vec<_>>(), "{fair:?}: one tenant's events stay in order");
         let s = stack.stats().await;
         assert_eq!((s.ready, s.flows), (0, 0), "{fair:?}: {s:?}");
+    }
+}
+
+/// Urgent share (layout version 3), at the queue on a real Redis: tenant A floods critical
+/// findings, B's critical finding and C's low one come in the middle of it. Version 2 keeps
+/// urgent work at the front of the ready list, last in first out, so B's waits behind every
+/// critical finding A published after it (the fault: 21st). Version 3 takes it in turn (3rd,
+/// after A's first two); each tenant's urgent events stay in order, and urgent work still goes
+/// before the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_critical_finding_is_taken_in_turn_not_behind_another_tenants_critical_flood() {
+    use redis::AsyncCommands;
+    for (version, b_at) in [("2", 20), ("3", 2)] {
+        let stack = Stack::start().await;
+        let mut conn = stack.queue.connection();
+        let _: () = conn.hset(format!("{{{PREFIX}}}:layout"), "version", version).await.expect("hset");
+        let flood = |from: usize| -> Vec<Event> {
+            (from..from + 20).map(|i| critical_finding("tenant-a", &format!("A{i}"))).collect()
+        };
+        stack.producer.publish_batch(&flood(0)).await.expect("published");
+        stack.producer.publish(&low_finding("tenant-c", "LOW")).await.expect("published");
+        stack.producer.publish(&critical_finding("tenant-b", "B")).await.expect("published");
+        stack.producer.publish_batch(&flood(20)).await.expect("published");
+        assert_eq!(stack.stats().await.ready, 42, "version {version}: every event counts as ready");
+
+        let order = take_all(&stack, 1).await;
+        assert_eq!(order.len(), 42, "version {version}: {order:?}");
+        let b = order.iter().position(|o| o == "tenant-b/B").expect("B taken");
+        assert_eq!(b, b_at, "version {version}: where B's critical finding was taken: {order:?}");
+        assert_eq!(order[41], "tenant-c/LOW", "version {version}: urgent work before the rest: {order:?}");
+        if version == "3" {
+            let a: Vec<&String> = order.iter().filter(|o| o.starts_with("tenant-a/")).collect();
+            let want: Vec<String> = (0..40).map(|i| format!("tenant-a/A{i}")).collect();
+            assert_eq!(a, want.iter().collect::<Vec<_>>(), "one tenant's urgent events stay in order");
+        }
+        let s = stack.stats().await;
+        assert_eq!((s.ready, s.flows), (0, 0), "version {version}: {s:?}");
     }
 }
 
@@ -141,8 +180,54 @@ async fn a_flood_for_a_slow_endpoint_does_not_hold_up_another_tenants_message() 
     }
 }
 
+/// Workers end to end, urgent work: tenant A's 400 critical findings for a 20 ms endpoint
+/// (eight slots), with tenant B's failed scan (urgent too) for endpoint B published after the
+/// first 200. Version 2 keeps urgent work at the front of the ready list, last in first out: B's
+/// alert waits behind A's later findings and their deliveries (the fault). Version 3 takes it
+/// in turn (urgent events per tenant, urgent deliveries per endpoint, route.lua): it arrives
+/// while A's are still coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_critical_findings_does_not_hold_up_another_tenants_failed_scan() {
+    use redis::AsyncCommands;
+    const FLOOD: usize = 400;
+    for version in ["2", "3"] {
+        let stack = Stack::start().await;
+        let mut conn = stack.queue.connection();
+        let _: () = conn.hset(format!("{{{PREFIX}}}:layout"), "version", version).await.expect("hset");
+        let a = HttpReceiver::with_default(Reply::status(200).delay(Duration::from_millis(20)));
+        let b = HttpReceiver::start();
+        stack.add_endpoint("webhook", &a.url(), &["finding.new"], None).await;
+        stack.add_endpoint("webhook", &b.url(), &["scan.failed"], None).await;
+        let flood: Vec<Event> = (0..FLOOD).map(|i| critical_finding("tenant-a", &format!("A{i}"))).collect();
+        let failed = Event::from_json(
+            br#"{"event":"scan.failed","tenant_id":"tenant-b","scan":{"run_id":"r","kind":"full","environment":"prod","error":{"kind":"network","message":"m"}}}"#,
+        )
+        .expect("valid scan event");
+        stack.producer.publish_batch(&flood[..FLOOD / 2]).await.expect("published");
+        stack.producer.publish(&failed).await.expect("published");
+        stack.producer.publish_batch(&flood[FLOOD / 2..]).await.expect("published");
+        let worker = stack.spawn_worker(&["--concurrency", "8", "--endpoint-concurrency", "64"]);
+        wait_until(Duration::from_secs(60), "B's alert", || async { !b.requests().is_empty() }).await;
+        let b_at = b.requests()[0].received_at;
+        let a_before = a.requests().iter().filter(|r| r.received_at < b_at).count();
+        eprintln!("version {version}: B's alert when A had {a_before} of its {FLOOD}");
+        if version == "3" {
+            assert!(a_before < FLOOD / 8, "version 3: B's alert came when A had {a_before} of {FLOOD}");
+        } else {
+            assert!(a_before > FLOOD / 4, "version 2: B's alert waits behind A's ({a_before} of {FLOOD})");
+        }
+        stack.wait_drained(Duration::from_secs(120)).await;
+        let ids: std::collections::HashSet<String> =
+            a.requests().iter().map(|r| r.json()["id"].as_str().unwrap_or_default().to_owned()).collect();
+        assert_eq!((a.requests().len(), ids.len()), (FLOOD, FLOOD), "version {version}: A got each once");
+        assert_eq!(b.requests().len(), 1);
+        worker.stop().await;
+    }
+}
+
 /// `layout lower` (a rollback's first step) moves what waits in flows to the ready list, in
-/// each flow's order, and later publishes go to the ready list; `layout raise` turns it back on.
+/// each flow's order, urgent flows to its front, and later publishes go to the ready list;
+/// `layout raise` turns it back on.
 /// The CLI does it, as an operator would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layout_lower_moves_the_flows_to_the_ready_list_and_raise_turns_fair_share_on() {
@@ -166,14 +251,17 @@ async fn layout_lower_moves_the_flows_to_the_ready_list_and_raise_turns_fair_sha
         stack.producer.publish(&low_finding("tenant-a", &format!("A{i}"))).await.expect("published");
         stack.producer.publish(&low_finding("tenant-b", &format!("B{i}"))).await.expect("published");
     }
+    // Urgent ones wait in urgent flows (version 3), one per tenant.
+    stack.producer.publish(&crate::harness::finding("tenant-a", "U0", "critical")).await.expect("published");
+    stack.producer.publish(&crate::harness::finding("tenant-b", "U1", "high")).await.expect("published");
     let shown = cli(&["layout"]);
     assert_eq!(
         (&shown[0]["version"], &shown[0]["fair_share"], &shown[0]["flows"], &shown[0]["waiting_in_flows"]),
-        (&serde_json::json!("2"), &serde_json::json!(true), &serde_json::json!(2), &serde_json::json!(5)),
+        (&serde_json::json!("3"), &serde_json::json!(true), &serde_json::json!(4), &serde_json::json!(7)),
         "A's first went to the ready list to wake a worker: {shown}"
     );
     let lowered = cli(&["layout", "lower"]);
-    assert_eq!((&lowered[0]["was"], &lowered[0]["moved"]), (&serde_json::json!("2"), &serde_json::json!(5)));
+    assert_eq!((&lowered[0]["was"], &lowered[0]["moved"]), (&serde_json::json!("3"), &serde_json::json!(7)));
     stack.producer.publish(&low_finding("tenant-a", "A3")).await.expect("published");
     let mut conn = stack.queue.connection();
     let ready: Vec<String> = conn.lrange(format!("{{{PREFIX}}}:ready"), 0, -1).await.expect("ready");
@@ -186,12 +274,14 @@ async fn layout_lower_moves_the_flows_to_the_ready_list_and_raise_turns_fair_sha
         .collect();
     assert_eq!(
         ids,
-        ["A0", "B0", "B1", "B2", "A1", "A2", "A3"],
-        "the seed, each flow in order, then the new one"
+        ["U0", "U1", "A0", "B0", "B1", "B2", "A1", "A2", "A3"],
+        "the urgent flows in front (where a release before version 3 looks), the seed, each flow in order, then the new one"
     );
-    let flows: Vec<String> = conn.keys(format!("{{{PREFIX}}}:flow*")).await.expect("keys");
-    assert!(flows.is_empty(), "no flow left: {flows:?}");
-    assert_eq!(stack.stats().await.ready, 7);
+    for pattern in ["flow*", "uflow*"] {
+        let flows: Vec<String> = conn.keys(format!("{{{PREFIX}}}:{pattern}")).await.expect("keys");
+        assert!(flows.is_empty(), "no flow left: {flows:?}");
+    }
+    assert_eq!(stack.stats().await.ready, 9);
 
     // A version this release does not set (a later release's, or edited by hand) is left alone,
     // and the CLI says so with exit 1.

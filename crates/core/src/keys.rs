@@ -87,7 +87,7 @@ impl KeySpace {
 
     /// LIST (layout version 2) of one tenant's events waiting for fan-out, FIFO, named in
     /// [`KeySpace::flows`] while not empty. Urgent events skip it: they go to the front of
-    /// [`KeySpace::ready`].
+    /// [`KeySpace::ready`] (version 2) or to [`KeySpace::urgent_tenant_flow`] (version 3).
     pub fn tenant_flow(&self, tenant: &str) -> String {
         format!("{}:flow:t:{tenant}", self.tag)
     }
@@ -96,6 +96,26 @@ impl KeySpace {
     /// taken, FIFO, named in [`KeySpace::flows`] while not empty. Urgent ones skip it.
     pub fn endpoint_flow(&self, endpoint: &str) -> String {
         format!("{}:flow:e:{endpoint}", self.tag)
+    }
+
+    /// LIST (layout version 3) of the urgent flows that hold work, as [`KeySpace::flows`] names
+    /// the others: every take serves it first. The scripts find it beside the flows ring (its
+    /// name with `flows` replaced by `uflows`: `urgent_ring` in prelude.lua).
+    pub fn urgent_flows(&self) -> String {
+        format!("{}:uflows", self.tag)
+    }
+
+    /// LIST (layout version 3) of one tenant's urgent events (critical and high findings,
+    /// failed scans) waiting for fan-out, FIFO, named in [`KeySpace::urgent_flows`] while not
+    /// empty.
+    pub fn urgent_tenant_flow(&self, tenant: &str) -> String {
+        format!("{}:uflow:t:{tenant}", self.tag)
+    }
+
+    /// LIST (layout version 3) of one endpoint's urgent fresh deliveries, FIFO, named in
+    /// [`KeySpace::urgent_flows`] while not empty.
+    pub fn urgent_endpoint_flow(&self, endpoint: &str) -> String {
+        format!("{}:uflow:e:{endpoint}", self.tag)
     }
 
     /// LIST of retries and replays that are due: taken only when the ready list is empty, so a

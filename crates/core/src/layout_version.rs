@@ -25,6 +25,16 @@
 //! `entraguard-notify layout lower` goes back, moving the flows' jobs to the ready list, before
 //! a rollback ([`crate::queue::Shards::relayout`]).
 //!
+//! **Version 3** adds the same fair share for urgent work (critical and high findings, failed
+//! scans): instead of the front of the ready list, one urgent flow per tenant (events) and per
+//! endpoint (deliveries) ([`crate::keys::KeySpace::urgent_tenant_flow`],
+//! [`crate::keys::KeySpace::urgent_endpoint_flow`]), named in a ring of their own
+//! ([`crate::keys::KeySpace::urgent_flows`]) that every take serves first, so one tenant's
+//! flood of critical findings holds up neither another tenant's critical findings nor, beyond
+//! its turns, anything else. The shards record it, raise it and lower it as version 2; `layout
+//! lower` moves the urgent flows' jobs to the front of the ready list, where a release before
+//! version 3 looks for urgent work.
+//!
 //! **When to raise it.** A change that writes a shape the previous release cannot read is a new
 //! version, and a rolling upgrade mixes the two releases, so read first, write later: one
 //! release learns to read the shape and still writes the old one; the next writes it, raises
@@ -40,10 +50,13 @@
 
 /// The newest layout version this release writes, and records on a new deployment (version 1
 /// too, while the deployment records it).
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// The layout version from which a shard keeps fresh work in fair-share flows.
 pub const FAIR_SHARE_VERSION: u32 = 2;
+
+/// The layout version from which a shard keeps urgent work in fair-share flows too.
+pub const URGENT_SHARE_VERSION: u32 = 3;
 
 /// The oldest layout version this release still reads.
 pub const OLDEST_READABLE: u32 = 1;
@@ -114,15 +127,16 @@ mod tests {
         assert_eq!(decide(None, KEY), Ok(VersionDecision::Record));
         assert_eq!(decide(Some(&LAYOUT_VERSION.to_string()), KEY), Ok(VersionDecision::Agree));
         assert_eq!(decide(Some(" 1 "), KEY), Ok(VersionDecision::Agree));
+        assert_eq!(decide(Some("2"), KEY), Ok(VersionDecision::Agree), "fair share without urgent share");
     }
 
     #[test]
     fn a_newer_version_is_refused_saying_what_to_do() {
-        let e = decide(Some("3"), KEY).expect_err("newer refused");
-        assert_eq!(e, LayoutVersionError::Newer { key: KEY.into(), recorded: 3 });
+        let e = decide(Some("4"), KEY).expect_err("newer refused");
+        assert_eq!(e, LayoutVersionError::Newer { key: KEY.into(), recorded: 4 });
         let text = e.to_string();
         for want in
-            ["version 3", KEY, "newer than this worker's 2", "Run workers of the newer release", "HSET"]
+            ["version 4", KEY, "newer than this worker's 3", "Run workers of the newer release", "HSET"]
         {
             assert!(text.contains(want), "{want:?} in {text}");
         }
@@ -132,7 +146,7 @@ mod tests {
     fn a_version_without_a_reader_is_refused() {
         let e = decide(Some("0"), KEY).expect_err("older refused");
         assert!(matches!(e, LayoutVersionError::Older { recorded: 0, .. }), "{e:?}");
-        assert!(e.to_string().contains("no longer reads (it reads 1 to 2)"), "{e}");
+        assert!(e.to_string().contains("no longer reads (it reads 1 to 3)"), "{e}");
         let e = decide(Some("v2"), KEY).expect_err("garbage refused");
         assert!(matches!(e, LayoutVersionError::Unreadable { .. }), "{e:?}");
         assert!(e.to_string().contains("\"v2\""), "{e}");

@@ -121,11 +121,11 @@ async fn three_shards_on_the_cluster_deliver_every_event_once_to_every_shard() {
         endpoints.push(d.endpoint_in(shard, &r.url(), "{}").await);
     }
     let mut workers = [d.worker(&[]), d.worker(&[])];
-    // The first worker records fair share (layout version 2) on every shard: each shard's
+    // The first worker records fair share (layout version 3) on every shard: each shard's
     // scripts read their own shard's record.
     for i in 0..d.layout.count() {
-        wait_until(Duration::from_secs(60), &format!("shard {i} records version 2"), || async {
-            d.shards.served()[i].fair_share().await.is_ok_and(|f| f.version.as_deref() == Some("2"))
+        wait_until(Duration::from_secs(60), &format!("shard {i} records version 3"), || async {
+            d.shards.served()[i].fair_share().await.is_ok_and(|f| f.version.as_deref() == Some("3"))
         })
         .await;
     }

@@ -233,7 +233,7 @@ async fn the_previous_release_beside_todays_worker_loses_nothing() {
     let lowered = layout(&url, &["lower"]);
     assert_eq!(
         (&lowered[0]["was"], lowered[0]["moved"].as_u64()),
-        (&serde_json::json!("2"), Some(in_flows)),
+        (&serde_json::json!("3"), Some(in_flows)),
         "{lowered}"
     );
     let _old_again = spawn(&old_bin, &url);

@@ -58,17 +58,17 @@ async fn a_worker_refuses_a_layout_it_cannot_read_and_takes_nothing() {
     stack.producer.publish(&finding_event("t-version")).await.expect("publish");
     for (version, wants) in [
         (
-            "3",
+            "4",
             &[
-                "queue layout version 3",
-                "newer than this worker's 2",
+                "queue layout version 4",
+                "newer than this worker's 3",
                 "Run workers of the newer release",
                 "HSET",
             ][..],
         ),
         (
             "0",
-            &["queue layout version 0", "no longer reads (it reads 1 to 2)", "Upgrade through a release"][..],
+            &["queue layout version 0", "no longer reads (it reads 1 to 3)", "Upgrade through a release"][..],
         ),
         ("two", &["queue layout version \"two\"", "no version number", "HSET"][..]),
     ] {

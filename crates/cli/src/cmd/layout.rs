@@ -1,4 +1,5 @@
-//! `layout`: the queue layout version each shard records, and fair share (version 2) on or off.
+//! `layout`: the queue layout version each shard records, and fair share (version 3: urgent and
+//! other work in flows) on or off.
 //! `layout` shows it; `layout raise` turns fair share on once every worker runs this release;
 //! `layout lower` turns it off, moving the flows' jobs to the ready list, before a rollback to a
 //! release without it (layout_version.rs in entraguard-core).
@@ -9,23 +10,28 @@ use crate::config::Global;
 use crate::{Failure, output};
 
 pub const ABOUT: &str = "\
-The queue layout version each shard records, and fair share (version 2): events of every tenant
-and deliveries to every endpoint taken in turn, so one tenant's flood of findings never holds up
+The queue layout version each shard records, and fair share (version 3): events of every tenant
+and deliveries to every endpoint taken in turn, urgent ones (critical and high findings, failed
+scans) first and in turn too, so one tenant's flood of findings, critical or not, never holds up
 another tenant's alerts. A new deployment's first worker turns it on. A deployment that ran an
-earlier release stays on version 1 until `layout raise`.
+earlier release stays on its version (1, or 2: fair share for work that is not urgent) until
+`layout raise`.
 
   entraguard-notify layout          each shard's version, flows and the jobs waiting in them
-  entraguard-notify layout raise    version 2 on every shard: run it once every worker runs
-                                    this release (an earlier release's worker never reads flows)
-  entraguard-notify layout lower    version 1 on every shard, the flows' jobs moved to the ready
-                                    list: run it before rolling back to a release without fair
-                                    share, then deploy that release's workers";
+  entraguard-notify layout raise    version 3 on every shard: run it once every worker runs
+                                    this release (an earlier release's worker never reads the
+                                    urgent flows)
+  entraguard-notify layout lower    version 1 on every shard, the urgent flows' jobs moved to the
+                                    front of the ready list, the other flows' to its back: run it
+                                    before rolling back to an earlier release, then deploy that
+                                    release's workers";
 
 #[derive(Debug, Clone, Copy, clap::Subcommand)]
 pub enum Command {
-    /// Fair share on (layout version 2) on every shard.
+    /// Fair share on (layout version 3) on every shard.
     Raise,
-    /// Fair share off (layout version 1) on every shard: the flows' jobs go to the ready list.
+    /// Fair share off (layout version 1) on every shard: the flows' jobs go to the ready list
+    /// (urgent ones to its front).
     Lower,
 }
 

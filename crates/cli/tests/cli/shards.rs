@@ -305,7 +305,7 @@ async fn shards_are_named_without_redis() {
 }
 
 /// `layout raise` and `layout lower` set every shard's layout version, shard 0 first going up
-/// and last going down (what a release without fair share checks at its start); on version 2
+/// and last going down (what a release without fair share checks at its start); on version 3
 /// each shard keeps its fresh events in its own tenant flows (the first to the ready list, to
 /// wake a worker), and lowering moves each shard's flows to its own ready list.
 #[tokio::test]
@@ -334,7 +334,7 @@ async fn layout_raises_and_lowers_every_shard() {
         shards.served()[k].publish(&jobs, Duration::from_secs(60)).await.expect("publish");
     }
     let shown = cli.run_with(&["--json", "layout"], None, &env).await.json();
-    assert_eq!(column(&shown, "version"), vec![serde_json::json!("2"); 3]);
+    assert_eq!(column(&shown, "version"), vec![serde_json::json!("3"); 3]);
     assert_eq!(column(&shown, "flows"), [0, 2, 2].map(|n| serde_json::json!(n)).to_vec(), "{shown}");
     assert_eq!(column(&shown, "waiting_in_flows"), [0, 2, 2].map(|n| serde_json::json!(n)).to_vec());
     let stats = cli.run_with(&["--json", "stats"], None, &env).await.json();

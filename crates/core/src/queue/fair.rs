@@ -1,6 +1,7 @@
-//! Fair share (queue layout version 2, [`crate::layout_version`]): what each shard records, and
-//! the switch between version 1 (fresh work in the ready list) and 2 (in per-tenant and
-//! per-endpoint flows, taken in round robin: `flow_take` in prelude.lua).
+//! Fair share (queue layout versions 2 and 3, [`crate::layout_version`]): what each shard
+//! records, and the switch between version 1 (fresh work in the ready list, urgent work at its
+//! front) and 3 (both in per-tenant and per-endpoint flows, taken in round robin, urgent flows
+//! first: `flow_take` and `take` in prelude.lua).
 
 use super::{Queue, QueueError, Shards};
 use crate::layout_version::{FAIR_SHARE_VERSION, VERSION_FIELD};
@@ -8,10 +9,12 @@ use crate::layout_version::{FAIR_SHARE_VERSION, VERSION_FIELD};
 /// Which layout version to set every shard to ([`Shards::relayout`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FairShare {
-    /// Version 2: fresh work that is not urgent goes to flows (`entraguard-notify layout raise`).
+    /// Version 3: fresh work goes to flows, urgent work to urgent flows (`entraguard-notify
+    /// layout raise`).
     On,
-    /// Version 1: the flows' jobs go to the ready list, and fresh work after them (`layout
-    /// lower`, before a rollback to a release without fair share).
+    /// Version 1: the urgent flows' jobs go to the front of the ready list, the other flows' to
+    /// its back, and fresh work after them (`layout lower`, before a rollback to a release
+    /// without fair share).
     Off,
 }
 
@@ -24,7 +27,7 @@ pub struct ShardFairShare {
     pub version: Option<String>,
     /// Whether its fresh work goes to flows (version 2 or later recorded).
     pub fair_share: bool,
-    /// Flows holding work, and the jobs in them.
+    /// Flows holding work (urgent ones included), and the jobs in them.
     pub flows: u64,
     pub waiting_in_flows: u64,
 }
@@ -35,7 +38,7 @@ pub struct Relayout {
     pub shard: String,
     /// The version recorded before (`None`: none).
     pub was: Option<String>,
-    /// Whether it was set (a version newer than 2, a later release's, is left alone).
+    /// Whether it was set (a version newer than 3, a later release's, is left alone).
     pub set: bool,
     /// Jobs moved from flows to the ready list (going to version 1).
     pub moved: u64,
@@ -47,8 +50,11 @@ impl Queue {
         let mut conn = self.conn.clone();
         let version: Option<String> =
             redis::cmd("HGET").arg(self.keys.layout()).arg(VERSION_FIELD).query_async(&mut conn).await?;
-        let flows: Vec<String> =
+        let mut flows: Vec<String> =
             redis::cmd("LRANGE").arg(self.keys.flows()).arg(0).arg(-1).query_async(&mut conn).await?;
+        let urgent: Vec<String> =
+            redis::cmd("LRANGE").arg(self.keys.urgent_flows()).arg(0).arg(-1).query_async(&mut conn).await?;
+        flows.extend(urgent);
         let mut waiting = 0;
         for flow in &flows {
             waiting += redis::cmd("LLEN").arg(flow).query_async::<u64>(&mut conn).await.unwrap_or(0);
@@ -81,7 +87,7 @@ impl Queue {
             .key(self.keys.ready())
             .key(self.keys.flows())
             .arg(match to {
-                FairShare::On => "2",
+                FairShare::On => "3",
                 FairShare::Off => "1",
             })
             .invoke_async(&mut conn)

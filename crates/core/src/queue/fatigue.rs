@@ -156,6 +156,7 @@ impl Queue {
             args.push(v.to_string().into_bytes());
         }
         args.push(k.endpoint_flow("").into_bytes());
+        args.push(k.urgent_endpoint_flow("").into_bytes());
         let mut inv = self.scripts.route.prepare_invoke();
         for name in &keys {
             inv.key(name);

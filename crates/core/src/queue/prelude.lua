@@ -49,8 +49,25 @@ end
 -- (`layout`) records version 2 or later. Version 1 (and no record: a new deployment no worker
 -- has started on, or one the previous release ran) writes the ready list, which every release
 -- reads.
+local function layout_version(layout)
+  return tonumber(redis.call('HGET', layout, 'version') or '1') or 1
+end
+
 local function fair(layout)
-  return (tonumber(redis.call('HGET', layout, 'version') or '1') or 1) >= 2
+  return layout_version(layout) >= 2
+end
+
+-- Urgent share (layout version 3): urgent work (critical and high findings, failed scans) waits
+-- in urgent flows, one per tenant and one per endpoint, named in a ring of their own that every
+-- take serves before anything else; before version 3 it goes to the front of the ready list.
+local function urgent_share(layout)
+  return layout_version(layout) >= 3
+end
+
+-- The urgent flows' ring, beside the flows ring `ring` (`…:flows` → `…:uflows`; keys.rs
+-- `urgent_flows`).
+local function urgent_ring(ring)
+  return string.sub(ring, 1, #ring - 5) .. 'uflows'
 end
 
 -- Runs `cmd` on `key` with `values` in chunks of at most `step` (Lua's stack caps how many
@@ -117,14 +134,15 @@ end
 -- into flows and after a take that emptied the ready list, so every idle worker is woken in
 -- turn while work waits, with no polling.
 local function seed(ready, ring)
-  if redis.call('LLEN', ready) == 0 then
+  if redis.call('LLEN', ready) == 0 and #flow_take(urgent_ring(ring), ready, 1) == 0 then
     flow_take(ring, ready, 1)
   end
 end
 
 -- Takes up to `max` jobs onto the processing list `processing`: the ready list first (urgent
--- work, and work handed back or released), then the flows in round robin (`ring`: fresh events
--- and deliveries, layout version 2), then the retry list (a retry backlog never holds up a fresh
+-- work before layout version 3, work handed back or released, and the flows' wake-ups: `seed`),
+-- then the urgent flows in round robin (version 3: `urgent_ring(ring)`), then the other flows in
+-- round robin (`ring`: fresh events and deliveries, version 2), then the retry list (a retry backlog never holds up a fresh
 -- alert). Answers the endpoints' revision (`rev_key`, false on a shard other than 0: -1; 0 when
 -- never written), then each job, or its length in its place when it is longer than `max_bytes`
 -- (taken, not returned: the worker dead-letters it with `oversized.lua` without reading it).
@@ -154,6 +172,13 @@ local function take(ready, processing, retry, rev_key, max, max_bytes, ring)
     end
   end
   drain(ready)
+  -- Then the urgent flows (layout version 3; an empty ring costs one LLEN).
+  if n < max then
+    for _, job in ipairs(flow_take(urgent_ring(ring), processing, max - n)) do
+      add(job)
+      n = n + 1
+    end
+  end
   if n < max then
     local want = max - n
     local got = flow_take(ring, processing, want)
@@ -166,10 +191,10 @@ local function take(ready, processing, retry, rev_key, max, max_bytes, ring)
       -- goes onto it for a worker blocked there (`seed`).
       flow_take(ring, ready, 1)
     end
-  elseif redis.call('LLEN', ready) == 0 then
-    -- Filled from the ready list alone, which this take emptied (it may have held only the
-    -- flows' last wake-up): the next one, if the flows hold work.
-    flow_take(ring, ready, 1)
+  else
+    -- Filled from the urgent flows or the ready list, which may be empty now (it may have held
+    -- only the flows' last wake-up): the next one, if the flows hold work, urgent first.
+    seed(ready, ring)
   end
   drain(retry)
   return out

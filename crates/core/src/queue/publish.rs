@@ -49,8 +49,9 @@ impl Queue {
     /// accepted within `window` is enqueued, or (Redis refused: full, unreachable) none is. An
     /// id accepted within the window is acknowledged as [`Published::Duplicate`] without a
     /// second job, so a caller may retry a publish whose answer it never got.
-    /// Urgent jobs go to the front of the ready list; with fair share on (layout version 2) the
-    /// others go to their tenant's flow, else to the back of the ready list.
+    /// Urgent jobs go to their tenant's urgent flow with urgent share on (layout version 3), else
+    /// to the front of the ready list; with fair share on (layout version 2 or 3) the others go
+    /// to their tenant's flow, else to the back of the ready list.
     pub async fn publish(&self, jobs: &[Publishing], window: Duration) -> Result<Vec<Published>, QueueError> {
         self.publish_replicated(jobs, window, None).await
     }
@@ -85,7 +86,12 @@ impl Queue {
         inv.key(dedupe).key(self.keys.layout()).key(self.keys.flows());
         inv.arg(u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1));
         for p in jobs {
-            let flow = p.tenant.as_deref().map(|t| self.keys.tenant_flow(t)).unwrap_or_default();
+            // The tenant's flow for its kind of work: urgent (layout version 3) or not.
+            let flow = p
+                .tenant
+                .as_deref()
+                .map(|t| if p.urgent { self.keys.urgent_tenant_flow(t) } else { self.keys.tenant_flow(t) })
+                .unwrap_or_default();
             inv.arg(&p.id).arg(if p.urgent { "1" } else { "0" }).arg(&p.job).arg(flow);
         }
         let flags: Vec<i64> = match inv.invoke_async(&mut conn).await {

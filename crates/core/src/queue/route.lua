@@ -47,8 +47,11 @@
 -- return, and the key indices of the retry list and of the endpoints' revision (0: none); then
 -- the lane cap (0: none) and the key indices of the lanes zset, the bodies and the body refs
 -- hashes (0: no parking); then the key indices of the layout hash and the flows ring, and the
--- key prefix of endpoint flows (`…:flow:e:`): with fair share on (layout version 2, `fair` in
--- the prelude) a plain send goes to the back of its endpoint's flow, not of the ready list.
+-- key prefixes of endpoint flows (`…:flow:e:`) and of urgent endpoint flows (`…:uflow:e:`):
+-- with fair share on (layout version 2, `fair` in the prelude) a plain send goes to the back of
+-- its endpoint's flow, not of the ready list; with urgent share on (version 3, `urgent_share`)
+-- an urgent send goes to the back of its endpoint's urgent flow, not to the front of the ready
+-- list.
 -- Returns {8 numbers per event, {sent, held, collected, flushed, suppressed, forwarded, silenced,
 -- parked} or {-1, 0, 0, 0, 0, 0, 0, 0} for an event whose job is no longer on the list; what
 -- `take` answered ({-1} when nothing was asked)}.
@@ -183,9 +186,12 @@ end
 
 local out = {}
 local k_layout, k_ring, flow_prefix = tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9]), ARGV[p + 10]
+local uflow_prefix = ARGV[p + 11]
 local fair_share = k_layout > 0 and fair(KEYS[k_layout])
+local urgent_flows = k_layout > 0 and urgent_share(KEYS[k_layout])
 local urgent, tail = {}, {}
 local flows, flow_order = {}, {} -- endpoint -> its plain sends, in order (fair share)
+local uflows, uflow_order = {}, {} -- endpoint -> its urgent sends, in order (urgent share)
 for _, ev in ipairs(events) do
   local sent, held, collected, flushed, suppressed, forwarded, silenced, parked = 0, 0, 0, 0, 0, 0, 0, 0
   if ev.live then
@@ -204,6 +210,15 @@ for _, ev in ipairs(events) do
           held = held + 1
         elseif park_fresh(endpoint, ka, tonumber(ARGV[b + 6]), extra, payload) then
           parked = parked + 1
+          sent = sent + 1
+        elseif id == '1' and urgent_flows then
+          local flow = uflows[endpoint]
+          if not flow then
+            flow = {}
+            uflows[endpoint] = flow
+            uflow_order[#uflow_order + 1] = endpoint
+          end
+          flow[#flow + 1] = payload
           sent = sent + 1
         elseif id == '1' then
           urgent[#urgent + 1] = payload
@@ -322,6 +337,9 @@ while j >= 1 do
 end
 chunked('RPUSH', KEYS[2], tail, 500)
 
+for _, endpoint in ipairs(uflow_order) do
+  flow_push(urgent_ring(KEYS[k_ring]), uflow_prefix .. endpoint, uflows[endpoint])
+end
 for _, endpoint in ipairs(flow_order) do
   flow_push(KEYS[k_ring], flow_prefix .. endpoint, flows[endpoint])
 end
@@ -332,7 +350,7 @@ if want > 0 then
   local rev = tonumber(ARGV[p + 3])
   taken = take(KEYS[2], KEYS[1], KEYS[tonumber(ARGV[p + 2])], rev > 0 and KEYS[rev] or nil, want, tonumber(ARGV[p + 1]), KEYS[k_ring])
 end
-if #flow_order > 0 then
+if #flow_order + #uflow_order > 0 then
   seed(KEYS[2], KEYS[k_ring])
 end
 return {out, taken}

@@ -8,10 +8,13 @@
 -- ARGV[1] the key prefix of lanes (`…:lane:`), ARGV[2] of processing lists (`…:processing:`).
 -- Returns {ready, retrying, parked, processing, scheduled, dead, endpoints, live workers,
 -- lane_full, digests, event bodies, flows}: ready counts the ready list and every fair-share
--- flow (first attempts either way), flows how many flows hold work.
+-- flow, urgent ones included (first attempts either way), flows how many flows hold work.
 local now = now_ms()
 local ready = redis.call('LLEN', KEYS[1])
 local flows = redis.call('LRANGE', KEYS[11], 0, -1)
+for _, flow in ipairs(redis.call('LRANGE', urgent_ring(KEYS[11]), 0, -1)) do
+  flows[#flows + 1] = flow
+end
 for _, flow in ipairs(flows) do
   local n = redis.pcall('LLEN', flow)
   if type(n) == 'number' then

@@ -6,11 +6,12 @@ use super::{Queue, QueueError};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct QueueStats {
-    /// First attempts waiting: the ready list and, with fair share on (queue layout version 2),
-    /// every tenant's and endpoint's flow.
+    /// First attempts waiting: the ready list and, with fair share on (queue layout version 2
+    /// or 3), every tenant's and endpoint's flow, urgent ones (version 3) included.
     pub ready: u64,
-    /// Fair-share flows holding first attempts (`{p}:flows`): tenants with events and
-    /// endpoints with deliveries waiting their turn (0 on layout version 1).
+    /// Fair-share flows holding first attempts (`{p}:flows`, and `{p}:uflows` for urgent ones):
+    /// tenants with events and endpoints with deliveries waiting their turn (0 on layout
+    /// version 1).
     #[serde(default)]
     pub flows: u64,
     /// Due retries and replays, waiting behind first attempts.
