@@ -18,7 +18,7 @@
 //! [`crate::keys::KeySpace::endpoint_flow`]), named in a ring ([`crate::keys::KeySpace::flows`])
 //! that taking rotates. Every job shape is version 1's. A release before it never reads the
 //! flows, so a shard writes them only while its own layout hash records version 2 (the scripts
-//! read it: `fair` in prelude.lua). A new deployment's first worker records 2 on every shard,
+//! read it: `layout_version` in prelude.lua). A new deployment's first worker records 2 on every shard,
 //! or 1 when another worker holds a live lease (a release before the field, running on); a
 //! deployment that records 1 stays on 1 (this release reads and writes it) until
 //! `entraguard-notify layout raise`, run once every worker runs this release;

@@ -45,23 +45,15 @@ end
 
 -- Fair share (queue layout version 2, layout_version.rs): fresh work that is not urgent waits in
 -- a flow, one list per tenant (events) and one per endpoint (deliveries); the ring (`flows`)
--- names every flow that holds work, once. Whether this shard writes flows: its layout hash
--- (`layout`) records version 2 or later. Version 1 (and no record: a new deployment no worker
--- has started on, or one the previous release ran) writes the ready list, which every release
+-- names every flow that holds work, once. Urgent share (version 3): urgent work (critical and
+-- high findings, failed scans) waits in urgent flows the same way, named in a ring of their own
+-- that every take serves before the other flows; before version 3 it goes to the front of the
+-- ready list. Which a shard writes: the version its layout hash (`layout`) records, which the
+-- scripts that write work read once. Version 1 (and no record: a new deployment no worker has
+-- started on, or one the previous release ran) writes the ready list, which every release
 -- reads.
 local function layout_version(layout)
   return tonumber(redis.call('HGET', layout, 'version') or '1') or 1
-end
-
-local function fair(layout)
-  return layout_version(layout) >= 2
-end
-
--- Urgent share (layout version 3): urgent work (critical and high findings, failed scans) waits
--- in urgent flows, one per tenant and one per endpoint, named in a ring of their own that every
--- take serves before anything else; before version 3 it goes to the front of the ready list.
-local function urgent_share(layout)
-  return layout_version(layout) >= 3
 end
 
 -- The urgent flows' ring, beside the flows ring `ring` (`…:flows` → `…:uflows`; keys.rs

@@ -6,16 +6,16 @@
 -- KEYS[3] layout hash, KEYS[4] flows ring; ARGV[1] window ms, then event id, urgent ('1' or
 -- '0'), job, its tenant's flow key for its kind (urgent or not; '' for none) for each event.
 -- Urgent events (critical and high findings, failed scans) go to the back of their tenant's
--- urgent flow with urgent share on (layout version 3, `urgent_share` in the prelude), else to
+-- urgent flow with urgent share on (layout version 3, `layout_version` in the prelude), else to
 -- the front of the ready list. The others go to the back of their tenant's flow with fair share
--- on (layout version 2, `fair` in the prelude), else to the back of the ready list. Either way
+-- on (layout version 2, `layout_version` in the prelude), else to the back of the ready list. Either way
 -- one tenant's flood never holds up another tenant's events.
 -- Returns, per event, 1 when it was enqueued now, 0 when the id was already accepted within
 -- the window (acknowledged without a second job).
 local now = now_ms()
 local window = tonumber(ARGV[1])
-local fair_share = fair(KEYS[3])
-local urgent_flows = urgent_share(KEYS[3])
+local version = layout_version(KEYS[3])
+local fair_share, urgent_flows = version >= 2, version >= 3
 local uring = urgent_ring(KEYS[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 local fresh = {}

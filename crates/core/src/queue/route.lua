@@ -48,7 +48,7 @@
 -- the lane cap (0: none) and the key indices of the lanes zset, the bodies and the body refs
 -- hashes (0: no parking); then the key indices of the layout hash and the flows ring, and the
 -- key prefixes of endpoint flows (`…:flow:e:`) and of urgent endpoint flows (`…:uflow:e:`):
--- with fair share on (layout version 2, `fair` in the prelude) a plain send goes to the back of
+-- with fair share on (layout version 2, `layout_version` in the prelude) a plain send goes to the back of
 -- its endpoint's flow, not of the ready list; with urgent share on (version 3, `urgent_share`)
 -- an urgent send goes to the back of its endpoint's urgent flow, not to the front of the ready
 -- list.
@@ -187,8 +187,8 @@ end
 local out = {}
 local k_layout, k_ring, flow_prefix = tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9]), ARGV[p + 10]
 local uflow_prefix = ARGV[p + 11]
-local fair_share = k_layout > 0 and fair(KEYS[k_layout])
-local urgent_flows = k_layout > 0 and urgent_share(KEYS[k_layout])
+local version = k_layout > 0 and layout_version(KEYS[k_layout]) or 1
+local fair_share, urgent_flows = version >= 2, version >= 3
 local urgent, tail = {}, {}
 local flows, flow_order = {}, {} -- endpoint -> its plain sends, in order (fair share)
 local uflows, uflow_order = {}, {} -- endpoint -> its urgent sends, in order (urgent share)
