@@ -23,6 +23,7 @@ use fanout::fanout;
 use floor::floor;
 use latency::{
     delay_late, e2e, fresh_behind_backlog, fresh_other_tenant_behind_flood, hang, idle, park_cost,
+    urgent_other_tenant_behind_urgent_flood,
 };
 use silences::fanout_silences;
 
@@ -106,6 +107,9 @@ pub async fn all(args: &Args) -> anyhow::Result<()> {
         }
         if want("fresh_other_tenant_behind_flood") {
             fresh_other_tenant_behind_flood(&env, if args.smoke { 5_000 } else { 50_000 }).await?;
+        }
+        if want("urgent_other_tenant_behind_urgent_flood") {
+            urgent_other_tenant_behind_urgent_flood(&env, if args.smoke { 2_000 } else { 20_000 }).await?;
         }
         if want("fanout") || args.only.iter().any(|o| o.starts_with("fanout")) {
             fanout(&env, if args.smoke { 1_000 } else { 50_000 }, &want).await?;

@@ -219,11 +219,71 @@ pub(super) async fn fresh_other_tenant_behind_flood(env: &Env, flood: usize) -> 
     env.cleanup().await
 }
 
+/// `flood` critical findings of tenant A for a slow endpoint A (2 ms a request), with one failed
+/// scan of tenant B for endpoint B published after the first half: ms from B's publish to its
+/// arrival, and A's deliveries by then. Measured on layout version 3 (urgent share) and, for the
+/// fault it fixes, on version 2 (`_v2`: urgent work at the front of the ready list, last in first
+/// out, so B's alert waits behind A's later findings).
+pub(super) async fn urgent_other_tenant_behind_urgent_flood(env: &Env, flood: usize) -> anyhow::Result<()> {
+    for (version, suffix) in [(3, ""), (2, "_v2")] {
+        let slow = Sink::start(Mode::Slow).await?;
+        env.endpoint_for(&slow.url, "finding.new").await?;
+        let other = Sink::start(Mode::Accept).await?;
+        env.endpoint_for(&other.url, "scan.failed").await?;
+        if version == 2 {
+            let mut conn = env.queue.connection();
+            for shard in env.shards.served() {
+                let layout = shard.keys().layout();
+                let () =
+                    conn.query_at(redis::cmd("HSET").arg(&layout).arg("version").arg(2), &layout).await?;
+            }
+        }
+        let worker = env.worker(50, &[])?;
+        env.wait_worker_ready().await?;
+        let findings: Vec<Event> = (0..flood).map(|i| finding("tenant-a", i, "critical")).collect();
+        for chunk in findings[..flood / 2].chunks(1_000) {
+            env.producer.publish_batch(chunk).await?;
+        }
+        let published = Instant::now();
+        env.producer.publish(&scan_failed("tenant-b")).await?;
+        for chunk in findings[flood / 2..].chunks(1_000) {
+            env.producer.publish_batch(chunk).await?;
+        }
+        drop(findings);
+        other.wait_for(1, Duration::from_secs(600)).await?;
+        let ms = published.elapsed().as_secs_f64() * 1000.0;
+        report(&format!("urgent_other_tenant_behind_urgent_flood_ms{suffix}"), ms, "ms");
+        report(
+            &format!("urgent_other_tenant_behind_urgent_flood_a_delivered{suffix}"),
+            slow.count() as f64,
+            "deliveries",
+        );
+        stop(worker).await?;
+        env.cleanup().await?;
+    }
+    Ok(())
+}
+
+fn scan_failed(tenant: &str) -> Event {
+    Event::from_json(
+        format!(
+            r#"{{"event":"scan.failed","tenant_id":"{tenant}","scan":{{"run_id":"r2","kind":"full",
+            "environment":"B production","error":{{"kind":"network","message":"Graph unreachable"}}}}}}"#
+        )
+        .as_bytes(),
+    )
+    .expect("benchmark event is valid")
+}
+
 fn low_finding(tenant: &str, i: usize) -> Event {
+    finding(tenant, i, "low")
+}
+
+fn finding(tenant: &str, i: usize, severity: &str) -> Event {
     Event::from_json(
         format!(
             r#"{{"event":"finding.new","tenant_id":"{tenant}","scan_id":"flood",
-            "finding":{{"id":"F-{i}","title":"Stale guest account","severity":"low","category":"identity",
+            "finding":{{"id":"F-{i}","title":"Stale guest account","severity":"{severity}","category":"identity",
             "remediation_url":"https://entraguard.example.com/api/entraguard/findings/F-{i}"}}}}"#
         )
         .as_bytes(),
