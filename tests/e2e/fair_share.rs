@@ -378,8 +378,8 @@ async fn a_corrupt_flow_name_in_the_ring_is_dropped_and_the_other_flows_go_on() 
     assert_eq!(left, "written by hand", "not ours to delete");
 }
 
-/// Transitions with work waiting in flows: 300 findings of three tenants for a 10 ms endpoint;
-/// the worker serving them is SIGKILLed mid-backlog (its taken jobs go back through its lease),
+/// Transitions with work waiting in flows: 300 findings of three tenants for a 10 ms endpoint,
+/// one in five critical (in the urgent flows); the worker serving them is SIGKILLed mid-backlog (its taken jobs go back through its lease),
 /// a second one takes over, and an operator runs `layout lower` while it serves (the flows'
 /// jobs move to the ready list under its feet). Every finding arrives; nothing is stuck.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,10 +389,11 @@ async fn a_worker_killed_and_a_layout_lowered_mid_backlog_lose_nothing_in_flows(
     set(&stack, FairShare::On).await;
     let rx = HttpReceiver::with_default(Reply::status(200).delay(Duration::from_millis(10)));
     stack.add_endpoint("webhook", &rx.url(), &["finding.new"], None).await;
+    let severity = |i: usize| if i % 5 == 0 { "critical" } else { "low" };
     let flood: Vec<Event> =
-        (0..N).map(|i| low_finding(&format!("tenant-{}", i % 3), &format!("F{i}"))).collect();
+        (0..N).map(|i| finding(&format!("tenant-{}", i % 3), &format!("F{i}"), severity(i))).collect();
     stack.producer.publish_batch(&flood).await.expect("published");
-    assert!(stack.stats().await.flows >= 3, "the tenants' events wait in flows");
+    assert!(stack.stats().await.flows >= 5, "the tenants' events wait in flows, urgent ones in theirs");
 
     let mut first = stack.spawn_worker_process(&["--concurrency", "4", "--lease", "1s"]);
     wait_until(Duration::from_secs(60), "the first worker delivering", || async {
