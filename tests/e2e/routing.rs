@@ -238,6 +238,13 @@ async fn a_digest_whose_scan_never_ends_is_sent_after_its_longest_wait_and_a_fai
             .await
             .expect("p");
     }
+    // Both collected before the failed scan is published: urgent work goes first, so a failed
+    // scan published while they still wait may flush before them (they then go out with the
+    // digest's next flush: found by `./dev stress`).
+    wait_until(LONG, "both findings collected in scan-y's digest", || async {
+        stack.queue.stats().await.is_ok_and(|s| s.ready == 0 && s.processing == 0 && s.digests == 1)
+    })
+    .await;
     stack.producer.publish(&scan_failed("t", "scan-y")).await.expect("p");
     let got = rx.wait_for_requests(2, LONG).await;
     let body = got[1].json();
