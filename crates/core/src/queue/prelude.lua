@@ -75,6 +75,18 @@ local function chunked(cmd, key, values, step)
   return reply
 end
 
+-- Gathers `job` for flow `flow` in `into` (flow -> its jobs, in order), noting in `order` each
+-- flow the first time it comes: a batch then pushes each flow once (`flow_push`).
+local function flow_group(into, order, flow, job)
+  local jobs = into[flow]
+  if not jobs then
+    jobs = {}
+    into[flow] = jobs
+    order[#order + 1] = flow
+  end
+  jobs[#jobs + 1] = job
+end
+
 -- Appends `jobs` to flow `flow` (FIFO), naming it in the ring when it was empty.
 local function flow_push(ring, flow, jobs)
   local n = chunked('RPUSH', flow, jobs, 500) or 0

@@ -21,13 +21,6 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 local fresh = {}
 local flows, flow_order = {}, {}
 local uflows, uflow_order = {}, {}
-local function group(into, order, flow, job)
-  if not into[flow] then
-    into[flow] = {}
-    order[#order + 1] = flow
-  end
-  table.insert(into[flow], job)
-end
 local answer = {}
 for i = 2, #ARGV, 4 do
   local added = redis.call('ZADD', KEYS[2], 'NX', now, ARGV[i])
@@ -35,11 +28,11 @@ for i = 2, #ARGV, 4 do
   if added == 1 then
     local flow = ARGV[i + 3]
     if ARGV[i + 1] == '1' and urgent_flows and flow ~= '' then
-      group(uflows, uflow_order, flow, ARGV[i + 2])
+      flow_group(uflows, uflow_order, flow, ARGV[i + 2])
     elseif ARGV[i + 1] == '1' then
       redis.call('LPUSH', KEYS[1], ARGV[i + 2])
     elseif fair_share and flow ~= '' then
-      group(flows, flow_order, flow, ARGV[i + 2])
+      flow_group(flows, flow_order, flow, ARGV[i + 2])
     else
       fresh[#fresh + 1] = ARGV[i + 2]
     end

@@ -212,25 +212,13 @@ for _, ev in ipairs(events) do
           parked = parked + 1
           sent = sent + 1
         elseif id == '1' and urgent_flows then
-          local flow = uflows[endpoint]
-          if not flow then
-            flow = {}
-            uflows[endpoint] = flow
-            uflow_order[#uflow_order + 1] = endpoint
-          end
-          flow[#flow + 1] = payload
+          flow_group(uflows, uflow_order, endpoint, payload)
           sent = sent + 1
         elseif id == '1' then
           urgent[#urgent + 1] = payload
           sent = sent + 1
         elseif fair_share then
-          local flow = flows[endpoint]
-          if not flow then
-            flow = {}
-            flows[endpoint] = flow
-            flow_order[#flow_order + 1] = endpoint
-          end
-          flow[#flow + 1] = payload
+          flow_group(flows, flow_order, endpoint, payload)
           sent = sent + 1
         else
           tail[#tail + 1] = payload
