@@ -389,7 +389,7 @@ async fn a_worker_killed_and_a_layout_lowered_mid_backlog_lose_nothing_in_flows(
     set(&stack, FairShare::On).await;
     let rx = HttpReceiver::with_default(Reply::status(200).delay(Duration::from_millis(10)));
     stack.add_endpoint("webhook", &rx.url(), &["finding.new"], None).await;
-    let severity = |i: usize| if i % 5 == 0 { "critical" } else { "low" };
+    let severity = |i: usize| if i.is_multiple_of(5) { "critical" } else { "low" };
     let flood: Vec<Event> =
         (0..N).map(|i| finding(&format!("tenant-{}", i % 3), &format!("F{i}"), severity(i))).collect();
     stack.producer.publish_batch(&flood).await.expect("published");
