@@ -353,7 +353,7 @@ async fn idle_workers_all_wake_to_work_waiting_in_flows() {
     }
 }
 
-/// Corrupt records written by hand: a name in the ring whose key is not a list, and one whose
+/// Corrupt records written by hand: a name in each ring (flows and urgent flows) whose key is not a list, and one whose
 /// list is gone. Taking drops both names (Redis's log says so for the first) and goes on with
 /// the other flows; the stray string is left alone; nothing is lost and no take fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,14 +366,20 @@ async fn a_corrupt_flow_name_in_the_ring_is_dropped_and_the_other_flows_go_on() 
     let stray = format!("{{{PREFIX}}}:flow:t:not-a-list");
     let gone = format!("{{{PREFIX}}}:flow:t:gone");
     let _: () = conn.set(&stray, "written by hand").await.expect("set");
-    let _: () = conn.rpush(keys.flows(), &[&stray, &gone]).await.expect("ring");
+    // Both rings: the other flows' and the urgent flows' (layout version 3).
+    for ring in [keys.flows(), keys.urgent_flows()] {
+        let _: () = conn.rpush(ring, &[&stray, &gone]).await.expect("ring");
+    }
     for i in 0..3 {
         stack.producer.publish(&low_finding("tenant-a", &format!("A{i}"))).await.expect("published");
     }
+    stack.producer.publish(&critical_finding("tenant-b", "U0")).await.expect("published");
     let order = take_all(&stack, 2).await;
-    assert_eq!(order, ["tenant-a/A0", "tenant-a/A1", "tenant-a/A2"]);
-    let ring: Vec<String> = conn.lrange(keys.flows(), 0, -1).await.expect("ring");
-    assert!(ring.is_empty(), "both names dropped: {ring:?}");
+    assert_eq!(order, ["tenant-a/A0", "tenant-b/U0", "tenant-a/A1", "tenant-a/A2"]);
+    for ring in [keys.flows(), keys.urgent_flows()] {
+        let left: Vec<String> = conn.lrange(&ring, 0, -1).await.expect("ring");
+        assert!(left.is_empty(), "both names dropped from {ring}: {left:?}");
+    }
     let left: String = conn.get(&stray).await.expect("get");
     assert_eq!(left, "written by hand", "not ours to delete");
 }

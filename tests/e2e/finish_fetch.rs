@@ -30,6 +30,14 @@ fn calls(info: &str, command: &str) -> u64 {
     field("calls") - field("failed_calls")
 }
 
+/// What a finishing step that took the next job for its slot must show: one script call in
+/// `info` (its `INFO commandstats`, reset before) and exactly `next` taken.
+fn one_call_took(info: &str, taken: &entraguard_core::queue::Fetched, next: &[u8]) {
+    assert_eq!(calls(info, "evalsha") + calls(info, "eval"), 1, "one script call: {info}");
+    let got: Vec<&[u8]> = taken.jobs.iter().map(|c| c.bytes()).collect();
+    assert_eq!(got, vec![next], "the next ready job, for the freed slot");
+}
+
 /// One test's Redis with one webhook endpoint for `finding.new` (its receiver kept running),
 /// the queue's keys and a connection.
 struct OneEndpoint {
@@ -167,9 +175,7 @@ async fn a_retry_takes_the_next_job_in_the_same_step() {
     let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.expect("info");
     claimed.finish();
     assert!(done);
-    assert_eq!(calls(&info, "evalsha") + calls(&info, "eval"), 1, "one script call: {info}");
-    let got: Vec<&[u8]> = taken.jobs.iter().map(|c| c.bytes()).collect();
-    assert_eq!(got, vec![next.as_bytes()], "the next ready job, for the freed slot");
+    one_call_took(&info, &taken, next.as_bytes());
     let delayed: Vec<String> = conn.zrange(keys.delayed(), 0, -1).await.expect("delayed");
     assert_eq!(delayed, ["the next attempt"]);
     assert_eq!(conn.llen::<_, usize>(keys.history(ep.id.as_str())).await.expect("history"), 1);
@@ -213,9 +219,7 @@ async fn a_dead_letter_takes_the_next_job_in_the_same_step() {
     let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.expect("info");
     claimed.finish();
     assert!(done);
-    assert_eq!(calls(&info, "evalsha") + calls(&info, "eval"), 1, "one script call: {info}");
-    let got: Vec<&[u8]> = taken.jobs.iter().map(|c| c.bytes()).collect();
-    assert_eq!(got, vec![encoded[1].as_bytes()], "the next ready job, for the freed slot");
+    one_call_took(&info, &taken, encoded[1].as_bytes());
     let dead: Vec<String> = conn.lrange(keys.dlq(), 0, -1).await.expect("dlq");
     assert_eq!(dead, [dying.delivery_id.to_string()]);
     let shown = stack.queue.dead_letter_by_id(dying.delivery_id.as_str()).await.expect("read").expect("kept");
@@ -260,9 +264,7 @@ async fn a_park_takes_the_next_job_in_the_same_step() {
     let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.expect("info");
     claimed.finish();
     assert_eq!(done, Parked::Parked);
-    assert_eq!(calls(&info, "evalsha") + calls(&info, "eval"), 1, "one script call: {info}");
-    let got: Vec<&[u8]> = taken.jobs.iter().map(|c| c.bytes()).collect();
-    assert_eq!(got, vec![encoded[1].as_bytes()], "the next ready job, for the freed slot");
+    one_call_took(&info, &taken, encoded[1].as_bytes());
     assert_eq!(conn.llen::<_, usize>(keys.lane(ep.id.as_str())).await.expect("lane"), 1);
 
     // The lane is full now (NOTIFY_LANE_MAX 1): the next one is not parked, and takes nothing.

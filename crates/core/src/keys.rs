@@ -320,6 +320,16 @@ impl Default for KeySpace {
 mod tests {
     use super::*;
 
+    /// The scripts find the urgent flows' ring from the flows ring's name (`urgent_ring` in
+    /// prelude.lua: its last five characters, `flows`, become `uflows`).
+    #[test]
+    fn the_urgent_ring_is_named_as_the_scripts_derive_it() {
+        let k = KeySpace::new("acme").expect("valid");
+        let flows = k.flows();
+        assert!(flows.ends_with("flows"), "{flows}");
+        assert_eq!(k.urgent_flows(), format!("{}uflows", &flows[..flows.len() - 5]));
+    }
+
     #[test]
     fn all_keys_share_one_hash_tag() {
         let k = KeySpace::new("acme").expect("valid");
