@@ -232,3 +232,50 @@ async fn readiness_and_metrics_say_when_redis_is_full() {
     assert_eq!(get(&ready_url).await.0, 200);
     worker.kill().await.expect("stop");
 }
+
+/// `THP_enabled` of a running process (`/proc/<pid>/status`, Linux 5.0 and later): `false` once
+/// it has turned transparent huge pages off for itself.
+fn thp_enabled(pid: u32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let value = status.lines().find_map(|l| l.strip_prefix("THP_enabled:"))?;
+    Some(value.trim() == "1")
+}
+
+/// The worker turns transparent huge pages off for itself (mimalloc would otherwise keep whole
+/// 2 MiB pages resident: docs/performance.md), and leaves them on when `MIMALLOC_ALLOW_THP` says so.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_runs_without_transparent_huge_pages_unless_told_otherwise() {
+    let stack = Stack::start().await;
+    let bin = entraguard_testkit::bin_path("entraguard-worker");
+    let url = stack.redis.url();
+    let mut seen = Vec::new();
+    let mut workers = Vec::new(); // killed when dropped
+    for (allow, expected_workers) in [(None, 1), (Some("1"), 2)] {
+        let mut command = crate::harness::worker_command_at(&bin, &url, &[]);
+        command.env_remove("MIMALLOC_ALLOW_THP");
+        if let Some(v) = allow {
+            command.env("MIMALLOC_ALLOW_THP", v);
+        }
+        let child = command.spawn().expect("worker binary starts");
+        // Registered: past `main`'s first line, where the switch is made.
+        wait_until(Duration::from_secs(60), "the worker registers", || async {
+            stack.queue.stats().await.is_ok_and(|s| s.workers >= expected_workers)
+        })
+        .await;
+        let pid = child.id().expect("the worker runs");
+        let Some(enabled) = thp_enabled(pid) else {
+            eprintln!("this kernel does not report THP_enabled; nothing to check");
+            return;
+        };
+        seen.push((allow, enabled));
+        workers.push(child);
+    }
+    if seen.get(1) == Some(&(Some("1"), false)) {
+        eprintln!(
+            "this kernel has no transparent huge pages (THP_enabled 0 even when allowed); nothing to check"
+        );
+        return;
+    }
+    assert_eq!(seen, vec![(None, false), (Some("1"), true)], "(MIMALLOC_ALLOW_THP, THP on)");
+}
