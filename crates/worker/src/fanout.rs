@@ -237,9 +237,10 @@ pub(crate) async fn fan_out_job(ctx: &Ctx, claimed: Claimed, job: EventJob) -> O
         crate::metrics::fanned_out();
         if let Some(r) = routed.into_inner().ok().flatten() {
             crate::metrics::routed(&r);
-            if r.held + r.collected + r.flushed + r.parked > 0 {
-                // New in the delayed set or a lane's next look, perhaps due before what the
-                // promoter waits for.
+            if r.held + r.collected + r.flushed > 0 || r.lane_look_moved {
+                // New in the delayed set, or a lane's next look set or brought forward:
+                // perhaps due before what the promoter waits for. Deliveries parked behind a
+                // look already set (a breaker staying open) need no look sooner.
                 ctx.promoter_wake.notify_one();
             }
             tracing::debug!(

@@ -90,3 +90,54 @@ async fn an_open_breakers_new_deliveries_go_into_its_lane_at_fan_out() {
     assert_eq!(bodies, 0, "the bodies went with their last delivery");
     let _ = worker.kill().await;
 }
+
+/// Two endpoints with open breakers, 20 events each parked at fan-out for both: every body is
+/// held once with a count of 2 references, kept by one read and one write of the counts per
+/// batch (no `HINCRBY` a body, issue 26's "≤ 1 extra command per parked delivery"), and after
+/// both breakers are reset all 40 deliveries arrive once and the bodies and counts are gone (a
+/// count short by one would drop a body its second delivery still needs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_parked_for_two_endpoints_counts_both_in_one_write_a_batch() {
+    const N: usize = 20;
+    let stack = Stack::start().await;
+    let receiver = HttpReceiver::with_default(Reply::status(200));
+    let a = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
+    let b = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
+    let mut conn = stack.redis.connection().await;
+    let now_ms: u64 = stack.queue.redis_time_ms().await.expect("time").try_into().expect("after 1970");
+    let next_probe = (now_ms + 600_000).to_string();
+    for ep in [&a, &b] {
+        let key = format!("{{{PREFIX}}}:breaker:{}", ep.id);
+        let _: () = conn
+            .hset_multiple(&key, &[("state", "open"), ("next_probe", &next_probe)])
+            .await
+            .expect("breaker");
+    }
+    publish(&stack, N, "two-down").await;
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.expect("resetstat");
+    let mut worker = stack.spawn_worker_process(&[]);
+    wait_until(Duration::from_secs(60), "all parked", || async {
+        stack.stats().await.parked == 2 * N as u64
+    })
+    .await;
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.expect("info");
+    assert!(!info.contains("cmdstat_hincrby:"), "no HINCRBY a body: {info}");
+    assert!(receiver.requests().is_empty(), "nothing sent while open");
+    let refs: std::collections::HashMap<String, i64> =
+        conn.hgetall(format!("{{{PREFIX}}}:body_refs")).await.expect("hgetall");
+    assert_eq!(refs.len(), N, "one count per body: {refs:?}");
+    assert!(refs.values().all(|&n| n == 2), "each body parked for both endpoints: {refs:?}");
+
+    for ep in [&a, &b] {
+        entraguard_core::operator::reset(&stack.queue, ep).await.expect("reset");
+    }
+    stack.wait_drained(Duration::from_secs(60)).await;
+    let delivered: Vec<String> = receiver.requests().iter().map(delivery_id).collect();
+    let unique: HashSet<String> = delivered.iter().cloned().collect();
+    assert_eq!((delivered.len(), unique.len()), (2 * N, 2 * N), "each once: {delivered:?}");
+    assert_eq!(stack.stats().await.dead, 0);
+    let bodies: usize = conn.hlen(format!("{{{PREFIX}}}:bodies")).await.expect("hlen");
+    let counts: usize = conn.hlen(format!("{{{PREFIX}}}:body_refs")).await.expect("hlen");
+    assert_eq!((bodies, counts), (0, 0), "the bodies and their counts went with their last delivery");
+    let _ = worker.kill().await;
+}

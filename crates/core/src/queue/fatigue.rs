@@ -80,6 +80,10 @@ pub struct Routed {
     pub parked: u64,
     /// Deliveries not made: a silence mutes them.
     pub silenced: u64,
+    /// This event parked deliveries, and its batch set or brought forward a lane's next look:
+    /// a promoter waiting for a later look must look again. Parking behind a look already due
+    /// sooner (the usual case while a breaker stays open) leaves it false.
+    pub lane_look_moved: bool,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -165,7 +169,8 @@ impl Queue {
             inv.arg(a.as_slice());
         }
         let mut conn = self.conn.clone();
-        let (out, taken): (Vec<i64>, Vec<redis::Value>) = inv.invoke_async(&mut conn).await?;
+        let (out, taken, looks_moved): (Vec<i64>, Vec<redis::Value>, i64) =
+            inv.invoke_async(&mut conn).await?;
         let at = |i: usize| u64::try_from(out.get(i).copied().unwrap_or(0)).unwrap_or(0);
         let routed = (0..events.len())
             .map(|e| {
@@ -179,6 +184,7 @@ impl Queue {
                     forwarded: at(b + 5),
                     silenced: at(b + 6),
                     parked: at(b + 7),
+                    lane_look_moved: looks_moved > 0 && at(b + 7) > 0,
                 })
             })
             .collect();

@@ -54,7 +54,8 @@
 -- list.
 -- Returns {8 numbers per event, {sent, held, collected, flushed, suppressed, forwarded, silenced,
 -- parked} or {-1, 0, 0, 0, 0, 0, 0, 0} for an event whose job is no longer on the list; what
--- `take` answered ({-1} when nothing was asked)}.
+-- `take` answered ({-1} when nothing was asked); how many lanes' next look this batch set or
+-- brought forward}.
 local now = nil
 local function clock()
   if not now then
@@ -280,23 +281,38 @@ for _, ev in ipairs(events) do
 end
 
 -- The parked deliveries, at the back of their lanes, and their bodies, held once each.
+-- `looks_moved`: lanes whose next look this batch set or brought forward (the promoter
+-- waits for the earliest look, so only these can need it sooner).
+local looks_moved = 0
 for _, kl in ipairs(lane_order) do
   local lane = lanes[kl]
   chunked('RPUSH', KEYS[kl], lane.jobs, 500)
   -- An earlier look already set stays (LT), as park.lua keeps it.
-  redis.call('ZADD', KEYS[k_lanes], 'LT', lane.wake, lane.endpoint)
+  looks_moved = looks_moved + redis.call('ZADD', KEYS[k_lanes], 'LT', 'CH', lane.wake, lane.endpoint)
 end
 -- Every body in one HSET: a body id names its JSON's hash, so writing a body already held
 -- writes the same bytes (what HSETNX, one command a body, would have kept). Its count of
--- references goes up by the deliveries parked with it, one HINCRBY a body.
-local held = {}
+-- references goes up by the deliveries parked with it: read in one HMGET and written back in
+-- one HSET (the script runs alone, so nothing changes between the two), two commands a batch
+-- where one HINCRBY a body was one command a parked delivery.
+local held, ids = {}, {}
 for _, body_id in ipairs(body_order) do
   held[#held + 1] = body_id
   held[#held + 1] = bodies[body_id].body
+  ids[#ids + 1] = body_id
 end
 chunked('HSET', KEYS[k_bodies], held, 1000)
-for _, body_id in ipairs(body_order) do
-  redis.call('HINCRBY', KEYS[k_refs], body_id, bodies[body_id].n)
+local i = 1
+while i <= #ids do
+  local chunk = { unpack(ids, i, math.min(#ids, i + 499)) }
+  local counts = redis.call('HMGET', KEYS[k_refs], unpack(chunk))
+  local refs = {}
+  for j, body_id in ipairs(chunk) do
+    refs[#refs + 1] = body_id
+    refs[#refs + 1] = (tonumber(counts[j]) or 0) + bodies[body_id].n
+  end
+  redis.call('HSET', KEYS[k_refs], unpack(refs))
+  i = i + 500
 end
 
 -- Record what was let through, once per dedupe key.
@@ -341,4 +357,4 @@ end
 if #flow_order + #uflow_order > 0 then
   seed(KEYS[2], KEYS[k_ring])
 end
-return {out, taken}
+return {out, taken, looks_moved}
