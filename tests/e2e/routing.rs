@@ -257,6 +257,51 @@ async fn a_digest_whose_scan_never_ends_is_sent_after_its_longest_wait_and_a_fai
     worker.stop().await;
 }
 
+/// A failed scan is urgent, so under a backlog its event can be fanned out before findings of
+/// the same scan that were published earlier (they wait in the tenant's flow). Its flush then
+/// finds no digest; the findings that arrive after it are still sent within the scan's end grace
+/// (not after the rule's longest wait, 10 minutes here) and carry the scan's end as their reason.
+/// Here the failed scan is simply published first, which is the order fan-out sees then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_fanned_out_after_their_scan_ended_are_sent_within_the_grace() {
+    let stack = Stack::start().await;
+    let rx = HttpReceiver::start();
+    add(
+        &stack,
+        "webhook",
+        &rx.url(),
+        &["finding.new"],
+        r#"{"digest":{"severities":["low"],"max_wait":"10m"}}"#,
+    )
+    .await;
+    let worker = stack.spawn_worker(&[]);
+    stack.producer.publish(&scan_failed("t", "scan-late")).await.expect("p");
+    wait_until(LONG, "the failed scan fanned out", || async {
+        stack.queue.stats().await.is_ok_and(|s| s.ready == 0 && s.processing == 0)
+    })
+    .await;
+    let published = Instant::now();
+    for i in 0..3 {
+        stack
+            .producer
+            .publish(&finding("finding.new", "t", &format!("LATE-{i}"), "low", None, "scan-late"))
+            .await
+            .expect("p");
+    }
+    // Well under the 10 minutes of the rule's longest wait.
+    let got = rx.wait_for_requests(1, LONG).await;
+    let body = got[0].json();
+    assert_eq!(
+        (body["event"].as_str(), body["digest"]["reason"].as_str(), body["digest"]["total"].as_u64()),
+        (Some("finding.digest"), Some("scan.failed"), Some(3)),
+        "{body}"
+    );
+    assert!(published.elapsed() < Duration::from_secs(45), "took {:?}", published.elapsed());
+    stack.wait_drained(LONG).await;
+    assert_eq!(rx.requests().len(), 1);
+    worker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collected_findings_survive_a_sigkilled_worker_and_the_digest_is_sent_once() {
     let stack = Stack::start().await;

@@ -298,6 +298,13 @@ impl KeySpace {
         format!("{}:digests", self.tag)
     }
 
+    /// ZSET of scans whose end fan-out has seen, per digest: `<reason>|<digest id>` (`reason`
+    /// `scan.completed` or `scan.failed`) → when (Unix ms, Redis clock), kept a day. A digest
+    /// of such a scan opened later is due after the scan end's grace, not its longest wait.
+    pub fn scans_ended(&self) -> String {
+        format!("{}:scans_ended", self.tag)
+    }
+
     /// HASH of open digest id → its timer job (`digest_due.v1`) in the delayed set, so a flush
     /// can take the timer it no longer needs out of the delayed set.
     pub fn digest_timers(&self) -> String {
@@ -359,6 +366,7 @@ mod tests {
             k.digest_flushed("ep_1:ab", "f"),
             k.digests(),
             k.digest_timers(),
+            k.scans_ended(),
             k.history("ep_1"),
             k.outbox(2),
             k.forwarded(),
