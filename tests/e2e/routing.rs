@@ -205,39 +205,36 @@ async fn a_scan_of_500_low_and_3_high_to_slack_is_3_messages_and_1_digest_in_sec
     worker.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_digest_whose_scan_never_ends_is_sent_after_its_longest_wait_and_a_failed_scan_flushes() {
+/// A stack with one webhook endpoint digesting tenant `t`'s low findings, sent after `max_wait`
+/// at the latest, and its receiver.
+async fn low_digest_webhook(max_wait: &str) -> (Stack, HttpReceiver) {
     let stack = Stack::start().await;
     let rx = HttpReceiver::start();
-    add(
-        &stack,
-        "webhook",
-        &rx.url(),
-        &["finding.new"],
-        r#"{"digest":{"severities":["low"],"max_wait":"3s"}}"#,
-    )
-    .await;
-    let worker = stack.spawn_worker(&[]);
-    for i in 0..5 {
-        stack
-            .producer
-            .publish(&finding("finding.new", "t", &format!("L-{i}"), "low", None, "scan-x"))
-            .await
-            .expect("p");
+    let rules = format!(r#"{{"digest":{{"severities":["low"],"max_wait":"{max_wait}"}}}}"#);
+    add(&stack, "webhook", &rx.url(), &["finding.new"], &rules).await;
+    (stack, rx)
+}
+
+/// Publishes `n` low findings of tenant `t`'s scan `scan`, one by one (`<prefix>-<i>`).
+async fn publish_low(stack: &Stack, prefix: &str, n: usize, scan: &str) {
+    for i in 0..n {
+        let event = finding("finding.new", "t", &format!("{prefix}-{i}"), "low", None, scan);
+        stack.producer.publish(&event).await.expect("published");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_whose_scan_never_ends_is_sent_after_its_longest_wait_and_a_failed_scan_flushes() {
+    let (stack, rx) = low_digest_webhook("3s").await;
+    let worker = stack.spawn_worker(&[]);
+    publish_low(&stack, "L", 5, "scan-x").await;
     let got = rx.wait_for_requests(1, LONG).await;
     let body = got[0].json();
     assert_eq!(body["event"], "finding.digest");
     assert_eq!(body["digest"]["reason"], "max_wait");
     assert_eq!(body["digest"]["total"], 5);
     // A failed scan flushes too.
-    for i in 0..2 {
-        stack
-            .producer
-            .publish(&finding("finding.new", "t", &format!("M-{i}"), "low", None, "scan-y"))
-            .await
-            .expect("p");
-    }
+    publish_low(&stack, "M", 2, "scan-y").await;
     // Both collected before the failed scan is published: urgent work goes first, so a failed
     // scan published while they still wait may flush before them (they then go out with the
     // digest's next flush: found by `./dev stress`).
@@ -264,16 +261,7 @@ async fn a_digest_whose_scan_never_ends_is_sent_after_its_longest_wait_and_a_fai
 /// Here the failed scan is simply published first, which is the order fan-out sees then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn findings_fanned_out_after_their_scan_ended_are_sent_within_the_grace() {
-    let stack = Stack::start().await;
-    let rx = HttpReceiver::start();
-    add(
-        &stack,
-        "webhook",
-        &rx.url(),
-        &["finding.new"],
-        r#"{"digest":{"severities":["low"],"max_wait":"10m"}}"#,
-    )
-    .await;
+    let (stack, rx) = low_digest_webhook("10m").await;
     let worker = stack.spawn_worker(&[]);
     stack.producer.publish(&scan_failed("t", "scan-late")).await.expect("p");
     wait_until(LONG, "the failed scan fanned out", || async {
@@ -281,13 +269,7 @@ async fn findings_fanned_out_after_their_scan_ended_are_sent_within_the_grace() 
     })
     .await;
     let published = Instant::now();
-    for i in 0..3 {
-        stack
-            .producer
-            .publish(&finding("finding.new", "t", &format!("LATE-{i}"), "low", None, "scan-late"))
-            .await
-            .expect("p");
-    }
+    publish_low(&stack, "LATE", 3, "scan-late").await;
     // Well under the 10 minutes of the rule's longest wait.
     let got = rx.wait_for_requests(1, LONG).await;
     let body = got[0].json();
