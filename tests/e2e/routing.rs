@@ -256,11 +256,11 @@ async fn a_digest_whose_scan_never_ends_is_sent_after_its_longest_wait_and_a_fai
 
 /// A failed scan is urgent, so under a backlog its event can be fanned out before findings of
 /// the same scan that were published earlier (they wait in the tenant's flow). Its flush then
-/// finds no digest; the findings that arrive after it are still sent within the scan's end grace
-/// (not after the rule's longest wait, 10 minutes here) and carry the scan's end as their reason.
+/// finds no digest; the findings that arrive after it are sent together `LATE_FINDINGS_WAIT` (10 s)
+/// later (not after the rule's longest wait, 10 minutes here), with the scan's end as reason.
 /// Here the failed scan is simply published first, which is the order fan-out sees then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn findings_fanned_out_after_their_scan_ended_are_sent_within_the_grace() {
+async fn findings_fanned_out_after_their_scan_ended_are_sent_together_soon_after() {
     let (stack, rx) = low_digest_webhook("10m").await;
     let worker = stack.spawn_worker(&[]);
     stack.producer.publish(&scan_failed("t", "scan-late")).await.expect("p");

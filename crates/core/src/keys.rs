@@ -300,7 +300,7 @@ impl KeySpace {
 
     /// ZSET of scans whose end fan-out has seen, per digest: `<reason>|<digest id>` (`reason`
     /// `scan.completed` or `scan.failed`) → when (Unix ms, Redis clock), kept a day. A digest
-    /// of such a scan opened later is due after the scan end's grace, not its longest wait.
+    /// of such a scan opened later is due after `LATE_FINDINGS_WAIT` (10 s), not its longest wait.
     pub fn scans_ended(&self) -> String {
         format!("{}:scans_ended", self.tag)
     }

@@ -14,6 +14,12 @@ use crate::timestamp::Timestamp;
 /// still fanning out join it.
 pub const SCAN_END_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long a digest opened after its scan's end waits: findings fanned out after the end (a
+/// failed scan is urgent and can overtake them under a backlog) are gathered this long and sent
+/// together, so stragglers spread over a backlog make one message per this interval at most,
+/// not one each.
+pub const LATE_FINDINGS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Which digest a job is about: an endpoint, a tenant, a scan. `flush` names this flush of it
 /// (a fresh id), so two flushes of the same scan's digests never share a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

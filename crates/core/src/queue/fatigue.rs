@@ -162,7 +162,7 @@ impl Queue {
         args.push(k.endpoint_flow("").into_bytes());
         args.push(k.urgent_endpoint_flow("").into_bytes());
         args.push(key(k.scans_ended()).to_string().into_bytes());
-        args.push(ms(crate::digest::SCAN_END_GRACE).to_string().into_bytes());
+        args.push(ms(crate::digest::LATE_FINDINGS_WAIT).to_string().into_bytes());
         let mut inv = self.scripts.route.prepare_invoke();
         for name in &keys {
             inv.key(name);

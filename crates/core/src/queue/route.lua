@@ -20,8 +20,8 @@
 --            findings of the scan still being fanned out by other workers join the digest; the
 --            timer then flushes it (digest_due.lua); and note the scan's end in the ended
 --            scans zset (`<reason>|<digest id>`, a day), so that a digest of the scan opened
---            later (its findings overtaken by the urgent end) is due after the grace too, with
---            the scan's end as its reason;
+--            later (its findings overtaken by the urgent end) is due after a short wait too
+--            (`LATE_FINDINGS_WAIT`), with the scan's end as its reason;
 --   forward: (queue shards) add the event, as a job for another shard's endpoints, to this
 --            shard's outbox for that shard (a zset scored by Redis's clock); a worker then moves
 --            it into that shard's ready list (`publish.lua`, deduplicated by event id in the
@@ -51,7 +51,7 @@
 -- the lane cap (0: none) and the key indices of the lanes zset, the bodies and the body refs
 -- hashes (0: no parking); then the key indices of the layout hash and the flows ring, and the
 -- key prefixes of endpoint flows (`…:flow:e:`) and of urgent endpoint flows (`…:uflow:e:`);
--- then the key index of the ended scans zset (0: none) and the scan end grace (ms):
+-- then the key index of the ended scans zset (0: none) and the late findings' wait (ms):
 -- with fair share on (layout version 2, `layout_version` in the prelude) a plain send goes to the back of
 -- its endpoint's flow, not of the ready list; with urgent share on (version 3, `urgent_share`)
 -- an urgent send goes to the back of its endpoint's urgent flow, not to the front of the ready
@@ -192,9 +192,9 @@ end
 local out = {}
 local k_layout, k_ring, flow_prefix = tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9]), ARGV[p + 10]
 local uflow_prefix = ARGV[p + 11]
--- Scans whose end was fanned out (see `flush`): the zset's key index (0: none) and the grace
--- a digest opened after its scan's end gets instead of its longest wait.
-local k_ended, end_grace = tonumber(ARGV[p + 12]), tonumber(ARGV[p + 13])
+-- Scans whose end was fanned out (see `flush`): the zset's key index (0: none) and the wait
+-- a digest opened after its scan's end gets instead of its longest wait (`LATE_FINDINGS_WAIT`).
+local k_ended, late_wait = tonumber(ARGV[p + 12]), tonumber(ARGV[p + 13])
 local ENDED_KEPT_MS = 86400000
 -- Why the scan of digest `id` ended ('scan.completed', 'scan.failed'), if it did.
 local function ended_reason(id)
@@ -249,11 +249,11 @@ for _, ev in ipairs(events) do
         if redis.call('RPUSH', KEYS[ka], payload) == 1 then
           local deadline = clock() + n
           -- A digest opened after its scan's end was fanned out (the end is urgent and can
-          -- overtake the scan's findings): sent after the grace, for the scan's end.
+          -- overtake the scan's findings): sent after the late wait, for the scan's end.
           local reason = ended_reason(id)
           local timer = extra
           if reason and string.sub(extra, -20) == '"reason":"max_wait"}' then
-            deadline = math.min(deadline, clock() + end_grace)
+            deadline = math.min(deadline, clock() + late_wait)
             timer = string.sub(extra, 1, -21) .. '"reason":"' .. reason .. '"}'
           end
           redis.call('ZADD', KEYS[4], deadline, id)
@@ -263,7 +263,7 @@ for _, ev in ipairs(events) do
         collected = collected + 1
       elseif op == 'flush' then
         -- Remember the scan's end for a day: findings of it fanned out later open a digest
-        -- that is sent after the grace, not after the longest wait (see `collect`).
+        -- that is sent after a short wait, not after the longest wait (see `collect`).
         local reason = string.match(payload, '"reason":"(scan%.%a+)"}$')
         if k_ended > 0 and reason then
           redis.call('ZADD', KEYS[k_ended], clock(), reason .. '|' .. id)
