@@ -284,6 +284,30 @@ async fn findings_fanned_out_after_their_scan_ended_are_sent_together_soon_after
     worker.stop().await;
 }
 
+/// `{entraguard}:scans_ended` overwritten with a string (a corrupt record, e.g. by hand with
+/// redis-cli): fan-out goes on as if no scan's end were remembered. A failed scan still flushes,
+/// and its findings fanned out after it go out after the rule's longest wait (3 s here). Fan-out
+/// neither stalls on the wrong type nor dead-letters the events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_scans_ended_record_costs_only_the_late_findings_wait() {
+    let (stack, rx) = low_digest_webhook("3s").await;
+    let mut conn = stack.queue.connection();
+    let _: () = conn.set(format!("{{{PREFIX}}}:scans_ended"), "not a zset").await.expect("set");
+    let worker = stack.spawn_worker(&[]);
+    stack.producer.publish(&scan_failed("t", "scan-corrupt")).await.expect("p");
+    publish_low(&stack, "C", 2, "scan-corrupt").await;
+    let got = rx.wait_for_requests(1, LONG).await;
+    let body = got[0].json();
+    assert_eq!(
+        (body["digest"]["reason"].as_str(), body["digest"]["total"].as_u64()),
+        (Some("max_wait"), Some(2)),
+        "{body}"
+    );
+    stack.wait_drained(LONG).await;
+    assert_eq!(stack.stats().await.dead, 0, "no event dead-lettered");
+    worker.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collected_findings_survive_a_sigkilled_worker_and_the_digest_is_sent_once() {
     let stack = Stack::start().await;

@@ -196,13 +196,16 @@ local uflow_prefix = ARGV[p + 11]
 -- a digest opened after its scan's end gets instead of its longest wait (`LATE_FINDINGS_WAIT`).
 local k_ended, late_wait = tonumber(ARGV[p + 12]), tonumber(ARGV[p + 13])
 local ENDED_KEPT_MS = 86400000
--- Why the scan of digest `id` ended ('scan.completed', 'scan.failed'), if it did.
+-- Why the scan of digest `id` ended ('scan.completed', 'scan.failed'), if it did. The zset is
+-- a hint: read and written with pcall, so a corrupt record (the key of another type) only
+-- costs late findings their short wait, never the fan-out.
 local function ended_reason(id)
   if k_ended == 0 then
     return nil
   end
   for _, reason in ipairs({ 'scan.failed', 'scan.completed' }) do
-    if redis.call('ZSCORE', KEYS[k_ended], reason .. '|' .. id) then
+    local score = redis.pcall('ZSCORE', KEYS[k_ended], reason .. '|' .. id)
+    if score and type(score) ~= 'table' then
       return reason
     end
   end
@@ -266,8 +269,8 @@ for _, ev in ipairs(events) do
         -- that is sent after a short wait, not after the longest wait (see `collect`).
         local reason = string.match(payload, '"reason":"(scan%.%a+)"}$')
         if k_ended > 0 and reason then
-          redis.call('ZADD', KEYS[k_ended], clock(), reason .. '|' .. id)
-          redis.call('ZREMRANGEBYSCORE', KEYS[k_ended], '-inf', clock() - ENDED_KEPT_MS)
+          redis.pcall('ZADD', KEYS[k_ended], clock(), reason .. '|' .. id)
+          redis.pcall('ZREMRANGEBYSCORE', KEYS[k_ended], '-inf', clock() - ENDED_KEPT_MS)
         end
         if redis.call('EXISTS', KEYS[ka]) == 1 then
           local due = clock() + n
