@@ -10,21 +10,10 @@ use entraguard_core::queue::{FairShare, Shards, WorkerId};
 use entraguard_producer::Event;
 use entraguard_testkit::{HttpReceiver, Reply, wait_until};
 
-use crate::harness::{PREFIX, Stack, finding};
+use crate::harness::{PREFIX, Stack, finding, scan_completed};
 
 fn low_finding(tenant: &str, id: &str) -> Event {
     finding(tenant, id, "low")
-}
-
-fn scan_completed(tenant: &str) -> Event {
-    Event::from_json(
-        format!(
-            r#"{{"event":"scan.completed","tenant_id":"{tenant}","scan_id":"s1","scan":{{"run_id":"r1",
-            "kind":"full","environment":"prod","score":80,"grade":"B"}}}}"#
-        )
-        .as_bytes(),
-    )
-    .expect("valid scan event")
 }
 
 fn critical_finding(tenant: &str, id: &str) -> Event {

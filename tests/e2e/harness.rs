@@ -253,6 +253,18 @@ impl InProcessWorker {
     }
 }
 
+/// A `scan.completed` event of `tenant` (scan `s1`).
+pub fn scan_completed(tenant: &str) -> Event {
+    Event::from_json(
+        format!(
+            r#"{{"event":"scan.completed","tenant_id":"{tenant}","scan_id":"s1","scan":{{"run_id":"r1",
+            "kind":"full","environment":"prod","score":80,"grade":"B"}}}}"#
+        )
+        .as_bytes(),
+    )
+    .expect("valid scan event")
+}
+
 /// A `finding.new` event of `tenant` for finding `id` at `severity` (scan `s1`).
 pub fn finding(tenant: &str, id: &str, severity: &str) -> Event {
     Event::from_json(

@@ -41,6 +41,10 @@ mod breaker;
 /// SSRF, redirects, HTTPS-only, Standard Webhooks signatures with rotation, secrets at rest.
 mod security;
 
+/// The webhook transport over TLS: receivers' certificates verified against the platform's
+/// roots, keep-alive and ALPN over one connection.
+mod transport;
+
 /// Health, readiness and metrics of a worker process.
 mod operations;
 

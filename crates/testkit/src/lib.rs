@@ -5,6 +5,7 @@
 
 mod bins;
 mod http_receiver;
+mod https_front;
 mod log;
 mod net;
 mod prometheus;
@@ -17,6 +18,7 @@ mod wait;
 
 pub use bins::bin_path;
 pub use http_receiver::{HttpReceiver, Recorded, Reply};
+pub use https_front::HttpsFront;
 pub use log::{TEST_LOG_VAR, test_log_filter};
 pub use net::free_port;
 pub use prometheus::{PrometheusServer, PrometheusServerBuilder};

@@ -554,7 +554,7 @@ fn client_for(options: &RedisServerBuilder, port: u16) -> redis::Client {
 
 /// rustls 0.23 needs a process-wide crypto provider before the first TLS connection; the
 /// workspace uses ring. Installing fails harmlessly when the code under test already did.
-fn ensure_crypto_provider() {
+pub(crate) fn ensure_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();

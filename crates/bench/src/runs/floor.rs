@@ -51,7 +51,7 @@ pub(super) async fn floor(n: usize, c: usize) -> anyhow::Result<f64> {
         anyhow::bail!("the benchmark's endpoint renders no HTTP body");
     };
     let mut map = headers(&http_headers(&job, &endpoint, style, &body, Timestamp::now()));
-    // What reqwest adds to the worker's requests, so the same bytes go over the wire.
+    // What the worker's transport adds to its requests, so the same bytes go over the wire.
     map.insert(header::HOST, HeaderValue::from_str(authority.as_str())?);
     map.insert(header::USER_AGENT, HeaderValue::from_static(entraguard_core::USER_AGENT));
     map.insert(header::ACCEPT, HeaderValue::from_static("*/*"));

@@ -1,12 +1,23 @@
-//! The HTTP transport: one reqwest client per worker (keep-alive across deliveries), rustls,
-//! redirects never followed, every connection going through the SSRF guard's resolver, and
-//! response bodies read only up to a cap.
+//! The HTTP transport: one pooled hyper client per worker (keep-alive across deliveries, HTTP/1.1
+//! and HTTP/2 by ALPN), rustls with the platform's roots, redirects never followed (this client
+//! does not follow any), every connection going through the SSRF guard's resolver, and response
+//! bodies read only up to a cap.
 
+use std::error::Error as StdError;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use bytes::Bytes;
+use http::header::{ACCEPT, DATE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::guard::{Refused, TargetGuard};
 
@@ -47,27 +58,41 @@ impl HttpError {
     }
 }
 
-/// Resolves host names and keeps only the addresses the guard allows.
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Resolves host names and keeps only the addresses the guard allows (the connector's resolver,
+/// so the address checked is the address connected to).
+#[derive(Clone)]
 struct GuardedResolver {
     guard: TargetGuard,
 }
 
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
+impl tower_service::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
         let guard = self.guard.clone();
-        let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let allowed = guard.filter(addrs)?;
-            Ok(Box::new(allowed.into_iter()) as Addrs)
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
+            // The refusal itself is the error, so `classify_error` finds it in the chain.
+            let allowed = guard.filter(addrs).map_err(|r| Box::new(r) as BoxError)?;
+            Ok(allowed.into_iter())
         })
     }
 }
 
+type Connector = hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>;
+
 /// Sends JSON payloads.
 #[derive(Clone)]
 pub struct HttpTransport {
-    client: reqwest::Client,
+    client: Client<Connector, Full<Bytes>>,
     guard: TargetGuard,
     timeout: Duration,
 }
@@ -80,24 +105,37 @@ impl HttpTransport {
 
     pub fn new(guard: TargetGuard, timeout: Duration) -> Result<Self, HttpError> {
         entraguard_core::redis_conn::ensure_crypto_provider();
-        let client = reqwest::Client::builder()
-            .user_agent(entraguard_core::USER_AGENT)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
+        use rustls_platform_verifier::BuilderVerifierExt;
+        let tls = rustls::ClientConfig::builder()
+            .with_platform_verifier()
+            .map_err(|e| HttpError::Client(format!("TLS verifier: {e}")))?
+            .with_no_client_auth();
+        let mut tcp = HttpConnector::new_with_resolver(GuardedResolver { guard: guard.clone() });
+        // https URLs go to the TLS layer above this one.
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(timeout.min(Duration::from_secs(5))));
+        tcp.set_keepalive(Some(Duration::from_secs(15)));
+        tcp.set_keepalive_interval(Some(Duration::from_secs(15)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .no_proxy()
-            .dns_resolver(std::sync::Arc::new(GuardedResolver { guard: guard.clone() }))
-            .build()
-            .map_err(|e| HttpError::Client(error_chain(&e)))?;
+            .build(connector);
         Ok(Self { client, guard, timeout })
     }
 
-    /// POSTs `body` with `headers` and reads the answer.
+    /// POSTs `body` with `headers` (plus `user-agent` and `accept`; `host` and
+    /// `content-length` are the client's) and reads the answer.
     pub async fn post(
         &self,
         url: &url::Url,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         body: Vec<u8>,
     ) -> Result<HttpAnswer, HttpError> {
         // Literal IP hosts never reach the resolver: check them here.
@@ -111,28 +149,43 @@ impl HttpTransport {
                 self.guard.check(ip)?;
             }
         }
+        // A URL that passed endpoint validation is a valid URI; the error names no URL (it can
+        // carry tokens).
+        let uri: Uri = url
+            .as_str()
+            .parse()
+            .map_err(|e| HttpError::Request(format!("the target URL is not a valid request URI: {e}")))?;
+        headers.insert(USER_AGENT, HeaderValue::from_static(entraguard_core::USER_AGENT));
+        headers.entry(ACCEPT).or_insert(HeaderValue::from_static("*/*"));
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
         let started = Instant::now();
         let send = async {
-            let mut resp = self.client.post(url.clone()).headers(headers).body(body).send().await?;
-            let status = resp.status().as_u16();
-            let retry_after = resp
+            let response = self.client.request(request).await.map_err(|e| classify_error(&e))?;
+            let status = response.status().as_u16();
+            let retry_after = response
                 .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| parse_retry_after(v, resp.headers().get(reqwest::header::DATE)));
+                .get(RETRY_AFTER)
+                .and_then(|v| parse_retry_after(v, response.headers().get(DATE)));
+            let mut body = response.into_body();
             let mut buf = Vec::new();
-            while let Some(chunk) = resp.chunk().await? {
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| HttpError::Request(error_chain(&e)))?;
+                let Ok(chunk) = frame.into_data() else { continue };
                 let room = MAX_RESPONSE_BODY.saturating_sub(buf.len());
                 buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
                 if buf.len() >= MAX_RESPONSE_BODY {
                     break;
                 }
             }
-            Ok::<_, reqwest::Error>((status, buf, retry_after))
+            Ok::<_, HttpError>((status, buf, retry_after))
         };
-        // reqwest's own timeout covers the request; this one also bounds reading the body.
+        // One deadline over connecting, sending and reading the body.
         match tokio::time::timeout(self.timeout, send).await {
             Err(_) => Err(HttpError::Timeout(self.timeout)),
-            Ok(Err(e)) => Err(classify_error(&e, self.timeout)),
+            Ok(Err(e)) => Err(e),
             Ok(Ok((status, buf, retry_after))) => Ok(HttpAnswer {
                 status,
                 body: String::from_utf8_lossy(&buf).into_owned(),
@@ -143,12 +196,9 @@ impl HttpTransport {
     }
 }
 
-fn classify_error(e: &reqwest::Error, timeout: Duration) -> HttpError {
-    if e.is_timeout() {
-        return HttpError::Timeout(timeout);
-    }
+fn classify_error(e: &hyper_util::client::legacy::Error) -> HttpError {
     // A refusal by the guard surfaces as a connect error whose source chain holds `Refused`.
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut source: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(s) = source {
         if let Some(r) = s.downcast_ref::<Refused>() {
             return HttpError::Refused(r.clone());
@@ -158,38 +208,19 @@ fn classify_error(e: &reqwest::Error, timeout: Duration) -> HttpError {
     if e.is_connect() { HttpError::Connect(error_chain(e)) } else { HttpError::Request(error_chain(e)) }
 }
 
-/// `error: cause: cause`, the way people read errors, without the URL (it can carry tokens).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = Vec::new();
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+/// `error: cause: cause`, the way people read errors. hyper's errors name no URL, so none of a
+/// target's tokens can appear.
+fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(s) = source {
-        let text = match s.downcast_ref::<reqwest::Error>() {
-            Some(re) => {
-                let without_url = re.without_url_ref();
-                without_url.to_string()
-            }
-            None => s.to_string(),
-        };
+        let text = s.to_string();
         if parts.last() != Some(&text) {
             parts.push(text);
         }
         source = s.source();
     }
     parts.join(": ")
-}
-
-trait WithoutUrlRef {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrlRef for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let text = self.to_string();
-        match self.url() {
-            Some(u) => text.replace(&format!(" ({u})"), "").replace(u.as_str(), "<url>"),
-            None => text,
-        }
-    }
 }
 
 /// `Retry-After` as seconds or an HTTP date.

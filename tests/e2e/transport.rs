@@ -1,0 +1,55 @@
+//! The webhook transport over TLS, end to end with the worker binary: a receiver's certificate
+//! is verified against the platform's roots (`SSL_CERT_FILE` adds a private CA, as an operator
+//! with an internal SOAR would), a certificate no trusted CA signed never gets the body, and
+//! deliveries to one endpoint share one kept-alive connection.
+
+use std::time::Duration;
+
+use entraguard_testkit::{HttpReceiver, HttpsFront, TestCa, bin_path};
+
+use crate::harness::{Stack, finding_event, scan_completed, worker_command_at};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_webhooks_verify_the_receivers_certificate_and_keep_one_connection_alive() {
+    let stack = Stack::start().await;
+    let (trusted, stranger) = (TestCa::new(), TestCa::new());
+    let receiver = HttpReceiver::start();
+    let good = HttpsFront::start(&trusted, receiver.port());
+    let bad = HttpsFront::start(&stranger, receiver.port());
+    let secret = "an-https-signing-secret-0123456789";
+    stack.add_endpoint("webhook", &good.url_for("/good"), &["finding.new"], Some(secret)).await;
+    // One event only for the untrusted one: its four failed attempts stay under the breaker's
+    // threshold, so it is dead-lettered rather than parked.
+    stack.add_endpoint("webhook", &bad.url_for("/bad"), &["scan.completed"], Some(secret)).await;
+    let _worker =
+        worker_command_at(&bin_path("entraguard-worker"), &stack.redis.url(), &["--allow-http=false"])
+            .env("SSL_CERT_FILE", trusted.ca_path())
+            .spawn()
+            .expect("worker binary starts");
+
+    // One after another, so each delivery finds the previous one's connection idle in the pool.
+    for n in 1..=3 {
+        stack.producer.publish(&finding_event(&format!("tenant-{n}"))).await.expect("published");
+        let got = receiver.wait_for_requests(n, Duration::from_secs(60)).await;
+        assert_eq!(got.len(), n, "delivery {n} over https");
+    }
+    let got = receiver.requests();
+    for req in &got {
+        assert_eq!(req.path, "/good");
+        assert!(req.header("x-coderaft-signature").is_some_and(|s| s.starts_with("sha256=")), "{req:?}");
+        assert_eq!(req.header("host"), Some(format!("localhost:{}", good.port()).as_str()));
+    }
+    assert_eq!(good.handshakes(), vec![Some("http/1.1".to_owned())], "three deliveries, one TLS connection");
+
+    stack.producer.publish(&scan_completed("tenant-1")).await.expect("published");
+    stack.wait_dead(1, Duration::from_secs(60)).await;
+    let dead = stack.queue.dead_letters(0, 10).await.expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].reason.contains("certificate"), "the reason names the certificate: {}", dead[0].reason);
+    assert_eq!(dead[0].attempts.len(), 4, "a certificate error is retried (it may be a deploy in progress)");
+    assert!(bad.handshakes().is_empty(), "no handshake with an untrusted certificate completed");
+    assert!(
+        receiver.requests().iter().all(|r| r.path == "/good"),
+        "nothing went through the untrusted front"
+    );
+}
