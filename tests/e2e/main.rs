@@ -42,7 +42,7 @@ mod breaker;
 mod security;
 
 /// The webhook transport over TLS: receivers' certificates verified against the platform's
-/// roots, keep-alive and ALPN over one connection.
+/// roots, keep-alive over one connection, HTTP/2 when the receiver offers it.
 mod transport;
 
 /// Health, readiness and metrics of a worker process.
