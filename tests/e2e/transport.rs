@@ -12,6 +12,14 @@ use sha2::Sha256;
 
 use crate::harness::{Stack, finding_event, scan_completed, worker_command_at};
 
+/// The worker binary, HTTPS only, with `ca` as its roots (`SSL_CERT_FILE`).
+fn worker_trusting(stack: &Stack, ca: &TestCa) -> tokio::process::Child {
+    worker_command_at(&bin_path("entraguard-worker"), &stack.redis.url(), &["--allow-http=false"])
+        .env("SSL_CERT_FILE", ca.ca_path())
+        .spawn()
+        .expect("worker binary starts")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_webhooks_verify_the_receivers_certificate_and_keep_one_connection_alive() {
     let stack = Stack::start().await;
@@ -24,11 +32,7 @@ async fn https_webhooks_verify_the_receivers_certificate_and_keep_one_connection
     // One event only for the untrusted one: its four failed attempts stay under the breaker's
     // threshold, so it is dead-lettered rather than parked.
     stack.add_endpoint("webhook", &bad.url_for("/bad"), &["scan.completed"], Some(secret)).await;
-    let _worker =
-        worker_command_at(&bin_path("entraguard-worker"), &stack.redis.url(), &["--allow-http=false"])
-            .env("SSL_CERT_FILE", trusted.ca_path())
-            .spawn()
-            .expect("worker binary starts");
+    let _worker = worker_trusting(&stack, &trusted);
 
     // One after another, so each delivery finds the previous one's connection idle in the pool.
     for n in 1..=3 {
@@ -64,11 +68,7 @@ async fn webhooks_go_over_http2_when_the_receiver_offers_it_and_their_signatures
     let h2 = HttpsFront::start_h2(&ca);
     let secret = "an-h2-signing-secret-0123456789";
     stack.add_endpoint("webhook", &h2.url_for("/h2"), &["finding.new"], Some(secret)).await;
-    let _worker =
-        worker_command_at(&bin_path("entraguard-worker"), &stack.redis.url(), &["--allow-http=false"])
-            .env("SSL_CERT_FILE", ca.ca_path())
-            .spawn()
-            .expect("worker binary starts");
+    let _worker = worker_trusting(&stack, &ca);
     for n in 1..=3 {
         stack.producer.publish(&finding_event(&format!("tenant-{n}"))).await.expect("published");
     }
