@@ -34,11 +34,14 @@ async fn https_webhooks_verify_the_receivers_certificate_and_keep_one_connection
     stack.add_endpoint("webhook", &bad.url_for("/bad"), &["scan.completed"], Some(secret)).await;
     let _worker = worker_trusting(&stack, &trusted);
 
-    // One after another, so each delivery finds the previous one's connection idle in the pool.
+    // One after another, each published once the last is acknowledged (its answer read, its
+    // connection idle in the pool): the client races a new connection against the pool's
+    // checkout, so a delivery sent while the last answer is still being read opens another.
     for n in 1..=3 {
         stack.producer.publish(&finding_event(&format!("tenant-{n}"))).await.expect("published");
         let got = receiver.wait_for_requests(n, Duration::from_secs(60)).await;
         assert_eq!(got.len(), n, "delivery {n} over https");
+        stack.wait_drained(Duration::from_secs(60)).await;
     }
     let got = receiver.requests();
     for req in &got {
