@@ -504,3 +504,93 @@ async fn jobs_taken_for_a_worker_killed_before_it_read_the_answer_are_delivered_
     .await;
     survivor.stop().await;
 }
+
+/// The acknowledgement is one pipeline: an `LREM` per job, `ack_delivered.lua`, and each
+/// endpoint's entries pushed with plain commands (the jobs and entries stay out of the script,
+/// whose Lua hashes every byte it is handed). It answers as the script alone did when a lease
+/// was lost (that job answers LeaseLost; its attempt, made and answered, is recorded), when
+/// Redis lost its scripts (SCRIPT FLUSH, as after a restart: loaded again, and the next job still
+/// taken), and when Redis is at its maxmemory, which refuses the plain `LPUSH`: the entries go
+/// through a script allowed then, and none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_answers_and_records_when_a_lease_was_lost_scripts_are_gone_or_redis_is_full() {
+    use entraguard_core::history::{AttemptResult, DeliveryRecord};
+    use entraguard_core::job::AttemptRecord;
+    use entraguard_core::queue::Acked;
+    use entraguard_core::timestamp::Timestamp;
+    let OneEndpoint { stack, receiver: _receiver, ep, keys, mut conn } = one_endpoint().await;
+    let jobs: Vec<DeliveryJob> = ["a", "b", "c", "next"].iter().map(|t| delivery(&ep, t)).collect();
+    let encoded: Vec<String> = jobs.iter().map(|d| Job::Delivery(d.clone()).encode()).collect();
+    let _: () = conn.rpush(keys.ready(), &encoded).await.expect("ready");
+    let worker = WorkerId::generate();
+    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
+    let taken = fetcher.try_fetch_many(3).await.expect("fetch");
+    assert_eq!(taken.jobs.len(), 3);
+    let processing = keys.processing(worker.as_str());
+    // b's lease ran out: another worker's lease check took it back.
+    let _: i64 = conn.lrem(&processing, 1, &encoded[1]).await.expect("lrem");
+    let entries: Vec<String> = jobs[..3]
+        .iter()
+        .map(|job| {
+            let attempt = AttemptRecord {
+                attempt: 1,
+                at: Timestamp::now(),
+                duration_ms: 3,
+                status: Some(200),
+                error: None,
+            };
+            DeliveryRecord::new(
+                job,
+                &attempt,
+                AttemptResult::Delivered,
+                [("x-coderaft-delivery", job.delivery_id.as_str())],
+                None,
+            )
+            .encode()
+        })
+        .collect();
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.expect("script flush");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query_async(&mut conn)
+        .await
+        .expect("policy");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .expect("maxmemory");
+    let refused: redis::RedisResult<i64> = conn.lpush("probe", "x").await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("OOM")), "Redis refuses a plain LPUSH now");
+
+    let claims: Vec<_> = taken.jobs.iter().map(|c| c.claim()).collect();
+    let items: Vec<_> = claims.iter().zip(&entries).map(|(c, e)| (c, &ep.id, e.as_str())).collect();
+    let (acked, next) = stack.queue.ack_delivered_many(&items, 1).await.expect("ack");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .expect("maxmemory");
+    for c in taken.jobs {
+        c.finish();
+    }
+    assert_eq!(acked, vec![Acked::Done, Acked::LeaseLost, Acked::Done]);
+    let got: Vec<String> =
+        next.jobs.iter().map(|c| String::from_utf8_lossy(c.bytes()).into_owned()).collect();
+    assert_eq!(got, vec![encoded[3].clone()], "the script was loaded again and took the next job");
+    let listed: Vec<String> = conn.lrange(&processing, 0, -1).await.expect("processing");
+    assert_eq!(listed, vec![encoded[3].clone()], "only the job just taken is on the list");
+    let recorded = stack.queue.recent_deliveries(&ep.id, 10).await.expect("history");
+    let ids: Vec<&str> = recorded.iter().map(|r| r.delivery_id.as_str()).collect();
+    let expected: Vec<&str> = jobs[..3].iter().rev().map(|j| j.delivery_id.as_str()).collect();
+    assert_eq!(ids, expected, "every attempt recorded at maxmemory, newest first");
+    for c in next.jobs {
+        c.finish();
+    }
+}

@@ -44,13 +44,22 @@ impl Queue {
         Ok(answers.into_iter().next().unwrap_or(Acked::LeaseLost))
     }
 
-    /// [`Queue::ack_delivered`] for many jobs of one worker (one processing list), in one step;
-    /// one answer per job.
+    /// [`Queue::ack_delivered`] for many jobs of one worker (one processing list), in one round
+    /// trip; one answer per job.
     /// Each job's history entry (see [`crate::history::encode_attempt`]; `""` for none) joins
-    /// its endpoint's Recent Deliveries in the same step. In the same step too, up to `take`
-    /// next jobs are taken onto the processing list, as [`Fetcher::try_fetch_many`] takes
-    /// them (ready before retries; the endpoints' revision with them on shard 0): the slots
-    /// these deliveries free run them without another round trip.
+    /// its endpoint's Recent Deliveries in the same round trip, even when the job's lease was
+    /// lost (the attempt was made and answered). In the same round trip too, up to `take` next
+    /// jobs are taken onto the processing list, as [`Fetcher::try_fetch_many`] takes them (ready
+    /// before retries; the endpoints' revision with them on shard 0): the slots these deliveries
+    /// free run them without another round trip.
+    ///
+    /// One pipeline: an `LREM` per job, `ack_delivered.lua` (each endpoint's breaker and lane,
+    /// then the take), and an `LPUSH`, `LTRIM` and `PEXPIRE` per endpoint with entries. The jobs
+    /// and the entries, most of a batch's bytes, stay out of the script: Redis's Lua hashes every
+    /// byte of every string it is handed. Each step stands on its own, so a pipeline cut short
+    /// (a worker killed mid-write) leaves nothing half done that matters: a job taken off the
+    /// list is delivered; a breaker's count not cleared is cleared by the next success; a lane
+    /// not looked at is looked at by the promoter.
     pub async fn ack_delivered_many(
         &self,
         jobs: &[(&Claim, &crate::ids::EndpointId, &str)],
@@ -58,15 +67,28 @@ impl Queue {
     ) -> Result<(Vec<Acked>, Fetched), QueueError> {
         let Some((first, _, _)) = jobs.first() else { return Ok((Vec::new(), Fetched::default())) };
         debug_assert!(jobs.iter().all(|(j, _, _)| j.list() == first.list()), "one processing list");
-        let mut conn = self.conn.clone();
+        // The batch's endpoints, each once, in the order they come; each job's among them.
+        let mut endpoints: Vec<&crate::ids::EndpointId> = Vec::new();
+        let of_job: Vec<usize> = jobs
+            .iter()
+            .map(|(_, endpoint, _)| match endpoints.iter().position(|e| e == endpoint) {
+                Some(k) => k,
+                None => {
+                    endpoints.push(endpoint);
+                    endpoints.len() - 1
+                }
+            })
+            .collect();
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for (job, _, _) in jobs {
+            pipe.cmd("LREM").arg(first.list()).arg(1).arg(job.bytes());
+        }
         let mut inv = self.scripts.ack_delivered.key(first.list());
-        for (_, endpoint, _) in jobs {
+        for endpoint in &endpoints {
             inv.key(self.keys.breaker(endpoint.as_str()));
         }
-        for (_, endpoint, _) in jobs {
-            inv.key(self.keys.history(endpoint.as_str()));
-        }
-        for (_, endpoint, _) in jobs {
+        for endpoint in &endpoints {
             inv.key(self.keys.lane(endpoint.as_str()));
         }
         if take > 0 {
@@ -75,25 +97,89 @@ impl Queue {
                 inv.key(self.keys.endpoints_rev());
             }
         }
+        inv.arg(take).arg(MAX_JOB_BYTES).arg(endpoints.len());
+        pipe.invoke_script(&inv);
+        // Each endpoint's entries, oldest first: the newest ends up first in the list.
+        let entries: Vec<(String, Vec<&str>)> = endpoints
+            .iter()
+            .enumerate()
+            .map(|(k, endpoint)| {
+                let of_endpoint = jobs
+                    .iter()
+                    .zip(&of_job)
+                    .filter(|(_, at)| **at == k)
+                    .map(|((_, _, entry), _)| *entry)
+                    .filter(|entry| !entry.is_empty())
+                    .collect();
+                (self.keys.history(endpoint.as_str()), of_endpoint)
+            })
+            .filter(|(_, of_endpoint): &(String, Vec<&str>)| !of_endpoint.is_empty())
+            .collect();
         let (keep, ms) = history::history_bounds();
-        inv.arg(keep).arg(ms).arg(take).arg(MAX_JOB_BYTES);
-        for (job, _, _) in jobs {
-            inv.arg(job.bytes());
+        for (key, of_endpoint) in &entries {
+            pipe.lpush(key, of_endpoint).ltrim(key, 0, keep as isize - 1).pexpire(key, ms as i64);
         }
-        for (_, _, entry) in jobs {
-            inv.arg(*entry);
+        let mut conn = self.conn.clone();
+        let mut replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        let pushed = replies.split_off(jobs.len() + 1);
+        let script = replies.pop().unwrap_or(redis::Value::Nil);
+        let script = match script {
+            redis::Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::NoScript) => {
+                // Redis restarted or flushed its scripts since the last call: load it and run
+                // it alone (the jobs are off the list and the entries pushed already).
+                inv.invoke_async::<redis::Value>(&mut conn).await?
+            }
+            other => other,
+        };
+        let (per_endpoint, taken): (Vec<i64>, Vec<redis::Value>) = match redis::from_redis_value(script) {
+            Ok(v) => v,
+            Err(e) => {
+                // The jobs are off the list: they are acknowledged whatever the rest said. A
+                // breaker or lane that cannot be read (a corrupt record) is told in the log.
+                tracing::warn!(error = %e, "acknowledged; the breakers' and lanes' step failed");
+                (vec![1; endpoints.len()], Vec::new())
+            }
+        };
+        for (k, (key, of_endpoint)) in entries.iter().enumerate() {
+            let refused =
+                pushed.iter().skip(3 * k).take(3).any(|r| matches!(r, redis::Value::ServerError(_)));
+            if refused {
+                self.push_history_anyway(key, of_endpoint).await;
+            }
         }
-        let (done, taken): (Vec<i64>, Vec<redis::Value>) = inv.invoke_async(&mut conn).await?;
-        let acked = done
-            .into_iter()
-            .map(|d| match d {
-                0 => Acked::LeaseLost,
-                2 => Acked::BreakerOpen,
-                3 => Acked::LaneWaiting,
-                _ => Acked::Done,
+        let acked = replies
+            .iter()
+            .zip(&of_job)
+            .map(|(removed, &k)| match (removed, per_endpoint.get(k)) {
+                (redis::Value::Int(1), Some(2)) => Acked::BreakerOpen,
+                (redis::Value::Int(1), Some(3)) => Acked::LaneWaiting,
+                (redis::Value::Int(1), _) => Acked::Done,
+                _ => Acked::LeaseLost,
             })
             .collect();
-        Ok((acked, Fetched::from_take(taken, first.shared_list())))
+        let fetched = if taken.is_empty() {
+            Fetched::default()
+        } else {
+            Fetched::from_take(taken, first.shared_list())
+        };
+        Ok((acked, fetched))
+    }
+
+    /// Pushes delivered attempts' entries a plain `LPUSH` could not (Redis at its maxmemory
+    /// refuses it; `history_push.lua` is allowed then, as every script a worker runs). Recent
+    /// Deliveries is a record, not the delivery: when this fails too, the entries are told in the
+    /// log and dropped.
+    async fn push_history_anyway(&self, key: &str, entries: &[&str]) {
+        let (keep, ms) = history::history_bounds();
+        let mut inv = self.scripts.history_push.key(key);
+        inv.arg(keep).arg(ms);
+        for entry in entries {
+            inv.arg(*entry);
+        }
+        let mut conn = self.conn.clone();
+        if let Err(e) = inv.invoke_async::<i64>(&mut conn).await {
+            tracing::warn!(error = %e, entries = entries.len(), "Recent Deliveries entries not recorded");
+        }
     }
 
     /// Replaces a job by `next`, due after `delay`. `false` if the lease was lost.
