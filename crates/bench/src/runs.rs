@@ -70,13 +70,21 @@ pub async fn all(args: &Args) -> anyhow::Result<()> {
         for c in [1usize, 10, 50] {
             let ratio = want(&format!("worker_cpu_over_floor_c{c}"));
             // The floor just before its drain, so both meet the machine equally busy.
-            let floor_us = if want(&format!("floor_cpu_us_per_post_c{c}")) || ratio {
-                let us = floor(drained, c).await?;
+            let work = want(&format!("floor_work_cpu_us_per_post_c{c}"));
+            let floor_us = if want(&format!("floor_cpu_us_per_post_c{c}")) || ratio || work {
+                let us = floor(drained, c, false).await?;
                 report(&format!("floor_cpu_us_per_post_c{c}"), us, "us");
                 Some(us)
             } else {
                 None
             };
+            if let (true, Some(bare)) = (work, floor_us) {
+                let us = floor(drained, c, true).await?;
+                report(&format!("floor_work_cpu_us_per_post_c{c}"), us, "us");
+                if bare > 0.0 {
+                    report(&format!("floor_work_over_floor_c{c}"), us / bare, "ratio");
+                }
+            }
             if want(&format!("drain_c{c}"))
                 || ratio
                 || (c == 50 && (want("redis_cmds_per_job") || want("worker_rss_mb")))
