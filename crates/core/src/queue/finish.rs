@@ -121,8 +121,11 @@ impl Queue {
         }
         let mut conn = self.conn.clone();
         let mut replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
-        let pushed = replies.split_off(jobs.len() + 1);
-        let script = replies.pop().unwrap_or(redis::Value::Nil);
+        // One reply per command sent; were any missing, the jobs without one answer LeaseLost
+        // (the caller's `missing`), never a panic.
+        let pushed = if replies.len() > jobs.len() { replies.split_off(jobs.len() + 1) } else { Vec::new() };
+        let script = if replies.len() > jobs.len() { replies.pop() } else { None };
+        let script = script.unwrap_or(redis::Value::Nil);
         let script = match script {
             redis::Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::NoScript) => {
                 // Redis restarted or flushed its scripts since the last call: load it and run
