@@ -550,33 +550,16 @@ async fn an_acknowledgement_answers_and_records_when_a_lease_was_lost_scripts_ar
         })
         .collect();
     let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.expect("script flush");
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-policy")
-        .arg("noeviction")
-        .query_async(&mut conn)
-        .await
-        .expect("policy");
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .expect("maxmemory");
+    let set = |name: &str, value: &str| redis::cmd("CONFIG").arg("SET").arg(name).arg(value).to_owned();
+    let _: () = set("maxmemory-policy", "noeviction").query_async(&mut conn).await.expect("policy");
+    let _: () = set("maxmemory", "1").query_async(&mut conn).await.expect("maxmemory");
     let refused: redis::RedisResult<i64> = conn.lpush("probe", "x").await;
     assert!(refused.is_err_and(|e| e.to_string().contains("OOM")), "Redis refuses a plain LPUSH now");
 
     let claims: Vec<_> = taken.jobs.iter().map(|c| c.claim()).collect();
     let items: Vec<_> = claims.iter().zip(&entries).map(|(c, e)| (c, &ep.id, e.as_str())).collect();
     let (acked, next) = stack.queue.ack_delivered_many(&items, 1).await.expect("ack");
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg(0)
-        .query_async(&mut conn)
-        .await
-        .expect("maxmemory");
+    let _: () = set("maxmemory", "0").query_async(&mut conn).await.expect("maxmemory");
     for c in taken.jobs {
         c.finish();
     }
