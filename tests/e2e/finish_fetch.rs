@@ -348,7 +348,7 @@ async fn lost_answer(third: u16) {
         Reply::status(200),
         Reply::status(third).delay(Duration::from_secs(2)),
     ]);
-    stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
+    let ep = stack.add_endpoint("webhook", &receiver.url(), &["finding.new"], None).await;
     let evs: Vec<_> = (0..N).map(|i| finding_event(&format!("lost-answer-{i}"))).collect();
     stack.producer.publish_batch(&evs).await.expect("published");
     let mut worker = stack.spawn_worker_process(&[
@@ -379,6 +379,18 @@ async fn lost_answer(third: u16) {
     stack.wait_drained(Duration::from_secs(60)).await;
     assert!(worker.try_wait().expect("wait").is_none(), "the same worker, never restarted, did it");
     worker.kill().await.expect("stop");
+    // The finishing step whose answer was lost ran once Redis resumed, and so did the worker's
+    // retries of it: each attempt is still in Recent Deliveries once.
+    let recorded = stack.queue.recent_deliveries(&ep.id, 200).await.expect("history");
+    let mut seen = HashSet::new();
+    for r in &recorded {
+        assert!(
+            seen.insert((r.delivery_id.to_string(), r.attempt)),
+            "attempt {} of {} recorded twice: {recorded:?}",
+            r.attempt,
+            r.delivery_id
+        );
+    }
 }
 
 /// A slot's next job runs beside the previous delivery's acknowledgement

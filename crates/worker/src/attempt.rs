@@ -440,8 +440,17 @@ pub(crate) async fn conclude(
             );
             let entry = history_entry(&claimed, &job, &recorded, AttemptResult::Delivered, attempted);
             let answer = std::sync::Mutex::new(None);
+            let tries = std::sync::atomic::AtomicU32::new(0);
             record(ctx, "ack", || async {
-                let got = ctx.acker.ack(&claimed, &job.endpoint_id, &entry, want).await?;
+                // A try after one that failed may follow one that ran (its answer lost): it
+                // records the entry only if the job is still on the list.
+                let got = if tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+                    ctx.acker.ack(&claimed, &job.endpoint_id, &entry, want).await?
+                } else {
+                    let acked =
+                        ctx.queue.ack_delivered_retried(&claimed.claim(), &job.endpoint_id, &entry).await?;
+                    AckAnswer { acked, taken: Taken::default() }
+                };
                 let recorded = got.acked != Acked::LeaseLost;
                 *answer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(got);
                 Ok(recorded)

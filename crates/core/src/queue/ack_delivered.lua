@@ -6,11 +6,10 @@
 -- `LTRIM`, `PEXPIRE` per endpoint). Neither the jobs nor the entries pass through this script:
 -- Redis's Lua hashes every byte of every string it is handed, and they are most of a batch's
 -- bytes.
--- For each endpoint of the batch, once: clear its breaker's count when closed (a success ends a
--- run of failures, whichever worker counted them) and answer 1, or 2 when the breaker is open or
--- half-open (the worker then reports the success, which closes it and drains the lane); 3 when
--- it is closed and the endpoint's lane holds deliveries (the worker releases the lane's oldest
--- into the slot a delivery frees, whichever worker parked them).
+-- For each endpoint of the batch, once: what the delivery says of its breaker and lane
+-- (`finished_at` in the prelude: 1, 2 or 3).
+-- A retry of an acknowledgement whose answer was lost goes through `ack_retried.lua` instead,
+-- which records the entry only when the job was still on the list: the lost one may have run.
 -- Then, in the same step, the next jobs: up to ARGV[1] taken onto the processing list as
 -- `fetch.lua` takes them (`take` in the prelude), so a worker whose deliveries finished runs the
 -- next ones without another round trip (0: none, and no keys for it).
@@ -22,24 +21,7 @@
 local m = tonumber(ARGV[3])
 local out = {}
 for i = 1, m do
-  local breaker = KEYS[1 + i]
-  local b = redis.call('HMGET', breaker, 'state', 'failures')
-  local state = b[1]
-  if state == 'closed' then
-    -- The count ends; the rest (generation, last interval, announcements) is the breaker's
-    -- memory of its last closing, kept until the hash's own expiry.
-    if b[2] then
-      redis.call('HDEL', breaker, 'failures', 'last_error', 'trials', 'trials_until')
-    end
-    out[i] = 1
-  elseif state == 'open' or state == 'half_open' then
-    out[i] = 2
-  else
-    out[i] = 1
-  end
-  if out[i] == 1 and redis.call('LLEN', KEYS[1 + m + i]) > 0 then
-    out[i] = 3
-  end
+  out[i] = finished_at(KEYS[1 + i], KEYS[1 + m + i])
 end
 local taken = {-1}
 local want = tonumber(ARGV[1])

@@ -168,6 +168,39 @@ impl Queue {
         Ok((acked, fetched))
     }
 
+    /// [`Queue::ack_delivered`] tried again after a try that failed, whose answer may have been
+    /// lost after it ran (`ack_retried.lua`): `entry` joins Recent Deliveries only when the job
+    /// was still on the list, so the attempt is recorded once whichever try finished it. Takes
+    /// no next job.
+    pub async fn ack_delivered_retried(
+        &self,
+        job: &Claim,
+        endpoint: &crate::ids::EndpointId,
+        entry: &str,
+    ) -> Result<Acked, QueueError> {
+        let (keep, ms) = history::history_bounds();
+        let mut conn = self.conn.clone();
+        let answer: i64 = self
+            .scripts
+            .ack_retried
+            .key(job.list())
+            .key(self.keys.breaker(endpoint.as_str()))
+            .key(self.keys.lane(endpoint.as_str()))
+            .key(self.keys.history(endpoint.as_str()))
+            .arg(job.bytes())
+            .arg(entry)
+            .arg(keep)
+            .arg(ms)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match answer {
+            0 => Acked::LeaseLost,
+            2 => Acked::BreakerOpen,
+            3 => Acked::LaneWaiting,
+            _ => Acked::Done,
+        })
+    }
+
     /// Pushes delivered attempts' entries a plain `LPUSH` could not (Redis at its maxmemory
     /// refuses it; `history_push.lua` is allowed then, as every script a worker runs). Recent
     /// Deliveries is a record, not the delivery: when this fails too, the entries are told in the

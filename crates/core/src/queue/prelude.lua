@@ -204,6 +204,30 @@ local function take(ready, processing, retry, rev_key, max, max_bytes, ring)
   return out
 end
 
+-- What a delivered job says of its endpoint, once per endpoint and step (`ack_delivered.lua`,
+-- `ack_retried.lua`): its breaker's count cleared when closed (a success ends a run of failures,
+-- whichever worker counted them) and 1, or 2 when the breaker is open or half-open (the worker
+-- reports the success, which closes it and drains the lane); 3 when it is closed and the lane
+-- holds deliveries (the worker releases the oldest into the slot the delivery frees).
+local function finished_at(breaker, lane)
+  local b = redis.call('HMGET', breaker, 'state', 'failures')
+  local state = b[1]
+  local answer = 1
+  if state == 'closed' then
+    -- The count ends; the rest (generation, last interval, announcements) is the breaker's
+    -- memory of its last closing, kept until the hash's own expiry.
+    if b[2] then
+      redis.call('HDEL', breaker, 'failures', 'last_error', 'trials', 'trials_until')
+    end
+  elseif state == 'open' or state == 'half_open' then
+    answer = 2
+  end
+  if answer == 1 and redis.call('LLEN', lane) > 0 then
+    answer = 3
+  end
+  return answer
+end
+
 -- Pushes `entry` onto an endpoint's Recent Deliveries list `key`, keeping the newest `keep`
 -- entries for `ms` ms.
 local function push_history(key, entry, keep, ms)
