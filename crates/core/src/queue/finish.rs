@@ -126,6 +126,16 @@ impl Queue {
         let pushed = if replies.len() > jobs.len() { replies.split_off(jobs.len() + 1) } else { Vec::new() };
         let script = if replies.len() > jobs.len() { replies.pop() } else { None };
         let script = script.unwrap_or(redis::Value::Nil);
+        // A server error in an `LREM`'s place says nothing of the lease (a cluster mid-failover:
+        // CLUSTERDOWN, TRYAGAIN): the batch fails, and each delivery tries its acknowledgement
+        // again (`ack_delivered_retried`, which records the attempt once), as when Redis is
+        // unreachable. Read as a lost lease, the job would be handed back and delivered twice.
+        if let Some(e) = replies.iter().find_map(|r| match r {
+            redis::Value::ServerError(e) => Some(e.clone()),
+            _ => None,
+        }) {
+            return Err(redis::RedisError::from(e).into());
+        }
         let script = match script {
             redis::Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::NoScript) => {
                 // Redis restarted or flushed its scripts since the last call: load it and run
