@@ -589,3 +589,49 @@ async fn an_acknowledgement_answers_and_records_when_a_lease_was_lost_scripts_ar
         c.finish();
     }
 }
+
+/// Server errors inside the acknowledgement's pipeline. One in an `LREM`'s place (here the
+/// worker's processing list overwritten by hand, WRONGTYPE; in production a cluster mid-failover)
+/// says nothing of the lease: the batch fails and the delivery tries again, instead of reading
+/// it as a lost lease (the job would be handed back and delivered twice). One from the script (a
+/// corrupt breaker record) comes after the job left the list: the job is acknowledged, and its
+/// entry recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_fails_on_a_server_error_for_the_job_and_not_for_a_corrupt_breaker() {
+    use entraguard_core::queue::Acked;
+    let OneEndpoint { stack, receiver: _receiver, ep, keys, mut conn } = one_endpoint().await;
+    let jobs: Vec<DeliveryJob> = ["a", "b"].iter().map(|t| delivery(&ep, t)).collect();
+    let encoded: Vec<String> = jobs.iter().map(|d| Job::Delivery(d.clone()).encode()).collect();
+    let _: () = conn.rpush(keys.ready(), &encoded).await.expect("ready");
+    let worker = WorkerId::generate();
+    let mut fetcher = stack.queue.fetcher(&worker, Duration::from_secs(1)).await.expect("fetcher");
+    let taken = fetcher.try_fetch_many(2).await.expect("fetch");
+    assert_eq!(taken.jobs.len(), 2);
+    let processing = keys.processing(worker.as_str());
+
+    // The breaker's record is not a hash: the script fails after the job left the list.
+    let _: () = conn.set(keys.breaker(ep.id.as_str()), "not a hash").await.expect("corrupt breaker");
+    let first = taken.jobs[0].claim();
+    let (acked, _) = stack.queue.ack_delivered_many(&[(&first, &ep.id, "entry-a")], 0).await.expect("ack");
+    assert_eq!(acked, vec![Acked::Done], "the job is off the list: acknowledged");
+    let history: Vec<String> = conn.lrange(keys.history(ep.id.as_str()), 0, -1).await.expect("history");
+    assert_eq!(history, vec!["entry-a".to_owned()], "its entry recorded");
+
+    // The processing list is not a list: LREM answers WRONGTYPE, which is not a lost lease.
+    let listed: Vec<String> = conn.lrange(&processing, 0, -1).await.expect("processing");
+    let _: () = conn.del(&processing).await.expect("del");
+    let _: () = conn.set(&processing, "not a list").await.expect("corrupt list");
+    let second = taken.jobs[1].claim();
+    let got = stack.queue.ack_delivered_many(&[(&second, &ep.id, "")], 0).await;
+    assert!(got.is_err(), "a server error in the LREM's place fails the batch: {got:?}");
+    let _: () = conn.del(&processing).await.expect("del");
+    let _: () = conn.rpush(&processing, &listed).await.expect("restore");
+    let _: () = conn.del(keys.breaker(ep.id.as_str())).await.expect("del");
+    // The delivery's next try finds its job still on the list and finishes it.
+    let retried = stack.queue.ack_delivered_retried(&second, &ep.id, "").await.expect("retried");
+    assert_eq!(retried, Acked::Done);
+    assert_eq!(conn.llen::<_, usize>(&processing).await.expect("llen"), 0);
+    for c in taken.jobs {
+        c.finish();
+    }
+}

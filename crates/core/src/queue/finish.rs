@@ -136,21 +136,27 @@ impl Queue {
         }) {
             return Err(redis::RedisError::from(e).into());
         }
-        let script = match script {
+        let script: Result<redis::Value, redis::RedisError> = match script {
             redis::Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::NoScript) => {
                 // Redis restarted or flushed its scripts since the last call: load it and run
                 // it alone (the jobs are off the list and the entries pushed already).
-                inv.invoke_async::<redis::Value>(&mut conn).await?
+                inv.invoke_async::<redis::Value>(&mut conn).await
             }
-            other => other,
+            redis::Value::ServerError(e) => Err(e.into()),
+            other => Ok(other),
         };
-        let (per_endpoint, taken): (Vec<i64>, Vec<redis::Value>) = match redis::from_redis_value(script) {
-            Ok(v) => v,
+        // The jobs are off the list (the `LREM`s answered): they are acknowledged whatever the
+        // script said. A breaker or lane that cannot be read (a corrupt record) is told in the
+        // log: the error's own text, never the reply itself (it may hold whole jobs).
+        let unread = || (vec![1; endpoints.len()], Vec::new());
+        let (per_endpoint, taken): (Vec<i64>, Vec<redis::Value>) = match script {
+            Ok(reply) => redis::from_redis_value(reply).unwrap_or_else(|_| {
+                tracing::warn!("acknowledged; the breakers' and lanes' step answered in an unexpected shape");
+                unread()
+            }),
             Err(e) => {
-                // The jobs are off the list: they are acknowledged whatever the rest said. A
-                // breaker or lane that cannot be read (a corrupt record) is told in the log.
                 tracing::warn!(error = %e, "acknowledged; the breakers' and lanes' step failed");
-                (vec![1; endpoints.len()], Vec::new())
+                unread()
             }
         };
         for (k, (key, of_endpoint)) in entries.iter().enumerate() {
